@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// buildBinary compiles this package into a temporary directory, so tests
+// exercise the real process: flags, signals, exit codes, kill -9.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "sluice")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// brokerProc is a running `sluice broker`.
+type brokerProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *bytes.Buffer
+	waited chan error
+}
+
+// startBrokerProc starts the binary and waits for it to print its address.
+func startBrokerProc(t *testing.T, bin string, args ...string) *brokerProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"broker", "--addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &brokerProc{cmd: cmd, stderr: new(bytes.Buffer), waited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.waited
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- strings.TrimSpace(line)
+		p.waited <- cmd.Wait()
+	}()
+	select {
+	case p.addr = <-lines:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("broker printed no address; stderr:\n%s", p.stderr)
+	}
+	if p.addr == "" {
+		t.Fatalf("broker exited before listening; stderr:\n%s", p.stderr)
+	}
+	return p
+}
+
+// stop sends sig and returns the exit code.
+func (p *brokerProc) stop(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.waited:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(30 * time.Second):
+		t.Fatalf("broker did not exit after %v", sig)
+		return -1
+	}
+}
+
+func TestBrokerBinarySurvivesKill9(t *testing.T) {
+	bin := buildBinary(t)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		// A kill -9 leaves the OS page cache intact, so acknowledged records
+		// survive it without fsync; --sync is for machine crashes.
+		{name: "without sync", args: nil},
+		{name: "with sync", args: []string{"--sync"}},
+	}
+	const n = 3000
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"--data-dir", dir, "--topic", "events:4"}, tc.args...)
+
+			p1 := startBrokerProc(t, bin, args...)
+			cl := newTestClient(t, p1.addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rs := make([]*kgo.Record, 0, n)
+			for i := range n {
+				rs = append(rs, &kgo.Record{Topic: "events", Key: fmt.Appendf(nil, "u%d", i%37), Value: fmt.Appendf(nil, "v%d", i)})
+			}
+			if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+			cl.Close()
+			if code := p1.stop(t, syscall.SIGKILL); code != -1 {
+				t.Fatalf("killed broker exit code %d, want -1 (signalled)", code)
+			}
+
+			p2 := startBrokerProc(t, bin, args...)
+			got := consumeValues(t, p2.addr, "events", n)
+			for i := range n {
+				if c := got[fmt.Sprintf("v%d", i)]; c != 1 {
+					t.Fatalf("record v%d seen %d times after kill -9 and restart, want 1", i, c)
+				}
+			}
+			if code := p2.stop(t, syscall.SIGTERM); code != 0 {
+				t.Fatalf("SIGTERM exit code %d, want 0; stderr:\n%s", code, p2.stderr)
+			}
+		})
+	}
+}
+
+func TestBrokerBinaryUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{name: "bad partitions", args: []string{"broker", "--topic", "events:x"}},
+		{name: "zero partitions", args: []string{"broker", "--topic", "events:0"}},
+		{name: "bad topic name", args: []string{"broker", "--topic", "a b:3"}},
+		{name: "non-loopback addr", args: []string{"broker", "--addr", "0.0.0.0:9092"}},
+		{name: "sync without data dir", args: []string{"broker", "--sync"}},
+		{name: "positional argument", args: []string{"broker", "extra"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if code := run(ctx, tc.args, &stdout, &stderr); code != exitUsage {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitUsage, stderr.String())
+			}
+		})
+	}
+}
+
+func TestParseTopicFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []string
+		want    map[string]int32
+		wantErr bool
+	}{
+		{name: "none", in: nil, want: map[string]int32{}},
+		{name: "with and without count", in: []string{"events:8", "dlq"}, want: map[string]int32{"events": 8, "dlq": 0}},
+		{name: "duplicate", in: []string{"a:1", "a:2"}, wantErr: true},
+		{name: "empty name", in: []string{":3"}, wantErr: true},
+		{name: "negative", in: []string{"a:-1"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseTopicFlags(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error: %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func newTestClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(addr),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// consumeValues reads want records of topic from the start and counts values.
+func consumeValues(t *testing.T, addr, topic string, want int) map[string]int {
+	t.Helper()
+	cl := newTestClient(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := make(map[string]int, want)
+	n := 0
+	for n < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records before the deadline", n, want)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			got[string(r.Value)]++
+			n++
+		})
+	}
+	return got
+}
