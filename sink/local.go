@@ -301,16 +301,17 @@ func (l *Local) writeTemp(ctx context.Context, target string, r io.Reader, size 
 		os.Remove(tmp)
 		return "", err
 	}
+	// Like S3, store exactly size bytes and ignore what follows them.
 	var src io.Reader = ctxReader{ctx: ctx, r: r}
 	if size >= 0 {
-		src = io.LimitReader(src, size+1)
+		src = io.LimitReader(src, size)
 	}
 	n, err := io.Copy(f, src)
 	if err != nil {
 		return fail(fmt.Errorf("write: %w", err))
 	}
 	if size >= 0 && n != size {
-		return fail(fmt.Errorf("size mismatch: expected %d bytes, reader gave %d", size, n))
+		return fail(fmt.Errorf("reader ended after %d of %d bytes", n, size))
 	}
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("fsync: %w", err))

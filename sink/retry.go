@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -157,8 +156,10 @@ func IsRetryable(err error) bool {
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var ci x509.CertificateInvalidError
+	// So is a reader shorter than the size it was announced with.
 	if errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
-		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") ||
+		strings.Contains(err.Error(), "with Body length") {
 		return false
 	}
 	var ne net.Error // includes *url.Error from the HTTP client
@@ -295,38 +296,14 @@ func (r *Retrying) Put(ctx context.Context, key string, rd io.Reader, size int64
 	})
 }
 
-// PutIfAbsent retries transient failures. A transient failure may hide a
-// write that landed (the answer was lost), so a later ErrExists is checked
-// against the stored bytes: if they are ours, the earlier attempt won.
+// PutIfAbsent retries transient failures. A transient failure can hide a
+// write that landed (its answer was lost), so after a retry ErrExists may mean
+// this call's own earlier attempt won; callers that must tell these apart
+// compare the stored object with theirs, as CommitLog.Commit does. The
+// decorator does not do it for them: identical bytes from two writers would
+// then both "win", breaking the contract.
 func (r *Retrying) PutIfAbsent(ctx context.Context, key string, data []byte) error {
-	ambiguous := false
-	err := r.do(ctx, opPutIfAbsent, key, func(ctx context.Context) error {
-		err := r.b.PutIfAbsent(ctx, key, data)
-		if err != nil && IsRetryable(err) {
-			ambiguous = true
-		}
-		return err
-	})
-	if ambiguous && errors.Is(err, ErrExists) {
-		if same, cerr := sameContent(ctx, r.b, key, data); cerr == nil && same {
-			return nil
-		}
-	}
-	return err
-}
-
-// sameContent reports whether the object under key holds exactly data.
-func sameContent(ctx context.Context, b BucketReader, key string, data []byte) (bool, error) {
-	rc, err := b.Get(ctx, key)
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	got, err := io.ReadAll(io.LimitReader(rc, int64(len(data))+1))
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(got, data), nil
+	return r.do(ctx, opPutIfAbsent, key, func(ctx context.Context) error { return r.b.PutIfAbsent(ctx, key, data) })
 }
 
 func (r *Retrying) Delete(ctx context.Context, key string) error {
