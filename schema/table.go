@@ -258,10 +258,11 @@ func (t *Table) Validate() error {
 		paths[p] = f.Name
 	}
 	// A value cannot be both a leaf and an object holding other fields.
-	for p, name := range paths {
-		for q, other := range paths {
-			if strings.HasPrefix(q, p+".") {
-				return wrap(fmt.Errorf("field %q: path %q is a prefix of field %q's path %q", name, p, other, q))
+	for i := range t.Fields {
+		p := strings.Join(t.Fields[i].PathSegments(), ".")
+		for j := range t.Fields {
+			if q := strings.Join(t.Fields[j].PathSegments(), "."); strings.HasPrefix(q, p+".") {
+				return wrap(fmt.Errorf("field %q: path %q is a prefix of field %q's path %q", t.Fields[i].Name, p, t.Fields[j].Name, q))
 			}
 		}
 	}
