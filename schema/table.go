@@ -127,7 +127,7 @@ func (f *Field) PathSegments() []string {
 	return strings.Split(f.Path, ".")
 }
 
-type file struct {
+type tablesFile struct {
 	Tables []*Table `yaml:"tables"`
 }
 
@@ -145,7 +145,7 @@ func Load(path string) ([]*Table, error) {
 func Parse(data []byte, filename string) ([]*Table, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var f file
+	var f tablesFile
 	if err := dec.Decode(&f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: no tables defined", filename)
