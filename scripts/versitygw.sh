@@ -76,6 +76,19 @@ free_port() {
 	die "no free port found"
 }
 
+xattr_ok() {
+	local probe="$1/.xattr-probe"
+	: >"$probe"
+	local ok=0
+	if command -v setfattr >/dev/null; then
+		setfattr -n user.sluice -v 1 "$probe" 2>/dev/null || ok=1
+	elif command -v python3 >/dev/null; then
+		python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.sluice", b"1")' "$probe" 2>/dev/null || ok=1
+	fi
+	rm -f "$probe"
+	return $ok
+}
+
 wait_ready() {
 	local port=$1 pid=$2 deadline=$((SECONDS + START_TIMEOUT_SECONDS))
 	while ((SECONDS < deadline)); do
@@ -113,12 +126,22 @@ start_gw() {
 	mkdir -p "$ENV_DIR"
 	rm -rf "$DATA_DIR"
 	mkdir -p "$DATA_DIR"
+	# posix mode keeps object metadata (ETags, content types) in user xattrs;
+	# on a filesystem without them (some tmpfs, overlay setups) it needs a
+	# sidecar directory instead.
+	local meta=()
+	if ! xattr_ok "$DATA_DIR"; then
+		log "no user xattrs on $DATA_DIR; storing metadata in a sidecar directory"
+		rm -rf "$DATA_DIR.meta"
+		mkdir -p "$DATA_DIR.meta"
+		meta=(--sidecar "$DATA_DIR.meta")
+	fi
 	local port
 	port="$(free_port)"
 	# setsid puts the server in its own session so it survives this shell and
 	# a Ctrl-C in the calling terminal; stop kills it by pid.
 	ROOT_ACCESS_KEY="$ACCESS_KEY" ROOT_SECRET_KEY="$SECRET_KEY" \
-		setsid "$BIN" --port "127.0.0.1:$port" --quiet posix "$DATA_DIR" \
+		setsid "$BIN" --port "127.0.0.1:$port" --quiet posix "${meta[@]}" "$DATA_DIR" \
 		>"$LOG_FILE" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$PID_FILE"
