@@ -1,0 +1,155 @@
+// Package ingest drains sources into raw Parquet objects and commits them
+// through the commit log, so that every delivered record ends up in exactly
+// one committed object (or in the dead-letter area with its reason).
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// WriterConfig says when a partition's buffer becomes an object and how much
+// memory all buffers together may hold.
+type WriterConfig struct {
+	// FlushRecords flushes a partition once it buffers this many records.
+	FlushRecords int `yaml:"flush_records"`
+	// FlushBytes flushes a partition once its buffered record values reach
+	// this many bytes (input bytes, before decoding). Larger objects are
+	// cheaper to read and list; smaller ones make data visible sooner.
+	FlushBytes int64 `yaml:"flush_bytes"`
+	// FlushInterval flushes a partition this long after its first buffered
+	// record, also when no more records arrive (idle partitions).
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MemoryBudget bounds the input bytes held in buffers and in flushes not
+	// yet committed. When it is used up, fetching pauses until uploads finish:
+	// a slow object store causes backpressure, not growth.
+	MemoryBudget int64 `yaml:"memory_budget"`
+	// Compression of raw Parquet objects: zstd (default), snappy or none.
+	Compression string `yaml:"compression"`
+	// Workers decode and encode in parallel; 0 means GOMAXPROCS.
+	Workers int `yaml:"workers"`
+	// FlushTimeout bounds one flush attempt (uploads plus commit, with their
+	// retries). A flush that fails rewinds its partition to the last commit.
+	FlushTimeout time.Duration `yaml:"flush_timeout"`
+}
+
+// Defaults for WriterConfig.
+const (
+	DefaultFlushRecords  = 1_000_000
+	DefaultFlushBytes    = 64 << 20
+	DefaultFlushInterval = 30 * time.Second
+	DefaultMemoryBudget  = 256 << 20
+	DefaultCompression   = "zstd"
+	DefaultFlushTimeout  = 2 * time.Minute
+)
+
+// Named config errors, so callers and tests can tell them apart.
+var (
+	ErrBadFlushRecords  = errors.New("flush_records must be positive")
+	ErrBadFlushBytes    = errors.New("flush_bytes must be positive")
+	ErrBadFlushInterval = errors.New("flush_interval must be positive")
+	ErrBadMemoryBudget  = errors.New("memory_budget must be at least flush_bytes")
+	ErrBadCompression   = errors.New("compression must be zstd, snappy or none")
+	ErrBadWorkers       = errors.New("workers must not be negative")
+	ErrNoBrokers        = errors.New("kafka.brokers is empty")
+	ErrNoGroup          = errors.New("kafka.group is empty")
+	ErrBadStartOffset   = errors.New("kafka.start_offset must be earliest or latest")
+)
+
+// WithDefaults fills zero fields with the defaults.
+func (c WriterConfig) WithDefaults() WriterConfig {
+	if c.FlushRecords == 0 {
+		c.FlushRecords = DefaultFlushRecords
+	}
+	if c.FlushBytes == 0 {
+		c.FlushBytes = DefaultFlushBytes
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = max(DefaultMemoryBudget, 2*c.FlushBytes)
+	}
+	if c.Compression == "" {
+		c.Compression = DefaultCompression
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = DefaultFlushTimeout
+	}
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c WriterConfig) Validate() error {
+	switch {
+	case c.FlushRecords <= 0:
+		return fmt.Errorf("ingest: %w (got %d)", ErrBadFlushRecords, c.FlushRecords)
+	case c.FlushBytes <= 0:
+		return fmt.Errorf("ingest: %w (got %d)", ErrBadFlushBytes, c.FlushBytes)
+	case c.FlushInterval <= 0:
+		return fmt.Errorf("ingest: %w (got %s)", ErrBadFlushInterval, c.FlushInterval)
+	case c.MemoryBudget < c.FlushBytes:
+		return fmt.Errorf("ingest: %w (budget %d, flush_bytes %d)", ErrBadMemoryBudget, c.MemoryBudget, c.FlushBytes)
+	case c.Workers < 0:
+		return fmt.Errorf("ingest: %w (got %d)", ErrBadWorkers, c.Workers)
+	}
+	switch c.Compression {
+	case "zstd", "snappy", "none":
+	default:
+		return fmt.Errorf("ingest: %w (got %q)", ErrBadCompression, c.Compression)
+	}
+	return nil
+}
+
+// KafkaConfig says where to consume from.
+type KafkaConfig struct {
+	Brokers  []string `yaml:"brokers"`
+	Group    string   `yaml:"group"`
+	ClientID string   `yaml:"client_id"`
+	// StartOffset is where a partition with no commit record starts:
+	// earliest (default) or latest.
+	StartOffset string `yaml:"start_offset"`
+	// FetchMaxBytes bounds one fetch response; with MaxConcurrentFetches it
+	// bounds what the client buffers ahead of the writer.
+	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// SessionTimeout and RebalanceTimeout of the consumer group.
+	SessionTimeout   time.Duration `yaml:"session_timeout"`
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (c KafkaConfig) WithDefaults() KafkaConfig {
+	if c.Group == "" {
+		c.Group = "sluice"
+	}
+	if c.ClientID == "" {
+		c.ClientID = "sluice"
+	}
+	if c.StartOffset == "" {
+		c.StartOffset = "earliest"
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = 16 << 20
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 45 * time.Second
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 60 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c KafkaConfig) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return fmt.Errorf("ingest: %w", ErrNoBrokers)
+	case c.Group == "":
+		return fmt.Errorf("ingest: %w", ErrNoGroup)
+	case c.StartOffset != "earliest" && c.StartOffset != "latest":
+		return fmt.Errorf("ingest: %w (got %q)", ErrBadStartOffset, c.StartOffset)
+	}
+	return nil
+}

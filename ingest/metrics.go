@@ -1,0 +1,121 @@
+package ingest
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are shared by every source and writer of one process.
+type metrics struct {
+	recordsIn      *prometheus.CounterVec   // table
+	recordsWritten *prometheus.CounterVec   // table
+	deadLetters    *prometheus.CounterVec   // table, reason
+	bytesWritten   *prometheus.CounterVec   // table, kind
+	objects        *prometheus.CounterVec   // table, kind
+	flushDuration  *prometheus.HistogramVec // table
+	objectSize     *prometheus.HistogramVec // table
+	flushFailures  *prometheus.CounterVec   // table, reason
+	commits        *prometheus.CounterVec   // table
+	rewinds        *prometheus.CounterVec   // table
+	lag            *prometheus.GaugeVec     // topic, partition
+	bufferedBytes  prometheus.Gauge
+	budgetWaits    prometheus.Counter
+	fetchErrors    *prometheus.CounterVec // topic
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		recordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_records_received_total",
+			Help: "Records delivered by sources, good or bad.",
+		}, []string{"table"}),
+		recordsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_records_written_total",
+			Help: "Records in committed raw objects.",
+		}, []string{"table"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_dead_letters_total",
+			Help: "Records committed to the dead-letter area, by reason.",
+		}, []string{"table", "reason"}),
+		bytesWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_written_bytes_total",
+			Help: "Bytes of objects uploaded, by kind (raw, deadletter, commit).",
+		}, []string{"table", "kind"}),
+		objects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_objects_written_total",
+			Help: "Objects uploaded, by kind (raw, deadletter, commit).",
+		}, []string{"table", "kind"}),
+		flushDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_ingest_flush_duration_seconds",
+			Help:    "Time from the start of a flush (encode) to its commit record.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}, []string{"table"}),
+		objectSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_ingest_object_size_bytes",
+			Help:    "Size of raw Parquet objects written.",
+			Buckets: prometheus.ExponentialBuckets(4<<10, 4, 10),
+		}, []string{"table"}),
+		flushFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_flush_failures_total",
+			Help: "Flushes that did not commit, by reason (upload, commit, conflict, encode); each rewinds its partition.",
+		}, []string{"table", "reason"}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_commits_total",
+			Help: "Commit records written.",
+		}, []string{"table"}),
+		rewinds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_rewinds_total",
+			Help: "Partitions rewound to their last commit after a failed flush.",
+		}, []string{"table"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_ingest_consumer_lag_records",
+			Help: "Records between the last one fetched and the partition's high watermark.",
+		}, []string{"topic", "partition"}),
+		bufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_ingest_buffered_bytes",
+			Help: "Input bytes held in buffers and uncommitted flushes (bounded by memory_budget).",
+		}),
+		budgetWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_ingest_backpressure_waits_total",
+			Help: "Times fetching paused because the memory budget was used up.",
+		}),
+		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_fetch_errors_total",
+			Help: "Errors returned by fetches.",
+		}, []string{"topic"}),
+	}
+	m.recordsIn = register(reg, m.recordsIn)
+	m.recordsWritten = register(reg, m.recordsWritten)
+	m.deadLetters = register(reg, m.deadLetters)
+	m.bytesWritten = register(reg, m.bytesWritten)
+	m.objects = register(reg, m.objects)
+	m.flushDuration = register(reg, m.flushDuration)
+	m.objectSize = register(reg, m.objectSize)
+	m.flushFailures = register(reg, m.flushFailures)
+	m.commits = register(reg, m.commits)
+	m.rewinds = register(reg, m.rewinds)
+	m.lag = register(reg, m.lag)
+	m.bufferedBytes = register(reg, m.bufferedBytes)
+	m.budgetWaits = register(reg, m.budgetWaits)
+	m.fetchErrors = register(reg, m.fetchErrors)
+	return m
+}
+
+// register returns the collector already registered under the same
+// description, so that several sources in one process share their metrics.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err) // a programming error: two different metrics with one name
+	}
+	return c
+}
