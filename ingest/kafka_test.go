@@ -73,8 +73,8 @@ func produce(t *testing.T, brokers []string, n, badEvery int, start time.Time) p
 	}
 	defer cl.Close()
 	bad := [][]byte{
-		[]byte(`{"ts":`),       // malformed
-		[]byte(`[1,2,3]`),      // not an object
+		[]byte(`{"ts":`),  // malformed
+		[]byte(`[1,2,3]`), // not an object
 		[]byte(`{"ts":"2026-11-26T10:00:00Z","event_id":"x","user_id":"u","event_type":"e","amount":"lots","latency_ms":1,"ok":true}`), // wrong type
 		[]byte(`{"event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                                  // missing ts
 		[]byte(`{"ts":"yesterday","event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                 // bad time
