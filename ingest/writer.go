@@ -453,7 +453,7 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 	}
 	rec.CommittedAt = time.Now().UTC()
 	if err := w.commits.Commit(ctx, rec); err != nil {
-		if errors.Is(err, sink.ErrExists) {
+		if errors.Is(err, sink.ErrCommitConflict) || errors.Is(err, sink.ErrExists) {
 			res.Conflict = true
 			w.m.flushFailures.WithLabelValues(table, "conflict").Inc()
 		} else {

@@ -79,7 +79,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text|json")
 
 	// Subcommands, one constructor per file. Add new ones to this line.
-	cmd.AddCommand(newVersionCmd(g), newBrokerCmd(g))
+	cmd.AddCommand(newVersionCmd(g), newDevCmd(g), newIngestCmd(g), newBrokerCmd(g), newInspectCmd(g))
 	return cmd
 }
 

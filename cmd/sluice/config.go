@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/sink"
+)
+
+// fileConfig is sluice.yaml: one file for every subcommand, each reading
+// the sections it needs.
+type fileConfig struct {
+	// TablesFile holds the table definitions, relative to this file. Empty:
+	// the sample tables shipped with Sluice.
+	TablesFile string             `yaml:"tables_file"`
+	Kafka      ingest.KafkaConfig `yaml:"kafka"`
+	Store      storeConfig        `yaml:"store"`
+	Ingest     ingest.WriterConfig `yaml:"ingest"`
+	HTTP       httpConfig         `yaml:"http"`
+
+	tables []*schema.Table
+	path   string
+}
+
+type storeConfig struct {
+	// LocalDir stores objects in a local directory (dev, tests, one machine).
+	LocalDir string `yaml:"local_dir"`
+	// S3 stores objects in S3 or an S3-compatible server.
+	S3 *sink.S3Config `yaml:"s3"`
+}
+
+type httpConfig struct {
+	// Addr serves /metrics, /healthz and /readyz. Loopback by default: expose
+	// it deliberately.
+	Addr string `yaml:"addr"`
+}
+
+var (
+	errNoStore  = errors.New("store: set exactly one of local_dir and s3")
+	errTwoStore = errors.New("store: local_dir and s3 are both set; choose one")
+)
+
+// envRef matches ${NAME} and ${NAME:-default}: secrets can stay out of the file.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+func expandEnv(data []byte) ([]byte, error) {
+	var missing []string
+	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		sub := envRef.FindSubmatch(m)
+		if v, ok := os.LookupEnv(string(sub[1])); ok {
+			return []byte(v)
+		}
+		if sub[2] != nil {
+			return sub[3]
+		}
+		missing = append(missing, string(sub[1]))
+		return m
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variables not set: %v", missing)
+	}
+	return out, nil
+}
+
+func loadConfig(path string) (*fileConfig, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	data, err := expandEnv(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var cfg fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.path = path
+	if err := cfg.resolve(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+// resolve fills defaults, loads the tables and validates every section.
+func (c *fileConfig) resolve() error {
+	if c.TablesFile == "" {
+		c.tables = schema.SampleTables()
+	} else {
+		p := c.TablesFile
+		if !filepath.IsAbs(p) && c.path != "" {
+			p = filepath.Join(filepath.Dir(c.path), p)
+		}
+		tables, err := schema.Load(p)
+		if err != nil {
+			return err
+		}
+		c.tables = tables
+	}
+	c.Kafka = c.Kafka.WithDefaults()
+	c.Ingest = c.Ingest.WithDefaults()
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = "127.0.0.1:8080"
+	}
+	switch {
+	case c.Store.LocalDir != "" && c.Store.S3 != nil:
+		return errTwoStore
+	case c.Store.LocalDir == "" && c.Store.S3 == nil:
+		return errNoStore
+	case c.Store.S3 != nil:
+		if err := c.Store.S3.Validate(); err != nil {
+			return fmt.Errorf("store.s3: %w", err)
+		}
+	}
+	if err := c.Ingest.Validate(); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/httpserver"
+	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/schema"
+)
+
+type devOptions struct {
+	dataDir    string
+	kafkaAddr  string
+	httpAddr   string
+	partitions int32
+	rate       float64
+	noProducer bool
+	flushEvery time.Duration
+}
+
+func newDevCmd(g *globals) *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole pipeline on one machine with embedded defaults: broker, demo producer, ingester",
+		Long: `Starts, in one process and with nothing to set up:
+  - a Kafka-protocol broker on 127.0.0.1:9092 (data kept under <data-dir>/kafka),
+  - a demo producer writing a realistic event stream to the sample table "events",
+  - the ingester, writing committed Parquet objects under <data-dir>/lake,
+  - metrics and health on http://127.0.0.1:8080 (/metrics, /healthz, /readyz).
+Any Kafka client can produce to the broker too. Ctrl-C stops it with every
+buffer flushed and committed.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.partitions < 1 {
+				return usageErrorf("--partitions must be at least 1")
+			}
+			if o.rate < 0 {
+				return usageErrorf("--rate must not be negative")
+			}
+			return runDev(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "./sluice-data", "where the broker's log and the object store live")
+	f.StringVar(&o.kafkaAddr, "kafka-addr", kafkabroker.DefaultAddr, "address of the embedded Kafka-protocol broker (loopback)")
+	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "address of /metrics, /healthz and /readyz")
+	f.Int32Var(&o.partitions, "partitions", 4, "partitions of the events topic when it is created")
+	f.Float64Var(&o.rate, "rate", 2000, "demo events per second (0: as fast as possible)")
+	f.BoolVar(&o.noProducer, "no-producer", false, "do not run the demo producer (produce your own records to topic events)")
+	f.DurationVar(&o.flushEvery, "flush-interval", 5*time.Second, "flush each partition at least this often")
+	return cmd
+}
+
+func runDev(ctx context.Context, g *globals, o devOptions) error {
+	logger := g.Logger()
+	lakeDir := filepath.Join(o.dataDir, "lake")
+	if err := os.MkdirAll(lakeDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	tables := schema.SampleTables()
+	events := tables[0]
+	for _, t := range tables {
+		if t.Name == "events" {
+			events = t
+		}
+	}
+
+	broker, err := kafkabroker.Start(kafkabroker.Config{
+		Addr:    o.kafkaAddr,
+		DataDir: filepath.Join(o.dataDir, "kafka"),
+		Topics:  map[string]int32{events.Topic: o.partitions},
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("start embedded broker: %w", err)
+	}
+	defer broker.Close()
+
+	cfg := &fileConfig{
+		Kafka:  ingest.KafkaConfig{Brokers: []string{broker.Addr()}, Group: "sluice-dev"}.WithDefaults(),
+		Store:  storeConfig{LocalDir: lakeDir},
+		Ingest: ingest.WriterConfig{FlushInterval: o.flushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
+		HTTP:   httpConfig{Addr: o.httpAddr},
+		tables: tables,
+	}
+	if err := cfg.Ingest.Validate(); err != nil {
+		return usageError{err}
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
+		return err
+	}
+	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
+	if err != nil {
+		return err
+	}
+	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	src, err := ingest.NewKafkaSource(cfg.Kafka, tables, w, logger, reg)
+	if err != nil {
+		return err
+	}
+	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("http: %w (another sluice dev running? use --http-addr)", err)
+	}
+
+	fmt.Fprintf(g.stdout, `
+Sluice dev is running.
+  Kafka broker   %s   (topic %q, %d partitions; produce your own with any Kafka client)
+  Objects        %s
+  Metrics        http://%s/metrics   health: /healthz, /readyz
+
+Committed Parquet objects appear under %s/%s/ within about %s.
+Next, in another terminal:
+  go run ./cmd/sluice inspect %s/%s
+Stop with Ctrl-C: every buffer is flushed and committed first.
+
+`, broker.Addr(), events.Topic, o.partitions, lakeDir, srv.Addr(), lakeDir, events.Name, o.flushEvery, lakeDir, events.Name)
+
+	// Shutdown reads top to bottom: the producer stops first, the ingester
+	// flushes and commits what it holds, then the broker and HTTP go.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Run(httpCtx) }()
+
+	producerDone := make(chan error, 1)
+	if o.noProducer {
+		producerDone <- nil
+	} else {
+		go func() { producerDone <- runDemoProducer(ctx, broker.Addr(), events.Topic, o.rate) }()
+	}
+
+	ingestErr := src.Run(ctx)
+	prodErr := <-producerDone
+	stopHTTP()
+	httpErr := <-httpDone
+	w.Close()
+	logger.Info("sluice dev stopped; everything buffered was committed", "objects", lakeDir)
+	return errors.Join(ingestErr, prodErr, httpErr)
+}
+
+func runDemoProducer(ctx context.Context, broker, topic string, rate float64) error {
+	g, err := gen.New(gen.Config{Seed: rand.Int64(), Clock: time.Now, LateShare: 0.01, LateBy: 2 * time.Minute, NullShare: 0.02})
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("demo producer: %w", err)
+	}
+	defer cl.Close()
+	p, err := gen.NewProducer(cl, g, gen.ProducerConfig{Topic: topic, Rate: rate})
+	if err != nil {
+		return err
+	}
+	_, err = p.Run(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("demo producer: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/httpserver"
+	"github.com/sluicehq/sluice/sink"
+)
+
+func newIngestCmd(g *globals) *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "ingest --config sluice.yaml",
+		Short: "Consume Kafka topics into committed raw Parquet objects (one consumer-group member)",
+		Long: `Runs one member of the ingest consumer group: it drains the topics of the
+configured tables into raw Parquet objects in the configured store and commits
+them exactly once through the commit log. Run more processes with the same
+kafka.group to scale out; partitions are the unit of work.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return usageErrorf("--config is required")
+			}
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			return runIngest(cmd.Context(), g, cfg)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "path to sluice.yaml")
+	return cmd
+}
+
+// runIngest runs the ingester and its HTTP endpoint until ctx is done.
+func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
+	logger := g.Logger()
+	reg := prometheus.NewRegistry()
+	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
+		return err
+	}
+	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
+	if err != nil {
+		return err
+	}
+	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	src, err := ingest.NewKafkaSource(cfg.Kafka, cfg.tables, w, logger, reg)
+	if err != nil {
+		return err
+	}
+	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
+	srv.AddReadiness("object-store", func(ctx context.Context) error {
+		_, err := bucket.Attributes(ctx, "_sluice/readyz-probe")
+		if err != nil && !errors.Is(err, sink.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	logger.Info("ingest starting", "store", bucket.Name(), "brokers", cfg.Kafka.Brokers, "group", cfg.Kafka.Group, "http", srv.Addr())
+
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Run(httpCtx) }()
+	runErr := src.Run(ctx)
+	stopHTTP()
+	if err := <-httpDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return fmt.Errorf("ingest: %w", runErr)
+	}
+	return nil
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/sink"
+)
+
+// openBucket builds the configured store with retries (outermost, so every
+// attempt is measured) and metrics around it.
+func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (sink.Bucket, error) {
+	var b sink.Bucket
+	switch {
+	case cfg.LocalDir != "":
+		l, err := sink.NewLocal(cfg.LocalDir)
+		if err != nil {
+			return nil, fmt.Errorf("open local store: %w", err)
+		}
+		b = l
+	case cfg.S3 != nil:
+		s, err := sink.OpenS3(ctx, *cfg.S3, logger)
+		if err != nil {
+			return nil, fmt.Errorf("open s3 store: %w", err)
+		}
+		b = s
+	default:
+		return nil, errNoStore
+	}
+	b = sink.NewInstrumented(b, reg, "raw")
+	return sink.NewRetrying(b, sink.DefaultRetryPolicy(), logger, reg), nil
+}
