@@ -20,11 +20,11 @@ import (
 type fileConfig struct {
 	// TablesFile holds the table definitions, relative to this file. Empty:
 	// the sample tables shipped with Sluice.
-	TablesFile string             `yaml:"tables_file"`
-	Kafka      ingest.KafkaConfig `yaml:"kafka"`
-	Store      storeConfig        `yaml:"store"`
+	TablesFile string              `yaml:"tables_file"`
+	Kafka      ingest.KafkaConfig  `yaml:"kafka"`
+	Store      storeConfig         `yaml:"store"`
 	Ingest     ingest.WriterConfig `yaml:"ingest"`
-	HTTP       httpConfig         `yaml:"http"`
+	HTTP       httpConfig          `yaml:"http"`
 
 	tables []*schema.Table
 	path   string
