@@ -113,6 +113,9 @@ type KafkaConfig struct {
 	// FetchMaxBytes bounds one fetch response; with MaxConcurrentFetches it
 	// bounds what the client buffers ahead of the writer.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// FetchMaxPartitionBytes bounds one partition's share of a fetch. Larger
+	// means fewer round trips per byte when a few partitions carry the load.
+	FetchMaxPartitionBytes int32 `yaml:"fetch_max_partition_bytes"`
 	// SessionTimeout and RebalanceTimeout of the consumer group.
 	SessionTimeout   time.Duration `yaml:"session_timeout"`
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
@@ -131,6 +134,9 @@ func (c KafkaConfig) WithDefaults() KafkaConfig {
 	}
 	if c.FetchMaxBytes == 0 {
 		c.FetchMaxBytes = 16 << 20
+	}
+	if c.FetchMaxPartitionBytes == 0 {
+		c.FetchMaxPartitionBytes = 1 << 20
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 45 * time.Second

@@ -95,6 +95,7 @@ func (s *KafkaSource) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxBytes(s.cfg.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(s.cfg.FetchMaxPartitionBytes),
 		kgo.SessionTimeout(s.cfg.SessionTimeout),
 		kgo.RebalanceTimeout(s.cfg.RebalanceTimeout),
 		kgo.AdjustFetchOffsetsFn(s.resumeFromCommitLog),

@@ -28,6 +28,10 @@ type workerMsg struct {
 	ack     chan struct{}
 }
 
+// maxInFlightPerPartition bounds the flushes of one partition that encode,
+// upload or wait to commit at once.
+const maxInFlightPerPartition = 4
+
 type kafkaPartition struct {
 	*Partition
 	rewinding bool // records are dropped until the rewind's reset arrives
@@ -89,7 +93,6 @@ func (wk *kafkaWorker) handle(msg workerMsg) {
 				continue
 			}
 			if msg.flush && !p.rewinding {
-				wk.waitIdle(p)
 				wk.flush(tp, p)
 			}
 			wk.waitIdle(p)
@@ -105,11 +108,9 @@ func (wk *kafkaWorker) handle(msg workerMsg) {
 		}
 	case msgDrain:
 		for tp, p := range wk.parts {
-			if p.rewinding {
-				continue
+			if !p.rewinding {
+				wk.flush(tp, p)
 			}
-			wk.waitIdle(p)
-			wk.flush(tp, p)
 		}
 		for _, p := range wk.parts {
 			wk.waitIdle(p)
@@ -119,7 +120,7 @@ func (wk *kafkaWorker) handle(msg workerMsg) {
 		var largest *kafkaPartition
 		var largestTP topicPartition
 		for tp, p := range wk.parts {
-			if !p.Busy() && !p.rewinding && p.Pending() > 0 && (largest == nil || p.Bytes() > largest.Bytes()) {
+			if !p.rewinding && p.Pending() > 0 && (largest == nil || p.Bytes() > largest.Bytes()) {
 				largest, largestTP = p, tp
 			}
 		}
@@ -139,17 +140,15 @@ func (wk *kafkaWorker) partition(tp topicPartition) *kafkaPartition {
 	return p
 }
 
-// flush starts a flush of p unless one is in progress; a buffer that keeps
-// growing while its previous flush is slow waits for it (backpressure).
+// flush starts a flush of p. Beyond maxInFlightPerPartition flushes of one
+// partition the worker waits for them (backpressure from a slow store), as
+// the poll loop does for the memory budget.
 func (wk *kafkaWorker) flush(tp topicPartition, p *kafkaPartition) {
 	if p.Pending() == 0 || p.rewinding {
 		return
 	}
-	if p.Busy() {
-		if p.Bytes() < 2*wk.s.w.cfg.FlushBytes && p.Pending() < 2*int64(wk.s.w.cfg.FlushRecords) {
-			return // flushed when the current one settles
-		}
-		wk.waitIdle(p)
+	for p.InFlight() >= maxInFlightPerPartition {
+		wk.settle(<-wk.results)
 		if p.rewinding || p.Pending() == 0 {
 			return
 		}
@@ -185,14 +184,14 @@ func (wk *kafkaWorker) settle(r FlushResult) {
 	if !ok {
 		return
 	}
-	p.Settled(r)
+	rewind := p.Settled(r)
 	if r.Err == nil {
 		p.failures = 0
 		wk.s.noteCommitted(tp, r.NextOffset)
-		if p.Due(time.Now()) {
-			wk.flush(tp, p)
-		}
 		return
+	}
+	if !rewind {
+		return // follows from a failure already being handled
 	}
 	// Whatever failed (upload, commit, a conflict with another owner), the
 	// records are still in Kafka: drop the buffer and start again from the
@@ -210,7 +209,7 @@ func (wk *kafkaWorker) settle(r FlushResult) {
 
 func (wk *kafkaWorker) flushDue(now time.Time) {
 	for tp, p := range wk.parts {
-		if !p.Busy() && !p.rewinding && p.Due(now) {
+		if !p.rewinding && p.Due(now) {
 			wk.flush(tp, p)
 		}
 	}

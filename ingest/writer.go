@@ -70,7 +70,9 @@ func NewWriter(cfg WriterConfig, bucket sink.Bucket, logger *slog.Logger, reg pr
 		budget:   semaphore.NewWeighted(cfg.MemoryBudget),
 		jobs:     make(chan *flushJob),
 	}
-	for range cfg.Workers {
+	// Flushers wait on disk or network and on the commit of the flush before
+	// theirs, so there are more of them than cores.
+	for range max(4, 2*cfg.Workers) {
 		w.flushers.Add(1)
 		go func() {
 			defer w.flushers.Done()
@@ -151,7 +153,11 @@ type Partition struct {
 	held       int64 // budget bytes this buffer holds
 	openedAt   time.Time
 
-	inflight *flushJob
+	// Flushes of one partition encode and upload in parallel, but commit in
+	// order: each job waits for the commit of the one before it.
+	inflight int
+	last     *flushJob
+	epoch    int // bumped by Reset: jobs of an older epoch are history
 }
 
 // NewPartition starts a buffer whose first commit record will start at
@@ -250,7 +256,10 @@ func (p *Partition) Pending() int64 { return p.pending }
 func (p *Partition) Bytes() int64 { return p.bytes }
 
 // Busy reports whether a flush of this partition is still in progress.
-func (p *Partition) Busy() bool { return p.inflight != nil }
+func (p *Partition) Busy() bool { return p.inflight > 0 }
+
+// InFlight reports how many flushes of this partition are in progress.
+func (p *Partition) InFlight() int { return p.inflight }
 
 // Due reports whether the buffer has reached a flush threshold at now.
 func (p *Partition) Due(now time.Time) bool {
@@ -263,9 +272,9 @@ func (p *Partition) Due(now time.Time) bool {
 
 // Flush hands the buffer to a flusher and starts a new one, waiting while
 // every flusher is busy. done is called from the flusher goroutine with the
-// outcome. At most one flush of a partition may be in progress: its commit
-// record must start where the previous one ends, so the caller waits for
-// done (and calls Settled) before flushing again.
+// outcome; the owner must then call Settled. Several flushes of a partition
+// may be in progress: they commit in the order they were started, and once
+// one fails, every later one of the same epoch fails too.
 func (p *Partition) Flush(ctx context.Context, done func(FlushResult)) error {
 	job, err := p.startFlush(done)
 	if err != nil || job == nil {
@@ -282,9 +291,6 @@ func (p *Partition) Flush(ctx context.Context, done func(FlushResult)) error {
 
 // startFlush moves the buffer into a job; nil if there is nothing to flush.
 func (p *Partition) startFlush(done func(FlushResult)) (*flushJob, error) {
-	if p.inflight != nil {
-		return nil, errors.New("ingest: flush of a partition already in progress")
-	}
 	if p.pending == 0 {
 		return nil, nil
 	}
@@ -303,8 +309,12 @@ func (p *Partition) startFlush(done func(FlushResult)) (*flushJob, error) {
 		held:       p.held,
 		started:    time.Now(),
 		done:       done,
+		epoch:      p.epoch,
+		prev:       p.last,
+		committed:  make(chan struct{}),
 	}
-	p.inflight = job
+	p.inflight++
+	p.last = job
 	p.chainNext = job.next
 	p.eventTimes = make([]int64, 0, cap(p.eventTimes))
 	p.dead.Reset()
@@ -316,19 +326,28 @@ func (p *Partition) startFlush(done func(FlushResult)) (*flushJob, error) {
 // abandon gives back a job that was never submitted; its records are lost
 // from the buffer, so the caller must rewind the partition.
 func (p *Partition) abandon(job *flushJob) {
-	p.inflight = nil
+	p.inflight--
+	p.last = job.prev
 	job.rec.Release()
 	p.w.release(job.held)
 }
 
-// Settled must be called by the owner when the done callback of its
-// in-flight flush has run, before flushing again. If the flush failed, the
-// buffer is dropped: the caller rewinds the source to the chain end.
-func (p *Partition) Settled(r FlushResult) {
-	p.inflight = nil
-	if r.Err != nil {
-		p.Drop()
+// Settled must be called by the owner when the done callback of a flush
+// has run. It reports whether the caller must rewind the source to the chain
+// end: the first failure of an epoch drops the buffer and asks for it; later
+// failures of the same epoch follow from it and ask for nothing more.
+func (p *Partition) Settled(r FlushResult) (rewind bool) {
+	p.inflight--
+	if p.last != nil && p.last.first == r.FirstOffset && p.last.epoch == r.epoch {
+		p.last = nil
 	}
+	if r.Err == nil || r.epoch != p.epoch {
+		return false
+	}
+	p.Drop()
+	p.epoch++
+	p.last = nil
+	return true
 }
 
 // Drop discards everything buffered (a rewind or a lost partition) and
@@ -348,6 +367,8 @@ func (p *Partition) Drop() {
 // Reset sets the offset at which the next commit record starts, after a
 // rewind to the chain end.
 func (p *Partition) Reset(chainNext int64) {
+	p.epoch++
+	p.last = nil
 	p.chainNext = chainNext
 	p.nextOffset = max(chainNext, 0)
 }
@@ -366,6 +387,7 @@ type FlushResult struct {
 	// Conflict is set when another writer committed this range first: this
 	// process no longer owns the partition's chain at that point.
 	Conflict bool
+	epoch    int
 }
 
 type flushJob struct {
@@ -381,16 +403,28 @@ type flushJob struct {
 	held              int64
 	started           time.Time
 	done              func(FlushResult)
+	epoch             int
+	prev              *flushJob     // the partition's previous flush, committed before this one
+	committed         chan struct{} // closed once this job's outcome is known
+	ok                bool          // set before committed is closed
 }
 
-func (j *flushJob) finish(r FlushResult) { j.done(r) }
+func (j *flushJob) finish(r FlushResult) {
+	j.ok = r.Err == nil
+	close(j.committed)
+	j.done(r)
+}
+
+// errPreviousFlushFailed fails every flush queued behind a failed one: its
+// commit record would not start where the chain ends.
+var errPreviousFlushFailed = errors.New("an earlier flush of the partition failed")
 
 const hourMicros = int64(time.Hour / time.Microsecond)
 
 // flush writes the job's objects, then its commit record. Nothing is visible
 // to readers until the record exists; a failed flush leaves only orphans.
 func (w *Writer) flush(job *flushJob) FlushResult {
-	res := FlushResult{Table: job.table.Name, Source: job.source, Partition: job.partition, FirstOffset: job.first, NextOffset: job.next}
+	res := FlushResult{Table: job.table.Name, Source: job.source, Partition: job.partition, FirstOffset: job.first, NextOffset: job.next, epoch: job.epoch}
 	defer w.release(job.held)
 	defer job.rec.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.FlushTimeout)
@@ -450,6 +484,19 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 		w.m.objects.WithLabelValues(table, sink.KindDeadLetter).Inc()
 		w.m.bytesWritten.WithLabelValues(table, sink.KindDeadLetter).Add(float64(size))
 		rec.Objects = append(rec.Objects, sink.CommittedObject{Key: key, Kind: sink.KindDeadLetter, Rows: job.deadCount, Size: size})
+	}
+	if job.prev != nil {
+		select {
+		case <-job.prev.committed:
+		case <-ctx.Done():
+			res.Err = fmt.Errorf("commit %s partition %s [%d,%d): waiting for the previous flush: %w", job.source, job.partition, job.first, job.next, ctx.Err())
+			return res
+		}
+		if !job.prev.ok {
+			res.Err = fmt.Errorf("commit %s partition %s [%d,%d): %w", job.source, job.partition, job.first, job.next, errPreviousFlushFailed)
+			return res
+		}
+		job.prev = nil // let it be collected
 	}
 	rec.CommittedAt = time.Now().UTC()
 	if err := w.commits.Commit(ctx, rec); err != nil {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
+	"runtime/trace"
 
 	"github.com/spf13/cobra"
 )
@@ -24,8 +27,10 @@ type globals struct {
 	stdout io.Writer
 	stderr io.Writer
 
-	logLevel  string
-	logFormat string
+	logLevel   string
+	logFormat  string
+	cpuProfile string
+	traceFile  string
 
 	// logger is set by the root's PersistentPreRunE, before any RunE runs.
 	logger *slog.Logger
@@ -67,7 +72,33 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			g.logger = l
+			if g.cpuProfile != "" {
+				f, err := os.Create(g.cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
+			if g.traceFile != "" {
+				f, err := os.Create(g.traceFile)
+				if err != nil {
+					return err
+				}
+				if err := trace.Start(f); err != nil {
+					return err
+				}
+			}
 			return nil
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if g.cpuProfile != "" {
+				pprof.StopCPUProfile()
+			}
+			if g.traceFile != "" {
+				trace.Stop()
+			}
 		},
 	}
 	cmd.SetOut(stdout)
@@ -77,9 +108,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text|json")
+	pf.StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for pprof)")
+	pf.StringVar(&g.traceFile, "trace", "", "write an execution trace of the whole run to this file (for go tool trace)")
+	_ = pf.MarkHidden("trace")
 
 	// Subcommands, one constructor per file. Add new ones to this line.
-	cmd.AddCommand(newVersionCmd(g), newDevCmd(g), newIngestCmd(g), newBrokerCmd(g), newInspectCmd(g))
+	cmd.AddCommand(newVersionCmd(g), newDevCmd(g), newIngestCmd(g), newBenchCmd(g), newBrokerCmd(g), newInspectCmd(g))
 	return cmd
 }
 

@@ -1,0 +1,24 @@
+# Every target runs on a fresh machine: the scripts install and start what
+# they need (versitygw, a broker process) and stop it afterwards.
+
+GO ?= go
+
+.PHONY: test test-long build bench-ingest dev clean
+
+## test: the default suite (gofmt, vet, race tests against a real S3 server and broker)
+test:
+	scripts/test.sh
+
+## test-long: the default suite plus the long crash and fault runs
+test-long:
+	scripts/test.sh long
+
+build:
+	$(GO) build -o bin/sluice ./cmd/sluice
+
+## dev: the whole pipeline on embedded defaults
+dev:
+	$(GO) run ./cmd/sluice dev
+
+clean:
+	rm -rf bin .testenv sluice-data
