@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -273,6 +274,9 @@ func NewDecoder(t *Table, opts ...DecoderOption) *Decoder {
 // *RecordError. It returns the row's event time in microseconds since the
 // epoch (UTC), whatever the storage unit of the column.
 func (d *Decoder) Decode(b *Batch, value []byte, meta Meta) (eventTimeMicros int64, err error) {
+	if b.cols == nil {
+		return 0, errors.New("decode: batch was released")
+	}
 	if b.table != d.t && !sameShape(b.table, d.t) {
 		return 0, fmt.Errorf("decode: batch is for table %s, decoder for table %s", b.table.Name, d.t.Name)
 	}
@@ -301,7 +305,9 @@ func (d *Decoder) Decode(b *Batch, value []byte, meta Meta) (eventTimeMicros int
 		return 0, &RecordError{Reason: ReasonAbsurdEventTime, Field: d.fields[d.etIndex].name,
 			Detail: fmt.Sprintf("event time %s is more than %s after now (%s)", fmtMicros(et), d.t.EventTime.MaxFuture, fmtMicros(now))}
 	}
-	d.appendRow(b, meta)
+	if err := d.appendRow(b, meta); err != nil {
+		return 0, fmt.Errorf("decode: %w", err)
+	}
 	return et, nil
 }
 
@@ -323,47 +329,44 @@ func sameShape(a, b *Table) bool {
 	return true
 }
 
-func (d *Decoder) appendRow(b *Batch, meta Meta) {
+func (d *Decoder) appendRow(b *Batch, meta Meta) error {
+	n := len(d.fields)
+	for i := range d.fields {
+		if d.fields[i].kind == kindString && !b.cols[i].fits(len(d.slots[i].s)) {
+			return errBatchFull
+		}
+	}
+	if !b.cols[n].fits(len(meta.Source)) || !b.cols[n+1].fits(len(meta.Partition)) {
+		return errBatchFull
+	}
+	row := b.rows
 	for i := range d.fields {
 		s := &d.slots[i]
 		c := &b.cols[i]
-		set := s.state == slotSet
+		if s.state != slotSet {
+			c.appendNull(row)
+			continue
+		}
 		switch d.fields[i].kind {
 		case kindString:
-			if set {
-				c.str.BinaryBuilder.Append(s.s)
-			} else {
-				c.str.AppendNull()
-			}
+			c.appendString(row, s.s)
 		case kindInt64:
-			if set {
-				c.i64.Append(s.i)
-			} else {
-				c.i64.AppendNull()
-			}
+			c.appendInt(row, s.i)
 		case kindFloat64:
-			if set {
-				c.f64.Append(s.f)
-			} else {
-				c.f64.AppendNull()
-			}
+			c.appendFloat(row, s.f)
 		case kindBool:
-			if set {
-				c.bl.Append(s.i != 0)
-			} else {
-				c.bl.AppendNull()
-			}
+			c.appendBool(row, s.i != 0)
 		case kindTimestamp:
-			if !set {
-				c.ts.AppendNull()
-			} else if d.fields[i].millis {
-				c.ts.Append(timestampMillis(s.i))
+			if d.fields[i].millis {
+				c.appendInt(row, timestampMillis(s.i))
 			} else {
-				c.ts.Append(timestampOf(s.i))
+				c.appendInt(row, s.i)
 			}
 		}
 	}
-	b.src.Append(meta.Source)
-	b.part.Append(meta.Partition)
-	b.off.Append(meta.Offset)
+	b.cols[n].appendStringS(row, meta.Source)
+	b.cols[n+1].appendStringS(row, meta.Partition)
+	b.cols[n+2].appendInt(row, meta.Offset)
+	b.rows++
+	return nil
 }

@@ -3,6 +3,7 @@ package schema
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -353,3 +354,66 @@ func TestParseRFC3339MatchesTime(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchReuse checks that records keep their values after the batch is
+// refilled, and that nulls placed anywhere (first row, after valid rows,
+// across a byte of the bitmap) come out right.
+func TestBatchReuse(t *testing.T) {
+	tbl := testTable(t)
+	d := NewDecoder(tbl, WithNow(func() time.Time { return testNow }))
+	b := NewBatch(tbl, nil)
+	defer b.Release()
+	fill := func(n int, optEvery int, tag string) arrow.Record {
+		for i := 0; i < n; i++ {
+			opt := "null"
+			if i%optEvery != 0 {
+				opt = `"` + tag + strconvItoa(i) + `"`
+			}
+			in := `{"ts":"2026-11-26T10:15:30Z","s":"` + tag + `","n":` + strconvItoa(i) + `,"f":1,"b":` + map[bool]string{true: "true", false: "false"}[i%3 == 0] + `,"opt":` + opt + `}`
+			if _, err := d.Decode(b, []byte(in), Meta{Source: "src", Partition: "p", Offset: int64(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b.NewRecord()
+	}
+	check := func(rec arrow.Record, n, optEvery int, tag string) {
+		t.Helper()
+		if int(rec.NumRows()) != n {
+			t.Fatalf("%d rows, want %d", rec.NumRows(), n)
+		}
+		s := rec.Column(1).(*array.String)
+		nn := rec.Column(2).(*array.Int64)
+		bb := rec.Column(4).(*array.Boolean)
+		opt := rec.Column(5).(*array.String)
+		for i := 0; i < n; i++ {
+			if s.Value(i) != tag || nn.Value(i) != int64(i) || bb.Value(i) != (i%3 == 0) {
+				t.Fatalf("%s row %d: %q %d %v", tag, i, s.Value(i), nn.Value(i), bb.Value(i))
+			}
+			if wantNull := i%optEvery == 0; opt.IsNull(i) != wantNull || (!wantNull && opt.Value(i) != tag+strconvItoa(i)) {
+				t.Fatalf("%s row %d: opt %q null=%v", tag, i, opt.Value(i), opt.IsNull(i))
+			}
+		}
+		if rec.Column(1).NullN() != 0 || rec.Column(5).NullN() != (n+optEvery-1)/optEvery {
+			t.Fatalf("%s: null counts %d %d", tag, rec.Column(1).NullN(), rec.Column(5).NullN())
+		}
+	}
+	r1 := fill(37, 5, "a")
+	defer r1.Release()
+	if b.Len() != 0 || b.ApproxBytes() == 0 {
+		t.Fatalf("after NewRecord: len %d, %d bytes reserved", b.Len(), b.ApproxBytes())
+	}
+	r2 := fill(100, 9, "b")
+	defer r2.Release()
+	r3 := fill(3, 1000, "c") // a single null in row 0
+	defer r3.Release()
+	check(r1, 37, 5, "a")
+	check(r2, 100, 9, "b")
+	check(r3, 3, 1000, "c")
+	empty := b.NewRecord()
+	defer empty.Release()
+	if empty.NumRows() != 0 || empty.NumCols() != 15 {
+		t.Fatalf("empty record %d rows %d cols", empty.NumRows(), empty.NumCols())
+	}
+}
+
+func strconvItoa(i int) string { return strconv.Itoa(i) }
