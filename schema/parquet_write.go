@@ -14,8 +14,10 @@ import (
 
 // WriterOptions tune WriteParquet. The zero value is a good default.
 type WriterOptions struct {
-	// Compression is "zstd" (default), "snappy" or "none". zstd makes raw
-	// objects about a third smaller than snappy at a similar encode speed.
+	// Compression is "zstd" (default, at its fastest level), "snappy" or
+	// "none". On the sample table zstd files were ~37% smaller than snappy
+	// (29 vs 46 bytes/row) at ~70% of its encode speed; zstd's default level
+	// saved only another 5% at two thirds of the speed.
 	Compression string
 	// RowGroupRows caps the rows per row group (default 1,048,576). Smaller
 	// groups let readers prune more finely at the cost of more footer metadata.
@@ -59,7 +61,9 @@ func (o *WriterOptions) codec() (compress.Codec, error) {
 // row indices in ascending order) as one Parquet file to w and returns the
 // number of bytes written. rec must have the table's ArrowSchema (field order
 // and types); the file has the table's ParquetSchema, with min/max statistics
-// per page and column chunk so readers can prune.
+// per column chunk and per page in the page index (ColumnIndex) so readers
+// can prune. The deprecated copy of page statistics inside each page header
+// is left out: it computed every page's bounds a second time.
 //
 // Values are moved column by column into parquet-go's column writers; no row
 // is ever materialised, which is what makes this fast.
@@ -108,7 +112,7 @@ func WriteParquet(w io.Writer, t *Table, rec arrow.Record, rows []int, opts Writ
 		end := min(start+rgRows, nrows)
 		cols := pw.ColumnWriters()
 		for c := range cols {
-			if err := enc.write(cols[c], rec.Column(c), c, c < len(t.Fields) && t.Fields[c].Nullable, rows, start, end); err != nil {
+			if err := enc.write(cols[c], rec.Column(c), c < len(t.Fields) && t.Fields[c].Nullable, rows, start, end); err != nil {
 				return cw.n, fmt.Errorf("write parquet for table %s: column %s: %w", t.Name, rec.ColumnName(c), err)
 			}
 		}
@@ -124,8 +128,10 @@ func WriteParquet(w io.Writer, t *Table, rec arrow.Record, rows []int, opts Writ
 
 // Dictionary choice: sample up to dictSample rows; a string column whose
 // sample has more than a quarter distinct values is written plain. Measured on
-// the sample table (zstd): dictionary encoding everything cost ~40% speed for
-// ids, while dictionary encoding the repeating columns shrank files by ~25%.
+// the sample table: dictionary-encoding the unique ids as well cut encode
+// speed by ~40%, and once the dictionary overflowed they fell back to
+// DELTA_LENGTH_BYTE_ARRAY, which zstd compressed to 30 bytes/row against 18
+// for PLAIN.
 const dictSample = 1024
 
 func plainStringColumns(t *Table, rec arrow.Record, rows []int) []bool {
@@ -188,7 +194,7 @@ type columnEncoder struct {
 	values []parquet.Value
 }
 
-func (e *columnEncoder) write(cw *parquet.ColumnWriter, arr arrow.Array, col int, optional bool, rows []int, start, end int) error {
+func (e *columnEncoder) write(cw *parquet.ColumnWriter, arr arrow.Array, optional bool, rows []int, start, end int) error {
 	hasNulls := arr.NullN() > 0
 	null := parquet.NullValue()
 	var (
