@@ -81,7 +81,6 @@ type Table struct {
 	Rollups yaml.Node `yaml:"rollups"`
 
 	eventTimeIndex int
-	validated      bool
 }
 
 // EventTime names the field that places a record in time.
@@ -285,7 +284,6 @@ func (t *Table) Validate() error {
 	case t.EventTime.MaxFuture < 0:
 		return wrap(fmt.Errorf("event_time.max_future must be positive, got %s", t.EventTime.MaxFuture))
 	}
-	t.validated = true
 	return nil
 }
 
