@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,6 +57,8 @@ func newCluster(t *testing.T, partitions int32) *kfake.Cluster {
 type produced struct {
 	good map[string]bool // "partition/offset"
 	bad  map[string]bool
+	// badValues keeps the bytes of bad records: dead letters must hold them exactly.
+	badValues map[string][]byte
 }
 
 func goodEvent(i int, ts time.Time) []byte {
@@ -75,11 +78,15 @@ func produce(t *testing.T, brokers []string, n, badEvery int, start time.Time) p
 	bad := [][]byte{
 		[]byte(`{"ts":`),  // malformed
 		[]byte(`[1,2,3]`), // not an object
-		[]byte(`{"ts":"2026-11-26T10:00:00Z","event_id":"x","user_id":"u","event_type":"e","amount":"lots","latency_ms":1,"ok":true}`), // wrong type
-		[]byte(`{"event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                                  // missing ts
-		[]byte(`{"ts":"yesterday","event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                 // bad time
+		[]byte(`{"ts":"2026-11-26T10:00:00Z","event_id":"x","user_id":"u","event_type":"e","amount":"lots","latency_ms":1,"ok":true}`),                              // wrong type
+		[]byte(`{"event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                                                               // missing ts
+		[]byte(`{"ts":"yesterday","event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                                              // bad time
+		[]byte(`{"ts":"1970-01-01T00:00:00Z","event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`),                                   // absurd time
+		[]byte(`{"ts":"2026-11-26T10:00:00Z","event_id":"` + strings.Repeat("x", 70_000) + `","user_id":"u","event_type":"e","amount":1,"latency_ms":1,"ok":true}`), // over max_record_bytes
+		[]byte("{\"ts\":\"2026-11-26T10:00:00Z\",\"event_id\":\"\xff\xfe\",\"user_id\":\"u\",\"event_type\":\"e\",\"amount\":1,\"latency_ms\":1,\"ok\":true}"),      // invalid UTF-8
+		[]byte(`{"ts":"2026-11-26T10:00:00Z","event_id":"x","user_id":"u","event_type":"e","amount":1,"latency_ms":99999999999999999999,"ok":true}`),                // past int64
 	}
-	out := produced{good: map[string]bool{}, bad: map[string]bool{}}
+	out := produced{good: map[string]bool{}, bad: map[string]bool{}, badValues: map[string][]byte{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
@@ -103,6 +110,7 @@ func produce(t *testing.T, brokers []string, n, badEvery int, start time.Time) p
 			k := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
 			if isBad {
 				out.bad[k] = true
+				out.badValues[k] = r.Value
 			} else {
 				out.good[k] = true
 			}
@@ -119,6 +127,7 @@ type committed struct {
 	rows    map[string]int // "partition/offset" -> times seen in committed raw objects
 	dead    map[string]int
 	reasons map[string]int
+	values  map[string][]byte // dead letters' original bytes
 	records int64
 }
 
@@ -131,7 +140,7 @@ func readCommitted(t *testing.T, b sink.Bucket, table string) committed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := committed{rows: map[string]int{}, dead: map[string]int{}, reasons: map[string]int{}}
+	out := committed{rows: map[string]int{}, dead: map[string]int{}, reasons: map[string]int{}, values: map[string][]byte{}}
 	type metaRow struct {
 		Partition string `parquet:"_partition"`
 		Offset    int64  `parquet:"_offset"`
@@ -163,14 +172,22 @@ func readCommitted(t *testing.T, b sink.Bucket, table string) committed {
 			case sink.KindDeadLetter:
 				for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 					var dl struct {
-						Partition string `json:"partition"`
-						Offset    int64  `json:"offset"`
-						Reason    string `json:"reason"`
+						Partition string  `json:"partition"`
+						Offset    int64   `json:"offset"`
+						Reason    string  `json:"reason"`
+						Value     *string `json:"value"`
+						ValueB64  []byte  `json:"value_b64"`
 					}
 					if err := json.Unmarshal(line, &dl); err != nil {
 						t.Fatalf("dead letter line %q: %v", line, err)
 					}
-					out.dead[dl.Partition+"/"+strconv.FormatInt(dl.Offset, 10)]++
+					k := dl.Partition + "/" + strconv.FormatInt(dl.Offset, 10)
+					out.dead[k]++
+					if dl.Value != nil {
+						out.values[k] = []byte(*dl.Value)
+					} else {
+						out.values[k] = dl.ValueB64
+					}
 					out.reasons[dl.Reason]++
 				}
 			}
@@ -285,15 +302,21 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 	c := newCluster(t, 4)
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour).Add(59 * time.Minute) // spans an hour boundary
-	want := produce(t, c.ListenAddrs(), 5000, 50, start)
+	want := produce(t, c.ListenAddrs(), 9000, 50, start)
 	reg := prometheus.NewRegistry()
 	src := startSource(t, c.ListenAddrs(), "g1", b, WriterConfig{FlushRecords: 700, FlushInterval: 200 * time.Millisecond}, reg)
-	waitCommitted(t, b, "events", 5000, 30*time.Second)
+	waitCommitted(t, b, "events", 9000, 30*time.Second)
 	src.stop(t)
 
 	got := readCommitted(t, b, "events")
 	checkExactlyOnce(t, want, got)
-	for _, reason := range []string{"malformed_json", "not_object", "wrong_type", "missing_field", "bad_event_time"} {
+	for k, v := range want.badValues {
+		if !bytes.Equal(got.values[k], v) {
+			t.Errorf("dead letter %s holds %.60q, want the original %.60q", k, got.values[k], v)
+		}
+	}
+	for _, reason := range []string{"malformed_json", "not_object", "wrong_type", "missing_field", "bad_event_time",
+		"absurd_event_time", "too_large", "invalid_utf8", "number_out_of_range"} {
 		if got.reasons[reason] == 0 {
 			t.Errorf("no dead letter with reason %s (got %v)", reason, got.reasons)
 		}
