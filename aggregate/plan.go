@@ -1,0 +1,237 @@
+// Package aggregate turns committed raw objects into windowed summaries on
+// a schedule, recomputes the windows that late data changes, and compacts
+// the raw objects of closed hours.
+//
+// Planning (this file) is pure: from the commit records and the summaries'
+// recorded inputs it decides which windows to compute, skip or count as too
+// late. Doing it (reading objects, writing summaries) lives in service.go.
+package aggregate
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/sink"
+)
+
+// Link names one commit record. A window's inputs are the links whose
+// objects overlap it: compaction moves rows between objects but never
+// changes links, so a summary's recorded inputs stay true across it.
+type Link struct {
+	Source    string `json:"source"`
+	Partition string `json:"partition"`
+	First     int64  `json:"first"`
+}
+
+func (l Link) compare(o Link) int {
+	return cmp.Or(cmp.Compare(l.Source, o.Source), cmp.Compare(l.Partition, o.Partition), cmp.Compare(l.First, o.First))
+}
+
+// InputObject is one committed raw object as its commit record describes it.
+type InputObject struct {
+	Link        Link
+	Key         string
+	Rows        int64
+	MinMicros   int64 // event time, inclusive
+	MaxMicros   int64 // event time, inclusive
+	CommittedAt time.Time
+}
+
+// Inputs lists the raw objects named by commit records.
+func Inputs(recs []sink.CommitRecord) []InputObject {
+	var out []InputObject
+	for _, r := range recs {
+		link := Link{Source: r.Source, Partition: r.Partition, First: r.FirstOffset}
+		for _, o := range r.Objects {
+			if o.Kind != sink.KindRaw || o.Rows == 0 {
+				continue
+			}
+			out = append(out, InputObject{Link: link, Key: o.Key, Rows: o.Rows,
+				MinMicros: o.MinEventTimeMicros, MaxMicros: o.MaxEventTimeMicros, CommittedAt: r.CommittedAt})
+		}
+	}
+	return out
+}
+
+// Watermark is the event time up to which the table's data is taken to be
+// complete: the smallest, over the partitions still receiving data, of the
+// largest event time each has committed, minus the allowed lateness. A
+// partition whose last commit is more than idle older than the table's
+// newest commit no longer holds the watermark back. ok is false with no data.
+func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
+	type part struct {
+		maxEvent int64
+		last     time.Time
+	}
+	parts := map[string]*part{}
+	var newest time.Time
+	for _, r := range recs {
+		k := r.Source + "\x00" + r.Partition
+		p := parts[k]
+		if p == nil {
+			p = &part{maxEvent: -1 << 63}
+			parts[k] = p
+		}
+		if r.CommittedAt.After(p.last) {
+			p.last = r.CommittedAt
+		}
+		if r.CommittedAt.After(newest) {
+			newest = r.CommittedAt
+		}
+		for _, o := range r.Objects {
+			if o.Kind == sink.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
+				p.maxEvent = o.MaxEventTimeMicros
+			}
+		}
+	}
+	minActive := int64(1<<63 - 1)
+	for _, p := range parts {
+		if p.maxEvent == -1<<63 {
+			continue // only dead letters so far
+		}
+		if idle > 0 && newest.Sub(p.last) > idle {
+			continue
+		}
+		minActive = min(minActive, p.maxEvent)
+	}
+	if minActive == 1<<63-1 {
+		return time.Time{}, false
+	}
+	// An event at time t proves the stream reached t; windows ending at or
+	// before t+1µs minus the lateness are complete.
+	return time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness), true
+}
+
+// WindowInputs maps the start (micros) of every window of size w that ends
+// at or before until to the sorted links of the objects overlapping it.
+func WindowInputs(objs []InputObject, w time.Duration, until time.Time) map[int64][]Link {
+	wu := w.Microseconds()
+	limit := until.UnixMicro()
+	out := map[int64][]Link{}
+	for _, o := range objs {
+		for s := floorTo(o.MinMicros, wu); s <= o.MaxMicros && s+wu <= limit; s += wu {
+			out[s] = append(out[s], o.Link)
+		}
+	}
+	for s, links := range out {
+		slices.SortFunc(links, Link.compare)
+		out[s] = slices.CompactFunc(links, func(a, b Link) bool { return a == b })
+	}
+	return out
+}
+
+// InputsHash names a set of links; equal sets have equal hashes.
+func InputsHash(links []Link) string {
+	h := sha256.New()
+	var buf []byte
+	for _, l := range links {
+		buf = buf[:0]
+		buf = append(buf, l.Source...)
+		buf = append(buf, 0)
+		buf = append(buf, l.Partition...)
+		buf = append(buf, 0)
+		buf = strconv.AppendInt(buf, l.First, 10)
+		buf = append(buf, '\n')
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// WindowState is what a summary records about one window it holds.
+type WindowState struct {
+	// Inputs is the hash of the links the summary was computed from.
+	Inputs string `json:"inputs"`
+	// Seen is the hash of every link known for the window when it was last
+	// looked at, including those that came too late to be counted.
+	Seen string `json:"seen"`
+	// Links are the links the summary was computed from (finest windows only).
+	Links []Link `json:"links,omitempty"`
+	// Late are the links counted as too late (finest windows only).
+	Late []Link `json:"late,omitempty"`
+	// TooLate counts records that reached the window after it was frozen.
+	TooLate int64 `json:"too_late,omitempty"`
+}
+
+// Action says what to do with one window.
+type Action int
+
+const (
+	Skip      Action = iota // the summary holds exactly the current inputs
+	Compute                 // new, or changed within the late horizon
+	CountLate               // changed after it was frozen: count the new records as too late
+)
+
+// Decision is the plan for one window.
+type Decision struct {
+	Start  int64 // micros
+	Action Action
+	Inputs []Link
+	Hash   string
+	// NewLinks are the links the summary does not hold (for CountLate).
+	NewLinks []Link
+}
+
+// Decide plans every closed window of one size. A window whose summary was
+// computed from different inputs is recomputed while it ends within horizon
+// of the watermark; after that it is frozen and new inputs only count as
+// too late, so summaries do not change forever.
+func Decide(windows map[int64][]Link, states map[int64]WindowState, w time.Duration, watermark time.Time, horizon time.Duration) []Decision {
+	frozenBefore := watermark.Add(-horizon).UnixMicro()
+	out := make([]Decision, 0, len(windows))
+	for start, links := range windows {
+		d := Decision{Start: start, Inputs: links, Hash: InputsHash(links)}
+		st, have := states[start]
+		switch {
+		case !have:
+			d.Action = Compute
+		case st.Inputs == d.Hash || st.Seen == d.Hash:
+			d.Action = Skip
+		case start+w.Microseconds() > frozenBefore:
+			d.Action = Compute
+		default:
+			d.Action = CountLate
+			d.NewLinks = difference(difference(links, st.Links), st.Late)
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Decision) int { return cmp.Compare(a.Start, b.Start) })
+	return out
+}
+
+// difference returns the links in a that are not in b; both sorted.
+func difference(a, b []Link) []Link {
+	var out []Link
+	i := 0
+	for _, l := range a {
+		for i < len(b) && b[i].compare(l) < 0 {
+			i++
+		}
+		if i < len(b) && b[i] == l {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// Unit is the span of event time whose windows of one size share a summary
+// object: an hour for windows shorter than an hour, a day otherwise. Live
+// operation rewrites one small object a minute instead of creating one.
+func Unit(w time.Duration) time.Duration {
+	if w < time.Hour {
+		return time.Hour
+	}
+	return 24 * time.Hour
+}
+
+func floorTo(t, step int64) int64 {
+	q := t / step
+	if t%step != 0 && t < 0 {
+		q--
+	}
+	return q * step
+}
