@@ -1,9 +1,9 @@
 package ingest
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/promreg"
 )
 
 // metrics are shared by every source and writer of one process.
@@ -85,37 +85,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Errors returned by fetches.",
 		}, []string{"topic"}),
 	}
-	m.recordsIn = register(reg, m.recordsIn)
-	m.recordsWritten = register(reg, m.recordsWritten)
-	m.deadLetters = register(reg, m.deadLetters)
-	m.bytesWritten = register(reg, m.bytesWritten)
-	m.objects = register(reg, m.objects)
-	m.flushDuration = register(reg, m.flushDuration)
-	m.objectSize = register(reg, m.objectSize)
-	m.flushFailures = register(reg, m.flushFailures)
-	m.commits = register(reg, m.commits)
-	m.rewinds = register(reg, m.rewinds)
-	m.lag = register(reg, m.lag)
-	m.bufferedBytes = register(reg, m.bufferedBytes)
-	m.budgetWaits = register(reg, m.budgetWaits)
-	m.fetchErrors = register(reg, m.fetchErrors)
+	m.recordsIn = promreg.Register(reg, m.recordsIn)
+	m.recordsWritten = promreg.Register(reg, m.recordsWritten)
+	m.deadLetters = promreg.Register(reg, m.deadLetters)
+	m.bytesWritten = promreg.Register(reg, m.bytesWritten)
+	m.objects = promreg.Register(reg, m.objects)
+	m.flushDuration = promreg.Register(reg, m.flushDuration)
+	m.objectSize = promreg.Register(reg, m.objectSize)
+	m.flushFailures = promreg.Register(reg, m.flushFailures)
+	m.commits = promreg.Register(reg, m.commits)
+	m.rewinds = promreg.Register(reg, m.rewinds)
+	m.lag = promreg.Register(reg, m.lag)
+	m.bufferedBytes = promreg.Register(reg, m.bufferedBytes)
+	m.budgetWaits = promreg.Register(reg, m.budgetWaits)
+	m.fetchErrors = promreg.Register(reg, m.fetchErrors)
 	return m
-}
-
-// register returns the collector already registered under the same
-// description, so that several sources in one process share their metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a programming error: two different metrics with one name
-	}
-	return c
 }
