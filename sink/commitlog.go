@@ -76,7 +76,8 @@ type CommitLog struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedRecord
-	ends  map[partitionID]int64 // chain ends seen by this process
+	ends  map[partitionID]int64       // chain ends seen by this process
+	comps map[string]cachedCompaction // compaction records by key; see compaction.go
 }
 
 type partitionID struct{ table, source, partition string }
@@ -536,6 +537,12 @@ func (l *CommitLog) report(prefix string, anomalies []Anomaly) {
 // grace ago. grace must exceed the longest flush, from its first object
 // upload to its commit, or a slow flush's objects could be taken.
 //
+// Objects created by compaction records are not orphans. Objects a
+// compaction record replaced are, once that record was stored more than
+// grace ago, so grace must also exceed the longest read of a reader that
+// listed the live objects just before the record (and a compactor must
+// commit within grace of its first upload).
+//
 // Objects are listed before records, so a record committed meanwhile is
 // seen.
 func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Duration) ([]ObjectAttrs, error) {
@@ -565,7 +572,10 @@ func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Durati
 	if err != nil {
 		return nil, fmt.Errorf("find orphans of %s: read records: %w", table, err)
 	}
-	named := map[string]bool{}
+	named, expired, err := l.compactionOrphanRules(ctx, table, cutoff)
+	if err != nil {
+		return nil, fmt.Errorf("find orphans of %s: %w", table, err)
+	}
 	for _, r := range recs {
 		for _, o := range r.Objects {
 			named[o.Key] = true
@@ -573,7 +583,7 @@ func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Durati
 	}
 	var orphans []ObjectAttrs
 	for _, a := range candidates {
-		if !named[a.Key] {
+		if !named[a.Key] || expired[a.Key] {
 			orphans = append(orphans, a)
 		}
 	}
