@@ -76,9 +76,8 @@ type Table struct {
 	MaxRecordBytes int       `yaml:"max_record_bytes"`
 	EventTime      EventTime `yaml:"event_time"`
 	Fields         []Field   `yaml:"fields"`
-	// Rollups is reserved for windowed summaries; it is kept verbatim so files
-	// that already declare rollups parse today.
-	Rollups yaml.Node `yaml:"rollups"`
+	// Rollup, if set, says how the table is summarised into windows.
+	Rollup *Rollup `yaml:"rollup"`
 
 	eventTimeIndex int
 }
@@ -187,6 +186,9 @@ func cleanYAMLError(err error) string {
 		msgs := make([]string, len(te.Errors))
 		for i, m := range te.Errors {
 			m = yamlUnknownField.ReplaceAllString(m, `unknown key "$1"`)
+			if strings.HasSuffix(m, `unknown key "rollups"`) {
+				m += `: use rollup: (singular), one per table, listing its windows, dimensions and measures`
+			}
 			m = strings.ReplaceAll(m, "cannot unmarshal !!", "cannot use !!")
 			msgs[i] = m
 		}
@@ -283,6 +285,11 @@ func (t *Table) Validate() error {
 		t.EventTime.MaxFuture = DefaultMaxFuture
 	case t.EventTime.MaxFuture < 0:
 		return wrap(fmt.Errorf("event_time.max_future must be positive, got %s", t.EventTime.MaxFuture))
+	}
+	if t.Rollup != nil {
+		if err := t.Rollup.validate(t); err != nil {
+			return wrap(err)
+		}
 	}
 	return nil
 }

@@ -72,7 +72,7 @@ func TestLoadGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tables) != 2 {
+	if len(tables) != 3 {
 		t.Fatalf("%d tables", len(tables))
 	}
 	c, m := tables[0], tables[1]
@@ -80,8 +80,8 @@ func TestLoadGood(t *testing.T) {
 		c.EventTime.MaxFuture != 10*time.Minute || c.EventTimeIndex() != 0 {
 		t.Errorf("clicks: %+v", c)
 	}
-	if c.Rollups.Kind == 0 || len(c.Rollups.Content) != 1 {
-		t.Errorf("rollups not kept: %+v", c.Rollups)
+	if c.Rollup == nil || len(c.Rollup.Measures) != 8 || m.Rollup != nil {
+		t.Errorf("rollup not parsed: %+v", c.Rollup)
 	}
 	if f := c.Fields[4]; strings.Join(f.PathSegments(), "/") != "geo/address/zip" {
 		t.Errorf("zip path %v", f.PathSegments())
