@@ -51,7 +51,7 @@ type crashParams struct {
 }
 
 func defaultCrashParams() crashParams {
-	p := crashParams{kills: 8, minRecords: 200_000, rate: 12_000, badShare: 0.005}
+	p := crashParams{kills: 8, minRecords: 200_000, rate: 20_000, badShare: 0.005}
 	if os.Getenv("SLUICE_LONG") != "" {
 		p = crashParams{kills: 25, minRecords: 1_000_000, rate: 20_000, badShare: 0.005}
 	}
