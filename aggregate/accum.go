@@ -1,0 +1,275 @@
+package aggregate
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/DataDog/sketches-go/ddsketch/mapping"
+	"github.com/DataDog/sketches-go/ddsketch/pb/sketchpb"
+	"github.com/DataDog/sketches-go/ddsketch/store"
+	"github.com/axiomhq/hyperloglog"
+	metro "github.com/dgryski/go-metro"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluicehq/sluice/schema"
+)
+
+// hllSeed is the seed axiomhq/hyperloglog's Insert hashes with (format
+// version 2 pins it): hashing ourselves with the same function keeps our
+// sketches mergeable with ones built by Insert elsewhere.
+const hllSeed = 1337
+
+// MeasureState is the mergeable state of one measure in one group: enough
+// to produce the measure's summary columns and to merge with another
+// group's state into a coarser window. Methods are not safe for concurrent
+// use (reading a distinct estimate compacts the sketch).
+type MeasureState struct {
+	n      int64 // rows (count) or non-null values seen (other kinds)
+	isum   int64 // sum of an int64 field
+	fsum   *xsum // exact sum of a float64 field
+	lo, hi uint64
+	hll    *hyperloglog.Sketch
+	dd     *ddsketch.DDSketch
+}
+
+// measureSpec is a rollup measure with what the hot path needs resolved.
+type measureSpec struct {
+	*schema.Measure
+	typ     schema.Type
+	mapping mapping.IndexMapping // quantiles
+}
+
+func newMeasureSpecs(t *schema.Table) ([]measureSpec, error) {
+	if t == nil || t.Rollup == nil {
+		return nil, fmt.Errorf("table has no rollup")
+	}
+	specs := make([]measureSpec, len(t.Rollup.Measures))
+	for i := range t.Rollup.Measures {
+		m := &t.Rollup.Measures[i]
+		specs[i] = measureSpec{Measure: m, typ: m.FieldType()}
+		if m.Kind == schema.KindQuantiles {
+			mp, err := mapping.NewLogarithmicMapping(m.RelativeAccuracy)
+			if err != nil {
+				return nil, fmt.Errorf("measure %s: %w", m.Name, err)
+			}
+			specs[i].mapping = mp
+		}
+	}
+	return specs, nil
+}
+
+func (m *measureSpec) isFloat() bool { return m.typ == schema.TypeFloat64 }
+
+// init prepares an empty state (sketches allocated lazily would make every
+// hot-path update test for nil; groups are few, so allocate up front).
+func (m *measureSpec) init(s *MeasureState) {
+	switch m.Kind {
+	case schema.KindSum, schema.KindAvg:
+		if m.isFloat() {
+			s.fsum = new(xsum)
+		}
+	case schema.KindDistinct:
+		s.hll, _ = hyperloglog.NewSketch(uint8(m.Precision), true) // precision validated by schema
+	case schema.KindQuantiles:
+		s.dd = ddsketch.NewDDSketch(m.mapping, store.NewDenseStore(), store.NewDenseStore())
+	}
+}
+
+// less orders two values of the measure's field: int64 and timestamps as
+// signed integers, floats by IEEE order with -0 below +0 and NaN never
+// chosen, so min and max do not depend on input order.
+func (m *measureSpec) less(a, b uint64) bool {
+	if !m.isFloat() {
+		return int64(a) < int64(b)
+	}
+	fa, fb := math.Float64frombits(a), math.Float64frombits(b)
+	if fa == fb {
+		return a>>63 > b>>63 // -0 < +0
+	}
+	return fa < fb
+}
+
+func (m *measureSpec) addMinMax(s *MeasureState, v uint64) {
+	if m.isFloat() && math.IsNaN(math.Float64frombits(v)) {
+		return
+	}
+	if s.n == 0 {
+		s.lo, s.hi = v, v
+	} else {
+		if m.less(v, s.lo) {
+			s.lo = v
+		}
+		if m.less(s.hi, v) {
+			s.hi = v
+		}
+	}
+	s.n++
+}
+
+// merge folds o into s.
+func (m *measureSpec) merge(s, o *MeasureState) error {
+	switch m.Kind {
+	case schema.KindCount:
+		s.n += o.n
+	case schema.KindSum, schema.KindAvg:
+		if m.isFloat() {
+			s.fsum.merge(o.fsum)
+		} else {
+			sum, overflow := addInt64(s.isum, o.isum)
+			if overflow {
+				return fmt.Errorf("measure %s: int64 sum overflows", m.Name)
+			}
+			s.isum = sum
+		}
+		s.n += o.n
+	case schema.KindMin, schema.KindMax:
+		if o.n > 0 {
+			if s.n == 0 {
+				s.lo, s.hi = o.lo, o.hi
+			} else {
+				if m.less(o.lo, s.lo) {
+					s.lo = o.lo
+				}
+				if m.less(s.hi, o.hi) {
+					s.hi = o.hi
+				}
+			}
+			s.n += o.n
+		}
+	case schema.KindDistinct:
+		if err := s.hll.Merge(o.hll); err != nil {
+			return fmt.Errorf("measure %s: %w", m.Name, err)
+		}
+		s.n += o.n
+	case schema.KindQuantiles:
+		if err := s.dd.MergeWith(o.dd); err != nil {
+			return fmt.Errorf("measure %s: %w", m.Name, err)
+		}
+		s.n += o.n
+	}
+	return nil
+}
+
+func addInt64(a, b int64) (int64, bool) {
+	s := a + b
+	return s, (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0)
+}
+
+// Count is the number of rows (kind count) or of non-null input values
+// (avg; for sum, min, max, distinct and quantiles only whether it is 0 is
+// kept across a summary file).
+func (s *MeasureState) Count() int64 { return s.n }
+
+// SumInt is the sum of an int64 field (kinds sum and avg).
+func (s *MeasureState) SumInt() int64 { return s.isum }
+
+// SumFloat is the exact sum of a float64 field, correctly rounded.
+func (s *MeasureState) SumFloat() float64 {
+	if s.fsum == nil {
+		return 0
+	}
+	return s.fsum.float64()
+}
+
+// MinMaxInt returns the smallest and largest value of an int64 or
+// timestamp field (in the field's unit); ok is false when the group had no
+// non-null value.
+func (s *MeasureState) MinMaxInt() (lo, hi int64, ok bool) {
+	return int64(s.lo), int64(s.hi), s.n > 0
+}
+
+// MinMaxFloat is MinMaxInt for a float64 field.
+func (s *MeasureState) MinMaxFloat() (lo, hi float64, ok bool) {
+	return math.Float64frombits(s.lo), math.Float64frombits(s.hi), s.n > 0
+}
+
+// Distinct is the HyperLogLog estimate of distinct non-null values.
+func (s *MeasureState) Distinct() uint64 {
+	if s.hll == nil {
+		return 0
+	}
+	return s.hll.Estimate()
+}
+
+// Quantile is the DDSketch estimate of quantile q; ok is false when the
+// group had no value.
+func (s *MeasureState) Quantile(q float64) (float64, bool) {
+	if s.dd == nil || s.dd.IsEmpty() {
+		return 0, false
+	}
+	v, err := s.dd.GetValueAtQuantile(q)
+	return v, err == nil
+}
+
+// HLL is the distinct-count sketch (nil for other kinds).
+func (s *MeasureState) HLL() *hyperloglog.Sketch { return s.hll }
+
+// Sketch is the quantile sketch (nil for other kinds).
+func (s *MeasureState) Sketch() *ddsketch.DDSketch { return s.dd }
+
+// encodeHLL returns the sketch in axiomhq's binary format, canonically:
+// Estimate first folds the sparse buffer into the sorted list and turns a
+// sparse sketch past 2^p entries dense, so the bytes depend only on the set
+// of hashes inserted, not on insertion or merge order.
+func encodeHLL(sk *hyperloglog.Sketch) (est uint64, b []byte, err error) {
+	est = sk.Estimate()
+	b, err = sk.MarshalBinary()
+	return est, b, err
+}
+
+func decodeHLL(b []byte, precision int) (*hyperloglog.Sketch, error) {
+	sk := new(hyperloglog.Sketch)
+	if err := sk.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	// Merge needs equal precisions; a file from a table whose precision
+	// changed is unusable for merging and must be recomputed.
+	probe, _ := hyperloglog.NewSketch(uint8(precision), true)
+	if err := probe.Merge(sk); err != nil {
+		return nil, err
+	}
+	return probe, nil
+}
+
+// encodeDD returns the DDSketch protobuf. Dense stores encode their
+// populated index range only and counts are whole numbers (exact in
+// float64), so equal contents give equal bytes.
+func encodeDD(dd *ddsketch.DDSketch) []byte {
+	var buf bytes.Buffer
+	dd.EncodeProto(&buf)
+	return buf.Bytes()
+}
+
+func (m *measureSpec) decodeDD(b []byte) (*ddsketch.DDSketch, error) {
+	var pb sketchpb.DDSketch
+	if err := proto.Unmarshal(b, &pb); err != nil {
+		return nil, err
+	}
+	dd, err := ddsketch.FromProtoWithStoreProvider(&pb, store.DenseStoreConstructor)
+	if err != nil {
+		return nil, err
+	}
+	if !dd.IndexMapping.Equals(m.mapping) {
+		return nil, fmt.Errorf("sketch has relative accuracy %v, the measure %v", dd.RelativeAccuracy(), m.RelativeAccuracy)
+	}
+	out := ddsketch.NewDDSketch(m.mapping, store.NewDenseStore(), store.NewDenseStore())
+	if err := out.MergeWith(dd); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// hashBytes is the distinct-count hash of a string value.
+func hashBytes(b []byte) uint64 { return metro.Hash64(b, hllSeed) }
+
+// hashUint64 is the distinct-count hash of an 8-byte value (int64,
+// timestamp, float64 bits) in little-endian order.
+func hashUint64(v uint64) uint64 {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+	return metro.Hash64(b[:], hllSeed)
+}

@@ -1,0 +1,770 @@
+package aggregate
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding"
+
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Summary is the rolled-up rows of one window size: one Row per non-empty
+// (window, dimension values). Rows are kept sorted by window start, then
+// dimension values (NULL first), which is also the order in the file.
+type Summary struct {
+	Window time.Duration
+	Rows   []Row
+}
+
+// Row is one group: a window and its dimension values.
+type Row struct {
+	// Start and End bound the window [Start, End), in microseconds since
+	// the Unix epoch (UTC).
+	Start, End int64
+	// Dims holds one value per rollup dimension: nil for NULL, otherwise a
+	// string, int64 or bool by the field's type.
+	Dims []any
+	// N is the number of input rows in the group (the __rows column).
+	N int64
+	// M holds one state per rollup measure, in order.
+	M []MeasureState
+}
+
+// Column names every summary has.
+const (
+	ColWindowStart = "window_start"
+	ColWindowEnd   = "window_end"
+	ColRows        = "__rows"
+	// MetaWindow is the footer key holding the window size (Go duration).
+	MetaWindow = "sluice.window"
+)
+
+// TotalRows is the number of input rows the summary covers.
+func (s *Summary) TotalRows() int64 {
+	if s == nil {
+		return 0
+	}
+	var n int64
+	for i := range s.Rows {
+		n += s.Rows[i].N
+	}
+	return n
+}
+
+// SelectWindows returns the rows whose window starts (microseconds) are in
+// starts. The rows are shared, not copied.
+func (s *Summary) SelectWindows(starts []int64) *Summary {
+	return s.filter(starts, true)
+}
+
+// DropWindows returns the rows whose window starts are not in starts.
+func (s *Summary) DropWindows(starts []int64) *Summary {
+	return s.filter(starts, false)
+}
+
+func (s *Summary) filter(starts []int64, keep bool) *Summary {
+	if s == nil {
+		return nil
+	}
+	set := make(map[int64]bool, len(starts))
+	for _, st := range starts {
+		set[st] = true
+	}
+	out := &Summary{Window: s.Window}
+	for i := range s.Rows {
+		if set[s.Rows[i].Start] == keep {
+			out.Rows = append(out.Rows, s.Rows[i])
+		}
+	}
+	return out
+}
+
+// Windows lists the distinct window starts, ascending.
+func (s *Summary) Windows() []int64 {
+	var out []int64
+	for i := range s.Rows {
+		if n := len(out); n == 0 || out[n-1] != s.Rows[i].Start {
+			out = append(out, s.Rows[i].Start)
+		}
+	}
+	return out
+}
+
+// compareDims orders dimension values: NULL first, then by value.
+func compareDims(a, b []any) int {
+	for i := range a {
+		x, y := a[i], b[i]
+		switch {
+		case x == nil && y == nil:
+			continue
+		case x == nil:
+			return -1
+		case y == nil:
+			return 1
+		}
+		var c int
+		switch xv := x.(type) {
+		case string:
+			c = strings.Compare(xv, y.(string))
+		case int64:
+			c = cmp.Compare(xv, y.(int64))
+		case bool:
+			yv := y.(bool)
+			switch {
+			case xv == yv:
+			case !xv:
+				c = -1
+			default:
+				c = 1
+			}
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func compareRows(a, b *Row) int {
+	if c := cmp.Compare(a.Start, b.Start); c != 0 {
+		return c
+	}
+	return compareDims(a.Dims, b.Dims)
+}
+
+func (s *Summary) sort() { slices.SortFunc(s.Rows, func(a, b Row) int { return compareRows(&a, &b) }) }
+
+// summaryCol is one column of the summary file: how to get its value from
+// a row and how to put it back.
+type summaryCol struct {
+	name     string
+	node     parquet.Node
+	optional bool
+	get      func(r *Row) (parquet.Value, error)
+	set      func(r *Row, v parquet.Value) error
+}
+
+type summaryLayout struct {
+	t     *schema.Table
+	specs []measureSpec
+	cols  []summaryCol
+}
+
+func newLayout(t *schema.Table) (*summaryLayout, error) {
+	specs, err := newMeasureSpecs(t)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: %w", tableName(t), err)
+	}
+	l := &summaryLayout{t: t, specs: specs}
+	ts := parquet.Timestamp(parquet.Microsecond)
+	i64 := parquet.Int(64)
+	dbl := parquet.Leaf(parquet.DoubleType)
+	bin := parquet.Encoded(parquet.Leaf(parquet.ByteArrayType), &parquet.Plain)
+	null := parquet.NullValue()
+	add := func(c summaryCol) { l.cols = append(l.cols, c) }
+	add(summaryCol{name: ColWindowStart, node: ts,
+		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.Start), nil },
+		set: func(r *Row, v parquet.Value) error { r.Start = v.Int64(); return nil }})
+	add(summaryCol{name: ColWindowEnd, node: ts,
+		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.End), nil },
+		set: func(r *Row, v parquet.Value) error { r.End = v.Int64(); return nil }})
+	for di, fi := range t.Rollup.DimensionIndexes() {
+		f := &t.Fields[fi]
+		c := summaryCol{name: f.Name, optional: f.Nullable}
+		switch f.Type {
+		case schema.TypeString:
+			c.node = parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
+			c.get = func(r *Row) (parquet.Value, error) {
+				if r.Dims[di] == nil {
+					return null, nil
+				}
+				return parquet.ByteArrayValue([]byte(r.Dims[di].(string))), nil
+			}
+			c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = string(v.ByteArray()); return nil }
+		case schema.TypeInt64:
+			c.node = i64
+			c.get = func(r *Row) (parquet.Value, error) {
+				if r.Dims[di] == nil {
+					return null, nil
+				}
+				return parquet.Int64Value(r.Dims[di].(int64)), nil
+			}
+			c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = v.Int64(); return nil }
+		case schema.TypeBool:
+			c.node = parquet.Leaf(parquet.BooleanType)
+			c.get = func(r *Row) (parquet.Value, error) {
+				if r.Dims[di] == nil {
+					return null, nil
+				}
+				return parquet.BooleanValue(r.Dims[di].(bool)), nil
+			}
+			c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = v.Boolean(); return nil }
+		}
+		add(c)
+	}
+	add(summaryCol{name: ColRows, node: i64,
+		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.N), nil },
+		set: func(r *Row, v parquet.Value) error { r.N = v.Int64(); return nil }})
+	for mi := range specs {
+		m := &specs[mi]
+		st := func(r *Row) *MeasureState { return &r.M[mi] }
+		// seen marks a state as holding values when its file column is set.
+		seen := func(s *MeasureState) {
+			if s.n == 0 {
+				s.n = 1
+			}
+		}
+		valueNode := func() parquet.Node {
+			switch m.typ {
+			case schema.TypeFloat64:
+				return dbl
+			case schema.TypeTimestamp:
+				if m.t(t).Unit == schema.UnitMillis {
+					return parquet.Timestamp(parquet.Millisecond)
+				}
+				return ts
+			}
+			return i64
+		}
+		valueOf := func(bits uint64) parquet.Value {
+			if m.isFloat() {
+				return parquet.DoubleValue(math.Float64frombits(bits))
+			}
+			return parquet.Int64Value(int64(bits))
+		}
+		bitsOf := func(v parquet.Value) uint64 {
+			if m.isFloat() {
+				return math.Float64bits(v.Double())
+			}
+			return uint64(v.Int64())
+		}
+		sumValue := func(s *MeasureState) parquet.Value {
+			if m.isFloat() {
+				return parquet.DoubleValue(s.fsum.float64())
+			}
+			return parquet.Int64Value(s.isum)
+		}
+		xsumCol := summaryCol{name: m.Name + "__xsum", node: bin, optional: true,
+			get: func(r *Row) (parquet.Value, error) {
+				if st(r).n == 0 {
+					return null, nil
+				}
+				return parquet.ByteArrayValue(appendParts(nil, st(r).fsum.parts())), nil
+			},
+			set: func(r *Row, v parquet.Value) error {
+				s := st(r)
+				seen(s)
+				return s.fsum.addParts(v.ByteArray())
+			}}
+		ignore := func(*Row, parquet.Value) error { return nil } // derived columns
+		switch m.Kind {
+		case schema.KindCount:
+			add(summaryCol{name: m.Name, node: i64,
+				get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(st(r).n), nil },
+				set: func(r *Row, v parquet.Value) error { st(r).n = v.Int64(); return nil }})
+		case schema.KindSum:
+			c := summaryCol{name: m.Name, node: valueNode(), optional: true,
+				get: func(r *Row) (parquet.Value, error) {
+					if st(r).n == 0 {
+						return null, nil
+					}
+					return sumValue(st(r)), nil
+				},
+				set: func(r *Row, v parquet.Value) error { seen(st(r)); st(r).isum = v.Int64(); return nil }}
+			if m.isFloat() {
+				c.set = ignore // the exact parts carry the state
+				add(c)
+				add(xsumCol)
+			} else {
+				add(c)
+			}
+		case schema.KindMin, schema.KindMax:
+			isMin := m.Kind == schema.KindMin
+			add(summaryCol{name: m.Name, node: valueNode(), optional: true,
+				get: func(r *Row) (parquet.Value, error) {
+					s := st(r)
+					switch {
+					case s.n == 0:
+						return null, nil
+					case isMin:
+						return valueOf(s.lo), nil
+					}
+					return valueOf(s.hi), nil
+				},
+				set: func(r *Row, v parquet.Value) error {
+					s := st(r)
+					seen(s)
+					s.lo, s.hi = bitsOf(v), bitsOf(v)
+					return nil
+				}})
+		case schema.KindAvg:
+			add(summaryCol{name: m.Name, node: dbl, optional: true,
+				get: func(r *Row) (parquet.Value, error) {
+					s := st(r)
+					if s.n == 0 {
+						return null, nil
+					}
+					if m.isFloat() {
+						return parquet.DoubleValue(s.fsum.float64() / float64(s.n)), nil
+					}
+					return parquet.DoubleValue(float64(s.isum) / float64(s.n)), nil
+				},
+				set: ignore})
+			add(summaryCol{name: m.Name + "__sum", node: valueNode(), optional: true,
+				get: func(r *Row) (parquet.Value, error) {
+					if st(r).n == 0 {
+						return null, nil
+					}
+					return sumValue(st(r)), nil
+				},
+				set: func(r *Row, v parquet.Value) error {
+					if !m.isFloat() {
+						st(r).isum = v.Int64()
+					}
+					return nil
+				}})
+			add(summaryCol{name: m.Name + "__count", node: i64,
+				get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(st(r).n), nil },
+				set: func(r *Row, v parquet.Value) error { st(r).n = v.Int64(); return nil }})
+			if m.isFloat() {
+				c := xsumCol
+				c.set = func(r *Row, v parquet.Value) error { return st(r).fsum.addParts(v.ByteArray()) }
+				add(c)
+			}
+		case schema.KindDistinct:
+			add(summaryCol{name: m.Name, node: i64,
+				get: func(r *Row) (parquet.Value, error) {
+					if st(r).n == 0 {
+						return parquet.Int64Value(0), nil
+					}
+					est, _, err := encodeHLL(st(r).hll)
+					return parquet.Int64Value(int64(est)), err
+				},
+				set: ignore})
+			add(summaryCol{name: m.Name + "__hll", node: bin, optional: true,
+				get: func(r *Row) (parquet.Value, error) {
+					if st(r).n == 0 {
+						return null, nil
+					}
+					_, b, err := encodeHLL(st(r).hll)
+					return parquet.ByteArrayValue(b), err
+				},
+				set: func(r *Row, v parquet.Value) error {
+					sk, err := decodeHLL(v.ByteArray(), m.Precision)
+					if err != nil {
+						return err
+					}
+					st(r).hll = sk
+					seen(st(r))
+					return nil
+				}})
+		case schema.KindQuantiles:
+			for _, q := range m.Quantiles {
+				add(summaryCol{name: m.QuantileColumn(q), node: dbl, optional: true,
+					get: func(r *Row) (parquet.Value, error) {
+						v, ok := st(r).Quantile(q)
+						if !ok {
+							return null, nil
+						}
+						return parquet.DoubleValue(v), nil
+					},
+					set: ignore})
+			}
+			add(summaryCol{name: m.Name + "__sketch", node: bin, optional: true,
+				get: func(r *Row) (parquet.Value, error) {
+					if st(r).dd.IsEmpty() {
+						return null, nil
+					}
+					return parquet.ByteArrayValue(encodeDD(st(r).dd)), nil
+				},
+				set: func(r *Row, v parquet.Value) error {
+					dd, err := m.decodeDD(v.ByteArray())
+					if err != nil {
+						return err
+					}
+					st(r).dd = dd
+					st(r).n = int64(dd.GetCount())
+					return nil
+				}})
+		}
+	}
+	return l, nil
+}
+
+func (m *measureSpec) t(t *schema.Table) *schema.Field { return &t.Fields[m.FieldIndex()] }
+
+func tableName(t *schema.Table) string {
+	if t == nil {
+		return "<nil>"
+	}
+	return t.Name
+}
+
+func (l *summaryLayout) schema() *parquet.Schema {
+	g := &orderedGroup{}
+	for i, c := range l.cols {
+		n := c.node
+		if c.optional {
+			n = parquet.Optional(n)
+		} else {
+			n = parquet.Required(n)
+		}
+		g.fields = append(g.fields, &orderedField{Node: n, name: c.name, index: i})
+	}
+	return parquet.NewSchema(l.t.Name+"_summary", g)
+}
+
+// newRow returns an empty row with fresh measure states.
+func (l *summaryLayout) newRow() Row {
+	r := Row{Dims: make([]any, len(l.t.Rollup.Dimensions)), M: make([]MeasureState, len(l.specs))}
+	for i := range l.specs {
+		l.specs[i].init(&r.M[i])
+	}
+	return r
+}
+
+// SummarySchema is the Parquet schema of t's summary files: window_start
+// and window_end (TIMESTAMP micros, UTC, required), the dimensions (their
+// types, nullable as the field), __rows, then each measure's columns (see
+// schema.Measure.Columns). Plain columns are directly usable from DuckDB,
+// Spark or pyarrow; __ columns hold mergeable state.
+func SummarySchema(t *schema.Table) (*parquet.Schema, error) {
+	l, err := newLayout(t)
+	if err != nil {
+		return nil, err
+	}
+	return l.schema(), nil
+}
+
+// zstdFastest is shared so its pooled encoders are reused across files.
+var zstdFastest = zstd.Codec{Level: zstd.SpeedFastest}
+
+// WriteSummary writes s as one Parquet file. Equal summaries give equal
+// bytes: rows are sorted, sketches encoded canonically, float sums exact,
+// and the footer's key-value metadata (kv plus the window size) sorted.
+func WriteSummary(w io.Writer, t *schema.Table, s *Summary, kv map[string]string) error {
+	l, err := newLayout(t)
+	if err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	if s == nil {
+		return errors.New("write summary: nil summary")
+	}
+	rows := slices.Clone(s.Rows)
+	tmp := Summary{Rows: rows}
+	tmp.sort()
+	for i := range rows {
+		if err := l.checkRow(&rows[i]); err != nil {
+			return fmt.Errorf("write summary for table %s: row %d: %w", t.Name, i, err)
+		}
+	}
+	opts := []parquet.WriterOption{
+		l.schema(),
+		parquet.Compression(&zstdFastest),
+		parquet.CreatedBy("sluice", "", ""),
+		parquet.DataPageStatistics(false),
+	}
+	meta := map[string]string{MetaWindow: s.Window.String()}
+	for k, v := range kv {
+		meta[k] = v
+	}
+	keys := make([]string, 0, len(meta))
+	for k := range meta {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		opts = append(opts, parquet.KeyValueMetadata(k, meta[k]))
+	}
+	pw := parquet.NewWriter(w, opts...)
+	cols := pw.ColumnWriters()
+	vals := make([]parquet.Value, len(rows))
+	for ci, c := range l.cols {
+		for i := range rows {
+			v, err := c.get(&rows[i])
+			if err != nil {
+				return fmt.Errorf("write summary for table %s: column %s: %w", t.Name, c.name, err)
+			}
+			if c.optional && !v.IsNull() {
+				v.SetDefinitionLevel(1)
+			}
+			vals[i] = v
+		}
+		if _, err := cols[ci].WriteRowValues(vals); err != nil {
+			return fmt.Errorf("write summary for table %s: column %s: %w", t.Name, c.name, err)
+		}
+	}
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("write summary for table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// checkRow rejects rows that do not fit the layout, which would otherwise
+// panic in a type assertion.
+func (l *summaryLayout) checkRow(r *Row) error {
+	if len(r.Dims) != len(l.t.Rollup.Dimensions) || len(r.M) != len(l.specs) {
+		return fmt.Errorf("row has %d dimensions and %d measures, the rollup %d and %d",
+			len(r.Dims), len(r.M), len(l.t.Rollup.Dimensions), len(l.specs))
+	}
+	for i, fi := range l.t.Rollup.DimensionIndexes() {
+		f := &l.t.Fields[fi]
+		ok := true
+		switch r.Dims[i].(type) {
+		case nil:
+			ok = f.Nullable
+		case string:
+			ok = f.Type == schema.TypeString
+		case int64:
+			ok = f.Type == schema.TypeInt64
+		case bool:
+			ok = f.Type == schema.TypeBool
+		default:
+			ok = false
+		}
+		if !ok {
+			return fmt.Errorf("dimension %s: value %#v does not fit type %s (nullable %v)", f.Name, r.Dims[i], f.Type, f.Nullable)
+		}
+	}
+	for i := range l.specs {
+		m, s := &l.specs[i], &r.M[i]
+		missing := (m.Kind == schema.KindDistinct && s.hll == nil) || (m.Kind == schema.KindQuantiles && s.dd == nil) ||
+			((m.Kind == schema.KindSum || m.Kind == schema.KindAvg) && m.isFloat() && s.fsum == nil)
+		if missing {
+			return fmt.Errorf("measure %s: state not initialised", m.Name)
+		}
+	}
+	return nil
+}
+
+// ReadSummary reads a file written by WriteSummary for t. Columns are found
+// by name and must have the types SummarySchema gives them.
+func ReadSummary(r io.ReaderAt, size int64, t *schema.Table) (*Summary, error) {
+	l, err := newLayout(t)
+	if err != nil {
+		return nil, fmt.Errorf("read summary: %w", err)
+	}
+	f, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
+	if err != nil {
+		return nil, fmt.Errorf("read summary: %w", err)
+	}
+	s := &Summary{}
+	if w, ok := f.Lookup(MetaWindow); ok {
+		d, err := time.ParseDuration(w)
+		if err != nil {
+			return nil, fmt.Errorf("read summary: footer %s=%q: %w", MetaWindow, w, err)
+		}
+		s.Window = d
+	}
+	want := l.schema()
+	leaf := make([]int, len(l.cols)) // file column of each layout column
+	for i, c := range l.cols {
+		lc, ok := f.Schema().Lookup(c.name)
+		if !ok {
+			return nil, fmt.Errorf("read summary for table %s: column %s is missing", t.Name, c.name)
+		}
+		wc, _ := want.Lookup(c.name)
+		if lc.Node.Type().Kind() != wc.Node.Type().Kind() || lc.Node.Optional() != wc.Node.Optional() {
+			return nil, fmt.Errorf("read summary for table %s: column %s is %s, want %s", t.Name, c.name, lc.Node.Type(), wc.Node.Type())
+		}
+		leaf[i] = lc.ColumnIndex
+	}
+	n := int(f.NumRows())
+	s.Rows = make([]Row, n)
+	for i := range s.Rows {
+		s.Rows[i] = l.newRow()
+	}
+	base := 0
+	for _, rg := range f.RowGroups() {
+		chunks := rg.ColumnChunks()
+		for ci, c := range l.cols {
+			pages := chunks[leaf[ci]].Pages()
+			row := base
+			err := func() error {
+				defer pages.Close()
+				buf := make([]parquet.Value, 256)
+				for {
+					p, err := pages.ReadPage()
+					if err == io.EOF {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+					vr := p.Values()
+					for {
+						k, err := vr.ReadValues(buf)
+						for _, v := range buf[:k] {
+							if row >= n {
+								return errors.New("more values than rows")
+							}
+							if !v.IsNull() {
+								if err := c.set(&s.Rows[row], v); err != nil {
+									return fmt.Errorf("row %d: %w", row, err)
+								}
+							}
+							row++
+						}
+						if err == io.EOF {
+							break
+						}
+						if err != nil {
+							return err
+						}
+					}
+					parquet.Release(p)
+				}
+			}()
+			if err != nil {
+				return nil, fmt.Errorf("read summary for table %s: column %s: %w", t.Name, c.name, err)
+			}
+			if row != base+int(rg.NumRows()) {
+				return nil, fmt.Errorf("read summary for table %s: column %s has %d values, row group %d rows", t.Name, c.name, row-base, rg.NumRows())
+			}
+		}
+		base += int(rg.NumRows())
+	}
+	if s.Window == 0 && n > 0 {
+		s.Window = time.Duration(s.Rows[0].End-s.Rows[0].Start) * time.Microsecond
+	}
+	for i := range s.Rows {
+		r := &s.Rows[i]
+		if time.Duration(r.End-r.Start)*time.Microsecond != s.Window || r.Start%s.Window.Microseconds() != 0 {
+			return nil, fmt.Errorf("read summary for table %s: row %d: window [%d, %d) is not an aligned %s window", t.Name, i, r.Start, r.End, s.Window)
+		}
+		// Counts of sum/min/max states are only "some" after a file; a
+		// count or avg column set them exactly already.
+	}
+	s.sort()
+	return s, nil
+}
+
+// Merge combines summaries into windows of size window, a multiple of each
+// input's window (equal is allowed: it combines partial summaries of the
+// same windows). Rows of the same (window, dimensions) are merged; sketches
+// merge, exact measures stay exact. The inputs are not modified.
+func Merge(t *schema.Table, window time.Duration, parts ...*Summary) (*Summary, error) {
+	l, err := newLayout(t)
+	if err != nil {
+		return nil, fmt.Errorf("merge summaries: %w", err)
+	}
+	wus := window.Microseconds()
+	if wus <= 0 || time.Duration(wus)*time.Microsecond != window {
+		return nil, fmt.Errorf("merge summaries for table %s: window %s is not a positive whole number of microseconds", t.Name, window)
+	}
+	var all []*Row
+	for pi, p := range parts {
+		if p == nil {
+			continue
+		}
+		if len(p.Rows) > 0 && (p.Window <= 0 || window%p.Window != 0) {
+			return nil, fmt.Errorf("merge summaries for table %s: window %s is not a multiple of input %d's window %s", t.Name, window, pi, p.Window)
+		}
+		for i := range p.Rows {
+			r := &p.Rows[i]
+			if err := l.checkRow(r); err != nil {
+				return nil, fmt.Errorf("merge summaries for table %s: input %d row %d: %w", t.Name, pi, i, err)
+			}
+			all = append(all, r)
+		}
+	}
+	// Inputs in a fixed order make the merge order, and so the result,
+	// independent of how the caller listed them.
+	slices.SortStableFunc(all, func(a, b *Row) int {
+		if c := cmp.Compare(floorDiv(a.Start, wus), floorDiv(b.Start, wus)); c != 0 {
+			return c
+		}
+		if c := compareDims(a.Dims, b.Dims); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Start, b.Start)
+	})
+	out := &Summary{Window: window}
+	for _, r := range all {
+		start := floorDiv(r.Start, wus) * wus
+		var dst *Row
+		if n := len(out.Rows); n > 0 && out.Rows[n-1].Start == start && compareDims(out.Rows[n-1].Dims, r.Dims) == 0 {
+			dst = &out.Rows[n-1]
+		} else {
+			nr := l.newRow()
+			nr.Start, nr.End = start, start+wus
+			copy(nr.Dims, r.Dims)
+			out.Rows = append(out.Rows, nr)
+			dst = &out.Rows[len(out.Rows)-1]
+		}
+		dst.N += r.N
+		for i := range l.specs {
+			if err := l.specs[i].merge(&dst.M[i], &r.M[i]); err != nil {
+				return nil, fmt.Errorf("merge summaries for table %s: window %s: %w", t.Name, time.UnixMicro(start).UTC().Format(time.RFC3339), err)
+			}
+		}
+	}
+	return out, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// orderedGroup is a Parquet group that keeps its columns in the given
+// order (parquet.Group sorts them by name), so window_start comes first.
+type orderedGroup struct{ fields []parquet.Field }
+
+func (g *orderedGroup) ID() int { return 0 }
+func (g *orderedGroup) String() string {
+	var b strings.Builder
+	_ = parquet.PrintSchema(&b, "", g)
+	return b.String()
+}
+func (g *orderedGroup) Type() parquet.Type          { return parquet.Group{}.Type() }
+func (g *orderedGroup) Optional() bool              { return false }
+func (g *orderedGroup) Repeated() bool              { return false }
+func (g *orderedGroup) Required() bool              { return true }
+func (g *orderedGroup) Leaf() bool                  { return false }
+func (g *orderedGroup) Fields() []parquet.Field     { return g.fields }
+func (g *orderedGroup) Encoding() encoding.Encoding { return nil }
+func (g *orderedGroup) Compression() compress.Codec { return nil }
+func (g *orderedGroup) GoType() reflect.Type {
+	sf := make([]reflect.StructField, len(g.fields))
+	for i, f := range g.fields {
+		sf[i] = reflect.StructField{Name: "C" + strconv.Itoa(i), Type: f.GoType(),
+			Tag: reflect.StructTag(`parquet:` + strconv.Quote(f.Name()))}
+	}
+	return reflect.StructOf(sf)
+}
+
+type orderedField struct {
+	parquet.Node
+	name  string
+	index int
+}
+
+func (f *orderedField) Name() string { return f.name }
+func (f *orderedField) Value(base reflect.Value) reflect.Value {
+	for base.Kind() == reflect.Interface || base.Kind() == reflect.Pointer {
+		if base.IsNil() {
+			return reflect.Value{}
+		}
+		base = base.Elem()
+	}
+	if base.Kind() == reflect.Struct && f.index < base.NumField() {
+		return base.Field(f.index)
+	}
+	return reflect.Value{}
+}
