@@ -168,7 +168,7 @@ func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g Com
 
 	// Parts of equal row counts, as many as the inputs' size holds targets:
 	// the planner keeps groups near one target, so usually one part.
-	parts := max(1, int((g.Bytes+c.cfg.TargetBytes/2)/c.cfg.TargetBytes))
+	parts := max(1, int((g.EstimatedBytes+c.cfg.TargetBytes/2)/c.cfg.TargetBytes))
 	rec := sink.CompactionRecord{Table: table.Name, Hour: g.Hour, ID: id, Writer: c.writer}
 	for _, o := range g.Objects {
 		rec.Replaced = append(rec.Replaced, sink.ReplacedObject{Key: o.Key, Rows: o.Rows, Size: o.Size})

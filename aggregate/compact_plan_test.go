@@ -63,6 +63,16 @@ func TestPlanCompaction(t *testing.T) {
 		{name: "object count per group is bounded",
 			live: many(0, 5, 1), closedBefore: h(5), cfg: func() CompactorConfig { c := cfg; c.MaxGroupObjects = 2; return c }(),
 			want: [][]int64{{1, 1}, {1, 1}}, wantHours: []int{0, 0}},
+		{name: "compacted objects teach the bytes per row",
+			live: append(many(0, 20, 10), func() sink.LiveObject {
+				o := obj(1, "compacted", 80)
+				o.Rows, o.Compaction = 800, "rec"
+				return o
+			}()), closedBefore: h(5), cfg: cfg,
+			want: [][]int64{{10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10}}, wantHours: []int{0}},
+		{name: "without them, input sizes",
+			live: many(0, 20, 10), closedBefore: h(5), cfg: cfg,
+			want: [][]int64{{10, 10, 10, 10, 10, 10, 10, 10, 10, 10}, {10, 10, 10, 10, 10, 10, 10, 10, 10, 10}}, wantHours: []int{0, 0}},
 		{name: "misplaced and hour-spanning objects are never touched",
 			live: []sink.LiveObject{misplaced, spanning, obj(0, "a", 10)}, closedBefore: h(5), cfg: cfg},
 	}
@@ -110,9 +120,9 @@ func TestCompactionClosedBefore(t *testing.T) {
 		wantOK bool
 	}{
 		{name: "no data", now: t0},
-		{name: "slowest partition holds it back", recs: []sink.CommitRecord{recAt("0", t0.Add(3 * time.Hour)), recAt("1", t0.Add(time.Hour))},
+		{name: "slowest partition holds it back", recs: []sink.CommitRecord{recAt("0", t0.Add(3*time.Hour)), recAt("1", t0.Add(time.Hour))},
 			now: t0.Add(5 * time.Hour), want: t0.Add(time.Hour + time.Microsecond - 10*time.Minute), wantOK: true},
-		{name: "future event times wait for the clock", recs: []sink.CommitRecord{recAt("0", t0.Add(3 * time.Hour))},
+		{name: "future event times wait for the clock", recs: []sink.CommitRecord{recAt("0", t0.Add(3*time.Hour))},
 			now: t0, want: t0.Add(-10 * time.Minute), wantOK: true},
 	}
 	for _, tc := range cases {

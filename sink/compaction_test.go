@@ -115,7 +115,7 @@ func TestLiveObjects(t *testing.T) {
 		t.Fatalf("dead letters = %d, %v; want 2", len(dl), err)
 	}
 
-	p0 := []string{live[0].Key, live[1].Key}   // partition 0
+	p0 := []string{live[0].Key, live[1].Key}    // partition 0
 	mixed := []string{live[2].Key, live[3].Key} // partitions 0 and 1
 	for _, keys := range [][]string{p0, mixed} {
 		if _, err := l.CommitCompaction(ctx, compaction(t, b, live, keys...)); err != nil {
