@@ -1,0 +1,71 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config says how often the aggregator runs and how it shares work.
+type Config struct {
+	// Interval between runs of a table's job.
+	Interval time.Duration `yaml:"interval"`
+	// IdleTimeout: a partition that committed nothing for this long (relative
+	// to the table's newest commit) stops holding the watermark back.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// Lease is how long one aggregator may work on a table before another
+	// may take over; a run that outlives its lease stops writing.
+	Lease time.Duration `yaml:"lease"`
+	// Compaction of raw objects of closed hours.
+	Compaction CompactionConfig `yaml:"compaction"`
+}
+
+// CompactionConfig controls raw-object compaction.
+type CompactionConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// TargetBytes is the size compacted objects aim for.
+	TargetBytes int64 `yaml:"target_bytes"`
+}
+
+// Defaults.
+const (
+	DefaultInterval    = time.Minute
+	DefaultIdleTimeout = 5 * time.Minute
+	DefaultTargetBytes = 128 << 20
+)
+
+var (
+	ErrBadInterval = errors.New("aggregate.interval must be positive")
+	ErrBadLease    = errors.New("aggregate.lease must be longer than the interval")
+	ErrBadIdle     = errors.New("aggregate.idle_timeout must not be negative")
+)
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.Lease == 0 {
+		c.Lease = max(5*time.Minute, 2*c.Interval)
+	}
+	if c.Compaction.TargetBytes == 0 {
+		c.Compaction.TargetBytes = DefaultTargetBytes
+	}
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Interval <= 0:
+		return fmt.Errorf("aggregate: %w (got %s)", ErrBadInterval, c.Interval)
+	case c.Lease <= c.Interval:
+		return fmt.Errorf("aggregate: %w (lease %s, interval %s)", ErrBadLease, c.Lease, c.Interval)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("aggregate: %w", ErrBadIdle)
+	}
+	return nil
+}

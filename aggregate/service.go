@@ -1,0 +1,493 @@
+package aggregate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/sink"
+)
+
+// windowsMetaKey holds, in a summary object's footer, the WindowState of
+// every window the object holds, keyed by window start (RFC 3339).
+const windowsMetaKey = "sluice.windows"
+
+// Service runs the aggregation jobs of the tables that declare a rollup.
+type Service struct {
+	cfg       Config
+	raw       sink.Bucket // committed raw objects and the commit log
+	summaries sink.Bucket // summary objects; may be the same bucket as raw
+	commits   *sink.CommitLog
+	tables    []*schema.Table
+	locker    *BucketLocker
+	logger    *slog.Logger
+	m         *metrics
+	now       func() time.Time
+}
+
+// NewService prepares the jobs. Tables without a rollup are ignored.
+func NewService(cfg Config, raw, summaries sink.Bucket, tables []*schema.Table, owner string, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg: cfg, raw: raw, summaries: summaries, commits: sink.NewCommitLog(raw),
+		locker: NewBucketLocker(summaries, cfg.Lease, owner), logger: logger, m: newMetrics(reg), now: time.Now,
+	}
+	for _, t := range tables {
+		if t.Rollup != nil {
+			s.tables = append(s.tables, t)
+		}
+	}
+	if len(s.tables) == 0 {
+		return nil, errors.New("aggregate: no table declares a rollup")
+	}
+	return s, nil
+}
+
+// Tables are the tables this service aggregates.
+func (s *Service) Tables() []*schema.Table { return s.tables }
+
+func jobName(t *schema.Table) string { return "aggregate-" + t.Name }
+
+// Run schedules every table's job with gocron until ctx is done. Jobs run
+// one at a time per table here, and one at a time across processes through
+// the store-backed locker.
+func (s *Service) Run(ctx context.Context) error {
+	sched, err := gocron.NewScheduler(gocron.WithDistributedLocker(s.locker), gocron.WithLogger(gocronLogger{s.logger}))
+	if err != nil {
+		return fmt.Errorf("aggregate scheduler: %w", err)
+	}
+	for _, t := range s.tables {
+		_, err := sched.NewJob(gocron.DurationJob(s.cfg.Interval),
+			gocron.NewTask(func(ctx context.Context) { s.scheduledRun(ctx, t) }),
+			gocron.WithName(jobName(t)),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithStartAt(gocron.WithStartImmediately()),
+			gocron.WithContext(ctx),
+		)
+		if err != nil {
+			return fmt.Errorf("aggregate job %s: %w", t.Name, err)
+		}
+	}
+	sched.Start()
+	<-ctx.Done()
+	return sched.Shutdown()
+}
+
+func (s *Service) scheduledRun(ctx context.Context, t *schema.Table) {
+	deadline, ok := s.locker.Deadline(jobName(t))
+	if !ok {
+		s.m.runs.WithLabelValues(t.Name, "locked").Inc()
+		return
+	}
+	// Stop writing well before the lease ends, so the next holder never sees
+	// a write of ours land after it started.
+	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(-s.cfg.Lease/10))
+	defer cancel()
+	if _, err := s.RunOnce(runCtx, t); err != nil && ctx.Err() == nil {
+		s.logger.Error("aggregation run failed", "table", t.Name, "err", err)
+	}
+}
+
+// RunStats says what one run did.
+type RunStats struct {
+	Watermark  time.Time
+	Computed   int // windows summarised for the first time
+	Recomputed int
+	Skipped    int
+	Late       int   // frozen windows with new records
+	TooLate    int64 // records counted as too late
+	RowsRead   int64
+	Objects    int // summary objects written
+}
+
+// RunOnce brings every closed window of t up to date: finest windows from
+// raw data, coarser ones by merging finer summaries. Safe to repeat: an
+// unchanged window is skipped, a recomputed one is rewritten whole.
+func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (st RunStats, err error) {
+	start := s.now()
+	defer func() {
+		s.m.jobDuration.WithLabelValues(t.Name).Observe(time.Since(start).Seconds())
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		} else {
+			s.m.lastSuccess.WithLabelValues(t.Name).Set(float64(s.now().Unix()))
+		}
+		s.m.runs.WithLabelValues(t.Name, outcome).Inc()
+	}()
+	recs, err := s.commits.Records(ctx, t.Name)
+	if err != nil {
+		return st, fmt.Errorf("read commit log: %w", err)
+	}
+	r := t.Rollup
+	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout)
+	if !ok {
+		return st, nil
+	}
+	st.Watermark = wm
+	s.m.watermark.WithLabelValues(t.Name).Set(float64(wm.UnixMicro()) / 1e6)
+	s.m.watermarkLag.WithLabelValues(t.Name).Set(s.now().Sub(wm).Seconds())
+	return st, s.bringUpToDate(ctx, t, recs, wm, time.Time{}, time.Time{}, &st, nil)
+}
+
+// Backfill brings the windows in [from, to) up to date, reporting progress
+// per finest-window unit.
+func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.Time, progress func(done, total int)) (RunStats, error) {
+	var st RunStats
+	recs, err := s.commits.Records(ctx, t.Name)
+	if err != nil {
+		return st, fmt.Errorf("read commit log: %w", err)
+	}
+	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout)
+	if !ok {
+		return st, nil
+	}
+	if to.After(wm) {
+		to = wm
+	}
+	st.Watermark = wm
+	return st, s.bringUpToDate(ctx, t, recs, to, from, to, &st, progress)
+}
+
+func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []sink.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int)) error {
+	objs := Inputs(recs)
+	live, err := s.liveObjects(ctx, t, recs)
+	if err != nil {
+		return err
+	}
+	byLink := map[Link][]InputObject{}
+	for _, o := range objs {
+		byLink[o.Link] = append(byLink[o.Link], o)
+	}
+	r := t.Rollup
+	for i, w := range r.Windows {
+		windows := WindowInputs(objs, w, wm)
+		if !from.IsZero() || !to.IsZero() {
+			for start := range windows {
+				if start < from.UnixMicro() || (!to.IsZero() && start+w.Microseconds() > to.UnixMicro()) {
+					delete(windows, start)
+				}
+			}
+		}
+		units := groupByUnit(windows, w)
+		unitStarts := make([]int64, 0, len(units))
+		for u := range units {
+			unitStarts = append(unitStarts, u)
+		}
+		slices.Sort(unitStarts)
+		for n, u := range unitStarts {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var finer time.Duration
+			if i > 0 {
+				finer = r.Windows[i-1]
+			}
+			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st); err != nil {
+				return fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
+			}
+			if progress != nil && i == 0 {
+				progress(n+1, len(unitStarts))
+			}
+		}
+	}
+	return nil
+}
+
+func groupByUnit(windows map[int64][]Link, w time.Duration) map[int64]map[int64][]Link {
+	unit := Unit(w).Microseconds()
+	out := map[int64]map[int64][]Link{}
+	for start, links := range windows {
+		u := floorTo(start, unit)
+		if out[u] == nil {
+			out[u] = map[int64][]Link{}
+		}
+		out[u][start] = links
+	}
+	return out
+}
+
+// SummaryKey is where the windows of size w in the unit starting at
+// unitStart live: `<table>/<window>/dt=YYYY-MM-DD/<unit>.parquet`.
+func SummaryKey(table string, w time.Duration, unitStart time.Time) string {
+	unitStart = unitStart.UTC()
+	name := "day"
+	if Unit(w) == time.Hour {
+		name = fmt.Sprintf("hour=%02d", unitStart.Hour())
+	}
+	return fmt.Sprintf("%s/%s/dt=%s/%s.parquet", table, WindowName(w), unitStart.Format(time.DateOnly), name)
+}
+
+// WindowName spells a window size the way table definitions do: 1m, 5m, 1h, 1d.
+func WindowName(w time.Duration) string {
+	switch {
+	case w%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", w/(24*time.Hour))
+	case w%time.Hour == 0:
+		return fmt.Sprintf("%dh", w/time.Hour)
+	case w%time.Minute == 0:
+		return fmt.Sprintf("%dm", w/time.Minute)
+	default:
+		return fmt.Sprintf("%ds", w/time.Second)
+	}
+}
+
+// updateUnit brings the windows of one summary object up to date.
+func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
+	wm time.Time, live []sink.LiveObject, byLink map[Link][]InputObject, st *RunStats) error {
+	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
+	existing, states, err := s.readUnit(ctx, t, key)
+	if err != nil {
+		return err
+	}
+	decisions := Decide(windows, states, w, wm, t.Rollup.LateHorizon)
+	wname := WindowName(w)
+	var compute []int64
+	changed := false
+	for _, d := range decisions {
+		switch d.Action {
+		case Skip:
+			st.Skipped++
+			s.m.windows.WithLabelValues(t.Name, wname, "skipped").Inc()
+		case Compute:
+			compute = append(compute, d.Start)
+			if _, had := states[d.Start]; had {
+				st.Recomputed++
+				s.m.windows.WithLabelValues(t.Name, wname, "recomputed").Inc()
+			} else {
+				st.Computed++
+				s.m.windows.WithLabelValues(t.Name, wname, "summarised").Inc()
+			}
+			ws := WindowState{Inputs: d.Hash, Seen: d.Hash}
+			if finer == 0 {
+				ws.Links = d.Inputs
+			}
+			states[d.Start] = ws
+			changed = true
+		case CountLate:
+			st.Late++
+			s.m.windows.WithLabelValues(t.Name, wname, "late").Inc()
+			ws := states[d.Start]
+			if finer == 0 {
+				n, err := s.countRows(ctx, t, w, d.Start, d.NewLinks, byLink)
+				if err != nil {
+					return err
+				}
+				ws.TooLate += n
+				ws.Late = mergeLinks(ws.Late, d.NewLinks)
+				st.TooLate += n
+				s.m.tooLate.WithLabelValues(t.Name).Add(float64(n))
+			}
+			ws.Seen = d.Hash
+			states[d.Start] = ws
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	var fresh *Summary
+	if len(compute) > 0 {
+		slices.Sort(compute)
+		from, to := time.UnixMicro(compute[0]), time.UnixMicro(compute[len(compute)-1]).Add(w)
+		if finer == 0 {
+			fresh, err = s.computeFromRaw(ctx, t, w, from, to, live, st)
+		} else {
+			fresh, err = s.computeFromFiner(ctx, t, w, finer, from, to)
+		}
+		if err != nil {
+			return err
+		}
+		fresh = fresh.SelectWindows(compute)
+	}
+	var parts []*Summary
+	if existing != nil {
+		parts = append(parts, existing.DropWindows(compute))
+	}
+	if fresh != nil {
+		parts = append(parts, fresh)
+	}
+	out, err := Merge(t, w, parts...)
+	if err != nil {
+		return err
+	}
+	return s.writeUnit(ctx, t, key, out, states, st)
+}
+
+func mergeLinks(a, b []Link) []Link {
+	out := append(slices.Clone(a), b...)
+	slices.SortFunc(out, Link.compare)
+	return slices.CompactFunc(out, func(x, y Link) bool { return x == y })
+}
+
+// computeFromRaw aggregates the live raw objects overlapping [from, to).
+func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Duration, from, to time.Time, live []sink.LiveObject, st *RunStats) (*Summary, error) {
+	agg := NewAggregator(t, w, from, to)
+	fromUS, toUS := from.UnixMicro(), to.UnixMicro()
+	for _, o := range live {
+		if o.MaxEventTimeMicros < fromUS || o.MinEventTimeMicros >= toUS {
+			continue
+		}
+		data, err := s.readAll(ctx, s.raw, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
+			return nil, fmt.Errorf("aggregate %s: %w", o.Key, err)
+		}
+		st.RowsRead += o.Rows
+		s.m.rowsRead.WithLabelValues(t.Name).Add(float64(o.Rows))
+	}
+	return agg.Result(), nil
+}
+
+// computeFromFiner merges the finer summaries covering [from, to): coarser
+// windows never read raw data again.
+func (s *Service) computeFromFiner(ctx context.Context, t *schema.Table, w, finer time.Duration, from, to time.Time) (*Summary, error) {
+	unit := Unit(finer)
+	var parts []*Summary
+	for u := from.Truncate(unit); u.Before(to); u = u.Add(unit) {
+		sum, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
+		if err != nil {
+			return nil, err
+		}
+		if sum != nil {
+			parts = append(parts, sum)
+		}
+	}
+	return Merge(t, w, parts...)
+}
+
+// countRows counts the rows of links' raw objects inside one window: the
+// records that came too late for it. It reads the objects as first
+// committed; after compaction has removed them, it counts from the commit
+// record when the object lies wholly in the window.
+func (s *Service) countRows(ctx context.Context, t *schema.Table, w time.Duration, start int64, links []Link, byLink map[Link][]InputObject) (int64, error) {
+	var n int64
+	end := start + w.Microseconds()
+	for _, l := range links {
+		for _, o := range byLink[l] {
+			if o.MaxMicros < start || o.MinMicros >= end {
+				continue
+			}
+			if o.MinMicros >= start && o.MaxMicros < end {
+				n += o.Rows
+				continue
+			}
+			data, err := s.readAll(ctx, s.raw, o.Key)
+			if sink.IsNotExist(err) {
+				s.logger.Warn("too-late object already compacted away; its records in the window are not counted", "key", o.Key)
+				continue
+			}
+			if err != nil {
+				return 0, err
+			}
+			agg := NewAggregator(t, w, time.UnixMicro(start), time.UnixMicro(end))
+			if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
+				return 0, fmt.Errorf("count %s: %w", o.Key, err)
+			}
+			n += agg.Result().TotalRows()
+		}
+	}
+	return n, nil
+}
+
+// readUnit returns a summary object's rows and window states; nil, empty
+// when it does not exist yet.
+func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*Summary, map[int64]WindowState, error) {
+	states := map[int64]WindowState{}
+	data, err := s.readAll(ctx, s.summaries, key)
+	if sink.IsNotExist(err) {
+		return nil, states, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open summary %s: %w", key, err)
+	}
+	if meta, ok := f.Lookup(windowsMetaKey); ok {
+		var byTime map[string]WindowState
+		if err := json.Unmarshal([]byte(meta), &byTime); err != nil {
+			return nil, nil, fmt.Errorf("summary %s: window states: %w", key, err)
+		}
+		for k, v := range byTime {
+			ts, err := time.Parse(time.RFC3339Nano, k)
+			if err != nil {
+				return nil, nil, fmt.Errorf("summary %s: window %q: %w", key, k, err)
+			}
+			states[ts.UnixMicro()] = v
+		}
+	}
+	sum, err := ReadSummary(bytes.NewReader(data), int64(len(data)), t)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read summary %s: %w", key, err)
+	}
+	return sum, states, nil
+}
+
+func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, sum *Summary, states map[int64]WindowState, st *RunStats) error {
+	byTime := make(map[string]WindowState, len(states))
+	starts := make([]int64, 0, len(states))
+	for k := range states {
+		starts = append(starts, k)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	for _, k := range starts {
+		byTime[time.UnixMicro(k).UTC().Format(time.RFC3339Nano)] = states[k]
+	}
+	meta, err := json.Marshal(byTime) // map keys marshal sorted: deterministic
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := WriteSummary(&buf, t, sum, map[string]string{windowsMetaKey: string(meta)}); err != nil {
+		return fmt.Errorf("encode summary %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("not writing %s: %w", key, err) // the lease is over
+	}
+	if err := s.summaries.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
+		return fmt.Errorf("write summary %s: %w", key, err)
+	}
+	st.Objects++
+	return nil
+}
+
+func (s *Service) readAll(ctx context.Context, b sink.Bucket, key string) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// liveObjects are the raw objects readers may use: what the commit records
+// name, with compactions applied.
+func (s *Service) liveObjects(ctx context.Context, t *schema.Table, _ []sink.CommitRecord) ([]sink.LiveObject, error) {
+	return s.commits.LiveObjects(ctx, t.Name)
+}
+
+type gocronLogger struct{ l *slog.Logger }
+
+func (g gocronLogger) Debug(msg string, args ...any) { g.l.Debug(msg, args...) }
+func (g gocronLogger) Info(msg string, args ...any)  { g.l.Debug(msg, args...) }
+func (g gocronLogger) Warn(msg string, args ...any)  { g.l.Warn(msg, args...) }
+func (g gocronLogger) Error(msg string, args ...any) { g.l.Error(msg, args...) }
