@@ -16,22 +16,18 @@ type Config struct {
 	// Lease is how long one aggregator may work on a table before another
 	// may take over; a run that outlives its lease stops writing.
 	Lease time.Duration `yaml:"lease"`
-	// Compaction of raw objects of closed hours.
-	Compaction CompactionConfig `yaml:"compaction"`
-}
-
-// CompactionConfig controls raw-object compaction.
-type CompactionConfig struct {
-	Enabled bool `yaml:"enabled"`
-	// TargetBytes is the size compacted objects aim for.
-	TargetBytes int64 `yaml:"target_bytes"`
+	// CompactEvery runs compaction of closed hours' raw objects this often;
+	// negative turns it off.
+	CompactEvery time.Duration `yaml:"compact_every"`
+	// Compaction tunes it.
+	Compaction CompactorConfig `yaml:"compaction"`
 }
 
 // Defaults.
 const (
-	DefaultInterval    = time.Minute
-	DefaultIdleTimeout = 5 * time.Minute
-	DefaultTargetBytes = 128 << 20
+	DefaultInterval     = time.Minute
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultCompactEvery = 5 * time.Minute
 )
 
 var (
@@ -51,8 +47,8 @@ func (c Config) WithDefaults() Config {
 	if c.Lease == 0 {
 		c.Lease = max(5*time.Minute, 2*c.Interval)
 	}
-	if c.Compaction.TargetBytes == 0 {
-		c.Compaction.TargetBytes = DefaultTargetBytes
+	if c.CompactEvery == 0 {
+		c.CompactEvery = DefaultCompactEvery
 	}
 	return c
 }

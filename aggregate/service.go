@@ -32,6 +32,7 @@ type Service struct {
 	commits   *sink.CommitLog
 	tables    []*schema.Table
 	locker    *BucketLocker
+	compactor *Compactor // nil when compaction is off
 	logger    *slog.Logger
 	m         *metrics
 	now       func() time.Time
@@ -55,13 +56,36 @@ func NewService(cfg Config, raw, summaries sink.Bucket, tables []*schema.Table, 
 	if len(s.tables) == 0 {
 		return nil, errors.New("aggregate: no table declares a rollup")
 	}
+	if cfg.CompactEvery > 0 {
+		c, err := NewCompactor(cfg.Compaction, raw, s.commits, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		s.compactor = c
+	}
 	return s, nil
 }
 
 // Tables are the tables this service aggregates.
 func (s *Service) Tables() []*schema.Table { return s.tables }
 
-func jobName(t *schema.Table) string { return "aggregate-" + t.Name }
+func jobName(t *schema.Table) string        { return "aggregate-" + t.Name }
+func compactJobName(t *schema.Table) string { return "compact-" + t.Name }
+
+func (s *Service) scheduledCompaction(ctx context.Context, t *schema.Table) {
+	deadline, ok := s.locker.Deadline(compactJobName(t))
+	if !ok {
+		return
+	}
+	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(-s.cfg.Lease/10))
+	defer cancel()
+	res, err := s.compactor.CompactTable(runCtx, t, s.now())
+	if err != nil && ctx.Err() == nil {
+		s.logger.Error("compaction failed", "table", t.Name, "err", err)
+		return
+	}
+	s.logger.Debug("compaction run", "table", t.Name, "result", fmt.Sprintf("%+v", res))
+}
 
 // Run schedules every table's job with gocron until ctx is done. Jobs run
 // one at a time per table here, and one at a time across processes through
@@ -81,6 +105,18 @@ func (s *Service) Run(ctx context.Context) error {
 		)
 		if err != nil {
 			return fmt.Errorf("aggregate job %s: %w", t.Name, err)
+		}
+		if s.compactor == nil {
+			continue
+		}
+		_, err = sched.NewJob(gocron.DurationJob(s.cfg.CompactEvery),
+			gocron.NewTask(func(ctx context.Context) { s.scheduledCompaction(ctx, t) }),
+			gocron.WithName(compactJobName(t)),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithContext(ctx),
+		)
+		if err != nil {
+			return fmt.Errorf("compaction job %s: %w", t.Name, err)
 		}
 	}
 	sched.Start()

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/schema"
 	"github.com/sluicehq/sluice/sink"
@@ -25,6 +26,10 @@ type fileConfig struct {
 	Store      storeConfig         `yaml:"store"`
 	Ingest     ingest.WriterConfig `yaml:"ingest"`
 	HTTP       httpConfig          `yaml:"http"`
+	// SummaryStore holds the summaries; keep it apart from the raw store
+	// (another bucket, or another prefix), whose orphan sweep owns <table>/.
+	SummaryStore *storeConfig     `yaml:"summary_store"`
+	Aggregate    aggregate.Config `yaml:"aggregate"`
 
 	tables []*schema.Table
 	path   string
@@ -44,8 +49,10 @@ type httpConfig struct {
 }
 
 var (
-	errNoStore  = errors.New("store: set exactly one of local_dir and s3")
-	errTwoStore = errors.New("store: local_dir and s3 are both set; choose one")
+	errNoStore     = errors.New("store: set exactly one of local_dir and s3")
+	errTwoStore    = errors.New("store: local_dir and s3 are both set; choose one")
+	errSameStore   = errors.New("summary_store must differ from store (another directory, bucket or prefix): the raw store's orphan sweep owns every key under <table>/")
+	errNoSummaries = errors.New("summary_store is required to aggregate")
 )
 
 // envRef matches ${NAME} and ${NAME:-default}: secrets can stay out of the file.
@@ -124,6 +131,27 @@ func (c *fileConfig) resolve() error {
 	}
 	if err := c.Ingest.Validate(); err != nil {
 		return err
+	}
+	c.Aggregate = c.Aggregate.WithDefaults()
+	if err := c.Aggregate.Validate(); err != nil {
+		return err
+	}
+	if c.SummaryStore != nil {
+		switch {
+		case c.SummaryStore.LocalDir != "" && c.SummaryStore.S3 != nil:
+			return fmt.Errorf("summary_%w", errTwoStore)
+		case c.SummaryStore.LocalDir == "" && c.SummaryStore.S3 == nil:
+			return fmt.Errorf("summary_%w", errNoStore)
+		case c.SummaryStore.LocalDir != "" && c.SummaryStore.LocalDir == c.Store.LocalDir:
+			return errSameStore
+		case c.SummaryStore.S3 != nil && c.Store.S3 != nil && c.SummaryStore.S3.Endpoint == c.Store.S3.Endpoint &&
+			c.SummaryStore.S3.Bucket == c.Store.S3.Bucket && c.SummaryStore.S3.Prefix == c.Store.S3.Prefix:
+			return errSameStore
+		case c.SummaryStore.S3 != nil:
+			if err := c.SummaryStore.S3.Validate(); err != nil {
+				return fmt.Errorf("summary_store.s3: %w", err)
+			}
+		}
 	}
 	return nil
 }

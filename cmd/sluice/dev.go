@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
@@ -39,6 +40,7 @@ func newDevCmd(g *globals) *cobra.Command {
   - a Kafka-protocol broker on 127.0.0.1:9092 (data kept under <data-dir>/kafka),
   - a demo producer writing a realistic event stream to the sample table "events",
   - the ingester, writing committed Parquet objects under <data-dir>/lake,
+  - the aggregator, rolling them up into windowed summaries under <data-dir>/summaries,
   - metrics and health on http://127.0.0.1:8080 (/metrics, /healthz, /readyz).
 Any Kafka client can produce to the broker too. Ctrl-C stops it with every
 buffer flushed and committed.`,
@@ -67,8 +69,11 @@ buffer flushed and committed.`,
 func runDev(ctx context.Context, g *globals, o devOptions) error {
 	logger := g.Logger()
 	lakeDir := filepath.Join(o.dataDir, "lake")
-	if err := os.MkdirAll(lakeDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	summaryDir := filepath.Join(o.dataDir, "summaries")
+	for _, dir := range []string{lakeDir, summaryDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
 	}
 	tables := schema.SampleTables()
 	events := tables[0]
@@ -93,7 +98,12 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 		Store:  storeConfig{LocalDir: lakeDir},
 		Ingest: ingest.WriterConfig{FlushInterval: o.flushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
 		HTTP:   httpConfig{Addr: o.httpAddr},
-		tables: tables,
+		// Short intervals so that a new user sees summaries within about
+		// two minutes: the first minute window closes once the watermark
+		// (event time minus 30s of allowed lateness) passes its end.
+		SummaryStore: &storeConfig{LocalDir: summaryDir},
+		Aggregate:    aggregate.Config{Interval: 10 * time.Second, Lease: time.Minute, IdleTimeout: time.Minute}.WithDefaults(),
+		tables:       tables,
 	}
 	if err := cfg.Ingest.Validate(); err != nil {
 		return usageError{err}
@@ -116,6 +126,10 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	if err != nil {
 		return err
 	}
+	agg, err := newAggregateService(ctx, cfg, logger, reg)
+	if err != nil {
+		return err
+	}
 	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
 	if err := srv.Listen(); err != nil {
 		return fmt.Errorf("http: %w (another sluice dev running? use --http-addr)", err)
@@ -127,12 +141,17 @@ Sluice dev is running.
   Objects        %s
   Metrics        http://%s/metrics   health: /healthz, /readyz
 
-Committed Parquet objects appear under %s/%s/ within about %s.
+  Summaries      %s
+
+Committed Parquet objects appear under %s/%s/ within about %s,
+and 1-minute summaries under %s/%s/1m/ within about two minutes.
 Next, in another terminal:
   go run ./cmd/sluice inspect %s/%s
+  go run ./cmd/sluice inspect %s/%s/1m
 Stop with Ctrl-C: every buffer is flushed and committed first.
 
-`, broker.Addr(), events.Topic, o.partitions, lakeDir, srv.Addr(), lakeDir, events.Name, o.flushEvery, lakeDir, events.Name)
+`, broker.Addr(), events.Topic, o.partitions, lakeDir, srv.Addr(), summaryDir, lakeDir, events.Name, o.flushEvery,
+		summaryDir, events.Name, lakeDir, events.Name, summaryDir, events.Name)
 
 	// Shutdown reads top to bottom: the producer stops first, the ingester
 	// flushes and commits what it holds, then the broker and HTTP go.
@@ -148,13 +167,17 @@ Stop with Ctrl-C: every buffer is flushed and committed first.
 		go func() { producerDone <- runDemoProducer(ctx, broker.Addr(), events.Topic, o.rate) }()
 	}
 
+	aggDone := make(chan error, 1)
+	go func() { aggDone <- agg.Run(ctx) }()
+
 	ingestErr := src.Run(ctx)
 	prodErr := <-producerDone
+	aggErr := <-aggDone
 	stopHTTP()
 	httpErr := <-httpDone
 	w.Close()
 	logger.Info("sluice dev stopped; everything buffered was committed", "objects", lakeDir)
-	return errors.Join(ingestErr, prodErr, httpErr)
+	return errors.Join(ingestErr, prodErr, aggErr, httpErr)
 }
 
 func runDemoProducer(ctx context.Context, broker, topic string, rate float64) error {

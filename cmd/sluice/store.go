@@ -13,6 +13,11 @@ import (
 // openBucket builds the configured store with retries (outermost, so every
 // attempt is measured) and metrics around it.
 func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (sink.Bucket, error) {
+	return openNamedBucket(ctx, "raw", cfg, logger, reg)
+}
+
+// openNamedBucket labels the store's metrics with name (raw, summary).
+func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (sink.Bucket, error) {
 	var b sink.Bucket
 	switch {
 	case cfg.LocalDir != "":
@@ -30,6 +35,6 @@ func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg p
 	default:
 		return nil, errNoStore
 	}
-	b = sink.NewInstrumented(b, reg, "raw")
+	b = sink.NewInstrumented(b, reg, name)
 	return sink.NewRetrying(b, sink.DefaultRetryPolicy(), logger, reg), nil
 }
