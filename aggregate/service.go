@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/schema"
 	"github.com/sluicehq/sluice/sink"
@@ -371,24 +374,35 @@ func mergeLinks(a, b []Link) []Link {
 	return slices.CompactFunc(out, func(x, y Link) bool { return x == y })
 }
 
-// computeFromRaw aggregates the live raw objects overlapping [from, to).
+// computeFromRaw aggregates the live raw objects overlapping [from, to),
+// one object per core at a time: memory holds at most that many objects.
 func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Duration, from, to time.Time, live []sink.LiveObject, st *RunStats) (*Summary, error) {
 	agg := NewAggregator(t, w, from, to)
 	fromUS, toUS := from.UnixMicro(), to.UnixMicro()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	var rows atomic.Int64
 	for _, o := range live {
 		if o.MaxEventTimeMicros < fromUS || o.MinEventTimeMicros >= toUS {
 			continue
 		}
-		data, err := s.readAll(ctx, s.raw, o.Key)
-		if err != nil {
-			return nil, err
-		}
-		if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
-			return nil, fmt.Errorf("aggregate %s: %w", o.Key, err)
-		}
-		st.RowsRead += o.Rows
-		s.m.rowsRead.WithLabelValues(t.Name).Add(float64(o.Rows))
+		g.Go(func() error {
+			data, err := s.readAll(gctx, s.raw, o.Key)
+			if err != nil {
+				return err
+			}
+			if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
+				return fmt.Errorf("aggregate %s: %w", o.Key, err)
+			}
+			rows.Add(o.Rows)
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	st.RowsRead += rows.Load()
+	s.m.rowsRead.WithLabelValues(t.Name).Add(float64(rows.Load()))
 	return agg.Result(), nil
 }
 

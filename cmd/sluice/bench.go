@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/loadtest/bench"
+	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/sink"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -18,7 +20,59 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks of the real binaries, end to end",
 	}
-	cmd.AddCommand(newBenchIngestCmd(g))
+	cmd.AddCommand(newBenchIngestCmd(g), newBenchAggregateCmd(g))
+	return cmd
+}
+
+func newBenchAggregateCmd(g *globals) *cobra.Command {
+	cfg := bench.AggregateConfig{}
+	cmd := &cobra.Command{
+		Use:   "aggregate",
+		Short: "Aggregate the raw objects of N events into windows and report rows/s and peak RSS",
+		Long: `Writes --events generated events of the sample table through the real ingest
+writer into a temporary store (raw Parquet objects, committed), then rolls
+them up into --window windows by the table's rollup (event_type, country;
+count, sum, min, max, avg, p50/p90/p99, distinct users) and reports rows/s
+and the process's peak RSS (which includes the raw objects held in memory).`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "sluice-bench-agg-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			b, err := sink.NewLocal(dir)
+			if err != nil {
+				return err
+			}
+			cfg.Table = schema.SampleTables()[0]
+			var bar *progressbar.ProgressBar
+			cfg.Progress = func(_ string, done, total int64) {
+				if bar == nil {
+					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(g.stderr), progressbar.OptionSetDescription("prepare raw objects"),
+						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
+				}
+				_ = bar.Set64(done)
+			}
+			res, err := bench.RunAggregate(cmd.Context(), b, cfg)
+			if bar != nil {
+				_ = bar.Finish()
+				fmt.Fprintln(g.stderr)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "aggregate benchmark (%d cores, GOMAXPROCS %d), %s windows\n  %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.Window, res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.Int64Var(&cfg.Events, "events", 2_000_000, "events to aggregate")
+	f.IntVar(&cfg.Partitions, "partitions", 8, "partitions the events are spread over")
+	f.Int64Var(&cfg.Seed, "seed", 1, "generator seed")
+	f.DurationVar(&cfg.Window, "window", time.Minute, "window size")
+	f.IntVar(&cfg.Workers, "workers", 0, "aggregation goroutines (0: GOMAXPROCS)")
+	f.IntVar(&cfg.FlushRecords, "flush-records", 250_000, "records per raw object flush, as an ingester would")
 	return cmd
 }
 

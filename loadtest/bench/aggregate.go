@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/sink"
+)
+
+// AggregateConfig describes one aggregation benchmark.
+type AggregateConfig struct {
+	Table      *schema.Table
+	Events     int64
+	Partitions int
+	Seed       int64
+	Window     time.Duration
+	Workers    int
+	// FlushRecords sizes the raw objects the way an ingester would.
+	FlushRecords int
+	Progress     func(phase string, done, total int64)
+}
+
+// PrepareRaw writes cfg.Events generated events through the real ingest
+// writer (decoder, Parquet encoder, commit records) into b, spread over
+// cfg.Partitions partitions, and returns the committed raw objects' bytes.
+func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]byte, error) {
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Hour), EventsPerSecond: 1000})
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]*ingest.Partition, cfg.Partitions)
+	offsets := make([]int64, cfg.Partitions)
+	for i := range parts {
+		parts[i] = w.NewPartition(cfg.Table, "kafka:events", fmt.Sprint(i), 0)
+	}
+	results := make(chan ingest.FlushResult, cfg.Partitions)
+	var buf []byte
+	flush := func(p *ingest.Partition) error {
+		if err := p.Flush(ctx, func(r ingest.FlushResult) { results <- r }); err != nil {
+			return err
+		}
+		r := <-results
+		p.Settled(r)
+		return r.Err
+	}
+	for i := range cfg.Events {
+		var value, key []byte
+		value, key, _ = g.Next(buf[:0])
+		buf = value
+		n := int(hashKey(key) % uint32(cfg.Partitions))
+		parts[n].Append(value, offsets[n], time.Now())
+		offsets[n]++
+		if parts[n].Pending() >= int64(cfg.FlushRecords) {
+			if err := flush(parts[n]); err != nil {
+				return nil, err
+			}
+		}
+		if i%100_000 == 0 && cfg.Progress != nil {
+			cfg.Progress("prepare", i, cfg.Events)
+		}
+	}
+	for _, p := range parts {
+		if err := flush(p); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Progress != nil {
+		cfg.Progress("prepare", cfg.Events, cfg.Events)
+	}
+	live, err := sink.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
+	if err != nil {
+		return nil, err
+	}
+	objects := make([][]byte, 0, len(live))
+	for _, o := range live {
+		rc, err := b.Get(ctx, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		objects = append(objects, data)
+	}
+	return objects, nil
+}
+
+// hashKey spreads keys over partitions like a Kafka partitioner would.
+func hashKey(k []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range k {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+// RunAggregate prepares the raw objects and aggregates them, as
+// `sluice bench aggregate` does.
+func RunAggregate(ctx context.Context, b sink.Bucket, cfg AggregateConfig) (aggregate.BenchResult, error) {
+	objects, err := PrepareRaw(ctx, b, cfg)
+	if err != nil {
+		return aggregate.BenchResult{}, err
+	}
+	return aggregate.BenchAggregate(ctx, cfg.Table, cfg.Window, objects, cfg.Workers)
+}
