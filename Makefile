@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long build bench-ingest dev clean
+.PHONY: test test-long build bench bench-ingest dev clean
 
 ## test: the default suite (gofmt, vet, race tests against a real S3 server and broker)
 test:
@@ -22,3 +22,11 @@ dev:
 
 clean:
 	rm -rf bin .testenv sluice-data
+
+## bench: the end-to-end benchmarks recorded in BENCHMARKS.md
+bench:
+	$(GO) run ./cmd/sluice bench ingest --events 2000000 --partitions 8
+	$(GO) run ./cmd/sluice bench aggregate --events 2000000 --window 1m
+
+bench-ingest:
+	$(GO) run ./cmd/sluice bench ingest --events 2000000 --partitions 8
