@@ -23,7 +23,10 @@ type WriterConfig struct {
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	// MemoryBudget bounds the input bytes held in buffers and in flushes not
 	// yet committed. When it is used up, fetching pauses until uploads finish:
-	// a slow object store causes backpressure, not growth.
+	// a slow object store causes backpressure, not growth. The process needs
+	// about three times this much memory in all (decoded batches, encoding,
+	// the client's fetch buffers); `sluice ingest` sets the Go runtime's soft
+	// memory limit to that unless GOMEMLIMIT is set.
 	MemoryBudget int64 `yaml:"memory_budget"`
 	// Compression of raw Parquet objects: zstd (default), snappy or none.
 	Compression string `yaml:"compression"`
@@ -39,7 +42,7 @@ const (
 	DefaultFlushRecords  = 1_000_000
 	DefaultFlushBytes    = 64 << 20
 	DefaultFlushInterval = 30 * time.Second
-	DefaultMemoryBudget  = 256 << 20
+	DefaultMemoryBudget  = 128 << 20
 	DefaultCompression   = "zstd"
 	DefaultFlushTimeout  = 2 * time.Minute
 )

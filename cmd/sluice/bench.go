@@ -156,7 +156,7 @@ events and its peak RSS (as the kernel measured them).`,
 	f.IntVar(&cfg.Users, "users", 100_000, "distinct user keys")
 	f.Float64Var(&cfg.ZipfS, "zipf", 1.2, "skew of user keys (Zipf s > 1)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "generator seed")
-	f.StringVar(&cfg.Ingest, "ingest-config", "flush_bytes: 33554432\nflush_interval: 1s", "the ingester's `ingest:` section (YAML)")
+	f.StringVar(&cfg.Ingest, "ingest-config", "flush_bytes: 33554432\nflush_interval: 1s\nmemory_budget: 134217728", "the ingester's `ingest:` section (YAML)")
 	f.StringVar(&workDir, "work-dir", "", "keep the broker log, objects and logs here (default: a temporary directory, removed)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary work directory")
 	return cmd

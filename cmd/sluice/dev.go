@@ -109,6 +109,8 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 		return usageError{err}
 	}
 
+	// The ingester's share plus room for the broker and the aggregator.
+	setMemoryLimit(3*cfg.Ingest.MemoryBudget+256<<20, logger)
 	reg := prometheus.NewRegistry()
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -41,6 +44,7 @@ kafka.group to scale out; partitions are the unit of work.`,
 // runIngest runs the ingester and its HTTP endpoint until ctx is done.
 func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	logger := g.Logger()
+	setMemoryLimit(3*cfg.Ingest.MemoryBudget, logger)
 	reg := prometheus.NewRegistry()
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err
@@ -83,4 +87,15 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 		return fmt.Errorf("ingest: %w", runErr)
 	}
 	return nil
+}
+
+// setMemoryLimit makes the garbage collector work harder as the heap nears
+// limit bytes, so that RSS follows the configured budget instead of
+// doubling with GOGC. GOMEMLIMIT, when set, wins.
+func setMemoryLimit(limit int64, logger *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(limit)
+	logger.Debug("soft memory limit set", "bytes", limit)
 }
