@@ -26,6 +26,9 @@ type AggregateConfig struct {
 	Workers    int
 	// FlushRecords sizes the raw objects the way an ingester would.
 	FlushRecords int
+	// EventsPerSecond of event time (default 1000): lower spreads the events
+	// over more windows.
+	EventsPerSecond float64
 	Progress     func(phase string, done, total int64)
 }
 
@@ -38,7 +41,11 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 		return nil, err
 	}
 	defer w.Close()
-	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Hour), EventsPerSecond: 1000})
+	eps := cfg.EventsPerSecond
+	if eps == 0 {
+		eps = 1000
+	}
+	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: time.Now().UTC().Add(-48 * time.Hour).Truncate(24 * time.Hour), EventsPerSecond: eps})
 	if err != nil {
 		return nil, err
 	}

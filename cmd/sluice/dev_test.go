@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/sink"
+)
+
+// The README's promise: within 30 seconds of starting `sluice dev`,
+// committed Parquet objects exist under the data dir and `sluice inspect`
+// reads them; with SLUICE_LONG, summaries too within about two minutes.
+func TestDevCommitsWithin30Seconds(t *testing.T) {
+	bin := crashBinary(t)
+	dir := t.TempDir()
+	cs := newChildren(t, dir)
+	dataDir := filepath.Join(dir, "sluice-data")
+	dev, _, err := cs.start("dev", bin, false, "dev", "--data-dir", dataDir,
+		"--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rate", "500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lake := filepath.Join(dataDir, "lake")
+	started := time.Now()
+	var committed int64
+	for time.Since(started) < 30*time.Second && committed == 0 {
+		time.Sleep(250 * time.Millisecond)
+		if !dev.alive() {
+			cs.printTails(40)
+			t.Fatal("sluice dev exited")
+		}
+		b, err := sink.NewLocal(lake)
+		if err != nil {
+			continue // not created yet
+		}
+		recs, err := sink.NewCommitLog(b).Records(context.Background(), "events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			committed += r.Records
+		}
+	}
+	if committed == 0 {
+		cs.printTails(40)
+		t.Fatalf("no committed records under %s after 30s", lake)
+	}
+	t.Logf("first commit after %s (%d records)", time.Since(started).Round(100*time.Millisecond), committed)
+
+	out, err := exec.Command(bin, "inspect", filepath.Join(lake, "events")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)") || !strings.Contains(string(out), "rows") {
+		t.Fatalf("inspect: %v\n%s", err, out)
+	}
+
+	if os.Getenv("SLUICE_LONG") != "" {
+		summaries := filepath.Join(dataDir, "summaries", "events", "1m")
+		deadline := time.Now().Add(150 * time.Second)
+		var found []string
+		for time.Now().Before(deadline) && len(found) == 0 {
+			time.Sleep(time.Second)
+			found, _ = filepath.Glob(filepath.Join(summaries, "dt=*", "hour=*.parquet"))
+		}
+		if len(found) == 0 {
+			cs.printTails(40)
+			t.Fatalf("no 1m summaries under %s within %s of starting", summaries, time.Since(started).Round(time.Second))
+		}
+		t.Logf("first summary after %s", time.Since(started).Round(time.Second))
+		out, err := exec.Command(bin, "inspect", summaries).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "window_start") {
+			t.Fatalf("inspect summaries: %v\n%s", err, out)
+		}
+	}
+
+	code, err := dev.stop(syscall.SIGINT, 60*time.Second)
+	if err != nil || code != 0 {
+		cs.printTails(40)
+		t.Fatalf("sluice dev did not stop cleanly on Ctrl-C: exit %d, %v", code, err)
+	}
+}
