@@ -119,6 +119,11 @@ type KafkaConfig struct {
 	// FetchMaxPartitionBytes bounds one partition's share of a fetch. Larger
 	// means fewer round trips per byte when a few partitions carry the load.
 	FetchMaxPartitionBytes int32 `yaml:"fetch_max_partition_bytes"`
+	// InstanceID turns on static group membership (KIP-345): a member that
+	// restarts under the same id (a StatefulSet pod name, say) gets its
+	// partitions back at once instead of after the session timeout. Each
+	// running process needs its own; ${HOSTNAME} is a good choice.
+	InstanceID string `yaml:"instance_id"`
 	// SessionTimeout and RebalanceTimeout of the consumer group.
 	SessionTimeout   time.Duration `yaml:"session_timeout"`
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`

@@ -102,6 +102,9 @@ func (s *KafkaSource) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	}
+	if s.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(s.cfg.InstanceID))
+	}
 	opts = append(opts, s.opts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -398,3 +398,4 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	second.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
 }
+
