@@ -6,16 +6,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/zstd"
-	"github.com/parquet-go/parquet-go/encoding"
 
 	"github.com/sluicehq/sluice/schema"
 )
@@ -413,17 +409,17 @@ func tableName(t *schema.Table) string {
 }
 
 func (l *summaryLayout) schema() *parquet.Schema {
-	g := &orderedGroup{}
-	for i, c := range l.cols {
+	cols := make([]schema.Column, 0, len(l.cols))
+	for _, c := range l.cols {
 		n := c.node
 		if c.optional {
 			n = parquet.Optional(n)
 		} else {
 			n = parquet.Required(n)
 		}
-		g.fields = append(g.fields, &orderedField{Node: n, name: c.name, index: i})
+		cols = append(cols, schema.Column{Name: c.name, Node: n})
 	}
-	return parquet.NewSchema(l.t.Name+"_summary", g)
+	return parquet.NewSchema(l.t.Name+"_summary", schema.OrderedGroup(cols...))
 }
 
 // newRow returns an empty row with fresh measure states.
@@ -720,51 +716,4 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// orderedGroup is a Parquet group that keeps its columns in the given
-// order (parquet.Group sorts them by name), so window_start comes first.
-type orderedGroup struct{ fields []parquet.Field }
-
-func (g *orderedGroup) ID() int { return 0 }
-func (g *orderedGroup) String() string {
-	var b strings.Builder
-	_ = parquet.PrintSchema(&b, "", g)
-	return b.String()
-}
-func (g *orderedGroup) Type() parquet.Type          { return parquet.Group{}.Type() }
-func (g *orderedGroup) Optional() bool              { return false }
-func (g *orderedGroup) Repeated() bool              { return false }
-func (g *orderedGroup) Required() bool              { return true }
-func (g *orderedGroup) Leaf() bool                  { return false }
-func (g *orderedGroup) Fields() []parquet.Field     { return g.fields }
-func (g *orderedGroup) Encoding() encoding.Encoding { return nil }
-func (g *orderedGroup) Compression() compress.Codec { return nil }
-func (g *orderedGroup) GoType() reflect.Type {
-	sf := make([]reflect.StructField, len(g.fields))
-	for i, f := range g.fields {
-		sf[i] = reflect.StructField{Name: "C" + strconv.Itoa(i), Type: f.GoType(),
-			Tag: reflect.StructTag(`parquet:` + strconv.Quote(f.Name()))}
-	}
-	return reflect.StructOf(sf)
-}
-
-type orderedField struct {
-	parquet.Node
-	name  string
-	index int
-}
-
-func (f *orderedField) Name() string { return f.name }
-func (f *orderedField) Value(base reflect.Value) reflect.Value {
-	for base.Kind() == reflect.Interface || base.Kind() == reflect.Pointer {
-		if base.IsNil() {
-			return reflect.Value{}
-		}
-		base = base.Elem()
-	}
-	if base.Kind() == reflect.Struct && f.index < base.NumField() {
-		return base.Field(f.index)
-	}
-	return reflect.Value{}
 }

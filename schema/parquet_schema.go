@@ -74,6 +74,22 @@ func (t *Table) parquetRoot(plain []bool) *orderedGroup {
 	return g
 }
 
+// Column is one named column of an OrderedGroup.
+type Column struct {
+	Name string
+	Node parquet.Node
+}
+
+// OrderedGroup returns a Parquet group whose columns keep the given order
+// (parquet.Group is a map and sorts them by name). Summaries use it too.
+func OrderedGroup(cols ...Column) parquet.Node {
+	g := &orderedGroup{fields: make([]parquet.Field, 0, len(cols))}
+	for _, c := range cols {
+		g.fields = append(g.fields, &orderedField{Node: c.Node, name: c.Name, index: len(g.fields)})
+	}
+	return g
+}
+
 // orderedGroup is a Parquet group that keeps its fields in declaration order.
 // parquet.Group is a map and sorts columns by name, which would make the
 // Parquet column order differ from the table and the Arrow schema.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/internal/promreg"
 )
 
 // Operation label values.
@@ -40,43 +41,22 @@ type bucketMetrics struct {
 	bytes    *prometheus.CounterVec
 }
 
-// registerOrReuse registers c, or returns the collector registered before
-// under the same name (a second bucket on the same registerer). A nil
-// registerer leaves c unregistered.
-func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		// A different collector under our name is a programming error that
-		// would otherwise silently drop metrics.
-		panic(err)
-	}
-	return c
-}
-
 func newBucketMetrics(reg prometheus.Registerer) *bucketMetrics {
 	return &bucketMetrics{
-		ops: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		ops: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_object_operations_total",
 			Help: "Object-store operations started, by bucket and operation.",
 		}, []string{"bucket", "operation"})),
-		failures: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		failures: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_object_operation_failures_total",
 			Help: "Object-store operations that failed, by reason. A missing key on a read and a lost conditional create are outcomes, not failures.",
 		}, []string{"bucket", "operation", "reason"})),
-		duration: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_sink_object_operation_duration_seconds",
 			Help:    "Time to complete an object-store operation (for gets: to open the object).",
 			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"bucket", "operation"})),
-		bytes: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		bytes: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_object_bytes_total",
 			Help: "Object bytes moved, by direction (read, written).",
 		}, []string{"bucket", "direction"})),

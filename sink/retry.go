@@ -16,6 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/internal/promreg"
 )
 
 // ErrUnavailable marks an error as transient: the store could not answer now
@@ -194,11 +195,11 @@ func NewRetrying(b Bucket, policy RetryPolicy, logger *slog.Logger, reg promethe
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	retries := registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	retries := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_sink_object_retries_total",
 		Help: "Object-store calls retried after a transient error, by operation.",
 	}, []string{"bucket", "operation"}))
-	noRetry := registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	noRetry := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_sink_object_unretryable_puts_total",
 		Help: "Puts given a single attempt because their reader cannot be rewound.",
 	}, []string{"bucket"}))
