@@ -9,7 +9,7 @@ GO ?= go
 test:
 	scripts/test.sh
 
-## test-long: the default suite plus the long crash and fault runs
+## test-long: the long crash and dev runs only (CI runs it after make test)
 test-long:
 	scripts/test.sh long
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 
 	"gopkg.in/yaml.v3"
 
@@ -58,23 +59,59 @@ var (
 // envRef matches ${NAME} and ${NAME:-default}: secrets can stay out of the file.
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
+// expandEnv replaces ${NAME} and ${NAME:-default} in the scalar values of
+// a YAML document (not in comments or keys), so a secret containing YAML
+// syntax stays one value.
 func expandEnv(data []byte) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
 	var missing []string
-	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
-		sub := envRef.FindSubmatch(m)
-		if v, ok := os.LookupEnv(string(sub[1])); ok {
-			return []byte(v)
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode && envRef.MatchString(n.Value) {
+			n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+				sub := envRef.FindStringSubmatch(m)
+				if v, ok := os.LookupEnv(sub[1]); ok {
+					return v
+				}
+				if sub[2] != "" {
+					return sub[3]
+				}
+				missing = append(missing, sub[1])
+				return m
+			})
+			// Numbers and booleans stay plain so they fill int and bool
+			// fields; anything else is one quoted string, whatever it holds.
+			n.Tag, n.Style = "!!str", yaml.DoubleQuotedStyle
+			if looksTyped(n.Value) {
+				n.Tag, n.Style = "", 0
+			}
 		}
-		if sub[2] != nil {
-			return sub[3]
+		for i, c := range n.Content {
+			if n.Kind == yaml.MappingNode && i%2 == 0 {
+				continue // keys stay as written
+			}
+			walk(c)
 		}
-		missing = append(missing, string(sub[1]))
-		return m
-	})
+	}
+	walk(&doc)
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("environment variables not set: %v", missing)
 	}
-	return out, nil
+	if doc.Kind == 0 {
+		return data, nil // empty document
+	}
+	return yaml.Marshal(&doc)
+}
+
+func looksTyped(v string) bool {
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return true
+	}
+	_, err := strconv.ParseBool(v)
+	return err == nil
 }
 
 func loadConfig(path string) (*fileConfig, error) {
