@@ -54,6 +54,10 @@ func NewService(cfg Config, raw, summaries sink.Bucket, tables []*schema.Table, 
 	for _, t := range tables {
 		if t.Rollup != nil {
 			s.tables = append(s.tables, t)
+			s.m.tooLate.WithLabelValues(t.Name)
+			for _, outcome := range []string{"ok", "error", "locked"} {
+				s.m.runs.WithLabelValues(t.Name, outcome)
+			}
 		}
 	}
 	if len(s.tables) == 0 {

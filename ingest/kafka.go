@@ -69,6 +69,17 @@ func NewKafkaSource(cfg KafkaConfig, tables []*schema.Table, w *Writer, logger *
 			return nil, fmt.Errorf("ingest: tables %q and %q both read topic %q", other.Name, t.Name, t.Topic)
 		}
 		s.tables[t.Topic] = t
+		// Error and dead-letter series start at zero, so that rates and
+		// alerts see 0 rather than nothing before the first one.
+		for _, why := range schema.Reasons() {
+			s.m.deadLetters.WithLabelValues(t.Name, string(why))
+		}
+		for _, why := range []string{"encode", "upload", "commit", "conflict"} {
+			s.m.flushFailures.WithLabelValues(t.Name, why)
+		}
+		s.m.rewinds.WithLabelValues(t.Name)
+		s.m.recordsIn.WithLabelValues(t.Name)
+		s.m.recordsWritten.WithLabelValues(t.Name)
 	}
 	return s, nil
 }

@@ -398,4 +398,3 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	second.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
 }
-

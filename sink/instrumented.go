@@ -21,6 +21,10 @@ const (
 	opDelete      = "delete"
 )
 
+// allOps are every bucket's operations: their error series start at zero,
+// so that rates and alerts see 0 rather than nothing.
+var allOps = []string{opGet, opGetRange, opAttributes, opIter, opPut, opPutIfAbsent, opDelete}
+
 // Failure reasons, a small fixed set so the label stays bounded.
 const (
 	reasonCanceled  = "canceled"
@@ -79,6 +83,10 @@ var _ Bucket = (*Instrumented)(nil)
 // attempts.
 func NewInstrumented(b Bucket, reg prometheus.Registerer, name string) *Instrumented {
 	m := newBucketMetrics(reg)
+	for _, op := range allOps {
+		m.failures.WithLabelValues(name, op, reasonTransient)
+		m.ops.WithLabelValues(name, op)
+	}
 	return &Instrumented{
 		b: b, name: name, m: m,
 		bytesRead:    m.bytes.WithLabelValues(name, "read"),

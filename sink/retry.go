@@ -203,6 +203,9 @@ func NewRetrying(b Bucket, policy RetryPolicy, logger *slog.Logger, reg promethe
 		Name: "sluice_sink_object_unretryable_puts_total",
 		Help: "Puts given a single attempt because their reader cannot be rewound.",
 	}, []string{"bucket"}))
+	for _, op := range allOps {
+		retries.WithLabelValues(b.Name(), op)
+	}
 	return &Retrying{
 		b: b, policy: policy.withDefaults(), logger: logger,
 		retries: retries, noRetry: noRetry.WithLabelValues(b.Name()),
