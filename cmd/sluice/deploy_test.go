@@ -136,7 +136,7 @@ func TestDeployK8sManifests(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
-			if doc.Kind != "Deployment" {
+			if doc.Kind != "Deployment" && doc.Kind != "StatefulSet" {
 				continue
 			}
 			workloads++
@@ -151,6 +151,6 @@ func TestDeployK8sManifests(t *testing.T) {
 		}
 	}
 	if workloads != 2 {
-		t.Errorf("%d Deployments, want 2 (ingest, aggregate)", workloads)
+		t.Errorf("%d workloads, want 2 (ingest StatefulSet, aggregate Deployment)", workloads)
 	}
 }
