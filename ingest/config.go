@@ -127,6 +127,10 @@ type KafkaConfig struct {
 	// SessionTimeout and RebalanceTimeout of the consumer group.
 	SessionTimeout   time.Duration `yaml:"session_timeout"`
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// SASL and TLS secure the connections to the brokers (see kafka_auth.go);
+	// SecurityOpts turns them into client options.
+	SASL KafkaSASL `yaml:"sasl"`
+	TLS  KafkaTLS  `yaml:"tls"`
 }
 
 // WithDefaults fills zero fields with the defaults.
@@ -165,5 +169,8 @@ func (c KafkaConfig) Validate() error {
 	case c.StartOffset != "earliest" && c.StartOffset != "latest":
 		return fmt.Errorf("ingest: %w (got %q)", ErrBadStartOffset, c.StartOffset)
 	}
-	return nil
+	if err := c.SASL.Validate(); err != nil {
+		return err
+	}
+	return c.TLS.Validate()
 }

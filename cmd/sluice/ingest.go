@@ -58,7 +58,19 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 		return err
 	}
 	defer w.Close()
-	src, err := ingest.NewKafkaSource(cfg.Kafka, cfg.tables, w, logger, reg)
+	secOpts, err := cfg.Kafka.SecurityOpts()
+	if err != nil {
+		return err
+	}
+	// Wrong credentials or TLS settings stop the process with a reason
+	// instead of leaving it fetching nothing with warnings.
+	checkCtx, cancelCheck := context.WithTimeout(ctx, kafkaCheckTimeout)
+	err = ingest.CheckKafka(checkCtx, cfg.Kafka, secOpts...)
+	cancelCheck()
+	if err != nil {
+		return err
+	}
+	src, err := ingest.NewKafkaSource(cfg.Kafka, cfg.tables, w, logger, reg, secOpts...)
 	if err != nil {
 		return err
 	}
