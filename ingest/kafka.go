@@ -34,7 +34,7 @@ type KafkaSource struct {
 
 	mu       sync.Mutex
 	resumeAt map[topicPartition]int64 // chain end found at assignment; -1: none
-	rewinds  map[topicPartition]time.Time
+	rewinds  map[topicPartition]rewind
 	hints    map[topicPartition]int64 // committed chain ends not yet sent to the group
 }
 
@@ -61,7 +61,7 @@ func NewKafkaSource(cfg KafkaConfig, tables []*schema.Table, w *Writer, logger *
 		tables:   map[string]*schema.Table{},
 		opts:     opts,
 		resumeAt: map[topicPartition]int64{},
-		rewinds:  map[topicPartition]time.Time{},
+		rewinds:  map[topicPartition]rewind{},
 		hints:    map[topicPartition]int64{},
 	}
 	for _, t := range tables {
@@ -322,11 +322,24 @@ func (s *KafkaSource) drainWorkers(ctx context.Context) {
 	}
 }
 
+// rewind is a pending request to restart a partition at its chain end.
+type rewind struct {
+	at time.Time
+	// from is where to restart when the partition has no commit record yet:
+	// the first offset of the dropped buffer. (SetOffsets ignores the
+	// symbolic "start" offset, so it must be a real one.)
+	from int64
+}
+
 // requestRewind is called by a worker whose flush failed: the partition's
-// buffer was dropped and consumption must restart at the chain end.
-func (s *KafkaSource) requestRewind(tp topicPartition, after time.Duration) {
+// buffer was dropped and consumption must restart at the chain end, or at
+// from (the dropped buffer's first offset) if nothing was committed yet.
+func (s *KafkaSource) requestRewind(tp topicPartition, after time.Duration, from int64) {
 	s.mu.Lock()
-	s.rewinds[tp] = time.Now().Add(after)
+	if prev, ok := s.rewinds[tp]; ok && prev.from >= 0 && (from < 0 || prev.from < from) {
+		from = prev.from
+	}
+	s.rewinds[tp] = rewind{at: time.Now().Add(after), from: from}
 	s.mu.Unlock()
 }
 
@@ -334,43 +347,39 @@ func (s *KafkaSource) requestRewind(tp topicPartition, after time.Duration) {
 // position cannot race with records being handed out.
 func (s *KafkaSource) serviceRewinds(ctx context.Context) {
 	s.mu.Lock()
-	var due []topicPartition
+	due := map[topicPartition]rewind{}
 	now := time.Now()
-	for tp, at := range s.rewinds {
-		if !now.Before(at) {
-			due = append(due, tp)
+	for tp, r := range s.rewinds {
+		if !now.Before(r.at) {
+			due[tp] = r
 		}
 	}
 	s.mu.Unlock()
-	for _, tp := range due {
+	for tp, r := range due {
 		table := s.tables[tp.topic]
 		next, found, err := s.w.commits.Resume(ctx, table.Name, sourceName(tp.topic), strconv.Itoa(int(tp.partition)))
 		if err != nil {
 			s.logger.Warn("rewind: reading commit log failed, will retry", "topic", tp.topic, "partition", tp.partition, "err", err)
-			s.requestRewind(tp, 2*time.Second)
+			s.requestRewind(tp, 2*time.Second, r.from)
 			continue
 		}
-		offset := kgo.NewOffset().AtStart()
-		if found {
-			offset = kgo.NewOffset().At(next)
-		} else {
-			next = -1
+		if !found {
+			next = r.from
+		}
+		if next < 0 {
+			// Cannot happen: a flush that failed had records, so a first
+			// offset. Refuse to guess rather than skip records.
+			s.logger.Error("rewind: no position to restart from; partition stays paused", "topic", tp.topic, "partition", tp.partition)
+			continue
 		}
 		s.mu.Lock()
 		delete(s.rewinds, tp)
 		s.mu.Unlock()
-		s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{tp.topic: {tp.partition: {Epoch: -1, Offset: offsetValue(offset, next)}}})
+		s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{tp.topic: {tp.partition: {Epoch: -1, Offset: next}}})
 		s.workerFor(tp).inbox <- workerMsg{kind: msgReset, tp: tp, next: next}
 		s.m.rewinds.WithLabelValues(table.Name).Inc()
-		s.logger.Info("partition rewound to its last commit", "topic", tp.topic, "partition", tp.partition, "offset", next)
+		s.logger.Info("partition rewound to its last commit", "topic", tp.topic, "partition", tp.partition, "offset", next, "from_commit_log", found)
 	}
-}
-
-func offsetValue(o kgo.Offset, next int64) int64 {
-	if next >= 0 {
-		return next
-	}
-	return o.EpochOffset().Offset // -2: start
 }
 
 func (s *KafkaSource) noteCommitted(tp topicPartition, next int64) {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,4 +398,34 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	waitCommitted(t, b, "events", 6000, 60*time.Second)
 	second.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
+}
+
+// flakyBucket fails its first n uploads, as an object store does during an
+// outage.
+type flakyBucket struct {
+	sink.Bucket
+	failures atomic.Int32
+}
+
+func (f *flakyBucket) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if f.failures.Add(-1) >= 0 {
+		return fmt.Errorf("put %s: injected outage", key)
+	}
+	return f.Bucket.Put(ctx, key, r, size)
+}
+
+// A flush that fails before anything of its partition was ever committed
+// must rewind to the dropped buffer's first record, not skip past it.
+func TestKafkaSourceRewindsBeforeFirstCommit(t *testing.T) {
+	c := newCluster(t, 2)
+	b := &flakyBucket{Bucket: newLocalBucket(t)}
+	b.failures.Store(3)
+	want := produce(t, c.ListenAddrs(), 2000, 0, time.Now().UTC().Add(-time.Hour))
+	src := startSource(t, c.ListenAddrs(), "g", b, WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	waitCommitted(t, b, "events", 2000, 30*time.Second)
+	src.stop(t)
+	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
+	if n := testutil.ToFloat64(src.w.m.rewinds.WithLabelValues("events")); n == 0 {
+		t.Fatal("the injected failures caused no rewind")
+	}
 }

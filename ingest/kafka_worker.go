@@ -204,7 +204,7 @@ func (wk *kafkaWorker) settle(r FlushResult) {
 	}
 	wk.s.logger.Warn("flush failed; rewinding partition to its last commit", "topic", tp.topic, "partition", tp.partition,
 		"first_offset", r.FirstOffset, "next_offset", r.NextOffset, "conflict", r.Conflict, "retry_in", backoff, "err", r.Err)
-	wk.s.requestRewind(tp, backoff)
+	wk.s.requestRewind(tp, backoff, r.FirstOffset)
 }
 
 func (wk *kafkaWorker) flushDue(now time.Time) {
