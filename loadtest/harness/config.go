@@ -1,0 +1,169 @@
+// Package harness runs a load test of a Sluice pipeline end to end: it
+// produces generated events (and malformed records of every dead-letter
+// kind) to Kafka at a target rate, watches the pipeline while it works
+// (rates, lag, CPU, memory, when data becomes visible), then proves from the
+// object stores that every acknowledged record is committed exactly once in
+// the right area and that every closed window's summary is right, and
+// reports what it measured as a table, JSON and an HTML page.
+//
+// Ground truth for summaries. The harness does not keep events: memory
+// would grow with the run. It keeps, per (1-minute window, event_type,
+// country), the count and the exact amount in cents of the acknowledged
+// good events (a few hundred groups a minute), and the acknowledged
+// (partition, offset) positions as runs (verify.Expected). The verifier
+// first proves that the committed raw data holds exactly the acknowledged
+// positions, once each; then that the committed rows of every window agree
+// with the kept counts and amounts (so the raw rows are the produced
+// events, not just the right number of rows); then it recomputes every
+// closed window exactly from those committed rows (aggregate.ExactRecompute,
+// every distinct value and quantile input of one window at a time) and
+// compares the summary with it: exact measures exactly, HyperLogLog and
+// DDSketch measures within their stated error. Since the raw rows are
+// proven equal to what was produced, the exact recomputation over them is
+// the exact aggregate of what was produced.
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultTopic          = "events"
+	DefaultUsers          = 100_000
+	DefaultZipfS          = 1.2
+	DefaultDrainTimeout   = 3 * time.Minute
+	DefaultCatchUpTimeout = 3 * time.Minute
+	DefaultMaxExactRows   = 5_000_000
+	// ratePerProducer is about what one producer client sustains against
+	// one broker while leaving the cores to the pipeline.
+	ratePerProducer = 100_000
+)
+
+// Config says what to produce and how to verify it.
+type Config struct {
+	// Brokers are the Kafka seed brokers. Required.
+	Brokers []string
+	// Topic receives the events. Default DefaultTopic.
+	Topic string
+	// Rate is the target events per second over all producers; 0 is as fast
+	// as the broker acknowledges.
+	Rate float64
+	// Duration and Events bound the run: it stops at whichever comes first.
+	// At least one must be set.
+	Duration time.Duration
+	Events   int64
+	// Producers run in parallel, each with its own client. 0 picks one per
+	// 100k events/s of Rate (two when flat out), at most 8.
+	Producers int
+	// Seed makes the generated streams reproducible (apart from event times,
+	// which follow the clock so that windows close as they would live).
+	Seed int64
+	// Users is the key cardinality; ZipfS its skew (> 1).
+	Users int
+	ZipfS float64
+	// LateShare of events (0..1) have an event time up to LateBy in the past.
+	LateShare float64
+	LateBy    time.Duration
+	// NullShare of events (0..1) have a null country, and independently a
+	// null device.
+	NullShare float64
+	// BadShare of records (0..1) are malformed, the kinds in turn (BadKinds).
+	BadShare float64
+	// EventBytes pads good events with an ignored "pad" field to about this
+	// many bytes; 0 leaves them at their natural ~200 bytes.
+	EventBytes int
+	// DrainTimeout bounds the wait, after producing, for every acknowledged
+	// record to be committed. Default DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// CatchUpTimeout bounds the wait for the aggregator to summarise every
+	// closed window from all of its inputs. Default DefaultCatchUpTimeout.
+	CatchUpTimeout time.Duration
+	// NoSummaries skips the summary wait and checks (no aggregator runs).
+	NoSummaries bool
+	// MaxExactRows bounds the raw rows one window's exact recomputation may
+	// hold in memory; larger windows are reported as not verified.
+	// Default DefaultMaxExactRows.
+	MaxExactRows int64
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Topic == "" {
+		c.Topic = DefaultTopic
+	}
+	if c.Users == 0 {
+		c.Users = DefaultUsers
+	}
+	if c.ZipfS == 0 {
+		c.ZipfS = DefaultZipfS
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.CatchUpTimeout == 0 {
+		c.CatchUpTimeout = DefaultCatchUpTimeout
+	}
+	if c.MaxExactRows == 0 {
+		c.MaxExactRows = DefaultMaxExactRows
+	}
+	if c.Producers == 0 {
+		c.Producers = 2
+		if c.Rate > 0 {
+			c.Producers = min(8, max(1, int(math.Ceil(c.Rate/ratePerProducer))))
+		}
+	}
+	return c
+}
+
+// Named validation errors.
+var (
+	ErrNoBrokers = errors.New("loadtest: brokers are required")
+	ErrNoBound   = errors.New("loadtest: set a duration or a number of events")
+)
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	share := func(name string, v float64) error {
+		if !(v >= 0 && v <= 1) {
+			return fmt.Errorf("loadtest: %s %v must be in [0, 1]", name, v)
+		}
+		return nil
+	}
+	switch {
+	case len(c.Brokers) == 0:
+		return ErrNoBrokers
+	case c.Duration <= 0 && c.Events <= 0:
+		return ErrNoBound
+	case c.Duration < 0 || c.Events < 0:
+		return errors.New("loadtest: duration and events must not be negative")
+	case !(c.Rate >= 0) || math.IsInf(c.Rate, 0):
+		return fmt.Errorf("loadtest: rate %v must be a finite number >= 0", c.Rate)
+	case c.Producers < 1 || c.Producers > 64:
+		return fmt.Errorf("loadtest: producers %d must be in [1, 64]", c.Producers)
+	case c.Users < 1:
+		return fmt.Errorf("loadtest: users %d must be at least 1", c.Users)
+	case !(c.ZipfS > 1):
+		return fmt.Errorf("loadtest: zipf %v must be > 1", c.ZipfS)
+	case c.LateShare > 0 && c.LateBy <= 0:
+		return errors.New("loadtest: a late share needs late-by > 0")
+	case c.LateBy < 0:
+		return errors.New("loadtest: late-by must not be negative")
+	case c.EventBytes < 0 || c.EventBytes > 1<<20:
+		return fmt.Errorf("loadtest: event size %d must be in [0, 1 MiB]", c.EventBytes)
+	case c.DrainTimeout < 0 || c.CatchUpTimeout < 0 || c.MaxExactRows < 0:
+		return errors.New("loadtest: timeouts and bounds must not be negative")
+	}
+	for _, s := range []struct {
+		name string
+		v    float64
+	}{{"late share", c.LateShare}, {"null share", c.NullShare}, {"bad share", c.BadShare}} {
+		if err := share(s.name, s.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

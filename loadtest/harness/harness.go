@@ -1,0 +1,402 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/sink"
+)
+
+// Env is the pipeline under test, as the harness reaches it.
+type Env struct {
+	// Mode names the setup in the report, e.g. "embedded" or "external".
+	Mode string
+	// Table is the table the topic feeds; it must have a rollup unless
+	// Config.NoSummaries.
+	Table *schema.Table
+	// Source is the commit-record source of the topic, "kafka:<topic>".
+	Source string
+	// Raw holds the committed raw objects and the commit log.
+	Raw sink.Bucket
+	// Summaries holds the summary objects; nil skips summary checks.
+	Summaries sink.Bucket
+	// IdleTimeout is the aggregator's idle timeout (for the watermark).
+	IdleTimeout time.Duration
+	// ConsumerLag, if set, reads the ingester's lag gauge.
+	ConsumerLag MetricLag
+	// ProcPID, if > 0, is the process whose CPU and memory are reported,
+	// and ProcLabel says what it holds.
+	ProcPID   int
+	ProcLabel string
+	// Progress receives a status line every second (nil: none).
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Run produces, waits for the pipeline, verifies and measures. The error
+// is for a run that could not be carried out (no broker, unreadable
+// store); what the verifier found is in the report (Report.OK).
+func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if env.Table == nil || env.Raw == nil {
+		return nil, errors.New("loadtest: a table and a raw store are required")
+	}
+	if env.Summaries == nil || env.Table.Rollup == nil {
+		cfg.NoSummaries = true
+	}
+	if cfg.NoSummaries {
+		env.Summaries = nil
+	}
+	if env.Source == "" {
+		env.Source = "kafka:" + cfg.Topic
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	truth := NewTruth()
+	ps := newProducers(cfg, env.Table, truth)
+	start := time.Now()
+	var deadline time.Time
+	if cfg.Duration > 0 {
+		deadline = start.Add(cfg.Duration)
+	}
+	mon := newMonitor(env, ps, start, cfg.Duration)
+	monCtx, stopMon := context.WithCancel(ctx)
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.run(monCtx) }()
+	stopMonitor := func() { stopMon(); <-monDone }
+	defer stopMonitor()
+
+	rep := &Report{Mode: env.Mode, Started: start.UTC(), Config: reportConfig(cfg), Truth: truth}
+	var fails failures
+
+	// Produce.
+	prodErr := ps.run(ctx, deadline)
+	produceEnd := time.Now()
+	lastReal, haveEvents := truth.MaxEventTime()
+	if prodErr != nil {
+		return nil, fmt.Errorf("produce: %w", prodErr)
+	}
+	if !haveEvents {
+		return nil, errors.New("loadtest: no event was acknowledged")
+	}
+	if !cfg.NoSummaries {
+		// Close every window up to the coarsest one of at most 5 minutes that
+		// holds real events: each partition gets one event past it plus the
+		// allowed lateness.
+		closeTo := time.Minute
+		for _, w := range env.Table.Rollup.Windows {
+			if w <= 5*time.Minute {
+				closeTo = max(closeTo, w)
+			}
+		}
+		at := lastReal.Truncate(closeTo).Add(closeTo + env.Table.Rollup.AllowedLateness + time.Second)
+		if err := ps.sendMarkers(ctx, at); err != nil {
+			return nil, err
+		}
+	}
+
+	// Wait for ingest.
+	mon.setPhase("draining")
+	drained, err := waitCommitted(ctx, env, truth, cfg.DrainTimeout)
+	if err != nil {
+		return nil, err
+	}
+	drainEnd := time.Now()
+	if !drained {
+		fails.add("not every acknowledged record was committed within %s", cfg.DrainTimeout)
+	}
+
+	// Wait for the aggregator.
+	if !cfg.NoSummaries {
+		mon.setPhase("aggregating")
+		if err := waitSummaries(ctx, env, cfg.CatchUpTimeout); err != nil {
+			return nil, err
+		}
+	}
+	stopMonitor()
+	catchUpEnd := time.Now()
+	fmt.Fprint(progressOut(env), "verifying ...")
+
+	v, err := Verify(ctx, cfg, env, truth)
+	if err != nil {
+		return nil, err
+	}
+	rep.Raw, rep.DeadLetters, rep.Summaries = v.Raw, v.DeadLetters, v.Summaries
+	for _, f := range v.Failures {
+		fails.add("%s", f)
+	}
+	fmt.Fprint(progressOut(env), "\r\x1b[K")
+
+	// Measure.
+	samples, firstSeen, proc0, procEnd, procOK := mon.result()
+	good, bad, bytes := truth.Counts()
+	rep.Produced = ProducedStats{
+		Good: good, Bad: bad, Bytes: bytes, Failed: ps.failed.Load(),
+		Seconds: produceEnd.Sub(start).Seconds(), Producers: cfg.Producers,
+	}
+	rep.Produced.Rate = float64(good+bad) / rep.Produced.Seconds
+	ps.latMu.Lock()
+	rep.AckLatencyMS = percentiles(ps.ackLat, 1e3)
+	ps.latMu.Unlock()
+
+	commitLat, lastCommit, err := commitLatency(ctx, env, truth)
+	if err != nil {
+		return nil, err
+	}
+	rep.CommitLatencyMS = percentiles(commitLat, 1e3)
+	rep.CommitLatencyCDF = cdf(commitLat, 1e3)
+	rep.Ingest = IngestStats{
+		Rows: rep.Raw.CommittedRows, DeadLetters: rep.Raw.CommittedDeadLetters,
+		DrainSeconds: drainEnd.Sub(produceEnd).Seconds(),
+	}
+	if !lastCommit.IsZero() {
+		rep.Ingest.Seconds = lastCommit.Sub(start).Seconds()
+		rep.Ingest.Rate = float64(rep.Raw.CommittedRows+rep.Raw.CommittedDeadLetters) / rep.Ingest.Seconds
+	}
+	if !cfg.NoSummaries {
+		rep.CatchUpSeconds = catchUpEnd.Sub(drainEnd).Seconds()
+		sumLat := summaryLatency(env, firstSeen, start, lastReal)
+		sl := percentiles(sumLat, 1e6)
+		rep.SummaryLatencyS = &sl
+	}
+	rep.Series = samples
+	rep.Lag = lagStats(samples, produceEnd.Sub(start).Seconds(), cfg.Rate)
+	if procOK {
+		rep.Process = &ProcessStats{
+			Label: env.ProcLabel, PID: env.ProcPID,
+			CPUSeconds:   (procEnd.cpu - proc0.cpu).Seconds(),
+			PeakRSSBytes: procEnd.peak,
+		}
+		if el := catchUpEnd.Sub(start).Seconds(); el > 0 {
+			rep.Process.AvgCores = rep.Process.CPUSeconds / el
+		}
+		if n := float64(good + bad); n > 0 {
+			rep.Process.CPUSecondsPerMillion = rep.Process.CPUSeconds / (n / 1e6)
+		}
+	}
+	rep.Failures = fails.list
+	rep.Verdict = "OK"
+	if fails.total > 0 {
+		rep.Verdict = "FAILED"
+	}
+	return rep, nil
+}
+
+func progressOut(env Env) io.Writer {
+	if env.Progress == nil {
+		return io.Discard
+	}
+	return env.Progress
+}
+
+// waitCommitted polls the commit log until every partition's chain reaches
+// past its last acknowledged offset, or timeout.
+func waitCommitted(ctx context.Context, env Env, truth *Truth, timeout time.Duration) (bool, error) {
+	want := truth.Expected.Ends()
+	cl := sink.NewCommitLog(env.Raw)
+	deadline := time.Now().Add(timeout)
+	for {
+		chains, err := cl.Chains(ctx, env.Table.Name)
+		if err != nil {
+			return false, fmt.Errorf("read commit log: %w", err)
+		}
+		ends := map[string]int64{}
+		for _, ch := range chains {
+			if ch.Source != env.Source {
+				continue
+			}
+			if end, ok := ch.End(); ok {
+				ends[ch.Partition] = end
+			}
+		}
+		done := true
+		for p, end := range want {
+			if ends[p] < end {
+				done = false
+			}
+		}
+		if done {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// waitSummaries polls until every closed window's summary was built from
+// all of its committed inputs, or timeout.
+func waitSummaries(ctx context.Context, env Env, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		in, ok, err := loadSummaryInputs(ctx, env, env.IdleTimeout)
+		if err != nil {
+			return err
+		}
+		if ok {
+			stale, _, err := staleWindows(ctx, env, in)
+			if err != nil {
+				return err
+			}
+			if stale == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil // the verifier reports what is stale
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// commitLatency measures, for sampled offsets, the time from the producer's
+// acknowledgement to the commit record that made the record visible
+// (committed_at, the ingester's clock). It also returns the last commit
+// time of a record holding data.
+func commitLatency(ctx context.Context, env Env, truth *Truth) (*hdr.Histogram, time.Time, error) {
+	h := newLatencyHistogram()
+	var last time.Time
+	chains, err := sink.NewCommitLog(env.Raw).Chains(ctx, env.Table.Name)
+	if err != nil {
+		return h, last, fmt.Errorf("read commit log: %w", err)
+	}
+	samples := truth.ackSamples()
+	for _, ch := range chains {
+		if ch.Source != env.Source {
+			continue
+		}
+		for _, r := range ch.Records {
+			if r.Records+r.DeadLetters > 0 && r.CommittedAt.After(last) {
+				last = r.CommittedAt
+			}
+		}
+		p, err := strconv.Atoi(ch.Partition)
+		if err != nil {
+			continue
+		}
+		s := samples[int32(p)]
+		i := 0
+		for _, r := range ch.Records { // chain order is offset order
+			for i < len(s) && s[i].offset < r.FirstOffset {
+				i++
+			}
+			for ; i < len(s) && s[i].offset < r.NextOffset; i++ {
+				_ = h.RecordValue(max(1, r.CommittedAt.Sub(s[i].at).Microseconds()))
+			}
+		}
+	}
+	return h, last, nil
+}
+
+// summaryLatency measures, for every finest window closed by real traffic
+// (not by the end-of-run markers) during the run, the time from the
+// window's end to when its summary first appeared (the summary object's
+// modification time). A window cannot appear before the watermark (latest
+// event time minus the allowed lateness) passes its end, so this includes
+// the allowed lateness by design.
+func summaryLatency(env Env, firstSeen map[windowID]time.Time, start, lastReal time.Time) *hdr.Histogram {
+	h := newLatencyHistogram()
+	limit := lastReal.Add(-env.Table.Rollup.AllowedLateness)
+	w := env.Table.Rollup.Windows[0]
+	name := aggregate.WindowName(w)
+	for id, seen := range firstSeen {
+		end := time.UnixMicro(id.Start).Add(w)
+		if id.Window != name || end.After(limit) || end.Before(start) {
+			continue
+		}
+		_ = h.RecordValue(max(1, seen.Sub(end).Microseconds()))
+	}
+	return h
+}
+
+// Verification is the verifier's verdict on the stores as they are now.
+type Verification struct {
+	Failures    []string // one line per kind of difference; empty when OK
+	Raw         RawCheck
+	DeadLetters DeadLetterCheck
+	Summaries   *SummaryCheck
+}
+
+// OK reports whether nothing differs.
+func (v Verification) OK() bool { return len(v.Failures) == 0 }
+
+// Verify checks the stores against truth: every acknowledged record is
+// committed exactly once (malformed ones as dead letters with the reason
+// they were made to have), and every closed window's summary is right. It
+// can be run again on a finished run (Report.Truth), e.g. after planting a
+// fault. The error is for stores that cannot be read.
+func Verify(ctx context.Context, cfg Config, env Env, truth *Truth) (Verification, error) {
+	cfg = cfg.WithDefaults()
+	if env.Source == "" {
+		env.Source = "kafka:" + cfg.Topic
+	}
+	var v Verification
+	var fails failures
+	// Verify raw data.
+	got, err := verify.ReadCommitted(ctx, env.Raw, env.Table.Name, verify.Options{Source: env.Source, EventIDColumn: "event_id"})
+	if err != nil {
+		return v, err
+	}
+	raw := verify.Compare(truth.Expected, got)
+	v.Raw = rawCheck(raw)
+	if !raw.OK() {
+		fails.add("raw data: %d lost, %d duplicated, %d unexpected, %d misfiled, %d object issues",
+			raw.Lost.Positions, raw.Duplicated.Positions, raw.Unexpected.Positions, raw.Misfiled.Positions, v.Raw.ObjectIssues)
+	}
+	if raw.DuplicateEventIDs > 0 {
+		fails.add("raw data: %d rows repeat another row's event_id", raw.DuplicateEventIDs)
+	}
+	dl, err := checkDeadLetters(ctx, env.Raw, env.Table.Name, truth)
+	if err != nil {
+		return v, err
+	}
+	v.DeadLetters = dl
+	if dl.WrongReason > 0 {
+		fails.add("dead letters: %d with another reason than the one produced", dl.WrongReason)
+	}
+
+	// Verify summaries.
+	if !cfg.NoSummaries && env.Summaries != nil && env.Table.Rollup != nil {
+		in, ok, err := loadSummaryInputs(ctx, env, env.IdleTimeout)
+		if err != nil {
+			return v, err
+		}
+		if !ok {
+			fails.add("summaries: no watermark: nothing committed")
+		} else {
+			sc, err := checkSummaries(ctx, env, in, truth, cfg.MaxExactRows)
+			if err != nil {
+				return v, err
+			}
+			v.Summaries = &sc
+			if sc.failed > 0 {
+				fails.add("summaries: %d closed windows wrong or missing, e.g. %s", sc.failed, sc.Failures[0])
+			}
+		}
+	}
+	v.Failures = fails.list
+	return v, nil
+}

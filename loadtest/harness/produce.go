@@ -1,0 +1,240 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/schema"
+)
+
+// recMeta travels with a record through the client (as its Context, which
+// the client only carries) so the acknowledgement knows what was sent
+// without a lookup.
+type recMeta struct {
+	context.Context
+	rec  kgo.Record
+	ev   gen.Event
+	bad  schema.Reason // "" for a good event
+	sent time.Time
+}
+
+// producers are the parallel producers of one run and their counters.
+type producers struct {
+	cfg   Config
+	table *schema.Table
+	truth *Truth
+
+	produced atomic.Int64 // handed to a client
+	acked    atomic.Int64
+	failed   atomic.Int64
+	claimed  atomic.Int64 // against cfg.Events
+
+	latMu  sync.Mutex
+	ackLat *hdr.Histogram // sent -> acknowledged, µs
+
+	errMu    sync.Mutex
+	firstErr error
+	stopped  atomic.Bool // a record failed: stop producing
+}
+
+func newProducers(cfg Config, table *schema.Table, truth *Truth) *producers {
+	return &producers{cfg: cfg, table: table, truth: truth, ackLat: newLatencyHistogram()}
+}
+
+// newLatencyHistogram tracks 1µs .. 1h at 3 significant digits.
+func newLatencyHistogram() *hdr.Histogram { return hdr.New(1, int64(time.Hour/time.Microsecond), 3) }
+
+func (ps *producers) fail(err error) {
+	ps.errMu.Lock()
+	if ps.firstErr == nil {
+		ps.firstErr = err
+	}
+	ps.errMu.Unlock()
+	ps.stopped.Store(true)
+}
+
+func (ps *producers) err() error {
+	ps.errMu.Lock()
+	defer ps.errMu.Unlock()
+	return ps.firstErr
+}
+
+func (ps *producers) newClient(extra ...kgo.Opt) (*kgo.Client, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(ps.cfg.Brokers...),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.MaxBufferedRecords(1 << 14), // bounds memory: Produce blocks beyond it
+		kgo.DefaultProduceTopic(ps.cfg.Topic),
+	}, extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// promise is every record's acknowledgement.
+func (ps *producers) promise(r *kgo.Record, err error) {
+	m := r.Context.(*recMeta)
+	now := time.Now()
+	if err != nil {
+		ps.failed.Add(1)
+		ps.fail(fmt.Errorf("produce to %s: %w", r.Topic, err))
+		return
+	}
+	ps.acked.Add(1)
+	ps.latMu.Lock()
+	_ = ps.ackLat.RecordValue(max(1, now.Sub(m.sent).Microseconds()))
+	ps.latMu.Unlock()
+	if m.bad == "" {
+		ps.truth.ackGood(r.Partition, r.Offset, &m.ev, len(r.Value), now)
+	} else {
+		ps.truth.ackBad(r.Partition, r.Offset, m.bad, len(r.Value))
+	}
+}
+
+// run produces until ctx is done, the deadline passes or cfg.Events were
+// claimed, in cfg.Producers goroutines, then waits (up to DrainTimeout)
+// for every acknowledgement.
+func (ps *producers) run(ctx context.Context, deadline time.Time) error {
+	var wg sync.WaitGroup
+	errs := make([]error, ps.cfg.Producers)
+	for i := range ps.cfg.Producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = ps.runOne(ctx, i, deadline)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return ps.err()
+}
+
+const slabBytes = 1 << 20
+
+func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) error {
+	cl, err := ps.newClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	seed := ps.cfg.Seed*1_000_003 + int64(i)
+	g, err := gen.New(gen.Config{Seed: seed, Users: ps.cfg.Users, ZipfS: ps.cfg.ZipfS, Clock: time.Now,
+		LateShare: ps.cfg.LateShare, LateBy: ps.cfg.LateBy, NullShare: ps.cfg.NullShare})
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xbad))
+	rate := ps.cfg.Rate / float64(ps.cfg.Producers)
+	maxBytes := ps.table.MaxRecordBytes
+	var (
+		slab   []byte
+		metas  []recMeta
+		sent   int64
+		badIdx = i // producers start at different kinds
+		start  = time.Now()
+	)
+	for ctx.Err() == nil && !ps.stopped.Load() {
+		now := time.Now()
+		if !deadline.IsZero() && !now.Before(deadline) {
+			break
+		}
+		if ps.cfg.Events > 0 && ps.claimed.Add(1) > ps.cfg.Events {
+			break
+		}
+		if rate > 0 {
+			// Pace by the schedule since start, so that oversleeping is made
+			// up for by the next events rather than lost.
+			due := int64(now.Sub(start).Seconds()*rate) + 1
+			if sent >= due {
+				wait := time.Duration(float64(sent-due+1) / rate * float64(time.Second))
+				t := time.NewTimer(max(wait, time.Millisecond))
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+				if ctx.Err() != nil {
+					break
+				}
+			}
+		}
+		if cap(slab)-len(slab) < 512 {
+			slab = make([]byte, 0, slabBytes)
+		}
+		if len(metas) == 0 {
+			metas = make([]recMeta, 1024)
+		}
+		m := &metas[0]
+		metas = metas[1:]
+		value, key, ev := g.Next(slab[len(slab):])
+		slab = slab[:len(slab)+len(value)]
+		m.Context, m.ev, m.bad = context.Background(), ev, ""
+		if ps.cfg.BadShare > 0 && rng.Float64() < ps.cfg.BadShare {
+			m.bad = BadKinds[badIdx%len(BadKinds)]
+			badIdx++
+			value = malform(value, m.bad, maxBytes)
+		} else if ps.cfg.EventBytes > 0 {
+			value = pad(value, ps.cfg.EventBytes)
+		}
+		m.rec = kgo.Record{Key: key, Value: value, Context: m}
+		m.sent = time.Now()
+		ps.produced.Add(1)
+		cl.Produce(context.Background(), &m.rec, ps.promise)
+		sent++
+	}
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ps.cfg.DrainTimeout)
+	defer cancel()
+	if err := cl.Flush(flushCtx); err != nil {
+		return fmt.Errorf("producer %d: waiting for acknowledgements: %w", i, err)
+	}
+	return nil
+}
+
+// sendMarkers produces one good event with event time at to every
+// partition that has records, so that every partition's committed event
+// time (and with it the watermark) moves past the last real window.
+func (ps *producers) sendMarkers(ctx context.Context, at time.Time) error {
+	parts := ps.truth.partitions()
+	if len(parts) == 0 {
+		return nil
+	}
+	cl, err := ps.newClient(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	g, err := gen.New(gen.Config{Seed: ps.cfg.Seed ^ 0x3a5e, Users: ps.cfg.Users, ZipfS: ps.cfg.ZipfS,
+		Clock: func() time.Time { return at }})
+	if err != nil {
+		return err
+	}
+	metas := make([]recMeta, len(parts))
+	for i, p := range parts {
+		m := &metas[i]
+		value, key, ev := g.Next(nil)
+		m.Context, m.ev = context.Background(), ev
+		m.rec = kgo.Record{Key: key, Value: value, Partition: p, Context: m}
+		m.sent = time.Now()
+		ps.produced.Add(1)
+		cl.Produce(context.Background(), &m.rec, ps.promise)
+	}
+	flushCtx, cancel := context.WithTimeout(ctx, ps.cfg.DrainTimeout)
+	defer cancel()
+	if err := cl.Flush(flushCtx); err != nil {
+		return fmt.Errorf("watermark markers: %w", err)
+	}
+	return ps.err()
+}

@@ -1,0 +1,182 @@
+package harness
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Bounds on what Truth keeps beyond the per-window groups and the position
+// runs, so that a long run's memory stays flat.
+const (
+	// maxBadReasons is how many malformed positions keep their expected
+	// reason for the dead-letter check; the rest are checked for presence
+	// only.
+	maxBadReasons = 1 << 20
+	// ackSampleEvery: every this-many-th offset of a partition keeps its ack
+	// time, the input of the produced -> committed latency.
+	ackSampleEvery = 8
+)
+
+// groupKey is one (1-minute window, event_type, country) of good events.
+type groupKey struct {
+	minute    int64 // window start, Unix seconds
+	eventType string
+	country   string // "" for null
+}
+
+// group is what the harness knows exactly about a group's events.
+type group struct {
+	count int64
+	cents int64 // amounts are whole cents by construction (gen)
+}
+
+type ackSample struct {
+	offset int64
+	at     time.Time
+}
+
+// Truth is what the producers were told is in Kafka: every acknowledged
+// position, good or malformed (with the reason it must be refused for),
+// exact per-group aggregates of the good events, and ack times of sampled
+// offsets. Safe for concurrent use.
+type Truth struct {
+	Expected *verify.Expected
+
+	mu         sync.Mutex
+	groups     map[groupKey]*group
+	badReasons map[verify.Position]schema.Reason
+	badUntold  int64 // malformed positions beyond maxBadReasons
+	samples    map[int32][]ackSample
+	maxEventUS int64
+	good, bad  int64
+	bytes      int64
+}
+
+// NewTruth returns an empty Truth.
+func NewTruth() *Truth {
+	return &Truth{
+		Expected:   verify.NewExpected(),
+		groups:     map[groupKey]*group{},
+		badReasons: map[verify.Position]schema.Reason{},
+		samples:    map[int32][]ackSample{},
+		maxEventUS: math.MinInt64,
+	}
+}
+
+// ackGood records an acknowledged good event.
+func (t *Truth) ackGood(partition int32, offset int64, ev *gen.Event, size int, at time.Time) {
+	p := strconv.Itoa(int(partition))
+	t.Expected.AddGood(p, offset)
+	sec := ev.TS.Unix()
+	k := groupKey{minute: sec - ((sec%60)+60)%60, eventType: ev.EventType, country: ev.Country}
+	t.mu.Lock()
+	g := t.groups[k]
+	if g == nil {
+		g = &group{}
+		t.groups[k] = g
+	}
+	g.count++
+	g.cents += int64(math.Round(ev.Amount * 100))
+	t.maxEventUS = max(t.maxEventUS, ev.TS.UnixMicro())
+	t.good++
+	t.bytes += int64(size)
+	if offset%ackSampleEvery == 0 {
+		t.samples[partition] = append(t.samples[partition], ackSample{offset, at})
+	}
+	t.mu.Unlock()
+}
+
+// ackBad records an acknowledged malformed record.
+func (t *Truth) ackBad(partition int32, offset int64, reason schema.Reason, size int) {
+	p := strconv.Itoa(int(partition))
+	t.Expected.AddBad(p, offset)
+	t.mu.Lock()
+	if len(t.badReasons) < maxBadReasons {
+		t.badReasons[verify.Position{Partition: p, Offset: offset}] = reason
+	} else {
+		t.badUntold++
+	}
+	t.bad++
+	t.bytes += int64(size)
+	t.mu.Unlock()
+}
+
+// Counts returns the acknowledged good and malformed records and their bytes.
+func (t *Truth) Counts() (good, bad, bytes int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.good, t.bad, t.bytes
+}
+
+// MaxEventTime is the latest event time acknowledged; ok is false before
+// the first good event.
+func (t *Truth) MaxEventTime() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.maxEventUS == math.MinInt64 {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(t.maxEventUS).UTC(), true
+}
+
+// partitions returns the partitions with acknowledged records.
+func (t *Truth) partitions() []int32 {
+	var out []int32
+	for p := range t.Expected.Ends() {
+		n, err := strconv.Atoi(p)
+		if err == nil {
+			out = append(out, int32(n))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// window sums the groups of one window [start, start+w) by (event_type,
+// country). w must be a whole number of minutes.
+func (t *Truth) window(start time.Time, w time.Duration) map[[2]string]group {
+	out := map[[2]string]group{}
+	from, to := start.Unix(), start.Add(w).Unix()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, g := range t.groups {
+		if k.minute >= from && k.minute < to {
+			dk := [2]string{k.eventType, k.country}
+			acc := out[dk]
+			acc.count += g.count
+			acc.cents += g.cents
+			out[dk] = acc
+		}
+	}
+	return out
+}
+
+// reason is the reason the malformed record at pos must carry; ok is false
+// when it is not kept.
+func (t *Truth) reason(pos verify.Position) (schema.Reason, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.badReasons[pos]
+	return r, ok
+}
+
+// ackSamples returns the sampled ack times by partition, sorted by offset.
+func (t *Truth) ackSamples() map[int32][]ackSample {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[int32][]ackSample, len(t.samples))
+	for p, s := range t.samples {
+		s = slices.Clone(s)
+		slices.SortFunc(s, func(a, b ackSample) int { return cmp.Compare(a.offset, b.offset) })
+		out[p] = s
+	}
+	return out
+}
