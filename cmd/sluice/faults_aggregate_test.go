@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/loadtest/bench"
+	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/sink"
+)
+
+// faultAggregator: `sluice aggregate` is killed with SIGKILL mid-pass
+// several times, restarted each time, and then two aggregators race on the
+// same stores. Their summaries must be byte-identical to one `aggregate
+// --once` pass over the same raw data, and each one exact against a
+// recomputation from raw objects.
+func faultAggregator(t *testing.T, bin string, table *faultTable) {
+	const events, kills = 150_000, 3
+	dir := t.TempDir()
+	seed := crashSeed(t)
+	rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)>>1|1))
+	lake := filepath.Join(dir, "lake")
+	raw, err := sink.NewLocal(lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := schema.SampleTables()[0]
+	objects, err := bench.PrepareRaw(context.Background(), raw, bench.AggregateConfig{
+		Table: tbl, Events: events, Partitions: 4, Seed: seed, FlushRecords: 5_000, EventsPerSecond: 1.5, // about 28 hours: every window size closes
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(name, summaries string) string {
+		path := filepath.Join(dir, name+".yaml")
+		body := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
+store: {local_dir: %q}
+summary_store: {local_dir: %q}
+http: {addr: "127.0.0.1:0"}
+aggregate: {interval: 500ms, lease: 4s, compact_every: -1s}
+`, lake, summaries)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	faultyDir, refDir := filepath.Join(dir, "faulty"), filepath.Join(dir, "reference")
+	faultyCfg, refCfg := config("faulty", faultyDir), config("reference", refDir)
+	cs := newChildren(t, dir)
+
+	ref, _, err := cs.start("reference", bin, false, "aggregate", "--config", refCfg, "--once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ref.exited
+	if !ref.state.Success() {
+		t.Fatalf("reference aggregator: %v", ref.state)
+	}
+	want := summaryFiles(t, refDir)
+	if len(want) == 0 {
+		t.Fatal("the reference pass wrote no summaries")
+	}
+
+	// Each instance is killed a random moment after its first new summary
+	// object appears, while it has not written all of them yet.
+	midPass := 0
+	for i := range kills {
+		before := countSummaryObjects(faultyDir)
+		c, _, err := cs.start(fmt.Sprintf("aggregate-%02d", i+1), bin, false, "aggregate", "--config", faultyCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for countSummaryObjects(faultyDir) <= before && time.Now().Before(deadline) && c.alive() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(300 * time.Millisecond))))
+		if countSummaryObjects(faultyDir) < len(want) {
+			midPass++
+		}
+		killChild(t, c)
+	}
+
+	var pair []*child
+	for _, name := range []string{"aggregate-race-a", "aggregate-race-b"} {
+		c, _, err := cs.start(name, bin, false, "aggregate", "--config", faultyCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair = append(pair, c)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) && !sameFiles(summaryFiles(t, faultyDir), want) {
+		time.Sleep(time.Second)
+	}
+	for _, c := range pair {
+		if code, err := c.stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v", c.name, code, err)
+		}
+	}
+
+	got := summaryFiles(t, faultyDir)
+	wrong := 0
+	var problems []string
+	for key, data := range want {
+		if !bytes.Equal(got[key], data) {
+			wrong++
+			problems = append(problems, key+": differs from the reference")
+			continue
+		}
+		sum, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts := sum.Windows()
+		from, to := time.UnixMicro(starts[0]), time.UnixMicro(starts[len(starts)-1]).Add(sum.Window)
+		ex, err := aggregate.ExactRecompute(tbl, sum.Window, from, to, objects...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ex.Check(tbl, sum); err != nil {
+			wrong++
+			problems = append(problems, fmt.Sprintf("%s: %v", key, err))
+		}
+	}
+	for key := range got {
+		if _, ok := want[key]; !ok {
+			wrong++
+			problems = append(problems, key+": not in the reference")
+		}
+	}
+	row := faultRow{scenario: "aggregator kill + race", events: events,
+		faults: fmt.Sprintf("%d SIGKILLs (%d mid-pass), then 2 aggregators racing", kills, midPass),
+		wrong:  fmt.Sprintf("%d of %d", wrong, len(want)), peakRSS: peakRSS(cs, "aggregate-"), verdict: "ok"}
+	if wrong > 0 {
+		row.verdict = "FAILED"
+	}
+	table.add(row)
+	if wrong > 0 {
+		t.Fatalf("%d summary objects wrong after the kills and the race:\n%s", wrong, strings.Join(problems, "\n"))
+	}
+	if midPass == 0 {
+		t.Errorf("no kill landed mid-pass: the scenario proved nothing")
+	}
+	t.Logf("%d summary objects identical to the reference and exact after %d kills (%d mid-pass) and a race", len(want), kills, midPass)
+}
+
+// countSummaryObjects counts the summary objects under dir (leases aside).
+func countSummaryObjects(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && d.Name() == "_sluice" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".parquet") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
