@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -393,7 +394,8 @@ func Verify(ctx context.Context, cfg Config, env Env, truth *Truth) (Verificatio
 			}
 			v.Summaries = &sc
 			if sc.failed > 0 {
-				fails.add("summaries: %d closed windows wrong or missing, e.g. %s", sc.failed, sc.Failures[0])
+				first, _, _ := strings.Cut(sc.Failures[0], "\n")
+				fails.add("summaries: %d closed windows wrong or missing, e.g. %s", sc.failed, first)
 			}
 		}
 	}
