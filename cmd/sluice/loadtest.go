@@ -78,7 +78,7 @@ unexpected.`,
 	f.StringVarP(&o.configPath, "config", "c", "", "test the pipeline this sluice.yaml describes (Kafka, store, summary_store)")
 	f.StringVar(&o.brokers, "brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated (with --config: default kafka.brokers)")
 	f.StringVar(&o.cfg.Topic, "topic", harness.DefaultTopic, "topic of the sample table")
-	f.Float64Var(&o.cfg.Rate, "rate", 0, "target events per second (0: as fast as the broker takes them)")
+	f.Float64Var(&o.cfg.Rate, "rate", 20000, "target events per second (0: as fast as the broker takes them)")
 	f.DurationVar(&o.cfg.Duration, "duration", 0, "how long to produce (default 1m unless --events)")
 	f.Int64Var(&o.cfg.Events, "events", 0, "how many records to produce (whichever of --duration and --events comes first)")
 	f.IntVar(&o.cfg.Producers, "producers", 0, "parallel producers, each with its own client (0: one per 100k events/s)")
