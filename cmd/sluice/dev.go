@@ -5,20 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
-	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/loadtest/gen"
-	"github.com/sluicehq/sluice/schema"
 )
 
 type devOptions struct {
@@ -68,81 +62,26 @@ buffer flushed and committed.`,
 
 func runDev(ctx context.Context, g *globals, o devOptions) error {
 	logger := g.Logger()
-	lakeDir := filepath.Join(o.dataDir, "lake")
-	summaryDir := filepath.Join(o.dataDir, "summaries")
-	for _, dir := range []string{lakeDir, summaryDir} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create data dir: %w", err)
-		}
-	}
-	tables := schema.SampleTables()
-	events := tables[0]
-	for _, t := range tables {
-		if t.Name == "events" {
-			events = t
-		}
-	}
-
-	broker, err := kafkabroker.Start(kafkabroker.Config{
-		Addr:    o.kafkaAddr,
-		DataDir: filepath.Join(o.dataDir, "kafka"),
-		Topics:  map[string]int32{events.Topic: o.partitions},
-	}, logger)
-	if err != nil {
-		return fmt.Errorf("start embedded broker: %w", err)
-	}
-	defer broker.Close()
-
-	cfg := &fileConfig{
-		Kafka:  ingest.KafkaConfig{Brokers: []string{broker.Addr()}, Group: "sluice-dev"}.WithDefaults(),
-		Store:  storeConfig{LocalDir: lakeDir},
-		Ingest: ingest.WriterConfig{FlushInterval: o.flushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
-		HTTP:   httpConfig{Addr: o.httpAddr},
-		// Short intervals so that a new user sees summaries within about
-		// two minutes: the first minute window closes once the watermark
-		// (event time minus 30s of allowed lateness) passes its end.
-		SummaryStore: &storeConfig{LocalDir: summaryDir},
-		Aggregate:    aggregate.Config{Interval: 10 * time.Second, Lease: time.Minute, IdleTimeout: time.Minute}.WithDefaults(),
-		tables:       tables,
-	}
-	if err := cfg.Ingest.Validate(); err != nil {
-		return usageError{err}
-	}
-
 	// The ingester's share plus room for the broker and the aggregator.
-	setMemoryLimit(3*cfg.Ingest.MemoryBudget+256<<20, logger)
-	reg := prometheus.NewRegistry()
-	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
-		return err
-	}
-	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
+	setMemoryLimit(3*ingest.DefaultMemoryBudget+256<<20, logger)
+	// Short intervals so that a new user sees summaries within about two
+	// minutes: the first minute window closes once the watermark (event time
+	// minus 30s of allowed lateness) passes its end.
+	st, err := startStack(ctx, logger, stackOptions{
+		dataDir: o.dataDir, kafkaAddr: o.kafkaAddr, httpAddr: o.httpAddr, partitions: o.partitions,
+		flushEvery: o.flushEvery, aggInterval: 10 * time.Second, group: "sluice-dev",
+	})
 	if err != nil {
 		return err
 	}
-	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	src, err := ingest.NewKafkaSource(cfg.Kafka, tables, w, logger, reg)
-	if err != nil {
-		return err
-	}
-	agg, err := newAggregateService(ctx, cfg, logger, reg)
-	if err != nil {
-		return err
-	}
-	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
-	if err := srv.Listen(); err != nil {
-		return fmt.Errorf("http: %w (another sluice dev running? use --http-addr)", err)
-	}
+	defer st.Close()
+	events := st.events
 
 	fmt.Fprintf(g.stdout, `
 Sluice dev is running.
   Kafka broker   %s   (topic %q, %d partitions; produce your own with any Kafka client)
   Objects        %s
   Metrics        http://%s/metrics   health: /healthz, /readyz
-
   Summaries      %s
 
 Committed Parquet objects appear under %s/%s/ within about %s,
@@ -152,34 +91,22 @@ Next, in another terminal:
   go run ./cmd/sluice inspect %s/%s/1m
 Stop with Ctrl-C: every buffer is flushed and committed first.
 
-`, broker.Addr(), events.Topic, o.partitions, lakeDir, srv.Addr(), summaryDir, lakeDir, events.Name, o.flushEvery,
-		summaryDir, events.Name, lakeDir, events.Name, summaryDir, events.Name)
+`, st.broker.Addr(), events.Topic, o.partitions, st.lakeDir, st.srv.Addr(), st.summaryDir, st.lakeDir, events.Name, o.flushEvery,
+		st.summaryDir, events.Name, st.lakeDir, events.Name, st.summaryDir, events.Name)
 
 	// Shutdown reads top to bottom: the producer stops first, the ingester
-	// flushes and commits what it holds, then the broker and HTTP go.
-	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHTTP()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Run(httpCtx) }()
-
+	// flushes and commits what it holds, then the aggregator, HTTP and the
+	// broker go.
 	producerDone := make(chan error, 1)
 	if o.noProducer {
 		producerDone <- nil
 	} else {
-		go func() { producerDone <- runDemoProducer(ctx, broker.Addr(), events.Topic, o.rate) }()
+		go func() { producerDone <- runDemoProducer(ctx, st.broker.Addr(), events.Topic, o.rate) }()
 	}
-
-	aggDone := make(chan error, 1)
-	go func() { aggDone <- agg.Run(ctx) }()
-
-	ingestErr := src.Run(ctx)
+	runErr := st.Run(ctx)
 	prodErr := <-producerDone
-	aggErr := <-aggDone
-	stopHTTP()
-	httpErr := <-httpDone
-	w.Close()
-	logger.Info("sluice dev stopped; everything buffered was committed", "objects", lakeDir)
-	return errors.Join(ingestErr, prodErr, aggErr, httpErr)
+	logger.Info("sluice dev stopped; everything buffered was committed", "objects", st.lakeDir)
+	return errors.Join(runErr, prodErr)
 }
 
 func runDemoProducer(ctx context.Context, broker, topic string, rate float64) error {
