@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long build bench bench-ingest dev clean
+.PHONY: test test-long faults build bench bench-ingest dev clean
 
 ## test: the default suite (gofmt, vet, race tests against a real S3 server and broker)
 test:
@@ -30,3 +30,7 @@ bench:
 
 bench-ingest:
 	$(GO) run ./cmd/sluice bench ingest --events 2000000 --partitions 8
+
+## faults: the fault-injection suite (real processes: S3 down and slow, broker restarts, replicas, aggregators)
+faults:
+	scripts/test.sh faults

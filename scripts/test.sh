@@ -6,6 +6,9 @@
 #   scripts/test.sh          the default suite (gofmt, vet, race tests with a real S3 server)
 #   scripts/test.sh long     only the long runs (SLUICE_LONG=1): 25 kills over 1M+ records,
 #                            dev's first summaries; CI runs it after the default suite
+#   scripts/test.sh faults   only the fault-injection suite (SLUICE_FAULTS=1): S3 down and
+#                            slow, broker restarts, replicas joining and leaving, aggregators
+#                            killed and racing; CI runs it too
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,7 +16,7 @@ mode="${1:-default}"
 
 step() { printf '\n== %s\n' "$*"; }
 
-if [[ "$mode" != "long" ]]; then
+if [[ "$mode" == "default" ]]; then
 step "gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))"
 if [[ -n "$unformatted" ]]; then
@@ -35,6 +38,9 @@ export CI="${CI:-}"
 if [[ "$mode" == "long" ]]; then
 	step "long runs (SLUICE_LONG=1)"
 	SLUICE_LONG=1 go test -race -count=1 -timeout 40m -run 'TestCrash|TestDev' ./cmd/sluice
+elif [[ "$mode" == "faults" ]]; then
+	step "fault suite (SLUICE_FAULTS=1)"
+	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
 else
 	# Before the Go tests: it installs prometheus, which the dashboard test runs.
 	step "deploy files (compose, promtool, dashboards, static build)"

@@ -29,7 +29,7 @@ type AggregateConfig struct {
 	// EventsPerSecond of event time (default 1000): lower spreads the events
 	// over more windows.
 	EventsPerSecond float64
-	Progress     func(phase string, done, total int64)
+	Progress        func(phase string, done, total int64)
 }
 
 // PrepareRaw writes cfg.Events generated events through the real ingest
