@@ -41,6 +41,11 @@ if [[ "$mode" == "long" ]]; then
 elif [[ "$mode" == "faults" ]]; then
 	step "fault suite (SLUICE_FAULTS=1)"
 	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
+	# Each fuzz target for a fixed time; a crasher is written under
+	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
+	step "fuzzing (fixed time per target)"
+	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 30s -fuzzminimizetime 5s ./schema
+	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s -fuzzminimizetime 5s ./schema
 else
 	# Before the Go tests: it installs prometheus, which the dashboard test runs.
 	step "deploy files (compose, promtool, dashboards, static build)"
