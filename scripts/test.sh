@@ -46,6 +46,7 @@ elif [[ "$mode" == "faults" ]]; then
 	step "fuzzing (fixed time per target)"
 	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 30s -fuzzminimizetime 5s ./schema
 	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s -fuzzminimizetime 5s ./schema
+	go test -run '^$' -fuzz '^FuzzHandlers$' -fuzztime 15s -fuzzminimizetime 5s ./internal/httpserver
 else
 	# Before the Go tests: it installs prometheus, which the dashboard test runs.
 	step "deploy files (compose, promtool, dashboards, static build)"
