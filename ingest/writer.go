@@ -90,12 +90,6 @@ func (w *Writer) Close() {
 	w.flushers.Wait()
 }
 
-// Config returns the effective configuration (defaults filled in).
-func (w *Writer) Config() WriterConfig { return w.cfg }
-
-// CommitLog is the log this writer commits to.
-func (w *Writer) CommitLog() *sink.CommitLog { return w.commits }
-
 // acquire reserves n input bytes of the memory budget, waiting while it is
 // used up; pressure is called at most every 100ms while waiting, so that the
 // caller can ask for buffers to be flushed and the budget to come back.

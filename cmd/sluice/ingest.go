@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/httpserver"
@@ -49,15 +50,6 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err
 	}
-	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
-	if err != nil {
-		return err
-	}
-	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
 	secOpts, err := cfg.Kafka.SecurityOpts()
 	if err != nil {
 		return err
@@ -70,10 +62,11 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	if err != nil {
 		return err
 	}
-	src, err := ingest.NewKafkaSource(cfg.Kafka, cfg.tables, w, logger, reg, secOpts...)
+	bucket, w, src, err := newIngester(ctx, cfg, logger, reg, secOpts...)
 	if err != nil {
 		return err
 	}
+	defer w.Close()
 	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
 	srv.AddReadiness("object-store", func(ctx context.Context) error {
 		_, err := bucket.Attributes(ctx, "_sluice/readyz-probe")
@@ -110,4 +103,24 @@ func setMemoryLimit(limit int64, logger *slog.Logger) {
 	}
 	debug.SetMemoryLimit(limit)
 	logger.Debug("soft memory limit set", "bytes", limit)
+}
+
+// newIngester opens the raw store and builds the writer and the Kafka
+// source over it: what `ingest`, `dev` and `loadtest --embedded` share. The
+// caller closes the writer.
+func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (sink.Bucket, *ingest.Writer, *ingest.KafkaSource, error) {
+	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	src, err := ingest.NewKafkaSource(cfg.Kafka, cfg.tables, w, logger, reg, opts...)
+	if err != nil {
+		w.Close()
+		return nil, nil, nil, err
+	}
+	return bucket, w, src, nil
 }

@@ -96,14 +96,7 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	if err := httpserver.RegisterRuntimeCollectors(s.reg); err != nil {
 		return nil, err
 	}
-	bucket, err := openBucket(ctx, s.cfg.Store, logger, s.reg)
-	if err != nil {
-		return nil, err
-	}
-	if s.writer, err = ingest.NewWriter(s.cfg.Ingest, bucket, logger, s.reg); err != nil {
-		return nil, err
-	}
-	if s.src, err = ingest.NewKafkaSource(s.cfg.Kafka, tables, s.writer, logger, s.reg); err != nil {
+	if _, s.writer, s.src, err = newIngester(ctx, s.cfg, logger, s.reg); err != nil {
 		return nil, err
 	}
 	if s.agg, err = newAggregateService(ctx, s.cfg, logger, s.reg); err != nil {
