@@ -23,34 +23,10 @@ import (
 func TestTwoAggregatorProcesses(t *testing.T) {
 	bin := crashBinary(t)
 	dir := t.TempDir()
-	lake := filepath.Join(dir, "lake")
-	raw, err := sink.NewLocal(lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl := schema.SampleTables()[0]
-	objects, err := bench.PrepareRaw(context.Background(), raw, bench.AggregateConfig{
-		Table: tbl, Events: 150_000, Partitions: 4, Seed: 3, FlushRecords: 5_000, EventsPerSecond: 1.5, // about 28 hours: every window size closes
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	config := func(name, summaries string) string {
-		path := filepath.Join(dir, name+".yaml")
-		body := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
-store: {local_dir: %q}
-summary_store: {local_dir: %q}
-http: {addr: "127.0.0.1:0"}
-aggregate: {interval: 500ms, lease: 4s, compact_every: -1s}
-`, lake, summaries)
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	fx := newAggregateFixture(t, dir, 150_000, 3)
+	tbl, objects := fx.table, fx.objects
 	pairDir, soloDir := filepath.Join(dir, "pair"), filepath.Join(dir, "solo")
-	pairCfg, soloCfg := config("pair", pairDir), config("solo", soloDir)
+	pairCfg, soloCfg := fx.config(t, "pair", pairDir), fx.config(t, "solo", soloDir)
 
 	cs := newChildren(t, dir)
 	// The reference first: one aggregator, one pass.
@@ -150,4 +126,46 @@ func sameFiles(a, b map[string][]byte) bool {
 		}
 	}
 	return true
+}
+
+// aggregateFixture is raw data for aggregator process tests: events spread
+// over about 28 hours of event time, so that every window size closes,
+// committed through the real ingest writer into dir/lake.
+type aggregateFixture struct {
+	dir, lake string
+	table     *schema.Table
+	objects   [][]byte // the committed raw objects, for exact recomputation
+}
+
+func newAggregateFixture(t *testing.T, dir string, events, seed int64) aggregateFixture {
+	t.Helper()
+	f := aggregateFixture{dir: dir, lake: filepath.Join(dir, "lake"), table: schema.SampleTables()[0]}
+	raw, err := sink.NewLocal(f.lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.objects, err = bench.PrepareRaw(context.Background(), raw, bench.AggregateConfig{
+		Table: f.table, Events: events, Partitions: 4, Seed: seed, FlushRecords: 5_000, EventsPerSecond: 1.5,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// config writes a sluice.yaml for an aggregator over the fixture's raw data
+// that writes summaries to summaries, with leases shorter than a pass.
+func (f aggregateFixture) config(t *testing.T, name, summaries string) string {
+	t.Helper()
+	path := filepath.Join(f.dir, name+".yaml")
+	body := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
+store: {local_dir: %q}
+summary_store: {local_dir: %q}
+http: {addr: "127.0.0.1:0"}
+aggregate: {interval: 500ms, lease: 4s, compact_every: -1s}
+`, f.lake, summaries)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,9 +12,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/aggregate"
-	"github.com/sluicehq/sluice/loadtest/bench"
-	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // faultAggregator: `sluice aggregate` is killed with SIGKILL mid-pass
@@ -29,33 +24,10 @@ func faultAggregator(t *testing.T, bin string, table *faultTable) {
 	dir := t.TempDir()
 	seed := crashSeed(t)
 	rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)>>1|1))
-	lake := filepath.Join(dir, "lake")
-	raw, err := sink.NewLocal(lake)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl := schema.SampleTables()[0]
-	objects, err := bench.PrepareRaw(context.Background(), raw, bench.AggregateConfig{
-		Table: tbl, Events: events, Partitions: 4, Seed: seed, FlushRecords: 5_000, EventsPerSecond: 1.5, // about 28 hours: every window size closes
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	config := func(name, summaries string) string {
-		path := filepath.Join(dir, name+".yaml")
-		body := fmt.Sprintf(`kafka: {brokers: ["127.0.0.1:1"]}
-store: {local_dir: %q}
-summary_store: {local_dir: %q}
-http: {addr: "127.0.0.1:0"}
-aggregate: {interval: 500ms, lease: 4s, compact_every: -1s}
-`, lake, summaries)
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	fx := newAggregateFixture(t, dir, events, seed)
+	tbl, objects := fx.table, fx.objects
 	faultyDir, refDir := filepath.Join(dir, "faulty"), filepath.Join(dir, "reference")
-	faultyCfg, refCfg := config("faulty", faultyDir), config("reference", refDir)
+	faultyCfg, refCfg := fx.config(t, "faulty", faultyDir), fx.config(t, "reference", refDir)
 	cs := newChildren(t, dir)
 
 	ref, _, err := cs.start("reference", bin, false, "aggregate", "--config", refCfg, "--once")
