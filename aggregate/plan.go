@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 // Link names one commit record. A window's inputs are the links whose
@@ -42,12 +42,12 @@ type InputObject struct {
 }
 
 // Inputs lists the raw objects named by commit records.
-func Inputs(recs []sink.CommitRecord) []InputObject {
+func Inputs(recs []lake.CommitRecord) []InputObject {
 	var out []InputObject
 	for _, r := range recs {
 		link := Link{Source: r.Source, Partition: r.Partition, First: r.FirstOffset}
 		for _, o := range r.Objects {
-			if o.Kind != sink.KindRaw || o.Rows == 0 {
+			if o.Kind != lake.KindRaw || o.Rows == 0 {
 				continue
 			}
 			out = append(out, InputObject{Link: link, Key: o.Key, Rows: o.Rows,
@@ -62,7 +62,7 @@ func Inputs(recs []sink.CommitRecord) []InputObject {
 // largest event time each has committed, minus the allowed lateness. A
 // partition whose last commit is more than idle older than the table's
 // newest commit no longer holds the watermark back. ok is false with no data.
-func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
+func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
 	type part struct {
 		maxEvent int64
 		last     time.Time
@@ -83,7 +83,7 @@ func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (w
 			newest = r.CommittedAt
 		}
 		for _, o := range r.Objects {
-			if o.Kind == sink.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
+			if o.Kind == lake.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
 				p.maxEvent = o.MaxEventTimeMicros
 			}
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 // The committed objects must be readable by an independent Parquet
@@ -32,14 +32,14 @@ func TestCommittedObjectsReadByArrowParquetReader(t *testing.T) {
 	src.stop(t)
 
 	ctx := context.Background()
-	recs, err := sink.NewCommitLog(b).Records(ctx, "events")
+	recs, err := lake.NewCommitLog(b).Records(ctx, "events")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[int]bool{}
 	for _, rec := range recs {
 		for _, obj := range rec.Objects {
-			if obj.Kind != sink.KindRaw {
+			if obj.Kind != lake.KindRaw {
 				continue
 			}
 			rc, err := b.Get(ctx, obj.Key)

@@ -21,8 +21,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 const testTopic = "events"
@@ -134,10 +135,10 @@ type committed struct {
 
 // readCommitted reads back every committed object of the table: the proof
 // of exactly-once is in what readers can see, not in counters.
-func readCommitted(t *testing.T, b sink.Bucket, table string) committed {
+func readCommitted(t *testing.T, b objstore.Bucket, table string) committed {
 	t.Helper()
 	ctx := context.Background()
-	recs, err := sink.NewCommitLog(b).Records(ctx, table)
+	recs, err := lake.NewCommitLog(b).Records(ctx, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func readCommitted(t *testing.T, b sink.Bucket, table string) committed {
 				t.Fatal(err)
 			}
 			switch obj.Kind {
-			case sink.KindRaw:
+			case lake.KindRaw:
 				rows, err := parquet.Read[metaRow](bytes.NewReader(data), int64(len(data)))
 				if err != nil {
 					t.Fatalf("read %s: %v", obj.Key, err)
@@ -170,7 +171,7 @@ func readCommitted(t *testing.T, b sink.Bucket, table string) committed {
 				for _, r := range rows {
 					out.rows[r.Partition+"/"+strconv.FormatInt(r.Offset, 10)]++
 				}
-			case sink.KindDeadLetter:
+			case lake.KindDeadLetter:
 				for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 					var dl struct {
 						Partition string  `json:"partition"`
@@ -232,12 +233,12 @@ func checkExactlyOnce(t *testing.T, want produced, got committed) {
 
 // waitCommitted polls the commit log until it holds want records (good plus
 // dead letters), bounded by timeout.
-func waitCommitted(t *testing.T, b sink.Bucket, table string, want int64, timeout time.Duration) {
+func waitCommitted(t *testing.T, b objstore.Bucket, table string, want int64, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var have int64
 	for time.Now().Before(deadline) {
-		recs, err := sink.NewCommitLog(b).Records(context.Background(), table)
+		recs, err := lake.NewCommitLog(b).Records(context.Background(), table)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +274,7 @@ func (r *runningSource) stop(t *testing.T) {
 	r.w.Close()
 }
 
-func startSource(t *testing.T, brokers []string, group string, b sink.Bucket, wcfg WriterConfig, reg prometheus.Registerer) *runningSource {
+func startSource(t *testing.T, brokers []string, group string, b objstore.Bucket, wcfg WriterConfig, reg prometheus.Registerer) *runningSource {
 	t.Helper()
 	w, err := NewWriter(wcfg, b, testLogger(t), reg)
 	if err != nil {
@@ -290,9 +291,9 @@ func startSource(t *testing.T, brokers []string, group string, b sink.Bucket, wc
 	return r
 }
 
-func newLocalBucket(t *testing.T) sink.Bucket {
+func newLocalBucket(t *testing.T) objstore.Bucket {
 	t.Helper()
-	b, err := sink.NewLocal(t.TempDir())
+	b, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +404,7 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 // flakyBucket fails its first n uploads, as an object store does during an
 // outage.
 type flakyBucket struct {
-	sink.Bucket
+	objstore.Bucket
 	failures atomic.Int32
 }
 

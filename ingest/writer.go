@@ -21,8 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // Writer turns the buffers of source partitions into raw Parquet objects and
@@ -30,8 +31,8 @@ import (
 // Writer, whose flushers encode and upload them in parallel.
 type Writer struct {
 	cfg      WriterConfig
-	bucket   sink.Bucket
-	commits  *sink.CommitLog
+	bucket   objstore.Bucket
+	commits  *lake.CommitLog
 	logger   *slog.Logger
 	m        *metrics
 	writerID string // tells this process's objects apart from a zombie's
@@ -47,7 +48,7 @@ type Writer struct {
 
 // NewWriter starts the flushers. Close stops them once every submitted
 // flush has finished.
-func NewWriter(cfg WriterConfig, bucket sink.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func NewWriter(cfg WriterConfig, bucket sink.Bucket, logger *slog.Logger, reg pr
 	w := &Writer{
 		cfg:      cfg,
 		bucket:   bucket,
-		commits:  sink.NewCommitLog(bucket),
+		commits:  lake.NewCommitLog(bucket),
 		logger:   logger,
 		m:        newMetrics(reg),
 		writerID: hex.EncodeToString(id[:]),
@@ -425,8 +426,8 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 	defer cancel()
 
 	table := job.table.Name
-	rec := sink.CommitRecord{
-		Version:     sink.CommitRecordVersion,
+	rec := lake.CommitRecord{
+		Version:     lake.CommitRecordVersion,
 		Table:       table,
 		Source:      job.source,
 		Partition:   job.partition,
@@ -453,16 +454,16 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 			res.Err = fmt.Errorf("upload %s: %w", key, err)
 			return res
 		}
-		w.m.objects.WithLabelValues(table, sink.KindRaw).Inc()
-		w.m.bytesWritten.WithLabelValues(table, sink.KindRaw).Add(float64(size))
+		w.m.objects.WithLabelValues(table, lake.KindRaw).Inc()
+		w.m.bytesWritten.WithLabelValues(table, lake.KindRaw).Add(float64(size))
 		w.m.objectSize.WithLabelValues(table).Observe(float64(size))
 		rows := int64(len(group.rows))
 		if group.rows == nil {
 			rows = int64(len(job.eventTimes))
 		}
 		rec.Records += rows
-		rec.Objects = append(rec.Objects, sink.CommittedObject{
-			Key: key, Kind: sink.KindRaw, Rows: rows, Size: size,
+		rec.Objects = append(rec.Objects, lake.CommittedObject{
+			Key: key, Kind: lake.KindRaw, Rows: rows, Size: size,
 			MinEventTimeMicros: group.min, MaxEventTimeMicros: group.max,
 		})
 	}
@@ -475,9 +476,9 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 			res.Err = fmt.Errorf("upload %s: %w", key, err)
 			return res
 		}
-		w.m.objects.WithLabelValues(table, sink.KindDeadLetter).Inc()
-		w.m.bytesWritten.WithLabelValues(table, sink.KindDeadLetter).Add(float64(size))
-		rec.Objects = append(rec.Objects, sink.CommittedObject{Key: key, Kind: sink.KindDeadLetter, Rows: job.deadCount, Size: size})
+		w.m.objects.WithLabelValues(table, lake.KindDeadLetter).Inc()
+		w.m.bytesWritten.WithLabelValues(table, lake.KindDeadLetter).Add(float64(size))
+		rec.Objects = append(rec.Objects, lake.CommittedObject{Key: key, Kind: lake.KindDeadLetter, Rows: job.deadCount, Size: size})
 	}
 	if job.prev != nil {
 		select {
@@ -494,7 +495,7 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 	}
 	rec.CommittedAt = time.Now().UTC()
 	if err := w.commits.Commit(ctx, rec); err != nil {
-		if errors.Is(err, sink.ErrCommitConflict) || errors.Is(err, sink.ErrExists) {
+		if errors.Is(err, lake.ErrCommitConflict) || errors.Is(err, objstore.ErrExists) {
 			res.Conflict = true
 			w.m.flushFailures.WithLabelValues(table, "conflict").Inc()
 		} else {

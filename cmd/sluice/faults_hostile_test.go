@@ -19,9 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // hostileRecord is one file of schema/testdata/hostile: its bytes and the
@@ -68,7 +69,7 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 			events = tb
 		}
 	}
-	bucket, err := sink.NewLocal(t.TempDir())
+	bucket, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,17 +191,17 @@ func (d deadLetterOut) bytes() []byte {
 
 // readDeadLetters reads the committed dead-letter objects of table, by
 // "partition/offset".
-func readDeadLetters(t *testing.T, b sink.Bucket, table string) map[string]deadLetterOut {
+func readDeadLetters(t *testing.T, b objstore.Bucket, table string) map[string]deadLetterOut {
 	t.Helper()
 	ctx := context.Background()
-	recs, err := sink.NewCommitLog(b).Records(ctx, table)
+	recs, err := lake.NewCommitLog(b).Records(ctx, table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]deadLetterOut{}
 	for _, rec := range recs {
 		for _, obj := range rec.Objects {
-			if obj.Kind != sink.KindDeadLetter {
+			if obj.Kind != lake.KindDeadLetter {
 				continue
 			}
 			rc, err := b.Get(ctx, obj.Key)

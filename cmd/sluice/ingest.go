@@ -14,7 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/httpserver"
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 func newIngestCmd(g *globals) *cobra.Command {
@@ -70,7 +70,7 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
 	srv.AddReadiness("object-store", func(ctx context.Context) error {
 		_, err := bucket.Attributes(ctx, "_sluice/readyz-probe")
-		if err != nil && !errors.Is(err, sink.ErrNotExist) {
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -108,7 +108,7 @@ func setMemoryLimit(limit int64, logger *slog.Logger) {
 // newIngester opens the raw store and builds the writer and the Kafka
 // source over it: what `ingest`, `dev` and `loadtest --embedded` share. The
 // caller closes the writer.
-func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (sink.Bucket, *ingest.Writer, *ingest.KafkaSource, error) {
+func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (objstore.Bucket, *ingest.Writer, *ingest.KafkaSource, error) {
 	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
 	if err != nil {
 		return nil, nil, nil, err

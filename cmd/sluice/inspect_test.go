@@ -16,7 +16,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // inspectRow is a raw-table-like row: event time, nullable string, metadata.
@@ -222,18 +223,18 @@ func writeLake(t *testing.T, root string) {
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-02/hour=03/a.parquet"), t0, 50, 20)
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-02/hour=04/b.parquet"), t0.Add(time.Hour), 30, 20)
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-01/hour=23/c.parquet"), t0.Add(-4*time.Hour), 20, 20, parquet.Compression(&parquet.Snappy))
-	rec := sink.CommitRecord{
-		Version: sink.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
+	rec := lake.CommitRecord{
+		Version: lake.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
 		FirstOffset: 100, NextOffset: 200, Records: 99, DeadLetters: 1, Writer: "test",
 		CommittedAt: t0,
-		Objects: []sink.CommittedObject{{Key: "events/dt=2026-01-02/hour=03/a.parquet", Kind: sink.KindRaw, Rows: 50, Size: 1234,
+		Objects: []lake.CommittedObject{{Key: "events/dt=2026-01-02/hour=03/a.parquet", Kind: lake.KindRaw, Rows: 50, Size: 1234,
 			MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Minute).UnixMicro()}},
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := filepath.Join(root, sink.CommitKey("events", "kafka:events", "3", 100))
+	ck := filepath.Join(root, lake.CommitKey("events", "kafka:events", "3", 100))
 	if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +324,7 @@ func TestInspectDirectory(t *testing.T) {
 	})
 
 	t.Run("commit record as table", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, filepath.Join(root, sink.CommitKey("events", "kafka:events", "3", 100)))
+		code, out, stderr := runInspectCmd(t, filepath.Join(root, lake.CommitKey("events", "kafka:events", "3", 100)))
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -393,7 +394,7 @@ func TestInspectErrors(t *testing.T) {
 
 func TestBlockReaderAt(t *testing.T) {
 	dir := t.TempDir()
-	b, err := sink.NewLocal(dir)
+	b, err := objstore.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,14 +444,14 @@ func TestInspectS3(t *testing.T) {
 	if endpoint == "" {
 		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
 	}
-	cfg := sink.S3Config{
+	cfg := objstore.S3Config{
 		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-%d", time.Now().UnixNano()),
 		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
 		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := sink.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
+	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

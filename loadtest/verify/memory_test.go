@@ -13,9 +13,9 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // metaRow is the part of a raw row the verifier reads.
@@ -41,8 +41,8 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 		badEvery   = 200
 	)
 	ctx := context.Background()
-	b := sinktest.NewLocal(t)
-	log := sink.NewCommitLog(b)
+	b := objstoretest.NewLocal(t)
+	log := lake.NewCommitLog(b)
 	exp := verify.NewExpected()
 	writeStart := time.Now()
 	rows := make([]metaRow, 0, perObject)
@@ -74,12 +74,12 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := log.Commit(ctx, sink.CommitRecord{
+			err := log.Commit(ctx, lake.CommitRecord{
 				Table: table, Source: source, Partition: part, FirstOffset: first, NextOffset: first + perObject,
 				Records: int64(len(rows)), DeadLetters: deadN, Writer: "memory-test",
-				Objects: []sink.CommittedObject{
-					{Key: rawKey, Kind: sink.KindRaw, Rows: int64(len(rows)), Size: int64(buf.Len())},
-					{Key: deadKey, Kind: sink.KindDeadLetter, Rows: deadN, Size: int64(dead.Len())},
+				Objects: []lake.CommittedObject{
+					{Key: rawKey, Kind: lake.KindRaw, Rows: int64(len(rows)), Size: int64(buf.Len())},
+					{Key: deadKey, Kind: lake.KindDeadLetter, Rows: deadN, Size: int64(dead.Len())},
 				},
 			})
 			if err != nil {

@@ -26,7 +26,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // Metadata columns every raw object carries (see COMMON.md).
@@ -112,7 +113,7 @@ type Committed struct {
 
 	// Anomalies are commit-area objects outside the chains; readers ignore
 	// them, and so does Committed.
-	Anomalies []sink.Anomaly
+	Anomalies []lake.Anomaly
 
 	// Issues are inconsistencies between objects and their records, up to
 	// MaxExamples per kind; IssueCounts has them all, by kind.
@@ -159,9 +160,9 @@ func (c *Committed) addIssue(is Issue) {
 // records on the table's chains and checks each against its record. It
 // fails only when the bucket cannot be read; what is wrong with the data is
 // in the result.
-func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts Options) (*Committed, error) {
+func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, opts Options) (*Committed, error) {
 	opts = opts.withDefaults()
-	chains, err := sink.NewCommitLog(readOnly{b}).Chains(ctx, table)
+	chains, err := lake.NewCommitLog(readOnly{b}).Chains(ctx, table)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", table, err)
 	}
@@ -173,7 +174,7 @@ func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts 
 		raw:         map[string]*offsetBag{},
 		dead:        map[string]*offsetBag{},
 	}
-	var recs []sink.CommitRecord
+	var recs []lake.CommitRecord
 	sources := map[string]bool{}
 	for _, ch := range chains {
 		c.Anomalies = append(c.Anomalies, ch.Anomalies...)
@@ -232,9 +233,9 @@ func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts 
 	return c, nil
 }
 
-func (c *Committed) merge(obj sink.CommittedObject, res objectResult) {
+func (c *Committed) merge(obj lake.CommittedObject, res objectResult) {
 	target := c.raw
-	if obj.Kind == sink.KindDeadLetter {
+	if obj.Kind == lake.KindDeadLetter {
 		target = c.dead
 		c.DeadLetterObjects++
 		c.DeadLetters += res.rows
@@ -272,14 +273,14 @@ func (r *objectResult) add(partition string, offset int64) {
 
 // readObject reads one committed object and checks it against rec. An
 // error means the bucket failed; a bad object is reported as issues.
-func readObject(ctx context.Context, b sink.BucketReader, rec sink.CommitRecord, obj sink.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
+func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRecord, obj lake.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
 	res := objectResult{positions: map[string]*offsetBag{}}
-	recKey := sink.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
+	recKey := lake.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
 	issue := func(kind string, rows int64, format string, args ...any) {
 		res.issues = append(res.issues, Issue{Kind: kind, Key: obj.Key, Record: recKey, Rows: rows, Detail: fmt.Sprintf(format, args...)})
 	}
 	rc, err := b.Get(ctx, obj.Key)
-	if sink.IsNotExist(err) {
+	if objstore.IsNotExist(err) {
 		issue(IssueMissingObject, obj.Rows, "named by the commit record but absent")
 		return res, nil
 	}
@@ -295,9 +296,9 @@ func readObject(ctx context.Context, b sink.BucketReader, rec sink.CommitRecord,
 		issue(IssueSize, 0, "%d bytes, the record says %d", len(data), obj.Size)
 	}
 	switch obj.Kind {
-	case sink.KindRaw:
+	case lake.KindRaw:
 		checkRaw(&res, data, rec, idColumn, seed, issue)
-	case sink.KindDeadLetter:
+	case lake.KindDeadLetter:
 		checkDeadLetters(&res, data, rec, issue)
 	default:
 		issue(IssueUnreadable, obj.Rows, "unknown object kind %q", obj.Kind)
@@ -314,7 +315,7 @@ type issueFunc func(kind string, rows int64, format string, args ...any)
 // checkRaw reads the metadata columns of a raw Parquet object. Columns are
 // read one after another within a row group, so a row group's offsets are
 // held while its partition column is compared.
-func checkRaw(res *objectResult, data []byte, rec sink.CommitRecord, idColumn string, seed maphash.Seed, issue issueFunc) {
+func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn string, seed maphash.Seed, issue issueFunc) {
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		issue(IssueUnreadable, 0, "%v", err)
@@ -452,7 +453,7 @@ type deadLetterLine struct {
 // encoded, with its metadata.
 const maxDeadLetterLine = 16 << 20
 
-func checkDeadLetters(res *objectResult, data []byte, rec sink.CommitRecord, issue issueFunc) {
+func checkDeadLetters(res *objectResult, data []byte, rec lake.CommitRecord, issue issueFunc) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), maxDeadLetterLine)
 	var wrongSrc, wrongPart, outOfRange, bad int64
@@ -505,7 +506,7 @@ func checkDeadLetters(res *objectResult, data []byte, rec sink.CommitRecord, iss
 }
 
 // readOnly lets a BucketReader back a CommitLog, which only reads here.
-type readOnly struct{ sink.BucketReader }
+type readOnly struct{ objstore.BucketReader }
 
 var errReadOnly = errors.New("verify: the bucket is read-only")
 

@@ -1,4 +1,4 @@
-package sink
+package lake
 
 import (
 	"cmp"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/objstore"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -70,7 +72,7 @@ func (c Chain) End() (int64, bool) {
 // key (checked against size and modification time) and a Resume or Records
 // after the first costs one listing plus reads of new records only.
 type CommitLog struct {
-	b      Bucket
+	b      objstore.Bucket
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -90,7 +92,7 @@ type cachedRecord struct {
 }
 
 // NewCommitLog returns a log over b that does not log; see WithLogger.
-func NewCommitLog(b Bucket) *CommitLog {
+func NewCommitLog(b objstore.Bucket) *CommitLog {
 	return &CommitLog{
 		b:      b,
 		logger: slog.New(slog.DiscardHandler),
@@ -122,7 +124,7 @@ func ValidateCommitNames(table, source, partition string) error {
 	if strings.HasPrefix(table, "_") {
 		return fmt.Errorf("%w: table %q must not start with \"_\"", ErrInvalidCommit, table)
 	}
-	if err := ValidateKey(table + "/" + source + "/" + partition); err != nil {
+	if err := objstore.ValidateKey(table + "/" + source + "/" + partition); err != nil {
 		return fmt.Errorf("%w: table %q, source %q, partition %q: %v", ErrInvalidCommit, table, source, partition, err)
 	}
 	return nil
@@ -148,7 +150,7 @@ func validateRecord(rec CommitRecord) error {
 	var rows, dead int64
 	seen := make(map[string]bool, len(rec.Objects))
 	for _, o := range rec.Objects {
-		if err := ValidateKey(o.Key); err != nil {
+		if err := objstore.ValidateKey(o.Key); err != nil {
 			return fmt.Errorf("%w: object: %v", ErrInvalidCommit, err)
 		}
 		if seen[o.Key] {
@@ -227,7 +229,7 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	err = l.b.PutIfAbsent(ctx, key, data)
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrExists):
+	case errors.Is(err, objstore.ErrExists):
 		if same, serr := l.sameRecord(ctx, key, rec); serr == nil && same {
 			break
 		}
@@ -369,7 +371,7 @@ func (l *CommitLog) Chains(ctx context.Context, table string) ([]Chain, error) {
 // Tables lists the tables that have commit records, sorted.
 func (l *CommitLog) Tables(ctx context.Context) ([]string, error) {
 	var tables []string
-	err := l.b.Iter(ctx, CommitsRoot, func(a ObjectAttrs) error {
+	err := l.b.Iter(ctx, CommitsRoot, func(a objstore.ObjectAttrs) error {
 		rest := strings.TrimPrefix(a.Key, CommitsRoot)
 		t, _, ok := strings.Cut(rest, "/")
 		if ok && t != "" && (len(tables) == 0 || tables[len(tables)-1] != t) {
@@ -414,8 +416,8 @@ func buildChain(recs []CommitRecord) (chain []CommitRecord, off []Anomaly) {
 // scan lists prefix and returns the valid records in key order plus the
 // garbage found. Records are read in parallel and cached.
 func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key string) bool) ([]CommitRecord, []Anomaly, error) {
-	var listed []ObjectAttrs
-	err := l.b.Iter(ctx, prefix, func(a ObjectAttrs) error {
+	var listed []objstore.ObjectAttrs
+	err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		if keep == nil || keep(a.Key) {
 			listed = append(listed, a)
 		}
@@ -469,14 +471,14 @@ func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key strin
 
 // load reads and checks one commit object. found is false when it vanished
 // since the listing.
-func (l *CommitLog) load(ctx context.Context, a ObjectAttrs) (cachedRecord, bool, error) {
+func (l *CommitLog) load(ctx context.Context, a objstore.ObjectAttrs) (cachedRecord, bool, error) {
 	c := cachedRecord{size: a.Size, modTime: a.LastModified}
 	if a.Size > maxRecordSize {
 		c.bad = fmt.Sprintf("%d bytes, too large for a commit record", a.Size)
 		return c, true, nil
 	}
 	rc, err := l.b.Get(ctx, a.Key)
-	if errors.Is(err, ErrNotExist) {
+	if errors.Is(err, objstore.ErrNotExist) {
 		return c, false, nil
 	}
 	if err != nil {
@@ -545,7 +547,7 @@ func (l *CommitLog) report(prefix string, anomalies []Anomaly) {
 //
 // Objects are listed before records, so a record committed meanwhile is
 // seen.
-func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Duration) ([]ObjectAttrs, error) {
+func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Duration) ([]objstore.ObjectAttrs, error) {
 	if err := ValidateCommitNames(table, "s", "p"); err != nil {
 		return nil, fmt.Errorf("find orphans: %w", err)
 	}
@@ -553,9 +555,9 @@ func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Durati
 		return nil, fmt.Errorf("find orphans of %s: negative grace %s", table, grace)
 	}
 	cutoff := l.now().Add(-grace)
-	var candidates []ObjectAttrs
+	var candidates []objstore.ObjectAttrs
 	for _, prefix := range []string{table + "/", DeadLetterRoot + table + "/"} {
-		err := l.b.Iter(ctx, prefix, func(a ObjectAttrs) error {
+		err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 			if a.LastModified.Before(cutoff) {
 				candidates = append(candidates, a)
 			}
@@ -581,7 +583,7 @@ func (l *CommitLog) Orphans(ctx context.Context, table string, grace time.Durati
 			named[o.Key] = true
 		}
 	}
-	var orphans []ObjectAttrs
+	var orphans []objstore.ObjectAttrs
 	for _, a := range candidates {
 		if !named[a.Key] || expired[a.Key] {
 			orphans = append(orphans, a)

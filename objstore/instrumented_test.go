@@ -1,4 +1,4 @@
-package sink_test
+package objstore_test
 
 import (
 	"bytes"
@@ -10,16 +10,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 func TestInstrumentedMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := newHookBucket(sinktest.NewLocal(t))
-	b := sink.NewInstrumented(h, reg, "lake")
+	h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
+	b := objstore.NewInstrumented(h, reg, "lake")
 	// A second bucket on the same registerer reuses the collectors.
-	other := sink.NewInstrumented(sinktest.NewLocal(t), reg, "scratch")
+	other := objstore.NewInstrumented(objstoretest.NewLocal(t), reg, "scratch")
 	ctx := t.Context()
 
 	if err := b.Put(ctx, "a/1", bytes.NewReader([]byte("hello")), 5); err != nil {
@@ -34,18 +34,18 @@ func TestInstrumentedMetrics(t *testing.T) {
 	}
 	io.ReadAll(rc)
 	rc.Close()
-	if _, err := b.Get(ctx, "a/missing"); !sink.IsNotExist(err) {
+	if _, err := b.Get(ctx, "a/missing"); !objstore.IsNotExist(err) {
 		t.Fatal(err)
 	}
 	if err := b.PutIfAbsent(ctx, "c/1", []byte("xyz")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutIfAbsent(ctx, "c/1", []byte("xyz")); !sink.IsExists(err) {
+	if err := b.PutIfAbsent(ctx, "c/1", []byte("xyz")); !objstore.IsExists(err) {
 		t.Fatal(err)
 	}
-	h.before = func(op, _ string) error {
+	h.Before = func(op, _ string) error {
 		if op == "delete" {
-			return fmt.Errorf("delete: %w", sink.ErrUnavailable)
+			return fmt.Errorf("delete: %w", objstore.ErrUnavailable)
 		}
 		return nil
 	}
@@ -53,7 +53,7 @@ func TestInstrumentedMetrics(t *testing.T) {
 		t.Fatal("delete: want the injected failure")
 	}
 	stop := errors.New("stop")
-	if err := b.Iter(ctx, "", func(sink.ObjectAttrs) error { return stop }); !errors.Is(err, stop) {
+	if err := b.Iter(ctx, "", func(objstore.ObjectAttrs) error { return stop }); !errors.Is(err, stop) {
 		t.Fatal(err)
 	}
 	if err := other.Put(ctx, "x", bytes.NewReader([]byte("1")), 1); err != nil {
@@ -90,16 +90,16 @@ func TestInstrumentedMetrics(t *testing.T) {
 // seekable, or every upload would lose its retries.
 func TestInstrumentedKeepsPutRetryable(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := newHookBucket(sinktest.NewLocal(t))
+	h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
 	fails := 2
-	h.before = func(op, _ string) error {
+	h.Before = func(op, _ string) error {
 		if op == "put" && fails > 0 {
 			fails--
-			return sink.ErrUnavailable
+			return objstore.ErrUnavailable
 		}
 		return nil
 	}
-	b := sink.NewInstrumented(sink.NewRetrying(h, fastPolicy, nil, reg), reg, "lake")
+	b := objstore.NewInstrumented(objstore.NewRetrying(h, fastPolicy, nil, reg), reg, "lake")
 	for _, size := range []int64{3, -1} {
 		fails = 2
 		if err := b.Put(t.Context(), "k", bytes.NewReader([]byte("abc")), size); err != nil {

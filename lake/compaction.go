@@ -1,4 +1,4 @@
-package sink
+package lake
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // Compaction replaces several committed raw objects of one event-time hour
@@ -150,7 +152,7 @@ func validateCompaction(rec CompactionRecord) error {
 	seen := map[string]bool{}
 	keys := make([]string, len(rec.Replaced))
 	for i, r := range rec.Replaced {
-		if err := ValidateKey(r.Key); err != nil {
+		if err := objstore.ValidateKey(r.Key); err != nil {
 			return fmt.Errorf("%w: replaced object: %v", ErrInvalidCommit, err)
 		}
 		if !strings.HasPrefix(r.Key, prefix) {
@@ -170,7 +172,7 @@ func validateCompaction(rec CompactionRecord) error {
 		return fmt.Errorf("%w: id %q, the replaced keys give %q", ErrInvalidCommit, rec.ID, id)
 	}
 	for _, o := range rec.Objects {
-		if err := ValidateKey(o.Key); err != nil {
+		if err := objstore.ValidateKey(o.Key); err != nil {
 			return fmt.Errorf("%w: object: %v", ErrInvalidCommit, err)
 		}
 		switch {
@@ -231,8 +233,8 @@ type storedCompaction struct {
 // i.e. by (hour, seq). next maps each hour prefix to the first free
 // sequence number (past garbage too, which still occupies its number).
 func (l *CommitLog) compactions(ctx context.Context, table string) (recs []storedCompaction, garbage []Anomaly, next map[string]int64, err error) {
-	var listed []ObjectAttrs
-	if err := l.b.Iter(ctx, CompactionPrefix(table), func(a ObjectAttrs) error {
+	var listed []objstore.ObjectAttrs
+	if err := l.b.Iter(ctx, CompactionPrefix(table), func(a objstore.ObjectAttrs) error {
 		listed = append(listed, a)
 		return nil
 	}); err != nil {
@@ -272,14 +274,14 @@ func (l *CommitLog) compactions(ctx context.Context, table string) (recs []store
 	return recs, garbage, next, nil
 }
 
-func (l *CommitLog) loadCompaction(ctx context.Context, a ObjectAttrs) (cachedCompaction, bool, error) {
+func (l *CommitLog) loadCompaction(ctx context.Context, a objstore.ObjectAttrs) (cachedCompaction, bool, error) {
 	c := cachedCompaction{size: a.Size, modTime: a.LastModified}
 	if a.Size > maxRecordSize {
 		c.bad = fmt.Sprintf("%d bytes, too large for a compaction record", a.Size)
 		return c, true, nil
 	}
 	rc, err := l.b.Get(ctx, a.Key)
-	if errors.Is(err, ErrNotExist) {
+	if errors.Is(err, objstore.ErrNotExist) {
 		return c, false, nil
 	}
 	if err != nil {
@@ -503,7 +505,7 @@ func (l *CommitLog) CommitCompaction(ctx context.Context, rec CompactionRecord) 
 		switch err := l.b.PutIfAbsent(ctx, key, data); {
 		case err == nil:
 			return rec, nil
-		case errors.Is(err, ErrExists):
+		case errors.Is(err, objstore.ErrExists):
 			continue // another compactor took the number; re-read and re-check
 		default:
 			// It may have landed: a retry finds it applied.

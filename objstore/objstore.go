@@ -1,7 +1,8 @@
-// Package sink holds the object-store interface that every part of Sluice
-// writes through, its S3 and local-directory implementations, and the commit
-// log that says which objects are committed.
-package sink
+// Package objstore holds the object-store interface that every part of Sluice
+// writes through, its S3 and local-directory implementations, and the retry
+// and metrics decorators that keep the interface. Which objects are committed
+// is the lake package's business, not the store's.
+package objstore
 
 import (
 	"context"

@@ -1,7 +1,7 @@
-// Package sinktest holds the acceptance suite every sink.Bucket must pass,
+// Package objstoretest holds the acceptance suite every objstore.Bucket must pass,
 // and helpers that give tests a real bucket: a temporary directory, or a
 // fresh bucket on the S3 server named by the environment.
-package sinktest
+package objstoretest
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // Environment of the S3 server used by tests (see scripts/versitygw.sh).
@@ -27,9 +27,9 @@ const (
 )
 
 // NewLocal returns a bucket in a temporary directory removed after the test.
-func NewLocal(t testing.TB) *sink.Local {
+func NewLocal(t testing.TB) *objstore.Local {
 	t.Helper()
-	b, err := sink.NewLocal(t.TempDir())
+	b, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatalf("local bucket: %v", err)
 	}
@@ -40,7 +40,7 @@ func NewLocal(t testing.TB) *sink.Local {
 // named bucket, or skips the test when the server is not configured. Under
 // CI (env CI set and not "false") a missing server fails the test instead,
 // so CI can never pass by silently skipping the real store.
-func S3Config(t testing.TB) sink.S3Config {
+func S3Config(t testing.TB) objstore.S3Config {
 	t.Helper()
 	endpoint := os.Getenv(EnvS3Endpoint)
 	access, secret := os.Getenv(EnvS3AccessKey), os.Getenv(EnvS3SecretKey)
@@ -52,7 +52,7 @@ func S3Config(t testing.TB) sink.S3Config {
 		}
 		t.Skip(msg)
 	}
-	return sink.S3Config{
+	return objstore.S3Config{
 		Endpoint:     endpoint,
 		Region:       "us-east-1",
 		Bucket:       "sluice-test-" + randomHex(6),
@@ -61,7 +61,7 @@ func S3Config(t testing.TB) sink.S3Config {
 		Insecure:     true,
 		PathStyle:    true,
 		CreateBucket: true,
-		PartSize:     sink.MinPartSize,
+		PartSize:     objstore.MinPartSize,
 		// versitygw 1.8.0 answers a conditional PUT of an empty body with
 		// 412 before reading the body's final chunk and closes the
 		// connection, so about one such request in a hundred fails with a
@@ -73,12 +73,12 @@ func S3Config(t testing.TB) sink.S3Config {
 
 // NewS3 opens a fresh bucket on the test S3 server (see S3Config for when it
 // skips); the bucket and its objects are removed after the test.
-func NewS3(t testing.TB, logger *slog.Logger) *sink.S3 {
+func NewS3(t testing.TB, logger *slog.Logger) *objstore.S3 {
 	t.Helper()
 	cfg := S3Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := sink.OpenS3(ctx, cfg, logger)
+	b, err := objstore.OpenS3(ctx, cfg, logger)
 	if err != nil {
 		t.Fatalf("open S3 bucket %s: %v", cfg, err)
 	}
@@ -86,11 +86,11 @@ func NewS3(t testing.TB, logger *slog.Logger) *sink.S3 {
 	return b
 }
 
-func removeBucket(t testing.TB, b *sink.S3, bucket string) {
+func removeBucket(t testing.TB, b *objstore.S3, bucket string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var keys []string
-	if err := b.Iter(ctx, "", func(a sink.ObjectAttrs) error {
+	if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error {
 		keys = append(keys, a.Key)
 		return nil
 	}); err != nil {
@@ -126,7 +126,8 @@ func randomBytes(t testing.TB, n int) []byte {
 }
 
 // put stores data under key or fails the test.
-func put(t testing.TB, b sink.Bucket, key string, data []byte) {
+// Put stores data under key or fails the test.
+func Put(t testing.TB, b objstore.Bucket, key string, data []byte) {
 	t.Helper()
 	if err := b.Put(t.Context(), key, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatalf("put %s: %v", key, err)

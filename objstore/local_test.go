@@ -1,4 +1,4 @@
-package sink_test
+package objstore_test
 
 import (
 	"bufio"
@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // The helper process: the test binary re-run with these variables set acts
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // helperPutIfAbsent tries to create keys k00..k29 and prints the ones it won.
 func helperPutIfAbsent() int {
-	b, err := sink.NewLocal(os.Getenv(envDir))
+	b, err := objstore.NewLocal(os.Getenv(envDir))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -54,7 +54,7 @@ func helperPutIfAbsent() int {
 		switch {
 		case err == nil:
 			fmt.Println(key)
-		case !sink.IsExists(err):
+		case !objstore.IsExists(err):
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -65,7 +65,7 @@ func helperPutIfAbsent() int {
 // helperSlowPut starts a Put whose reader hands over 1 MiB and then blocks,
 // says so on stdout, and waits to be killed.
 func helperSlowPut() int {
-	b, err := sink.NewLocal(os.Getenv(envDir))
+	b, err := objstore.NewLocal(os.Getenv(envDir))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -118,7 +118,7 @@ func TestLocalPutIfAbsentAcrossProcesses(t *testing.T) {
 			wins[k] = append(wins[k], i)
 		}
 	}
-	b, _ := sink.NewLocal(dir)
+	b, _ := objstore.NewLocal(dir)
 	for i := range 30 {
 		key := fmt.Sprintf("race/k%02d", i)
 		if len(wins[key]) != 1 {
@@ -139,7 +139,7 @@ func TestLocalPutIfAbsentAcrossProcesses(t *testing.T) {
 
 func TestLocalKilledPutLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
-	b, err := sink.NewLocal(dir)
+	b, err := objstore.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,19 +181,19 @@ func TestLocalKilledPutLeavesNothing(t *testing.T) {
 		t.Errorf("temporaries on disk: %q, want the killed writer's one", tmps)
 	}
 	var keys []string
-	if err := b.Iter(t.Context(), "", func(a sink.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
+	if err := b.Iter(t.Context(), "", func(a objstore.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(keys, []string{"crash/old"}) {
 		t.Errorf("objects after kill = %q, want only crash/old", keys)
 	}
-	if _, err := b.Attributes(t.Context(), "crash/obj"); !sink.IsNotExist(err) {
+	if _, err := b.Attributes(t.Context(), "crash/obj"); !objstore.IsNotExist(err) {
 		t.Errorf("killed put: attributes err = %v, want ErrNotExist", err)
 	}
 }
 
 func TestLocalDeletePrunesEmptyDirectories(t *testing.T) {
-	b := sinktest.NewLocal(t)
+	b := objstoretest.NewLocal(t)
 	ctx := t.Context()
 	for _, k := range []string{"t/dt=2024-05-01/hour=13/a.parquet", "t/dt=2024-05-01/hour=14/b.parquet"} {
 		if err := b.Put(ctx, k, bytes.NewReader(nil), 0); err != nil {
@@ -216,7 +216,7 @@ func TestLocalDeletePrunesEmptyDirectories(t *testing.T) {
 }
 
 func TestLocalRefusesObjectAsParent(t *testing.T) {
-	b := sinktest.NewLocal(t)
+	b := objstoretest.NewLocal(t)
 	ctx := t.Context()
 	if err := b.Put(ctx, "a", bytes.NewReader([]byte("x")), 1); err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func TestNewLocalErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, dir := range map[string]string{"empty": "", "a file": file} {
-		if _, err := sink.NewLocal(dir); err == nil {
+		if _, err := objstore.NewLocal(dir); err == nil {
 			t.Errorf("%s: want an error", name)
 		}
 	}

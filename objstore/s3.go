@@ -1,4 +1,4 @@
-package sink
+package objstore
 
 import (
 	"bytes"
@@ -139,7 +139,7 @@ func (c S3Config) LogValue() slog.Value {
 }
 
 // GoString keeps %#v from printing secrets too.
-func (c S3Config) GoString() string { return "sink.S3Config{" + c.String() + "}" }
+func (c S3Config) GoString() string { return "objstore.S3Config{" + c.String() + "}" }
 
 func redact(s string) string {
 	if s == "" {

@@ -1,4 +1,4 @@
-package sink_test
+package objstore_test
 
 import (
 	"bytes"
@@ -19,11 +19,11 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
-var fastPolicy = sink.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MaxAttempts: 5}
+var fastPolicy = objstore.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MaxAttempts: 5}
 
 func TestIsRetryable(t *testing.T) {
 	s3err := func(code string, status int) error {
@@ -35,7 +35,7 @@ func TestIsRetryable(t *testing.T) {
 		want bool
 	}{
 		{"nil", nil, false},
-		{"unavailable marker", fmt.Errorf("fake: %w", sink.ErrUnavailable), true},
+		{"unavailable marker", fmt.Errorf("fake: %w", objstore.ErrUnavailable), true},
 		{"SlowDown", s3err("SlowDown", 503), true},
 		{"InternalError", s3err("InternalError", 500), true},
 		{"ServiceUnavailable", s3err("ServiceUnavailable", 503), true},
@@ -45,9 +45,9 @@ func TestIsRetryable(t *testing.T) {
 		{"AccessDenied", s3err("AccessDenied", 403), false},
 		{"NoSuchBucket", s3err("NoSuchBucket", 404), false},
 		{"InvalidArgument", s3err("InvalidArgument", 400), false},
-		{"not exist", fmt.Errorf("get: %w", sink.ErrNotExist), false},
-		{"exists", fmt.Errorf("put: %w", sink.ErrExists), false},
-		{"invalid key", fmt.Errorf("put: %w", sink.ErrInvalidKey), false},
+		{"not exist", fmt.Errorf("get: %w", objstore.ErrNotExist), false},
+		{"exists", fmt.Errorf("put: %w", objstore.ErrExists), false},
+		{"invalid key", fmt.Errorf("put: %w", objstore.ErrInvalidKey), false},
 		{"cancelled", fmt.Errorf("get: %w", context.Canceled), false},
 		{"client timeout", &url.Error{Op: "Get", URL: "http://x", Err: context.DeadlineExceeded}, true},
 		{"connection refused", &url.Error{Op: "Put", URL: "http://x", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, true},
@@ -58,7 +58,7 @@ func TestIsRetryable(t *testing.T) {
 		{"plain error", errors.New("disk on fire"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := sink.IsRetryable(tc.err); got != tc.want {
+			if got := objstore.IsRetryable(tc.err); got != tc.want {
 				t.Errorf("IsRetryable(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
@@ -66,7 +66,7 @@ func TestIsRetryable(t *testing.T) {
 }
 
 func TestRetryPolicyBackoffIsBoundedFullJitter(t *testing.T) {
-	p := sink.RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, MaxAttempts: 20}
+	p := objstore.RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, MaxAttempts: 20}
 	for n, ceiling := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 7: 5 * time.Second, 30: 5 * time.Second} {
 		var maxSeen time.Duration
 		for range 2000 {
@@ -86,13 +86,13 @@ func TestRetryPolicyBackoffIsBoundedFullJitter(t *testing.T) {
 func TestRetryPolicyValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		p     sink.RetryPolicy
+		p     objstore.RetryPolicy
 		valid bool
 	}{
-		{"zero value means defaults", sink.RetryPolicy{}, true},
-		{"defaults", sink.DefaultRetryPolicy(), true},
-		{"negative attempts", sink.RetryPolicy{MaxAttempts: -1}, false},
-		{"max below initial", sink.RetryPolicy{InitialBackoff: time.Second, MaxBackoff: time.Millisecond}, false},
+		{"zero value means defaults", objstore.RetryPolicy{}, true},
+		{"defaults", objstore.DefaultRetryPolicy(), true},
+		{"negative attempts", objstore.RetryPolicy{MaxAttempts: -1}, false},
+		{"max below initial", objstore.RetryPolicy{InitialBackoff: time.Second, MaxBackoff: time.Millisecond}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.p.Validate(); (err == nil) != tc.valid {
@@ -103,16 +103,16 @@ func TestRetryPolicyValidate(t *testing.T) {
 }
 
 func TestRetryPolicyDoBounds(t *testing.T) {
-	transient := fmt.Errorf("boom: %w", sink.ErrUnavailable)
+	transient := fmt.Errorf("boom: %w", objstore.ErrUnavailable)
 	t.Run("max attempts", func(t *testing.T) {
 		calls := 0
 		err := fastPolicy.Do(t.Context(), func(context.Context) error { calls++; return transient }, nil)
-		if !errors.Is(err, sink.ErrUnavailable) || calls != 5 {
+		if !errors.Is(err, objstore.ErrUnavailable) || calls != 5 {
 			t.Errorf("err %v after %d calls, want the transient error after 5", err, calls)
 		}
 	})
 	t.Run("max elapsed", func(t *testing.T) {
-		p := sink.RetryPolicy{InitialBackoff: 20 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxAttempts: 1000, MaxElapsed: 100 * time.Millisecond}
+		p := objstore.RetryPolicy{InitialBackoff: 20 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxAttempts: 1000, MaxElapsed: 100 * time.Millisecond}
 		start := time.Now()
 		calls := 0
 		_ = p.Do(t.Context(), func(context.Context) error { calls++; return transient }, nil)
@@ -121,7 +121,7 @@ func TestRetryPolicyDoBounds(t *testing.T) {
 		}
 	})
 	t.Run("context cancelled while waiting", func(t *testing.T) {
-		p := sink.RetryPolicy{InitialBackoff: time.Hour, MaxBackoff: time.Hour, MaxAttempts: 3}
+		p := objstore.RetryPolicy{InitialBackoff: time.Hour, MaxBackoff: time.Hour, MaxAttempts: 3}
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -136,18 +136,18 @@ func TestRetryPolicyDoBounds(t *testing.T) {
 	})
 	t.Run("permanent error", func(t *testing.T) {
 		calls := 0
-		err := fastPolicy.Do(t.Context(), func(context.Context) error { calls++; return sink.ErrNotExist }, nil)
-		if !errors.Is(err, sink.ErrNotExist) || calls != 1 {
+		err := fastPolicy.Do(t.Context(), func(context.Context) error { calls++; return objstore.ErrNotExist }, nil)
+		if !errors.Is(err, objstore.ErrNotExist) || calls != 1 {
 			t.Errorf("err %v after %d calls, want ErrNotExist after 1", err, calls)
 		}
 	})
 }
 
 func TestRetryingBucket(t *testing.T) {
-	transient := fmt.Errorf("connection reset: %w", sink.ErrUnavailable)
-	failTimes := func(h *hookBucket, op string, n int, err error) {
+	transient := fmt.Errorf("connection reset: %w", objstore.ErrUnavailable)
+	failTimes := func(h *objstoretest.HookBucket, op string, n int, err error) {
 		left := n
-		h.before = func(o, _ string) error {
+		h.Before = func(o, _ string) error {
 			if o == op && left > 0 {
 				left--
 				return err
@@ -155,10 +155,10 @@ func TestRetryingBucket(t *testing.T) {
 			return nil
 		}
 	}
-	setup := func(t *testing.T) (*hookBucket, *sink.Retrying, *prometheus.Registry) {
-		h := newHookBucket(sinktest.NewLocal(t))
+	setup := func(t *testing.T) (*objstoretest.HookBucket, *objstore.Retrying, *prometheus.Registry) {
+		h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
 		reg := prometheus.NewRegistry()
-		return h, sink.NewRetrying(h, fastPolicy, slog.New(slog.DiscardHandler), reg), reg
+		return h, objstore.NewRetrying(h, fastPolicy, slog.New(slog.DiscardHandler), reg), reg
 	}
 	t.Run("transient failures are retried", func(t *testing.T) {
 		h, r, reg := setup(t)
@@ -166,7 +166,7 @@ func TestRetryingBucket(t *testing.T) {
 		if err := r.PutIfAbsent(t.Context(), "k", []byte("v")); err != nil {
 			t.Fatalf("put-if-absent: %v", err)
 		}
-		if got := h.count("put_if_absent"); got != 4 {
+		if got := h.Count("put_if_absent"); got != 4 {
 			t.Errorf("%d calls, want 4", got)
 		}
 		if got := metricValue(t, reg, "sluice_sink_object_retries_total", map[string]string{"operation": "put_if_absent"}); got != 3 {
@@ -176,13 +176,13 @@ func TestRetryingBucket(t *testing.T) {
 
 	t.Run("permanent failures are not", func(t *testing.T) {
 		h, r, _ := setup(t)
-		if _, err := r.Get(t.Context(), "missing"); !sink.IsNotExist(err) {
+		if _, err := r.Get(t.Context(), "missing"); !objstore.IsNotExist(err) {
 			t.Fatalf("get: %v", err)
 		}
 		if err := r.PutIfAbsent(t.Context(), "k", []byte("v")); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.PutIfAbsent(t.Context(), "k", []byte("v")); !sink.IsExists(err) {
+		if err := r.PutIfAbsent(t.Context(), "k", []byte("v")); !objstore.IsExists(err) {
 			t.Fatalf("second put-if-absent: %v", err)
 		}
 		denied := minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}
@@ -191,7 +191,7 @@ func TestRetryingBucket(t *testing.T) {
 			t.Fatalf("delete: %v", err)
 		}
 		for op, want := range map[string]int{"get": 1, "put_if_absent": 2, "delete": 1} {
-			if got := h.count(op); got != want {
+			if got := h.Count(op); got != want {
 				t.Errorf("%s: %d calls, want %d", op, got, want)
 			}
 		}
@@ -203,7 +203,7 @@ func TestRetryingBucket(t *testing.T) {
 		src := bytes.NewReader(data)
 		// The first attempt consumes part of the reader, then fails.
 		first := true
-		h.before = func(op, _ string) error {
+		h.Before = func(op, _ string) error {
 			if op == "put" && first {
 				first = false
 				io.CopyN(io.Discard, src, 1234)
@@ -229,8 +229,8 @@ func TestRetryingBucket(t *testing.T) {
 		h, r, reg := setup(t)
 		failTimes(h, "put", 1, transient)
 		err := r.Put(t.Context(), "obj", iotest.OneByteReader(bytes.NewReader([]byte("abc"))), 3)
-		if !errors.Is(err, sink.ErrUnavailable) || h.count("put") != 1 {
-			t.Fatalf("err %v after %d calls, want the transient error after 1", err, h.count("put"))
+		if !errors.Is(err, objstore.ErrUnavailable) || h.Count("put") != 1 {
+			t.Fatalf("err %v after %d calls, want the transient error after 1", err, h.Count("put"))
 		}
 		if got := metricValue(t, reg, "sluice_sink_object_unretryable_puts_total", nil); got != 1 {
 			t.Errorf("unretryable puts = %v, want 1", got)
@@ -247,17 +247,17 @@ func TestRetryingBucket(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		h.iterFailAfter, h.iterErr = 3, transient
+		h.IterFailAfter, h.IterErr = 3, transient
 		var got []string
-		if err := r.Iter(t.Context(), "p/", func(a sink.ObjectAttrs) error { got = append(got, a.Key); return nil }); err != nil {
+		if err := r.Iter(t.Context(), "p/", func(a objstore.ObjectAttrs) error { got = append(got, a.Key); return nil }); err != nil {
 			t.Fatalf("iter: %v", err)
 		}
-		if !slices.Equal(got, want) || h.count("iter") != 2 {
-			t.Errorf("got %q in %d listings, want %q in 2", got, h.count("iter"), want)
+		if !slices.Equal(got, want) || h.Count("iter") != 2 {
+			t.Errorf("got %q in %d listings, want %q in 2", got, h.Count("iter"), want)
 		}
 		stop := errors.New("stop")
 		calls := 0
-		err := r.Iter(t.Context(), "p/", func(sink.ObjectAttrs) error { calls++; return stop })
+		err := r.Iter(t.Context(), "p/", func(objstore.ObjectAttrs) error { calls++; return stop })
 		if !errors.Is(err, stop) || calls != 1 {
 			t.Errorf("callback error: err %v after %d calls, want it returned after 1, not retried", err, calls)
 		}

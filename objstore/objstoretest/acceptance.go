@@ -1,4 +1,4 @@
-package sinktest
+package objstoretest
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // AcceptanceOptions tunes the suite to a backend.
@@ -25,7 +25,7 @@ type AcceptanceOptions struct {
 // AcceptanceTest checks the Bucket contract on b. Every case works under its
 // own prefix, so b may hold other data, but no other writer may use the
 // "acc-" prefix during the run.
-func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
+func AcceptanceTest(t *testing.T, b objstore.Bucket, opts AcceptanceOptions) {
 	if opts.LargeObjectSize == 0 {
 		opts.LargeObjectSize = 12 << 20
 	}
@@ -33,9 +33,9 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 
 	t.Run("put, get, overwrite, attributes", func(t *testing.T) {
 		key := "acc-put/obj.bin"
-		put(t, b, key, []byte("first version"))
+		Put(t, b, key, []byte("first version"))
 		requireContent(t, b, key, []byte("first version"))
-		put(t, b, key, []byte("second, longer version"))
+		Put(t, b, key, []byte("second, longer version"))
 		requireContent(t, b, key, []byte("second, longer version"))
 		a, err := b.Attributes(ctx, key)
 		if err != nil {
@@ -52,7 +52,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 		for i := range data {
 			data[i] = byte(i)
 		}
-		put(t, b, key, data)
+		Put(t, b, key, data)
 		for _, tc := range []struct {
 			name           string
 			offset, length int64
@@ -76,7 +76,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 						rc.Close()
 						t.Fatal("want an error")
 					}
-					if sink.IsNotExist(err) {
+					if objstore.IsNotExist(err) {
 						t.Fatalf("error %v must not claim the object is missing", err)
 					}
 					return
@@ -94,21 +94,21 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 				}
 			})
 		}
-		if _, err := b.GetRange(ctx, "acc-range/missing", 0, 10); !sink.IsNotExist(err) {
+		if _, err := b.GetRange(ctx, "acc-range/missing", 0, 10); !objstore.IsNotExist(err) {
 			t.Errorf("range of a missing key: err = %v, want ErrNotExist", err)
 		}
 	})
 
 	t.Run("missing keys", func(t *testing.T) {
-		put(t, b, "acc-missing/file", []byte("x"))
+		Put(t, b, "acc-missing/file", []byte("x"))
 		for _, key := range []string{"acc-missing/nothing", "acc-missing/file/under-a-file", "acc-missing"} {
-			if rc, err := b.Get(ctx, key); !sink.IsNotExist(err) {
+			if rc, err := b.Get(ctx, key); !objstore.IsNotExist(err) {
 				if err == nil {
 					rc.Close()
 				}
 				t.Errorf("get %s: err = %v, want ErrNotExist", key, err)
 			}
-			if _, err := b.Attributes(ctx, key); !sink.IsNotExist(err) {
+			if _, err := b.Attributes(ctx, key); !objstore.IsNotExist(err) {
 				t.Errorf("attributes %s: err = %v, want ErrNotExist", key, err)
 			}
 		}
@@ -122,7 +122,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 			"acc-iter/a/ba/z", "acc-iter/a/bc", "acc-iter/a!x", "acc-iter/b", "acc-iter/a/b/d/e",
 		}
 		for i, k := range keys {
-			put(t, b, k, bytes.Repeat([]byte("z"), i))
+			Put(t, b, k, bytes.Repeat([]byte("z"), i))
 		}
 		sorted := slices.Sorted(slices.Values(keys))
 		for _, tc := range []struct {
@@ -140,7 +140,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				var got []string
-				err := b.Iter(ctx, tc.prefix, func(a sink.ObjectAttrs) error {
+				err := b.Iter(ctx, tc.prefix, func(a objstore.ObjectAttrs) error {
 					got = append(got, a.Key)
 					if want := int64(slices.Index(keys, a.Key)); a.Size != want {
 						t.Errorf("%s: size %d, want %d", a.Key, a.Size, want)
@@ -158,7 +158,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 		t.Run("callback error stops the walk", func(t *testing.T) {
 			stop := errors.New("enough")
 			calls := 0
-			err := b.Iter(ctx, "acc-iter/", func(sink.ObjectAttrs) error {
+			err := b.Iter(ctx, "acc-iter/", func(objstore.ObjectAttrs) error {
 				calls++
 				if calls == 3 {
 					return stop
@@ -180,17 +180,17 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 			"acc-names/kafka:events/3/x",
 		}
 		for _, k := range keys {
-			put(t, b, k, []byte(k))
+			Put(t, b, k, []byte(k))
 			requireContent(t, b, k, []byte(k))
 		}
-		got := listKeys(t, b, "acc-names/")
+		got := ListKeys(t, b, "acc-names/")
 		if want := slices.Sorted(slices.Values(keys)); !slices.Equal(got, want) {
 			t.Errorf("iter = %q, want %q", got, want)
 		}
 	})
 
 	t.Run("empty objects", func(t *testing.T) {
-		put(t, b, "acc-empty/put", nil)
+		Put(t, b, "acc-empty/put", nil)
 		requireContent(t, b, "acc-empty/put", []byte{})
 		if err := b.PutIfAbsent(ctx, "acc-empty/pia", []byte{}); err != nil {
 			t.Fatalf("put-if-absent empty: %v", err)
@@ -202,7 +202,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 				t.Errorf("attributes %s = %+v, %v; want size 0", k, a, err)
 			}
 		}
-		if err := b.PutIfAbsent(ctx, "acc-empty/pia", []byte{}); !sink.IsExists(err) {
+		if err := b.PutIfAbsent(ctx, "acc-empty/pia", []byte{}); !objstore.IsExists(err) {
 			t.Errorf("second empty put-if-absent: err = %v, want ErrExists", err)
 		}
 	})
@@ -212,12 +212,12 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 		if err := b.PutIfAbsent(ctx, key, []byte("winner")); err != nil {
 			t.Fatalf("first: %v", err)
 		}
-		if err := b.PutIfAbsent(ctx, key, []byte("loser")); !sink.IsExists(err) {
+		if err := b.PutIfAbsent(ctx, key, []byte("loser")); !objstore.IsExists(err) {
 			t.Fatalf("second: err = %v, want ErrExists", err)
 		}
 		requireContent(t, b, key, []byte("winner"))
-		put(t, b, "acc-pia/over-put", []byte("plain"))
-		if err := b.PutIfAbsent(ctx, "acc-pia/over-put", []byte("x")); !sink.IsExists(err) {
+		Put(t, b, "acc-pia/over-put", []byte("plain"))
+		if err := b.PutIfAbsent(ctx, "acc-pia/over-put", []byte("x")); !objstore.IsExists(err) {
 			t.Fatalf("over a Put object: err = %v, want ErrExists", err)
 		}
 	})
@@ -244,7 +244,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 					t.Fatalf("round %d: writers %d and %d both won", round, winner, w)
 				case err == nil:
 					winner = w
-				case !sink.IsExists(err):
+				case !objstore.IsExists(err):
 					t.Fatalf("round %d: writer %d: %v, want ErrExists", round, w, err)
 				}
 			}
@@ -279,7 +279,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 
 	t.Run("failed put leaves the old object", func(t *testing.T) {
 		key := "acc-failed/obj"
-		put(t, b, key, []byte("old"))
+		Put(t, b, key, []byte("old"))
 		short := bytes.NewReader([]byte("too short"))
 		if err := b.Put(ctx, key, short, 1000); err == nil {
 			t.Fatal("put with fewer bytes than its size: want an error")
@@ -289,7 +289,7 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 			t.Fatal("put from a failing reader: want an error")
 		}
 		requireContent(t, b, key, []byte("old"))
-		if got := listKeys(t, b, "acc-failed/"); !slices.Equal(got, []string{key}) {
+		if got := ListKeys(t, b, "acc-failed/"); !slices.Equal(got, []string{key}) {
 			t.Errorf("iter = %q, want only %s (no temporaries)", got, key)
 		}
 	})
@@ -303,12 +303,12 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		put(t, b, "acc-del/a/b/c", []byte("c"))
-		put(t, b, "acc-del/a/x", []byte("x"))
+		Put(t, b, "acc-del/a/b/c", []byte("c"))
+		Put(t, b, "acc-del/a/x", []byte("x"))
 		if err := b.Delete(ctx, "acc-del/a/b/c"); err != nil {
 			t.Fatalf("delete: %v", err)
 		}
-		if _, err := b.Attributes(ctx, "acc-del/a/b/c"); !sink.IsNotExist(err) {
+		if _, err := b.Attributes(ctx, "acc-del/a/b/c"); !objstore.IsNotExist(err) {
 			t.Errorf("after delete: err = %v, want ErrNotExist", err)
 		}
 		for _, k := range []string{"acc-del/a/b/c", "acc-del/never", "acc-del/a"} {
@@ -316,27 +316,27 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 				t.Errorf("delete %s (missing or a prefix): %v", k, err)
 			}
 		}
-		if got := listKeys(t, b, "acc-del/"); !slices.Equal(got, []string{"acc-del/a/x"}) {
+		if got := ListKeys(t, b, "acc-del/"); !slices.Equal(got, []string{"acc-del/a/x"}) {
 			t.Errorf("iter = %q, want [acc-del/a/x]", got)
 		}
 		// The key can be written again where a deleted one pruned its parents.
-		put(t, b, "acc-del/a/b/c", []byte("again"))
+		Put(t, b, "acc-del/a/b/c", []byte("again"))
 		requireContent(t, b, "acc-del/a/b/c", []byte("again"))
 	})
 
 	t.Run("invalid keys are refused", func(t *testing.T) {
 		for _, key := range []string{"", "/abs", "a//b", "../escape", "a/../../b", "a/./b", "trailing/", "tmp/.sluice-tmp-x"} {
 			t.Run(fmt.Sprintf("%q", key), func(t *testing.T) {
-				if err := b.Put(ctx, key, bytes.NewReader(nil), 0); !errors.Is(err, sink.ErrInvalidKey) {
+				if err := b.Put(ctx, key, bytes.NewReader(nil), 0); !errors.Is(err, objstore.ErrInvalidKey) {
 					t.Errorf("put: err = %v, want ErrInvalidKey", err)
 				}
-				if err := b.PutIfAbsent(ctx, key, nil); !errors.Is(err, sink.ErrInvalidKey) {
+				if err := b.PutIfAbsent(ctx, key, nil); !errors.Is(err, objstore.ErrInvalidKey) {
 					t.Errorf("put-if-absent: err = %v, want ErrInvalidKey", err)
 				}
-				if _, err := b.Get(ctx, key); !errors.Is(err, sink.ErrInvalidKey) {
+				if _, err := b.Get(ctx, key); !errors.Is(err, objstore.ErrInvalidKey) {
 					t.Errorf("get: err = %v, want ErrInvalidKey", err)
 				}
-				if err := b.Delete(ctx, key); !errors.Is(err, sink.ErrInvalidKey) {
+				if err := b.Delete(ctx, key); !errors.Is(err, objstore.ErrInvalidKey) {
 					t.Errorf("delete: err = %v, want ErrInvalidKey", err)
 				}
 			})
@@ -385,13 +385,13 @@ func AcceptanceTest(t *testing.T, b sink.Bucket, opts AcceptanceOptions) {
 		if err := b.Put(cctx, "acc-cancel/x", bytes.NewReader([]byte("x")), 1); err == nil {
 			t.Error("put with a cancelled context: want an error")
 		}
-		if _, err := b.Attributes(ctx, "acc-cancel/x"); !sink.IsNotExist(err) {
+		if _, err := b.Attributes(ctx, "acc-cancel/x"); !objstore.IsNotExist(err) {
 			t.Errorf("object written despite cancellation: %v", err)
 		}
 	})
 }
 
-func readAll(t testing.TB, b sink.BucketReader, key string) []byte {
+func readAll(t testing.TB, b objstore.BucketReader, key string) []byte {
 	t.Helper()
 	rc, err := b.Get(t.Context(), key)
 	if err != nil {
@@ -405,17 +405,18 @@ func readAll(t testing.TB, b sink.BucketReader, key string) []byte {
 	return data
 }
 
-func requireContent(t testing.TB, b sink.BucketReader, key string, want []byte) {
+func requireContent(t testing.TB, b objstore.BucketReader, key string, want []byte) {
 	t.Helper()
 	if got := readAll(t, b, key); !bytes.Equal(got, want) {
 		t.Fatalf("%s holds %q, want %q", key, got, want)
 	}
 }
 
-func listKeys(t testing.TB, b sink.BucketReader, prefix string) []string {
+// ListKeys lists the keys under prefix or fails the test.
+func ListKeys(t testing.TB, b objstore.BucketReader, prefix string) []string {
 	t.Helper()
 	var keys []string
-	if err := b.Iter(t.Context(), prefix, func(a sink.ObjectAttrs) error {
+	if err := b.Iter(t.Context(), prefix, func(a objstore.ObjectAttrs) error {
 		keys = append(keys, a.Key)
 		return nil
 	}); err != nil {

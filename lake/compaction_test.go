@@ -1,4 +1,4 @@
-package sink_test
+package lake_test
 
 import (
 	"bytes"
@@ -9,31 +9,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 var compHour = time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC)
 
 // compFixture commits, for each partition, n links of 10 rows each, one raw
 // object per link in compHour, and returns the committed raw objects by key.
-func compFixture(t *testing.T, b sink.Bucket, l *sink.CommitLog, parts []string, n int) map[string]sink.CommittedObject {
+func compFixture(t *testing.T, b objstore.Bucket, l *lake.CommitLog, parts []string, n int) map[string]lake.CommittedObject {
 	t.Helper()
-	objs := map[string]sink.CommittedObject{}
+	objs := map[string]lake.CommittedObject{}
 	for _, p := range parts {
 		for i := range n {
 			first := int64(i * 10)
-			key := fmt.Sprintf("%skafka-e-%s-%020d-w1.parquet", sink.RawHourPrefix("t", compHour), p, first)
+			key := fmt.Sprintf("%skafka-e-%s-%020d-w1.parquet", lake.RawHourPrefix("t", compHour), p, first)
 			put(t, b, key, []byte("raw"))
-			o := sink.CommittedObject{Key: key, Kind: sink.KindRaw, Rows: 10, Size: 3,
+			o := lake.CommittedObject{Key: key, Kind: lake.KindRaw, Rows: 10, Size: 3,
 				MinEventTimeMicros: compHour.Add(time.Minute).UnixMicro(), MaxEventTimeMicros: compHour.Add(2 * time.Minute).UnixMicro()}
-			rec := sink.CommitRecord{Table: "t", Source: "kafka:e", Partition: p, FirstOffset: first, NextOffset: first + 10,
-				Records: 10, Writer: "w1", Objects: []sink.CommittedObject{o}}
+			rec := lake.CommitRecord{Table: "t", Source: "kafka:e", Partition: p, FirstOffset: first, NextOffset: first + 10,
+				Records: 10, Writer: "w1", Objects: []lake.CommittedObject{o}}
 			if i == 0 { // a dead letter too: compaction must not touch it
-				dl := fmt.Sprintf("%st/dt=2024-05-01/hour=13/%s.jsonl", sink.DeadLetterRoot, p)
+				dl := fmt.Sprintf("%st/dt=2024-05-01/hour=13/%s.jsonl", lake.DeadLetterRoot, p)
 				put(t, b, dl, []byte("{}\n"))
 				rec.DeadLetters = 1
-				rec.Objects = append(rec.Objects, sink.CommittedObject{Key: dl, Kind: sink.KindDeadLetter, Rows: 1, Size: 3})
+				rec.Objects = append(rec.Objects, lake.CommittedObject{Key: dl, Kind: lake.KindDeadLetter, Rows: 1, Size: 3})
 			}
 			if err := l.Commit(t.Context(), rec); err != nil {
 				t.Fatal(err)
@@ -44,7 +45,7 @@ func compFixture(t *testing.T, b sink.Bucket, l *sink.CommitLog, parts []string,
 	return objs
 }
 
-func put(t *testing.T, b sink.Bucket, key string, data []byte) {
+func put(t *testing.T, b objstore.Bucket, key string, data []byte) {
 	t.Helper()
 	if err := b.Put(t.Context(), key, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
@@ -53,28 +54,28 @@ func put(t *testing.T, b sink.Bucket, key string, data []byte) {
 
 // compaction builds a record replacing keys by one new object (written to
 // the bucket, data first) holding their rows.
-func compaction(t *testing.T, b sink.Bucket, live []sink.LiveObject, keys ...string) sink.CompactionRecord {
+func compaction(t *testing.T, b objstore.Bucket, live []lake.LiveObject, keys ...string) lake.CompactionRecord {
 	t.Helper()
-	rec := sink.CompactionRecord{Table: "t", Hour: compHour, ID: sink.CompactionID(keys), Writer: "c1"}
-	out := sink.CommittedObject{Key: sink.CompactedObjectKey("t", compHour, rec.ID, 0), Kind: sink.KindRaw, Size: 7,
+	rec := lake.CompactionRecord{Table: "t", Hour: compHour, ID: lake.CompactionID(keys), Writer: "c1"}
+	out := lake.CommittedObject{Key: lake.CompactedObjectKey("t", compHour, rec.ID, 0), Kind: lake.KindRaw, Size: 7,
 		MinEventTimeMicros: 1<<63 - 1, MaxEventTimeMicros: -1 << 63}
 	for _, k := range keys {
-		i := slices.IndexFunc(live, func(o sink.LiveObject) bool { return o.Key == k })
+		i := slices.IndexFunc(live, func(o lake.LiveObject) bool { return o.Key == k })
 		if i < 0 {
 			t.Fatalf("%s is not live", k)
 		}
 		o := live[i]
-		rec.Replaced = append(rec.Replaced, sink.ReplacedObject{Key: k, Rows: o.Rows, Size: o.Size})
+		rec.Replaced = append(rec.Replaced, lake.ReplacedObject{Key: k, Rows: o.Rows, Size: o.Size})
 		out.Rows += o.Rows
 		out.MinEventTimeMicros = min(out.MinEventTimeMicros, o.MinEventTimeMicros)
 		out.MaxEventTimeMicros = max(out.MaxEventTimeMicros, o.MaxEventTimeMicros)
 	}
 	put(t, b, out.Key, []byte("compact"))
-	rec.Objects = []sink.CommittedObject{out}
+	rec.Objects = []lake.CommittedObject{out}
 	return rec
 }
 
-func liveKeys(t *testing.T, l *sink.CommitLog) ([]sink.LiveObject, map[string]bool, int64) {
+func liveKeys(t *testing.T, l *lake.CommitLog) ([]lake.LiveObject, map[string]bool, int64) {
 	t.Helper()
 	live, err := l.LiveObjects(t.Context(), "t")
 	if err != nil {
@@ -94,8 +95,8 @@ func liveKeys(t *testing.T, l *sink.CommitLog) ([]sink.LiveObject, map[string]bo
 
 func TestLiveObjects(t *testing.T) {
 	ctx := t.Context()
-	b := sinktest.NewLocal(t)
-	l := sink.NewCommitLog(b)
+	b := objstoretest.NewLocal(t)
+	l := lake.NewCommitLog(b)
 	objs := compFixture(t, b, l, []string{"0", "1"}, 3)
 	live, keys, rows := liveKeys(t, l)
 	if len(live) != 6 || rows != 60 {
@@ -139,11 +140,11 @@ func TestLiveObjects(t *testing.T) {
 			t.Errorf("compacted %s has %d rows, want 20", o.Key, o.Rows)
 		}
 		switch o.Key {
-		case sink.CompactedObjectKey("t", compHour, sink.CompactionID(p0), 0):
+		case lake.CompactedObjectKey("t", compHour, lake.CompactionID(p0), 0):
 			if o.Source != "kafka:e" || o.Partition != "0" {
 				t.Errorf("object of one partition lost it: %+v", o)
 			}
-		case sink.CompactedObjectKey("t", compHour, sink.CompactionID(mixed), 0):
+		case lake.CompactedObjectKey("t", compHour, lake.CompactionID(mixed), 0):
 			if o.Source != "kafka:e" || o.Partition != "" {
 				t.Errorf("object of two partitions names one: %+v", o)
 			}
@@ -163,7 +164,7 @@ func TestLiveObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh log (no cache) sees the same.
-	live3, _, rows3 := liveKeys(t, sink.NewCommitLog(b))
+	live3, _, rows3 := liveKeys(t, lake.NewCommitLog(b))
 	if len(live3) != 3 || rows3 != 60 {
 		t.Fatalf("after nested compaction: %d objects, %d rows; want 3, 60", len(live3), rows3)
 	}
@@ -184,8 +185,8 @@ func TestLiveObjects(t *testing.T) {
 func TestCompactionRace(t *testing.T) {
 	for round := range 5 {
 		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
-			b := sinktest.NewLocal(t)
-			setup := sink.NewCommitLog(b)
+			b := objstoretest.NewLocal(t)
+			setup := lake.NewCommitLog(b)
 			compFixture(t, b, setup, []string{"0", "1", "2"}, 4)
 			live, _, _ := liveKeys(t, setup)
 			k := func(i int) string { return live[i].Key }
@@ -193,7 +194,7 @@ func TestCompactionRace(t *testing.T) {
 				{k(0), k(1), k(2)}, {k(2), k(3)}, {k(0), k(1), k(2)}, {k(1), k(4)}, // overlapping family
 				{k(6), k(7)}, {k(8), k(9)}, {k(10), k(11)}, // disjoint
 			}
-			recs := make([]sink.CompactionRecord, len(sets))
+			recs := make([]lake.CompactionRecord, len(sets))
 			for i, s := range sets {
 				recs[i] = compaction(t, b, live, s...)
 			}
@@ -202,16 +203,16 @@ func TestCompactionRace(t *testing.T) {
 			for i := range sets {
 				wg.Go(func() {
 					// Each compactor has its own log, as separate processes do.
-					_, errs[i] = sink.NewCommitLog(b).CommitCompaction(t.Context(), recs[i])
+					_, errs[i] = lake.NewCommitLog(b).CommitCompaction(t.Context(), recs[i])
 				})
 			}
 			wg.Wait()
 			for i, err := range errs {
-				if err != nil && !(i < 4 && errors.Is(err, sink.ErrCompactionConflict)) {
+				if err != nil && !(i < 4 && errors.Is(err, lake.ErrCompactionConflict)) {
 					t.Errorf("compactor %d: %v", i, err)
 				}
 			}
-			applied, anomalies, err := sink.NewCommitLog(b).Compactions(t.Context(), "t")
+			applied, anomalies, err := lake.NewCommitLog(b).Compactions(t.Context(), "t")
 			if err != nil || len(anomalies) != 0 {
 				t.Fatalf("anomalies %v, %v", anomalies, err)
 			}
@@ -240,7 +241,7 @@ func TestCompactionRace(t *testing.T) {
 					t.Errorf("set %d applied but its compactor got %v", i, errs[i])
 				}
 			}
-			_, _, rows := liveKeys(t, sink.NewCommitLog(b))
+			_, _, rows := liveKeys(t, lake.NewCommitLog(b))
 			if rows != 120 {
 				t.Fatalf("live rows = %d, want 120", rows)
 			}
@@ -251,13 +252,13 @@ func TestCompactionRace(t *testing.T) {
 // A compactor that dies after writing its objects but before its record
 // changes nothing for readers; its objects become orphans.
 func TestCompactionCrashBeforeRecord(t *testing.T) {
-	b := sinktest.NewLocal(t)
-	l := sink.NewCommitLog(b)
+	b := objstoretest.NewLocal(t)
+	l := lake.NewCommitLog(b)
 	compFixture(t, b, l, []string{"0"}, 3)
 	before, _, _ := liveKeys(t, l)
 	rec := compaction(t, b, before, before[0].Key, before[1].Key) // objects written, no record
 	after, _, _ := liveKeys(t, l)
-	if !slices.EqualFunc(before, after, func(a, b sink.LiveObject) bool { return a.Key == b.Key }) {
+	if !slices.EqualFunc(before, after, func(a, b lake.LiveObject) bool { return a.Key == b.Key }) {
 		t.Fatalf("live set changed without a record: %v -> %v", before, after)
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -281,8 +282,8 @@ func TestCompactionCrashBeforeRecord(t *testing.T) {
 // compacted objects are never orphans.
 func TestCompactionOrphans(t *testing.T) {
 	ctx := t.Context()
-	b := sinktest.NewLocal(t)
-	l := sink.NewCommitLog(b)
+	b := objstoretest.NewLocal(t)
+	l := lake.NewCommitLog(b)
 	compFixture(t, b, l, []string{"0"}, 3)
 	live, _, _ := liveKeys(t, l)
 	rec := compaction(t, b, live, live[0].Key, live[1].Key)
@@ -298,11 +299,11 @@ func TestCompactionOrphans(t *testing.T) {
 		t.Fatalf("past grace: deleted %d, %v; want the 2 replaced objects", n, err)
 	}
 	for _, k := range []string{live[0].Key, live[1].Key} {
-		if _, err := b.Attributes(ctx, k); !sink.IsNotExist(err) {
+		if _, err := b.Attributes(ctx, k); !objstore.IsNotExist(err) {
 			t.Errorf("replaced %s still exists: %v", k, err)
 		}
 	}
-	after, keys, rows := liveKeys(t, sink.NewCommitLog(b))
+	after, keys, rows := liveKeys(t, lake.NewCommitLog(b))
 	if len(after) != 2 || rows != 30 || !keys[rec.Objects[0].Key] {
 		t.Fatalf("after deleting replaced objects: %v, %d rows", keys, rows)
 	}
@@ -315,29 +316,29 @@ func TestCompactionOrphans(t *testing.T) {
 
 func TestCompactionInvalidRecords(t *testing.T) {
 	ctx := t.Context()
-	b := sinktest.NewLocal(t)
-	l := sink.NewCommitLog(b)
+	b := objstoretest.NewLocal(t)
+	l := lake.NewCommitLog(b)
 	compFixture(t, b, l, []string{"0"}, 3)
 	live, _, _ := liveKeys(t, l)
 	good := compaction(t, b, live, live[0].Key, live[1].Key)
 
 	cases := []struct {
 		name   string
-		mutate func(*sink.CompactionRecord)
+		mutate func(*lake.CompactionRecord)
 	}{
-		{"rows do not add up", func(r *sink.CompactionRecord) { r.Objects[0].Rows++ }},
-		{"object outside the hour", func(r *sink.CompactionRecord) { r.Objects[0].Key = "t/dt=2024-05-01/hour=14/x.parquet" }},
-		{"wrong id", func(r *sink.CompactionRecord) { r.ID = "abc" }},
-		{"event time outside the hour", func(r *sink.CompactionRecord) { r.Objects[0].MaxEventTimeMicros = compHour.Add(time.Hour).UnixMicro() }},
-		{"dead letter", func(r *sink.CompactionRecord) { r.Objects[0].Kind = sink.KindDeadLetter }},
-		{"hour not aligned", func(r *sink.CompactionRecord) { r.Hour = compHour.Add(time.Minute) }},
+		{"rows do not add up", func(r *lake.CompactionRecord) { r.Objects[0].Rows++ }},
+		{"object outside the hour", func(r *lake.CompactionRecord) { r.Objects[0].Key = "t/dt=2024-05-01/hour=14/x.parquet" }},
+		{"wrong id", func(r *lake.CompactionRecord) { r.ID = "abc" }},
+		{"event time outside the hour", func(r *lake.CompactionRecord) { r.Objects[0].MaxEventTimeMicros = compHour.Add(time.Hour).UnixMicro() }},
+		{"dead letter", func(r *lake.CompactionRecord) { r.Objects[0].Kind = lake.KindDeadLetter }},
+		{"hour not aligned", func(r *lake.CompactionRecord) { r.Hour = compHour.Add(time.Minute) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := good
 			r.Objects = slices.Clone(good.Objects)
 			tc.mutate(&r)
-			if _, err := l.CommitCompaction(ctx, r); !errors.Is(err, sink.ErrInvalidCommit) {
+			if _, err := l.CommitCompaction(ctx, r); !errors.Is(err, lake.ErrInvalidCommit) {
 				t.Fatalf("err = %v, want ErrInvalidCommit", err)
 			}
 		})
@@ -346,23 +347,23 @@ func TestCompactionInvalidRecords(t *testing.T) {
 		r := good
 		r.Replaced = slices.Clone(good.Replaced)
 		r.Replaced[0].Size++
-		if _, err := l.CommitCompaction(ctx, r); !errors.Is(err, sink.ErrCompactionConflict) {
+		if _, err := l.CommitCompaction(ctx, r); !errors.Is(err, lake.ErrCompactionConflict) {
 			t.Fatalf("err = %v, want ErrCompactionConflict", err)
 		}
 	})
 
 	// Records written behind the log's back: garbage and one replacing a
 	// key that is not live are ignored and reported.
-	put(t, b, sink.CompactionKey("t", compHour, 0), []byte("{not json"))
+	put(t, b, lake.CompactionKey("t", compHour, 0), []byte("{not json"))
 	bad := good
-	bad.Version, bad.Seq = sink.CompactionRecordVersion, 1
-	bad.Replaced = []sink.ReplacedObject{{Key: sink.RawHourPrefix("t", compHour) + "never-committed.parquet", Rows: 20, Size: 3}}
-	bad.ID = sink.CompactionID([]string{bad.Replaced[0].Key})
+	bad.Version, bad.Seq = lake.CompactionRecordVersion, 1
+	bad.Replaced = []lake.ReplacedObject{{Key: lake.RawHourPrefix("t", compHour) + "never-committed.parquet", Rows: 20, Size: 3}}
+	bad.ID = lake.CompactionID([]string{bad.Replaced[0].Key})
 	bad.Rows = 20
 	data := fmt.Appendf(nil, `{"version":1,"table":"t","hour":%q,"seq":1,"id":%q,"replaced":[{"key":%q,"rows":20,"size":3}],"objects":[{"key":%q,"kind":"raw","rows":20,"size":7,"min_event_time_us":%d,"max_event_time_us":%d}],"rows":20}`,
 		compHour.Format(time.RFC3339), bad.ID, bad.Replaced[0].Key, good.Objects[0].Key, good.Objects[0].MinEventTimeMicros, good.Objects[0].MaxEventTimeMicros)
-	put(t, b, sink.CompactionKey("t", compHour, 1), data)
-	fresh := sink.NewCommitLog(b)
+	put(t, b, lake.CompactionKey("t", compHour, 1), data)
+	fresh := lake.NewCommitLog(b)
 	after, _, rows := liveKeys(t, fresh)
 	if len(after) != 3 || rows != 30 {
 		t.Fatalf("invalid records changed the view: %d objects, %d rows", len(after), rows)
