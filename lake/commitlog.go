@@ -48,29 +48,65 @@ type Anomaly struct {
 // Chain is the committed history of one source partition.
 type Chain struct {
 	Table, Source, Partition string
-	// Records are the links, in offset order: Records[i+1].FirstOffset ==
-	// Records[i].NextOffset.
+	// Records are the links in order (Seq 0, 1, 2, ...): a version-1 chain
+	// first, if the partition was written by an older binary, then the
+	// version-2 links. Each starts where the previous ends, except a reset.
 	Records   []CommitRecord
 	Anomalies []Anomaly
 }
 
-// End returns where the next record must start, and false for an empty chain.
-func (c Chain) End() (int64, bool) {
+// End is where a partition's chain ends: the number of the next link and
+// the position it must start at.
+type End struct {
+	Seq      int64    // the next link's number
+	Next     Position // where the next link starts
+	SourceID string   // the source incarnation the chain is in ("" before any genesis)
+	// Genesis is false for a chain that has only version-1 links: it must be
+	// opened (which writes a genesis) before a version-2 link can follow.
+	Genesis bool
+}
+
+// End returns where the next link must start, and false for an empty chain.
+func (c Chain) End() (End, bool) {
 	if len(c.Records) == 0 {
-		return 0, false
+		return End{}, false
 	}
-	return c.Records[len(c.Records)-1].NextOffset, true
+	last := c.Records[len(c.Records)-1]
+	e := End{Seq: last.Seq + 1, Next: last.Next}
+	for i := len(c.Records) - 1; i >= 0; i-- {
+		r := c.Records[i]
+		if r.Version >= 2 {
+			e.Genesis = true
+		}
+		if r.Kind == LinkGenesis || r.Kind == LinkReset {
+			e.SourceID = r.SourceID
+			break
+		}
+	}
+	return e, true
+}
+
+// Gaps returns the chain's gap links: ranges that were lost before they
+// could be ingested.
+func (c Chain) Gaps() []CommitRecord {
+	var out []CommitRecord
+	for _, r := range c.Records {
+		if r.Kind == LinkGap {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // CommitLog reads and extends the commit chains kept in a bucket. It is safe
 // for concurrent use.
 //
-// The chain of a partition starts at its lowest valid record and follows
-// NextOffset -> FirstOffset links; the record keys are zero-padded offsets,
-// so one sorted listing of the partition's prefix yields the candidates in
-// order. Records are immutable once written, so parsed records are cached by
-// key (checked against size and modification time) and a Resume or Records
-// after the first costs one listing plus reads of new records only.
+// A partition's version-2 links are keyed by their number, so one sorted
+// listing of the partition's prefix yields them in order (after any
+// version-1 records, keyed by first offset). Records are immutable once
+// written, so parsed records are cached by key (checked against size and
+// modification time) and a read after the first costs one listing plus
+// reads of new records only.
 type CommitLog struct {
 	b      objstore.Bucket
 	logger *slog.Logger
@@ -78,7 +114,7 @@ type CommitLog struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedRecord
-	ends  map[partitionID]int64       // chain ends seen by this process
+	ends  map[partitionID]End         // chain ends seen by this process
 	comps map[string]cachedCompaction // compaction records by key; see compaction.go
 }
 
@@ -98,7 +134,7 @@ func NewCommitLog(b objstore.Bucket) *CommitLog {
 		logger: slog.New(slog.DiscardHandler),
 		now:    time.Now,
 		cache:  map[string]cachedRecord{},
-		ends:   map[partitionID]int64{},
+		ends:   map[partitionID]End{},
 	}
 }
 
@@ -136,14 +172,41 @@ func validateRecord(rec CommitRecord) error {
 	if err := ValidateCommitNames(rec.Table, rec.Source, rec.Partition); err != nil {
 		return err
 	}
-	switch {
-	case rec.Version != CommitRecordVersion:
-		return fmt.Errorf("%w: version %d, want %d", ErrInvalidCommit, rec.Version, CommitRecordVersion)
-	case rec.FirstOffset < 0:
-		return fmt.Errorf("%w: negative first offset %d", ErrInvalidCommit, rec.FirstOffset)
-	case rec.NextOffset <= rec.FirstOffset:
-		return fmt.Errorf("%w: next offset %d is not after first offset %d", ErrInvalidCommit, rec.NextOffset, rec.FirstOffset)
-	case rec.Records < 0 || rec.DeadLetters < 0:
+	switch rec.Version {
+	case 1:
+		switch {
+		case rec.FirstOffset < 0:
+			return fmt.Errorf("%w: negative first offset %d", ErrInvalidCommit, rec.FirstOffset)
+		case rec.NextOffset <= rec.FirstOffset:
+			return fmt.Errorf("%w: next offset %d is not after first offset %d", ErrInvalidCommit, rec.NextOffset, rec.FirstOffset)
+		}
+	case CommitRecordVersion:
+		if rec.Seq < 0 {
+			return fmt.Errorf("%w: negative link number %d", ErrInvalidCommit, rec.Seq)
+		}
+		if rec.Next.Less(rec.First) {
+			return fmt.Errorf("%w: next position %s is before first position %s", ErrInvalidCommit, rec.Next, rec.First)
+		}
+		switch rec.Kind {
+		case LinkData:
+			if rec.First == rec.Next {
+				return fmt.Errorf("%w: data link covers no positions (%s)", ErrInvalidCommit, rec.First)
+			}
+		case LinkGap:
+			if rec.First == rec.Next || len(rec.Objects) > 0 {
+				return fmt.Errorf("%w: a gap link covers positions and names no objects", ErrInvalidCommit)
+			}
+		case LinkGenesis, LinkReset:
+			if rec.First != rec.Next || len(rec.Objects) > 0 {
+				return fmt.Errorf("%w: a %s link covers no positions and names no objects", ErrInvalidCommit, rec.Kind)
+			}
+		default:
+			return fmt.Errorf("%w: unknown link kind %q", ErrInvalidCommit, rec.Kind)
+		}
+	default:
+		return fmt.Errorf("%w: version %d, want 1 or %d", ErrInvalidCommit, rec.Version, CommitRecordVersion)
+	}
+	if rec.Records < 0 || rec.DeadLetters < 0 {
 		return fmt.Errorf("%w: negative counts (records %d, dead letters %d)", ErrInvalidCommit, rec.Records, rec.DeadLetters)
 	}
 	rawPrefix, dlPrefix := rec.Table+"/", DeadLetterRoot+rec.Table+"/"
@@ -159,6 +222,9 @@ func validateRecord(rec CommitRecord) error {
 		seen[o.Key] = true
 		if o.Rows < 0 || o.Size < 0 {
 			return fmt.Errorf("%w: object %q has negative rows or size", ErrInvalidCommit, o.Key)
+		}
+		if rec.Version >= 2 && !strings.HasPrefix(o.Checksum, "crc32c:") {
+			return fmt.Errorf("%w: object %q has no checksum", ErrInvalidCommit, o.Key)
 		}
 		switch o.Kind {
 		case KindRaw:
@@ -182,13 +248,13 @@ func validateRecord(rec CommitRecord) error {
 	return nil
 }
 
-// Commit writes rec as the next link of its partition's chain, with a
-// conditional create under CommitKey. Version and CommittedAt are filled in
-// when zero. rec must start where the chain ends (as last seen by this log;
-// on first use the chain is read). If another writer committed the link
-// first the error wraps ErrCommitConflict and ErrExists. Committing the same
-// record again (same writer and content, e.g. after an ambiguous network
-// error) succeeds without writing.
+// Commit writes rec as link rec.Seq of its partition's chain, with a
+// conditional create under LinkKey. Version and CommittedAt are filled in
+// when zero. rec must be the chain's next link (as last seen by this log;
+// on first use the chain is read): at its Seq, starting at its Next. If
+// another writer created the link first the error wraps ErrCommitConflict
+// and objstore.ErrExists. Committing the same record again (same writer and
+// content, e.g. after an ambiguous network error) succeeds without writing.
 func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	if rec.Version == 0 {
 		rec.Version = CommitRecordVersion
@@ -196,53 +262,81 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	if rec.CommittedAt.IsZero() {
 		rec.CommittedAt = l.now().UTC()
 	}
-	if err := validateRecord(rec); err != nil {
-		return fmt.Errorf("commit %s/%s/%s [%d,%d): %w", rec.Table, rec.Source, rec.Partition, rec.FirstOffset, rec.NextOffset, err)
+	where := fmt.Sprintf("commit %s/%s/%s link %d [%s,%s)", rec.Table, rec.Source, rec.Partition, rec.Seq, rec.First, rec.Next)
+	if rec.Version != CommitRecordVersion {
+		return fmt.Errorf("%s: %w: only version %d is written", where, ErrInvalidCommit, CommitRecordVersion)
 	}
-	key := CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
+	if err := validateRecord(rec); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	pid := partitionID{rec.Table, rec.Source, rec.Partition}
-
 	l.mu.Lock()
 	end, known := l.ends[pid]
 	l.mu.Unlock()
 	if !known {
 		chain, err := l.Chain(ctx, rec.Table, rec.Source, rec.Partition)
 		if err != nil {
-			return fmt.Errorf("commit %s: read chain: %w", key, err)
+			return fmt.Errorf("%s: read chain: %w", where, err)
 		}
 		end, known = chain.End()
 	}
-	if known && rec.FirstOffset != end {
-		if rec.FirstOffset < end {
-			// Maybe our own earlier attempt, whose answer was lost.
-			if same, err := l.sameRecord(ctx, key, rec); err == nil && same {
+	if err := fits(rec, end, known); err != nil {
+		// Maybe our own earlier attempt, whose answer was lost.
+		if rec.Seq < end.Seq {
+			if same, serr := l.sameRecord(ctx, RecordKey(rec), rec); serr == nil && same {
 				return nil
 			}
 		}
-		return fmt.Errorf("commit %s: %w: record starts at %d but the chain ends at %d", key, ErrCommitConflict, rec.FirstOffset, end)
+		return fmt.Errorf("%s: %w: %v", where, ErrCommitConflict, err)
 	}
-
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("commit %s: encode: %w", key, err)
+		return fmt.Errorf("%s: encode: %w", where, err)
 	}
-	err = l.b.PutIfAbsent(ctx, key, data)
+	err = l.b.PutIfAbsent(ctx, RecordKey(rec), data)
 	switch {
 	case err == nil:
 	case errors.Is(err, objstore.ErrExists):
-		if same, serr := l.sameRecord(ctx, key, rec); serr == nil && same {
+		if same, serr := l.sameRecord(ctx, RecordKey(rec), rec); serr == nil && same {
 			break
 		}
 		l.forgetEnd(pid)
-		return fmt.Errorf("commit %s: %w: another writer committed offset %d first: %w", key, ErrCommitConflict, rec.FirstOffset, err)
+		return fmt.Errorf("%s: %w: another writer created link %d first: %w", where, ErrCommitConflict, rec.Seq, err)
 	default:
 		// The write may or may not have landed; the next Commit re-reads.
 		l.forgetEnd(pid)
-		return fmt.Errorf("commit %s: %w", key, err)
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	l.mu.Lock()
-	l.ends[pid] = rec.NextOffset
+	next := End{Seq: rec.Seq + 1, Next: rec.Next, SourceID: end.SourceID, Genesis: true}
+	if rec.Kind == LinkGenesis || rec.Kind == LinkReset {
+		next.SourceID = rec.SourceID
+	}
+	l.ends[pid] = next
 	l.mu.Unlock()
+	return nil
+}
+
+// fits says why rec cannot be the link after end, or nil if it can.
+func fits(rec CommitRecord, end End, known bool) error {
+	if !known {
+		if rec.Seq != 0 || rec.Kind != LinkGenesis {
+			return fmt.Errorf("the chain is empty: its first link must be a genesis at 0")
+		}
+		return nil
+	}
+	switch {
+	case rec.Seq != end.Seq:
+		return fmt.Errorf("link %d, but the chain's next link is %d", rec.Seq, end.Seq)
+	case !end.Genesis && rec.Kind != LinkGenesis:
+		return fmt.Errorf("a version-1 chain continues with a genesis, not a %s link", rec.Kind)
+	case rec.Kind == LinkGenesis && end.Genesis:
+		return fmt.Errorf("the chain already has a genesis")
+	case rec.Kind != LinkReset && rec.First != end.Next:
+		return fmt.Errorf("link starts at %s but the chain ends at %s", rec.First, end.Next)
+	case rec.Kind != LinkGenesis && rec.Kind != LinkReset && rec.SourceID != end.SourceID:
+		return fmt.Errorf("link is of source incarnation %q, the chain of %q", rec.SourceID, end.SourceID)
+	}
 	return nil
 }
 
@@ -274,16 +368,64 @@ func (l *CommitLog) sameRecord(ctx context.Context, key string, rec CommitRecord
 // file cannot exhaust memory.
 const maxRecordSize = 16 << 20
 
-// Resume returns where the partition's chain ends (the NextOffset of its
-// last record), and found=false if it has no records. Anomalies are logged
-// and skipped; Chain returns them.
-func (l *CommitLog) Resume(ctx context.Context, table, source, partition string) (next int64, found bool, err error) {
+// Genesis says where a partition with no chain starts; a source resolves it
+// (start_offset earliest, latest, a time) when Open asks, once per chain.
+type Genesis struct {
+	At       Position
+	SourceID string
+	Reason   string // how At was found, for operators
+}
+
+// Open returns where the partition's chain ends, creating its genesis link
+// first if it has none: resolve is then called for the start position and
+// the source's incarnation (for a chain written by an older binary, only
+// the incarnation is used: the genesis continues the old chain at its end).
+// Of several writers opening a new partition at once exactly one genesis is
+// written; the others read and return it, so the start is resolved once
+// and never again, whoever owns the partition later.
+func (l *CommitLog) Open(ctx context.Context, table, source, partition, writer string, resolve func(context.Context) (Genesis, error)) (End, error) {
+	for attempt := 0; ; attempt++ {
+		chain, err := l.Chain(ctx, table, source, partition)
+		if err != nil {
+			return End{}, err
+		}
+		end, found := chain.End()
+		if found && end.Genesis {
+			return end, nil
+		}
+		if attempt > 3 {
+			return End{}, fmt.Errorf("open %s/%s/%s: %w: the genesis kept changing", table, source, partition, ErrCommitConflict)
+		}
+		g, err := resolve(ctx)
+		if err != nil {
+			return End{}, fmt.Errorf("open %s/%s/%s: resolve the start: %w", table, source, partition, err)
+		}
+		rec := CommitRecord{Table: table, Source: source, Partition: partition, Kind: LinkGenesis,
+			First: g.At, Next: g.At, SourceID: g.SourceID, Reason: g.Reason, Writer: writer, Objects: []CommittedObject{}}
+		if found {
+			rec.Seq, rec.First, rec.Next = end.Seq, end.Next, end.Next
+			rec.Reason = fmt.Sprintf("continues a version-1 chain of %d links", end.Seq)
+		}
+		err = l.Commit(ctx, rec)
+		if err == nil {
+			return End{Seq: rec.Seq + 1, Next: rec.Next, SourceID: rec.SourceID, Genesis: true}, nil
+		}
+		if !errors.Is(err, ErrCommitConflict) {
+			return End{}, err
+		}
+		// Another writer's genesis won: read it.
+	}
+}
+
+// Resume returns where the partition's chain ends, and found=false if it
+// has no links. Anomalies are logged and skipped; Chain returns them.
+func (l *CommitLog) Resume(ctx context.Context, table, source, partition string) (end End, found bool, err error) {
 	chain, err := l.Chain(ctx, table, source, partition)
 	if err != nil {
-		return 0, false, err
+		return End{}, false, err
 	}
-	next, found = chain.End()
-	return next, found, nil
+	end, found = chain.End()
+	return end, found, nil
 }
 
 // Chain reads the chain of one partition, listing only its prefix.
@@ -313,9 +455,9 @@ func (l *CommitLog) Chain(ctx context.Context, table, source, partition string) 
 	return chain, nil
 }
 
-// Records returns every record on the chains of a table, ordered by
-// (source, partition, first offset). Off-chain records and garbage are left
-// out (and logged); Chains returns them.
+// Records returns every link on the chains of a table, ordered by
+// (source, partition, seq). Off-chain records and garbage are left out
+// (and logged); Chains returns them.
 func (l *CommitLog) Records(ctx context.Context, table string) ([]CommitRecord, error) {
 	chains, err := l.Chains(ctx, table)
 	if err != nil {
@@ -347,7 +489,6 @@ func (l *CommitLog) Chains(ctx context.Context, table string) ([]Chain, error) {
 	}
 	chains := make([]Chain, 0, len(groups))
 	for pid, recs := range groups {
-		slices.SortFunc(recs, func(a, b CommitRecord) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
 		onChain, off := buildChain(recs)
 		chains = append(chains, Chain{Table: table, Source: pid.source, Partition: pid.partition, Records: onChain, Anomalies: off})
 	}
@@ -385,12 +526,32 @@ func (l *CommitLog) Tables(ctx context.Context) ([]string, error) {
 	return tables, nil
 }
 
-// buildChain walks records sorted by FirstOffset from the lowest one and
-// returns the chain and the records left off it: those that overlap a link
-// (a writer that lost ownership) and all after a gap (nothing may follow a
-// missing link, or the chain would skip offsets).
+// buildChain orders one partition's valid records into its chain and
+// returns the records left off it.
+//
+// Version-1 records are walked from the lowest first offset: each must start
+// where the previous ends; one that overlaps a link (a writer that lost
+// ownership) is left off, and so is everything after a gap (nothing may
+// follow a missing link, or the chain would skip offsets). They are
+// numbered 0, 1, ... in chain order.
+//
+// Version-2 links follow by number. The first must be the genesis at the
+// number after the version-1 chain (a version-1 record past the genesis'
+// start was written by an older binary after the upgrade and is left off);
+// each next link must be numbered one more and start where the previous
+// ends (a reset may start anywhere). A missing number ends the chain.
 func buildChain(recs []CommitRecord) (chain []CommitRecord, off []Anomaly) {
-	for i, r := range recs {
+	var v1, v2 []CommitRecord
+	for _, r := range recs {
+		if r.Version == 1 {
+			v1 = append(v1, r)
+		} else {
+			v2 = append(v2, r)
+		}
+	}
+	slices.SortFunc(v1, func(a, b CommitRecord) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
+	slices.SortFunc(v2, func(a, b CommitRecord) int { return cmp.Compare(a.Seq, b.Seq) })
+	for i, r := range v1 {
 		if len(chain) == 0 {
 			chain = append(chain, r)
 			continue
@@ -400,15 +561,54 @@ func buildChain(recs []CommitRecord) (chain []CommitRecord, off []Anomaly) {
 		case r.FirstOffset == end:
 			chain = append(chain, r)
 		case r.FirstOffset < end:
-			off = append(off, Anomaly{Key: CommitKey(r.Table, r.Source, r.Partition, r.FirstOffset),
+			off = append(off, Anomaly{Key: RecordKey(r),
 				Reason: fmt.Sprintf("overlaps the chain: starts at %d, inside a link ending at %d", r.FirstOffset, end)})
 		default:
-			for _, g := range recs[i:] {
-				off = append(off, Anomaly{Key: CommitKey(g.Table, g.Source, g.Partition, g.FirstOffset),
+			for _, g := range v1[i:] {
+				off = append(off, Anomaly{Key: RecordKey(g),
 					Reason: fmt.Sprintf("beyond a gap: the chain ends at %d, the next record starts at %d", end, r.FirstOffset)})
 			}
-			return chain, off
+			v1 = nil
 		}
+		if v1 == nil {
+			break
+		}
+	}
+	for i := range chain {
+		chain[i].Seq = int64(i)
+		chain[i].Kind = LinkData
+		chain[i].First, chain[i].Next = PositionOf(chain[i].FirstOffset), PositionOf(chain[i].NextOffset)
+	}
+	if len(v2) > 0 && v2[0].Kind == LinkGenesis && v2[0].Seq < int64(len(chain)) {
+		// An older binary extended the version-1 chain after the genesis.
+		for _, r := range chain[v2[0].Seq:] {
+			off = append(off, Anomaly{Key: RecordKey(r), Reason: fmt.Sprintf("version-1 record after the chain's genesis at link %d", v2[0].Seq)})
+		}
+		chain = chain[:v2[0].Seq]
+	}
+	for i, r := range v2 {
+		var why string
+		switch {
+		case len(chain) > 0 && chain[len(chain)-1].Seq == r.Seq:
+			why = fmt.Sprintf("link %d appears twice", r.Seq)
+		case r.Seq != int64(len(chain)):
+			why = fmt.Sprintf("beyond a missing link: the chain ends at link %d, this is link %d", len(chain), r.Seq)
+		case r.Kind == LinkGenesis && (i > 0):
+			why = "a second genesis"
+		case i == 0 && r.Kind != LinkGenesis:
+			why = fmt.Sprintf("the first version-2 link is a %s, not a genesis", r.Kind)
+		case i == 0 && len(chain) > 0 && r.First != chain[len(chain)-1].Next:
+			why = fmt.Sprintf("genesis at %s does not continue the version-1 chain ending at %s", r.First, chain[len(chain)-1].Next)
+		case i > 0 && r.Kind != LinkReset && r.First != chain[len(chain)-1].Next:
+			why = fmt.Sprintf("starts at %s but the chain ends at %s", r.First, chain[len(chain)-1].Next)
+		}
+		if why != "" {
+			for _, g := range v2[i:] {
+				off = append(off, Anomaly{Key: RecordKey(g), Reason: why})
+			}
+			break
+		}
+		chain = append(chain, r)
 	}
 	return chain, off
 }
@@ -503,10 +703,11 @@ func (l *CommitLog) load(ctx context.Context, a objstore.ObjectAttrs) (cachedRec
 func parseRecord(key string, data []byte) (CommitRecord, string) {
 	var rec CommitRecord
 	name := key[strings.LastIndex(key, "/")+1:]
-	if !strings.HasSuffix(name, ".json") || len(name) != len("00000000000000000000.json") {
+	digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
+	if !ok || len(digits) != 20 {
 		return rec, "not a commit record name"
 	}
-	if _, err := strconv.ParseUint(strings.TrimSuffix(name, ".json"), 10, 64); err != nil {
+	if _, err := strconv.ParseUint(digits, 10, 64); err != nil {
 		return rec, "not a commit record name"
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
@@ -518,7 +719,7 @@ func parseRecord(key string, data []byte) (CommitRecord, string) {
 	if err := validateRecord(rec); err != nil {
 		return rec, err.Error()
 	}
-	if want := CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset); want != key {
+	if want := RecordKey(rec); want != key {
 		return rec, fmt.Sprintf("content belongs at %s", want)
 	}
 	return rec, ""

@@ -2,6 +2,7 @@ package lake_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,15 +14,27 @@ import (
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
-func commitFixture(t *testing.T, b objstore.Bucket, first, next int64) lake.CommitRecord {
+// commitFixture builds link seq of partition t/kafka:e/0 over [first, next),
+// with its object written.
+func commitFixture(t *testing.T, b objstore.Bucket, seq, first, next int64) lake.CommitRecord {
 	t.Helper()
 	key := fmt.Sprintf("t/dt=2024-05-01/hour=13/%d.parquet", first)
 	if err := b.Put(t.Context(), key, bytes.NewReader([]byte("p")), 1); err != nil {
 		t.Fatal(err)
 	}
-	return lake.CommitRecord{Table: "t", Source: "kafka:e", Partition: "0", FirstOffset: first, NextOffset: next,
-		Records: next - first, Writer: "w1",
-		Objects: []lake.CommittedObject{{Key: key, Kind: lake.KindRaw, Rows: next - first, Size: 1}}}
+	return lake.CommitRecord{Table: "t", Source: "kafka:e", Partition: "0", Seq: seq, Kind: lake.LinkData,
+		First: lake.PositionOf(first), Next: lake.PositionOf(next), Records: next - first, Writer: "w1",
+		Objects: []lake.CommittedObject{{Key: key, Kind: lake.KindRaw, Rows: next - first, Size: 1, Checksum: lake.Checksum([]byte("p"))}}}
+}
+
+// openFixture writes the genesis of t/kafka:e/0 at position 0.
+func openFixture(t *testing.T, l *lake.CommitLog) {
+	t.Helper()
+	if _, err := l.Open(t.Context(), "t", "kafka:e", "0", "w1", func(context.Context) (lake.Genesis, error) {
+		return lake.Genesis{}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A commit whose write landed but whose answer was lost must not turn into
@@ -40,29 +53,32 @@ func TestCommitLostAnswer(t *testing.T) {
 	t.Run("caller retries the commit", func(t *testing.T) {
 		h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
 		l := lake.NewCommitLog(h)
-		if err := l.Commit(t.Context(), commitFixture(t, h, 0, 10)); err != nil {
+		openFixture(t, l)
+		if err := l.Commit(t.Context(), commitFixture(t, h, 1, 0, 10)); err != nil {
 			t.Fatal(err)
 		}
 		lostOnce(h)
-		rec := commitFixture(t, h, 10, 20)
+		rec := commitFixture(t, h, 2, 10, 20)
 		if err := l.Commit(t.Context(), rec); !errors.Is(err, objstore.ErrUnavailable) {
 			t.Fatalf("first try: err = %v, want the transient error", err)
 		}
 		if err := l.Commit(t.Context(), rec); err != nil {
 			t.Fatalf("retry of a commit that landed: %v", err)
 		}
-		if next, _, _ := l.Resume(t.Context(), "t", "kafka:e", "0"); next != 20 {
-			t.Errorf("resume = %d, want 20", next)
+		if end, _, _ := l.Resume(t.Context(), "t", "kafka:e", "0"); end.Next != lake.PositionOf(20) {
+			t.Errorf("resume = %+v, want 20", end)
 		}
 	})
 	t.Run("retrying bucket retries the write", func(t *testing.T) {
 		h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
 		l := lake.NewCommitLog(objstore.NewRetrying(h, objstore.RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MaxAttempts: 5}, slog.New(slog.DiscardHandler), nil))
+		openFixture(t, l)
+		before := h.Count("put_if_absent")
 		lostOnce(h)
-		if err := l.Commit(t.Context(), commitFixture(t, h, 0, 10)); err != nil {
+		if err := l.Commit(t.Context(), commitFixture(t, h, 1, 0, 10)); err != nil {
 			t.Fatalf("commit: %v", err)
 		}
-		if got := h.Count("put_if_absent"); got != 2 {
+		if got := h.Count("put_if_absent") - before; got != 2 {
 			t.Errorf("%d conditional creates, want 2 (the lost one and the retry)", got)
 		}
 	})
@@ -71,7 +87,8 @@ func TestCommitLostAnswer(t *testing.T) {
 func TestCommitLogTableGarbage(t *testing.T) {
 	b := objstoretest.NewLocal(t)
 	l := lake.NewCommitLog(b)
-	if err := l.Commit(t.Context(), commitFixture(t, b, 0, 10)); err != nil {
+	openFixture(t, l)
+	if err := l.Commit(t.Context(), commitFixture(t, b, 1, 0, 10)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Put(t.Context(), lake.CommitPrefix("t")+"README", bytes.NewReader([]byte("hi")), 2); err != nil {
@@ -81,13 +98,13 @@ func TestCommitLogTableGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(chains) != 1 || len(chains[0].Records) != 1 || len(chains[0].Anomalies) != 1 {
-		t.Errorf("chains = %+v, want one chain of one record with one anomaly", chains)
+	if len(chains) != 1 || len(chains[0].Records) != 2 || len(chains[0].Anomalies) != 1 {
+		t.Errorf("chains = %+v, want one chain of two links with one anomaly", chains)
 	}
 	// A record format from the future stops the reader instead of being
 	// skipped, which would make it redo committed work.
-	future := []byte(`{"version":2,"table":"t","source":"kafka:e","partition":"0","first_offset":10,"next_offset":20}`)
-	if err := b.PutIfAbsent(t.Context(), lake.CommitKey("t", "kafka:e", "0", 10), future); err != nil {
+	future := []byte(`{"version":3,"table":"t","source":"kafka:e","partition":"0","seq":2}`)
+	if err := b.PutIfAbsent(t.Context(), lake.LinkKey("t", "kafka:e", "0", 2), future); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := lake.NewCommitLog(b).Resume(t.Context(), "t", "kafka:e", "0"); err == nil {

@@ -40,8 +40,9 @@ import (
 // CompactionsRoot is the prefix of all compaction records.
 const CompactionsRoot = "_sluice/compactions/"
 
-// CompactionRecordVersion is the current CompactionRecord.Version.
-const CompactionRecordVersion = 1
+// CompactionRecordVersion is the CompactionRecord.Version this binary
+// writes. Version 2 adds object checksums; version 1 records are still read.
+const CompactionRecordVersion = 2
 
 // ErrCompactionConflict is wrapped by CommitCompaction's error when an
 // object to replace is no longer live (another compactor replaced it first)
@@ -125,9 +126,12 @@ func CompactionID(keys []string) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// CompactedObjectKey is the key of the n-th object a compaction writes.
-func CompactedObjectKey(table string, hour time.Time, id string, n int) string {
-	return fmt.Sprintf("%scompacted-%s-%d.parquet", RawHourPrefix(table, hour), id, n)
+// CompactedObjectKey is the key of the n-th object a compaction attempt
+// writes. attempt is unique per attempt (a random nonce): two compactors,
+// or one retrying, never write the same key, so a committed object is never
+// overwritten by a later attempt that split its rows differently.
+func CompactedObjectKey(table string, hour time.Time, id, attempt string, n int) string {
+	return fmt.Sprintf("%scompacted-%s-%s-%d.parquet", RawHourPrefix(table, hour), id, attempt, n)
 }
 
 func validateCompaction(rec CompactionRecord) error {
@@ -135,8 +139,8 @@ func validateCompaction(rec CompactionRecord) error {
 		return err
 	}
 	switch {
-	case rec.Version != CompactionRecordVersion:
-		return fmt.Errorf("%w: version %d, want %d", ErrInvalidCommit, rec.Version, CompactionRecordVersion)
+	case rec.Version != 1 && rec.Version != CompactionRecordVersion:
+		return fmt.Errorf("%w: version %d, want 1 or %d", ErrInvalidCommit, rec.Version, CompactionRecordVersion)
 	case rec.Seq < 0:
 		return fmt.Errorf("%w: negative sequence number %d", ErrInvalidCommit, rec.Seq)
 	case rec.Hour.IsZero() || !rec.Hour.Equal(rec.Hour.Truncate(time.Hour)):
@@ -184,6 +188,8 @@ func validateCompaction(rec CompactionRecord) error {
 			return fmt.Errorf("%w: object %q is named twice or replaces itself", ErrInvalidCommit, o.Key)
 		case o.Rows < 0 || o.Size < 0:
 			return fmt.Errorf("%w: object %q has negative rows or size", ErrInvalidCommit, o.Key)
+		case rec.Version >= 2 && !strings.HasPrefix(o.Checksum, "crc32c:"):
+			return fmt.Errorf("%w: object %q has no checksum", ErrInvalidCommit, o.Key)
 		case o.Rows > 0 && (o.MinEventTimeMicros < lo || o.MaxEventTimeMicros > hi || o.MinEventTimeMicros > o.MaxEventTimeMicros):
 			return fmt.Errorf("%w: object %q has event times [%d, %d] outside its hour", ErrInvalidCommit, o.Key, o.MinEventTimeMicros, o.MaxEventTimeMicros)
 		}

@@ -2,6 +2,7 @@ package lake_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,19 +23,23 @@ func compFixture(t *testing.T, b objstore.Bucket, l *lake.CommitLog, parts []str
 	t.Helper()
 	objs := map[string]lake.CommittedObject{}
 	for _, p := range parts {
+		if _, err := l.Open(t.Context(), "t", "kafka:e", p, "w1", func(context.Context) (lake.Genesis, error) { return lake.Genesis{}, nil }); err != nil {
+			t.Fatal(err)
+		}
 		for i := range n {
 			first := int64(i * 10)
 			key := fmt.Sprintf("%skafka-e-%s-%020d-w1.parquet", lake.RawHourPrefix("t", compHour), p, first)
 			put(t, b, key, []byte("raw"))
-			o := lake.CommittedObject{Key: key, Kind: lake.KindRaw, Rows: 10, Size: 3,
+			o := lake.CommittedObject{Key: key, Kind: lake.KindRaw, Rows: 10, Size: 3, Checksum: lake.Checksum([]byte("raw")),
 				MinEventTimeMicros: compHour.Add(time.Minute).UnixMicro(), MaxEventTimeMicros: compHour.Add(2 * time.Minute).UnixMicro()}
-			rec := lake.CommitRecord{Table: "t", Source: "kafka:e", Partition: p, FirstOffset: first, NextOffset: first + 10,
+			rec := lake.CommitRecord{Table: "t", Source: "kafka:e", Partition: p, Seq: int64(i + 1), Kind: lake.LinkData,
+				First: lake.PositionOf(first), Next: lake.PositionOf(first + 10),
 				Records: 10, Writer: "w1", Objects: []lake.CommittedObject{o}}
 			if i == 0 { // a dead letter too: compaction must not touch it
 				dl := fmt.Sprintf("%st/dt=2024-05-01/hour=13/%s.jsonl", lake.DeadLetterRoot, p)
 				put(t, b, dl, []byte("{}\n"))
 				rec.DeadLetters = 1
-				rec.Objects = append(rec.Objects, lake.CommittedObject{Key: dl, Kind: lake.KindDeadLetter, Rows: 1, Size: 3})
+				rec.Objects = append(rec.Objects, lake.CommittedObject{Key: dl, Kind: lake.KindDeadLetter, Rows: 1, Size: 3, Checksum: lake.Checksum([]byte("{}\n"))})
 			}
 			if err := l.Commit(t.Context(), rec); err != nil {
 				t.Fatal(err)
@@ -57,7 +62,7 @@ func put(t *testing.T, b objstore.Bucket, key string, data []byte) {
 func compaction(t *testing.T, b objstore.Bucket, live []lake.LiveObject, keys ...string) lake.CompactionRecord {
 	t.Helper()
 	rec := lake.CompactionRecord{Table: "t", Hour: compHour, ID: lake.CompactionID(keys), Writer: "c1"}
-	out := lake.CommittedObject{Key: lake.CompactedObjectKey("t", compHour, rec.ID, 0), Kind: lake.KindRaw, Size: 7,
+	out := lake.CommittedObject{Key: lake.CompactedObjectKey("t", compHour, rec.ID, "a1", 0), Kind: lake.KindRaw, Size: 7, Checksum: lake.Checksum([]byte("compact")),
 		MinEventTimeMicros: 1<<63 - 1, MaxEventTimeMicros: -1 << 63}
 	for _, k := range keys {
 		i := slices.IndexFunc(live, func(o lake.LiveObject) bool { return o.Key == k })
@@ -140,11 +145,11 @@ func TestLiveObjects(t *testing.T) {
 			t.Errorf("compacted %s has %d rows, want 20", o.Key, o.Rows)
 		}
 		switch o.Key {
-		case lake.CompactedObjectKey("t", compHour, lake.CompactionID(p0), 0):
+		case lake.CompactedObjectKey("t", compHour, lake.CompactionID(p0), "a1", 0):
 			if o.Source != "kafka:e" || o.Partition != "0" {
 				t.Errorf("object of one partition lost it: %+v", o)
 			}
-		case lake.CompactedObjectKey("t", compHour, lake.CompactionID(mixed), 0):
+		case lake.CompactedObjectKey("t", compHour, lake.CompactionID(mixed), "a1", 0):
 			if o.Source != "kafka:e" || o.Partition != "" {
 				t.Errorf("object of two partitions names one: %+v", o)
 			}
