@@ -176,9 +176,16 @@ func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g Com
 	}
 	var firstUpload time.Time
 	var written int64
+	// Keys unique to this attempt: a second compactor of the same inputs,
+	// or this one retrying, never overwrites parts a record may name.
+	var nonce [6]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return rec, fmt.Errorf("%s: nonce: %w", what, err)
+	}
+	attempt := hex.EncodeToString(nonce[:])
 	for n := range parts {
 		rows := g.Rows/int64(parts) + b2i(int64(n) < g.Rows%int64(parts))
-		obj, err := c.writePart(ctx, dir, table, m, lake.CompactedObjectKey(table.Name, g.Hour, id, n), rows)
+		obj, err := c.writePart(ctx, dir, table, m, lake.CompactedObjectKey(table.Name, g.Hour, id, attempt, n), rows)
 		if err != nil {
 			return rec, fmt.Errorf("%s: %w", what, err)
 		}
@@ -237,7 +244,8 @@ func (c *Compactor) download(ctx context.Context, dir string, objs []lake.LiveOb
 			if err != nil {
 				return fmt.Errorf("read %s: %w", o.Key, err)
 			}
-			n, err := io.Copy(f, rc)
+			sum := lake.NewChecksumWriter()
+			n, err := io.Copy(io.MultiWriter(f, sum), rc)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -245,7 +253,10 @@ func (c *Compactor) download(ctx context.Context, dir string, objs []lake.LiveOb
 				return fmt.Errorf("read %s: %w", o.Key, err)
 			}
 			if n != o.Size {
-				return fmt.Errorf("read %s: %d bytes, its record says %d", o.Key, n, o.Size)
+				return fmt.Errorf("read %s: %w: %d bytes, its record says %d", o.Key, lake.ErrObjectMismatch, n, o.Size)
+			}
+			if o.Checksum != "" && sum.Sum() != o.Checksum {
+				return fmt.Errorf("read %s: %w: checksum %s, its record says %s", o.Key, lake.ErrObjectMismatch, sum.Sum(), o.Checksum)
 			}
 			return nil
 		})
@@ -319,6 +330,14 @@ func (c *Compactor) writePart(ctx context.Context, dir string, table *schema.Tab
 	if err != nil {
 		return obj, fmt.Errorf("write %s: %w", key, err)
 	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return obj, fmt.Errorf("write %s: %w", key, err)
+	}
+	sum := lake.NewChecksumWriter()
+	if _, err := io.Copy(sum, f); err != nil {
+		return obj, fmt.Errorf("write %s: checksum: %w", key, err)
+	}
+	obj.Checksum = sum.Sum()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return obj, fmt.Errorf("write %s: %w", key, err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -145,7 +146,7 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := ingest.NewKafkaSource(ingest.KafkaConfig{Brokers: cluster.ListenAddrs(), Group: "g",
+	src, err := kafka.NewSource(kafka.Config{Brokers: cluster.ListenAddrs(), Group: "g",
 		SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second}, []*schema.Table{table}, w, logger, reg)
 	if err != nil {
 		t.Fatal(err)

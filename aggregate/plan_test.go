@@ -13,7 +13,7 @@ var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 func us(d time.Duration) int64 { return t0.Add(d).UnixMicro() }
 
 func rec(part string, first int64, committed time.Duration, objs ...[2]time.Duration) lake.CommitRecord {
-	r := lake.CommitRecord{Source: "kafka:events", Partition: part, FirstOffset: first, NextOffset: first + 10, CommittedAt: t0.Add(committed)}
+	r := lake.CommitRecord{Version: 1, Source: "kafka:events", Partition: part, FirstOffset: first, NextOffset: first + 10, CommittedAt: t0.Add(committed)}
 	for i, o := range objs {
 		r.Objects = append(r.Objects, lake.CommittedObject{Key: part + "/" + string(rune('a'+i)), Kind: lake.KindRaw, Rows: 5,
 			MinEventTimeMicros: us(o[0]), MaxEventTimeMicros: us(o[1])})
@@ -80,9 +80,9 @@ func TestWindowInputs(t *testing.T) {
 		rec("1", 10, time.Minute, [2]time.Duration{179 * time.Second, 185 * time.Second}),
 	}
 	got := WindowInputs(Inputs(recs), time.Minute, t0.Add(3*time.Minute))
-	l0 := Link{"kafka:events", "0", 0}
-	l1 := Link{"kafka:events", "1", 0}
-	l2 := Link{"kafka:events", "1", 10}
+	l0 := Link{"kafka:events", "0", 0, 0}
+	l1 := Link{"kafka:events", "1", 0, 0}
+	l2 := Link{"kafka:events", "1", 10, 0}
 	want := map[int64][]Link{
 		us(0):               {l0},
 		us(time.Minute):     {l0, l1},
@@ -100,9 +100,9 @@ func TestWindowInputs(t *testing.T) {
 }
 
 func TestDecide(t *testing.T) {
-	a := Link{"s", "0", 0}
-	b := Link{"s", "0", 10}
-	c := Link{"s", "1", 0}
+	a := Link{"s", "0", 0, 0}
+	b := Link{"s", "0", 10, 0}
+	c := Link{"s", "1", 0, 0}
 	wm := t0.Add(3 * time.Hour)
 	const w = time.Minute
 	old := us(0)                               // frozen with a 1h horizon

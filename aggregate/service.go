@@ -396,6 +396,9 @@ func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Du
 			if err != nil {
 				return err
 			}
+			if err := lake.CheckObject(o.CommittedObject, data); err != nil {
+				return fmt.Errorf("aggregate: %w", err)
+			}
 			if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
 				return fmt.Errorf("aggregate %s: %w", o.Key, err)
 			}

@@ -49,7 +49,11 @@ func newFeeder(t *testing.T, raw objstore.Bucket, partitions int) *feeder {
 	t.Cleanup(w.Close)
 	f := &feeder{t: t, w: w, rng: rand.New(rand.NewPCG(7, 11))}
 	for p := range partitions {
-		f.parts = append(f.parts, w.NewPartition(sampleTable(t), "kafka:events", fmt.Sprint(p), 0))
+		part, _, err := w.OpenPartition(context.Background(), sampleTable(t), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.parts = append(f.parts, part)
 		f.next = append(f.next, 0)
 	}
 	return f
@@ -74,7 +78,7 @@ func (f *feeder) add(n int, from, to time.Time) {
 		v := fmt.Appendf(nil, `{"ts":%q,"event_id":"e%d","user_id":"u%d","event_type":%q,"country":%s,"device":"mobile","amount":%.2f,"latency_ms":%d,"ok":true}`,
 			ts.UTC().Format(time.RFC3339Nano), f.rng.Int64(), f.rng.IntN(500)*f.rng.IntN(3), eventTypes[f.rng.IntN(len(eventTypes))], country,
 			f.rng.Float64()*100, f.rng.IntN(2000))
-		f.parts[p].Append(v, f.next[p], time.Now())
+		f.parts[p].Append(v, lake.PositionOf(f.next[p]), time.Now())
 		f.next[p]++
 	}
 }

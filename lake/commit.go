@@ -7,6 +7,7 @@ package lake
 import (
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"time"
 )
@@ -155,4 +156,43 @@ func RecordKey(rec CommitRecord) string {
 		return CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
 	}
 	return LinkKey(rec.Table, rec.Source, rec.Partition, rec.Seq)
+}
+
+// SourceStart is pinned once per (table, source) when the first partition
+// of a source with a start_offset of latest is opened: partitions that did
+// not exist then (added to the topic later) start at their beginning.
+type SourceStart struct {
+	Partitions int       `json:"partitions"` // partitions the source had
+	PinnedAt   time.Time `json:"pinned_at"`
+}
+
+// SourceStartKey is where a source's start is pinned.
+func SourceStartKey(table, source string) string {
+	return "_sluice/starts/" + table + "/" + source + ".json"
+}
+
+// ChecksumWriter computes the checksum of what is written to it, for
+// objects streamed rather than held in memory.
+type ChecksumWriter struct{ h hash.Hash32 }
+
+// NewChecksumWriter returns a writer with nothing written yet.
+func NewChecksumWriter() *ChecksumWriter { return &ChecksumWriter{h: crc32.New(castagnoli)} }
+
+func (c *ChecksumWriter) Write(p []byte) (int, error) { return c.h.Write(p) }
+
+// Sum is the checksum, in CommittedObject.Checksum's form, of what was written.
+func (c *ChecksumWriter) Sum() string { return fmt.Sprintf("crc32c:%08x", c.h.Sum32()) }
+
+// Offsets returns the link's range as int64 offsets (Kafka), with -1 for a
+// position that does not fit.
+func (r CommitRecord) Offsets() (first, next int64) {
+	first, ok := r.First.Int64()
+	if !ok {
+		first = -1
+	}
+	next, ok = r.Next.Int64()
+	if !ok {
+		next = -1
+	}
+	return first, next
 }

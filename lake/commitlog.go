@@ -809,3 +809,34 @@ func (l *CommitLog) DeleteOrphans(ctx context.Context, table string, grace time.
 	}
 	return len(orphans), nil
 }
+
+// PinSourceStart stores st as the source's start unless one is stored, and
+// returns the stored one: of several processes, the first wins and all
+// agree.
+func (l *CommitLog) PinSourceStart(ctx context.Context, table, source string, st SourceStart) (SourceStart, error) {
+	if err := ValidateCommitNames(table, source, "p"); err != nil {
+		return SourceStart{}, fmt.Errorf("pin source start: %w", err)
+	}
+	key := SourceStartKey(table, source)
+	data, err := json.Marshal(st)
+	if err != nil {
+		return SourceStart{}, err
+	}
+	err = l.b.PutIfAbsent(ctx, key, data)
+	if err == nil {
+		return st, nil
+	}
+	if !errors.Is(err, objstore.ErrExists) {
+		return SourceStart{}, fmt.Errorf("pin source start %s: %w", key, err)
+	}
+	rc, err := l.b.Get(ctx, key)
+	if err != nil {
+		return SourceStart{}, fmt.Errorf("read source start %s: %w", key, err)
+	}
+	defer rc.Close()
+	var got SourceStart
+	if err := json.NewDecoder(io.LimitReader(rc, maxRecordSize)).Decode(&got); err != nil {
+		return SourceStart{}, fmt.Errorf("read source start %s: %w", key, err)
+	}
+	return got, nil
+}

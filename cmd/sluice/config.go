@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -23,7 +24,7 @@ type fileConfig struct {
 	// TablesFile holds the table definitions, relative to this file. Empty:
 	// the sample tables shipped with Sluice.
 	TablesFile string              `yaml:"tables_file"`
-	Kafka      ingest.KafkaConfig  `yaml:"kafka"`
+	Kafka      kafka.Config        `yaml:"kafka"`
 	Store      storeConfig         `yaml:"store"`
 	Ingest     ingest.WriterConfig `yaml:"ingest"`
 	HTTP       httpConfig          `yaml:"http"`

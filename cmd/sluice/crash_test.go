@@ -213,7 +213,7 @@ func (r *crashRig) progress(ctx context.Context) (map[string]int64, int64, error
 	var n int64
 	for _, c := range chains {
 		if end, ok := c.End(); ok && c.Source == crashSource {
-			ends[c.Partition] = end
+			ends[c.Partition], _ = end.Next.Int64()
 		}
 		for _, rec := range c.Records {
 			n += rec.Records + rec.DeadLetters

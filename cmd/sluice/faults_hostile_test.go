@@ -87,8 +87,11 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 	ts := time.Now().UTC().Add(-time.Hour)
 	ctx := context.Background()
 	for _, part := range []string{"0", "1"} {
-		p := w.NewPartition(events, source, part, -1)
 		var offset int64 = 100 // a chain need not start at 0
+		p, _, err := w.OpenPartition(ctx, events, source, part, ingest.StartAt(lake.PositionOf(offset), "hostile"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		flushes := 0
 		flush := func() {
 			t.Helper()
@@ -108,7 +111,7 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 		}
 		appended := 0
 		add := func(v []byte, good bool, reason string) {
-			if !p.Append(v, offset, ts) {
+			if !p.Append(v, lake.PositionOf(offset), ts) {
 				t.Fatalf("offset %d skipped", offset)
 			}
 			k := part + "/" + strconv.FormatInt(offset, 10)

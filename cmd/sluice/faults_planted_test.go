@@ -125,7 +125,10 @@ func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Ex
 		t.Fatal(err)
 	}
 	defer w.Close()
-	p := w.NewPartition(events, crashSource, "0", -1)
+	p, _, err := w.OpenPartition(context.Background(), events, crashSource, "0", ingest.StartAt(lake.Position{}, "planted"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer p.Close()
 	exp := verify.NewExpected()
 	ts := time.Now().UTC().Add(-time.Hour)
@@ -158,7 +161,7 @@ func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Ex
 		if bad {
 			v = []byte(`{"ts":` + strconv.FormatInt(i, 10))
 		}
-		p.Append(v, i, ts)
+		p.Append(v, lake.PositionOf(i), ts)
 		if i%97 == 96 {
 			flush()
 		}

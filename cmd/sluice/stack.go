@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/schema"
@@ -42,7 +43,7 @@ type devStack struct {
 	reg        *prometheus.Registry
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
-	src        *ingest.KafkaSource
+	src        *kafka.Source
 	agg        *aggregate.Service
 	srv        *httpserver.Server
 }
@@ -78,7 +79,7 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 		}
 	}()
 	s.cfg = &fileConfig{
-		Kafka:        ingest.KafkaConfig{Brokers: []string{s.broker.Addr()}, Group: o.group}.WithDefaults(),
+		Kafka:        kafka.Config{Brokers: []string{s.broker.Addr()}, Group: o.group}.WithDefaults(),
 		Store:        storeConfig{LocalDir: s.lakeDir},
 		Ingest:       ingest.WriterConfig{FlushInterval: o.flushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
 		HTTP:         httpConfig{Addr: o.httpAddr},

@@ -53,7 +53,10 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 	parts := make([]*ingest.Partition, cfg.Partitions)
 	offsets := make([]int64, cfg.Partitions)
 	for i := range parts {
-		parts[i] = w.NewPartition(cfg.Table, "kafka:events", fmt.Sprint(i), 0)
+		parts[i], _, err = w.OpenPartition(ctx, cfg.Table, "kafka:events", fmt.Sprint(i), ingest.StartAt(lake.Position{}, "bench"))
+		if err != nil {
+			return nil, err
+		}
 	}
 	results := make(chan ingest.FlushResult, cfg.Partitions)
 	var buf []byte
@@ -70,7 +73,7 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 		value, key, _ = g.Next(buf[:0])
 		buf = value
 		n := int(hashKey(key) % uint32(cfg.Partitions))
-		parts[n].Append(value, offsets[n], time.Now())
+		parts[n].Append(value, lake.PositionOf(offsets[n]), time.Now())
 		offsets[n]++
 		if parts[n].Pending() >= int64(cfg.FlushRecords) {
 			if err := flush(parts[n]); err != nil {

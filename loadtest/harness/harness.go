@@ -222,7 +222,7 @@ func waitCommitted(ctx context.Context, env Env, truth *Truth, timeout time.Dura
 				continue
 			}
 			if end, ok := ch.End(); ok {
-				ends[ch.Partition] = end
+				ends[ch.Partition], _ = end.Next.Int64()
 			}
 		}
 		done := true
@@ -302,10 +302,10 @@ func commitLatency(ctx context.Context, env Env, truth *Truth) (*hdr.Histogram, 
 		s := samples[int32(p)]
 		i := 0
 		for _, r := range ch.Records { // chain order is offset order
-			for i < len(s) && s[i].offset < r.FirstOffset {
+			for first, _ := r.Offsets(); i < len(s) && s[i].offset < first; {
 				i++
 			}
-			for ; i < len(s) && s[i].offset < r.NextOffset; i++ {
+			for _, next := r.Offsets(); i < len(s) && s[i].offset < next; i++ {
 				_ = h.RecordValue(max(1, r.CommittedAt.Sub(s[i].at).Microseconds()))
 			}
 		}

@@ -48,6 +48,9 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 	rows := make([]metaRow, 0, perObject)
 	for p := range partitions {
 		part := strconv.Itoa(p)
+		if _, err := log.Open(ctx, table, source, part, "memory-test", func(context.Context) (lake.Genesis, error) { return lake.Genesis{}, nil }); err != nil {
+			t.Fatal(err)
+		}
 		for first := int64(0); first < perPart; first += perObject {
 			rows = rows[:0]
 			var dead bytes.Buffer
@@ -75,11 +78,12 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 				}
 			}
 			err := log.Commit(ctx, lake.CommitRecord{
-				Table: table, Source: source, Partition: part, FirstOffset: first, NextOffset: first + perObject,
+				Table: table, Source: source, Partition: part, Seq: first/perObject + 1, Kind: lake.LinkData,
+				First: lake.PositionOf(first), Next: lake.PositionOf(first + perObject),
 				Records: int64(len(rows)), DeadLetters: deadN, Writer: "memory-test",
 				Objects: []lake.CommittedObject{
-					{Key: rawKey, Kind: lake.KindRaw, Rows: int64(len(rows)), Size: int64(buf.Len())},
-					{Key: deadKey, Kind: lake.KindDeadLetter, Rows: deadN, Size: int64(dead.Len())},
+					{Key: rawKey, Kind: lake.KindRaw, Rows: int64(len(rows)), Size: int64(buf.Len()), Checksum: lake.Checksum(buf.Bytes())},
+					{Key: deadKey, Kind: lake.KindDeadLetter, Rows: deadN, Size: int64(dead.Len()), Checksum: lake.Checksum(dead.Bytes())},
 				},
 			})
 			if err != nil {

@@ -114,6 +114,12 @@ type Committed struct {
 	// Anomalies are commit-area objects outside the chains; readers ignore
 	// them, and so does Committed.
 	Anomalies []lake.Anomaly
+	// Gaps are the chains' gap links: positions the source lost before they
+	// were ingested (retention, truncation), recorded rather than skipped.
+	Gaps []lake.CommitRecord
+	// Resets are the chains' reset links: a source partition that started a
+	// new incarnation (a re-created topic).
+	Resets []lake.CommitRecord
 
 	// Issues are inconsistencies between objects and their records, up to
 	// MaxExamples per kind; IssueCounts has them all, by kind.
@@ -185,7 +191,16 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 			sources[ch.Source] = true
 			c.Source = ch.Source
 		}
-		recs = append(recs, ch.Records...)
+		for _, r := range ch.Records {
+			switch r.Kind {
+			case lake.LinkData:
+				recs = append(recs, r)
+			case lake.LinkGap:
+				c.Gaps = append(c.Gaps, r)
+			case lake.LinkReset:
+				c.Resets = append(c.Resets, r)
+			}
+		}
 	}
 	if len(sources) > 1 {
 		names := make([]string, 0, len(sources))
@@ -275,7 +290,7 @@ func (r *objectResult) add(partition string, offset int64) {
 // error means the bucket failed; a bad object is reported as issues.
 func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRecord, obj lake.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
 	res := objectResult{positions: map[string]*offsetBag{}}
-	recKey := lake.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
+	recKey := lake.RecordKey(rec)
 	issue := func(kind string, rows int64, format string, args ...any) {
 		res.issues = append(res.issues, Issue{Kind: kind, Key: obj.Key, Record: recKey, Rows: rows, Detail: fmt.Sprintf(format, args...)})
 	}
@@ -294,6 +309,8 @@ func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRec
 	}
 	if int64(len(data)) != obj.Size {
 		issue(IssueSize, 0, "%d bytes, the record says %d", len(data), obj.Size)
+	} else if err := lake.CheckObject(obj, data); err != nil {
+		issue(IssueSize, 0, "%v", err)
 	}
 	switch obj.Kind {
 	case lake.KindRaw:
@@ -389,7 +406,7 @@ func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn st
 				p = other
 				wrongPart++
 			}
-			if off < rec.FirstOffset || off >= rec.NextOffset {
+			if first, next := rec.Offsets(); off < first || off >= next {
 				outOfRange++
 			}
 			res.add(p, off)
@@ -403,7 +420,7 @@ func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn st
 		issue(IssuePartition, wrongPart, "rows whose %s is not %q", ColPartition, rec.Partition)
 	}
 	if outOfRange > 0 {
-		issue(IssueOffsetRange, outOfRange, "rows whose %s is outside [%d, %d)", ColOffset, rec.FirstOffset, rec.NextOffset)
+		issue(IssueOffsetRange, outOfRange, "rows whose %s is outside [%s, %s)", ColOffset, rec.First, rec.Next)
 	}
 }
 
@@ -482,7 +499,7 @@ func checkDeadLetters(res *objectResult, data []byte, rec lake.CommitRecord, iss
 		if dl.Source != rec.Source {
 			wrongSrc++
 		}
-		if off := *dl.Offset; off < rec.FirstOffset || off >= rec.NextOffset {
+		if first, next := rec.Offsets(); *dl.Offset < first || *dl.Offset >= next {
 			outOfRange++
 		}
 		res.add(p, *dl.Offset)
@@ -501,7 +518,7 @@ func checkDeadLetters(res *objectResult, data []byte, rec lake.CommitRecord, iss
 		issue(IssuePartition, wrongPart, "lines whose partition is not %q", rec.Partition)
 	}
 	if outOfRange > 0 {
-		issue(IssueOffsetRange, outOfRange, "lines whose offset is outside [%d, %d)", rec.FirstOffset, rec.NextOffset)
+		issue(IssueOffsetRange, outOfRange, "lines whose offset is outside [%s, %s)", rec.First, rec.Next)
 	}
 }
 

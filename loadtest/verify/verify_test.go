@@ -74,7 +74,10 @@ func writeLake(t *testing.T) *committedLake {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := w.NewPartition(events, source, part, -1)
+		p, _, err := w.OpenPartition(ctx, events, source, part, ingest.StartAt(lake.Position{}, "verify-test"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var off int64
 		for range 3 {
 			for range 400 {
@@ -85,7 +88,7 @@ func writeLake(t *testing.T) *committedLake {
 				} else {
 					exp.AddGood(part, off)
 				}
-				p.Append(value, off, ev.TS)
+				p.Append(value, lake.PositionOf(off), ev.TS)
 				off++
 			}
 			done := make(chan ingest.FlushResult, 1)
@@ -100,12 +103,18 @@ func writeLake(t *testing.T) *committedLake {
 		}
 		p.Close()
 	}
-	recs, err := lake.NewCommitLog(b).Records(ctx, table)
+	links, err := lake.NewCommitLog(b).Records(ctx, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 9 {
-		t.Fatalf("%d commit records, want 9", len(recs))
+	var recs []lake.CommitRecord
+	for _, r := range links {
+		if r.Kind == lake.LinkData {
+			recs = append(recs, r)
+		}
+	}
+	if len(recs) != 9 || len(links) != 12 {
+		t.Fatalf("%d links with data of %d, want 9 of 12 (a genesis per partition)", len(recs), len(links))
 	}
 	return &committedLake{b: b, exp: exp, recs: recs}
 }
@@ -152,9 +161,7 @@ func (l *committedLake) del(t *testing.T, key string) {
 	}
 }
 
-func recordKey(r lake.CommitRecord) string {
-	return lake.CommitKey(r.Table, r.Source, r.Partition, r.FirstOffset)
-}
+func recordKey(r lake.CommitRecord) string { return lake.RecordKey(r) }
 
 // rewriteParquet replaces a raw object by edit(rows), in its own schema.
 func (l *committedLake) rewriteParquet(t *testing.T, key string, edit func(s *parquet.Schema, rows []parquet.Row) []parquet.Row) {
@@ -341,8 +348,8 @@ func TestVerifyPlantedFaults(t *testing.T) {
 				// Readers stop at the gap: both later links are off the chain.
 				l.del(t, recordKey(l.recs[7]))
 				r := l.recs[7]
-				return want{lost: l.recs[7].NextOffset - r.FirstOffset + l.recs[8].NextOffset - l.recs[8].FirstOffset, anomalies: true,
-					examples: []verify.Position{{Partition: "2", Offset: r.FirstOffset}}}
+				return want{lost: nextOf(l.recs[7]) - firstOf(r) + nextOf(l.recs[8]) - firstOf(l.recs[8]), anomalies: true,
+					examples: []verify.Position{{Partition: "2", Offset: firstOf(r)}}}
 			},
 		},
 		{
@@ -351,7 +358,7 @@ func TestVerifyPlantedFaults(t *testing.T) {
 				// Nothing in the bucket changes: the producer's list lacks
 				// partition 2's last record.
 				exp := verify.NewExpected()
-				last := l.recs[8].NextOffset - 1
+				last := nextOf(l.recs[8]) - 1
 				for _, p := range partitions {
 					for o := range int64(1200) {
 						if p == "2" && o == last {
@@ -447,10 +454,14 @@ func firstOffsetIn(t *testing.T, l *committedLake, key string) int64 {
 func TestReadCommittedNeedsSourceWhenSeveral(t *testing.T) {
 	l := writeLake(t)
 	// A second source's chain in the same table, e.g. the HTTP endpoint.
+	genesis := lake.CommitRecord{Version: lake.CommitRecordVersion, Table: table, Source: "http:ingest", Partition: l.recs[0].Partition,
+		Kind: lake.LinkGenesis, First: l.recs[0].First, Next: l.recs[0].First, Objects: []lake.CommittedObject{}}
 	rec := l.recs[0]
 	rec.Source = "http:ingest"
-	data, _ := json.Marshal(rec)
-	l.put(t, recordKey(rec), data)
+	for _, r := range []lake.CommitRecord{genesis, rec} {
+		data, _ := json.Marshal(r)
+		l.put(t, recordKey(r), data)
+	}
 
 	ctx := context.Background()
 	if _, err := verify.ReadCommitted(ctx, l.b, table, verify.Options{}); err == nil {
@@ -507,3 +518,6 @@ func TestExpectedEnds(t *testing.T) {
 		t.Fatalf("counts %d good, %d bad; want 11, 1", g, b)
 	}
 }
+
+func firstOf(r lake.CommitRecord) int64 { f, _ := r.Offsets(); return f }
+func nextOf(r lake.CommitRecord) int64  { _, n := r.Offsets(); return n }

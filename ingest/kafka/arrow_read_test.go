@@ -1,4 +1,4 @@
-package ingest
+package kafka
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
 )
 
@@ -27,7 +28,7 @@ func TestCommittedObjectsReadByArrowParquetReader(t *testing.T) {
 	start := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	const n = 3000
 	produce(t, c.ListenAddrs(), n, 0, start)
-	src := startSource(t, c.ListenAddrs(), "g", b, WriterConfig{FlushRecords: 700, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 700, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
 	waitCommitted(t, b, "events", n, 30*time.Second)
 	src.stop(t)
 

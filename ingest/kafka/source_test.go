@@ -1,4 +1,4 @@
-package ingest
+package kafka
 
 import (
 	"bytes"
@@ -17,10 +17,10 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -257,7 +257,8 @@ func waitCommitted(t *testing.T, b objstore.Bucket, table string, want int64, ti
 type runningSource struct {
 	cancel context.CancelFunc
 	done   chan error
-	w      *Writer
+	w      *ingest.Writer
+	reg    *prometheus.Registry
 }
 
 func (r *runningSource) stop(t *testing.T) {
@@ -274,19 +275,26 @@ func (r *runningSource) stop(t *testing.T) {
 	r.w.Close()
 }
 
-func startSource(t *testing.T, brokers []string, group string, b objstore.Bucket, wcfg WriterConfig, reg prometheus.Registerer) *runningSource {
+func startSource(t *testing.T, brokers []string, group string, b objstore.Bucket, wcfg ingest.WriterConfig, reg *prometheus.Registry) *runningSource {
 	t.Helper()
-	w, err := NewWriter(wcfg, b, testLogger(t), reg)
+	return startSourceWith(t, Config{Brokers: brokers, Group: group}, b, wcfg, reg)
+}
+
+func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.WriterConfig, reg *prometheus.Registry, opts ...kgo.Opt) *runningSource {
+	t.Helper()
+	w, err := ingest.NewWriter(wcfg, b, testLogger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := NewKafkaSource(KafkaConfig{Brokers: brokers, Group: group, SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second},
-		[]*schema.Table{eventsTable(t)}, w, testLogger(t), reg)
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout, cfg.RebalanceTimeout = 6*time.Second, 10*time.Second
+	}
+	src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), reg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningSource{cancel: cancel, done: make(chan error, 1), w: w}
+	r := &runningSource{cancel: cancel, done: make(chan error, 1), w: w, reg: reg}
 	go func() { r.done <- src.Run(ctx) }()
 	return r
 }
@@ -306,7 +314,7 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour).Add(59 * time.Minute) // spans an hour boundary
 	want := produce(t, c.ListenAddrs(), 9000, 50, start)
 	reg := prometheus.NewRegistry()
-	src := startSource(t, c.ListenAddrs(), "g1", b, WriterConfig{FlushRecords: 700, FlushInterval: 200 * time.Millisecond}, reg)
+	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 700, FlushInterval: 200 * time.Millisecond}, reg)
 	waitCommitted(t, b, "events", 9000, 30*time.Second)
 	src.stop(t)
 
@@ -323,12 +331,12 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 			t.Errorf("no dead letter with reason %s (got %v)", reason, got.reasons)
 		}
 	}
-	if v := testutil.ToFloat64(src.w.m.recordsWritten.WithLabelValues("events")); int(v) != len(want.good) {
+	if v := metricValue(t, reg, "sluice_ingest_records_written_total", "events", ""); int(v) != len(want.good) {
 		t.Errorf("records written metric = %v, want %d", v, len(want.good))
 	}
 	var deadTotal float64
 	for reason := range got.reasons {
-		deadTotal += testutil.ToFloat64(src.w.m.deadLetters.WithLabelValues("events", reason))
+		deadTotal += metricValue(t, reg, "sluice_ingest_dead_letters_total", "events", reason)
 	}
 	if int(deadTotal) != len(want.bad) {
 		t.Errorf("dead letter metrics sum to %v, want %d", deadTotal, len(want.bad))
@@ -340,7 +348,7 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	want := produce(t, c.ListenAddrs(), 3000, 0, start)
-	src := startSource(t, c.ListenAddrs(), "g1", b, WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
 	waitCommitted(t, b, "events", 3000, 30*time.Second)
 	src.stop(t)
 
@@ -350,7 +358,7 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 	for k := range more.good {
 		want.good[k] = true
 	}
-	src = startSource(t, c.ListenAddrs(), "another-group", b, WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src = startSource(t, c.ListenAddrs(), "another-group", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
 	waitCommitted(t, b, "events", 4500, 30*time.Second)
 	src.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
@@ -363,7 +371,7 @@ func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 	c := newCluster(t, 4)
 	b := newLocalBucket(t)
 	want := produce(t, c.ListenAddrs(), 6000, 100, time.Now().UTC().Add(-time.Hour))
-	cfg := WriterConfig{FlushRecords: 300, FlushInterval: 50 * time.Millisecond}
+	cfg := ingest.WriterConfig{FlushRecords: 300, FlushInterval: 50 * time.Millisecond}
 	reg := prometheus.NewRegistry()
 	a := startSource(t, c.ListenAddrs(), "owner-a", b, cfg, reg)
 	z := startSource(t, c.ListenAddrs(), "owner-z", b, cfg, reg)
@@ -371,7 +379,7 @@ func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 	a.stop(t)
 	z.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
-	t.Logf("conflicts lost by one owner: %v", testutil.ToFloat64(a.w.m.flushFailures.WithLabelValues("events", "conflict")))
+	t.Logf("conflicts lost by one owner: %v", metricValue(t, reg, "sluice_ingest_flush_failures_total", "events", "conflict"))
 }
 
 // Members join and leave one group while records flow; every partition
@@ -380,7 +388,7 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	c := newCluster(t, 6)
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-time.Hour)
-	cfg := WriterConfig{FlushRecords: 250, FlushInterval: 100 * time.Millisecond}
+	cfg := ingest.WriterConfig{FlushRecords: 250, FlushInterval: 100 * time.Millisecond}
 	reg := prometheus.NewRegistry()
 	want := produce(t, c.ListenAddrs(), 2000, 0, start)
 	first := startSource(t, c.ListenAddrs(), "g", b, cfg, reg)
@@ -422,11 +430,42 @@ func TestKafkaSourceRewindsBeforeFirstCommit(t *testing.T) {
 	b := &flakyBucket{Bucket: newLocalBucket(t)}
 	b.failures.Store(3)
 	want := produce(t, c.ListenAddrs(), 2000, 0, time.Now().UTC().Add(-time.Hour))
-	src := startSource(t, c.ListenAddrs(), "g", b, WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
 	waitCommitted(t, b, "events", 2000, 30*time.Second)
 	src.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
-	if n := testutil.ToFloat64(src.w.m.rewinds.WithLabelValues("events")); n == 0 {
+	if n := metricValue(t, src.reg, "sluice_ingest_rewinds_total", "events", ""); n == 0 {
 		t.Fatal("the injected failures caused no rewind")
 	}
+}
+
+// metricValue reads a counter of the events table from reg; label is the
+// second label's value (reason), "" for counters labelled by table only.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, table, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := true
+			for _, lp := range m.GetLabel() {
+				switch lp.GetName() {
+				case "table":
+					match = match && lp.GetValue() == table
+				case "reason":
+					match = match && (label == "" || lp.GetValue() == label)
+				}
+			}
+			if match {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }

@@ -1,4 +1,4 @@
-package ingest
+package kafka
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -32,26 +33,26 @@ import (
 func TestKafkaSecurityValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		sasl KafkaSASL
-		tls  KafkaTLS
+		sasl SASL
+		tls  TLS
 		want error
 	}{
 		{name: "none"},
-		{name: "plain", sasl: KafkaSASL{Mechanism: SASLPlain, Username: "u", Password: "p"}},
-		{name: "scram 256", sasl: KafkaSASL{Mechanism: SASLScramSHA256, Username: "u", Password: "p"}},
-		{name: "scram 512 with tls", sasl: KafkaSASL{Mechanism: SASLScramSHA512, Username: "u", Password: "p"}, tls: KafkaTLS{Enabled: true}},
-		{name: "unknown mechanism", sasl: KafkaSASL{Mechanism: "GSSAPI", Username: "u", Password: "p"}, want: ErrBadSASLMechanism},
-		{name: "lower-case mechanism", sasl: KafkaSASL{Mechanism: "plain", Username: "u", Password: "p"}, want: ErrBadSASLMechanism},
-		{name: "no username", sasl: KafkaSASL{Mechanism: SASLPlain, Password: "p"}, want: ErrNoSASLUsername},
-		{name: "no password", sasl: KafkaSASL{Mechanism: SASLScramSHA256, Username: "u"}, want: ErrNoSASLPassword},
-		{name: "credentials without mechanism", sasl: KafkaSASL{Username: "u", Password: "p"}, want: ErrSASLWithoutMech},
-		{name: "cert without key", tls: KafkaTLS{Enabled: true, CertFile: "c.pem"}, want: ErrTLSCertWithoutKey},
-		{name: "key without cert", tls: KafkaTLS{Enabled: true, KeyFile: "k.pem"}, want: ErrTLSCertWithoutKey},
-		{name: "tls files but disabled", tls: KafkaTLS{CAFile: "ca.pem"}, want: ErrTLSNotEnabled},
-		{name: "skip verify but disabled", tls: KafkaTLS{InsecureSkipVerify: true}, want: ErrTLSNotEnabled},
+		{name: "plain", sasl: SASL{Mechanism: SASLPlain, Username: "u", Password: "p"}},
+		{name: "scram 256", sasl: SASL{Mechanism: SASLScramSHA256, Username: "u", Password: "p"}},
+		{name: "scram 512 with tls", sasl: SASL{Mechanism: SASLScramSHA512, Username: "u", Password: "p"}, tls: TLS{Enabled: true}},
+		{name: "unknown mechanism", sasl: SASL{Mechanism: "GSSAPI", Username: "u", Password: "p"}, want: ErrBadSASLMechanism},
+		{name: "lower-case mechanism", sasl: SASL{Mechanism: "plain", Username: "u", Password: "p"}, want: ErrBadSASLMechanism},
+		{name: "no username", sasl: SASL{Mechanism: SASLPlain, Password: "p"}, want: ErrNoSASLUsername},
+		{name: "no password", sasl: SASL{Mechanism: SASLScramSHA256, Username: "u"}, want: ErrNoSASLPassword},
+		{name: "credentials without mechanism", sasl: SASL{Username: "u", Password: "p"}, want: ErrSASLWithoutMech},
+		{name: "cert without key", tls: TLS{Enabled: true, CertFile: "c.pem"}, want: ErrTLSCertWithoutKey},
+		{name: "key without cert", tls: TLS{Enabled: true, KeyFile: "k.pem"}, want: ErrTLSCertWithoutKey},
+		{name: "tls files but disabled", tls: TLS{CAFile: "ca.pem"}, want: ErrTLSNotEnabled},
+		{name: "skip verify but disabled", tls: TLS{InsecureSkipVerify: true}, want: ErrTLSNotEnabled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := KafkaConfig{Brokers: []string{"127.0.0.1:1"}, SASL: tc.sasl, TLS: tc.tls}.WithDefaults()
+			cfg := Config{Brokers: []string{"127.0.0.1:1"}, SASL: tc.sasl, TLS: tc.tls}.WithDefaults()
 			err := cfg.Validate()
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Validate() = %v, want %v", err, tc.want)
@@ -64,7 +65,7 @@ func TestKafkaSecurityValidate(t *testing.T) {
 	}
 }
 
-func TestKafkaTLSBadFiles(t *testing.T) {
+func TestTLSBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
@@ -72,15 +73,15 @@ func TestKafkaTLSBadFiles(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		tls  KafkaTLS
+		tls  TLS
 		want string
 	}{
-		{name: "missing ca file", tls: KafkaTLS{Enabled: true, CAFile: filepath.Join(dir, "nope.pem")}, want: "ca_file"},
-		{name: "ca file without a certificate", tls: KafkaTLS{Enabled: true, CAFile: notPEM}, want: "no PEM certificate"},
-		{name: "bad key pair", tls: KafkaTLS{Enabled: true, CertFile: notPEM, KeyFile: notPEM}, want: "client certificate"},
+		{name: "missing ca file", tls: TLS{Enabled: true, CAFile: filepath.Join(dir, "nope.pem")}, want: "ca_file"},
+		{name: "ca file without a certificate", tls: TLS{Enabled: true, CAFile: notPEM}, want: "no PEM certificate"},
+		{name: "bad key pair", tls: TLS{Enabled: true, CertFile: notPEM, KeyFile: notPEM}, want: "client certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := KafkaConfig{TLS: tc.tls}.SecurityOpts()
+			_, err := Config{TLS: tc.tls}.SecurityOpts()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("SecurityOpts() = %v, want an error mentioning %q", err, tc.want)
 			}
@@ -88,17 +89,17 @@ func TestKafkaTLSBadFiles(t *testing.T) {
 	}
 }
 
-// TestKafkaConfigRedactsPassword: every way a config is printed or logged
+// TestConfigRedactsPassword: every way a config is printed or logged
 // leaves the password out.
-func TestKafkaConfigRedactsPassword(t *testing.T) {
+func TestConfigRedactsPassword(t *testing.T) {
 	const secret = "hunter2-s3cr3t"
-	cfg := KafkaConfig{Brokers: []string{"b:9092"}, Group: "g",
-		SASL: KafkaSASL{Mechanism: SASLScramSHA512, Username: "alice", Password: secret},
-		TLS:  KafkaTLS{Enabled: true, CAFile: "/etc/ca.pem"}}
+	cfg := Config{Brokers: []string{"b:9092"}, Group: "g",
+		SASL: SASL{Mechanism: SASLScramSHA512, Username: "alice", Password: secret},
+		TLS:  TLS{Enabled: true, CAFile: "/etc/ca.pem"}}
 	var jsonLog, textLog bytes.Buffer
 	slog.New(slog.NewJSONHandler(&jsonLog, nil)).Info("start", "kafka", cfg, "sasl", cfg.SASL)
 	slog.New(slog.NewTextHandler(&textLog, nil)).Info("start", "kafka", cfg, "sasl", cfg.SASL)
-	wrapped := struct{ Kafka KafkaConfig }{cfg}
+	wrapped := struct{ Kafka Config }{cfg}
 	for name, out := range map[string]string{
 		"String":        cfg.String(),
 		"%v":            fmt.Sprintf("%v", cfg),
@@ -197,36 +198,36 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 		t.Cleanup(b.Close)
 		return b.Addr()
 	}
-	verified := KafkaTLS{Enabled: true, CAFile: cert.certFile}
+	verified := TLS{Enabled: true, CAFile: cert.certFile}
 	for _, tc := range []struct {
 		name    string
 		server  *tls.Config
-		sasl    KafkaSASL
-		tls     KafkaTLS
+		sasl    SASL
+		tls     TLS
 		wantErr string // empty: ingest must work
 	}{
-		{name: "plain", sasl: KafkaSASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}},
-		{name: "scram-sha-256", sasl: KafkaSASL{Mechanism: SASLScramSHA256, Username: "scram256-user", Password: "scram256-pass"}},
+		{name: "plain", sasl: SASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}},
+		{name: "scram-sha-256", sasl: SASL{Mechanism: SASLScramSHA256, Username: "scram256-user", Password: "scram256-pass"}},
 		{name: "scram-sha-512 over tls", server: serverTLS, tls: verified,
-			sasl: KafkaSASL{Mechanism: SASLScramSHA512, Username: "scram512-user", Password: "scram512-pass"}},
+			sasl: SASL{Mechanism: SASLScramSHA512, Username: "scram512-user", Password: "scram512-pass"}},
 		{name: "plain over mutual tls", server: mutualTLS,
-			tls:  KafkaTLS{Enabled: true, CAFile: cert.certFile, CertFile: cert.certFile, KeyFile: cert.keyFile},
-			sasl: KafkaSASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}},
-		{name: "wrong password", sasl: KafkaSASL{Mechanism: SASLScramSHA256, Username: "scram256-user", Password: "wrong"},
+			tls:  TLS{Enabled: true, CAFile: cert.certFile, CertFile: cert.certFile, KeyFile: cert.keyFile},
+			sasl: SASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}},
+		{name: "wrong password", sasl: SASL{Mechanism: SASLScramSHA256, Username: "scram256-user", Password: "wrong"},
 			wantErr: `SASL SCRAM-SHA-256 as "scram256-user"`},
-		{name: "wrong mechanism for the user", sasl: KafkaSASL{Mechanism: SASLScramSHA512, Username: "plain-user", Password: "plain-pass"},
+		{name: "wrong mechanism for the user", sasl: SASL{Mechanism: SASLScramSHA512, Username: "plain-user", Password: "plain-pass"},
 			wantErr: "SASL SCRAM-SHA-512"},
 		{name: "no sasl", wantErr: "no SASL"},
-		{name: "tls client to tls broker without the ca", server: serverTLS, tls: KafkaTLS{Enabled: true},
-			sasl: KafkaSASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}, wantErr: "TLS on"},
+		{name: "tls client to tls broker without the ca", server: serverTLS, tls: TLS{Enabled: true},
+			sasl: SASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}, wantErr: "TLS on"},
 		{name: "plain tcp to tls broker", server: serverTLS,
-			sasl: KafkaSASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}, wantErr: "TLS off"},
+			sasl: SASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}, wantErr: "TLS off"},
 		{name: "mutual tls without a client certificate", server: mutualTLS, tls: verified,
-			sasl: KafkaSASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}, wantErr: "TLS on"},
+			sasl: SASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}, wantErr: "TLS on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := startBroker(t, tc.server)
-			cfg := KafkaConfig{Brokers: []string{addr}, Group: "secure", SASL: tc.sasl, TLS: tc.tls,
+			cfg := Config{Brokers: []string{addr}, Group: "secure", SASL: tc.sasl, TLS: tc.tls,
 				SessionTimeout: 6 * time.Second, RebalanceTimeout: 5 * time.Second}.WithDefaults()
 			opts, err := cfg.SecurityOpts()
 			if err != nil {
@@ -249,11 +250,11 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 			}
 			want := produceSecure(t, addr, opts, 600, 25)
 			b := newLocalBucket(t)
-			w, err := NewWriter(WriterConfig{FlushRecords: 200, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), prometheus.NewRegistry())
+			w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 200, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}
-			src, err := NewKafkaSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), prometheus.NewRegistry(), opts...)
+			src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), prometheus.NewRegistry(), opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package ingest
+package kafka
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
-// SASL mechanisms accepted in KafkaSASL.Mechanism.
+// SASL mechanisms accepted in SASL.Mechanism.
 const (
 	SASLPlain       = "PLAIN"
 	SASLScramSHA256 = "SCRAM-SHA-256"
@@ -37,9 +37,9 @@ var (
 	ErrTLSNotEnabled     = errors.New("kafka.tls has files or options set but enabled is false")
 )
 
-// KafkaSASL authenticates the client to the brokers. The zero value means no
+// SASL authenticates the client to the brokers. The zero value means no
 // SASL. Without TLS, PLAIN sends the password in clear text: use it over TLS.
-type KafkaSASL struct {
+type SASL struct {
 	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL.
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
@@ -48,9 +48,9 @@ type KafkaSASL struct {
 	Password string `yaml:"password"`
 }
 
-// KafkaTLS encrypts (and with a client certificate, authenticates) the
+// TLS encrypts (and with a client certificate, authenticates) the
 // connections to the brokers. The zero value means plain TCP.
-type KafkaTLS struct {
+type TLS struct {
 	Enabled bool `yaml:"enabled"`
 	// CAFile is a PEM bundle of the CAs that signed the brokers'
 	// certificates; empty: the system roots.
@@ -68,7 +68,7 @@ type KafkaTLS struct {
 }
 
 // Validate reports the first invalid SASL field.
-func (s KafkaSASL) Validate() error {
+func (s SASL) Validate() error {
 	switch s.Mechanism {
 	case "":
 		if s.Username != "" || s.Password != "" {
@@ -90,7 +90,7 @@ func (s KafkaSASL) Validate() error {
 
 // Validate reports the first invalid TLS field. Files are read by Config, so
 // that a missing file is reported with its path when the client starts.
-func (t KafkaTLS) Validate() error {
+func (t TLS) Validate() error {
 	if !t.Enabled {
 		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify {
 			return fmt.Errorf("ingest: %w", ErrTLSNotEnabled)
@@ -104,7 +104,7 @@ func (t KafkaTLS) Validate() error {
 }
 
 // String shows the mechanism and user, never the password.
-func (s KafkaSASL) String() string {
+func (s SASL) String() string {
 	if s.Mechanism == "" && s.Username == "" && s.Password == "" {
 		return "{}"
 	}
@@ -112,10 +112,10 @@ func (s KafkaSASL) String() string {
 }
 
 // GoString keeps %#v from printing the password too.
-func (s KafkaSASL) GoString() string { return "ingest.KafkaSASL" + s.String() }
+func (s SASL) GoString() string { return "kafka.SASL" + s.String() }
 
 // LogValue makes slog print the mechanism and user, never the password.
-func (s KafkaSASL) LogValue() slog.Value {
+func (s SASL) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("mechanism", s.Mechanism),
 		slog.String("username", s.Username),
@@ -131,16 +131,16 @@ func redactedIfSet(secret string) string {
 }
 
 // String prints the config with the SASL password redacted.
-func (c KafkaConfig) String() string {
+func (c Config) String() string {
 	return fmt.Sprintf("{brokers:%v group:%s client_id:%s start_offset:%s instance_id:%s sasl:%s tls:%+v}",
 		c.Brokers, c.Group, c.ClientID, c.StartOffset, c.InstanceID, c.SASL, c.TLS)
 }
 
 // GoString keeps %#v from printing the password too.
-func (c KafkaConfig) GoString() string { return "ingest.KafkaConfig" + c.String() }
+func (c Config) GoString() string { return "kafka.Config" + c.String() }
 
 // LogValue makes slog print the config with the SASL password redacted.
-func (c KafkaConfig) LogValue() slog.Value {
+func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("brokers", strings.Join(c.Brokers, ",")),
 		slog.String("group", c.Group),
@@ -155,7 +155,7 @@ func (c KafkaConfig) LogValue() slog.Value {
 // SecurityOpts turns the sasl and tls sections into client options for
 // NewKafkaSource (and any other client of the same brokers). It reads the
 // TLS files, so it fails if they are missing or malformed.
-func (c KafkaConfig) SecurityOpts() ([]kgo.Opt, error) {
+func (c Config) SecurityOpts() ([]kgo.Opt, error) {
 	if err := c.SASL.Validate(); err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (c KafkaConfig) SecurityOpts() ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-func (s KafkaSASL) mechanism() sasl.Mechanism {
+func (s SASL) mechanism() sasl.Mechanism {
 	switch s.Mechanism {
 	case SASLPlain:
 		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()
@@ -189,7 +189,7 @@ func (s KafkaSASL) mechanism() sasl.Mechanism {
 }
 
 // Config builds the client TLS config from the files named.
-func (t KafkaTLS) Config() (*tls.Config, error) {
+func (t TLS) Config() (*tls.Config, error) {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         t.ServerName,
@@ -221,7 +221,7 @@ func (t KafkaTLS) Config() (*tls.Config, error) {
 // user (never the password) when none does within ctx. Wrong credentials or
 // a TLS mismatch otherwise show only as fetch errors while nothing is
 // ingested; checked at start, they stop the process with a reason.
-func CheckKafka(ctx context.Context, c KafkaConfig, opts ...kgo.Opt) error {
+func CheckKafka(ctx context.Context, c Config, opts ...kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
