@@ -27,7 +27,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lakeDir := filepath.Join(dataDir, "lakeDir")
+	lakeDir := filepath.Join(dataDir, "lake")
 	started := time.Now()
 	var committed int64
 	for time.Since(started) < 30*time.Second && committed == 0 {

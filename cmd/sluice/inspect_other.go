@@ -43,6 +43,9 @@ func inspectJSONObject(ctx context.Context, obj inspectObject) (*jsonObjectRepor
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rec); err == nil && rec.Version > 0 && rec.Table != "" && rec.Source != "" {
+		if rec.Version == 1 { // the positions of a version-1 record are its offsets
+			rec.Kind, rec.First, rec.Next = lake.LinkData, lake.PositionOf(max(0, rec.FirstOffset)), lake.PositionOf(max(0, rec.NextOffset))
+		}
 		rep.Commit = &rec
 		return rep, nil
 	}

@@ -225,7 +225,7 @@ func writeLake(t *testing.T, root string) {
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-01/hour=23/c.parquet"), t0.Add(-4*time.Hour), 20, 20, parquet.Compression(&parquet.Snappy))
 	rec := lake.CommitRecord{
 		Version: lake.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
-		FirstOffset: 100, NextOffset: 200, Records: 99, DeadLetters: 1, Writer: "test",
+		Seq: 4, Kind: lake.LinkData, First: lake.PositionOf(100), Next: lake.PositionOf(200), Records: 99, DeadLetters: 1, Writer: "test",
 		CommittedAt: t0,
 		Objects: []lake.CommittedObject{{Key: "events/dt=2026-01-02/hour=03/a.parquet", Kind: lake.KindRaw, Rows: 50, Size: 1234,
 			MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Minute).UnixMicro()}},
@@ -234,7 +234,7 @@ func writeLake(t *testing.T, root string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := filepath.Join(root, lake.CommitKey("events", "kafka:events", "3", 100))
+	ck := filepath.Join(root, lake.LinkKey("events", "kafka:events", "3", 4))
 	if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -272,8 +272,8 @@ func TestInspectDirectory(t *testing.T) {
 		for _, r := range reps {
 			byObj[r["object"].(string)] = r
 		}
-		commit := byObj["_sluice/commits/events/kafka:events/3/00000000000000000100.json"]["commit"].(map[string]any)
-		if commit["first_offset"] != float64(100) || commit["next_offset"] != float64(200) {
+		commit := byObj["_sluice/commits/events/kafka:events/3/seq-00000000000000000004.json"]["commit"].(map[string]any)
+		if commit["first"] != "100" || commit["next"] != "200" || commit["seq"] != float64(4) {
 			t.Fatalf("commit %v", commit)
 		}
 		dl := byObj["_deadletter/events/dt=2026-01-02/hour=03/x.jsonl"]
@@ -324,7 +324,7 @@ func TestInspectDirectory(t *testing.T) {
 	})
 
 	t.Run("commit record as table", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, filepath.Join(root, lake.CommitKey("events", "kafka:events", "3", 100)))
+		code, out, stderr := runInspectCmd(t, filepath.Join(root, lake.LinkKey("events", "kafka:events", "3", 4)))
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}

@@ -133,7 +133,7 @@ func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, en
 		t.Fatal("no committed raw object")
 	}
 	objPath := filepath.Join(lakeDir, filepath.FromSlash(obj.Key))
-	recPath := filepath.Join(lakeDir, filepath.FromSlash(lake.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)))
+	recPath := filepath.Join(lakeDir, filepath.FromSlash(lake.RecordKey(rec)))
 
 	cases := []struct {
 		name  string

@@ -43,9 +43,18 @@ type Source struct {
 
 	mu      sync.Mutex
 	parts   map[topicPartition]*partState
-	rewinds map[topicPartition]lake.End // asked by the pipeline, serviced between polls
-	checks  map[topicPartition]string   // partitions to look at again between polls, and why
-	hints   map[topicPartition]int64    // committed chain ends not yet sent to the group
+	rewinds map[topicPartition]lake.End     // asked by the pipeline, serviced between polls
+	checks  map[topicPartition]pendingCheck // partitions to look at again between polls
+	hints   map[topicPartition]int64        // committed chain ends not yet sent to the group
+
+	purged map[string]time.Time // topics last purged from the client after their ID changed; poll goroutine only
+}
+
+// pendingCheck is a partition whose position vanished, to look at between
+// polls once its time has come (metadata may need a moment to catch up).
+type pendingCheck struct {
+	why   string
+	after time.Time
 }
 
 type topicPartition struct {
@@ -101,8 +110,9 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 		starts:  w.CommitLog(),
 		parts:   map[topicPartition]*partState{},
 		rewinds: map[topicPartition]lake.End{},
-		checks:  map[topicPartition]string{},
+		checks:  map[topicPartition]pendingCheck{},
 		hints:   map[topicPartition]int64{},
+		purged:  map[string]time.Time{},
 	}
 	for _, t := range tables {
 		if other, dup := s.tables[t.Topic]; dup {
@@ -204,6 +214,7 @@ func (s *Source) poll(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
+		recreated := map[string]bool{}
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
@@ -212,10 +223,16 @@ func (s *Source) poll(ctx context.Context) error {
 			tp := topicPartition{topic, partition}
 			var loss *kgo.ErrDataLoss
 			switch {
-			case errors.Is(err, kerr.OffsetOutOfRange), errors.As(err, &loss),
-				errors.Is(err, kerr.UnknownTopicID), errors.Is(err, kerr.InconsistentTopicID):
+			case errors.Is(err, kerr.UnknownTopicID), errors.Is(err, kerr.InconsistentTopicID):
+				// The topic was deleted (and maybe re-created). The client
+				// keeps reading the first instance of a topic; it reads a
+				// new one only once the topic is purged and added again.
+				// The partitions then come back through the assignment,
+				// where their chains' incarnation is compared.
+				recreated[topic] = true
+			case errors.Is(err, kerr.OffsetOutOfRange), errors.As(err, &loss):
 				// The position vanished: look at the partition between polls.
-				s.check(tp, err.Error())
+				s.check(tp, err.Error(), 0)
 			default:
 				s.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
@@ -238,7 +255,7 @@ func (s *Source) poll(ctx context.Context) error {
 					continue // re-fetched from the position the rewind or check sets
 				}
 				if stale {
-					s.check(tp, "the fetch is of topic ID "+id+", the chain of "+ps.topicID)
+					s.check(tp, "the fetch is of topic ID "+id+", the chain of "+ps.topicID, 0)
 					continue
 				}
 				last := fp.Records[len(fp.Records)-1].Offset
@@ -259,6 +276,15 @@ func (s *Source) poll(ctx context.Context) error {
 		s.cl.AllowRebalance()
 		if deliverErr != nil {
 			return deliverErr
+		}
+		for topic := range recreated {
+			if time.Since(s.purged[topic]) < 5*time.Second {
+				continue
+			}
+			s.purged[topic] = time.Now()
+			s.logger.Warn("topic ID changed or unknown: reading the topic anew", "topic", topic)
+			s.cl.PurgeTopicsFromClient(topic)
+			s.cl.AddConsumeTopics(topic)
 		}
 	}
 	return ctx.Err()
@@ -306,7 +332,7 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 			delete(s.checks, tp)
 			if id != "" && end.SourceID != id {
 				// Nothing of the chain's incarnation can be read any more.
-				s.checks[tp] = "the topic's ID is " + id + ", the chain's " + end.SourceID
+				s.checks[tp] = pendingCheck{why: "the topic's ID is " + id + ", the chain's " + end.SourceID}
 			}
 			s.mu.Unlock()
 			next, _ := end.Next.Int64()
@@ -351,12 +377,12 @@ func (s *Source) genesis(tp topicPartition, topicID string, partitions int) func
 	}
 }
 
-// check asks for a partition to be looked at between polls.
-func (s *Source) check(tp topicPartition, why string) {
+// check asks for a partition to be looked at between polls, after delay.
+func (s *Source) check(tp topicPartition, why string, delay time.Duration) {
 	s.mu.Lock()
 	if _, ok := s.parts[tp]; ok {
 		if _, already := s.checks[tp]; !already {
-			s.checks[tp] = why
+			s.checks[tp] = pendingCheck{why: why, after: time.Now().Add(delay)}
 		}
 	}
 	s.mu.Unlock()
@@ -374,16 +400,22 @@ func (s *Source) check(tp topicPartition, why string) {
 func (s *Source) serviceChecks(ctx context.Context) {
 	s.mu.Lock()
 	due := make(map[topicPartition]string, len(s.checks))
-	for tp, why := range s.checks {
-		if _, rewinding := s.rewinds[tp]; !rewinding {
-			due[tp] = why
+	now := time.Now()
+	for tp, c := range s.checks {
+		if _, rewinding := s.rewinds[tp]; !rewinding && !now.Before(c.after) {
+			due[tp] = c.why
 		}
 	}
 	s.mu.Unlock()
 	for tp, why := range due {
 		if err := s.recheck(ctx, tp, why); err != nil {
 			s.logger.Warn("looking at a partition whose position vanished failed, will retry", "topic", tp.topic, "partition", tp.partition, "err", err)
-			continue
+			s.mu.Lock()
+			if c, ok := s.checks[tp]; ok {
+				c.after = time.Now().Add(time.Second)
+				s.checks[tp] = c
+			}
+			s.mu.Unlock()
 		}
 	}
 }
