@@ -44,8 +44,9 @@ every dead-letter kind) to Kafka at --rate events/s (0: as fast as the broker
 takes them) for --duration or --events, watches the pipeline while it works,
 then proves from the object stores that every acknowledged record is committed
 exactly once (malformed ones in the dead-letter area, with the right reason)
-and that every closed window's summary matches an exact recomputation, and
-reports rates, lag, latencies, CPU and memory. Exits 1 if anything differs.
+and that every measure of every closed window's summary matches what the
+generators produced, and reports rates, lag, latencies, CPU and memory. Exits 1
+if anything differs.
 
 --embedded starts the dev stack in this process (broker, ingester, aggregator;
 in a temporary --data-dir unless given). --config tests a running pipeline:
