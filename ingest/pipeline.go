@@ -69,11 +69,12 @@ type Pipeline struct {
 	workers []*worker
 	wg      sync.WaitGroup
 	once    sync.Once
+	closed  chan struct{} // closed by Close: pending rewinds give up
 }
 
 // NewPipeline prepares a pipeline over w; Start runs its workers.
 func NewPipeline(w *Writer, feedback Feedback, logger *slog.Logger) *Pipeline {
-	p := &Pipeline{w: w, feedback: feedback, logger: logger}
+	p := &Pipeline{w: w, feedback: feedback, logger: logger, closed: make(chan struct{})}
 	p.workers = make([]*worker, max(1, w.cfg.Workers))
 	for i := range p.workers {
 		p.workers[i] = &worker{
@@ -98,6 +99,7 @@ func (p *Pipeline) Start() {
 // commit it.
 func (p *Pipeline) Close() {
 	p.once.Do(func() {
+		close(p.closed)
 		for _, wk := range p.workers {
 			close(wk.inbox)
 		}
@@ -476,10 +478,20 @@ func (wk *worker) askRewind(ps *partitionState) {
 	if ps.conflict {
 		backoff = 0
 	}
-	key, commits, logger, feedback := ps.key, wk.p.w.commits, wk.p.logger, wk.p.feedback
+	key, commits, logger, feedback, closed := ps.key, wk.p.w.commits, wk.p.logger, wk.p.feedback, wk.p.closed
 	rewinds := wk.p.w.m.rewinds.WithLabelValues(key.Table)
+	sleep := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-closed:
+			return false
+		}
+	}
 	go func() {
-		time.Sleep(backoff)
+		if !sleep(backoff) {
+			return
+		}
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			end, found, err := commits.Resume(ctx, key.Table, key.Source, key.Partition)
@@ -493,7 +505,9 @@ func (wk *worker) askRewind(ps *partitionState) {
 				return
 			}
 			logger.Warn("rewind: reading the chain end failed, will retry", "partition", key.String(), "err", err)
-			time.Sleep(min(time.Duration(attempt+1)*time.Second, 15*time.Second))
+			if !sleep(min(time.Duration(attempt+1)*time.Second, 15*time.Second)) {
+				return
+			}
 		}
 	}()
 }
