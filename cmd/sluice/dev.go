@@ -29,7 +29,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var o devOptions
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run the whole pipeline on one machine with embedded defaults: broker, demo producer, ingester",
+		Short: "Run the whole pipeline on one machine with embedded defaults: broker, demo producer, ingester, aggregator",
 		Long: `Starts, in one process and with nothing to set up:
   - a Kafka-protocol broker on 127.0.0.1:9092 (data kept under <data-dir>/kafka),
   - a demo producer writing a realistic event stream to the sample table "events",
