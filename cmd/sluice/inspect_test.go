@@ -224,10 +224,18 @@ func writeLake(t *testing.T, root string) {
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-01/hour=23/c.parquet"), t0.Add(-4*time.Hour), 20, 20, parquet.Compression(&parquet.Snappy))
 	rec := sink.CommitRecord{
 		Version: sink.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
-		FirstOffset: 100, NextOffset: 200, Records: 99, DeadLetters: 1, Writer: "test",
+		FirstOffset: 100, NextOffset: 200, Records: 100, DeadLetters: 4, Writer: "test",
 		CommittedAt: t0,
-		Objects: []sink.CommittedObject{{Key: "events/dt=2026-01-02/hour=03/a.parquet", Kind: sink.KindRaw, Rows: 50, Size: 1234,
-			MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Minute).UnixMicro()}},
+		// It names every object, so that they are all in the committed set.
+		Objects: []sink.CommittedObject{
+			{Key: "events/dt=2026-01-02/hour=03/a.parquet", Kind: sink.KindRaw, Rows: 50, Size: 1234,
+				MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Minute).UnixMicro()},
+			{Key: "events/dt=2026-01-02/hour=04/b.parquet", Kind: sink.KindRaw, Rows: 30, Size: 1234,
+				MinEventTimeMicros: t0.Add(time.Hour).UnixMicro(), MaxEventTimeMicros: t0.Add(time.Hour + time.Minute).UnixMicro()},
+			{Key: "events/dt=2026-01-01/hour=23/c.parquet", Kind: sink.KindRaw, Rows: 20, Size: 1234,
+				MinEventTimeMicros: t0.Add(-4 * time.Hour).UnixMicro(), MaxEventTimeMicros: t0.Add(-4*time.Hour + time.Minute).UnixMicro()},
+			{Key: "_deadletter/events/dt=2026-01-02/hour=03/x.jsonl", Kind: sink.KindDeadLetter, Rows: 4, Size: 300},
+		},
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {

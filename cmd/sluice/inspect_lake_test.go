@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/sink"
+)
+
+// testLake is a lake with one table whose hour was compacted: two committed
+// objects (100 and 50 rows) replaced by one of 150, and an orphan of a
+// failed flush (30 rows) that no record names.
+func testLake(t *testing.T) (root string, committedRows int64) {
+	t.Helper()
+	ctx := context.Background()
+	root = t.TempDir()
+	b, err := sink.NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := sink.NewCommitLog(b)
+	hour := t0.Truncate(time.Hour)
+	prefix := sink.RawHourPrefix("events", hour)
+	object := func(name string, rows int) sink.CommittedObject {
+		key := prefix + name
+		p := filepath.Join(root, filepath.FromSlash(key))
+		writeParquet(t, p, t0, rows, 1000)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sink.CommittedObject{Key: key, Kind: sink.KindRaw, Rows: int64(rows), Size: fi.Size(),
+			MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Duration(rows) * time.Second).UnixMicro()}
+	}
+	a, c := object("kafka:events-0-0-w1.parquet", 100), object("kafka:events-0-100-w1.parquet", 50)
+	for i, o := range []sink.CommittedObject{a, c} {
+		first := int64(100 * i)
+		if err := log.Commit(ctx, sink.CommitRecord{Table: "events", Source: "kafka:events", Partition: "0",
+			FirstOffset: first, NextOffset: first + o.Rows, Records: o.Rows, Objects: []sink.CommittedObject{o}, Writer: "w1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := []string{a.Key, c.Key}
+	merged := object("compacted-"+sink.CompactionID(keys)+"-0.parquet", 150)
+	if _, err := log.CommitCompaction(ctx, sink.CompactionRecord{Table: "events", Hour: hour, ID: sink.CompactionID(keys),
+		Replaced: []sink.ReplacedObject{{Key: a.Key, Rows: a.Rows, Size: a.Size}, {Key: c.Key, Rows: c.Rows, Size: c.Size}},
+		Objects:  []sink.CommittedObject{merged}, Rows: 150, Writer: "compactor"}); err != nil {
+		t.Fatal(err)
+	}
+	object("kafka:events-0-150-w2.parquet", 30) // an orphan: no record names it
+	return root, 150
+}
+
+// `sluice inspect --summary` over a lake counts the committed set once:
+// not the objects a compaction replaced (still there during the grace
+// period), not orphans. Outside a lake it still sums every object.
+func TestInspectSummaryReadsCommittedSet(t *testing.T) {
+	root, want := testLake(t)
+	for _, tc := range []struct {
+		name, target string
+		rows         int64
+		objects      int
+		notCommitted int
+	}{
+		{name: "table directory", target: filepath.Join(root, "events"), rows: want, objects: 1, notCommitted: 3},
+		{name: "lake root", target: root, rows: want, objects: 1, notCommitted: 3},
+		{name: "hour directory", target: filepath.Join(root, "events", "dt="+t0.Format(time.DateOnly)), rows: want, objects: 1, notCommitted: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", tc.target)
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var sum summaryReport
+			if err := json.Unmarshal([]byte(out), &sum); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if sum.Rows != tc.rows || sum.Objects != tc.objects {
+				t.Errorf("rows %d in %d objects, want %d in %d (the committed set)", sum.Rows, sum.Objects, tc.rows, tc.objects)
+			}
+			if sum.Lake == nil || sum.Lake.NotCommitted != tc.notCommitted {
+				t.Errorf("lake = %+v, want %d objects not committed", sum.Lake, tc.notCommitted)
+			}
+		})
+	}
+
+	// A copy of the objects without the lake's records is just files.
+	loose := t.TempDir()
+	if err := os.CopyFS(loose, os.DirFS(filepath.Join(root, "events"))); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", loose)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var sum summaryReport
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Lake != nil || sum.Objects != 4 || sum.Rows != 330 {
+		t.Errorf("outside a lake: %d rows in %d objects (lake %+v), want every object: 330 in 4", sum.Rows, sum.Objects, sum.Lake)
+	}
+}
