@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -103,5 +106,55 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	}
 	if sum.Lake != nil || sum.Objects != 4 || sum.Rows != 330 {
 		t.Errorf("outside a lake: %d rows in %d objects (lake %+v), want every object: 330 in 4", sum.Rows, sum.Objects, sum.Lake)
+	}
+}
+
+// The same over S3, with the lake under a prefix of the bucket (a real S3
+// server: scripts/versitygw.sh start && . .testenv/versitygw.env).
+func TestInspectSummaryS3CommittedSet(t *testing.T) {
+	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
+	if endpoint == "" {
+		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
+	}
+	root, want := testLake(t)
+	cfg := sink.S3Config{
+		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-lake-%d", time.Now().UnixNano()), Prefix: "lakes/one",
+		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
+		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := sink.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return b.Put(ctx, filepath.ToSlash(rel), bytes.NewReader(data), int64(len(data)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3Args := []string{"--s3-endpoint", endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
+		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey, "--summary", "--format", "json", "-n", "0"}
+	for _, target := range []string{"s3://" + cfg.Bucket + "/lakes/one/events/", "s3://" + cfg.Bucket + "/lakes/one/events/dt=" + t0.Format(time.DateOnly)} {
+		code, out, stderr := runInspectCmd(t, append(s3Args, target)...)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d: %s", target, code, stderr)
+		}
+		var sum summaryReport
+		if err := json.Unmarshal([]byte(out), &sum); err != nil {
+			t.Fatal(err)
+		}
+		if sum.Rows != want || sum.Objects != 1 || sum.Lake == nil || sum.Lake.NotCommitted != 3 || sum.Lake.Root != "s3://"+cfg.Bucket+"/lakes/one/" {
+			t.Errorf("%s: %d rows in %d objects, lake %+v; want %d rows in 1 object, 3 not committed, root s3://%s/lakes/one/", target, sum.Rows, sum.Objects, sum.Lake, want, cfg.Bucket)
+		}
 	}
 }
