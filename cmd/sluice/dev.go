@@ -123,7 +123,7 @@ everything the broker holds.
 	} else {
 		prodErr = runDemoProducer(prodCtx, st.broker.Addr(), events.Topic, o.rate, demoLateBy)
 	}
-	var drainErr error
+	drainErr := errors.New("the pipeline stopped first")
 	select {
 	case <-stackExited:
 	default:
@@ -143,7 +143,7 @@ everything the broker holds.
 	runErr := <-stackDone
 	if drainErr != nil {
 		logger.Warn("sluice dev stopped before everything in the broker was committed; the next start commits the rest", "err", drainErr)
-	} else {
+	} else if runErr == nil {
 		logger.Info("sluice dev stopped; everything the broker holds is committed", "objects", st.lakeDir)
 	}
 	return errors.Join(runErr, prodErr)
