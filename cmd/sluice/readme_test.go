@@ -289,10 +289,36 @@ func readmeProblems(t *testing.T, path string) []string {
 			}
 		}
 	}
+	// Inline code in prose: sluice commands, make targets, and lone flags,
+	// which belong to the subcommand the section's heading names (e.g.
+	// "What `dev` runs") or else to some subcommand.
+	inBlock, section := false, ""
 	for i, line := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inBlock = !inBlock
+			continue
+		}
+		if inBlock {
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			section = ""
+			for _, m := range inlineCode.FindAllStringSubmatch(line, -1) {
+				if err := checkCommandLine([]string{m[1]}, false); err == nil && section == "" {
+					section = m[1]
+				}
+			}
+		}
 		for _, m := range inlineCode.FindAllStringSubmatch(line, -1) {
 			words, _, err := splitShell(m[1])
 			if err != nil || len(words) == 0 {
+				continue
+			}
+			if strings.HasPrefix(words[0], "--") {
+				commands++
+				if err := checkLoneFlag(section, words); err != nil {
+					report(i+1, "`%s`: %v", m[1], err)
+				}
 				continue
 			}
 			if args, ok := sluiceArgs(words); ok && len(args) > 0 {
@@ -310,6 +336,41 @@ func readmeProblems(t *testing.T, path string) []string {
 		report(0, "no sluice command found")
 	}
 	return problems
+}
+
+// checkLoneFlag checks a flag named on its own in prose (with or without a
+// value): on the section's subcommand if its heading names one, else on any
+// subcommand.
+func checkLoneFlag(section string, words []string) error {
+	check := func(sub string) error {
+		if len(words) > 1 || strings.Contains(words[0], "=") {
+			return checkCommandLine(append([]string{sub}, words...), false)
+		}
+		root := newRootCmd(io.Discard, io.Discard)
+		cmd, _, err := root.Find([]string{sub})
+		if err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(words[0], "--")
+		if cmd.Flags().Lookup(name) == nil && cmd.InheritedFlags().Lookup(name) == nil {
+			return fmt.Errorf("%s: unknown flag: %s", cmd.CommandPath(), words[0])
+		}
+		return nil
+	}
+	if section != "" {
+		return check(section)
+	}
+	var first error
+	for _, c := range newRootCmd(io.Discard, io.Discard).Commands() {
+		err := check(c.Name())
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return fmt.Errorf("no subcommand takes it (%v)", first)
 }
 
 // checkYAMLBlock loads a YAML block of the README as what it is: a table
@@ -384,6 +445,7 @@ func TestREADMECheckCatchesMistakes(t *testing.T) {
 		{"flag in a comment", "# sluice loadtest --config /etc/sluice/sluice.yaml", "# sluice loadtest --brokers redpanda:9092 --config-file x"},
 		{"flag in inline code", "`--flush-interval` plus 15 s", "`sluice dev --flush-every` plus 15 s"},
 		{"make target", "make test-long", "make test-longer"},
+		{"lone flag of the dev section", "(`--kafka-addr`)", "(`--broker-addr`)"},
 		{"unknown config key", "  flush_interval: 30s ", "  flush_every: 30s "},
 		{"missing tables file", "# tables_file: tables.yaml", "tables_file: tables.yaml"},
 		{"summary store without keys", `access_key: "${S3_ACCESS_KEY}", secret_key: "${S3_SECRET_KEY}"}`, `}`},
