@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -258,5 +259,33 @@ func TestComposeLoadtestRuns(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "OK") {
 		t.Errorf("no verdict in the report:\n%s", stdout.String())
+	}
+}
+
+// The image build's -X flag names the variable the version comes from (a
+// wrong name links silently and leaves the version unset), so `sluice
+// version` and every Parquet footer name the release.
+func TestImageBuildSetsVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`-X (\S+)=\$\{VERSION\}`).FindStringSubmatch(string(raw))
+	if m == nil {
+		t.Fatal("deploy/Dockerfile: no -X <variable>=${VERSION} in the build's -ldflags")
+	}
+	bin := filepath.Join(t.TempDir(), "sluice")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X "+m[1]+"=v9.9.9-image", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "sluice v9.9.9-image") {
+		t.Errorf("built with -X %s=v9.9.9-image, sluice version says %q", m[1], out)
 	}
 }
