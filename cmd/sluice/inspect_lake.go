@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sluicehq/sluice/sink"
@@ -69,6 +70,10 @@ func findCommittedSet(ctx context.Context, g *globals, o inspectOptions, target 
 			if err != nil || cs == nil {
 				return cs, err
 			}
+			rel, err := filepath.Rel(root, abs)
+			if err != nil || !cs.holds(filepath.ToSlash(rel)) {
+				return nil, nil
+			}
 			cs.keyOf = func(obj inspectObject) (string, bool) {
 				p := abs
 				if fi.IsDir() {
@@ -123,6 +128,9 @@ func findS3CommittedSet(ctx context.Context, g *globals, o inspectOptions, rest 
 			if err != nil || cs == nil {
 				return cs, err
 			}
+			if !cs.holds(strings.TrimPrefix(prefix, root)) {
+				return nil, nil
+			}
 			cs.keyOf = func(obj inspectObject) (string, bool) { return strings.CutPrefix(obj.name, root) }
 			return cs, nil
 		case err != nil:
@@ -159,6 +167,18 @@ func readCommittedSet(ctx context.Context, b sink.Bucket, root string) (*committ
 		}
 	}
 	return cs, nil
+}
+
+// holds reports whether the key path rel (relative to the lake's root)
+// lies in the lake's own layout: the root itself, a table's objects, the
+// dead letters or the lake's records. A directory that merely lies under
+// the root (e.g. another store nested in it) does not.
+func (cs *committedSet) holds(rel string) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(rel, "./"), "/")
+	if first == "" || first == "." || first+"/" == sink.DeadLetterRoot || first == "_sluice" {
+		return true
+	}
+	return slices.Contains(cs.tables, first)
 }
 
 // filter keeps the Parquet and dead-letter objects in the committed set;

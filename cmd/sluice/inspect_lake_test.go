@@ -91,12 +91,29 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 		})
 	}
 
+	// Another store nested in the lake's directory is not part of it.
+	nested := filepath.Join(root, "summaries", "events")
+	if err := os.CopyFS(nested, os.DirFS(filepath.Join(root, "events"))); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", nested)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var nestedSum summaryReport
+	if err := json.Unmarshal([]byte(out), &nestedSum); err != nil {
+		t.Fatal(err)
+	}
+	if nestedSum.Lake != nil || nestedSum.Objects != 4 {
+		t.Errorf("a directory nested in the lake but not of it: %d objects, lake %+v; want every object (4), no lake", nestedSum.Objects, nestedSum.Lake)
+	}
+
 	// A copy of the objects without the lake's records is just files.
 	loose := t.TempDir()
 	if err := os.CopyFS(loose, os.DirFS(filepath.Join(root, "events"))); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", loose)
+	code, out, stderr = runInspectCmd(t, "--summary", "--format", "json", "-n", "0", loose)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
