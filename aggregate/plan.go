@@ -15,20 +15,33 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 // Link names one commit record. A window's inputs are the links whose
 // objects overlap it: compaction moves rows between objects but never
 // changes links, so a summary's recorded inputs stay true across it.
+//
+// A link of a version-1 chain is named by its first offset, a version-2
+// link by its number (Seq, never 0 for a link with data: 0 is a genesis);
+// positions alone would not do, as a re-created topic repeats them.
 type Link struct {
 	Source    string `json:"source"`
 	Partition string `json:"partition"`
-	First     int64  `json:"first"`
+	First     int64  `json:"first,omitempty"`
+	Seq       int64  `json:"seq,omitempty"`
+}
+
+// linkOf names the record's link.
+func linkOf(r lake.CommitRecord) Link {
+	if r.Version == 1 {
+		return Link{Source: r.Source, Partition: r.Partition, First: r.FirstOffset}
+	}
+	return Link{Source: r.Source, Partition: r.Partition, Seq: r.Seq}
 }
 
 func (l Link) compare(o Link) int {
-	return cmp.Or(cmp.Compare(l.Source, o.Source), cmp.Compare(l.Partition, o.Partition), cmp.Compare(l.First, o.First))
+	return cmp.Or(cmp.Compare(l.Source, o.Source), cmp.Compare(l.Partition, o.Partition), cmp.Compare(l.First, o.First), cmp.Compare(l.Seq, o.Seq))
 }
 
 // InputObject is one committed raw object as its commit record describes it.
@@ -42,12 +55,12 @@ type InputObject struct {
 }
 
 // Inputs lists the raw objects named by commit records.
-func Inputs(recs []sink.CommitRecord) []InputObject {
+func Inputs(recs []lake.CommitRecord) []InputObject {
 	var out []InputObject
 	for _, r := range recs {
-		link := Link{Source: r.Source, Partition: r.Partition, First: r.FirstOffset}
+		link := linkOf(r)
 		for _, o := range r.Objects {
-			if o.Kind != sink.KindRaw || o.Rows == 0 {
+			if o.Kind != lake.KindRaw || o.Rows == 0 {
 				continue
 			}
 			out = append(out, InputObject{Link: link, Key: o.Key, Rows: o.Rows,
@@ -62,7 +75,7 @@ func Inputs(recs []sink.CommitRecord) []InputObject {
 // largest event time each has committed, minus the allowed lateness. A
 // partition whose last commit is more than idle older than the table's
 // newest commit no longer holds the watermark back. ok is false with no data.
-func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
+func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
 	type part struct {
 		maxEvent int64
 		last     time.Time
@@ -83,7 +96,7 @@ func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (w
 			newest = r.CommittedAt
 		}
 		for _, o := range r.Objects {
-			if o.Kind == sink.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
+			if o.Kind == lake.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
 				p.maxEvent = o.MaxEventTimeMicros
 			}
 		}
@@ -135,6 +148,10 @@ func InputsHash(links []Link) string {
 		buf = append(buf, l.Partition...)
 		buf = append(buf, 0)
 		buf = strconv.AppendInt(buf, l.First, 10)
+		if l.Seq != 0 {
+			buf = append(buf, '#')
+			buf = strconv.AppendInt(buf, l.Seq, 10)
+		}
 		buf = append(buf, '\n')
 		h.Write(buf)
 	}

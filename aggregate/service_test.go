@@ -15,8 +15,9 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 func sampleTable(t *testing.T) *schema.Table {
@@ -40,7 +41,7 @@ type feeder struct {
 	rng   *rand.Rand
 }
 
-func newFeeder(t *testing.T, raw sink.Bucket, partitions int) *feeder {
+func newFeeder(t *testing.T, raw objstore.Bucket, partitions int) *feeder {
 	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +49,11 @@ func newFeeder(t *testing.T, raw sink.Bucket, partitions int) *feeder {
 	t.Cleanup(w.Close)
 	f := &feeder{t: t, w: w, rng: rand.New(rand.NewPCG(7, 11))}
 	for p := range partitions {
-		f.parts = append(f.parts, w.NewPartition(sampleTable(t), "kafka:events", fmt.Sprint(p), 0))
+		part, _, err := w.OpenPartition(context.Background(), sampleTable(t), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.parts = append(f.parts, part)
 		f.next = append(f.next, 0)
 	}
 	return f
@@ -73,7 +78,7 @@ func (f *feeder) add(n int, from, to time.Time) {
 		v := fmt.Appendf(nil, `{"ts":%q,"event_id":"e%d","user_id":"u%d","event_type":%q,"country":%s,"device":"mobile","amount":%.2f,"latency_ms":%d,"ok":true}`,
 			ts.UTC().Format(time.RFC3339Nano), f.rng.Int64(), f.rng.IntN(500)*f.rng.IntN(3), eventTypes[f.rng.IntN(len(eventTypes))], country,
 			f.rng.Float64()*100, f.rng.IntN(2000))
-		f.parts[p].Append(v, f.next[p], time.Now())
+		f.parts[p].Append(v, lake.PositionOf(f.next[p]), time.Now())
 		f.next[p]++
 	}
 }
@@ -96,8 +101,8 @@ func (f *feeder) commit() {
 	}
 }
 
-func newLocal(t *testing.T) *sink.Local {
-	b, err := sink.NewLocal(t.TempDir())
+func newLocal(t *testing.T) *objstore.Local {
+	b, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +112,10 @@ func newLocal(t *testing.T) *sink.Local {
 // checkAgainstRaw recomputes every summary object of every window size
 // exactly from the committed raw objects (minus those excluded: records
 // that came too late) and compares.
-func checkAgainstRaw(t *testing.T, tbl *schema.Table, raw, summaries sink.Bucket, exclude map[string]bool) (windows int) {
+func checkAgainstRaw(t *testing.T, tbl *schema.Table, raw, summaries objstore.Bucket, exclude map[string]bool) (windows int) {
 	t.Helper()
 	ctx := context.Background()
-	live, err := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +128,7 @@ func checkAgainstRaw(t *testing.T, tbl *schema.Table, raw, summaries sink.Bucket
 	}
 	for _, w := range tbl.Rollup.Windows {
 		prefix := tbl.Name + "/" + aggregate.WindowName(w) + "/"
-		err := summaries.Iter(ctx, prefix, func(a sink.ObjectAttrs) error {
+		err := summaries.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 			data := readAll(t, summaries, a.Key)
 			sum, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), tbl)
 			if err != nil {
@@ -151,7 +156,7 @@ func checkAgainstRaw(t *testing.T, tbl *schema.Table, raw, summaries sink.Bucket
 	return windows
 }
 
-func readAll(t *testing.T, b sink.Bucket, key string) []byte {
+func readAll(t *testing.T, b objstore.Bucket, key string) []byte {
 	t.Helper()
 	rc, err := b.Get(context.Background(), key)
 	if err != nil {
@@ -165,7 +170,7 @@ func readAll(t *testing.T, b sink.Bucket, key string) []byte {
 	return data
 }
 
-func newService(t *testing.T, raw, summaries sink.Bucket, owner string, reg prometheus.Registerer) *aggregate.Service {
+func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg prometheus.Registerer) *aggregate.Service {
 	t.Helper()
 	svc, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second}, raw, summaries,
 		[]*schema.Table{sampleTable(t)}, owner, slog.New(slog.DiscardHandler), reg)
@@ -216,14 +221,14 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	// own flush so the test knows which objects hold too-late records.
 	f.add(500, base.Add(3*time.Hour), base.Add(3*time.Hour+50*time.Minute))
 	f.commit()
-	live0, _ := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live0, _ := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	before := map[string]bool{}
 	for _, o := range live0 {
 		before[o.Key] = true
 	}
 	f.add(300, base.Add(5*time.Minute), base.Add(40*time.Minute))
 	f.commit()
-	live1, _ := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live1, _ := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	tooLate := map[string]bool{}
 	for _, o := range live1 {
 		if !before[o.Key] {
@@ -299,10 +304,10 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	checkAgainstRaw(t, tbl, raw, shared, nil)
 }
 
-func listObjects(t *testing.T, b sink.Bucket, prefix string) map[string][]byte {
+func listObjects(t *testing.T, b objstore.Bucket, prefix string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	err := b.Iter(context.Background(), prefix, func(a sink.ObjectAttrs) error {
+	err := b.Iter(context.Background(), prefix, func(a objstore.ObjectAttrs) error {
 		if !strings.HasPrefix(a.Key, aggregate.LockPrefix) {
 			out[a.Key] = readAll(t, b, a.Key)
 		}

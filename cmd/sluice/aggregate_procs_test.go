@@ -14,8 +14,8 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/loadtest/bench"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // Two `sluice aggregate` processes on the same stores at once produce the
@@ -92,12 +92,12 @@ func TestTwoAggregatorProcesses(t *testing.T) {
 
 func summaryFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
-	b, err := sink.NewLocal(dir)
+	b, err := objstore.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]byte{}
-	err = b.Iter(context.Background(), "", func(a sink.ObjectAttrs) error {
+	err = b.Iter(context.Background(), "", func(a objstore.ObjectAttrs) error {
 		if strings.HasPrefix(a.Key, "_sluice/") {
 			return nil // leases
 		}
@@ -140,7 +140,7 @@ type aggregateFixture struct {
 func newAggregateFixture(t *testing.T, dir string, events, seed int64) aggregateFixture {
 	t.Helper()
 	f := aggregateFixture{dir: dir, lake: filepath.Join(dir, "lake"), table: schema.SampleTables()[0]}
-	raw, err := sink.NewLocal(f.lake)
+	raw, err := objstore.NewLocal(f.lake)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kafkabroker"
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // Ctrl-C of `sluice dev` stops the demo producer first and lets the
@@ -31,13 +32,13 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lake := filepath.Join(dataDir, "lake")
+	lakeDir := filepath.Join(dataDir, "lake")
 	committed := func() int64 {
-		b, err := sink.NewLocal(lake)
+		b, err := objstore.NewLocal(lakeDir)
 		if err != nil {
 			return 0
 		}
-		recs, err := sink.NewCommitLog(b).Records(context.Background(), "events")
+		recs, err := lake.NewCommitLog(b).Records(context.Background(), "events")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,11 +62,11 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 	}
 
 	ends := brokerEndOffsets(t, filepath.Join(dataDir, "kafka"), "events")
-	b, err := sink.NewLocal(lake)
+	b, err := objstore.NewLocal(lakeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chains, err := sink.NewCommitLog(b).Chains(context.Background(), "events")
+	chains, err := lake.NewCommitLog(b).Chains(context.Background(), "events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,11 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 			continue
 		}
 		if end, ok := ch.End(); ok {
-			chainEnds[ch.Partition] = end
+			next, ok := end.Next.Int64()
+			if !ok {
+				t.Fatalf("partition %s: chain ends at %s, not a Kafka offset", ch.Partition, end.Next)
+			}
+			chainEnds[ch.Partition] = next
 		}
 	}
 	var total int64

@@ -10,7 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // lakeSummary says that a summary read a lake's committed set, not every
@@ -41,7 +42,7 @@ var errFound = errors.New("found")
 
 // findCommittedSet looks for the lake that target lies in (target itself or
 // an ancestor holding commit records under _sluice/commits/) and reads its
-// committed set the way every reader must (sink.CommitLog.LiveObjects):
+// committed set the way every reader must (lake.CommitLog.LiveObjects):
 // objects named by commit records, with compactions applied. It returns nil
 // when target is not inside a lake (e.g. a summary store or a loose file).
 func findCommittedSet(ctx context.Context, g *globals, o inspectOptions, target string) (*committedSet, error) {
@@ -61,8 +62,8 @@ func findCommittedSet(ctx context.Context, g *globals, o inspectOptions, target 
 		base = filepath.Dir(abs)
 	}
 	for root := base; ; root = filepath.Dir(root) {
-		if st, err := os.Stat(filepath.Join(root, filepath.FromSlash(sink.CommitsRoot))); err == nil && st.IsDir() {
-			b, err := sink.NewLocal(root)
+		if st, err := os.Stat(filepath.Join(root, filepath.FromSlash(lake.CommitsRoot))); err == nil && st.IsDir() {
+			b, err := objstore.NewLocal(root)
 			if err != nil {
 				return nil, err
 			}
@@ -97,7 +98,7 @@ func findS3CommittedSet(ctx context.Context, g *globals, o inspectOptions, rest 
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	cfg := o.s3
 	cfg.Bucket = bucket
-	b, err := sink.NewS3(cfg, g.Logger())
+	b, err := objstore.NewS3(cfg, g.Logger())
 	if err != nil {
 		return nil, err
 	}
@@ -115,12 +116,12 @@ func findS3CommittedSet(ctx context.Context, g *globals, o inspectOptions, rest 
 		if dir != "" {
 			root = dir + "/"
 		}
-		err := b.Iter(ctx, root+sink.CommitsRoot, func(sink.ObjectAttrs) error { return errFound })
+		err := b.Iter(ctx, root+lake.CommitsRoot, func(objstore.ObjectAttrs) error { return errFound })
 		switch {
 		case errors.Is(err, errFound):
 			rc := cfg
 			rc.Prefix = strings.TrimSuffix(root, "/")
-			rb, err := sink.NewS3(rc, g.Logger())
+			rb, err := objstore.NewS3(rc, g.Logger())
 			if err != nil {
 				return nil, err
 			}
@@ -143,8 +144,8 @@ func findS3CommittedSet(ctx context.Context, g *globals, o inspectOptions, rest 
 	}
 }
 
-func readCommittedSet(ctx context.Context, b sink.Bucket, root string) (*committedSet, error) {
-	log := sink.NewCommitLog(b)
+func readCommittedSet(ctx context.Context, b objstore.Bucket, root string) (*committedSet, error) {
+	log := lake.NewCommitLog(b)
 	tables, err := log.Tables(ctx)
 	if err != nil {
 		return nil, err
@@ -175,7 +176,7 @@ func readCommittedSet(ctx context.Context, b sink.Bucket, root string) (*committ
 // the root (e.g. another store nested in it) does not.
 func (cs *committedSet) holds(rel string) bool {
 	first, _, _ := strings.Cut(strings.TrimPrefix(rel, "./"), "/")
-	if first == "" || first == "." || first+"/" == sink.DeadLetterRoot || first == "_sluice" {
+	if first == "" || first == "." || first+"/" == lake.DeadLetterRoot || first == "_sluice" {
 		return true
 	}
 	return slices.Contains(cs.tables, first)

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // testLake is a lake with one table whose hour was compacted: two committed
@@ -21,37 +22,47 @@ func testLake(t *testing.T) (root string, committedRows int64) {
 	t.Helper()
 	ctx := context.Background()
 	root = t.TempDir()
-	b, err := sink.NewLocal(root)
+	b, err := objstore.NewLocal(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := sink.NewCommitLog(b)
+	log := lake.NewCommitLog(b)
 	hour := t0.Truncate(time.Hour)
-	prefix := sink.RawHourPrefix("events", hour)
-	object := func(name string, rows int) sink.CommittedObject {
+	prefix := lake.RawHourPrefix("events", hour)
+	object := func(name string, rows int) lake.CommittedObject {
 		key := prefix + name
 		p := filepath.Join(root, filepath.FromSlash(key))
 		writeParquet(t, p, t0, rows, 1000)
-		fi, err := os.Stat(p)
+		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return sink.CommittedObject{Key: key, Kind: sink.KindRaw, Rows: int64(rows), Size: fi.Size(),
+		return lake.CommittedObject{Key: key, Kind: lake.KindRaw, Rows: int64(rows), Size: int64(len(data)), Checksum: lake.Checksum(data),
 			MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Duration(rows) * time.Second).UnixMicro()}
 	}
 	a, c := object("kafka:events-0-0-w1.parquet", 100), object("kafka:events-0-100-w1.parquet", 50)
-	for i, o := range []sink.CommittedObject{a, c} {
-		first := int64(100 * i)
-		if err := log.Commit(ctx, sink.CommitRecord{Table: "events", Source: "kafka:events", Partition: "0",
-			FirstOffset: first, NextOffset: first + o.Rows, Records: o.Rows, Objects: []sink.CommittedObject{o}, Writer: "w1"}); err != nil {
+	end, err := log.Open(ctx, "events", "kafka:events", "0", "w1", func(context.Context) (lake.Genesis, error) {
+		return lake.Genesis{At: lake.PositionOf(0), Reason: "test"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []lake.CommittedObject{a, c} {
+		next := end.Next
+		for range o.Rows {
+			next = next.Succ()
+		}
+		if err := log.Commit(ctx, lake.CommitRecord{Table: "events", Source: "kafka:events", Partition: "0", Seq: end.Seq, Kind: lake.LinkData,
+			First: end.Next, Next: next, Records: o.Rows, Objects: []lake.CommittedObject{o}, Writer: "w1"}); err != nil {
 			t.Fatal(err)
 		}
+		end.Seq, end.Next = end.Seq+1, next
 	}
 	keys := []string{a.Key, c.Key}
-	merged := object("compacted-"+sink.CompactionID(keys)+"-0.parquet", 150)
-	if _, err := log.CommitCompaction(ctx, sink.CompactionRecord{Table: "events", Hour: hour, ID: sink.CompactionID(keys),
-		Replaced: []sink.ReplacedObject{{Key: a.Key, Rows: a.Rows, Size: a.Size}, {Key: c.Key, Rows: c.Rows, Size: c.Size}},
-		Objects:  []sink.CommittedObject{merged}, Rows: 150, Writer: "compactor"}); err != nil {
+	merged := object("compacted-"+lake.CompactionID(keys)+"-0.parquet", 150)
+	if _, err := log.CommitCompaction(ctx, lake.CompactionRecord{Table: "events", Hour: hour, ID: lake.CompactionID(keys),
+		Replaced: []lake.ReplacedObject{{Key: a.Key, Rows: a.Rows, Size: a.Size}, {Key: c.Key, Rows: c.Rows, Size: c.Size}},
+		Objects:  []lake.CommittedObject{merged}, Rows: 150, Writer: "compactor"}); err != nil {
 		t.Fatal(err)
 	}
 	object("kafka:events-0-150-w2.parquet", 30) // an orphan: no record names it
@@ -134,14 +145,14 @@ func TestInspectSummaryS3CommittedSet(t *testing.T) {
 		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
 	}
 	root, want := testLake(t)
-	cfg := sink.S3Config{
+	cfg := objstore.S3Config{
 		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-lake-%d", time.Now().UnixNano()), Prefix: "lakes/one",
 		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
 		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := sink.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
+	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

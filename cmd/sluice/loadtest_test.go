@@ -15,9 +15,10 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/harness"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // TestLoadtest is the load test CI runs: 20 s at 5,000 events/s against the
@@ -55,11 +56,11 @@ func TestLoadtest(t *testing.T) {
 	}
 	defer stop()
 
-	raw, err := sink.NewLocal(st.lakeDir)
+	raw, err := objstore.NewLocal(st.lakeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums, err := sink.NewLocal(st.summaryDir)
+	sums, err := objstore.NewLocal(st.summaryDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,15 +116,15 @@ func TestLoadtest(t *testing.T) {
 }
 
 func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, env harness.Env, truth *harness.Truth, lakeDir, summaryDir string) {
-	recs, err := sink.NewCommitLog(env.Raw).Records(ctx, env.Table.Name)
+	recs, err := lake.NewCommitLog(env.Raw).Records(ctx, env.Table.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec sink.CommitRecord
-	var obj sink.CommittedObject
+	var rec lake.CommitRecord
+	var obj lake.CommittedObject
 	for _, r := range recs {
 		for _, o := range r.Objects {
-			if o.Kind == sink.KindRaw && o.Rows > 0 && obj.Key == "" {
+			if o.Kind == lake.KindRaw && o.Rows > 0 && obj.Key == "" {
 				rec, obj = r, o
 			}
 		}
@@ -132,7 +133,7 @@ func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, en
 		t.Fatal("no committed raw object")
 	}
 	objPath := filepath.Join(lakeDir, filepath.FromSlash(obj.Key))
-	recPath := filepath.Join(lakeDir, filepath.FromSlash(sink.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)))
+	recPath := filepath.Join(lakeDir, filepath.FromSlash(lake.RecordKey(rec)))
 
 	cases := []struct {
 		name  string
@@ -161,7 +162,7 @@ func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, en
 				dupPath := filepath.Join(lakeDir, filepath.FromSlash(dup.Key))
 				writeFile(t, dupPath, data)
 				r := rec
-				r.Objects = append(append([]sink.CommittedObject(nil), rec.Objects...), dup)
+				r.Objects = append(append([]lake.CommittedObject(nil), rec.Objects...), dup)
 				r.Records += dup.Rows
 				js, err := json.Marshal(r)
 				if err != nil {

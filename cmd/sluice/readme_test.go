@@ -17,8 +17,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // The README is tested like code: every command in it exists with the flags
@@ -560,11 +561,11 @@ func runReadmeCommand(t *testing.T, name string, args []string) bool {
 	done := make(chan int, 1)
 	go func() { done <- run(devCtx, full, &stdout, &stderr) }()
 	ready := func() bool {
-		b, err := sink.NewLocal(filepath.Join("sluice-data", "lake"))
+		b, err := objstore.NewLocal(filepath.Join("sluice-data", "lake"))
 		if err != nil {
 			return false
 		}
-		recs, err := sink.NewCommitLog(b).Records(ctx, "events")
+		recs, err := lake.NewCommitLog(b).Records(ctx, "events")
 		if err != nil || len(recs) == 0 {
 			return false
 		}

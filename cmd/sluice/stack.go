@@ -16,10 +16,12 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // stackOptions shape the embedded stack: what `sluice dev` runs, and what
@@ -46,7 +48,7 @@ type devStack struct {
 	reg        *prometheus.Registry
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
-	src        *ingest.KafkaSource
+	src        *kafka.Source
 	agg        *aggregate.Service
 	srv        *httpserver.Server
 }
@@ -82,7 +84,7 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 		}
 	}()
 	s.cfg = &fileConfig{
-		Kafka:        ingest.KafkaConfig{Brokers: []string{s.broker.Addr()}, Group: o.group}.WithDefaults(),
+		Kafka:        kafka.Config{Brokers: []string{s.broker.Addr()}, Group: o.group}.WithDefaults(),
 		Store:        storeConfig{LocalDir: s.lakeDir},
 		Ingest:       ingest.WriterConfig{FlushInterval: o.flushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
 		HTTP:         httpConfig{Addr: o.httpAddr},
@@ -149,11 +151,11 @@ func (s *devStack) awaitCommitted(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	bucket, err := sink.NewLocal(s.lakeDir)
+	bucket, err := objstore.NewLocal(s.lakeDir)
 	if err != nil {
 		return err
 	}
-	log := sink.NewCommitLog(bucket)
+	log := lake.NewCommitLog(bucket)
 	source := "kafka:" + s.events.Topic
 	for {
 		chains, err := log.Chains(ctx, s.events.Name)
@@ -168,8 +170,10 @@ func (s *devStack) awaitCommitted(ctx context.Context) error {
 			if ch.Source != source {
 				continue
 			}
-			if at, ok := ch.End(); ok && at >= ends[ch.Partition] {
-				delete(behind, ch.Partition)
+			if end, ok := ch.End(); ok {
+				if at, ok := end.Next.Int64(); ok && at >= ends[ch.Partition] {
+					delete(behind, ch.Partition)
+				}
 			}
 		}
 		for p, end := range behind {

@@ -11,9 +11,10 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // AggregateConfig describes one aggregation benchmark.
@@ -35,7 +36,7 @@ type AggregateConfig struct {
 // PrepareRaw writes cfg.Events generated events through the real ingest
 // writer (decoder, Parquet encoder, commit records) into b, spread over
 // cfg.Partitions partitions, and returns the committed raw objects' bytes.
-func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]byte, error) {
+func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([][]byte, error) {
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		return nil, err
@@ -52,7 +53,10 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 	parts := make([]*ingest.Partition, cfg.Partitions)
 	offsets := make([]int64, cfg.Partitions)
 	for i := range parts {
-		parts[i] = w.NewPartition(cfg.Table, "kafka:events", fmt.Sprint(i), 0)
+		parts[i], _, err = w.OpenPartition(ctx, cfg.Table, "kafka:events", fmt.Sprint(i), ingest.StartAt(lake.Position{}, "bench"))
+		if err != nil {
+			return nil, err
+		}
 	}
 	results := make(chan ingest.FlushResult, cfg.Partitions)
 	var buf []byte
@@ -69,7 +73,7 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 		value, key, _ = g.Next(buf[:0])
 		buf = value
 		n := int(hashKey(key) % uint32(cfg.Partitions))
-		parts[n].Append(value, offsets[n], time.Now())
+		parts[n].Append(value, lake.PositionOf(offsets[n]), time.Now())
 		offsets[n]++
 		if parts[n].Pending() >= int64(cfg.FlushRecords) {
 			if err := flush(parts[n]); err != nil {
@@ -88,7 +92,7 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 	if cfg.Progress != nil {
 		cfg.Progress("prepare", cfg.Events, cfg.Events)
 	}
-	live, err := sink.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
+	live, err := lake.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +124,7 @@ func hashKey(k []byte) uint32 {
 
 // RunAggregate prepares the raw objects and aggregates them, as
 // `sluice bench aggregate` does.
-func RunAggregate(ctx context.Context, b sink.Bucket, cfg AggregateConfig) (aggregate.BenchResult, error) {
+func RunAggregate(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) (aggregate.BenchResult, error) {
 	objects, err := PrepareRaw(ctx, b, cfg)
 	if err != nil {
 		return aggregate.BenchResult{}, err

@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // maxFailures bounds the differences listed per check.
@@ -45,9 +46,9 @@ type DeadLetterCheck struct {
 
 // checkDeadLetters reads every live dead-letter object and compares each
 // line's reason with the kind of record produced at its position.
-func checkDeadLetters(ctx context.Context, raw sink.Bucket, table string, truth *Truth) (DeadLetterCheck, error) {
+func checkDeadLetters(ctx context.Context, raw objstore.Bucket, table string, truth *Truth) (DeadLetterCheck, error) {
 	res := DeadLetterCheck{ByReason: map[string]int64{}}
-	objs, err := sink.NewCommitLog(raw).LiveDeadLetters(ctx, table)
+	objs, err := lake.NewCommitLog(raw).LiveDeadLetters(ctx, table)
 	if err != nil {
 		return res, fmt.Errorf("list dead letters: %w", err)
 	}
@@ -55,7 +56,7 @@ func checkDeadLetters(ctx context.Context, raw sink.Bucket, table string, truth 
 	for _, o := range objs {
 		data, err := readAll(ctx, raw, o.Key)
 		if err != nil {
-			if sink.IsNotExist(err) {
+			if objstore.IsNotExist(err) {
 				continue // the raw verifier reports it as missing
 			}
 			return res, err
@@ -111,14 +112,14 @@ type SummaryCheck struct {
 // summaryInputs is what the summaries are checked against: the commit log
 // and the live raw objects at the end of the run.
 type summaryInputs struct {
-	recs []sink.CommitRecord
-	live []sink.LiveObject
+	recs []lake.CommitRecord
+	live []lake.LiveObject
 	wm   time.Time
 }
 
 func loadSummaryInputs(ctx context.Context, env Env, idle time.Duration) (summaryInputs, bool, error) {
 	var in summaryInputs
-	cl := sink.NewCommitLog(env.Raw)
+	cl := lake.NewCommitLog(env.Raw)
 	recs, err := cl.Records(ctx, env.Table.Name)
 	if err != nil {
 		return in, false, fmt.Errorf("read commit log: %w", err)
@@ -149,7 +150,7 @@ func staleWindows(ctx context.Context, env Env, in summaryInputs) (stale, closed
 			states, ok := units[key]
 			if !ok {
 				states, err = readWindowStates(ctx, env.Summaries, key)
-				if sink.IsNotExist(err) {
+				if objstore.IsNotExist(err) {
 					states, err = map[int64]aggregate.WindowState{}, nil
 				}
 				if err != nil {
@@ -205,7 +206,7 @@ func checkSummaries(ctx context.Context, env Env, in summaryInputs, truth *Truth
 			if key != unitKey {
 				unitKey, unit, states = key, nil, nil
 				data, err := readAll(ctx, env.Summaries, key)
-				if err != nil && !sink.IsNotExist(err) {
+				if err != nil && !objstore.IsNotExist(err) {
 					return res, err
 				}
 				if err == nil {
@@ -246,7 +247,7 @@ func checkSummaries(ctx context.Context, env Env, in summaryInputs, truth *Truth
 				if !ok {
 					var err error
 					if d, err = readAll(ctx, env.Raw, k); err != nil {
-						if sink.IsNotExist(err) {
+						if objstore.IsNotExist(err) {
 							continue // the raw verifier reports it as missing
 						}
 						return res, err

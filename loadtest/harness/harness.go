@@ -13,9 +13,10 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // Env is the pipeline under test, as the harness reaches it.
@@ -28,9 +29,9 @@ type Env struct {
 	// Source is the commit-record source of the topic, "kafka:<topic>".
 	Source string
 	// Raw holds the committed raw objects and the commit log.
-	Raw sink.Bucket
+	Raw objstore.Bucket
 	// Summaries holds the summary objects; nil skips summary checks.
-	Summaries sink.Bucket
+	Summaries objstore.Bucket
 	// IdleTimeout is the aggregator's idle timeout (for the watermark).
 	IdleTimeout time.Duration
 	// ConsumerLag, if set, reads the ingester's lag gauge.
@@ -208,7 +209,7 @@ func progressOut(env Env) io.Writer {
 // past its last acknowledged offset, or timeout.
 func waitCommitted(ctx context.Context, env Env, truth *Truth, timeout time.Duration) (bool, error) {
 	want := truth.Expected.Ends()
-	cl := sink.NewCommitLog(env.Raw)
+	cl := lake.NewCommitLog(env.Raw)
 	deadline := time.Now().Add(timeout)
 	for {
 		chains, err := cl.Chains(ctx, env.Table.Name)
@@ -221,7 +222,7 @@ func waitCommitted(ctx context.Context, env Env, truth *Truth, timeout time.Dura
 				continue
 			}
 			if end, ok := ch.End(); ok {
-				ends[ch.Partition] = end
+				ends[ch.Partition], _ = end.Next.Int64()
 			}
 		}
 		done := true
@@ -280,7 +281,7 @@ func waitSummaries(ctx context.Context, env Env, timeout time.Duration) error {
 func commitLatency(ctx context.Context, env Env, truth *Truth) (*hdr.Histogram, time.Time, error) {
 	h := newLatencyHistogram()
 	var last time.Time
-	chains, err := sink.NewCommitLog(env.Raw).Chains(ctx, env.Table.Name)
+	chains, err := lake.NewCommitLog(env.Raw).Chains(ctx, env.Table.Name)
 	if err != nil {
 		return h, last, fmt.Errorf("read commit log: %w", err)
 	}
@@ -301,10 +302,10 @@ func commitLatency(ctx context.Context, env Env, truth *Truth) (*hdr.Histogram, 
 		s := samples[int32(p)]
 		i := 0
 		for _, r := range ch.Records { // chain order is offset order
-			for i < len(s) && s[i].offset < r.FirstOffset {
+			for first, _ := r.Offsets(); i < len(s) && s[i].offset < first; {
 				i++
 			}
-			for ; i < len(s) && s[i].offset < r.NextOffset; i++ {
+			for _, next := r.Offsets(); i < len(s) && s[i].offset < next; i++ {
 				_ = h.RecordValue(max(1, r.CommittedAt.Sub(s[i].at).Microseconds()))
 			}
 		}
