@@ -33,10 +33,11 @@ import (
 // is remembered, so a test can see that none was written twice.
 type faultBucket struct {
 	objstore.Bucket
-	putHook func(key string, n int64) error // n counts raw uploads, from 1
-	raw     atomic.Int64
-	mu      sync.Mutex
-	written map[string]int
+	putHook    func(key string, n int64) error     // n counts raw uploads, from 1
+	commitHook func(key string, data []byte) error // called (serially) before each conditional create
+	raw        atomic.Int64
+	mu         sync.Mutex
+	written    map[string]int
 }
 
 func newFaultBucket(b objstore.Bucket) *faultBucket {
@@ -53,6 +54,18 @@ func (f *faultBucket) Put(ctx context.Context, key string, r io.Reader, size int
 	f.written[key]++
 	f.mu.Unlock()
 	return f.Bucket.Put(ctx, key, r, size)
+}
+
+func (f *faultBucket) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	if f.commitHook != nil {
+		f.mu.Lock()
+		err := f.commitHook(key, data)
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return f.Bucket.PutIfAbsent(ctx, key, data)
 }
 
 // produceIDs produces n good events with ids prefix-0 ... prefix-(n-1) to
@@ -209,23 +222,43 @@ func TestLaterFlushFailsFirstBeforeFirstCommit(t *testing.T) {
 	c := newCluster(t, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "a", 3000)
 	b := newFaultBucket(newLocalBucket(t))
-	earlierFailed := make(chan struct{})
+	// The first two raw uploads (two flushes in flight) wait for each other;
+	// then the later flush's (the larger number in its name: link or first
+	// offset) fails at once and the earlier one's fails after it.
+	var mu sync.Mutex
+	var arrived []int64
+	both, laterFailed := make(chan struct{}), make(chan struct{})
 	b.putHook = func(key string, n int64) error {
-		switch n {
-		case 1: // the earlier flush: slow, then fails
-			select {
-			case <-earlierFailed:
-			case <-time.After(2 * time.Second):
-			}
-			time.Sleep(300 * time.Millisecond)
-			return errors.New("injected: the earlier flush's upload fails last")
-		case 2: // the later flush fails at once
-			defer close(earlierFailed)
+		if n > 2 {
+			return nil
+		}
+		num := flushNumber(t, key)
+		mu.Lock()
+		arrived = append(arrived, num)
+		if len(arrived) == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+		case <-time.After(10 * time.Second):
+			t.Error("the two flushes were never in flight together")
+			return nil
+		}
+		mu.Lock()
+		later := num == max(arrived[0], arrived[1])
+		mu.Unlock()
+		if later {
+			defer close(laterFailed)
 			return errors.New("injected: the later flush's upload fails first")
 		}
-		return nil
+		<-laterFailed
+		time.Sleep(300 * time.Millisecond)
+		return errors.New("injected: the earlier flush's upload fails last")
 	}
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: time.Hour}, prometheus.NewRegistry())
+	// Small fetches, so that several flushes start one after another.
+	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 16 << 10, FetchMaxPartitionBytes: 16 << 10}
+	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 500 * time.Millisecond}, prometheus.NewRegistry())
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
 	checkIDs(t, want, committedIDs(t, b))
@@ -234,17 +267,37 @@ func TestLaterFlushFailsFirstBeforeFirstCommit(t *testing.T) {
 	}
 }
 
+// flushNumber is the 20-digit number in a raw object's name, which grows
+// with each flush of a partition.
+func flushNumber(t *testing.T, key string) int64 {
+	t.Helper()
+	for _, part := range strings.Split(key[strings.LastIndex(key, "/")+1:], "-") {
+		if len(part) == 20 {
+			var n int64
+			if _, err := fmt.Sscan(part, &n); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no flush number in %s", key)
+	return 0
+}
+
 // Fault 7: a rewind makes the writer upload the same records again; no key
 // may be written twice (a committed object must never be replaced).
 func TestObjectKeysNeverReused(t *testing.T) {
 	c := newCluster(t, 2)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "k", 2000)
 	b := newFaultBucket(newLocalBucket(t))
-	b.putHook = func(key string, n int64) error {
-		if n%3 == 0 && n < 12 {
-			return errors.New("injected upload failure")
+	// Commits fail after their objects were uploaded: the retry uploads the
+	// same records again.
+	attempted := map[string]bool{}
+	b.commitHook = func(key string, data []byte) error {
+		if bytes.Contains(data, []byte(`"kind":"genesis"`)) || attempted[key] || len(attempted) >= 6 {
+			return nil
 		}
-		return nil
+		attempted[key] = true // each link's first attempt fails, after its objects were uploaded
+		return errors.New("injected commit failure")
 	}
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 150, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
 	waitIDs(t, b, want, 30*time.Second)

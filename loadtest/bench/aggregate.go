@@ -30,7 +30,11 @@ type AggregateConfig struct {
 	// EventsPerSecond of event time (default 1000): lower spreads the events
 	// over more windows.
 	EventsPerSecond float64
-	Progress        func(phase string, done, total int64)
+	// Start is the first event time; zero is midnight UTC two days ago.
+	Start time.Time
+	// Truth, if set, is given every event written, for checking summaries.
+	Truth    *gen.Truth
+	Progress func(phase string, done, total int64)
 }
 
 // PrepareRaw writes cfg.Events generated events through the real ingest
@@ -46,7 +50,11 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 	if eps == 0 {
 		eps = 1000
 	}
-	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: time.Now().UTC().Add(-48 * time.Hour).Truncate(24 * time.Hour), EventsPerSecond: eps})
+	start := cfg.Start
+	if start.IsZero() {
+		start = time.Now().UTC().Add(-48 * time.Hour).Truncate(24 * time.Hour)
+	}
+	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: start, EventsPerSecond: eps})
 	if err != nil {
 		return nil, err
 	}
@@ -69,9 +77,11 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 		return r.Err
 	}
 	for i := range cfg.Events {
-		var value, key []byte
-		value, key, _ = g.Next(buf[:0])
+		value, key, ev := g.Next(buf[:0])
 		buf = value
+		if cfg.Truth != nil {
+			cfg.Truth.Add(&ev)
+		}
 		n := int(hashKey(key) % uint32(cfg.Partitions))
 		parts[n].Append(value, lake.PositionOf(offsets[n]), time.Now())
 		offsets[n]++

@@ -89,8 +89,10 @@ pre{background:#fff;padding:12px;border-radius:8px;overflow:auto;font-size:12px}
 {{if .R.Failures}}<div class="fail"><b>What differs</b><ul>{{range .R.Failures}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
 <div class="cards">{{range .Cards}}<div class="card"><div class="l">{{.Label}}</div><div class="v">{{.Value}}</div><div class="n">{{.Note}}</div></div>{{end}}</div>
 <div class="charts">{{range .Charts}}<div class="chart">{{.}}</div>{{end}}</div>
-{{with .R.Summaries}}<h2>Summaries</h2><table><tr><th>window</th><th>closed</th><th>verified</th><th>wrong</th><th>too large</th><th>open</th><th>groups</th></tr>
-{{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Closed}}</td><td>{{.Verified}}</td><td>{{.Failed}}</td><td>{{.Skipped}}</td><td>{{.Open}}</td><td>{{.Groups}}</td></tr>{{end}}</table>{{end}}
+{{with .R.Summaries}}<h2>Summaries</h2><table><tr><th>window</th><th>closed</th><th>verified</th><th>wrong</th><th>open</th><th>groups</th></tr>
+{{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Closed}}</td><td>{{.Verified}}</td><td>{{.Failed}}</td><td>{{.Open}}</td><td>{{.Groups}}</td></tr>{{end}}</table>
+<p>Every measure of every closed window compared with the generators' own truth.</p>{{end}}
+{{with .R.Aggregator}}<p>Aggregator: {{.Summarised}} windows summarised, {{.Recomputed}} recomputed for late data, {{.Late}} frozen windows got {{.TooLateRecords}} too-late records; {{$.R.Produced.LateBeyondLateness}} events were produced later than the allowed lateness.</p>{{end}}
 <h2>Latency</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>samples</th></tr>
 {{with .R.AckLatencyMS}}<tr><td>produce → broker ack (ms)</td><td>{{printf "%.1f" .P50}}</td><td>{{printf "%.1f" .P90}}</td><td>{{printf "%.1f" .P99}}</td><td>{{printf "%.1f" .P999}}</td><td>{{printf "%.1f" .Max}}</td><td>{{.Count}}</td></tr>{{end}}
 {{with .R.CommitLatencyMS}}<tr><td>broker ack → committed (ms)</td><td>{{printf "%.0f" .P50}}</td><td>{{printf "%.0f" .P90}}</td><td>{{printf "%.0f" .P99}}</td><td>{{printf "%.0f" .P999}}</td><td>{{printf "%.0f" .Max}}</td><td>{{.Count}}</td></tr>{{end}}
