@@ -5,7 +5,8 @@ GO ?= go
 
 .PHONY: test test-long faults build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean
 
-## test: the default suite (gofmt, vet, race tests against a real S3 server and broker)
+## test: the default suite (gofmt, vet, deploy files, race tests against a real S3 server and broker);
+## it apt-installs prometheus, docker-compose and jq when missing, which needs root (see README, Tests)
 test:
 	scripts/test.sh
 

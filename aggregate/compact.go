@@ -274,7 +274,7 @@ func (c *Compactor) writePart(ctx context.Context, dir string, table *schema.Tab
 	}
 	defer f.Close()
 	pw := parquet.NewWriter(f, m.schema,
-		parquet.CreatedBy("sluice", "", ""),
+		schema.CreatedBy(),
 		parquet.DataPageStatistics(false),
 		parquet.DictionaryMaxBytes(1<<20),
 		parquet.KeyValueMetadata("sluice.compaction", key),

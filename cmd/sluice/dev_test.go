@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,19 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		out, err := exec.Command(bin, "inspect", summaries).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "window_start") {
 			t.Fatalf("inspect summaries: %v\n%s", err, out)
+		}
+		// The README's promise: the first summary is of the minute dev
+		// started in, not of an earlier one holding only late events.
+		out, err = exec.Command(bin, "inspect", "--summary", "--format", "json", "-n", "0", summaries).Output()
+		if err != nil {
+			t.Fatalf("inspect --summary: %v", err)
+		}
+		var sum summaryReport
+		if err := json.Unmarshal(out, &sum); err != nil || sum.EventTime == nil || sum.EventTime.Column != "window_start" {
+			t.Fatalf("inspect --summary: %v\n%s", err, out)
+		}
+		if first := started.Truncate(time.Minute); sum.EventTime.Min.Before(first) {
+			t.Errorf("first summary window starts %s, before the minute dev started in (%s)", sum.EventTime.Min, first)
 		}
 	}
 

@@ -40,7 +40,10 @@ commit record when it is one; a .jsonl object as dead letters with a count per
 reason.
 
 With --summary, Parquet objects under the prefix are aggregated: totals, the
-union of event-time ranges, and the distinct schemas.
+union of event-time ranges, and the distinct schemas. Inside a lake (a
+directory or prefix with commit records under _sluice/commits/) only the
+committed set counts, as every reader sees it: objects a compaction replaced
+and orphans of failed flushes are left out (and counted as not committed).
 
 S3 credentials: --s3-access-key/--s3-secret-key, or else AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, the shared credentials file, or the instance role.`,
@@ -116,7 +119,19 @@ func runInspect(ctx context.Context, g *globals, o inspectOptions, target string
 	}
 	out := newInspectPrinter(g.stdout, o)
 	if o.summary {
-		return inspectSummary(ctx, out, o, target, objs)
+		// Over a lake, a summary counts what readers see: the committed set,
+		// not also the objects a compaction replaced or a failed flush left.
+		cs, err := findCommittedSet(ctx, g, o, target)
+		if err != nil {
+			return fmt.Errorf("inspect %s: %w", target, err)
+		}
+		var lake *lakeSummary
+		if cs != nil {
+			var left int
+			objs, left = cs.filter(objs)
+			lake = &lakeSummary{Root: cs.root, Tables: cs.tables, NotCommitted: left}
+		}
+		return inspectSummary(ctx, out, o, target, objs, lake)
 	}
 	var failed int
 	for _, obj := range objs {

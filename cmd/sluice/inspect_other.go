@@ -124,6 +124,9 @@ type summaryReport struct {
 	DeadLetterFiles int             `json:"jsonl_objects"`
 	Unreadable      []string        `json:"unreadable,omitempty"`
 	Sample          []orderedRow    `json:"sample,omitempty"`
+	// Lake is set when the prefix lies in a lake: the totals are of its
+	// committed set.
+	Lake *lakeSummary `json:"lake,omitempty"`
 }
 
 // schemaGroup is one distinct schema and how many objects have it.
@@ -133,8 +136,8 @@ type schemaGroup struct {
 	First   string          `json:"first_object"`
 }
 
-func inspectSummary(ctx context.Context, out *inspectPrinter, o inspectOptions, target string, objs []inspectObject) error {
-	sum := summaryReport{Prefix: target}
+func inspectSummary(ctx context.Context, out *inspectPrinter, o inspectOptions, target string, objs []inspectObject, lake *lakeSummary) error {
+	sum := summaryReport{Prefix: target, Lake: lake}
 	codecs := map[string]bool{}
 	schemaIdx := map[string]int{}
 	for _, obj := range objs {

@@ -207,6 +207,10 @@ func (p *inspectPrinter) summary(s *summaryReport) error {
 	fmt.Fprintf(tw, "event time\t%s\n", formatRange(s.EventTime))
 	fmt.Fprintf(tw, "json objects\t%d\n", s.CommitRecords)
 	fmt.Fprintf(tw, "jsonl objects\t%d\n", s.DeadLetterFiles)
+	if s.Lake != nil {
+		fmt.Fprintf(tw, "committed set\tof lake %s (tables %s)\n", s.Lake.Root, strings.Join(s.Lake.Tables, ", "))
+		fmt.Fprintf(tw, "not committed\t%d objects left out (replaced by a compaction, or orphans)\n", s.Lake.NotCommitted)
+	}
 	if len(s.Unreadable) > 0 {
 		fmt.Fprintf(tw, "unreadable\t%d\n", len(s.Unreadable))
 	}

@@ -54,11 +54,15 @@ it produces to kafka.brokers and verifies store and summary_store; run it
 against a fresh topic and table, since records it did not produce count as
 unexpected.`,
 		Example: `  sluice loadtest --embedded --duration 60s --rate 20000 --report-html report.html
-  sluice loadtest --config sluice.yaml --rate 50000 --duration 5m --metrics-url http://127.0.0.1:8080/metrics`,
+  sluice loadtest --config sluice.yaml --rate 50000 --duration 5m --metrics-url http://127.0.0.1:8080/metrics
+  docker compose --profile loadtest up loadtest   # the same against the compose stack`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.embedded == (o.configPath != "") {
-				return usageErrorf("choose one of --embedded and --config")
+				if !o.embedded && cmd.Flags().Changed("brokers") {
+					return usageErrorf("--brokers needs --config: the load test verifies what the pipeline committed, and only sluice.yaml says where (store, summary_store); --brokers overrides its kafka.brokers")
+				}
+				return usageErrorf("choose one of --embedded (a stack in this process) and --config sluice.yaml (a running pipeline)")
 			}
 			if o.cfg.Duration == 0 && o.cfg.Events == 0 {
 				o.cfg.Duration = time.Minute
@@ -104,7 +108,7 @@ unexpected.`,
 	f.Int32Var(&o.partitions, "partitions", 4, "embedded: partitions of the topic")
 	f.DurationVar(&o.flushEvery, "flush-interval", 5*time.Second, "embedded: flush each partition at least this often")
 	f.DurationVar(&o.aggEvery, "aggregate-interval", 10*time.Second, "embedded: how often the aggregator runs")
-	f.StringVar(&o.metricsURL, "metrics-url", "", "with --config: the ingester's /metrics, for its consumer lag")
+	f.StringVar(&o.metricsURL, "metrics-url", "", "with --config: the ingesters' /metrics, comma separated, for their consumer lag (summed)")
 	f.IntVar(&o.ingestPID, "ingester-pid", 0, "with --config: the ingester's process id, for its CPU and memory (Linux /proc)")
 	return cmd
 }
@@ -194,8 +198,8 @@ func runLoadtest(ctx context.Context, g *globals, o loadtestOptions, brokersSet 
 		env.Mode = "external pipeline (" + o.configPath + ")"
 		env.Table = table
 		env.IdleTimeout = fc.Aggregate.IdleTimeout
-		if o.metricsURL != "" {
-			env.ConsumerLag = harness.ScrapeLag(o.metricsURL)
+		if urls := splitList(o.metricsURL); len(urls) > 0 {
+			env.ConsumerLag = sumLag(urls)
 		}
 		if o.ingestPID > 0 {
 			env.ProcPID, env.ProcLabel = o.ingestPID, "the ingester process"
@@ -235,6 +239,26 @@ func writeReport(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// sumLag reads the consumer lag of every ingester (one /metrics URL each)
+// and sums it; a reading is only valid when every ingester answered.
+func sumLag(urls []string) harness.MetricLag {
+	lags := make([]harness.MetricLag, len(urls))
+	for i, u := range urls {
+		lags[i] = harness.ScrapeLag(u)
+	}
+	return func(ctx context.Context) (float64, bool) {
+		var sum float64
+		for _, lag := range lags {
+			v, ok := lag(ctx)
+			if !ok {
+				return 0, false
+			}
+			sum += v
+		}
+		return sum, true
+	}
 }
 
 func splitList(s string) []string {
