@@ -365,21 +365,52 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 }
 
 // Two groups consuming the same topic into one bucket both believe they own
-// every partition, like a zombie after a missed rebalance. The conditional
-// commit must let exactly one of them commit each range.
+// every partition, like a zombie after a missed rebalance. Both are held at
+// the commit of partition 0's first data link until both have read the
+// chain and built their link, so the race is real: the conditional create
+// must let exactly one of them win, and the other count a conflict.
 func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 	c := newCluster(t, 4)
-	b := newLocalBucket(t)
+	b := newFaultBucket(newLocalBucket(t))
+	contested := lake.LinkKey("events", SourceName(testTopic), "0", 1)
+	var mu sync.Mutex
+	arrived := 0
+	both := make(chan struct{})
+	b.commitHook = func(key string, _ []byte) error {
+		if key != contested {
+			return nil
+		}
+		mu.Lock()
+		arrived++
+		if arrived == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+		case <-time.After(20 * time.Second):
+		}
+		return nil
+	}
 	want := produce(t, c.ListenAddrs(), 6000, 100, time.Now().UTC().Add(-time.Hour))
 	cfg := ingest.WriterConfig{FlushRecords: 300, FlushInterval: 50 * time.Millisecond}
-	reg := prometheus.NewRegistry()
-	a := startSource(t, c.ListenAddrs(), "owner-a", b, cfg, reg)
-	z := startSource(t, c.ListenAddrs(), "owner-z", b, cfg, reg)
+	regA, regZ := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a := startSource(t, c.ListenAddrs(), "owner-a", b, cfg, regA)
+	z := startSource(t, c.ListenAddrs(), "owner-z", b, cfg, regZ)
 	waitCommitted(t, b, "events", 6000, 60*time.Second)
 	a.stop(t)
 	z.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
-	t.Logf("conflicts lost by one owner: %v", metricValue(t, reg, "sluice_ingest_flush_failures_total", "events", "conflict"))
+	select {
+	case <-both:
+	default:
+		t.Fatal("the two owners never met at the contested link: the race did not happen")
+	}
+	conflicts := metricValue(t, regA, "sluice_ingest_flush_failures_total", "events", "conflict") +
+		metricValue(t, regZ, "sluice_ingest_flush_failures_total", "events", "conflict")
+	if conflicts == 0 {
+		t.Fatal("two owners raced for a link and no conflict was counted")
+	}
 }
 
 // Members join and leave one group while records flow; every partition
