@@ -175,13 +175,16 @@ func (s *Source) Run(ctx context.Context) error {
 		opts = append(opts, kgo.InstanceID(s.cfg.InstanceID))
 	}
 	opts = append(opts, s.opts...)
+	// The pipeline exists before the client: the group may assign
+	// partitions (openPartitions) as soon as the client does.
+	s.pipe = ingest.NewPipeline(s.w, s, s.logger)
+	s.pipe.Start()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		s.pipe.Close()
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	s.cl = cl
-	s.pipe = ingest.NewPipeline(s.w, s, s.logger)
-	s.pipe.Start()
 
 	pollErr := s.poll(ctx)
 

@@ -71,6 +71,7 @@ const (
 	IssueMissingObject = "missing_object"  // named by a record, not in the bucket
 	IssueUnreadable    = "unreadable"      // not valid Parquet / JSON lines
 	IssueSize          = "size"            // byte size differs from the record's
+	IssueChecksum      = "checksum"        // same size, other bytes than the record's checksum says
 	IssueRowCount      = "row_count"       // row or line count differs from the record's
 	IssueMissingColumn = "missing_column"  // a metadata column is absent
 	IssueSource        = "wrong_source"    // _source / "source" differs from the record's
@@ -310,7 +311,7 @@ func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRec
 	if int64(len(data)) != obj.Size {
 		issue(IssueSize, 0, "%d bytes, the record says %d", len(data), obj.Size)
 	} else if err := lake.CheckObject(obj, data); err != nil {
-		issue(IssueSize, 0, "%v", err)
+		issue(IssueChecksum, 0, "%v", err)
 	}
 	switch obj.Kind {
 	case lake.KindRaw:
