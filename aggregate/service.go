@@ -179,7 +179,7 @@ func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (st RunStats, er
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
 	r := t.Rollup
-	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout)
+	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
 	}
@@ -197,7 +197,7 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
-	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout)
+	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
 	}

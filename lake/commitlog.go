@@ -381,6 +381,7 @@ type Genesis struct {
 	At       Position
 	SourceID string
 	Reason   string // how At was found, for operators
+	Lag      int64  // positions between At and the source's end, when known
 }
 
 // Open returns where the partition's chain ends, creating its genesis link
@@ -407,7 +408,7 @@ func (l *CommitLog) Open(ctx context.Context, table, source, partition, writer s
 			return End{}, fmt.Errorf("open %s/%s/%s: resolve the start: %w", table, source, partition, err)
 		}
 		rec := CommitRecord{Table: table, Source: source, Partition: partition, Kind: LinkGenesis,
-			First: g.At, Next: g.At, SourceID: g.SourceID, Reason: g.Reason, Writer: writer, Objects: []CommittedObject{}}
+			First: g.At, Next: g.At, SourceID: g.SourceID, Reason: g.Reason, Lag: g.Lag, Writer: writer, Objects: []CommittedObject{}}
 		if found {
 			rec.Seq, rec.First, rec.Next = end.Seq, end.Next, end.Next
 			rec.Reason = fmt.Sprintf("continues a version-1 chain of %d links", end.Seq)
