@@ -115,7 +115,7 @@ type CommitLog struct {
 	checkpointEvery int64 // links between a partition's checkpoints; 0: none
 
 	mu    sync.Mutex
-	cache map[string]cachedRecord
+	cache *recordCache
 	ends  map[partitionID]End         // chain ends seen by this process
 	comps map[string]cachedCompaction // compaction records by key; see compaction.go
 }
@@ -135,7 +135,7 @@ func NewCommitLog(b objstore.Bucket) *CommitLog {
 		b:      b,
 		logger: slog.New(slog.DiscardHandler),
 		now:    time.Now,
-		cache:  map[string]cachedRecord{},
+		cache:  newRecordCache(DefaultCacheBytes),
 		ends:   map[partitionID]End{},
 
 		checkpointEvery: DefaultCheckpointEvery,
@@ -657,7 +657,7 @@ func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key strin
 	g.SetLimit(commitFetchParallelism)
 	for i, a := range listed {
 		l.mu.Lock()
-		c, ok := l.cache[a.Key]
+		c, ok := l.cache.get(a.Key)
 		l.mu.Unlock()
 		if ok && c.size == a.Size && c.modTime.Equal(a.LastModified) {
 			results[i], present[i] = c, true
@@ -671,7 +671,7 @@ func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key strin
 			results[i], present[i] = c, found
 			if found {
 				l.mu.Lock()
-				l.cache[a.Key] = c
+				l.cache.put(a.Key, c)
 				l.mu.Unlock()
 			}
 			return nil
