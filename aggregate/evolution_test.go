@@ -167,3 +167,46 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 		t.Fatalf("events by device after compaction = %v, want 75 NULL and 25 tablet", got)
 	}
 }
+
+// A measure and a window added to the rollup: summaries written in the
+// earlier shape are computed again in the new one (from raw data, then the
+// new window from the finer ones), and every window is exact.
+func TestMeasureAndWindowAddedToTheRollup(t *testing.T) {
+	before := sampleTable(t)
+	after := tableWith(t, func(y string) string {
+		y = strings.Replace(y, "windows: [1m, 5m, 1h, 1d]", "windows: [1m, 5m, 15m, 1h, 1d]", 1)
+		return strings.Replace(y, "        - {name: events, kind: count}\n",
+			"        - {name: events, kind: count}\n        - {name: latency_max, kind: max, field: latency_ms}\n", 1)
+	})
+	raw, summaries := newLocal(t), newLocal(t)
+	ctx := context.Background()
+	base := time.Date(2026, 2, 1, 8, 0, 0, 0, time.UTC)
+	f := newFeeder(t, raw, 2)
+	f.add(3000, base, base.Add(2*time.Hour))
+	f.add(5, base.Add(5*time.Hour), base.Add(5*time.Hour+time.Minute)) // moves the watermark past them
+	f.commit()
+	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
+	if st, err := svc.RunOnce(ctx, before); err != nil || st.Computed == 0 {
+		t.Fatalf("first run (old rollup): %+v, %v", st, err)
+	}
+	svc2, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second}, raw, summaries,
+		[]*schema.Table{after}, "b", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := svc2.RunOnce(ctx, after)
+	if err != nil {
+		t.Fatalf("run with the new rollup: %v", err)
+	}
+	if st.Computed == 0 {
+		t.Fatalf("nothing recomputed for the new rollup: %+v", st)
+	}
+	if n := checkAgainstRaw(t, after, raw, summaries, nil); n == 0 {
+		t.Fatal("no window checked")
+	}
+	for _, w := range []string{"15m", "1h"} {
+		if objs := listObjects(t, summaries, "events/"+w+"/"); len(objs) == 0 {
+			t.Errorf("no %s summaries", w)
+		}
+	}
+}

@@ -480,6 +480,13 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 	if err != nil {
 		return nil, nil, fmt.Errorf("open summary %s: %w", key, err)
 	}
+	if why := olderShape(f, t); why != "" {
+		// Written for an earlier rollup (a measure or dimension since
+		// added): every window of the unit is computed again, from raw
+		// data or the finer windows, and written in the new shape.
+		s.logger.Info("summary of an earlier rollup shape; recomputing its windows", "key", key, "why", why)
+		return nil, states, nil
+	}
 	if meta, ok := f.Lookup(windowsMetaKey); ok {
 		var byTime map[string]WindowState
 		if err := json.Unmarshal([]byte(meta), &byTime); err != nil {
