@@ -521,3 +521,29 @@ func TestExpectedEnds(t *testing.T) {
 
 func firstOf(r lake.CommitRecord) int64 { f, _ := r.Offsets(); return f }
 func nextOf(r lake.CommitRecord) int64  { _, n := r.Offsets(); return n }
+
+func TestExpectedForgetAndMerge(t *testing.T) {
+	exp := verify.NewExpected()
+	for o := range int64(10) {
+		exp.AddGood("0", o)
+	}
+	exp.AddBad("0", 10)
+	exp.AddGood("0", 11)
+	exp.AddGood("1", 3)
+	if g, b := exp.Forget("0", 4, 11); g != 6 || b != 1 {
+		t.Fatalf("forgot %d good, %d bad; want 6, 1", g, b)
+	}
+	if g, b := exp.Forget("2", 0, 100); g != 0 || b != 0 {
+		t.Fatalf("forgot %d good, %d bad of an unknown partition", g, b)
+	}
+	other := verify.NewExpected()
+	other.AddGood("1", 4)
+	other.AddBad("5", 0)
+	exp.Merge(other)
+	if g, b := exp.Counts(); g != 7 || b != 1 {
+		t.Fatalf("counts %d good, %d bad; want 7, 1", g, b)
+	}
+	if got := exp.Ends(); got["0"] != 12 || got["1"] != 5 || got["5"] != 1 {
+		t.Fatalf("ends %v", got)
+	}
+}
