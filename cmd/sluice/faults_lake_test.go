@@ -488,14 +488,17 @@ func faultTopicRecreated(t *testing.T, bin string, params faultsParams, table *f
 	if resp, err := adm.CreateTopic(ctx, crashPartitions, 1, nil, crashTopic); err != nil || resp.Err != nil {
 		t.Fatalf("re-create the topic: %v %v", err, resp.Err)
 	}
-	newID := topicID(t, adm)
-	if newID == "" || newID == oldID {
-		t.Fatalf("re-created topic has ID %q, the old one %q", newID, oldID)
+	var newID string
+	for deadline := time.Now().Add(30 * time.Second); newID == "" || newID == oldID; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("re-created topic has ID %q, the old one %q", newID, oldID)
+		}
+		newID = topicID(t, adm)
 	}
-	recreated := time.Now()
 	fresh := startProduction(t, rig.brokerAddr, seed+1, crashParams{rate: params.rate, badShare: 0.005})
 	sleepProducing(t, 4*time.Second, fresh, ing)
 	fresh.stop(t)
+	stopped := time.Now()
 	want := fresh.exp.Ends()
 	chains := waitChains(t, rig, 2*time.Minute, "the new topic's records are not all committed", func(cs map[string]lake.Chain) bool {
 		for _, p := range partitionNames(crashPartitions) {
@@ -506,7 +509,7 @@ func faultTopicRecreated(t *testing.T, bin string, params faultsParams, table *f
 		}
 		return true
 	})
-	caughtUp := time.Since(recreated)
+	caughtUp := time.Since(stopped)
 	if !ing.alive() {
 		t.Fatal("the ingester exited")
 	}
@@ -526,7 +529,7 @@ func faultTopicRecreated(t *testing.T, bin string, params faultsParams, table *f
 		}
 	}
 	lakeVerify(t, rig, table, "topic deleted + re-created",
-		fmt.Sprintf("topic deleted and re-created under the running ingester; %d reset links; new topic caught up %s after", resets, caughtUp.Round(100*time.Millisecond)),
+		fmt.Sprintf("deleted and re-created under the running ingester; %d reset links; new topic all committed %s after its producer stopped", resets, caughtUp.Round(100*time.Millisecond)),
 		incarnation{sourceID: oldID, exp: old.exp}, incarnation{sourceID: newID, exp: fresh.exp})
 }
 
