@@ -634,6 +634,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 		t.Fatalf("no member of %v writes only as the first ingester (%s)", members, zWriter)
 	}
 
+	conflictsBefore := scrapeMetric(t, zAddr, "sluice_ingest_flush_failures_total", `reason="conflict"`)
 	if err := zombie.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +662,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	}
 	resumed := time.Now()
 	sleepProducing(t, 8*time.Second, prod, zombie, other)
-	conflicts := scrapeMetric(t, zAddr, "sluice_ingest_flush_failures_total", `reason="conflict"`)
+	conflicts := scrapeMetric(t, zAddr, "sluice_ingest_flush_failures_total", `reason="conflict"`) - conflictsBefore
 	rewinds := scrapeMetric(t, zAddr, "sluice_ingest_rewinds_total")
 	prod.stop(t)
 	rig.waitCommitted(prod.exp.Ends(), 3*time.Minute)
