@@ -786,6 +786,9 @@ func faultS3Errors(t *testing.T, bin string, params faultsParams, table *faultTa
 	proxy.SetFailures(faultproxy.Failures{})
 	st := proxy.Stats()
 	failures := scrapeMetric(t, addr, "sluice_ingest_flush_failures_total")
+	uploadFailures := scrapeMetric(t, addr, "sluice_ingest_flush_failures_total", `reason="upload"`)
+	commitFailures := scrapeMetric(t, addr, "sluice_ingest_flush_failures_total", `reason="commit"`) +
+		scrapeMetric(t, addr, "sluice_ingest_flush_failures_total", `reason="conflict"`)
 	rewinds := scrapeMetric(t, addr, "sluice_ingest_rewinds_total")
 	sleepProducing(t, 3*time.Second, prod, ing)
 	prod.stop(t)
@@ -795,8 +798,8 @@ func faultS3Errors(t *testing.T, bin string, params faultsParams, table *faultTa
 		t.Errorf("%d PUTs failed but %v flushes failed and %v partitions rewound: the errors never reached a flush", st.Failed, failures, rewinds)
 	}
 	lakeVerify(t, rig, table, "s3 errors on flush (backlog)",
-		fmt.Sprintf("%d-record backlog; %d of the PUTs failed over %s (%d after the server acted); %v flushes failed, %v rewinds",
-			backlog, st.Failed, failFor, st.Forwarded, failures, rewinds),
+		fmt.Sprintf("%d-record backlog; %d PUTs failed over %s (%d after the server acted); %v flushes failed (%v uploads, %v commits), %v of them while an earlier failure of the partition was settling; %v rewinds",
+			backlog, st.Failed, failFor, st.Forwarded, failures, uploadFailures, commitFailures, failures-rewinds, rewinds),
 		incarnation{exp: prod.exp})
 }
 
