@@ -798,7 +798,7 @@ func faultS3Errors(t *testing.T, bin string, params faultsParams, table *faultTa
 		t.Errorf("%d PUTs failed but %v flushes failed and %v partitions rewound: the errors never reached a flush", st.Failed, failures, rewinds)
 	}
 	lakeVerify(t, rig, table, "s3 errors on flush (backlog)",
-		fmt.Sprintf("%d-record backlog; %d PUTs failed over %s (%d after the server acted); %v flushes failed (%v uploads, %v commits), %v of them while an earlier failure of the partition was settling; %v rewinds",
+		fmt.Sprintf("%d-record backlog; %d PUTs failed over %s (%d after the server acted); %v flushes failed (%v uploads, %v commits), %v of them while another flush of the partition had already failed; %v rewinds",
 			backlog, st.Failed, failFor, st.Forwarded, failures, uploadFailures, commitFailures, failures-rewinds, rewinds),
 		incarnation{exp: prod.exp})
 }
