@@ -575,7 +575,8 @@ func waitGroup(t *testing.T, adm *kadm.Client, timeout time.Duration, what strin
 	}
 }
 
-// faultZombie: two ingesters in one group, started at different times.
+// faultZombie: two ingesters in one group, started at different times
+// (the first with start_offset earliest, the second latest).
 // One is stopped with SIGSTOP while it holds records and its partitions;
 // the group moves them to the other (session timeout), which commits on
 // them; then the stopped one is resumed (SIGCONT). It wakes up and flushes
@@ -602,7 +603,11 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	}
 	sleepProducing(t, 2*time.Second, prod, zombie)
 
-	other := startIngesterWith(rig, cfg)
+	// The second one would start new partitions at latest: it must follow
+	// the chains the first one began (their geneses are pinned), never
+	// resolve a start of its own.
+	other := startIngesterWith(rig, writeLakeConfig(t, rig, "latest.yaml", lakeOpts{storeYAML: rig.store.yaml,
+		startOffset: "latest", flushRecords: 50_000, flushInterval: 2 * time.Second}))
 	members := waitGroup(t, adm, 60*time.Second, "the second ingester did not get partitions", func(m map[string][]int32) bool {
 		if len(m) != 2 {
 			return false
@@ -635,6 +640,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	}
 
 	conflictsBefore := scrapeMetric(t, zAddr, "sluice_ingest_flush_failures_total", `reason="conflict"`)
+	rewindsBefore := scrapeMetric(t, zAddr, "sluice_ingest_rewinds_total")
 	if err := zombie.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -663,7 +669,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	resumed := time.Now()
 	sleepProducing(t, 8*time.Second, prod, zombie, other)
 	conflicts := scrapeMetric(t, zAddr, "sluice_ingest_flush_failures_total", `reason="conflict"`) - conflictsBefore
-	rewinds := scrapeMetric(t, zAddr, "sluice_ingest_rewinds_total")
+	rewinds := scrapeMetric(t, zAddr, "sluice_ingest_rewinds_total") - rewindsBefore
 	prod.stop(t)
 	rig.waitCommitted(prod.exp.Ends(), 3*time.Minute)
 	rig.stopIngesterGracefully(zombie)
@@ -684,7 +690,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 		}
 	}
 	lakeVerify(t, rig, table, "zombie ingester (SIGSTOP)",
-		fmt.Sprintf("SIGSTOP %s with partitions %v; moved to the other after %s; SIGCONT after %s: %v commits lost to the new owner, %v rewinds",
+		fmt.Sprintf("SIGSTOP %s with partitions %v; moved to the other after %s; SIGCONT after %s: %v of its commits lost to the new owner's links, %v rewinds",
 			zombie.name, zParts, moved.Round(100*time.Millisecond), stoppedFor.Round(100*time.Millisecond), conflicts, rewinds),
 		incarnation{exp: prod.exp})
 }
