@@ -337,8 +337,9 @@ func TestVerifyPlantedFaults(t *testing.T) {
 				line, _ := json.Marshal(dl)
 				lines[0] = append(line, '\n')
 				l.put(t, o.Key, bytes.Join(lines, nil))
-				// Same length: the size still matches the record.
-				return want{lost: 1, duplicated: 1, extra: 1, misfiled: 1,
+				// Same length: the size still matches the record, the
+				// checksum does not.
+				return want{lost: 1, duplicated: 1, extra: 1, misfiled: 1, issues: map[string]int64{verify.IssueSize: 1},
 					examples: []verify.Position{{Partition: "1", Offset: bad}, {Partition: "1", Offset: bad - 1}}}
 			},
 		},
