@@ -548,3 +548,23 @@ func TestExpectedForgetAndMerge(t *testing.T) {
 		t.Fatalf("ends %v", got)
 	}
 }
+
+func TestReadCommittedOfOneIncarnation(t *testing.T) {
+	l := writeLake(t)
+	ctx := context.Background()
+	got, err := verify.ReadCommitted(ctx, l.b, table, verify.Options{SourceID: "verify-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify.Compare(l.exp, got); !rep.OK() || got.Records != len(l.recs) {
+		t.Fatalf("the incarnation every link is of: %d records\n%s", got.Records, rep)
+	}
+	got, err = verify.ReadCommitted(ctx, l.b, table, verify.Options{SourceID: "another-topic-id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := l.exp.Counts()
+	if rep := verify.Compare(l.exp, got); got.Records != 0 || rep.Lost.Positions != good+bad {
+		t.Fatalf("an incarnation with no links: %d records, %d lost, want 0 and %d", got.Records, rep.Lost.Positions, good+bad)
+	}
+}
