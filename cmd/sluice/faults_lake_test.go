@@ -663,6 +663,9 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	})
 	sleepProducing(t, time.Second, prod, other)
 	stoppedFor := time.Since(stopped)
+	// Links are never replaced: whatever the zombie does once it wakes up,
+	// every link committed by now must stay as it is.
+	before := kafkaChains(t, rig)
 	if err := zombie.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -675,15 +678,22 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	rig.stopIngesterGracefully(zombie)
 	rig.stopIngesterGracefully(other)
 
-	// No link of the zombie's old partitions was written by it between its
-	// stop and its wake-up, and none it tried after waking won over a link
-	// of the new owner: the chains are whole (the verifier checks) and the
-	// zombie lost its creates.
+	// The zombie lost its creates, no link committed before it woke up was
+	// replaced, and no link of its old partitions carries it while it was
+	// stopped; the verifier checks that the chains are whole.
 	if conflicts == 0 {
 		t.Errorf("the zombie lost no conditional create after it woke up (rewinds %v): it held nothing to commit, the scenario proved nothing", rewinds)
 	}
+	after := kafkaChains(t, rig)
+	for p, c := range before {
+		for i, r := range c.Records {
+			if i >= len(after[p].Records) || !sameLink(after[p].Records[i], r) {
+				t.Errorf("partition %s: link %d (by %s) was replaced after the zombie woke up", p, r.Seq, r.Writer)
+			}
+		}
+	}
 	for _, p := range zParts {
-		for _, r := range kafkaChains(t, rig)[strconv.Itoa(int(p))].Records {
+		for _, r := range after[strconv.Itoa(int(p))].Records {
 			if r.Writer == zWriter && r.CommittedAt.After(stopped) && r.CommittedAt.Before(resumed) {
 				t.Errorf("partition %d: link %d by the zombie while it was stopped", p, r.Seq)
 			}
