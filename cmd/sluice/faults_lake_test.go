@@ -760,12 +760,18 @@ func faultPartitionsAdded(t *testing.T, bin string, params faultsParams, table *
 		toNew += ends[name] // offsets are dense from 0
 		if len(c.Records) > 0 {
 			noticed = max(noticed, c.Records[0].CommittedAt.Sub(grown))
+			if at, ok := firstAck[name]; ok && at.Before(c.Records[0].CommittedAt) {
+				early = append(early, name)
+			}
 		}
 		if len(c.Records) < 2 || c.Records[0].Kind != lake.LinkGenesis || c.Records[0].First != lake.PositionOf(0) {
-			t.Fatalf("new partition %s: chain %+v, want a genesis at 0 and data", name, c.Records)
-		}
-		if at, ok := firstAck[name]; ok && at.Before(c.Records[0].CommittedAt) {
-			early = append(early, name)
+			desc := "no links"
+			if len(c.Records) > 0 {
+				g := c.Records[0]
+				desc = fmt.Sprintf("%d links, the first a %s at %s (%s)", len(c.Records), g.Kind, g.First, g.Reason)
+			}
+			t.Errorf("new partition %s: %s; want a genesis at 0 and data", name, desc)
+			continue
 		}
 	}
 	if len(early) == 0 {
