@@ -25,9 +25,13 @@ func TestEvolve(t *testing.T) {
 		{"unchanged", base, false, ""},
 		{"nullable field added", edit(func(c *Table) { c.Fields = append(c.Fields, Field{Name: "browser", Type: TypeString, Nullable: true}) }), true, ""},
 		{"required field made nullable", edit(func(c *Table) { field(c, "amount").Nullable = true }), true, ""},
-		{"nullable field removed", edit(func(c *Table) { c.Fields = append(c.Fields[:c.FieldIndex("device")], c.Fields[c.FieldIndex("device")+1:]...) }), true, ""},
+		{"nullable field removed", edit(func(c *Table) {
+			c.Fields = append(c.Fields[:c.FieldIndex("device")], c.Fields[c.FieldIndex("device")+1:]...)
+		}), true, ""},
 		{"required field added", edit(func(c *Table) { c.Fields = append(c.Fields, Field{Name: "browser", Type: TypeString}) }), false, "browser"},
-		{"required field removed", edit(func(c *Table) { c.Fields = append(c.Fields[:c.FieldIndex("amount")], c.Fields[c.FieldIndex("amount")+1:]...) }), false, "amount"},
+		{"required field removed", edit(func(c *Table) {
+			c.Fields = append(c.Fields[:c.FieldIndex("amount")], c.Fields[c.FieldIndex("amount")+1:]...)
+		}), false, "amount"},
 		{"type changed", edit(func(c *Table) { field(c, "latency_ms").Type = TypeFloat64 }), false, "latency_ms"},
 		{"unit changed", edit(func(c *Table) { field(c, "ts").Unit = "millis" }), false, "ts"},
 		{"nullable made required", edit(func(c *Table) { field(c, "country").Nullable = false }), false, "country"},

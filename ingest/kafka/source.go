@@ -174,6 +174,9 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.InstanceID))
 	}
+	if age := s.cfg.MetadataMaxAge; age > 0 {
+		opts = append(opts, kgo.MetadataMaxAge(age), kgo.MetadataMinAge(min(age, 5*time.Second)))
+	}
 	opts = append(opts, s.opts...)
 	// The pipeline exists before the client: the group may assign
 	// partitions (openPartitions) as soon as the client does.
