@@ -35,3 +35,17 @@ func TestCommitLogLocal(t *testing.T) {
 func TestCommitLogS3(t *testing.T) {
 	sinktest.CommitLogTest(t, sinktest.NewS3(t, slog.New(slog.DiscardHandler)))
 }
+
+func TestConditionalLocal(t *testing.T) {
+	sinktest.ConditionalTest(t, sinktest.NewLocal(t))
+}
+
+func TestConditionalS3(t *testing.T) {
+	sinktest.ConditionalTest(t, sinktest.NewS3(t, slog.New(slog.DiscardHandler)))
+}
+
+func TestConditionalS3Decorated(t *testing.T) {
+	b := sinktest.NewS3(t, slog.New(slog.DiscardHandler))
+	reg := prometheus.NewRegistry()
+	sinktest.ConditionalTest(t, sink.NewInstrumented(sink.NewRetrying(b, sink.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), reg), reg, "lake"))
+}
