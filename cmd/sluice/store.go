@@ -16,7 +16,9 @@ func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg p
 	return openNamedBucket(ctx, "raw", cfg, logger, reg)
 }
 
-// openNamedBucket labels the store's metrics with name (raw, summary).
+// openNamedBucket labels the store's metrics with name (raw, summary). It
+// refuses a store that does not honour conditional writes: every command
+// that opens a store writes commit records, leases or summaries through it.
 func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (sink.Bucket, error) {
 	var b sink.Bucket
 	switch {
@@ -36,5 +38,9 @@ func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *
 		return nil, errNoStore
 	}
 	b = sink.NewInstrumented(b, reg, name)
-	return sink.NewRetrying(b, sink.DefaultRetryPolicy(), logger, reg), nil
+	b = sink.NewRetrying(b, sink.DefaultRetryPolicy(), logger, reg)
+	if err := sink.CheckConditionalWrites(ctx, b); err != nil {
+		return nil, fmt.Errorf("%s store: %w", name, err)
+	}
+	return b, nil
 }

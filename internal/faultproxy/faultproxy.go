@@ -7,19 +7,31 @@
 //
 // The Host header is passed through unchanged, so signed requests (S3
 // SigV4) stay valid when the client is pointed at the proxy.
+//
+// It can also play an S3-compatible server without conditional writes
+// (IgnoreConditionalWrites): conditional headers are stripped from PUTs,
+// which are signed again so that the server accepts them.
 package faultproxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/minio/minio-go/v7/pkg/signer"
 )
 
 // Proxy forwards HTTP requests to one target. Its methods are safe for
@@ -33,6 +45,11 @@ type Proxy struct {
 	requests  atomic.Int64
 	delayed   atomic.Int64
 	refusedAt atomic.Int64 // outages started
+	stripped  atomic.Int64 // conditional headers dropped
+
+	// noConditional, when set, is how to re-sign PUTs whose conditional
+	// headers were dropped.
+	noConditional atomic.Pointer[Credentials]
 
 	mu  sync.Mutex
 	srv *http.Server // nil while down
@@ -53,6 +70,7 @@ func Start(target string) (*Proxy, error) {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host = u.Scheme, u.Host
 			r.Out.Host = r.In.Host // signatures cover the Host header
+			p.stripConditional(r.Out)
 		},
 		// Streams responses as they come (large GETs), not buffered.
 		FlushInterval: -1,
@@ -130,16 +148,93 @@ func (p *Proxy) Up() error {
 // delay off. Requests already waiting keep their delay.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
+// Credentials sign requests for the server behind the proxy (S3 SigV4).
+type Credentials struct {
+	AccessKey, SecretKey, Region string
+}
+
+// IgnoreConditionalWrites makes the proxy pass for an S3-compatible server
+// that does not implement conditional writes: If-None-Match and If-Match
+// are removed from PUT requests, which are then signed again with c (the
+// headers are part of the signature). A streaming-signed body (aws-chunked,
+// whose chunk signatures chain from the request's) is decoded and sent
+// whole. nil turns the mode off.
+func (p *Proxy) IgnoreConditionalWrites(c *Credentials) { p.noConditional.Store(c) }
+
+func (p *Proxy) stripConditional(out *http.Request) {
+	c := p.noConditional.Load()
+	if c == nil || out.Method != http.MethodPut || (out.Header.Get("If-None-Match") == "" && out.Header.Get("If-Match") == "") {
+		return
+	}
+	payload, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err != nil {
+		out.Body = io.NopCloser(errReader{err})
+		return
+	}
+	sha := out.Header.Get("X-Amz-Content-Sha256")
+	if strings.HasPrefix(sha, "STREAMING-") {
+		if payload, err = decodeAWSChunked(payload); err != nil {
+			out.Body = io.NopCloser(errReader{err})
+			return
+		}
+		sum := sha256.Sum256(payload)
+		sha = hex.EncodeToString(sum[:])
+		out.Header.Del("Content-Encoding")
+		out.Header.Del("X-Amz-Decoded-Content-Length")
+		out.Header.Del("X-Amz-Trailer")
+	}
+	out.Header.Set("X-Amz-Content-Sha256", sha)
+	out.Body = io.NopCloser(bytes.NewReader(payload))
+	out.ContentLength = int64(len(payload))
+	out.Header.Set("Content-Length", strconv.Itoa(len(payload)))
+	out.Header.Del("If-None-Match")
+	out.Header.Del("If-Match")
+	out.Header.Del("Authorization")
+	out.Header = signer.SignV4(*out, c.AccessKey, c.SecretKey, "", c.Region).Header
+	p.stripped.Add(1)
+}
+
+// decodeAWSChunked returns the payload of an aws-chunked body:
+// "<hex size>;chunk-signature=<sig>\r\n<data>\r\n" ... ending with a
+// chunk of size 0 (and optional trailers, ignored).
+func decodeAWSChunked(body []byte) ([]byte, error) {
+	var out []byte
+	for {
+		line, rest, ok := bytes.Cut(body, []byte("\r\n"))
+		if !ok {
+			return nil, errors.New("faultproxy: aws-chunked body without a chunk header")
+		}
+		sizeHex, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseInt(string(sizeHex), 16, 64)
+		if err != nil || n < 0 || n > int64(len(rest)) {
+			return nil, fmt.Errorf("faultproxy: aws-chunked chunk header %q", line)
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, rest[:n]...)
+		body = bytes.TrimPrefix(rest[n:], []byte("\r\n"))
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
 // Stats are counts since Start.
 type Stats struct {
 	Requests int64 // requests received (while up)
 	Delayed  int64 // requests held back by a delay
 	Outages  int64 // calls of Down that took the proxy down
+	// Unconditional counts conditional writes forwarded without their
+	// condition (IgnoreConditionalWrites).
+	Unconditional int64
 }
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {
-	return Stats{Requests: p.requests.Load(), Delayed: p.delayed.Load(), Outages: p.refusedAt.Load()}
+	return Stats{Requests: p.requests.Load(), Delayed: p.delayed.Load(), Outages: p.refusedAt.Load(), Unconditional: p.stripped.Load()}
 }
 
 // Close stops the proxy for good.

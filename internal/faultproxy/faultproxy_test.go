@@ -82,3 +82,23 @@ func TestStartBadTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeAWSChunked(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+		wantErr          bool
+	}{
+		{name: "two chunks", body: "5;chunk-signature=aa\r\nhello\r\n6;chunk-signature=bb\r\n world\r\n0;chunk-signature=cc\r\n\r\n", want: "hello world"},
+		{name: "empty payload", body: "0;chunk-signature=cc\r\n\r\n", want: ""},
+		{name: "with a trailer", body: "3;chunk-signature=aa\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAA\r\n\r\n", want: "abc"},
+		{name: "size past the end", body: "ff;chunk-signature=aa\r\nabc\r\n", wantErr: true},
+		{name: "no header", body: "abc", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeAWSChunked([]byte(tc.body))
+			if (err != nil) != tc.wantErr || string(got) != tc.want {
+				t.Errorf("decode = %q, %v; want %q (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
