@@ -33,6 +33,14 @@ func TestBucketLockerOneHolderPerSlot(t *testing.T) {
 	if _, ok := z.Deadline("aggregate events"); ok {
 		t.Fatal("the loser must not think it holds the lease")
 	}
+	// Held at once, writable only after the clock-skew margin.
+	if lease, ok := a.Held("aggregate events"); !ok || !lease.From.Equal(clock.Truncate(time.Minute).Add(DefaultClockSkew(time.Minute))) {
+		t.Fatalf("lease %+v %v", lease, ok)
+	}
+	if _, ok := a.Deadline("aggregate events"); ok {
+		t.Fatal("writable before the clock-skew margin has passed")
+	}
+	clock = clock.Add(5 * time.Second)
 	if end, ok := a.Deadline("aggregate events"); !ok || !end.Equal(clock.Truncate(time.Minute).Add(time.Minute)) {
 		t.Fatalf("deadline %s %v", end, ok)
 	}
