@@ -102,6 +102,7 @@ func TestFaults(t *testing.T) {
 	t.Run("broker-restart", func(t *testing.T) { faultBrokerRestart(t, bin, params, table) })
 	t.Run("three-replicas-join-leave", func(t *testing.T) { faultReplicas(t, bin, params, table) })
 	t.Run("aggregator-kill-and-race", func(t *testing.T) { faultAggregator(t, bin, table) })
+	t.Run("aggregators-skewed-clocks-sigstop", func(t *testing.T) { faultAggregatorFencing(t, bin, table) })
 	t.Run("s3-without-conditional-writes", func(t *testing.T) { faultNoConditionalWrites(t, bin, table) })
 }
 
