@@ -10,7 +10,9 @@
 //
 // It can also play an S3-compatible server without conditional writes
 // (IgnoreConditionalWrites): conditional headers are stripped from PUTs,
-// which are signed again so that the server accepts them.
+// which are signed again so that the server accepts them; and it can hold
+// chosen requests in flight until released (HoldRequests), as a network
+// path that stalls one client's write.
 package faultproxy
 
 import (
@@ -53,6 +55,11 @@ type Proxy struct {
 
 	mu  sync.Mutex
 	srv *http.Server // nil while down
+
+	holdMu   sync.Mutex
+	hold     func(*http.Request) bool // nil: hold nothing
+	held     int                      // requests held or being forwarded after release
+	released chan struct{}            // closed by Release
 }
 
 // Start listens on a free loopback port and forwards to target, e.g.
@@ -98,6 +105,23 @@ func (p *Proxy) serve(ln net.Listener) {
 
 func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
+	if release, ok := p.holdIfMatched(r); ok {
+		// The body is read first, so that the request can still be
+		// forwarded whole when its client is stopped by then.
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			p.doneHolding()
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		defer p.doneHolding()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if d := time.Duration(p.delay.Load()); d > 0 {
 		p.delayed.Add(1)
 		t := time.NewTimer(d)
@@ -147,6 +171,52 @@ func (p *Proxy) Up() error {
 // SetDelay makes every request wait d before it is forwarded; 0 turns the
 // delay off. Requests already waiting keep their delay.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// HoldRequests holds every request for which match returns true (nil:
+// none from now on) until Release: its client sees it in flight, the server
+// has not seen it. match is called once per request, so it may count.
+func (p *Proxy) HoldRequests(match func(*http.Request) bool) {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	p.hold = match
+	if p.released == nil {
+		p.released = make(chan struct{})
+	}
+}
+
+func (p *Proxy) holdIfMatched(r *http.Request) (<-chan struct{}, bool) {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	if p.hold == nil || !p.hold(r) {
+		return nil, false
+	}
+	p.held++
+	return p.released, true
+}
+
+func (p *Proxy) doneHolding() {
+	p.holdMu.Lock()
+	p.held--
+	p.holdMu.Unlock()
+}
+
+// Held is the number of requests held, or released and not yet answered.
+func (p *Proxy) Held() int {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	return p.held
+}
+
+// Release forwards every held request; requests held later wait for the
+// next Release.
+func (p *Proxy) Release() {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	if p.released != nil {
+		close(p.released)
+	}
+	p.released = make(chan struct{})
+}
 
 // Credentials sign requests for the server behind the proxy (S3 SigV4).
 type Credentials struct {
