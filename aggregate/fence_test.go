@@ -206,3 +206,38 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// A compaction run under a lease that a newer holder has fenced uploads
+// and commits nothing; the same run unfenced compacts.
+func TestFencedCompactionWritesNothing(t *testing.T) {
+	tbl := sampleTable(t)
+	raw := newLocal(t)
+	hour := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
+	f := newFeeder(t, raw, 2)
+	for range 4 {
+		f.add(500, hour, hour.Add(time.Hour))
+		f.commit()
+	}
+	f.add(200, hour.Add(90*time.Minute), hour.Add(2*time.Hour)) // the watermark passes the hour
+	f.commit()
+	reg := prometheus.NewRegistry()
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute}, raw, sink.NewCommitLog(raw), slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := listObjects(t, raw, "")
+	fenced := func(context.Context) error { return aggregate.ErrFenced }
+	if _, err := aggregate.CompactTableFenced(c, context.Background(), tbl, time.Now(), fenced); !errors.Is(err, aggregate.ErrFenced) {
+		t.Fatalf("fenced compaction: err = %v, want ErrFenced", err)
+	}
+	after := listObjects(t, raw, "")
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			t.Errorf("a fenced compaction wrote %s", k)
+		}
+	}
+	res, err := c.CompactTable(context.Background(), tbl, time.Now())
+	if err != nil || res.Committed == 0 {
+		t.Fatalf("unfenced compaction: %+v, %v; want a committed group (else the fenced run proved nothing)", res, err)
+	}
+}

@@ -100,7 +100,8 @@ func (s *Service) scheduledCompaction(ctx context.Context, t *schema.Table) {
 	}
 	runCtx, cancel := s.leaseContext(ctx, lease)
 	defer cancel()
-	res, err := s.compactor.CompactTable(runCtx, t, s.now())
+	fenced := func(ctx context.Context) error { return s.locker.CheckFence(ctx, compactJobName(t), lease.Epoch) }
+	res, err := s.compactor.compactTable(runCtx, t, s.now(), fenced)
 	if err != nil && ctx.Err() == nil {
 		s.logger.Error("compaction failed", "table", t.Name, "err", err)
 		return
