@@ -21,7 +21,9 @@ type Config struct {
 	// writes, so the previous holder has stopped even if its clock is
 	// behind (default: a quarter of the lease, at most 5s). Larger is safer
 	// against skew and takes that much from every lease. Writes of a holder
-	// stalled longer are refused by fencing, whatever the skew.
+	// stalled longer are refused by fencing, whatever the skew. A process
+	// whose clock runs far ahead takes future slots and fences the others
+	// out until their clocks catch up: keep clocks synchronised (NTP).
 	ClockSkew time.Duration `yaml:"clock_skew"`
 	// ClockOffset shifts this process's clock for leases and watermarks.
 	// For tests only (two aggregators with skewed clocks on one machine);
