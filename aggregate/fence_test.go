@@ -241,3 +241,29 @@ func TestFencedCompactionWritesNothing(t *testing.T) {
 		t.Fatalf("unfenced compaction: %+v, %v; want a committed group (else the fenced run proved nothing)", res, err)
 	}
 }
+
+func TestConfigClockSkew(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       aggregate.Config
+		wantSkew  time.Duration
+		wantError error
+	}{
+		{name: "default for the default lease", cfg: aggregate.Config{}, wantSkew: 5 * time.Second},
+		{name: "default for a short lease", cfg: aggregate.Config{Interval: time.Second, Lease: 4 * time.Second}, wantSkew: time.Second},
+		{name: "set", cfg: aggregate.Config{ClockSkew: 2 * time.Second}, wantSkew: 2 * time.Second},
+		{name: "negative", cfg: aggregate.Config{ClockSkew: -time.Second}, wantError: aggregate.ErrBadSkew},
+		{name: "half the lease", cfg: aggregate.Config{Interval: time.Second, Lease: 4 * time.Second, ClockSkew: 2 * time.Second}, wantError: aggregate.ErrBadSkew},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg.WithDefaults()
+			err := cfg.Validate()
+			if !errors.Is(err, tc.wantError) || (tc.wantError == nil) != (err == nil) {
+				t.Fatalf("Validate() = %v, want %v", err, tc.wantError)
+			}
+			if tc.wantError == nil && cfg.ClockSkew != tc.wantSkew {
+				t.Errorf("clock skew %s, want %s", cfg.ClockSkew, tc.wantSkew)
+			}
+		})
+	}
+}
