@@ -57,7 +57,7 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 		path := filepath.Join(dir, name+".yaml")
 		summaries := strings.Replace(store.yaml, proxyA.Addr(), p.Addr(), 1)
 		body := fmt.Sprintf("kafka: {brokers: [\"127.0.0.1:1\"]}\nstore: {local_dir: %q}\nsummary_store:\n%s"+
-			"http: {addr: \"127.0.0.1:0\"}\naggregate: {interval: 500ms, lease: 4s, compact_every: -1s}\n", fx.lake, summaries)
+			"http: {addr: \"127.0.0.1:0\"}\naggregate: {interval: 1s, lease: 10s, compact_every: -1s}\n", fx.lake, summaries)
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -93,9 +93,9 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 		}
 		appendLate(t, raw, fx.table, lateRows, rng)
 		var holder *aggregator
-		for deadline := time.Now().Add(time.Minute); holder == nil; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(3 * time.Minute); holder == nil; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatal("no summary write after late data")
+				t.Fatal("no summary write within 3 minutes of late data")
 			}
 			for _, a := range aggs {
 				if a.proxy.Held() > 0 {
@@ -115,7 +115,7 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 		waitExact(t, raw, fx.table, store.bucket, 2*time.Minute)
 		// The stalled write reaches the server at last.
 		holder.proxy.Release()
-		for deadline := time.Now().Add(time.Minute); holder.proxy.Held() > 0; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(3 * time.Minute); holder.proxy.Held() > 0; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("the held write was not answered")
 			}
