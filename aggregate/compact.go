@@ -79,7 +79,14 @@ type CompactionResult struct {
 // CompactTable plans and compacts up to MaxGroupsPerRun groups of the
 // table's closed hours as of now. A group lost to another compactor is
 // counted as a conflict, not an error.
-func (c *Compactor) CompactTable(ctx context.Context, table *schema.Table, now time.Time) (res CompactionResult, err error) {
+func (c *Compactor) CompactTable(ctx context.Context, table *schema.Table, now time.Time) (CompactionResult, error) {
+	return c.compactTable(ctx, table, now, nil)
+}
+
+// compactTable is CompactTable under a lease: fenced, when not nil, is
+// asked before every upload and commit and stops the run with its error
+// (a newer lease holder has taken over).
+func (c *Compactor) compactTable(ctx context.Context, table *schema.Table, now time.Time, fenced func(context.Context) error) (res CompactionResult, err error) {
 	if table == nil {
 		return res, errors.New("compact: nil table")
 	}
@@ -110,7 +117,7 @@ func (c *Compactor) CompactTable(ctx context.Context, table *schema.Table, now t
 	groups := PlanCompaction(table.Name, live, closedBefore, c.cfg)
 	res.Groups = len(groups)
 	for _, g := range groups {
-		rec, err := c.compactGroup(ctx, table, g)
+		rec, err := c.compactGroup(ctx, table, g, fenced)
 		switch {
 		case errors.Is(err, lake.ErrCompactionConflict):
 			res.Conflicts++
@@ -144,7 +151,13 @@ func (c *Compactor) CompactTable(ctx context.Context, table *schema.Table, now t
 }
 
 // compactGroup merges one group's objects and commits the result.
-func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g CompactionGroup) (lake.CompactionRecord, error) {
+func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g CompactionGroup, fenced func(context.Context) error) (lake.CompactionRecord, error) {
+	check := func() error {
+		if fenced == nil {
+			return nil
+		}
+		return fenced(ctx)
+	}
 	keys := make([]string, len(g.Objects))
 	for i, o := range g.Objects {
 		keys[i] = o.Key
@@ -185,6 +198,9 @@ func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g Com
 	attempt := hex.EncodeToString(nonce[:])
 	for n := range parts {
 		rows := g.Rows/int64(parts) + b2i(int64(n) < g.Rows%int64(parts))
+		if err := check(); err != nil {
+			return rec, fmt.Errorf("%s: %w", what, err)
+		}
 		obj, err := c.writePart(ctx, dir, table, m, lake.CompactedObjectKey(table.Name, g.Hour, id, attempt, n), rows)
 		if err != nil {
 			return rec, fmt.Errorf("%s: %w", what, err)
@@ -205,6 +221,9 @@ func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g Com
 	// CommitWithin ours might be gone before the record names them.
 	if since := time.Since(firstUpload); since > c.cfg.CommitWithin {
 		return rec, fmt.Errorf("%s: %s since the first upload, more than commit_within %s: abandoned", what, since.Round(time.Millisecond), c.cfg.CommitWithin)
+	}
+	if err := check(); err != nil {
+		return rec, fmt.Errorf("%s: %w", what, err)
 	}
 	committed, err := c.commits.CommitCompaction(ctx, rec)
 	if err != nil {

@@ -16,6 +16,19 @@ type Config struct {
 	// Lease is how long one aggregator may work on a table before another
 	// may take over; a run that outlives its lease stops writing.
 	Lease time.Duration `yaml:"lease"`
+	// ClockSkew is how far apart the clocks of two aggregators may be: a
+	// new lease holder waits this long after its slot starts before it
+	// writes, so the previous holder has stopped even if its clock is
+	// behind (default: a quarter of the lease, at most 5s). Larger is safer
+	// against skew and takes that much from every lease. Writes of a holder
+	// stalled longer are refused by fencing, whatever the skew. A process
+	// whose clock runs far ahead takes future slots and fences the others
+	// out until their clocks catch up: keep clocks synchronised (NTP).
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// ClockOffset shifts this process's clock for leases and watermarks.
+	// For tests only (two aggregators with skewed clocks on one machine);
+	// not settable from the config file.
+	ClockOffset time.Duration `yaml:"-"`
 	// CompactEvery runs compaction of closed hours' raw objects this often;
 	// negative turns it off.
 	CompactEvery time.Duration `yaml:"compact_every"`
@@ -34,6 +47,7 @@ var (
 	ErrBadInterval = errors.New("aggregate.interval must be positive")
 	ErrBadLease    = errors.New("aggregate.lease must be longer than the interval")
 	ErrBadIdle     = errors.New("aggregate.idle_timeout must not be negative")
+	ErrBadSkew     = errors.New("aggregate.clock_skew must be positive and below half the lease")
 )
 
 // WithDefaults fills zero fields.
@@ -50,6 +64,9 @@ func (c Config) WithDefaults() Config {
 	if c.CompactEvery == 0 {
 		c.CompactEvery = DefaultCompactEvery
 	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = DefaultClockSkew(c.Lease)
+	}
 	return c
 }
 
@@ -62,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("aggregate: %w (lease %s, interval %s)", ErrBadLease, c.Lease, c.Interval)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("aggregate: %w", ErrBadIdle)
+	case c.ClockSkew <= 0 || c.ClockSkew >= c.Lease/2:
+		return fmt.Errorf("aggregate: %w (clock_skew %s, lease %s)", ErrBadSkew, c.ClockSkew, c.Lease)
 	}
 	return nil
 }

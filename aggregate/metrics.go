@@ -15,6 +15,7 @@ type metrics struct {
 	runs         *prometheus.CounterVec   // table, outcome: ok|error|locked
 	rowsRead     *prometheus.CounterVec   // table
 	lastSuccess  *prometheus.GaugeVec     // table: unix seconds
+	fenced       *prometheus.CounterVec   // table
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -52,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_aggregate_last_success_timestamp_seconds",
 			Help: "When a table's aggregation last finished without error.",
 		}, []string{"table"}),
+		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_aggregate_fenced_writes_total",
+			Help: "Summary writes refused because a newer aggregator took the lease over, or wrote the object since this one read it; such a write never lands.",
+		}, []string{"table"}),
 	}
 	m.windows = promreg.Register(reg, m.windows)
 	m.tooLate = promreg.Register(reg, m.tooLate)
@@ -61,5 +66,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.runs = promreg.Register(reg, m.runs)
 	m.rowsRead = promreg.Register(reg, m.rowsRead)
 	m.lastSuccess = promreg.Register(reg, m.lastSuccess)
+	m.fenced = promreg.Register(reg, m.fenced)
 	return m
 }

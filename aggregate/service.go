@@ -31,8 +31,8 @@ const windowsMetaKey = "sluice.windows"
 // Service runs the aggregation jobs of the tables that declare a rollup.
 type Service struct {
 	cfg       Config
-	raw       objstore.Bucket // committed raw objects and the commit log
-	summaries objstore.Bucket // summary objects; may be the same bucket as raw
+	raw       objstore.Bucket            // committed raw objects and the commit log
+	summaries objstore.ConditionalBucket // summary objects, written conditionally; may be the same bucket as raw
 	commits   *lake.CommitLog
 	tables    []*schema.Table
 	locker    *BucketLocker
@@ -42,20 +42,34 @@ type Service struct {
 	now       func() time.Time
 }
 
-// NewService prepares the jobs. Tables without a rollup are ignored.
+// NewService prepares the jobs. Tables without a rollup are ignored. The
+// summary store must replace objects conditionally (objstore.ConditionalBucket):
+// summaries are written only over the version read, and leases are fenced
+// there.
 func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Table, owner string, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cs, ok := summaries.(objstore.ConditionalBucket)
+	if !ok {
+		return nil, fmt.Errorf("aggregate: summary store %s cannot replace objects conditionally", summaries.Name())
+	}
+	now := time.Now
+	if off := cfg.ClockOffset; off != 0 {
+		now = func() time.Time { return time.Now().Add(off) }
+	}
+	locker := NewBucketLocker(cs, cfg.Lease, owner)
+	locker.skew, locker.now = cfg.ClockSkew, now
 	s := &Service{
-		cfg: cfg, raw: raw, summaries: summaries, commits: lake.NewCommitLog(raw),
-		locker: NewBucketLocker(summaries, cfg.Lease, owner), logger: logger, m: newMetrics(reg), now: time.Now,
+		cfg: cfg, raw: raw, summaries: cs, commits: lake.NewCommitLog(raw),
+		locker: locker, logger: logger, m: newMetrics(reg), now: now,
 	}
 	for _, t := range tables {
 		if t.Rollup != nil {
 			s.tables = append(s.tables, t)
 			s.m.tooLate.WithLabelValues(t.Name)
+			s.m.fenced.WithLabelValues(t.Name)
 			for _, outcome := range []string{"ok", "error", "locked"} {
 				s.m.runs.WithLabelValues(t.Name, outcome)
 			}
@@ -81,13 +95,14 @@ func jobName(t *schema.Table) string        { return "aggregate-" + t.Name }
 func compactJobName(t *schema.Table) string { return "compact-" + t.Name }
 
 func (s *Service) scheduledCompaction(ctx context.Context, t *schema.Table) {
-	deadline, ok := s.locker.Deadline(compactJobName(t))
-	if !ok {
+	lease, err := s.locker.Wait(ctx, compactJobName(t))
+	if err != nil {
 		return
 	}
-	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(-s.cfg.Lease/10))
+	runCtx, cancel := s.leaseContext(ctx, lease)
 	defer cancel()
-	res, err := s.compactor.CompactTable(runCtx, t, s.now())
+	fenced := func(ctx context.Context) error { return s.locker.CheckFence(ctx, compactJobName(t), lease.Epoch) }
+	res, err := s.compactor.compactTable(runCtx, t, s.now(), fenced)
 	if err != nil && ctx.Err() == nil {
 		s.logger.Error("compaction failed", "table", t.Name, "err", err)
 		return
@@ -133,18 +148,33 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) scheduledRun(ctx context.Context, t *schema.Table) {
-	deadline, ok := s.locker.Deadline(jobName(t))
-	if !ok {
+	// The lease may start a little later (its slot, plus the clock-skew
+	// margin): wait for it, so the previous holder has stopped.
+	lease, err := s.locker.Wait(ctx, jobName(t))
+	if err != nil {
 		s.m.runs.WithLabelValues(t.Name, "locked").Inc()
 		return
 	}
-	// Stop writing well before the lease ends, so the next holder never sees
-	// a write of ours land after it started.
-	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(-s.cfg.Lease/10))
+	runCtx, cancel := s.leaseContext(ctx, lease)
 	defer cancel()
-	if _, err := s.RunOnce(runCtx, t); err != nil && ctx.Err() == nil {
-		s.logger.Error("aggregation run failed", "table", t.Name, "err", err)
+	if _, err := s.runOnce(runCtx, t, &writeFence{key: jobName(t), epoch: lease.Epoch}); err != nil && ctx.Err() == nil {
+		s.logger.Error("aggregation run failed", "table", t.Name, "err", err, "epoch", lease.Epoch)
 	}
+}
+
+// leaseContext ends well before the lease does, so the next holder never
+// sees a write of ours land after it started. The lease is on the locker's
+// clock; the context's deadline on the real one.
+func (s *Service) leaseContext(ctx context.Context, lease Lease) (context.Context, context.CancelFunc) {
+	left := lease.Until.Add(-s.cfg.Lease / 10).Sub(s.now())
+	return context.WithDeadline(ctx, time.Now().Add(left))
+}
+
+// writeFence is the lease a run writes under: before each write the
+// lease's fence must not have passed epoch.
+type writeFence struct {
+	key   string
+	epoch int64
 }
 
 // RunStats says what one run did.
@@ -161,8 +191,14 @@ type RunStats struct {
 
 // RunOnce brings every closed window of t up to date: finest windows from
 // raw data, coarser ones by merging finer summaries. Safe to repeat: an
-// unchanged window is skipped, a recomputed one is rewritten whole.
-func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (st RunStats, err error) {
+// unchanged window is skipped, a recomputed one is rewritten whole. It
+// takes no lease; its writes are still conditional on the versions read,
+// so it never overwrites a summary another aggregator wrote meanwhile.
+func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (RunStats, error) {
+	return s.runOnce(ctx, t, nil)
+}
+
+func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFence) (st RunStats, err error) {
 	start := s.now()
 	defer func() {
 		s.m.jobDuration.WithLabelValues(t.Name).Observe(time.Since(start).Seconds())
@@ -186,7 +222,7 @@ func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (st RunStats, er
 	st.Watermark = wm
 	s.m.watermark.WithLabelValues(t.Name).Set(float64(wm.UnixMicro()) / 1e6)
 	s.m.watermarkLag.WithLabelValues(t.Name).Set(s.now().Sub(wm).Seconds())
-	return st, s.bringUpToDate(ctx, t, recs, wm, time.Time{}, time.Time{}, &st, nil)
+	return st, s.bringUpToDate(ctx, t, recs, wm, time.Time{}, time.Time{}, &st, nil, fence)
 }
 
 // Backfill brings the windows in [from, to) up to date, reporting progress
@@ -205,10 +241,10 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 		to = wm
 	}
 	st.Watermark = wm
-	return st, s.bringUpToDate(ctx, t, recs, to, from, to, &st, progress)
+	return st, s.bringUpToDate(ctx, t, recs, to, from, to, &st, progress, nil)
 }
 
-func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int)) error {
+func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int), fence *writeFence) error {
 	objs := Inputs(recs)
 	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
@@ -242,7 +278,7 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 			if i > 0 {
 				finer = r.Windows[i-1]
 			}
-			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st); err != nil {
+			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st, fence); err != nil {
 				return fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
 			}
 			if progress != nil && i == 0 {
@@ -293,9 +329,9 @@ func WindowName(w time.Duration) string {
 
 // updateUnit brings the windows of one summary object up to date.
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
-	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats) error {
+	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence) error {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
-	existing, states, err := s.readUnit(ctx, t, key)
+	existing, states, version, err := s.readUnit(ctx, t, key)
 	if err != nil {
 		return err
 	}
@@ -370,7 +406,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 	if err != nil {
 		return err
 	}
-	return s.writeUnit(ctx, t, key, out, states, st)
+	return s.writeUnit(ctx, t, key, out, states, st, version, fence)
 }
 
 func mergeLinks(a, b []Link) []Link {
@@ -420,7 +456,7 @@ func (s *Service) computeFromFiner(ctx context.Context, t *schema.Table, w, fine
 	unit := Unit(finer)
 	var parts []*Summary
 	for u := from.Truncate(unit); u.Before(to); u = u.Add(unit) {
-		sum, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
+		sum, _, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
 		if err != nil {
 			return nil, err
 		}
@@ -465,49 +501,56 @@ func (s *Service) countRows(ctx context.Context, t *schema.Table, w time.Duratio
 	return n, nil
 }
 
-// readUnit returns a summary object's rows and window states; nil, empty
-// when it does not exist yet.
-func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*Summary, map[int64]WindowState, error) {
+// readUnit returns a summary object's rows, window states and version; nil,
+// empty and "" when it does not exist yet.
+func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*Summary, map[int64]WindowState, string, error) {
 	states := map[int64]WindowState{}
-	data, err := s.readAll(ctx, s.summaries, key)
+	data, version, err := s.summaries.GetVersion(ctx, key)
 	if objstore.IsNotExist(err) {
-		return nil, states, nil
+		return nil, states, "", nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("open summary %s: %w", key, err)
+		return nil, nil, "", fmt.Errorf("open summary %s: %w", key, err)
 	}
 	if why := olderShape(f, t); why != "" {
 		// Written for an earlier rollup (a measure or dimension since
 		// added): every window of the unit is computed again, from raw
-		// data or the finer windows, and written in the new shape.
+		// data or the finer windows, and written in the new shape (over
+		// this version).
 		s.logger.Info("summary of an earlier rollup shape; recomputing its windows", "key", key, "why", why)
-		return nil, states, nil
+		return nil, states, version, nil
 	}
 	if meta, ok := f.Lookup(windowsMetaKey); ok {
 		var byTime map[string]WindowState
 		if err := json.Unmarshal([]byte(meta), &byTime); err != nil {
-			return nil, nil, fmt.Errorf("summary %s: window states: %w", key, err)
+			return nil, nil, "", fmt.Errorf("summary %s: window states: %w", key, err)
 		}
 		for k, v := range byTime {
 			ts, err := time.Parse(time.RFC3339Nano, k)
 			if err != nil {
-				return nil, nil, fmt.Errorf("summary %s: window %q: %w", key, k, err)
+				return nil, nil, "", fmt.Errorf("summary %s: window %q: %w", key, k, err)
 			}
 			states[ts.UnixMicro()] = v
 		}
 	}
 	sum, err := ReadSummary(bytes.NewReader(data), int64(len(data)), t)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read summary %s: %w", key, err)
+		return nil, nil, "", fmt.Errorf("read summary %s: %w", key, err)
 	}
-	return sum, states, nil
+	return sum, states, version, nil
 }
 
-func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, sum *Summary, states map[int64]WindowState, st *RunStats) error {
+// writeUnit replaces the summary object at key only if it is still the
+// version read (version "": creates it only if it is still absent), and,
+// under a lease, only while no newer lease was taken. A write that loses is
+// counted in sluice_aggregate_fenced_writes_total and fails the run; the
+// next run starts over from what the winner wrote.
+func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, sum *Summary, states map[int64]WindowState, st *RunStats,
+	version string, fence *writeFence) error {
 	byTime := make(map[string]WindowState, len(states))
 	starts := make([]int64, 0, len(states))
 	for k := range states {
@@ -528,7 +571,31 @@ func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, su
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("not writing %s: %w", key, err) // the lease is over
 	}
-	if err := s.summaries.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
+	if fence != nil {
+		if err := s.locker.CheckFence(ctx, fence.key, fence.epoch); err != nil {
+			if errors.Is(err, ErrFenced) {
+				s.m.fenced.WithLabelValues(t.Name).Inc()
+			}
+			return fmt.Errorf("not writing %s: %w", key, err)
+		}
+	}
+	data := buf.Bytes()
+	if version == "" {
+		err = s.summaries.PutIfAbsent(ctx, key, data)
+	} else {
+		err = s.summaries.PutIfMatch(ctx, key, data, version)
+	}
+	if objstore.IsExists(err) || objstore.IsChanged(err) {
+		// A retried attempt of ours may have landed, or another writer
+		// wrote these very bytes: then nothing was lost.
+		if cur, _, gerr := s.summaries.GetVersion(ctx, key); gerr == nil && bytes.Equal(cur, data) {
+			err = nil
+		} else {
+			s.m.fenced.WithLabelValues(t.Name).Inc()
+			return fmt.Errorf("write summary %s: %w: another aggregator wrote it since it was read (%v)", key, ErrFenced, err)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("write summary %s: %w", key, err)
 	}
 	st.Objects++

@@ -27,3 +27,17 @@ func TestAcceptanceS3Decorated(t *testing.T) {
 	decorated := objstore.NewInstrumented(objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), reg), reg, "lake")
 	objstoretest.AcceptanceTest(t, decorated, objstoretest.AcceptanceOptions{LargeObjectSize: 6 << 20})
 }
+
+func TestConditionalLocal(t *testing.T) {
+	objstoretest.ConditionalTest(t, objstoretest.NewLocal(t))
+}
+
+func TestConditionalS3(t *testing.T) {
+	objstoretest.ConditionalTest(t, objstoretest.NewS3(t, slog.New(slog.DiscardHandler)))
+}
+
+func TestConditionalS3Decorated(t *testing.T) {
+	b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
+	reg := prometheus.NewRegistry()
+	objstoretest.ConditionalTest(t, objstore.NewInstrumented(objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), reg), reg, "lake"))
+}

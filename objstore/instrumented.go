@@ -18,12 +18,13 @@ const (
 	opIter        = "iter"
 	opPut         = "put"
 	opPutIfAbsent = "put_if_absent"
+	opPutIfMatch  = "put_if_match"
 	opDelete      = "delete"
 )
 
 // allOps are every bucket's operations: their error series start at zero,
 // so that rates and alerts see 0 rather than nothing.
-var allOps = []string{opGet, opGetRange, opAttributes, opIter, opPut, opPutIfAbsent, opDelete}
+var allOps = []string{opGet, opGetRange, opAttributes, opIter, opPut, opPutIfAbsent, opPutIfMatch, opDelete}
 
 // Failure reasons, a small fixed set so the label stays bounded.
 const (

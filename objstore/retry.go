@@ -134,6 +134,7 @@ func IsRetryable(err error) bool {
 		errors.Is(err, context.Canceled),
 		errors.Is(err, ErrNotExist),
 		errors.Is(err, ErrExists),
+		errors.Is(err, ErrChanged),
 		errors.Is(err, ErrInvalidKey):
 		return false
 	case errors.Is(err, ErrUnavailable):

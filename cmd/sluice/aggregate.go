@@ -17,6 +17,11 @@ import (
 	"github.com/sluicehq/sluice/schema"
 )
 
+// envTestClockOffset (a Go duration, e.g. "-800ms") shifts the aggregator's
+// lease and watermark clock. For the fault suite only, which runs
+// aggregators with skewed clocks on one machine; deliberately not a flag.
+const envTestClockOffset = "SLUICE_TEST_CLOCK_OFFSET"
+
 type aggregateOptions struct {
 	configPath string
 	from, to   string
@@ -145,7 +150,16 @@ func newAggregateService(ctx context.Context, cfg *fileConfig, logger *slog.Logg
 	}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s/%d", host, os.Getpid())
-	return aggregate.NewService(cfg.Aggregate, raw, summaries, cfg.tables, owner, logger, reg)
+	acfg := cfg.Aggregate
+	if v := os.Getenv(envTestClockOffset); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", envTestClockOffset, err)
+		}
+		acfg.ClockOffset = d
+		logger.Warn("lease clock shifted for testing", "env", envTestClockOffset, "offset", d)
+	}
+	return aggregate.NewService(acfg, raw, summaries, cfg.tables, owner, logger, reg)
 }
 
 func backfill(ctx context.Context, g *globals, svc *aggregate.Service, tables []*schema.Table, from, to time.Time) error {

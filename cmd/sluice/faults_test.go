@@ -109,6 +109,8 @@ func TestFaults(t *testing.T) {
 	t.Run("latest-kill-before-commit", func(t *testing.T) { faultLatestKill(t, bin, params, table) })
 	t.Run("partitions-added", func(t *testing.T) { faultPartitionsAdded(t, bin, params, table) })
 	t.Run("s3-errors-backlog", func(t *testing.T) { faultS3Errors(t, bin, params, table) })
+	t.Run("aggregators-skewed-clocks-sigstop", func(t *testing.T) { faultAggregatorFencing(t, bin, table) })
+	t.Run("s3-without-conditional-writes", func(t *testing.T) { faultNoConditionalWrites(t, bin, table) })
 }
 
 // faultsConfig replaces the rig's sluice.yaml: short group timeouts as in the

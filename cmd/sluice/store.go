@@ -16,7 +16,9 @@ func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg p
 	return openNamedBucket(ctx, "raw", cfg, logger, reg)
 }
 
-// openNamedBucket labels the store's metrics with name (raw, summary).
+// openNamedBucket labels the store's metrics with name (raw, summary). It
+// refuses a store that does not honour conditional writes: every command
+// that opens a store writes commit records, leases or summaries through it.
 func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (objstore.Bucket, error) {
 	var b objstore.Bucket
 	switch {
@@ -36,5 +38,9 @@ func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *
 		return nil, errNoStore
 	}
 	b = objstore.NewInstrumented(b, reg, name)
-	return objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), logger, reg), nil
+	b = objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), logger, reg)
+	if err := objstore.CheckConditionalWrites(ctx, b); err != nil {
+		return nil, fmt.Errorf("%s store: %w", name, err)
+	}
+	return b, nil
 }

@@ -8,10 +8,19 @@
 //
 // The Host header is passed through unchanged, so signed requests (S3
 // SigV4) stay valid when the client is pointed at the proxy.
+//
+// It can also play an S3-compatible server without conditional writes
+// (IgnoreConditionalWrites): conditional headers are stripped from PUTs,
+// which are signed again so that the server accepts them; and it can hold
+// chosen requests in flight until released (HoldRequests), as a network
+// path that stalls one client's write.
 package faultproxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,10 +30,13 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/minio/minio-go/v7/pkg/signer"
 )
 
 // Proxy forwards HTTP requests to one target. Its methods are safe for
@@ -41,12 +53,22 @@ type Proxy struct {
 	failed    atomic.Int64
 	forwarded atomic.Int64 // failed after the server had the request
 
-	failMu sync.Mutex
-	fail   Failures
-	rng    *rand.Rand
+	failMu   sync.Mutex
+	fail     Failures
+	rng      *rand.Rand
+	stripped atomic.Int64 // conditional headers dropped
+
+	// noConditional, when set, is how to re-sign PUTs whose conditional
+	// headers were dropped.
+	noConditional atomic.Pointer[Credentials]
 
 	mu  sync.Mutex
 	srv *http.Server // nil while down
+
+	holdMu   sync.Mutex
+	hold     func(*http.Request) bool // nil: hold nothing
+	held     int                      // requests held or being forwarded after release
+	released chan struct{}            // closed by Release
 }
 
 // Failures make the proxy answer a random share of matching requests with
@@ -86,6 +108,7 @@ func Start(target string) (*Proxy, error) {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host = u.Scheme, u.Host
 			r.Out.Host = r.In.Host // signatures cover the Host header
+			p.stripConditional(r.Out)
 		},
 		// Streams responses as they come (large GETs), not buffered.
 		FlushInterval: -1,
@@ -126,6 +149,23 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>%s</Code><Message>faultproxy: injected failure</Message><Resource>%s</Resource></Error>`, ans.Code, r.URL.Path)
 		return
+	}
+	if release, ok := p.holdIfMatched(r); ok {
+		// The body is read first, so that the request can still be
+		// forwarded whole when its client is stopped by then.
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			p.doneHolding()
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		defer p.doneHolding()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if d := time.Duration(p.delay.Load()); d > 0 {
 		p.delayed.Add(1)
@@ -204,6 +244,126 @@ func (p *Proxy) failure(r *http.Request) (Answer, bool, bool) {
 // delay off. Requests already waiting keep their delay.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
+// HoldRequests holds every request for which match returns true (nil:
+// none from now on) until Release: its client sees it in flight, the server
+// has not seen it. match is called once per request, so it may count.
+func (p *Proxy) HoldRequests(match func(*http.Request) bool) {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	p.hold = match
+	if p.released == nil {
+		p.released = make(chan struct{})
+	}
+}
+
+func (p *Proxy) holdIfMatched(r *http.Request) (<-chan struct{}, bool) {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	if p.hold == nil || !p.hold(r) {
+		return nil, false
+	}
+	p.held++
+	return p.released, true
+}
+
+func (p *Proxy) doneHolding() {
+	p.holdMu.Lock()
+	p.held--
+	p.holdMu.Unlock()
+}
+
+// Held is the number of requests held, or released and not yet answered.
+func (p *Proxy) Held() int {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	return p.held
+}
+
+// Release forwards every held request; requests held later wait for the
+// next Release.
+func (p *Proxy) Release() {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	if p.released != nil {
+		close(p.released)
+	}
+	p.released = make(chan struct{})
+}
+
+// Credentials sign requests for the server behind the proxy (S3 SigV4).
+type Credentials struct {
+	AccessKey, SecretKey, Region string
+}
+
+// IgnoreConditionalWrites makes the proxy pass for an S3-compatible server
+// that does not implement conditional writes: If-None-Match and If-Match
+// are removed from PUT requests, which are then signed again with c (the
+// headers are part of the signature). A streaming-signed body (aws-chunked,
+// whose chunk signatures chain from the request's) is decoded and sent
+// whole. nil turns the mode off.
+func (p *Proxy) IgnoreConditionalWrites(c *Credentials) { p.noConditional.Store(c) }
+
+func (p *Proxy) stripConditional(out *http.Request) {
+	c := p.noConditional.Load()
+	if c == nil || out.Method != http.MethodPut || (out.Header.Get("If-None-Match") == "" && out.Header.Get("If-Match") == "") {
+		return
+	}
+	payload, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err != nil {
+		out.Body = io.NopCloser(errReader{err})
+		return
+	}
+	sha := out.Header.Get("X-Amz-Content-Sha256")
+	if strings.HasPrefix(sha, "STREAMING-") {
+		if payload, err = decodeAWSChunked(payload); err != nil {
+			out.Body = io.NopCloser(errReader{err})
+			return
+		}
+		sum := sha256.Sum256(payload)
+		sha = hex.EncodeToString(sum[:])
+		out.Header.Del("Content-Encoding")
+		out.Header.Del("X-Amz-Decoded-Content-Length")
+		out.Header.Del("X-Amz-Trailer")
+	}
+	out.Header.Set("X-Amz-Content-Sha256", sha)
+	out.Body = io.NopCloser(bytes.NewReader(payload))
+	out.ContentLength = int64(len(payload))
+	out.Header.Set("Content-Length", strconv.Itoa(len(payload)))
+	out.Header.Del("If-None-Match")
+	out.Header.Del("If-Match")
+	out.Header.Del("Authorization")
+	out.Header = signer.SignV4(*out, c.AccessKey, c.SecretKey, "", c.Region).Header
+	p.stripped.Add(1)
+}
+
+// decodeAWSChunked returns the payload of an aws-chunked body:
+// "<hex size>;chunk-signature=<sig>\r\n<data>\r\n" ... ending with a
+// chunk of size 0 (and optional trailers, ignored).
+func decodeAWSChunked(body []byte) ([]byte, error) {
+	var out []byte
+	for {
+		line, rest, ok := bytes.Cut(body, []byte("\r\n"))
+		if !ok {
+			return nil, errors.New("faultproxy: aws-chunked body without a chunk header")
+		}
+		sizeHex, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseInt(string(sizeHex), 16, 64)
+		if err != nil || n < 0 || n > int64(len(rest)) {
+			return nil, fmt.Errorf("faultproxy: aws-chunked chunk header %q", line)
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, rest[:n]...)
+		body = bytes.TrimPrefix(rest[n:], []byte("\r\n"))
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
 // Stats are counts since Start.
 type Stats struct {
 	Requests int64 // requests received (while up)
@@ -212,12 +372,15 @@ type Stats struct {
 	Failed   int64 // requests answered with an injected error
 	// Forwarded counts the failed requests the server had acted on.
 	Forwarded int64
+	// Unconditional counts conditional writes forwarded without their
+	// condition (IgnoreConditionalWrites).
+	Unconditional int64
 }
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {
 	return Stats{Requests: p.requests.Load(), Delayed: p.delayed.Load(), Outages: p.refusedAt.Load(),
-		Failed: p.failed.Load(), Forwarded: p.forwarded.Load()}
+		Failed: p.failed.Load(), Forwarded: p.forwarded.Load(), Unconditional: p.stripped.Load()}
 }
 
 // Close stops the proxy for good.

@@ -139,3 +139,70 @@ func TestProxyFailsAShare(t *testing.T) {
 		t.Fatal("failed after failures were turned off")
 	}
 }
+
+func TestDecodeAWSChunked(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+		wantErr          bool
+	}{
+		{name: "two chunks", body: "5;chunk-signature=aa\r\nhello\r\n6;chunk-signature=bb\r\n world\r\n0;chunk-signature=cc\r\n\r\n", want: "hello world"},
+		{name: "empty payload", body: "0;chunk-signature=cc\r\n\r\n", want: ""},
+		{name: "with a trailer", body: "3;chunk-signature=aa\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAA\r\n\r\n", want: "abc"},
+		{name: "size past the end", body: "ff;chunk-signature=aa\r\nabc\r\n", wantErr: true},
+		{name: "no header", body: "abc", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeAWSChunked([]byte(tc.body))
+			if (err != nil) != tc.wantErr || string(got) != tc.want {
+				t.Errorf("decode = %q, %v; want %q (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestProxyHoldsRequests(t *testing.T) {
+	var got atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Add(int64(len(b)))
+	}))
+	defer backend.Close()
+	p, err := Start(backend.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.HoldRequests(func(r *http.Request) bool { return r.Method == http.MethodPut })
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+p.Addr()+"/b/k", strings.NewReader("held body"))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Held() != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if p.Held() != 1 {
+		t.Fatal("the PUT was not held")
+	}
+	if resp, err := http.Get("http://" + p.Addr() + "/b/k"); err != nil {
+		t.Fatalf("a GET must pass: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got.Load() != 0 {
+		t.Fatal("the held body reached the server")
+	}
+	p.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != int64(len("held body")) || p.Held() != 0 {
+		t.Fatalf("after release: server got %d bytes, %d still held", got.Load(), p.Held())
+	}
+}
