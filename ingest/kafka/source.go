@@ -267,7 +267,7 @@ func (s *Source) poll(ctx context.Context) error {
 				last := fp.Records[len(fp.Records)-1].Offset
 				lag := max(0, fp.LastStableOffset-last-1)
 				s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
-				recs := make([]ingest.Record, len(fp.Records))
+				recs := s.pipe.Buffer(len(fp.Records))
 				for i, r := range fp.Records {
 					recs[i] = ingest.Record{Value: r.Value, Pos: lake.PositionOf(r.Offset), Time: r.Timestamp}
 				}
