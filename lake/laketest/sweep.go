@@ -304,7 +304,7 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 	t.Run("abandoned uploads go after the grace", func(t *testing.T) {
 		const table = "sw_uploads"
 		key := lake.RawHourPrefix(table, hour) + "killed-mid-upload.parquet"
-		abandoned := plantUpload(t, raw, key)
+		abandoned := PlantUpload(t, raw, key)
 		s, _ := sweeper(t, lake.SweepConfig{Grace: time.Hour}, raw, nil)
 		if rep, err := s.Sweep(ctx, table, lake.TableRetention{}, nil); err != nil || len(rep.Items) != 0 {
 			t.Fatalf("young upload swept: %q, %v", keys(rep.Items), err)
@@ -396,9 +396,9 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, values ...
 	return 0
 }
 
-// plantUpload leaves an incomplete upload for key and returns a function
+// PlantUpload leaves an incomplete upload for key and returns a function
 // that reports whether it is still there.
-func plantUpload(t *testing.T, b objstore.Bucket, key string) func() bool {
+func PlantUpload(t *testing.T, b objstore.Bucket, key string) func() bool {
 	t.Helper()
 	ctx := t.Context()
 	switch s := b.(type) {
