@@ -398,7 +398,10 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 			items = append(items, SweepItem{Kind: SweepRecord, Key: r.key, LastModified: r.modTime})
 		}
 	}
-	up, err := s.uploads(ctx, s.raw, []string{table + "/", DeadLetterRoot + table + "/"}, cutoff, false)
+	// Records are written with PutIfAbsent, which a killed local writer can
+	// leave as a temporary file too.
+	up, err := s.uploads(ctx, s.raw, []string{table + "/", DeadLetterRoot + table + "/",
+		CommitPrefix(table), CompactionPrefix(table), RetentionPrefix(table)}, cutoff, false)
 	if err != nil {
 		return rep, fmt.Errorf("sweep %s: %w", table, err)
 	}
