@@ -126,14 +126,14 @@ func (r SweepReport) Count(kind string) (n int, bytes int64) {
 }
 
 type sweepMetrics struct {
-	objects    *prometheus.CounterVec // table, kind
-	bytes      *prometheus.CounterVec // table, kind
-	runs       *prometheus.CounterVec // table, outcome
-	errors     *prometheus.CounterVec // table
-	kept       *prometheus.CounterVec // table
-	horizon    *prometheus.GaugeVec   // table, area
-	lastSwept  *prometheus.GaugeVec   // table
-	candidates *prometheus.GaugeVec   // table, kind: found by the last run (dry runs too)
+	objects   *prometheus.CounterVec // table, kind
+	bytes     *prometheus.CounterVec // table, kind
+	runs      *prometheus.CounterVec // table, outcome
+	errors    *prometheus.CounterVec // table
+	kept      *prometheus.CounterVec // table
+	horizon   *prometheus.GaugeVec   // table, area
+	lastSwept *prometheus.GaugeVec   // table
+	lastRun   *prometheus.GaugeVec   // table, kind: deleted by the last run (dry: would be)
 }
 
 func newSweepMetrics(reg prometheus.Registerer) *sweepMetrics {
@@ -166,9 +166,9 @@ func newSweepMetrics(reg prometheus.Registerer) *sweepMetrics {
 			Name: "sluice_lake_sweep_last_success_timestamp_seconds",
 			Help: "When a sweep of the table last finished without error.",
 		}, []string{"table"})),
-		candidates: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_lake_sweep_candidate_objects",
-			Help: "Objects the last sweep (or dry run) found to delete, by kind.",
+		lastRun: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_lake_sweep_last_run_objects",
+			Help: "Objects the last sweep of the table deleted (a dry run: would delete), by kind.",
 		}, []string{"table", "kind"})),
 	}
 }
@@ -329,7 +329,7 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 		s.m.runs.WithLabelValues(table, outcome).Inc()
 		for _, k := range sweepKinds {
 			n, _ := rep.Count(k)
-			s.m.candidates.WithLabelValues(table, k).Set(float64(n))
+			s.m.lastRun.WithLabelValues(table, k).Set(float64(n))
 		}
 	}()
 	if err := ValidateCommitNames(table, "s", "p"); err != nil {
@@ -425,25 +425,31 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 		}
 		return rep, nil
 	}
-	err = s.delete(ctx, table, items, cutoff, &rep, progress)
+	err = s.delete(ctx, table, items, refs, cutoff, &rep, progress)
 	s.logger.Info("swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
 	return rep, err
 }
 
-// delete deletes items, re-reading the records before every recheckEvery
-// of them and keeping any raw-area object that is no longer a candidate.
-func (s *Sweeper) delete(ctx context.Context, table string, items []SweepItem, cutoff time.Time, rep *SweepReport, progress func(done, total int)) error {
+// delete deletes items, keeping any raw-area object that is no longer a
+// candidate. Only a new record can save an uncommitted object (replaced
+// stays replaced, retired stays retired), so the records are read again
+// right before the first uncommitted object and every recheckEvery after.
+func (s *Sweeper) delete(ctx context.Context, table string, items []SweepItem, refs sweepRefs, cutoff time.Time, rep *SweepReport, progress func(done, total int)) error {
 	var firstErr error
-	var refs sweepRefs
+	sinceRead := recheckEvery
 	for i, it := range items {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if i%recheckEvery == 0 {
-			var err error
-			if refs, err = s.refs(ctx, table, cutoff); err != nil {
-				return fmt.Errorf("sweep %s: re-check: %w", table, err)
+		if it.Kind == SweepUncommitted {
+			if sinceRead == recheckEvery {
+				var err error
+				if refs, err = s.refs(ctx, table, cutoff); err != nil {
+					return fmt.Errorf("sweep %s: re-check: %w", table, err)
+				}
+				sinceRead = 0
 			}
+			sinceRead++
 		}
 		switch it.Kind {
 		case SweepUncommitted, SweepReplaced, SweepRetired:
