@@ -426,7 +426,11 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 		return rep, nil
 	}
 	err = s.delete(ctx, table, items, refs, cutoff, &rep, progress)
-	s.logger.Info("swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
+	level := slog.LevelDebug
+	if len(rep.Items) > 0 || rep.Failed > 0 {
+		level = slog.LevelInfo
+	}
+	s.logger.Log(ctx, level, "swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
 	return rep, err
 }
 
