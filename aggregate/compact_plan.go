@@ -223,7 +223,7 @@ func splitGroups(objs []lake.LiveObject, estimate func(lake.LiveObject) int64, t
 // both the committed watermark and the wall clock must be CloseDelay past
 // an hour's end. ok is false when nothing has been committed.
 func compactionClosedBefore(recs []lake.CommitRecord, now time.Time, cfg CompactorConfig) (time.Time, bool) {
-	wm, ok := Watermark(recs, 0, cfg.IdleTimeout)
+	wm, ok := Watermark(recs, 0, cfg.IdleTimeout, now)
 	if !ok {
 		return time.Time{}, false
 	}

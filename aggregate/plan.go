@@ -72,13 +72,19 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 
 // Watermark is the event time up to which the table's data is taken to be
 // complete: the smallest, over the partitions still receiving data, of the
-// largest event time each has committed, minus the allowed lateness. A
-// partition whose last commit is more than idle older than the table's
-// newest commit no longer holds the watermark back. ok is false with no data.
-func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
+// largest event time each has committed, minus the allowed lateness, and
+// never later than now minus the allowed lateness (so records dated in the
+// future cannot close windows early). A partition is idle, and no longer
+// holds the watermark back, only when its last link says it had no lag and
+// it has not committed for idle while others did; a lagging or stuck
+// partition holds it back however long it is silent, and a partition that
+// has lag but no data yet (just opened on a backlog) holds it entirely: ok
+// is false then, and with no data. A zero now means no cap.
+func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
 	type part struct {
 		maxEvent int64
 		last     time.Time
+		lag      int64
 	}
 	parts := map[string]*part{}
 	var newest time.Time
@@ -95,6 +101,7 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration) (w
 		if r.CommittedAt.After(newest) {
 			newest = r.CommittedAt
 		}
+		p.lag = r.Lag // records come in chain order: the last link's lag stays
 		for _, o := range r.Objects {
 			if o.Kind == lake.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
 				p.maxEvent = o.MaxEventTimeMicros
@@ -104,9 +111,12 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration) (w
 	minActive := int64(1<<63 - 1)
 	for _, p := range parts {
 		if p.maxEvent == -1<<63 {
-			continue // only dead letters so far
+			if p.lag > 0 {
+				return time.Time{}, false // data on its way, of unknown time
+			}
+			continue // only dead letters so far, or nothing to read
 		}
-		if idle > 0 && newest.Sub(p.last) > idle {
+		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
 			continue
 		}
 		minActive = min(minActive, p.maxEvent)
@@ -116,7 +126,13 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration) (w
 	}
 	// An event at time t proves the stream reached t; windows ending at or
 	// before t+1µs minus the lateness are complete.
-	return time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness), true
+	wm = time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness)
+	if !now.IsZero() {
+		if limit := now.UTC().Add(-allowedLateness); wm.After(limit) {
+			wm = limit
+		}
+	}
+	return wm, true
 }
 
 // WindowInputs maps the start (micros) of every window of size w that ends

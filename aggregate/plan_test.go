@@ -21,12 +21,18 @@ func rec(part string, first int64, committed time.Duration, objs ...[2]time.Dura
 	return r
 }
 
+func withLag(r lake.CommitRecord, lag int64) lake.CommitRecord {
+	r.Lag = lag
+	return r
+}
+
 func TestWatermark(t *testing.T) {
 	tests := []struct {
 		name   string
 		recs   []lake.CommitRecord
 		late   time.Duration
 		idle   time.Duration
+		now    time.Time
 		want   time.Time
 		wantOK bool
 	}{
@@ -55,6 +61,50 @@ func TestWatermark(t *testing.T) {
 			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
 		},
 		{
+			name: "a record dated in the future cannot push it past the clock",
+			recs: []lake.CommitRecord{rec("0", 0, time.Minute, [2]time.Duration{0, 23 * time.Hour})},
+			late: 30 * time.Second,
+			now:  t0.Add(10 * time.Minute),
+			want: t0.Add(10*time.Minute - 30*time.Second), wantOK: true,
+		},
+		{
+			name: "a stuck partition with lag holds it back however long it is silent",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				withLag(rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}), 500),
+			},
+			idle: 5 * time.Minute,
+			now:  t0.Add(time.Hour),
+			want: t0.Add(2*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "a partition that stopped for good, caught up, stops holding it back",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				withLag(rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}), 0),
+			},
+			idle: 5 * time.Minute,
+			now:  t0.Add(time.Hour),
+			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "a new partition opened on a backlog holds it until its data is in",
+			recs: []lake.CommitRecord{
+				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				withLag(rec("1", 0, time.Minute), 1000), // a genesis: no objects yet
+			},
+			now:    t0.Add(time.Hour),
+			wantOK: false,
+		},
+		{
+			name: "a new partition with nothing to read does not hold it",
+			recs: []lake.CommitRecord{
+				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("1", 0, time.Minute),
+			},
+			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
 			name: "max over a partition's records, not its last record",
 			recs: []lake.CommitRecord{
 				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
@@ -65,7 +115,7 @@ func TestWatermark(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := Watermark(tt.recs, tt.late, tt.idle)
+			got, ok := Watermark(tt.recs, tt.late, tt.idle, tt.now)
 			if ok != tt.wantOK || (ok && !got.Equal(tt.want)) {
 				t.Fatalf("Watermark = %s, %v; want %s, %v", got, ok, tt.want, tt.wantOK)
 			}

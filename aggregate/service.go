@@ -197,7 +197,7 @@ func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (st RunStats, er
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
 	r := t.Rollup
-	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout)
+	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
 	}
@@ -215,7 +215,7 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
-	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout)
+	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
 	}
@@ -500,6 +500,13 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open summary %s: %w", key, err)
+	}
+	if why := olderShape(f, t); why != "" {
+		// Written for an earlier rollup (a measure or dimension since
+		// added): every window of the unit is computed again, from raw
+		// data or the finer windows, and written in the new shape.
+		s.logger.Info("summary of an earlier rollup shape; recomputing its windows", "key", key, "why", why)
+		return nil, states, nil
 	}
 	if meta, ok := f.Lookup(windowsMetaKey); ok {
 		var byTime map[string]WindowState

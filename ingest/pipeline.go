@@ -67,6 +67,7 @@ type Pipeline struct {
 	logger   *slog.Logger
 
 	workers []*worker
+	bufs    sync.Pool // []Record slices, handed out by Buffer, returned once appended
 	wg      sync.WaitGroup
 	once    sync.Once
 	closed  chan struct{} // closed by Close: pending rewinds give up
@@ -133,10 +134,28 @@ func (p *Pipeline) Open(ctx context.Context, table *schema.Table, key PartitionK
 	return end, nil
 }
 
+// Buffer returns a record slice of length n for a Deliver call; Deliver
+// takes it over and recycles it once its records are decoded, so a source
+// that delivers every poll allocates no new slices in the steady state.
+func (p *Pipeline) Buffer(n int) []Record {
+	if v, ok := p.bufs.Get().(*[]Record); ok && cap(*v) >= n {
+		return (*v)[:n]
+	}
+	return make([]Record, n, max(n, 1024))
+}
+
+func (p *Pipeline) recycle(recs []Record) {
+	clear(recs) // drop the references to the values
+	p.bufs.Put(&recs)
+}
+
 // Deliver hands records of one partition, in position order, to its worker.
-// It waits while the memory budget is used up (backpressure: a slow store
-// slows the source rather than growing memory); only ctx ends the wait.
-func (p *Pipeline) Deliver(ctx context.Context, key PartitionKey, recs []Record) error {
+// lag is how many positions the source still holds after the last of them
+// (0: the partition is caught up); it is written into the links, where the
+// aggregator tells a lagging partition from an idle one. Deliver waits
+// while the memory budget is used up (backpressure: a slow store slows the
+// source rather than growing memory); only ctx ends the wait.
+func (p *Pipeline) Deliver(ctx context.Context, key PartitionKey, recs []Record, lag int64) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -148,7 +167,7 @@ func (p *Pipeline) Deliver(ctx context.Context, key PartitionKey, recs []Record)
 		return err
 	}
 	p.w.m.recordsIn.WithLabelValues(key.Table).Add(float64(len(recs)))
-	if err := p.send(ctx, key, workerMsg{kind: msgRecords, key: key, records: recs, held: n}); err != nil {
+	if err := p.send(ctx, key, workerMsg{kind: msgRecords, key: key, records: recs, held: n, lag: lag}); err != nil {
 		p.w.release(n)
 		return err
 	}
@@ -262,6 +281,7 @@ type workerMsg struct {
 	end      lake.End
 	records  []Record
 	held     int64
+	lag      int64
 	pos      lake.Position
 	sourceID string
 	reason   string
@@ -329,9 +349,11 @@ func (wk *worker) handle(msg workerMsg) {
 			return
 		}
 		ps.Hold(msg.held)
+		ps.lag = msg.lag
 		for _, r := range msg.records {
 			ps.Append(r.Value, r.Pos, r.Time)
 		}
+		wk.p.recycle(msg.records)
 		if ps.Due(time.Now()) {
 			wk.flush(ps)
 		}

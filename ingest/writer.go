@@ -167,6 +167,7 @@ type Partition struct {
 	sourceID  string
 
 	expect   lake.Position // records before it are redeliveries of what is buffered or committed
+	lag      int64         // the source's lag after the last record delivered
 	lastPos  lake.Position
 	pending  int64 // records (good or bad) since the last flush
 	bytes    int64 // input bytes since the last flush
@@ -364,6 +365,7 @@ func (p *Partition) newJob(kind string, next lake.Position, done func(FlushResul
 		first:     p.chainNext,
 		next:      next,
 		sourceID:  p.sourceID,
+		lag:       p.lag,
 		started:   time.Now(),
 		done:      done,
 		epoch:     p.epoch,
@@ -485,6 +487,7 @@ type flushJob struct {
 	seq               int64
 	first, next       lake.Position
 	sourceID, reason  string
+	lag               int64
 	records           int64
 	rec               arrow.Record
 	eventTimes        []int64
@@ -536,6 +539,7 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 		Next:        job.next,
 		SourceID:    job.sourceID,
 		Reason:      job.reason,
+		Lag:         job.lag,
 		DeadLetters: job.deadCount,
 		Writer:      w.writerID,
 		Objects:     []lake.CommittedObject{},

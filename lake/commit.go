@@ -107,6 +107,12 @@ type CommitRecord struct {
 	// Reason says why a genesis starts where it does, or why a gap or reset
 	// happened, for operators.
 	Reason string `json:"reason,omitempty"`
+	// Lag is how far behind the source's end the partition was when the
+	// link's last record was read (for Kafka, offsets up to the last stable
+	// offset). A partition is idle only when its last link has no lag: a
+	// lagging or stuck one holds the watermark back however long it has
+	// not committed.
+	Lag int64 `json:"lag,omitempty"`
 	// FirstOffset and NextOffset are the version-1 form of First and Next;
 	// only version-1 records have them.
 	FirstOffset int64             `json:"first_offset,omitempty"`

@@ -58,12 +58,12 @@ type Chain struct {
 // End is where a partition's chain ends: the number of the next link and
 // the position it must start at.
 type End struct {
-	Seq      int64    // the next link's number
-	Next     Position // where the next link starts
-	SourceID string   // the source incarnation the chain is in ("" before any genesis)
+	Seq      int64    `json:"seq"`                 // the next link's number
+	Next     Position `json:"next"`                // where the next link starts
+	SourceID string   `json:"source_id,omitempty"` // the source incarnation the chain is in ("" before any genesis)
 	// Genesis is false for a chain that has only version-1 links: it must be
 	// opened (which writes a genesis) before a version-2 link can follow.
-	Genesis bool
+	Genesis bool `json:"genesis"`
 }
 
 // End returns where the next link must start, and false for an empty chain.
@@ -112,8 +112,10 @@ type CommitLog struct {
 	logger *slog.Logger
 	now    func() time.Time
 
+	checkpointEvery int64 // links between a partition's checkpoints; 0: none
+
 	mu    sync.Mutex
-	cache map[string]cachedRecord
+	cache *recordCache
 	ends  map[partitionID]End         // chain ends seen by this process
 	comps map[string]cachedCompaction // compaction records by key; see compaction.go
 }
@@ -133,8 +135,10 @@ func NewCommitLog(b objstore.Bucket) *CommitLog {
 		b:      b,
 		logger: slog.New(slog.DiscardHandler),
 		now:    time.Now,
-		cache:  map[string]cachedRecord{},
+		cache:  newRecordCache(DefaultCacheBytes),
 		ends:   map[partitionID]End{},
+
+		checkpointEvery: DefaultCheckpointEvery,
 	}
 }
 
@@ -274,11 +278,11 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	end, known := l.ends[pid]
 	l.mu.Unlock()
 	if !known {
-		chain, err := l.Chain(ctx, rec.Table, rec.Source, rec.Partition)
+		var err error
+		end, known, err = l.Resume(ctx, rec.Table, rec.Source, rec.Partition)
 		if err != nil {
 			return fmt.Errorf("%s: read chain: %w", where, err)
 		}
-		end, known = chain.End()
 	}
 	if err := fits(rec, end, known); err != nil {
 		// Maybe our own earlier attempt, whose answer was lost.
@@ -314,6 +318,9 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	}
 	l.ends[pid] = next
 	l.mu.Unlock()
+	if l.checkpointEvery > 0 && next.Seq%l.checkpointEvery == 0 {
+		l.writeCheckpoint(ctx, rec.Table, rec.Source, rec.Partition, rec.Writer, next)
+	}
 	return nil
 }
 
@@ -374,6 +381,7 @@ type Genesis struct {
 	At       Position
 	SourceID string
 	Reason   string // how At was found, for operators
+	Lag      int64  // positions between At and the source's end, when known
 }
 
 // Open returns where the partition's chain ends, creating its genesis link
@@ -385,11 +393,10 @@ type Genesis struct {
 // and never again, whoever owns the partition later.
 func (l *CommitLog) Open(ctx context.Context, table, source, partition, writer string, resolve func(context.Context) (Genesis, error)) (End, error) {
 	for attempt := 0; ; attempt++ {
-		chain, err := l.Chain(ctx, table, source, partition)
+		end, found, err := l.Resume(ctx, table, source, partition)
 		if err != nil {
 			return End{}, err
 		}
-		end, found := chain.End()
 		if found && end.Genesis {
 			return end, nil
 		}
@@ -401,7 +408,7 @@ func (l *CommitLog) Open(ctx context.Context, table, source, partition, writer s
 			return End{}, fmt.Errorf("open %s/%s/%s: resolve the start: %w", table, source, partition, err)
 		}
 		rec := CommitRecord{Table: table, Source: source, Partition: partition, Kind: LinkGenesis,
-			First: g.At, Next: g.At, SourceID: g.SourceID, Reason: g.Reason, Writer: writer, Objects: []CommittedObject{}}
+			First: g.At, Next: g.At, SourceID: g.SourceID, Reason: g.Reason, Lag: g.Lag, Writer: writer, Objects: []CommittedObject{}}
 		if found {
 			rec.Seq, rec.First, rec.Next = end.Seq, end.Next, end.Next
 			rec.Reason = fmt.Sprintf("continues a version-1 chain of %d links", end.Seq)
@@ -418,8 +425,23 @@ func (l *CommitLog) Open(ctx context.Context, table, source, partition, writer s
 }
 
 // Resume returns where the partition's chain ends, and found=false if it
-// has no links. Anomalies are logged and skipped; Chain returns them.
+// has no links. From the newest checkpoint it reads only the links after
+// it (see checkpoint.go); without one, the whole chain. Anomalies are
+// logged and skipped; Chain returns them.
 func (l *CommitLog) Resume(ctx context.Context, table, source, partition string) (end End, found bool, err error) {
+	if err := ValidateCommitNames(table, source, partition); err != nil {
+		return End{}, false, fmt.Errorf("resume: %w", err)
+	}
+	end, ok, err := l.tail(ctx, table, source, partition)
+	if err != nil {
+		return End{}, false, err
+	}
+	if ok {
+		l.mu.Lock()
+		l.ends[partitionID{table, source, partition}] = end
+		l.mu.Unlock()
+		return end, true, nil
+	}
 	chain, err := l.Chain(ctx, table, source, partition)
 	if err != nil {
 		return End{}, false, err
@@ -618,6 +640,9 @@ func buildChain(recs []CommitRecord) (chain []CommitRecord, off []Anomaly) {
 func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key string) bool) ([]CommitRecord, []Anomaly, error) {
 	var listed []objstore.ObjectAttrs
 	err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
+		if isCheckpointKey(a.Key) {
+			return nil // not a link: see checkpoint.go
+		}
 		if keep == nil || keep(a.Key) {
 			listed = append(listed, a)
 		}
@@ -632,7 +657,7 @@ func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key strin
 	g.SetLimit(commitFetchParallelism)
 	for i, a := range listed {
 		l.mu.Lock()
-		c, ok := l.cache[a.Key]
+		c, ok := l.cache.get(a.Key)
 		l.mu.Unlock()
 		if ok && c.size == a.Size && c.modTime.Equal(a.LastModified) {
 			results[i], present[i] = c, true
@@ -646,7 +671,7 @@ func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key strin
 			results[i], present[i] = c, found
 			if found {
 				l.mu.Lock()
-				l.cache[a.Key] = c
+				l.cache.put(a.Key, c)
 				l.mu.Unlock()
 			}
 			return nil

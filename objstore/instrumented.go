@@ -162,9 +162,14 @@ func (in *Instrumented) Attributes(ctx context.Context, key string) (ObjectAttrs
 }
 
 func (in *Instrumented) Iter(ctx context.Context, prefix string, fn func(ObjectAttrs) error) error {
+	return in.IterAfter(ctx, prefix, "", fn)
+}
+
+// IterAfter is counted as an Iter.
+func (in *Instrumented) IterAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectAttrs) error) error {
 	start := time.Now()
 	var fnErr error
-	err := in.b.Iter(ctx, prefix, func(a ObjectAttrs) error {
+	err := IterAfter(ctx, in.b, prefix, startAfter, func(a ObjectAttrs) error {
 		fnErr = fn(a)
 		return fnErr
 	})

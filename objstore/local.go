@@ -148,11 +148,17 @@ func mapNotExist(err error) error {
 // its name plus "/", which is the lexical position of every key under it;
 // this keeps memory to one directory listing per level.
 func (l *Local) Iter(ctx context.Context, prefix string, fn func(ObjectAttrs) error) error {
+	return l.IterAfter(ctx, prefix, "", fn)
+}
+
+// IterAfter is Iter for the keys after startAfter only; directories whose
+// keys all sort before it are not read.
+func (l *Local) IterAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectAttrs) error) error {
 	dirKey := prefix[:strings.LastIndex(prefix, "/")+1] // "" or "a/b/"
 	if dirKey != "" && ValidateKey(strings.TrimSuffix(dirKey, "/")) != nil {
 		return nil // no valid key lives under an invalid directory
 	}
-	err := l.walkDir(ctx, dirKey, prefix, fn)
+	err := l.walkDir(ctx, dirKey, prefix, startAfter, fn)
 	if s, ok := err.(stopError); ok {
 		return s.err // the caller's own error, unchanged
 	}
@@ -167,7 +173,7 @@ type stopError struct{ err error }
 
 func (s stopError) Error() string { return s.err.Error() }
 
-func (l *Local) walkDir(ctx context.Context, dirKey, prefix string, fn func(ObjectAttrs) error) error {
+func (l *Local) walkDir(ctx context.Context, dirKey, prefix, startAfter string, fn func(ObjectAttrs) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -191,11 +197,15 @@ func (l *Local) walkDir(ctx context.Context, dirKey, prefix string, fn func(Obje
 		k := dirKey + name
 		if e.IsDir() {
 			k += "/"
-			// Descend only where keys can still start with prefix.
+			// Descend only where keys can still start with prefix, and
+			// can sort after startAfter.
 			if !strings.HasPrefix(k, prefix) && !strings.HasPrefix(prefix, k) {
 				continue
 			}
-		} else if !e.Type().IsRegular() || !strings.HasPrefix(k, prefix) {
+			if k < startAfter && !strings.HasPrefix(startAfter, k) {
+				continue
+			}
+		} else if !e.Type().IsRegular() || !strings.HasPrefix(k, prefix) || k <= startAfter {
 			continue
 		}
 		items = append(items, item{key: k, entry: e})
@@ -203,7 +213,7 @@ func (l *Local) walkDir(ctx context.Context, dirKey, prefix string, fn func(Obje
 	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
 	for _, it := range items {
 		if it.entry.IsDir() {
-			if err := l.walkDir(ctx, it.key, prefix, fn); err != nil {
+			if err := l.walkDir(ctx, it.key, prefix, startAfter, fn); err != nil {
 				return err
 			}
 			continue

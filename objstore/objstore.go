@@ -64,3 +64,25 @@ func IsNotExist(err error) bool { return errors.Is(err, ErrNotExist) }
 
 // IsExists reports whether err means a conditional create lost to an existing object.
 func IsExists(err error) bool { return errors.Is(err, ErrExists) }
+
+// afterIterator is a BucketReader that can start a listing after a key.
+type afterIterator interface {
+	IterAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectAttrs) error) error
+}
+
+// IterAfter calls fn, like Iter, for the objects under prefix whose keys
+// sort after startAfter. Buckets that can start a listing there (S3's
+// StartAfter, the local store, the decorators over them) do, so the cost
+// follows what comes after startAfter, not everything under prefix; others
+// are listed whole and the earlier keys skipped.
+func IterAfter(ctx context.Context, b BucketReader, prefix, startAfter string, fn func(ObjectAttrs) error) error {
+	if ai, ok := b.(afterIterator); ok {
+		return ai.IterAfter(ctx, prefix, startAfter, fn)
+	}
+	return b.Iter(ctx, prefix, func(a ObjectAttrs) error {
+		if a.Key <= startAfter {
+			return nil
+		}
+		return fn(a)
+	})
+}

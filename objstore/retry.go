@@ -251,19 +251,23 @@ func (r *Retrying) Attributes(ctx context.Context, key string) (a ObjectAttrs, e
 }
 
 func (r *Retrying) Iter(ctx context.Context, prefix string, fn func(ObjectAttrs) error) error {
-	var last string
-	var seen bool
+	return r.IterAfter(ctx, prefix, "", fn)
+}
+
+// IterAfter retries like Iter; a retry starts after the last key delivered.
+func (r *Retrying) IterAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectAttrs) error) error {
+	last := startAfter
 	var fnErr error
 	err := r.do(ctx, opIter, prefix, func(ctx context.Context) error {
-		return r.b.Iter(ctx, prefix, func(a ObjectAttrs) error {
-			if seen && a.Key <= last {
+		return IterAfter(ctx, r.b, prefix, last, func(a ObjectAttrs) error {
+			if a.Key <= last {
 				return nil // delivered by an earlier attempt
 			}
 			if err := fn(a); err != nil {
 				fnErr = err
 				return err
 			}
-			last, seen = a.Key, true
+			last = a.Key
 			return nil
 		})
 	})

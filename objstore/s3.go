@@ -367,12 +367,19 @@ func (s *S3) Attributes(ctx context.Context, key string) (ObjectAttrs, error) {
 
 // Iter lists recursively; S3 returns keys in ascending UTF-8 byte order.
 func (s *S3) Iter(ctx context.Context, prefix string, fn func(ObjectAttrs) error) error {
+	return s.IterAfter(ctx, prefix, "", fn)
+}
+
+// IterAfter is Iter for the keys after startAfter only: the listing starts
+// there (S3's StartAfter), so a long prefix costs pages only past it.
+func (s *S3) IterAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectAttrs) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the listing goroutine when fn ends the walk early
-	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
-		Prefix:    s.prefix + prefix,
-		Recursive: true,
-	}) {
+	opts := minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true}
+	if startAfter != "" {
+		opts.StartAfter = s.prefix + startAfter
+	}
+	for obj := range s.client.ListObjectsIter(ctx, s.cfg.Bucket, opts) {
 		if obj.Err != nil {
 			return fmt.Errorf("iter %q in %s: %w", prefix, s.Name(), obj.Err)
 		}

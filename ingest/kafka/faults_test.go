@@ -560,3 +560,32 @@ func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
 	l.stop(t)
 	checkIDs(t, want, committedIDs(t, b))
 }
+
+// Links carry the partition's lag: a genesis on a backlog says how much is
+// waiting, and the last link once caught up says none is (the aggregator
+// tells an idle partition from a lagging one by it).
+func TestLinksCarryTheSourceLag(t *testing.T) {
+	c := newCluster(t, 1)
+	want := produceIDs(t, c.ListenAddrs(), testTopic, "lag", 500)
+	b := newLocalBucket(t)
+	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 8 << 10, FetchMaxPartitionBytes: 8 << 10}
+	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
+	waitIDs(t, b, want, 30*time.Second)
+	src.stop(t)
+	chain := chainOf(t, b, "0")
+	if g := chain.Records[0]; g.Kind != lake.LinkGenesis || g.Lag != 500 {
+		t.Errorf("genesis lag = %d, want 500 (the backlog)", g.Lag)
+	}
+	var lagging int
+	for _, r := range chain.Records[1 : len(chain.Records)-1] {
+		if r.Lag > 0 {
+			lagging++
+		}
+	}
+	if lagging == 0 {
+		t.Error("no link committed while catching up says it was behind")
+	}
+	if last := chain.Records[len(chain.Records)-1]; last.Lag != 0 {
+		t.Errorf("last link lag = %d, want 0 (caught up)", last.Lag)
+	}
+}

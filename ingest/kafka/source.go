@@ -174,6 +174,9 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.InstanceID))
 	}
+	if age := s.cfg.MetadataMaxAge; age > 0 {
+		opts = append(opts, kgo.MetadataMaxAge(age), kgo.MetadataMinAge(min(age, 5*time.Second)))
+	}
 	opts = append(opts, s.opts...)
 	// The pipeline exists before the client: the group may assign
 	// partitions (openPartitions) as soon as the client does.
@@ -262,12 +265,13 @@ func (s *Source) poll(ctx context.Context) error {
 					continue
 				}
 				last := fp.Records[len(fp.Records)-1].Offset
-				s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.LastStableOffset-last-1)))
-				recs := make([]ingest.Record, len(fp.Records))
+				lag := max(0, fp.LastStableOffset-last-1)
+				s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
+				recs := s.pipe.Buffer(len(fp.Records))
 				for i, r := range fp.Records {
 					recs[i] = ingest.Record{Value: r.Value, Pos: lake.PositionOf(r.Offset), Time: r.Timestamp}
 				}
-				if err := s.pipe.Deliver(ctx, ps.key, recs); err != nil {
+				if err := s.pipe.Deliver(ctx, ps.key, recs, lag); err != nil {
 					deliverErr = err
 					return
 				}
@@ -362,21 +366,24 @@ func (s *Source) genesis(tp topicPartition, topicID string, partitions int) func
 				reason = fmt.Sprintf("start_offset latest, but partition %d was added after the table started with %d: from its beginning", tp.partition, pinned.Partitions)
 			}
 		}
-		var listed kadm.ListedOffsets
-		var err error
-		if start == "latest" {
-			listed, err = s.adm.ListEndOffsets(ctx, tp.topic)
-		} else {
-			listed, err = s.adm.ListStartOffsets(ctx, tp.topic)
-		}
+		starts, err := s.adm.ListStartOffsets(ctx, tp.topic)
 		if err != nil {
 			return lake.Genesis{}, fmt.Errorf("list offsets of %s: %w", tp.topic, err)
 		}
-		o, ok := listed.Lookup(tp.topic, tp.partition)
-		if !ok || o.Err != nil {
-			return lake.Genesis{}, fmt.Errorf("list offsets of %s/%d: %v", tp.topic, tp.partition, o.Err)
+		ends, err := s.adm.ListEndOffsets(ctx, tp.topic)
+		if err != nil {
+			return lake.Genesis{}, fmt.Errorf("list offsets of %s: %w", tp.topic, err)
 		}
-		return lake.Genesis{At: lake.PositionOf(o.Offset), SourceID: topicID, Reason: reason}, nil
+		so, ok1 := starts.Lookup(tp.topic, tp.partition)
+		eo, ok2 := ends.Lookup(tp.topic, tp.partition)
+		if !ok1 || !ok2 || so.Err != nil || eo.Err != nil {
+			return lake.Genesis{}, fmt.Errorf("list offsets of %s/%d: %v %v", tp.topic, tp.partition, so.Err, eo.Err)
+		}
+		at := so.Offset
+		if start == "latest" {
+			at = eo.Offset
+		}
+		return lake.Genesis{At: lake.PositionOf(at), SourceID: topicID, Reason: reason, Lag: eo.Offset - at}, nil
 	}
 }
 

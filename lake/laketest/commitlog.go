@@ -440,6 +440,66 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 		}
 	})
 
+	// Resuming a long chain costs a few calls from the newest checkpoint,
+	// and agrees with reading the whole chain, also when a link after the
+	// checkpoint is missing or a checkpoint lies.
+	t.Run("resume from the newest checkpoint", func(t *testing.T) {
+		const table = "cl_ckpt"
+		l := lake.NewCommitLog(b).WithCheckpointEvery(10)
+		open(t, l, table, src, "0", 0)
+		for seq := int64(1); seq < 35; seq++ {
+			if err := l.Commit(ctx, link(t, table, src, "0", seq, seq*10-10, seq*10, "w", false)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if keys := objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix(table, src, "0")+"ckpt-"); len(keys) != 3 {
+			t.Fatalf("checkpoints %q, want 3 (at links 10, 20, 30)", keys)
+		}
+		agree := func(t *testing.T, want lake.End) {
+			t.Helper()
+			h := objstoretest.NewHookBucket(b)
+			end, found, err := lake.NewCommitLog(h).Resume(ctx, table, src, "0")
+			if err != nil || !found || end != want {
+				t.Fatalf("resume = %+v, %v, %v; want %+v", end, found, err, want)
+			}
+			chain, err := lake.NewCommitLog(b).Chain(ctx, table, src, "0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if full, _ := chain.End(); full != end {
+				t.Fatalf("resume %+v, the whole chain ends at %+v", end, full)
+			}
+		}
+		h := objstoretest.NewHookBucket(b)
+		end, _, err := lake.NewCommitLog(h).Resume(ctx, table, src, "0")
+		if err != nil || end.Seq != 35 || end.Next != pos(340) {
+			t.Fatalf("resume = %+v, %v; want link 35 at 340", end, err)
+		}
+		if calls := h.Count("iter") + h.Count("get"); calls > 4 {
+			t.Errorf("resume made %d list and get calls, want at most 4", calls)
+		}
+		agree(t, end)
+		// A lying checkpoint (content of another link) is not trusted.
+		lie := lake.Checkpoint{Version: 1, Table: table, Source: src, Partition: "0", End: lake.End{Seq: 12, Next: pos(999), Genesis: true}}
+		data, _ := json.Marshal(lie)
+		if err := b.PutIfAbsent(ctx, lake.CheckpointKey(table, src, "0", 40), data); err != nil {
+			t.Fatal(err)
+		}
+		agree(t, end)
+		// Nor is one that agrees with its key but names links never written.
+		lie = lake.Checkpoint{Version: 1, Table: table, Source: src, Partition: "0", End: lake.End{Seq: 50, Next: pos(999), Genesis: true}}
+		data, _ = json.Marshal(lie)
+		if err := b.PutIfAbsent(ctx, lake.CheckpointKey(table, src, "0", 50), data); err != nil {
+			t.Fatal(err)
+		}
+		agree(t, end)
+		// A missing link after the checkpoint ends the chain before it.
+		if err := b.Delete(ctx, lake.LinkKey(table, src, "0", 33)); err != nil {
+			t.Fatal(err)
+		}
+		agree(t, lake.End{Seq: 33, Next: pos(320), SourceID: "topic-1", Genesis: true})
+	})
+
 	t.Run("records of many partitions, tables", func(t *testing.T) {
 		const table = "cl_multi"
 		l := lake.NewCommitLog(b)

@@ -123,7 +123,7 @@ func loadSummaryInputs(ctx context.Context, env Env, idle time.Duration) (summar
 		return in, false, fmt.Errorf("read commit log: %w", err)
 	}
 	in.recs = recs
-	wm, ok := aggregate.Watermark(recs, env.Table.Rollup.AllowedLateness, idle)
+	wm, ok := aggregate.Watermark(recs, env.Table.Rollup.AllowedLateness, idle, time.Now())
 	if !ok {
 		return in, false, nil
 	}

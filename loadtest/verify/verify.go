@@ -43,6 +43,11 @@ type Options struct {
 	// "kafka:events". Empty reads every source, and then the table must
 	// have records of one source only: positions are compared by partition.
 	Source string
+	// SourceID, if set, keeps only the data and gap links of this
+	// incarnation of the source (a Kafka topic ID). A topic deleted and
+	// re-created repeats its offsets under a new ID, so each incarnation
+	// is compared with what was produced to it on its own.
+	SourceID string
 	// EventIDColumn, if set, is a string column of the raw objects whose
 	// values are checked for repeats across distinct positions (a producer
 	// that wrote the same event twice). Values are kept as 64-bit hashes,
@@ -226,6 +231,9 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 			c.Source = ch.Source
 		}
 		for _, r := range ch.Records {
+			if opts.SourceID != "" && r.SourceID != opts.SourceID && r.Kind != lake.LinkReset {
+				continue
+			}
 			switch r.Kind {
 			case lake.LinkData:
 				recs = append(recs, r)

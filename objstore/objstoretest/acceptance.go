@@ -155,6 +155,29 @@ func AcceptanceTest(t *testing.T, b objstore.Bucket, opts AcceptanceOptions) {
 				}
 			})
 		}
+		// Listing after a key: every cut of the sorted keys, including
+		// ones between a directory and its neighbours and keys not stored.
+		t.Run("after a key", func(t *testing.T) {
+			afters := append(slices.Clone(sorted), "", "acc-iter/a/b", "acc-iter/a/b/", "acc-iter/a/b/c0", "acc-iter/a/b/d", "acc-iter/a/c", "acc-iter/zzz")
+			for _, after := range afters {
+				var want []string
+				for _, k := range sorted {
+					if k > after {
+						want = append(want, k)
+					}
+				}
+				var got []string
+				if err := objstore.IterAfter(ctx, b, "acc-iter/", after, func(a objstore.ObjectAttrs) error {
+					got = append(got, a.Key)
+					return nil
+				}); err != nil {
+					t.Fatalf("iter after %q: %v", after, err)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("iter after %q =\n %q\nwant\n %q", after, got, want)
+				}
+			}
+		})
 		t.Run("callback error stops the walk", func(t *testing.T) {
 			stop := errors.New("enough")
 			calls := 0

@@ -89,6 +89,11 @@ func (h *HookBucket) Delete(ctx context.Context, key string) error {
 }
 
 func (h *HookBucket) Iter(ctx context.Context, prefix string, fn func(objstore.ObjectAttrs) error) error {
+	return h.IterAfter(ctx, prefix, "", fn)
+}
+
+// IterAfter is counted as an "iter" call.
+func (h *HookBucket) IterAfter(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectAttrs) error) error {
 	if err := h.hookBefore("iter", prefix); err != nil {
 		return err
 	}
@@ -97,7 +102,7 @@ func (h *HookBucket) Iter(ctx context.Context, prefix string, fn func(objstore.O
 	h.IterFailAfter, h.IterErr = 0, nil
 	h.mu.Unlock()
 	n := 0
-	return h.Bucket.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
+	return objstore.IterAfter(ctx, h.Bucket, prefix, startAfter, func(a objstore.ObjectAttrs) error {
 		if failErr != nil && n == failAfter {
 			return failErr
 		}
