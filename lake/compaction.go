@@ -418,7 +418,8 @@ func (v *liveView) apply(sc storedCompaction) {
 // exactly one live object.
 //
 // Replaced and retired objects are deleted a grace period after their
-// record (see Sweeper): a reader must finish reading the objects of one call within it.
+// record (see Sweeper): a reader must finish reading the objects of one
+// call within it.
 func (l *CommitLog) LiveObjects(ctx context.Context, table string) ([]LiveObject, error) {
 	v, err := l.view(ctx, table)
 	if err != nil {
