@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,6 +299,37 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 		}
 		if n, _ := rep.Count(lake.SweepSummary); n != 2 {
 			t.Errorf("%d summaries deleted, want 2 (%q)", n, keys(rep.Items))
+		}
+	})
+
+	t.Run("retention race has one winner", func(t *testing.T) {
+		const table = "sw_retention_race"
+		want := lake.Horizon{RawBefore: hour.Add(24 * time.Hour)}
+		var wg sync.WaitGroup
+		changed := make([]bool, 4)
+		for i := range changed {
+			wg.Go(func() {
+				h, ch, err := lake.NewCommitLog(raw).AdvanceRetention(ctx, table, want, fmt.Sprintf("w%d", i))
+				if err != nil || h != want {
+					t.Errorf("advance %d = %+v, %v; want %+v", i, h, err, want)
+				}
+				changed[i] = ch
+			})
+		}
+		wg.Wait()
+		if n := slices.Index(changed, true); n < 0 || slices.Index(changed[n+1:], true) >= 0 {
+			t.Fatalf("writers that advanced the retention: %v; want exactly one", changed)
+		}
+		var recs []string
+		if err := raw.Iter(ctx, lake.RetentionPrefix(table), func(a objstore.ObjectAttrs) error { recs = append(recs, a.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 {
+			t.Fatalf("retention records %q, want one", recs)
+		}
+		// A stale writer asking for less never moves the horizon back.
+		if h, ch, err := lake.NewCommitLog(raw).AdvanceRetention(ctx, table, lake.Horizon{RawBefore: hour}, "stale"); err != nil || ch || h != want {
+			t.Fatalf("stale advance = %+v, %v, %v", h, ch, err)
 		}
 	})
 
