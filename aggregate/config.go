@@ -34,6 +34,9 @@ type Config struct {
 	CompactEvery time.Duration `yaml:"compact_every"`
 	// Compaction tunes it.
 	Compaction CompactorConfig `yaml:"compaction"`
+	// Sweep deletes what readers no longer see and applies retention (see
+	// SweepConfig); every table is swept, each under its own lease.
+	Sweep SweepConfig `yaml:"sweep"`
 }
 
 // Defaults.
@@ -67,6 +70,7 @@ func (c Config) WithDefaults() Config {
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew(c.Lease)
 	}
+	c.Sweep = c.Sweep.WithDefaults()
 	return c
 }
 
@@ -81,6 +85,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("aggregate: %w", ErrBadIdle)
 	case c.ClockSkew <= 0 || c.ClockSkew >= c.Lease/2:
 		return fmt.Errorf("aggregate: %w (clock_skew %s, lease %s)", ErrBadSkew, c.ClockSkew, c.Lease)
+	}
+	if err := c.Sweep.validate(c.Compaction); err != nil {
+		return fmt.Errorf("aggregate: %w", err)
 	}
 	return nil
 }

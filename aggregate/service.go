@@ -40,6 +40,11 @@ type Service struct {
 	logger    *slog.Logger
 	m         *metrics
 	now       func() time.Time
+
+	// sweeper sweeps sweepTables (every table, with a rollup or not); nil
+	// when sweeping is off. See sweeper.go.
+	sweeper     *lake.Sweeper
+	sweepTables []*schema.Table
 }
 
 // NewService prepares the jobs. Tables without a rollup are ignored. The
@@ -84,6 +89,16 @@ func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Tab
 			return nil, err
 		}
 		s.compactor = c
+	}
+	if cfg.Sweep.Every > 0 {
+		sw, err := lake.NewSweeper(cfg.Sweep.SweepConfig, raw, summaries, owner, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		s.sweeper, s.sweepTables = sw, tables
+		for _, t := range tables {
+			sw.InitTableMetrics(t.Name)
+		}
 	}
 	return s, nil
 }
@@ -141,6 +156,9 @@ func (s *Service) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("compaction job %s: %w", t.Name, err)
 		}
+	}
+	if err := s.addSweepJobs(ctx, sched); err != nil {
+		return err
 	}
 	sched.Start()
 	<-ctx.Done()
@@ -245,7 +263,10 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 }
 
 func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int), fence *writeFence) error {
-	objs := Inputs(recs)
+	objs, err := s.unretired(ctx, t, Inputs(recs))
+	if err != nil {
+		return err
+	}
 	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
 		return err
