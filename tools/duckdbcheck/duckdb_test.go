@@ -359,26 +359,65 @@ func TestREADMEQueryCountsCommittedRecordsOnce(t *testing.T) {
 		t.Errorf("the dead-letter glob counts %d, want more than %d (the crashed flush's dead letters)", g, w.bad)
 	}
 
-	// A compaction commits after the list was taken: the list still reads
-	// the replaced objects, which stay until the sweeper's grace ends.
+	// Compactions commit after the list was taken: the list still reads the
+	// replaced objects, which stay until the sweeper's grace ends. Lists
+	// are also taken and read in the middle of each compaction: its new
+	// objects are uploaded but not yet committed (the glob reads them), and
+	// read again just after its record is written.
 	log := lake.NewCommitLog(b)
 	liveBefore, err := log.LiveObjects(ctx, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute, TempDir: t.TempDir()}, b, log,
-		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	hb := objstoretest.NewHookBucket(b)
+	var mid []string
+	midCheck := func(what, script string) {
+		got, err := runREADME(t, script, r.query)
+		if err != nil || got != w.good {
+			t.Errorf("%s: the README's query counts %d (%v), want %d", what, got, err, w.good)
+		}
+	}
+	hb.Before = func(op, key string) error {
+		if op == "put_if_absent" && strings.HasPrefix(key, lake.CompactionsRoot) {
+			script := filepath.Join(dir, fmt.Sprintf("mid-compaction-%d.sql", len(mid)))
+			writeScript(t, b, lakeDir, lake.KindRaw, script)
+			midCheck("listed while a compaction's objects are uploaded, before its record", script)
+			if g := count(t, glob); g <= w.good+w.orphanRows {
+				t.Errorf("the glob counts %d while a compaction's objects are uploaded, want more than %d", g, w.good+w.orphanRows)
+			}
+			mid = append(mid, script)
+		}
+		return nil
+	}
+	hb.After = func(op, key string) error {
+		if op == "put_if_absent" && strings.HasPrefix(key, lake.CompactionsRoot) {
+			midCheck("listed before a compaction record, read just after it", mid[len(mid)-1])
+		}
+		return nil
+	}
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute, MaxGroupsPerRun: 1, TempDir: t.TempDir()},
+		hb, lake.NewCommitLog(hb), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.CompactTable(ctx, eventsTable(t), time.Now())
-	if err != nil {
-		t.Fatal(err)
+	var res aggregate.CompactionResult
+	for {
+		r, err := c.CompactTable(ctx, eventsTable(t), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Committed == 0 {
+			break
+		}
+		res.Committed += r.Committed
+		res.ObjectsIn += r.ObjectsIn
+		res.ObjectsOut += r.ObjectsOut
+		res.Rows += r.Rows
 	}
-	if res.Committed == 0 {
-		t.Fatalf("nothing compacted: %+v", res)
+	if res.Committed < 2 || len(mid) != res.Committed {
+		t.Fatalf("%d compactions committed, %d lists taken during them; want at least 2, one each", res.Committed, len(mid))
 	}
-	t.Logf("compaction: %d of %d live objects (%d rows) replaced by %d", res.ObjectsIn, len(liveBefore), res.Rows, res.ObjectsOut)
+	t.Logf("%d compactions: %d of %d live objects (%d rows) replaced by %d", res.Committed, res.ObjectsIn, len(liveBefore), res.Rows, res.ObjectsOut)
 	check("listed before a compaction, read after it", before, w.good)
 	after := filepath.Join(dir, "after-compaction.sql")
 	writeScript(t, b, lakeDir, lake.KindRaw, after)
