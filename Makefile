@@ -15,7 +15,8 @@ test-long:
 	scripts/test.sh long
 
 ## duckdb-check: the README's DuckDB query (duckdb-go, cgo) against a lake with a crashed flush
-## and a compaction; a module of its own, so that go test ./... does not build DuckDB
+## and compactions, and after SIGKILLs of sluice dev; a module of its own, so that go test ./...
+## does not build DuckDB. SLUICE_DUCKDB_LAKE=<dir> also checks that local lake.
 duckdb-check:
 	cd tools/duckdbcheck && CGO_ENABLED=1 $(GO) test -count=1 ./...
 
