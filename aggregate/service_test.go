@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,18 @@ type feeder struct {
 	parts []*ingest.Partition
 	next  []int64
 	rng   *rand.Rand
+	// produced is every event added, as the generator knows it: an
+	// independent truth to check summaries against.
+	produced []producedEvent
+}
+
+// producedEvent is what the feeder generated for one event.
+type producedEvent struct {
+	ts                 time.Time
+	eventType, country string // country "" is null
+	amount             float64
+	latency            int64
+	user               string
 }
 
 func newFeeder(t *testing.T, raw sink.Bucket, partitions int) *feeder {
@@ -66,14 +79,24 @@ func (f *feeder) add(n int, from, to time.Time) {
 	for range n {
 		p := f.rng.IntN(len(f.parts))
 		ts := from.Add(time.Duration(f.rng.Int64N(span)) * time.Microsecond)
-		country := `"` + countries[f.rng.IntN(len(countries))] + `"`
+		ev := producedEvent{ts: ts, country: countries[f.rng.IntN(len(countries))]}
+		country := `"` + ev.country + `"`
 		if f.rng.IntN(20) == 0 {
-			country = "null"
+			ev.country, country = "", "null"
 		}
-		v := fmt.Appendf(nil, `{"ts":%q,"event_id":"e%d","user_id":"u%d","event_type":%q,"country":%s,"device":"mobile","amount":%.2f,"latency_ms":%d,"ok":true}`,
-			ts.UTC().Format(time.RFC3339Nano), f.rng.Int64(), f.rng.IntN(500)*f.rng.IntN(3), eventTypes[f.rng.IntN(len(eventTypes))], country,
-			f.rng.Float64()*100, f.rng.IntN(2000))
+		eventID := f.rng.Int64()
+		ev.user = fmt.Sprintf("u%d", f.rng.IntN(500)*f.rng.IntN(3))
+		ev.eventType = eventTypes[f.rng.IntN(len(eventTypes))]
+		amount := strconv.FormatFloat(f.rng.Float64()*100, 'f', 2, 64)
+		var err error
+		if ev.amount, err = strconv.ParseFloat(amount, 64); err != nil { // what the decoder reads back
+			f.t.Fatal(err)
+		}
+		ev.latency = int64(f.rng.IntN(2000))
+		v := fmt.Appendf(nil, `{"ts":%q,"event_id":"e%d","user_id":%q,"event_type":%q,"country":%s,"device":"mobile","amount":%s,"latency_ms":%d,"ok":true}`,
+			ts.UTC().Format(time.RFC3339Nano), eventID, ev.user, ev.eventType, country, amount, ev.latency)
 		f.parts[p].Append(v, f.next[p], time.Now())
+		f.produced = append(f.produced, ev)
 		f.next[p]++
 	}
 }
@@ -183,7 +206,9 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	tbl := sampleTable(t)
 	raw, summaries := newLocal(t), newLocal(t)
 	ctx := context.Background()
-	base := time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Hour)
+	// Pinned, and crossing midnight UTC: the daily window is closed and
+	// checked whatever the time of day the test runs.
+	base := time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 4)
 
 	// Four hours of data; the watermark ends near base+4h.
@@ -200,6 +225,7 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 		t.Fatalf("first run: %+v", st)
 	}
 	n := checkAgainstRaw(t, tbl, raw, summaries, nil)
+	checkAgainstTruth(t, tbl, summaries, f.produced, st.Watermark)
 	t.Logf("first run: %+v; %d windows checked", st, n)
 
 	// A rerun over unchanged inputs changes nothing.
@@ -216,14 +242,21 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	// own flush so the test knows which objects hold too-late records.
 	f.add(500, base.Add(3*time.Hour), base.Add(3*time.Hour+50*time.Minute))
 	f.commit()
-	live0, _ := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live0, err := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := map[string]bool{}
 	for _, o := range live0 {
 		before[o.Key] = true
 	}
+	onTime := len(f.produced)
 	f.add(300, base.Add(5*time.Minute), base.Add(40*time.Minute))
 	f.commit()
-	live1, _ := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live1, err := sink.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tooLate := map[string]bool{}
 	for _, o := range live1 {
 		if !before[o.Key] {
@@ -238,7 +271,8 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 		t.Fatalf("after late data: %+v (want recomputed windows and 300 too-late records)", st)
 	}
 	n = checkAgainstRaw(t, tbl, raw, summaries, tooLate)
-	t.Logf("after late data: %+v; %d windows checked", st, n)
+	checked := checkAgainstTruth(t, tbl, summaries, f.produced[:onTime], st.Watermark)
+	t.Logf("after late data: %+v; %d windows checked; against the produced events %v", st, n, checked)
 }
 
 // Done-when 2: two aggregators on the same stores at once produce the same,
@@ -246,7 +280,8 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 func TestTwoAggregatorsAtOnce(t *testing.T) {
 	tbl := sampleTable(t)
 	raw := newLocal(t)
-	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
+	// Pinned, and crossing midnight UTC: the daily window is closed.
+	base := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 3)
 	f.add(8000, base, base.Add(90*time.Minute))
 	f.commit()
@@ -269,8 +304,17 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	f.add(2000, base.Add(90*time.Minute), base.Add(100*time.Minute))
 	f.commit()
-	// And once more into the same windows in the other's time.
+	// And once more into the same windows, already summarised by one of
+	// the pair, whichever holds the lease then: the pair must recompute them.
 	time.Sleep(700 * time.Millisecond)
+	recomputed := windowsCounted(t, reg, "recomputed")
+	f.add(1000, base, base.Add(100*time.Minute))
+	f.commit()
+	for deadline := time.Now().Add(20 * time.Second); windowsCounted(t, reg, "recomputed") <= recomputed; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the pair never recomputed the windows that received more data")
+		}
+	}
 	cancel()
 	for range 2 {
 		if err := <-done; err != nil {
@@ -283,7 +327,8 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	}
 	// The pair's last word may predate the last data; one more run by either
 	// settles it, as the next scheduled run would.
-	if _, err := newService(t, raw, shared, "a", prometheus.NewRegistry()).RunOnce(context.Background(), tbl); err != nil {
+	st, err := newService(t, raw, shared, "a", prometheus.NewRegistry()).RunOnce(context.Background(), tbl)
+	if err != nil {
 		t.Fatal(err)
 	}
 	got := listObjects(t, shared, tbl.Name+"/")
@@ -297,6 +342,31 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 		}
 	}
 	checkAgainstRaw(t, tbl, raw, shared, nil)
+	checkAgainstTruth(t, tbl, shared, f.produced, st.Watermark)
+}
+
+// windowsCounted is the sample table's sluice_aggregate_windows_total of
+// outcome, over every window size, as gathered from reg.
+func windowsCounted(t *testing.T, reg prometheus.Gatherer, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_aggregate_windows_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
 
 func listObjects(t *testing.T, b sink.Bucket, prefix string) map[string][]byte {
