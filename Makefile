@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long faults build bench bench-ingest dev clean
+.PHONY: test test-long faults build bench bench-ingest dev clean mutation
 
 ## test: the default suite (gofmt, vet, race tests against a real S3 server and broker)
 test:
@@ -34,3 +34,11 @@ bench-ingest:
 ## faults: the fault-injection suite (real processes: S3 down and slow, broker restarts, replicas, aggregators)
 faults:
 	scripts/test.sh faults
+
+## mutation: mutation testing (gremlins) of PKGS, e.g. make mutation PKGS="./aggregate:plan ./schema";
+## PKG:FILES mutates only the files matching FILES. Scores are in RELIABILITY.md.
+# The commit-protocol package: ./lake once sink/ is split into objstore/ and lake/.
+COMMIT_PROTOCOL_PKG ?= ./sink
+PKGS ?= $(COMMIT_PROTOCOL_PKG)
+mutation:
+	scripts/mutation.sh $(PKGS)
