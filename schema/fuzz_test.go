@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -106,11 +110,39 @@ func nesting(v []byte) int {
 	return deepest
 }
 
-// FuzzParse checks that Parse never panics and that whatever it accepts
-// yields schemas and a decoder.
+// FuzzParse checks that Parse never panics, and that whatever it accepts
+// survives a round trip (Marshal, then Parse again: the same tables, and
+// the same text when marshalled again), yields schemas with a column per
+// field, and decodes a record that sets every field to a valid value into
+// one row with the right event time.
 func FuzzParse(f *testing.F) {
 	f.Add(SampleYAML)
 	f.Add([]byte(testTableYAML))
+	good, err := os.ReadFile(filepath.Join("testdata", "good_full.good.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	// Durations past the 366 days a "d" may spell, odd layouts and keys
+	// that need quoting.
+	f.Add([]byte(`tables:
+  - name: "n"
+    topic: "yes: no # not a comment"
+    event_time: {field: "on", max_future: 9000h}
+    fields:
+      - {name: "on", type: timestamp, format: "Mon, 02 Jan 2006 15:04:05 MST"}
+      - {name: k, type: string, path: "a b.'c'.\"d\"", nullable: true}
+      - {name: n2, type: int64, path: "a b.x"}
+    rollup:
+      windows: [6h, 366d]
+      dimensions: []
+      allowed_lateness: 1h30m
+      late_horizon: 9000h
+      measures:
+        - {name: c, kind: count}
+        - {name: q, kind: quantiles, field: n2, quantiles: [0.000001, 1e-2], relative_accuracy: 0.5}
+        - {name: u, kind: distinct, field: k, precision: 4}
+`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tables, err := Parse(data, "fuzz.yaml")
 		if err != nil {
@@ -119,6 +151,25 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		out, err := Marshal(tables)
+		if err != nil {
+			t.Fatalf("Marshal of accepted tables: %v", err)
+		}
+		again, err := Parse(out, "marshalled.yaml")
+		if err != nil {
+			t.Fatalf("Parse of Marshal's output: %v\n%s", err, out)
+		}
+		if len(again) != len(tables) {
+			t.Fatalf("round trip: %d tables, want %d\n%s", len(again), len(tables), out)
+		}
+		for i := range tables {
+			if a, b := normalized(tables[i]), normalized(again[i]); !reflect.DeepEqual(a, b) {
+				t.Fatalf("round trip changed table %q:\n%+v\nbecame\n%+v\nvia\n%s", tables[i].Name, a, b, out)
+			}
+		}
+		if out2, err := Marshal(again); err != nil || !bytes.Equal(out2, out) {
+			t.Fatalf("Marshal is not stable over a round trip (%v):\n%s\nthen\n%s", err, out, out2)
+		}
 		for _, tbl := range tables {
 			if err := tbl.Validate(); err != nil {
 				t.Fatalf("accepted table fails Validate: %v", err)
@@ -126,9 +177,106 @@ func FuzzParse(f *testing.F) {
 			if tbl.ArrowSchema().NumFields() != len(tbl.Fields)+3 || len(tbl.ParquetSchema().Fields()) != len(tbl.Fields)+3 {
 				t.Fatal("schema column count")
 			}
-			b := NewBatch(tbl, nil)
-			_, _ = NewDecoder(tbl).Decode(b, []byte(`{"a":{"b":1}}`), Meta{})
+			rec, wantET, ok := validRecord(t, tbl)
+			if !ok {
+				continue
+			}
+			b := NewBatch(tbl, memory.NewGoAllocator())
+			et, err := NewDecoder(tbl, WithNow(func() time.Time { return testNow })).Decode(b, rec, Meta{Source: "s", Partition: "0"})
+			n := b.Len()
 			b.Release()
+			if len(rec) > tbl.MaxRecordBytes {
+				var re *RecordError
+				if !errors.As(err, &re) || re.Reason != ReasonTooLarge {
+					t.Fatalf("record of %d bytes, limit %d: got %v, want %s", len(rec), tbl.MaxRecordBytes, err, ReasonTooLarge)
+				}
+				continue
+			}
+			if err != nil || n != 1 || et != wantET {
+				t.Fatalf("valid record %s: event time %d, %d rows, %v; want %d, 1 row", rec, et, n, err, wantET)
+			}
 		}
 	})
+}
+
+// normalized is a copy of t with empty slices as nil: a file may spell an
+// empty list, Marshal leaves it out.
+func normalized(t *Table) Table {
+	c := *t
+	if c.Rollup != nil {
+		r := *c.Rollup
+		if len(r.Dimensions) == 0 {
+			r.Dimensions = nil
+		}
+		if len(r.dimIndex) == 0 {
+			r.dimIndex = nil
+		}
+		r.Measures = slices.Clone(r.Measures)
+		for i := range r.Measures {
+			if len(r.Measures[i].Quantiles) == 0 {
+				r.Measures[i].Quantiles = nil
+			}
+		}
+		c.Rollup = &r
+	}
+	return c
+}
+
+// validRecord is a JSON record that sets every field of t to a valid value
+// (nested paths as nested objects), and the event time (micros) it holds.
+// ok is false for a timestamp layout that cannot read back its own output.
+func validRecord(t *testing.T, tbl *Table) (rec []byte, eventTime int64, ok bool) {
+	ts := testNow.Add(-time.Hour)
+	root := map[string]any{}
+	for i, f := range tbl.Fields {
+		var v any
+		us := ts.UnixMicro()
+		switch f.Type {
+		case TypeString:
+			v = "v"
+		case TypeInt64:
+			v = 7
+		case TypeFloat64:
+			v = 1.5
+		case TypeBool:
+			v = true
+		case TypeTimestamp:
+			switch f.Format {
+			case FormatRFC3339:
+				v = ts.Format(time.RFC3339Nano)
+			case FormatUnixS:
+				v = ts.Unix()
+			case FormatUnixMS:
+				v = ts.UnixMilli()
+			case FormatUnixUS:
+				v = ts.UnixMicro()
+			default:
+				s := ts.Format(f.Format)
+				back, err := time.Parse(f.Format, s)
+				if err != nil {
+					return nil, 0, false
+				}
+				v, us = s, back.UnixMicro()
+			}
+			if i == tbl.EventTimeIndex() {
+				eventTime = us
+			}
+		}
+		segs := f.PathSegments()
+		m := root
+		for _, k := range segs[:len(segs)-1] {
+			next, _ := m[k].(map[string]any)
+			if next == nil {
+				next = map[string]any{}
+				m[k] = next
+			}
+			m = next
+		}
+		m[segs[len(segs)-1]] = v
+	}
+	rec, err := json.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, eventTime, true
 }
