@@ -79,7 +79,9 @@ mutate_package() {
 	fi
 	log "$pkg${files:+ (files: $files)}: gremlins ${args[*]} $pkg"
 	local start=$SECONDS
-	(cd "$ROOT" && "$BIN" "${args[@]}" "$pkg")
+	# -count=1: gremlins times the unmutated tests to set each mutant's
+	# timeout; a cached result would make that timeout a few seconds.
+	(cd "$ROOT" && GOFLAGS="${GOFLAGS:+$GOFLAGS }-count=1" "$BIN" "${args[@]}" "$pkg")
 	log "$pkg: $((SECONDS - start)) s; report in $OUT_DIR/$name.json"
 }
 
