@@ -31,3 +31,16 @@ func TestSummaryLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestFloorTo: window starts floor toward minus infinity, also before the
+// epoch, where integer division truncates toward zero.
+func TestFloorTo(t *testing.T) {
+	for _, tc := range []struct{ t, step, want int64 }{
+		{0, 10, 0}, {9, 10, 0}, {10, 10, 10}, {19, 10, 10},
+		{-1, 10, -10}, {-10, 10, -10}, {-11, 10, -20},
+	} {
+		if got := floorTo(tc.t, tc.step); got != tc.want {
+			t.Errorf("floorTo(%d, %d) = %d, want %d", tc.t, tc.step, got, tc.want)
+		}
+	}
+}
