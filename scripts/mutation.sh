@@ -14,9 +14,11 @@
 # decoder. Subpackages are not mutated.
 #
 # Tunables (environment): MUTATION_WORKERS (default 1: the tests of one
-# mutant already use every core), MUTATION_TIMEOUT_COEFFICIENT (default 3:
-# a mutant's tests may take 3x the unmutated run before it counts as timed
-# out), MUTATION_OUT (default .testenv/mutation: one JSON report per package),
+# mutant already use every core), MUTATION_TIMEOUT_COEFFICIENT (default 10:
+# a mutant's tests may take 10x the unmutated run before it counts as timed
+# out; the unmutated run is timed with the package already compiled, each
+# mutant recompiles and relinks it, which alone can take 3x a quick suite),
+# MUTATION_OUT (default .testenv/mutation: one JSON report per package),
 # MUTATION_DRY_RUN=1 (list the mutants without testing them).
 #
 # Exit status is non-zero if gremlins fails to run; surviving mutants are
@@ -32,7 +34,7 @@ TOOLS_BIN="$ROOT/.tools/bin"
 BIN="$TOOLS_BIN/gremlins"
 STAMP="$TOOLS_BIN/.gremlins-version"
 WORKERS="${MUTATION_WORKERS:-1}"
-COEFFICIENT="${MUTATION_TIMEOUT_COEFFICIENT:-3}"
+COEFFICIENT="${MUTATION_TIMEOUT_COEFFICIENT:-10}"
 OUT_DIR="${MUTATION_OUT:-$ROOT/.testenv/mutation}"
 THRESHOLD="${MUTATION_THRESHOLD:-0}"
 DRY_RUN="${MUTATION_DRY_RUN:-}"
