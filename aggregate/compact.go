@@ -19,12 +19,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/internal/promreg"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // Compactor merges the small raw objects of closed hours into objects near
-// a target size, through compaction records (see sink.CommitLog's
+// a target size, through compaction records (see lake.CommitLog's
 // LiveObjects): new objects are written first, the record last, so a
 // reader sees either the old objects or the new ones, never both or
 // neither. It is safe to run several Compactors at once: the record's
@@ -32,8 +33,8 @@ import (
 // objects are left as orphans for the sweeper.
 type Compactor struct {
 	cfg     CompactorConfig
-	bucket  sink.Bucket
-	commits *sink.CommitLog
+	bucket  objstore.Bucket
+	commits *lake.CommitLog
 	logger  *slog.Logger
 	m       *compactMetrics
 	writer  string
@@ -41,7 +42,7 @@ type Compactor struct {
 
 // NewCompactor returns a Compactor writing through bucket and reading the
 // commit log commits (which must be over the same bucket).
-func NewCompactor(cfg CompactorConfig, bucket sink.Bucket, commits *sink.CommitLog, logger *slog.Logger, reg prometheus.Registerer) (*Compactor, error) {
+func NewCompactor(cfg CompactorConfig, bucket objstore.Bucket, commits *lake.CommitLog, logger *slog.Logger, reg prometheus.Registerer) (*Compactor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -111,7 +112,7 @@ func (c *Compactor) CompactTable(ctx context.Context, table *schema.Table, now t
 	for _, g := range groups {
 		rec, err := c.compactGroup(ctx, table, g)
 		switch {
-		case errors.Is(err, sink.ErrCompactionConflict):
+		case errors.Is(err, lake.ErrCompactionConflict):
 			res.Conflicts++
 			c.m.conflicts.WithLabelValues(table.Name).Inc()
 			c.logger.Info("compaction lost to another compactor", "table", table.Name, "hour", g.Hour, "err", err)
@@ -143,41 +144,48 @@ func (c *Compactor) CompactTable(ctx context.Context, table *schema.Table, now t
 }
 
 // compactGroup merges one group's objects and commits the result.
-func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g CompactionGroup) (sink.CompactionRecord, error) {
+func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g CompactionGroup) (lake.CompactionRecord, error) {
 	keys := make([]string, len(g.Objects))
 	for i, o := range g.Objects {
 		keys[i] = o.Key
 	}
-	id := sink.CompactionID(keys)
+	id := lake.CompactionID(keys)
 	what := fmt.Sprintf("compact %s hour %s (%d objects, id %s)", table.Name, g.Hour.Format(time.RFC3339), len(g.Objects), id)
 	dir, err := os.MkdirTemp(c.cfg.TempDir, "sluice-compact-")
 	if err != nil {
-		return sink.CompactionRecord{}, fmt.Errorf("%s: temp dir: %w", what, err)
+		return lake.CompactionRecord{}, fmt.Errorf("%s: temp dir: %w", what, err)
 	}
 	defer os.RemoveAll(dir)
 
 	inputs, err := c.download(ctx, dir, g.Objects)
 	if err != nil {
-		return sink.CompactionRecord{}, fmt.Errorf("%s: %w", what, err)
+		return lake.CompactionRecord{}, fmt.Errorf("%s: %w", what, err)
 	}
 	m, err := newCompactMerge(table, inputs)
 	if err != nil {
-		return sink.CompactionRecord{}, fmt.Errorf("%s: %w", what, err)
+		return lake.CompactionRecord{}, fmt.Errorf("%s: %w", what, err)
 	}
 	defer m.close()
 
 	// Parts of equal row counts, as many as the inputs' size holds targets:
 	// the planner keeps groups near one target, so usually one part.
 	parts := max(1, int((g.EstimatedBytes+c.cfg.TargetBytes/2)/c.cfg.TargetBytes))
-	rec := sink.CompactionRecord{Table: table.Name, Hour: g.Hour, ID: id, Writer: c.writer}
+	rec := lake.CompactionRecord{Table: table.Name, Hour: g.Hour, ID: id, Writer: c.writer}
 	for _, o := range g.Objects {
-		rec.Replaced = append(rec.Replaced, sink.ReplacedObject{Key: o.Key, Rows: o.Rows, Size: o.Size})
+		rec.Replaced = append(rec.Replaced, lake.ReplacedObject{Key: o.Key, Rows: o.Rows, Size: o.Size})
 	}
 	var firstUpload time.Time
 	var written int64
+	// Keys unique to this attempt: a second compactor of the same inputs,
+	// or this one retrying, never overwrites parts a record may name.
+	var nonce [6]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return rec, fmt.Errorf("%s: nonce: %w", what, err)
+	}
+	attempt := hex.EncodeToString(nonce[:])
 	for n := range parts {
 		rows := g.Rows/int64(parts) + b2i(int64(n) < g.Rows%int64(parts))
-		obj, err := c.writePart(ctx, dir, table, m, sink.CompactedObjectKey(table.Name, g.Hour, id, n), rows)
+		obj, err := c.writePart(ctx, dir, table, m, lake.CompactedObjectKey(table.Name, g.Hour, id, attempt, n), rows)
 		if err != nil {
 			return rec, fmt.Errorf("%s: %w", what, err)
 		}
@@ -214,13 +222,13 @@ func b2i(b bool) int64 {
 
 // compactInput is one downloaded object.
 type compactInput struct {
-	obj  sink.LiveObject
+	obj  lake.LiveObject
 	path string
 }
 
 // download copies the objects into dir, a few at a time; their sizes must
 // be what the commit records say.
-func (c *Compactor) download(ctx context.Context, dir string, objs []sink.LiveObject) ([]compactInput, error) {
+func (c *Compactor) download(ctx context.Context, dir string, objs []lake.LiveObject) ([]compactInput, error) {
 	inputs := make([]compactInput, len(objs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
@@ -236,7 +244,8 @@ func (c *Compactor) download(ctx context.Context, dir string, objs []sink.LiveOb
 			if err != nil {
 				return fmt.Errorf("read %s: %w", o.Key, err)
 			}
-			n, err := io.Copy(f, rc)
+			sum := lake.NewChecksumWriter()
+			n, err := io.Copy(io.MultiWriter(f, sum), rc)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -244,7 +253,10 @@ func (c *Compactor) download(ctx context.Context, dir string, objs []sink.LiveOb
 				return fmt.Errorf("read %s: %w", o.Key, err)
 			}
 			if n != o.Size {
-				return fmt.Errorf("read %s: %d bytes, its record says %d", o.Key, n, o.Size)
+				return fmt.Errorf("read %s: %w: %d bytes, its record says %d", o.Key, lake.ErrObjectMismatch, n, o.Size)
+			}
+			if o.Checksum != "" && sum.Sum() != o.Checksum {
+				return fmt.Errorf("read %s: %w: checksum %s, its record says %s", o.Key, lake.ErrObjectMismatch, sum.Sum(), o.Checksum)
 			}
 			return nil
 		})
@@ -254,15 +266,15 @@ func (c *Compactor) download(ctx context.Context, dir string, objs []sink.LiveOb
 
 // writePart writes the next rows rows of the merge as one object under key
 // and uploads it.
-func (c *Compactor) writePart(ctx context.Context, dir string, table *schema.Table, m *compactMerge, key string, rows int64) (sink.CommittedObject, error) {
-	obj := sink.CommittedObject{Key: key, Kind: sink.KindRaw, MinEventTimeMicros: 1<<63 - 1, MaxEventTimeMicros: -1 << 63}
+func (c *Compactor) writePart(ctx context.Context, dir string, table *schema.Table, m *compactMerge, key string, rows int64) (lake.CommittedObject, error) {
+	obj := lake.CommittedObject{Key: key, Kind: lake.KindRaw, MinEventTimeMicros: 1<<63 - 1, MaxEventTimeMicros: -1 << 63}
 	f, err := os.CreateTemp(dir, "out-*.parquet")
 	if err != nil {
 		return obj, fmt.Errorf("write %s: %w", key, err)
 	}
 	defer f.Close()
 	pw := parquet.NewWriter(f, m.schema,
-		parquet.CreatedBy("sluice", "", ""),
+		schema.CreatedBy(),
 		parquet.DataPageStatistics(false),
 		parquet.DictionaryMaxBytes(1<<20),
 		parquet.KeyValueMetadata("sluice.compaction", key),
@@ -318,6 +330,14 @@ func (c *Compactor) writePart(ctx context.Context, dir string, table *schema.Tab
 	if err != nil {
 		return obj, fmt.Errorf("write %s: %w", key, err)
 	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return obj, fmt.Errorf("write %s: %w", key, err)
+	}
+	sum := lake.NewChecksumWriter()
+	if _, err := io.Copy(sum, f); err != nil {
+		return obj, fmt.Errorf("write %s: checksum: %w", key, err)
+	}
+	obj.Checksum = sum.Sum()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return obj, fmt.Errorf("write %s: %w", key, err)
 	}

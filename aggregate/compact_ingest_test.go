@@ -23,8 +23,10 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 func compactEventsTable(t *testing.T) *schema.Table {
@@ -48,7 +50,7 @@ type liveRow struct {
 // readLive reads every live raw object and returns partition/offset ->
 // event_id, failing on a row seen twice or an object whose row count
 // differs from its record.
-func readLive(t *testing.T, b sink.Bucket, l *sink.CommitLog) (map[string]string, []sink.LiveObject) {
+func readLive(t *testing.T, b objstore.Bucket, l *lake.CommitLog) (map[string]string, []lake.LiveObject) {
 	t.Helper()
 	ctx := context.Background()
 	live, err := l.LiveObjects(ctx, "events")
@@ -132,7 +134,7 @@ func TestCompactionWhileIngesting(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	b, err := sink.NewLocal(t.TempDir())
+	b, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +146,7 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := ingest.NewKafkaSource(ingest.KafkaConfig{Brokers: cluster.ListenAddrs(), Group: "g",
+	src, err := kafka.NewSource(kafka.Config{Brokers: cluster.ListenAddrs(), Group: "g",
 		SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second}, []*schema.Table{table}, w, logger, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -190,12 +192,12 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	compactors := make([]*aggregate.Compactor, 2)
 	for i := range compactors {
 		// Each has its own commit log, as separate processes would.
-		compactors[i], err = aggregate.NewCompactor(cfg, b, sink.NewCommitLog(b), logger, reg)
+		compactors[i], err = aggregate.NewCompactor(cfg, b, lake.NewCommitLog(b), logger, reg)
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	reader := sink.NewCommitLog(b)
+	reader := lake.NewCommitLog(b)
 	var (
 		committed, conflicts, checks int
 		lastLive                     int
@@ -311,7 +313,7 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, _ := readLive(t, b, sink.NewCommitLog(b))
+	after, _ := readLive(t, b, lake.NewCommitLog(b))
 	if checkPrefix(t, after, &acked, partitions) != total {
 		t.Fatalf("after deleting %d replaced objects, %d live rows", deleted, len(after))
 	}

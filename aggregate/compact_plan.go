@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 // CompactorConfig says which raw objects the Compactor merges and how.
@@ -110,7 +110,7 @@ func (c CompactorConfig) Validate() error {
 // CompactionGroup is a set of live raw objects of one hour to merge.
 type CompactionGroup struct {
 	Hour    time.Time         // start of the event-time hour, UTC
-	Objects []sink.LiveObject // sorted by key
+	Objects []lake.LiveObject // sorted by key
 	Bytes   int64             // input bytes
 	Rows    int64
 	// EstimatedBytes is the expected size of the merged rows (see
@@ -132,17 +132,17 @@ type CompactionGroup struct {
 // returned, each of at most MaxGroupObjects objects. Objects whose key does
 // not sit under their event-time hour are never touched. cfg must have its
 // defaults applied.
-func PlanCompaction(table string, live []sink.LiveObject, closedBefore time.Time, cfg CompactorConfig) []CompactionGroup {
+func PlanCompaction(table string, live []lake.LiveObject, closedBefore time.Time, cfg CompactorConfig) []CompactionGroup {
 	small := int64(math.Ceil(float64(cfg.TargetBytes) * cfg.SmallFraction))
-	byHour := map[int64][]sink.LiveObject{}
+	byHour := map[int64][]lake.LiveObject{}
 	for _, o := range live {
-		if o.Kind != sink.KindRaw || o.Rows == 0 || o.Size >= small {
+		if o.Kind != lake.KindRaw || o.Rows == 0 || o.Size >= small {
 			continue
 		}
 		hour := time.UnixMicro(o.MinEventTimeMicros).UTC().Truncate(time.Hour)
 		end := hour.Add(time.Hour)
 		if o.MaxEventTimeMicros >= end.UnixMicro() || end.After(closedBefore) ||
-			!strings.HasPrefix(o.Key, sink.RawHourPrefix(table, hour)) {
+			!strings.HasPrefix(o.Key, lake.RawHourPrefix(table, hour)) {
 			continue
 		}
 		byHour[hour.Unix()] = append(byHour[hour.Unix()], o)
@@ -154,10 +154,10 @@ func PlanCompaction(table string, live []sink.LiveObject, closedBefore time.Time
 			cBytes += o.Size
 		}
 	}
-	estimate := func(o sink.LiveObject) int64 { return o.Size }
+	estimate := func(o lake.LiveObject) int64 { return o.Size }
 	if cRows > 0 {
 		perRow := float64(cBytes) / float64(cRows)
-		estimate = func(o sink.LiveObject) int64 { return min(o.Size, max(1, int64(float64(o.Rows)*perRow))) }
+		estimate = func(o lake.LiveObject) int64 { return min(o.Size, max(1, int64(float64(o.Rows)*perRow))) }
 	}
 	hours := make([]int64, 0, len(byHour))
 	for h, objs := range byHour {
@@ -169,7 +169,7 @@ func PlanCompaction(table string, live []sink.LiveObject, closedBefore time.Time
 	var out []CompactionGroup
 	for _, h := range hours {
 		objs := byHour[h]
-		slices.SortFunc(objs, func(a, b sink.LiveObject) int { return cmp.Compare(a.Key, b.Key) })
+		slices.SortFunc(objs, func(a, b lake.LiveObject) int { return cmp.Compare(a.Key, b.Key) })
 		for _, g := range splitGroups(objs, estimate, cfg.TargetBytes, cfg.MaxGroupObjects) {
 			if len(out) == cfg.MaxGroupsPerRun {
 				return out
@@ -184,7 +184,7 @@ func PlanCompaction(table string, live []sink.LiveObject, closedBefore time.Time
 // splitGroups cuts objs (in order) into groups that close once they reach
 // an equal share of the total of about target bytes each; a last group of
 // a single object joins the one before it, or is left out when alone.
-func splitGroups(objs []sink.LiveObject, estimate func(sink.LiveObject) int64, target int64, maxObjects int) []CompactionGroup {
+func splitGroups(objs []lake.LiveObject, estimate func(lake.LiveObject) int64, target int64, maxObjects int) []CompactionGroup {
 	var total int64
 	for _, o := range objs {
 		total += estimate(o)
@@ -222,8 +222,8 @@ func splitGroups(objs []sink.LiveObject, estimate func(sink.LiveObject) int64, t
 // compactionClosedBefore is the end of the last hour that may be compacted:
 // both the committed watermark and the wall clock must be CloseDelay past
 // an hour's end. ok is false when nothing has been committed.
-func compactionClosedBefore(recs []sink.CommitRecord, now time.Time, cfg CompactorConfig) (time.Time, bool) {
-	wm, ok := Watermark(recs, 0, cfg.IdleTimeout)
+func compactionClosedBefore(recs []lake.CommitRecord, now time.Time, cfg CompactorConfig) (time.Time, bool) {
+	wm, ok := Watermark(recs, 0, cfg.IdleTimeout, now)
 	if !ok {
 		return time.Time{}, false
 	}

@@ -5,20 +5,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 func TestPlanCompaction(t *testing.T) {
 	h := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Hour) }
 	// obj is a raw object of hour i, n KiB, named so key order is name order.
-	obj := func(i int, name string, kib int64) sink.LiveObject {
+	obj := func(i int, name string, kib int64) lake.LiveObject {
 		hour := h(i)
-		return sink.LiveObject{CommittedObject: sink.CommittedObject{
-			Key: sink.RawHourPrefix("events", hour) + name + ".parquet", Kind: sink.KindRaw, Rows: kib, Size: kib << 10,
+		return lake.LiveObject{CommittedObject: lake.CommittedObject{
+			Key: lake.RawHourPrefix("events", hour) + name + ".parquet", Kind: lake.KindRaw, Rows: kib, Size: kib << 10,
 			MinEventTimeMicros: hour.Add(time.Minute).UnixMicro(), MaxEventTimeMicros: hour.Add(59 * time.Minute).UnixMicro()}}
 	}
-	many := func(i, n int, kib int64) []sink.LiveObject {
-		var out []sink.LiveObject
+	many := func(i, n int, kib int64) []lake.LiveObject {
+		var out []lake.LiveObject
 		for k := range n {
 			out = append(out, obj(i, fmt.Sprintf("o%03d", k), kib))
 		}
@@ -26,13 +26,13 @@ func TestPlanCompaction(t *testing.T) {
 	}
 	cfg := CompactorConfig{TargetBytes: 100 << 10, MaxGroupsPerRun: 10, MaxGroupObjects: 100}.WithDefaults()
 	misplaced := obj(0, "x", 10)
-	misplaced.Key = sink.RawHourPrefix("events", h(1)) + "x.parquet"
+	misplaced.Key = lake.RawHourPrefix("events", h(1)) + "x.parquet"
 	spanning := obj(0, "y", 10)
 	spanning.MaxEventTimeMicros = h(1).UnixMicro()
 
 	cases := []struct {
 		name         string
-		live         []sink.LiveObject
+		live         []lake.LiveObject
 		closedBefore time.Time
 		cfg          CompactorConfig
 		want         [][]int64 // per group, sizes in KiB, in order
@@ -64,7 +64,7 @@ func TestPlanCompaction(t *testing.T) {
 			live: many(0, 5, 1), closedBefore: h(5), cfg: func() CompactorConfig { c := cfg; c.MaxGroupObjects = 2; return c }(),
 			want: [][]int64{{1, 1}, {1, 1}}, wantHours: []int{0, 0}},
 		{name: "compacted objects teach the bytes per row",
-			live: append(many(0, 20, 10), func() sink.LiveObject {
+			live: append(many(0, 20, 10), func() lake.LiveObject {
 				o := obj(1, "compacted", 80)
 				o.Rows, o.Compaction = 800, "rec"
 				return o
@@ -74,7 +74,7 @@ func TestPlanCompaction(t *testing.T) {
 			live: many(0, 20, 10), closedBefore: h(5), cfg: cfg,
 			want: [][]int64{{10, 10, 10, 10, 10, 10, 10, 10, 10, 10}, {10, 10, 10, 10, 10, 10, 10, 10, 10, 10}}, wantHours: []int{0, 0}},
 		{name: "misplaced and hour-spanning objects are never touched",
-			live: []sink.LiveObject{misplaced, spanning, obj(0, "a", 10)}, closedBefore: h(5), cfg: cfg},
+			live: []lake.LiveObject{misplaced, spanning, obj(0, "a", 10)}, closedBefore: h(5), cfg: cfg},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,22 +107,22 @@ func TestPlanCompaction(t *testing.T) {
 // The hour closes on the committed watermark, never ahead of the clock.
 func TestCompactionClosedBefore(t *testing.T) {
 	cfg := CompactorConfig{CloseDelay: 10 * time.Minute}.WithDefaults()
-	recAt := func(part string, event time.Time) sink.CommitRecord {
-		return sink.CommitRecord{Table: "events", Source: "kafka:events", Partition: part, CommittedAt: t0,
-			Objects: []sink.CommittedObject{{Key: "events/x", Kind: sink.KindRaw, Rows: 1,
+	recAt := func(part string, event time.Time) lake.CommitRecord {
+		return lake.CommitRecord{Table: "events", Source: "kafka:events", Partition: part, CommittedAt: t0,
+			Objects: []lake.CommittedObject{{Key: "events/x", Kind: lake.KindRaw, Rows: 1,
 				MinEventTimeMicros: event.UnixMicro(), MaxEventTimeMicros: event.UnixMicro()}}}
 	}
 	cases := []struct {
 		name   string
-		recs   []sink.CommitRecord
+		recs   []lake.CommitRecord
 		now    time.Time
 		want   time.Time
 		wantOK bool
 	}{
 		{name: "no data", now: t0},
-		{name: "slowest partition holds it back", recs: []sink.CommitRecord{recAt("0", t0.Add(3*time.Hour)), recAt("1", t0.Add(time.Hour))},
+		{name: "slowest partition holds it back", recs: []lake.CommitRecord{recAt("0", t0.Add(3*time.Hour)), recAt("1", t0.Add(time.Hour))},
 			now: t0.Add(5 * time.Hour), want: t0.Add(time.Hour + time.Microsecond - 10*time.Minute), wantOK: true},
-		{name: "future event times wait for the clock", recs: []sink.CommitRecord{recAt("0", t0.Add(3*time.Hour))},
+		{name: "future event times wait for the clock", recs: []lake.CommitRecord{recAt("0", t0.Add(3*time.Hour))},
 			now: t0, want: t0.Add(-10 * time.Minute), wantOK: true},
 	}
 	for _, tc := range cases {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // LockPrefix is where leases live in the store.
@@ -26,7 +26,7 @@ var ErrLocked = errors.New("held by another aggregator")
 // ends (Deadline tells when), so a process stalled past its slot cannot
 // overwrite the work of the next holder.
 type BucketLocker struct {
-	b     sink.Bucket
+	b     objstore.Bucket
 	lease time.Duration
 	owner string
 	now   func() time.Time
@@ -37,7 +37,7 @@ type BucketLocker struct {
 
 // NewBucketLocker returns a locker whose leases last lease. owner names this
 // process in the lock objects, for operators.
-func NewBucketLocker(b sink.Bucket, lease time.Duration, owner string) *BucketLocker {
+func NewBucketLocker(b objstore.Bucket, lease time.Duration, owner string) *BucketLocker {
 	return &BucketLocker{b: b, lease: lease, owner: owner, now: time.Now, held: map[string]time.Time{}}
 }
 
@@ -56,7 +56,7 @@ func (l *BucketLocker) Lock(ctx context.Context, key string) (gocron.Lock, error
 	objKey := fmt.Sprintf("%s%s/%020d.json", LockPrefix, safeKey(key), slot)
 	body := fmt.Appendf(nil, `{"owner":%q,"acquired":%q,"expires":%q}`, l.owner, now.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano))
 	if err := l.b.PutIfAbsent(ctx, objKey, body); err != nil {
-		if sink.IsExists(err) {
+		if objstore.IsExists(err) {
 			return nil, fmt.Errorf("lock %s: %w", key, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock %s: %w", key, err)
@@ -84,7 +84,7 @@ func (l *BucketLocker) Deadline(key string) (time.Time, bool) {
 func (l *BucketLocker) sweep(ctx context.Context, key string, current int64) {
 	prefix := LockPrefix + safeKey(key) + "/"
 	var stale []string
-	_ = l.b.Iter(ctx, prefix, func(a sink.ObjectAttrs) error {
+	_ = l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		var slot int64
 		if _, err := fmt.Sscanf(strings.TrimPrefix(a.Key, prefix), "%020d.json", &slot); err == nil && slot < current-1 {
 			stale = append(stale, a.Key)

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 func TestBucketLockerOneHolderPerSlot(t *testing.T) {
-	b, err := sink.NewLocal(t.TempDir())
+	b, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestBucketLockerOneHolderPerSlot(t *testing.T) {
 }
 
 func TestBucketLockerRace(t *testing.T) {
-	b, err := sink.NewLocal(t.TempDir())
+	b, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

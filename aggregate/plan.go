@@ -15,20 +15,33 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 // Link names one commit record. A window's inputs are the links whose
 // objects overlap it: compaction moves rows between objects but never
 // changes links, so a summary's recorded inputs stay true across it.
+//
+// A link of a version-1 chain is named by its first offset, a version-2
+// link by its number (Seq, never 0 for a link with data: 0 is a genesis);
+// positions alone would not do, as a re-created topic repeats them.
 type Link struct {
 	Source    string `json:"source"`
 	Partition string `json:"partition"`
-	First     int64  `json:"first"`
+	First     int64  `json:"first,omitempty"`
+	Seq       int64  `json:"seq,omitempty"`
+}
+
+// linkOf names the record's link.
+func linkOf(r lake.CommitRecord) Link {
+	if r.Version == 1 {
+		return Link{Source: r.Source, Partition: r.Partition, First: r.FirstOffset}
+	}
+	return Link{Source: r.Source, Partition: r.Partition, Seq: r.Seq}
 }
 
 func (l Link) compare(o Link) int {
-	return cmp.Or(cmp.Compare(l.Source, o.Source), cmp.Compare(l.Partition, o.Partition), cmp.Compare(l.First, o.First))
+	return cmp.Or(cmp.Compare(l.Source, o.Source), cmp.Compare(l.Partition, o.Partition), cmp.Compare(l.First, o.First), cmp.Compare(l.Seq, o.Seq))
 }
 
 // InputObject is one committed raw object as its commit record describes it.
@@ -42,12 +55,12 @@ type InputObject struct {
 }
 
 // Inputs lists the raw objects named by commit records.
-func Inputs(recs []sink.CommitRecord) []InputObject {
+func Inputs(recs []lake.CommitRecord) []InputObject {
 	var out []InputObject
 	for _, r := range recs {
-		link := Link{Source: r.Source, Partition: r.Partition, First: r.FirstOffset}
+		link := linkOf(r)
 		for _, o := range r.Objects {
-			if o.Kind != sink.KindRaw || o.Rows == 0 {
+			if o.Kind != lake.KindRaw || o.Rows == 0 {
 				continue
 			}
 			out = append(out, InputObject{Link: link, Key: o.Key, Rows: o.Rows,
@@ -59,13 +72,19 @@ func Inputs(recs []sink.CommitRecord) []InputObject {
 
 // Watermark is the event time up to which the table's data is taken to be
 // complete: the smallest, over the partitions still receiving data, of the
-// largest event time each has committed, minus the allowed lateness. A
-// partition whose last commit is more than idle older than the table's
-// newest commit no longer holds the watermark back. ok is false with no data.
-func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (wm time.Time, ok bool) {
+// largest event time each has committed, minus the allowed lateness, and
+// never later than now minus the allowed lateness (so records dated in the
+// future cannot close windows early). A partition is idle, and no longer
+// holds the watermark back, only when its last link says it had no lag and
+// it has not committed for idle while others did; a lagging or stuck
+// partition holds it back however long it is silent, and a partition that
+// has lag but no data yet (just opened on a backlog) holds it entirely: ok
+// is false then, and with no data. A zero now means no cap.
+func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
 	type part struct {
 		maxEvent int64
 		last     time.Time
+		lag      int64
 	}
 	parts := map[string]*part{}
 	var newest time.Time
@@ -82,8 +101,9 @@ func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (w
 		if r.CommittedAt.After(newest) {
 			newest = r.CommittedAt
 		}
+		p.lag = r.Lag // records come in chain order: the last link's lag stays
 		for _, o := range r.Objects {
-			if o.Kind == sink.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
+			if o.Kind == lake.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
 				p.maxEvent = o.MaxEventTimeMicros
 			}
 		}
@@ -91,9 +111,12 @@ func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (w
 	minActive := int64(1<<63 - 1)
 	for _, p := range parts {
 		if p.maxEvent == -1<<63 {
-			continue // only dead letters so far
+			if p.lag > 0 {
+				return time.Time{}, false // data on its way, of unknown time
+			}
+			continue // only dead letters so far, or nothing to read
 		}
-		if idle > 0 && newest.Sub(p.last) > idle {
+		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
 			continue
 		}
 		minActive = min(minActive, p.maxEvent)
@@ -103,7 +126,13 @@ func Watermark(recs []sink.CommitRecord, allowedLateness, idle time.Duration) (w
 	}
 	// An event at time t proves the stream reached t; windows ending at or
 	// before t+1µs minus the lateness are complete.
-	return time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness), true
+	wm = time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness)
+	if !now.IsZero() {
+		if limit := now.UTC().Add(-allowedLateness); wm.After(limit) {
+			wm = limit
+		}
+	}
+	return wm, true
 }
 
 // WindowInputs maps the start (micros) of every window of size w that ends
@@ -135,6 +164,10 @@ func InputsHash(links []Link) string {
 		buf = append(buf, l.Partition...)
 		buf = append(buf, 0)
 		buf = strconv.AppendInt(buf, l.First, 10)
+		if l.Seq != 0 {
+			buf = append(buf, '#')
+			buf = strconv.AppendInt(buf, l.Seq, 10)
+		}
 		buf = append(buf, '\n')
 		h.Write(buf)
 	}

@@ -55,8 +55,8 @@ tables:
 // size and several horizons, so that measuring from the window's start (which
 // freezes 1h and 1d windows up to a day early) fails here.
 func TestDecideAtTheHorizon(t *testing.T) {
-	a := Link{"kafka:events", "0", 0}
-	b := Link{"kafka:events", "1", 0}
+	a := Link{Source: "kafka:events", Partition: "0", Seq: 1}
+	b := Link{Source: "kafka:events", Partition: "1", Seq: 1}
 	state := WindowState{Inputs: InputsHash([]Link{a}), Seen: InputsHash([]Link{a}), Links: []Link{a}}
 	for _, w := range rollupWindowSizes {
 		for _, horizon := range []time.Duration{time.Second, time.Hour, 2 * time.Hour, 24 * time.Hour} {

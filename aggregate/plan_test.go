@@ -5,35 +5,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
 func us(d time.Duration) int64 { return t0.Add(d).UnixMicro() }
 
-func rec(part string, first int64, committed time.Duration, objs ...[2]time.Duration) sink.CommitRecord {
-	r := sink.CommitRecord{Source: "kafka:events", Partition: part, FirstOffset: first, NextOffset: first + 10, CommittedAt: t0.Add(committed)}
+func rec(part string, first int64, committed time.Duration, objs ...[2]time.Duration) lake.CommitRecord {
+	r := lake.CommitRecord{Version: 1, Source: "kafka:events", Partition: part, FirstOffset: first, NextOffset: first + 10, CommittedAt: t0.Add(committed)}
 	for i, o := range objs {
-		r.Objects = append(r.Objects, sink.CommittedObject{Key: part + "/" + string(rune('a'+i)), Kind: sink.KindRaw, Rows: 5,
+		r.Objects = append(r.Objects, lake.CommittedObject{Key: part + "/" + string(rune('a'+i)), Kind: lake.KindRaw, Rows: 5,
 			MinEventTimeMicros: us(o[0]), MaxEventTimeMicros: us(o[1])})
 	}
+	return r
+}
+
+func withLag(r lake.CommitRecord, lag int64) lake.CommitRecord {
+	r.Lag = lag
 	return r
 }
 
 func TestWatermark(t *testing.T) {
 	tests := []struct {
 		name   string
-		recs   []sink.CommitRecord
+		recs   []lake.CommitRecord
 		late   time.Duration
 		idle   time.Duration
+		now    time.Time
 		want   time.Time
 		wantOK bool
 	}{
 		{name: "no data", wantOK: false},
 		{
 			name: "slowest partition holds it back",
-			recs: []sink.CommitRecord{
+			recs: []lake.CommitRecord{
 				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
 				rec("1", 0, time.Minute, [2]time.Duration{0, 4 * time.Minute}),
 			},
@@ -41,13 +47,13 @@ func TestWatermark(t *testing.T) {
 		},
 		{
 			name: "allowed lateness trails it",
-			recs: []sink.CommitRecord{rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute})},
+			recs: []lake.CommitRecord{rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute})},
 			late: 30 * time.Second,
 			want: t0.Add(10*time.Minute + time.Microsecond - 30*time.Second), wantOK: true,
 		},
 		{
 			name: "idle partition no longer holds it back",
-			recs: []sink.CommitRecord{
+			recs: []lake.CommitRecord{
 				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
 				rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}),
 			},
@@ -56,7 +62,7 @@ func TestWatermark(t *testing.T) {
 		},
 		{
 			name: "idle 0 never idles a partition out",
-			recs: []sink.CommitRecord{
+			recs: []lake.CommitRecord{
 				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
 				rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}),
 			},
@@ -64,7 +70,7 @@ func TestWatermark(t *testing.T) {
 		},
 		{
 			name: "a partition exactly idle behind still holds it back",
-			recs: []sink.CommitRecord{
+			recs: []lake.CommitRecord{
 				rec("0", 0, 6*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
 				rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}),
 			},
@@ -73,16 +79,60 @@ func TestWatermark(t *testing.T) {
 		},
 		{
 			name: "an empty raw object moves nothing",
-			recs: []sink.CommitRecord{
+			recs: []lake.CommitRecord{
 				rec("0", 0, time.Minute, [2]time.Duration{0, 4 * time.Minute}),
 				{Source: "kafka:events", Partition: "0", FirstOffset: 10, NextOffset: 11, CommittedAt: t0.Add(2 * time.Minute),
-					Objects: []sink.CommittedObject{{Key: "0/empty", Kind: sink.KindRaw, MinEventTimeMicros: us(0), MaxEventTimeMicros: us(time.Hour)}}},
+					Objects: []lake.CommittedObject{{Key: "0/empty", Kind: lake.KindRaw, MinEventTimeMicros: us(0), MaxEventTimeMicros: us(time.Hour)}}},
 			},
 			want: t0.Add(4*time.Minute + time.Microsecond), wantOK: true,
 		},
 		{
+			name: "a record dated in the future cannot push it past the clock",
+			recs: []lake.CommitRecord{rec("0", 0, time.Minute, [2]time.Duration{0, 23 * time.Hour})},
+			late: 30 * time.Second,
+			now:  t0.Add(10 * time.Minute),
+			want: t0.Add(10*time.Minute - 30*time.Second), wantOK: true,
+		},
+		{
+			name: "a stuck partition with lag holds it back however long it is silent",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				withLag(rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}), 500),
+			},
+			idle: 5 * time.Minute,
+			now:  t0.Add(time.Hour),
+			want: t0.Add(2*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "a partition that stopped for good, caught up, stops holding it back",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				withLag(rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}), 0),
+			},
+			idle: 5 * time.Minute,
+			now:  t0.Add(time.Hour),
+			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "a new partition opened on a backlog holds it until its data is in",
+			recs: []lake.CommitRecord{
+				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				withLag(rec("1", 0, time.Minute), 1000), // a genesis: no objects yet
+			},
+			now:    t0.Add(time.Hour),
+			wantOK: false,
+		},
+		{
+			name: "a new partition with nothing to read does not hold it",
+			recs: []lake.CommitRecord{
+				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("1", 0, time.Minute),
+			},
+			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
 			name: "max over a partition's records, not its last record",
-			recs: []sink.CommitRecord{
+			recs: []lake.CommitRecord{
 				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
 				rec("0", 10, 2*time.Minute, [2]time.Duration{0, 3 * time.Minute}), // a late batch
 			},
@@ -91,7 +141,7 @@ func TestWatermark(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := Watermark(tt.recs, tt.late, tt.idle)
+			got, ok := Watermark(tt.recs, tt.late, tt.idle, tt.now)
 			if ok != tt.wantOK || (ok && !got.Equal(tt.want)) {
 				t.Fatalf("Watermark = %s, %v; want %s, %v", got, ok, tt.want, tt.wantOK)
 			}
@@ -100,15 +150,15 @@ func TestWatermark(t *testing.T) {
 }
 
 func TestWindowInputs(t *testing.T) {
-	recs := []sink.CommitRecord{
+	recs := []lake.CommitRecord{
 		rec("0", 0, time.Minute, [2]time.Duration{30 * time.Second, 150 * time.Second}), // windows 0,1,2
 		rec("1", 0, time.Minute, [2]time.Duration{60 * time.Second, 60 * time.Second}),  // window 1, at its inclusive start
 		rec("1", 10, time.Minute, [2]time.Duration{179 * time.Second, 185 * time.Second}),
 	}
 	got := WindowInputs(Inputs(recs), time.Minute, t0.Add(3*time.Minute))
-	l0 := Link{"kafka:events", "0", 0}
-	l1 := Link{"kafka:events", "1", 0}
-	l2 := Link{"kafka:events", "1", 10}
+	l0 := Link{"kafka:events", "0", 0, 0}
+	l1 := Link{"kafka:events", "1", 0, 0}
+	l2 := Link{"kafka:events", "1", 10, 0}
 	want := map[int64][]Link{
 		us(0):               {l0},
 		us(time.Minute):     {l0, l1},
@@ -126,9 +176,9 @@ func TestWindowInputs(t *testing.T) {
 }
 
 func TestDecide(t *testing.T) {
-	a := Link{"s", "0", 0}
-	b := Link{"s", "0", 10}
-	c := Link{"s", "1", 0}
+	a := Link{"s", "0", 0, 0}
+	b := Link{"s", "0", 10, 0}
+	c := Link{"s", "1", 0, 0}
 	wm := t0.Add(3 * time.Hour)
 	const w = time.Minute
 	old := us(0)                               // frozen with a 1h horizon

@@ -19,8 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // windowsMetaKey holds, in a summary object's footer, the WindowState of
@@ -30,9 +31,9 @@ const windowsMetaKey = "sluice.windows"
 // Service runs the aggregation jobs of the tables that declare a rollup.
 type Service struct {
 	cfg       Config
-	raw       sink.Bucket // committed raw objects and the commit log
-	summaries sink.Bucket // summary objects; may be the same bucket as raw
-	commits   *sink.CommitLog
+	raw       objstore.Bucket // committed raw objects and the commit log
+	summaries objstore.Bucket // summary objects; may be the same bucket as raw
+	commits   *lake.CommitLog
 	tables    []*schema.Table
 	locker    *BucketLocker
 	compactor *Compactor // nil when compaction is off
@@ -42,13 +43,13 @@ type Service struct {
 }
 
 // NewService prepares the jobs. Tables without a rollup are ignored.
-func NewService(cfg Config, raw, summaries sink.Bucket, tables []*schema.Table, owner string, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Table, owner string, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg, raw: raw, summaries: summaries, commits: sink.NewCommitLog(raw),
+		cfg: cfg, raw: raw, summaries: summaries, commits: lake.NewCommitLog(raw),
 		locker: NewBucketLocker(summaries, cfg.Lease, owner), logger: logger, m: newMetrics(reg), now: time.Now,
 	}
 	for _, t := range tables {
@@ -178,7 +179,7 @@ func (s *Service) RunOnce(ctx context.Context, t *schema.Table) (st RunStats, er
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
 	r := t.Rollup
-	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout)
+	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
 	}
@@ -196,7 +197,7 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
-	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout)
+	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
 	}
@@ -207,7 +208,7 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	return st, s.bringUpToDate(ctx, t, recs, to, from, to, &st, progress)
 }
 
-func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []sink.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int)) error {
+func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int)) error {
 	objs := Inputs(recs)
 	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
@@ -292,7 +293,7 @@ func WindowName(w time.Duration) string {
 
 // updateUnit brings the windows of one summary object up to date.
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
-	wm time.Time, live []sink.LiveObject, byLink map[Link][]InputObject, st *RunStats) error {
+	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats) error {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
 	existing, states, err := s.readUnit(ctx, t, key)
 	if err != nil {
@@ -380,7 +381,7 @@ func mergeLinks(a, b []Link) []Link {
 
 // computeFromRaw aggregates the live raw objects overlapping [from, to),
 // one object per core at a time: memory holds at most that many objects.
-func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Duration, from, to time.Time, live []sink.LiveObject, st *RunStats) (*Summary, error) {
+func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Duration, from, to time.Time, live []lake.LiveObject, st *RunStats) (*Summary, error) {
 	agg := NewAggregator(t, w, from, to)
 	fromUS, toUS := from.UnixMicro(), to.UnixMicro()
 	g, gctx := errgroup.WithContext(ctx)
@@ -394,6 +395,9 @@ func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Du
 			data, err := s.readAll(gctx, s.raw, o.Key)
 			if err != nil {
 				return err
+			}
+			if err := lake.CheckObject(o.CommittedObject, data); err != nil {
+				return fmt.Errorf("aggregate: %w", err)
 			}
 			if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
 				return fmt.Errorf("aggregate %s: %w", o.Key, err)
@@ -444,7 +448,7 @@ func (s *Service) countRows(ctx context.Context, t *schema.Table, w time.Duratio
 				continue
 			}
 			data, err := s.readAll(ctx, s.raw, o.Key)
-			if sink.IsNotExist(err) {
+			if objstore.IsNotExist(err) {
 				s.logger.Warn("too-late object already compacted away; its records in the window are not counted", "key", o.Key)
 				continue
 			}
@@ -466,7 +470,7 @@ func (s *Service) countRows(ctx context.Context, t *schema.Table, w time.Duratio
 func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*Summary, map[int64]WindowState, error) {
 	states := map[int64]WindowState{}
 	data, err := s.readAll(ctx, s.summaries, key)
-	if sink.IsNotExist(err) {
+	if objstore.IsNotExist(err) {
 		return nil, states, nil
 	}
 	if err != nil {
@@ -524,7 +528,7 @@ func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, su
 	return nil
 }
 
-func (s *Service) readAll(ctx context.Context, b sink.Bucket, key string) ([]byte, error) {
+func (s *Service) readAll(ctx context.Context, b objstore.Bucket, key string) ([]byte, error) {
 	rc, err := b.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -535,7 +539,7 @@ func (s *Service) readAll(ctx context.Context, b sink.Bucket, key string) ([]byt
 
 // liveObjects are the raw objects readers may use: what the commit records
 // name, with compactions applied.
-func (s *Service) liveObjects(ctx context.Context, t *schema.Table, _ []sink.CommitRecord) ([]sink.LiveObject, error) {
+func (s *Service) liveObjects(ctx context.Context, t *schema.Table, _ []lake.CommitRecord) ([]lake.LiveObject, error) {
 	return s.commits.LiveObjects(ctx, t.Name)
 }
 

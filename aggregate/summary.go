@@ -469,7 +469,7 @@ func WriteSummary(w io.Writer, t *schema.Table, s *Summary, kv map[string]string
 	opts := []parquet.WriterOption{
 		l.schema(),
 		parquet.Compression(&zstdFastest),
-		parquet.CreatedBy("sluice", "", ""),
+		schema.CreatedBy(),
 		parquet.DataPageStatistics(false),
 	}
 	meta := map[string]string{MetaWindow: s.Window.String()}

@@ -279,7 +279,7 @@ func metricNames(expr string) []string {
 // define Sluice's metrics names m as a string literal.
 func registeredInCode(t *testing.T, m string) bool {
 	t.Helper()
-	for _, dir := range []string{"../sink", "../ingest", "../aggregate", "../internal"} {
+	for _, dir := range []string{"../objstore", "../lake", "../ingest", "../aggregate", "../internal"} {
 		found := false
 		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {

@@ -55,9 +55,6 @@ var (
 	ErrBadMemoryBudget  = errors.New("memory_budget must be at least flush_bytes")
 	ErrBadCompression   = errors.New("compression must be zstd, snappy or none")
 	ErrBadWorkers       = errors.New("workers must not be negative")
-	ErrNoBrokers        = errors.New("kafka.brokers is empty")
-	ErrNoGroup          = errors.New("kafka.group is empty")
-	ErrBadStartOffset   = errors.New("kafka.start_offset must be earliest or latest")
 )
 
 // WithDefaults fills zero fields with the defaults.
@@ -103,74 +100,4 @@ func (c WriterConfig) Validate() error {
 		return fmt.Errorf("ingest: %w (got %q)", ErrBadCompression, c.Compression)
 	}
 	return nil
-}
-
-// KafkaConfig says where to consume from.
-type KafkaConfig struct {
-	Brokers  []string `yaml:"brokers"`
-	Group    string   `yaml:"group"`
-	ClientID string   `yaml:"client_id"`
-	// StartOffset is where a partition with no commit record starts:
-	// earliest (default) or latest.
-	StartOffset string `yaml:"start_offset"`
-	// FetchMaxBytes bounds one fetch response; with MaxConcurrentFetches it
-	// bounds what the client buffers ahead of the writer.
-	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
-	// FetchMaxPartitionBytes bounds one partition's share of a fetch. Larger
-	// means fewer round trips per byte when a few partitions carry the load.
-	FetchMaxPartitionBytes int32 `yaml:"fetch_max_partition_bytes"`
-	// InstanceID turns on static group membership (KIP-345): a member that
-	// restarts under the same id (a StatefulSet pod name, say) gets its
-	// partitions back at once instead of after the session timeout. Each
-	// running process needs its own; ${HOSTNAME} is a good choice.
-	InstanceID string `yaml:"instance_id"`
-	// SessionTimeout and RebalanceTimeout of the consumer group.
-	SessionTimeout   time.Duration `yaml:"session_timeout"`
-	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
-	// SASL and TLS secure the connections to the brokers (see kafka_auth.go);
-	// SecurityOpts turns them into client options.
-	SASL KafkaSASL `yaml:"sasl"`
-	TLS  KafkaTLS  `yaml:"tls"`
-}
-
-// WithDefaults fills zero fields with the defaults.
-func (c KafkaConfig) WithDefaults() KafkaConfig {
-	if c.Group == "" {
-		c.Group = "sluice"
-	}
-	if c.ClientID == "" {
-		c.ClientID = "sluice"
-	}
-	if c.StartOffset == "" {
-		c.StartOffset = "earliest"
-	}
-	if c.FetchMaxBytes == 0 {
-		c.FetchMaxBytes = 16 << 20
-	}
-	if c.FetchMaxPartitionBytes == 0 {
-		c.FetchMaxPartitionBytes = 1 << 20
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = 45 * time.Second
-	}
-	if c.RebalanceTimeout == 0 {
-		c.RebalanceTimeout = 60 * time.Second
-	}
-	return c
-}
-
-// Validate reports the first invalid field.
-func (c KafkaConfig) Validate() error {
-	switch {
-	case len(c.Brokers) == 0:
-		return fmt.Errorf("ingest: %w", ErrNoBrokers)
-	case c.Group == "":
-		return fmt.Errorf("ingest: %w", ErrNoGroup)
-	case c.StartOffset != "earliest" && c.StartOffset != "latest":
-		return fmt.Errorf("ingest: %w (got %q)", ErrBadStartOffset, c.StartOffset)
-	}
-	if err := c.SASL.Validate(); err != nil {
-		return err
-	}
-	return c.TLS.Validate()
 }

@@ -18,10 +18,10 @@ type metrics struct {
 	flushFailures  *prometheus.CounterVec   // table, reason
 	commits        *prometheus.CounterVec   // table
 	rewinds        *prometheus.CounterVec   // table
-	lag            *prometheus.GaugeVec     // topic, partition
+	gapPositions   *prometheus.CounterVec   // table
+	sourceResets   *prometheus.CounterVec   // table
 	bufferedBytes  prometheus.Gauge
 	budgetWaits    prometheus.Counter
-	fetchErrors    *prometheus.CounterVec // topic
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -68,10 +68,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_ingest_rewinds_total",
 			Help: "Partitions rewound to their last commit after a failed flush.",
 		}, []string{"table"}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_ingest_consumer_lag_records",
-			Help: "Records between the last one fetched and the partition's high watermark.",
-		}, []string{"topic", "partition"}),
+		gapPositions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_gap_positions_total",
+			Help: "Source positions recorded as lost in gap links (retention or truncation removed them before they were ingested).",
+		}, []string{"table"}),
+		sourceResets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ingest_source_resets_total",
+			Help: "Reset links written: a source partition restarted under a new incarnation (topic re-created, log truncated).",
+		}, []string{"table"}),
 		bufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_ingest_buffered_bytes",
 			Help: "Input bytes held in buffers and uncommitted flushes (bounded by memory_budget).",
@@ -80,10 +84,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_ingest_backpressure_waits_total",
 			Help: "Times fetching paused because the memory budget was used up.",
 		}),
-		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_ingest_fetch_errors_total",
-			Help: "Errors returned by fetches.",
-		}, []string{"topic"}),
 	}
 	m.recordsIn = promreg.Register(reg, m.recordsIn)
 	m.recordsWritten = promreg.Register(reg, m.recordsWritten)
@@ -95,9 +95,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.flushFailures = promreg.Register(reg, m.flushFailures)
 	m.commits = promreg.Register(reg, m.commits)
 	m.rewinds = promreg.Register(reg, m.rewinds)
-	m.lag = promreg.Register(reg, m.lag)
+	m.gapPositions = promreg.Register(reg, m.gapPositions)
+	m.sourceResets = promreg.Register(reg, m.sourceResets)
 	m.bufferedBytes = promreg.Register(reg, m.bufferedBytes)
 	m.budgetWaits = promreg.Register(reg, m.budgetWaits)
-	m.fetchErrors = promreg.Register(reg, m.fetchErrors)
 	return m
 }

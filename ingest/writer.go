@@ -21,8 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // Writer turns the buffers of source partitions into raw Parquet objects and
@@ -30,8 +31,8 @@ import (
 // Writer, whose flushers encode and upload them in parallel.
 type Writer struct {
 	cfg      WriterConfig
-	bucket   sink.Bucket
-	commits  *sink.CommitLog
+	bucket   objstore.Bucket
+	commits  *lake.CommitLog
 	logger   *slog.Logger
 	m        *metrics
 	writerID string // tells this process's objects apart from a zombie's
@@ -47,7 +48,7 @@ type Writer struct {
 
 // NewWriter starts the flushers. Close stops them once every submitted
 // flush has finished.
-func NewWriter(cfg WriterConfig, bucket sink.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func NewWriter(cfg WriterConfig, bucket sink.Bucket, logger *slog.Logger, reg pr
 	w := &Writer{
 		cfg:      cfg,
 		bucket:   bucket,
-		commits:  sink.NewCommitLog(bucket),
+		commits:  lake.NewCommitLog(bucket).WithLogger(logger),
 		logger:   logger,
 		m:        newMetrics(reg),
 		writerID: hex.EncodeToString(id[:]),
@@ -82,6 +83,26 @@ func NewWriter(cfg WriterConfig, bucket sink.Bucket, logger *slog.Logger, reg pr
 		}()
 	}
 	return w, nil
+}
+
+// CommitLog is the log the writer commits through.
+func (w *Writer) CommitLog() *lake.CommitLog { return w.commits }
+
+// FlushTimeout bounds one flush; sources use it to bound their shutdown.
+func (w *Writer) FlushTimeout() time.Duration { return w.cfg.FlushTimeout }
+
+// InitTableMetrics starts a table's error, dead-letter and gap series at
+// zero, so that rates and alerts see 0 rather than nothing before the first.
+func (w *Writer) InitTableMetrics(table string) {
+	for _, why := range schema.Reasons() {
+		w.m.deadLetters.WithLabelValues(table, string(why))
+	}
+	for _, why := range []string{"encode", "upload", "commit", "conflict"} {
+		w.m.flushFailures.WithLabelValues(table, why)
+	}
+	for _, c := range []*prometheus.CounterVec{w.m.rewinds, w.m.recordsIn, w.m.recordsWritten, w.m.gapPositions, w.m.sourceResets} {
+		c.WithLabelValues(table)
+	}
 }
 
 // Close waits for the flushes in progress. No flush may be submitted after.
@@ -139,35 +160,60 @@ type Partition struct {
 	deadCount  int64
 	deadByWhy  map[schema.Reason]int64
 
-	chainNext  int64 // first offset of the next commit record; -1: the first record's
-	lastOffset int64
-	nextOffset int64 // records below it are redeliveries of what is buffered or committed
-	pending    int64 // records (good or bad) since the last flush
-	bytes      int64 // input bytes since the last flush
-	held       int64 // budget bytes this buffer holds
-	openedAt   time.Time
+	// The chain as it will be once every started flush has committed: the
+	// next link's number, where it starts and the source incarnation.
+	seq       int64
+	chainNext lake.Position
+	sourceID  string
+
+	expect   lake.Position // records before it are redeliveries of what is buffered or committed
+	lag      int64         // the source's lag after the last record delivered
+	lastPos  lake.Position
+	pending  int64 // records (good or bad) since the last flush
+	bytes    int64 // input bytes since the last flush
+	held     int64 // budget bytes this buffer holds
+	openedAt time.Time
 
 	// Flushes of one partition encode and upload in parallel, but commit in
 	// order: each job waits for the commit of the one before it.
 	inflight int
 	last     *flushJob
-	epoch    int // bumped by Reset: jobs of an older epoch are history
+	epoch    int // bumped by Rewind: jobs of an older epoch are history
 }
 
-// NewPartition starts a buffer whose first commit record will start at
-// chainNext (the end of the partition's chain in the commit log), or at the
-// first appended record's offset if chainNext is negative.
-func (w *Writer) NewPartition(table *schema.Table, source, partition string, chainNext int64) *Partition {
+// OpenPartition reads (or, for a new partition, starts with a genesis link
+// that resolve supplies) the partition's chain and returns a buffer whose
+// first link follows the chain's end. The source must deliver records from
+// the returned end's position on.
+func (w *Writer) OpenPartition(ctx context.Context, table *schema.Table, source, partition string, resolve func(context.Context) (lake.Genesis, error)) (*Partition, lake.End, error) {
+	end, err := w.commits.Open(ctx, table.Name, source, partition, w.writerID, resolve)
+	if err != nil {
+		return nil, lake.End{}, err
+	}
+	return w.newPartition(table, source, partition, end), end, nil
+}
+
+// StartAt is a genesis resolver for sources without a notion of earliest or
+// latest (and tests): a new partition starts at pos.
+func StartAt(pos lake.Position, sourceID string) func(context.Context) (lake.Genesis, error) {
+	return func(context.Context) (lake.Genesis, error) {
+		return lake.Genesis{At: pos, SourceID: sourceID, Reason: "fixed start"}, nil
+	}
+}
+
+func (w *Writer) newPartition(table *schema.Table, source, partition string, end lake.End) *Partition {
 	return &Partition{
-		w:          w,
-		table:      table,
-		source:     source,
-		partition:  partition,
-		dec:        schema.NewDecoder(table),
-		batch:      schema.NewBatch(table, w.mem),
-		deadByWhy:  map[schema.Reason]int64{},
-		chainNext:  chainNext,
-		nextOffset: max(chainNext, 0),
+		w:         w,
+		table:     table,
+		source:    source,
+		partition: partition,
+		dec:       schema.NewDecoder(table),
+		batch:     schema.NewBatch(table, w.mem),
+		deadByWhy: map[schema.Reason]int64{},
+		seq:       end.Seq,
+		chainNext: end.Next,
+		sourceID:  end.SourceID,
+		expect:    end.Next,
 	}
 }
 
@@ -176,46 +222,48 @@ func (w *Writer) NewPartition(table *schema.Table, source, partition string, cha
 func (p *Partition) Hold(n int64) { p.held += n }
 
 // Append decodes one record into the buffer, or into its dead letters with
-// the reason it did not fit. A record below the partition's position (a
+// the reason it did not fit. A record before the partition's position (a
 // redelivery) is skipped: it reports false.
-func (p *Partition) Append(value []byte, offset int64, ts time.Time) bool {
-	if offset < p.nextOffset {
+func (p *Partition) Append(value []byte, pos lake.Position, ts time.Time) bool {
+	if pos.Less(p.expect) {
 		return false
 	}
-	p.nextOffset = offset + 1
+	p.expect = pos.Succ()
 	if p.pending == 0 {
 		p.openedAt = time.Now()
-		if p.chainNext < 0 {
-			p.chainNext = offset
-		}
 	}
 	p.pending++
 	p.bytes += int64(len(value))
-	p.lastOffset = offset
+	p.lastPos = pos
+	offset, ok := pos.Int64()
+	if !ok {
+		offset = -1 // positions past int64 (Kinesis) have no offset column value
+	}
 	meta := schema.Meta{Source: p.source, Partition: p.partition, Offset: offset}
 	eventTime, err := p.dec.Decode(p.batch, value, meta)
 	if err == nil {
 		p.eventTimes = append(p.eventTimes, eventTime)
 		return true
 	}
-	p.addDeadLetter(value, offset, ts, err)
+	p.addDeadLetter(value, pos, ts, err)
 	return true
 }
 
 type deadLetter struct {
-	Table     string    `json:"table"`
-	Source    string    `json:"source"`
-	Partition string    `json:"partition"`
-	Offset    int64     `json:"offset"`
-	Timestamp time.Time `json:"timestamp,omitzero"`
-	Reason    string    `json:"reason"`
-	Field     string    `json:"field,omitempty"`
-	Error     string    `json:"error"`
-	Value     *string   `json:"value,omitempty"`
-	ValueB64  []byte    `json:"value_b64,omitempty"`
+	Table     string        `json:"table"`
+	Source    string        `json:"source"`
+	Partition string        `json:"partition"`
+	Position  lake.Position `json:"position"`
+	Offset    *int64        `json:"offset,omitempty"` // the position as a number, where it fits (Kafka)
+	Timestamp time.Time     `json:"timestamp,omitzero"`
+	Reason    string        `json:"reason"`
+	Field     string        `json:"field,omitempty"`
+	Error     string        `json:"error"`
+	Value     *string       `json:"value,omitempty"`
+	ValueB64  []byte        `json:"value_b64,omitempty"`
 }
 
-func (p *Partition) addDeadLetter(value []byte, offset int64, ts time.Time, err error) {
+func (p *Partition) addDeadLetter(value []byte, pos lake.Position, ts time.Time, err error) {
 	reason := schema.Reason("undecodable")
 	var field string
 	var re *schema.RecordError
@@ -223,8 +271,11 @@ func (p *Partition) addDeadLetter(value []byte, offset int64, ts time.Time, err 
 		reason, field = re.Reason, re.Field
 	}
 	dl := deadLetter{
-		Table: p.table.Name, Source: p.source, Partition: p.partition, Offset: offset,
+		Table: p.table.Name, Source: p.source, Partition: p.partition, Position: pos,
 		Timestamp: ts.UTC(), Reason: string(reason), Field: field, Error: err.Error(),
+	}
+	if offset, ok := pos.Int64(); ok {
+		dl.Offset = &offset
 	}
 	// Keep the original bytes exactly: as text when they are text, else base64.
 	if utf8.Valid(value) {
@@ -235,7 +286,7 @@ func (p *Partition) addDeadLetter(value []byte, offset int64, ts time.Time, err 
 	}
 	line, mErr := json.Marshal(dl)
 	if mErr != nil { // cannot happen for these types; keep the record anyway
-		line = fmt.Appendf(nil, `{"offset":%d,"reason":%q,"error":%q}`, offset, reason, mErr.Error())
+		line = fmt.Appendf(nil, `{"position":"%s","reason":%q,"error":%q}`, pos, reason, mErr.Error())
 	}
 	p.dead.Write(line)
 	p.dead.WriteByte('\n')
@@ -288,28 +339,14 @@ func (p *Partition) startFlush(done func(FlushResult)) (*flushJob, error) {
 	if p.pending == 0 {
 		return nil, nil
 	}
-	job := &flushJob{
-		table:      p.table,
-		source:     p.source,
-		partition:  p.partition,
-		first:      p.chainNext,
-		next:       p.lastOffset + 1,
-		records:    p.pending,
-		rec:        p.batch.NewRecord(),
-		eventTimes: p.eventTimes,
-		dead:       bytes.Clone(p.dead.Bytes()),
-		deadCount:  p.deadCount,
-		deadByWhy:  p.deadByWhy,
-		held:       p.held,
-		started:    time.Now(),
-		done:       done,
-		epoch:      p.epoch,
-		prev:       p.last,
-		committed:  make(chan struct{}),
-	}
-	p.inflight++
-	p.last = job
-	p.chainNext = job.next
+	job := p.newJob(lake.LinkData, p.lastPos.Succ(), done)
+	job.records = p.pending
+	job.rec = p.batch.NewRecord()
+	job.eventTimes = p.eventTimes
+	job.dead = bytes.Clone(p.dead.Bytes())
+	job.deadCount = p.deadCount
+	job.deadByWhy = p.deadByWhy
+	job.held = p.held
 	p.eventTimes = make([]int64, 0, cap(p.eventTimes))
 	p.dead.Reset()
 	p.deadCount, p.pending, p.bytes, p.held = 0, 0, 0, 0
@@ -317,22 +354,76 @@ func (p *Partition) startFlush(done func(FlushResult)) (*flushJob, error) {
 	return job, nil
 }
 
+// newJob starts the next link of the chain, of kind, ending at next.
+func (p *Partition) newJob(kind string, next lake.Position, done func(FlushResult)) *flushJob {
+	job := &flushJob{
+		table:     p.table,
+		source:    p.source,
+		partition: p.partition,
+		kind:      kind,
+		seq:       p.seq,
+		first:     p.chainNext,
+		next:      next,
+		sourceID:  p.sourceID,
+		lag:       p.lag,
+		started:   time.Now(),
+		done:      done,
+		epoch:     p.epoch,
+		prev:      p.last,
+		committed: make(chan struct{}),
+	}
+	p.inflight++
+	p.last = job
+	p.seq++
+	p.chainNext = next
+	return job
+}
+
+// startGap moves the buffer into a flush (the caller submits it first, so
+// the link order is kept) and returns a job that records positions up to to
+// as lost: the source found that they can no longer be read.
+func (p *Partition) startGap(to lake.Position, reason string, done func(FlushResult)) *flushJob {
+	job := p.newJob(lake.LinkGap, to, done)
+	job.reason = reason
+	if p.expect.Less(to) {
+		p.expect = to
+	}
+	return job
+}
+
+// startReset returns a job that starts a new incarnation of the source at
+// at (a topic re-created under a new ID): positions restart there.
+func (p *Partition) startReset(sourceID string, at lake.Position, reason string, done func(FlushResult)) *flushJob {
+	p.chainNext = at
+	job := p.newJob(lake.LinkReset, at, done)
+	job.first = at
+	job.sourceID = sourceID
+	job.reason = reason
+	p.sourceID = sourceID
+	p.expect = at
+	return job
+}
+
 // abandon gives back a job that was never submitted; its records are lost
 // from the buffer, so the caller must rewind the partition.
 func (p *Partition) abandon(job *flushJob) {
 	p.inflight--
 	p.last = job.prev
-	job.rec.Release()
+	if job.rec != nil {
+		job.rec.Release()
+	}
 	p.w.release(job.held)
 }
 
 // Settled must be called by the owner when the done callback of a flush
-// has run. It reports whether the caller must rewind the source to the chain
-// end: the first failure of an epoch drops the buffer and asks for it; later
-// failures of the same epoch follow from it and ask for nothing more.
-func (p *Partition) Settled(r FlushResult) (rewind bool) {
+// has run. It reports whether this result is the first failure of the
+// buffer's epoch: the buffer is then dropped and the owner must rewind the
+// partition to its chain end once no flush is in flight (Busy is false):
+// only then is the chain end in the lake final, whichever of the flushes in
+// flight fail or commit. Later failures of the same epoch report false.
+func (p *Partition) Settled(r FlushResult) (failed bool) {
 	p.inflight--
-	if p.last != nil && p.last.first == r.FirstOffset && p.last.epoch == r.epoch {
+	if p.last != nil && p.last.seq == r.Seq && p.last.epoch == r.epoch {
 		p.last = nil
 	}
 	if r.Err == nil || r.epoch != p.epoch {
@@ -345,7 +436,7 @@ func (p *Partition) Settled(r FlushResult) (rewind bool) {
 }
 
 // Drop discards everything buffered (a rewind or a lost partition) and
-// returns its budget. The chain position becomes unknown until Reset.
+// returns its budget. The chain position becomes unknown until Rewind.
 func (p *Partition) Drop() {
 	if rec := p.batch.NewRecord(); rec != nil {
 		rec.Release()
@@ -358,13 +449,16 @@ func (p *Partition) Drop() {
 	p.held = 0
 }
 
-// Reset sets the offset at which the next commit record starts, after a
-// rewind to the chain end.
-func (p *Partition) Reset(chainNext int64) {
+// Rewind drops the buffer and continues from end, the chain's end as read
+// from the lake: the source redelivers from end.Next.
+func (p *Partition) Rewind(end lake.End) {
+	p.Drop()
 	p.epoch++
 	p.last = nil
-	p.chainNext = chainNext
-	p.nextOffset = max(chainNext, 0)
+	p.seq = end.Seq
+	p.chainNext = end.Next
+	p.sourceID = end.SourceID
+	p.expect = end.Next
 }
 
 // Close releases the buffer's memory. The partition must not be used after.
@@ -376,9 +470,11 @@ func (p *Partition) Close() {
 // FlushResult is the outcome of one flush.
 type FlushResult struct {
 	Table, Source, Partition string
-	FirstOffset, NextOffset  int64
+	Seq                      int64 // the link's number
+	Kind                     string
+	First, Next              lake.Position
 	Err                      error
-	// Conflict is set when another writer committed this range first: this
+	// Conflict is set when another writer committed this link first: this
 	// process no longer owns the partition's chain at that point.
 	Conflict bool
 	epoch    int
@@ -387,7 +483,11 @@ type FlushResult struct {
 type flushJob struct {
 	table             *schema.Table
 	source, partition string
-	first, next       int64
+	kind              string
+	seq               int64
+	first, next       lake.Position
+	sourceID, reason  string
+	lag               int64
 	records           int64
 	rec               arrow.Record
 	eventTimes        []int64
@@ -418,99 +518,134 @@ const hourMicros = int64(time.Hour / time.Microsecond)
 // flush writes the job's objects, then its commit record. Nothing is visible
 // to readers until the record exists; a failed flush leaves only orphans.
 func (w *Writer) flush(job *flushJob) FlushResult {
-	res := FlushResult{Table: job.table.Name, Source: job.source, Partition: job.partition, FirstOffset: job.first, NextOffset: job.next, epoch: job.epoch}
+	res := FlushResult{Table: job.table.Name, Source: job.source, Partition: job.partition, Seq: job.seq, Kind: job.kind,
+		First: job.first, Next: job.next, epoch: job.epoch}
 	defer w.release(job.held)
-	defer job.rec.Release()
+	if job.rec != nil {
+		defer job.rec.Release()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.FlushTimeout)
 	defer cancel()
 
 	table := job.table.Name
-	rec := sink.CommitRecord{
-		Version:     sink.CommitRecordVersion,
+	rec := lake.CommitRecord{
+		Version:     lake.CommitRecordVersion,
 		Table:       table,
 		Source:      job.source,
 		Partition:   job.partition,
-		FirstOffset: job.first,
-		NextOffset:  job.next,
+		Seq:         job.seq,
+		Kind:        job.kind,
+		First:       job.first,
+		Next:        job.next,
+		SourceID:    job.sourceID,
+		Reason:      job.reason,
+		Lag:         job.lag,
 		DeadLetters: job.deadCount,
 		Writer:      w.writerID,
+		Objects:     []lake.CommittedObject{},
 	}
-	name := fmt.Sprintf("%s-%s-%020d-%s", safeName(job.source), safeName(job.partition), job.first, w.writerID)
-
-	var buf bytes.Buffer
-	for _, group := range groupByHour(job.eventTimes) {
-		buf.Reset()
-		if _, err := schema.WriteParquet(&buf, job.table, job.rec, group.rows, schema.WriterOptions{Compression: w.cfg.Compression}); err != nil {
-			w.m.flushFailures.WithLabelValues(table, "encode").Inc()
-			res.Err = fmt.Errorf("encode %s partition %s: %w", job.source, job.partition, err)
+	if job.kind == lake.LinkData {
+		if err := w.upload(ctx, job, &rec); err != nil {
+			res.Err = err
 			return res
 		}
-		t := time.UnixMicro(group.hour * hourMicros).UTC()
-		key := fmt.Sprintf("%s/dt=%s/hour=%02d/%s.parquet", table, t.Format(time.DateOnly), t.Hour(), name)
-		size := int64(buf.Len())
-		if err := w.bucket.Put(ctx, key, bytes.NewReader(buf.Bytes()), size); err != nil {
-			w.m.flushFailures.WithLabelValues(table, "upload").Inc()
-			res.Err = fmt.Errorf("upload %s: %w", key, err)
-			return res
-		}
-		w.m.objects.WithLabelValues(table, sink.KindRaw).Inc()
-		w.m.bytesWritten.WithLabelValues(table, sink.KindRaw).Add(float64(size))
-		w.m.objectSize.WithLabelValues(table).Observe(float64(size))
-		rows := int64(len(group.rows))
-		if group.rows == nil {
-			rows = int64(len(job.eventTimes))
-		}
-		rec.Records += rows
-		rec.Objects = append(rec.Objects, sink.CommittedObject{
-			Key: key, Kind: sink.KindRaw, Rows: rows, Size: size,
-			MinEventTimeMicros: group.min, MaxEventTimeMicros: group.max,
-		})
-	}
-	if job.deadCount > 0 {
-		now := time.Now().UTC()
-		key := fmt.Sprintf("_deadletter/%s/dt=%s/hour=%02d/%s.jsonl", table, now.Format(time.DateOnly), now.Hour(), name)
-		size := int64(len(job.dead))
-		if err := w.bucket.Put(ctx, key, bytes.NewReader(job.dead), size); err != nil {
-			w.m.flushFailures.WithLabelValues(table, "upload").Inc()
-			res.Err = fmt.Errorf("upload %s: %w", key, err)
-			return res
-		}
-		w.m.objects.WithLabelValues(table, sink.KindDeadLetter).Inc()
-		w.m.bytesWritten.WithLabelValues(table, sink.KindDeadLetter).Add(float64(size))
-		rec.Objects = append(rec.Objects, sink.CommittedObject{Key: key, Kind: sink.KindDeadLetter, Rows: job.deadCount, Size: size})
 	}
 	if job.prev != nil {
 		select {
 		case <-job.prev.committed:
 		case <-ctx.Done():
-			res.Err = fmt.Errorf("commit %s partition %s [%d,%d): waiting for the previous flush: %w", job.source, job.partition, job.first, job.next, ctx.Err())
+			res.Err = fmt.Errorf("commit %s partition %s link %d: waiting for the previous flush: %w", job.source, job.partition, job.seq, ctx.Err())
 			return res
 		}
 		if !job.prev.ok {
-			res.Err = fmt.Errorf("commit %s partition %s [%d,%d): %w", job.source, job.partition, job.first, job.next, errPreviousFlushFailed)
+			res.Err = fmt.Errorf("commit %s partition %s link %d: %w", job.source, job.partition, job.seq, errPreviousFlushFailed)
 			return res
 		}
 		job.prev = nil // let it be collected
 	}
 	rec.CommittedAt = time.Now().UTC()
 	if err := w.commits.Commit(ctx, rec); err != nil {
-		if errors.Is(err, sink.ErrCommitConflict) || errors.Is(err, sink.ErrExists) {
+		if errors.Is(err, lake.ErrCommitConflict) || errors.Is(err, objstore.ErrExists) {
 			res.Conflict = true
 			w.m.flushFailures.WithLabelValues(table, "conflict").Inc()
 		} else {
 			w.m.flushFailures.WithLabelValues(table, "commit").Inc()
 		}
-		res.Err = fmt.Errorf("commit %s partition %s [%d,%d): %w", job.source, job.partition, job.first, job.next, err)
+		res.Err = fmt.Errorf("commit %s partition %s link %d: %w", job.source, job.partition, job.seq, err)
 		return res
 	}
 	w.m.commits.WithLabelValues(table).Inc()
 	w.m.objects.WithLabelValues(table, "commit").Inc()
+	switch job.kind {
+	case lake.LinkGap:
+		n := job.first.Distance(job.next)
+		w.m.gapPositions.WithLabelValues(table).Add(float64(n))
+		w.logger.Error("positions lost before they could be ingested; recorded as a gap link", "table", table, "source", job.source,
+			"partition", job.partition, "from", job.first, "to", job.next, "positions", n, "reason", job.reason)
+	case lake.LinkReset:
+		w.m.sourceResets.WithLabelValues(table).Inc()
+		w.logger.Error("source partition restarted under a new incarnation; recorded as a reset link", "table", table, "source", job.source,
+			"partition", job.partition, "source_id", job.sourceID, "at", job.next, "reason", job.reason)
+	}
 	w.m.recordsWritten.WithLabelValues(table).Add(float64(rec.Records))
 	for why, n := range job.deadByWhy {
 		w.m.deadLetters.WithLabelValues(table, string(why)).Add(float64(n))
 	}
 	w.m.flushDuration.WithLabelValues(table).Observe(time.Since(job.started).Seconds())
 	return res
+}
+
+// upload writes the job's raw objects, one per event-time hour, and its
+// dead letters, and names them in rec. Every key carries a nonce of its
+// own: a retry, or a zombie writer, never overwrites an object that a
+// commit record may already vouch for.
+func (w *Writer) upload(ctx context.Context, job *flushJob, rec *lake.CommitRecord) error {
+	table := job.table.Name
+	var nonce [6]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return fmt.Errorf("flush %s partition %s: nonce: %w", job.source, job.partition, err)
+	}
+	name := fmt.Sprintf("%s-%s-%020d-%s-%s", safeName(job.source), safeName(job.partition), job.seq, w.writerID, hex.EncodeToString(nonce[:]))
+	var buf bytes.Buffer
+	for _, group := range groupByHour(job.eventTimes) {
+		buf.Reset()
+		if _, err := schema.WriteParquet(&buf, job.table, job.rec, group.rows, schema.WriterOptions{Compression: w.cfg.Compression}); err != nil {
+			w.m.flushFailures.WithLabelValues(table, "encode").Inc()
+			return fmt.Errorf("encode %s partition %s: %w", job.source, job.partition, err)
+		}
+		t := time.UnixMicro(group.hour * hourMicros).UTC()
+		key := fmt.Sprintf("%s/dt=%s/hour=%02d/%s.parquet", table, t.Format(time.DateOnly), t.Hour(), name)
+		size := int64(buf.Len())
+		if err := w.bucket.Put(ctx, key, bytes.NewReader(buf.Bytes()), size); err != nil {
+			w.m.flushFailures.WithLabelValues(table, "upload").Inc()
+			return fmt.Errorf("upload %s: %w", key, err)
+		}
+		w.m.objects.WithLabelValues(table, lake.KindRaw).Inc()
+		w.m.bytesWritten.WithLabelValues(table, lake.KindRaw).Add(float64(size))
+		w.m.objectSize.WithLabelValues(table).Observe(float64(size))
+		rows := int64(len(group.rows))
+		if group.rows == nil {
+			rows = int64(len(job.eventTimes))
+		}
+		rec.Records += rows
+		rec.Objects = append(rec.Objects, lake.CommittedObject{
+			Key: key, Kind: lake.KindRaw, Rows: rows, Size: size, Checksum: lake.Checksum(buf.Bytes()),
+			MinEventTimeMicros: group.min, MaxEventTimeMicros: group.max,
+		})
+	}
+	if job.deadCount > 0 {
+		now := time.Now().UTC()
+		key := fmt.Sprintf("%s%s/dt=%s/hour=%02d/%s.jsonl", lake.DeadLetterRoot, table, now.Format(time.DateOnly), now.Hour(), name)
+		size := int64(len(job.dead))
+		if err := w.bucket.Put(ctx, key, bytes.NewReader(job.dead), size); err != nil {
+			w.m.flushFailures.WithLabelValues(table, "upload").Inc()
+			return fmt.Errorf("upload %s: %w", key, err)
+		}
+		w.m.objects.WithLabelValues(table, lake.KindDeadLetter).Inc()
+		w.m.bytesWritten.WithLabelValues(table, lake.KindDeadLetter).Add(float64(size))
+		rec.Objects = append(rec.Objects, lake.CommittedObject{Key: key, Kind: lake.KindDeadLetter, Rows: job.deadCount, Size: size, Checksum: lake.Checksum(job.dead)})
+	}
+	return nil
 }
 
 type hourGroup struct {

@@ -97,7 +97,7 @@ func WriteParquet(w io.Writer, t *Table, rec arrow.Record, rows []int, opts Writ
 		parquet.NewSchema(t.Name, t.parquetRoot(plainStringColumns(t, rec, rows))),
 		parquet.Compression(codec),
 		parquet.DictionaryMaxBytes(dictMax),
-		parquet.CreatedBy("sluice", "", ""),
+		CreatedBy(),
 		parquet.DataPageStatistics(false),
 	}
 	if opts.PageBufferBytes > 0 {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# versitygw.sh runs a real S3 server (versitygw in posix mode) for the sink
+# versitygw.sh runs a real S3 server (versitygw in posix mode) for the store
 # acceptance tests, without Docker.
 #
 #   scripts/versitygw.sh install   build versitygw into ./.tools/bin (once)
@@ -9,7 +9,7 @@
 #   scripts/versitygw.sh env       print the export lines of the running server
 #
 # Typical use:
-#   scripts/versitygw.sh start && . ./.testenv/versitygw.env && go test -race ./sink/...
+#   scripts/versitygw.sh start && . ./.testenv/versitygw.env && go test -race ./objstore/... ./lake/...
 #   scripts/versitygw.sh stop
 #
 # Run from the repository root (paths are relative to it).

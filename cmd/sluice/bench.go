@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/loadtest/bench"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -41,7 +41,7 @@ and the process's peak RSS (which includes the raw objects held in memory).`,
 				return err
 			}
 			defer os.RemoveAll(dir)
-			b, err := sink.NewLocal(dir)
+			b, err := objstore.NewLocal(dir)
 			if err != nil {
 				return err
 			}

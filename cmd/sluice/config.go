@@ -13,8 +13,9 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // fileConfig is sluice.yaml: one file for every subcommand, each reading
@@ -23,7 +24,7 @@ type fileConfig struct {
 	// TablesFile holds the table definitions, relative to this file. Empty:
 	// the sample tables shipped with Sluice.
 	TablesFile string              `yaml:"tables_file"`
-	Kafka      ingest.KafkaConfig  `yaml:"kafka"`
+	Kafka      kafka.Config        `yaml:"kafka"`
 	Store      storeConfig         `yaml:"store"`
 	Ingest     ingest.WriterConfig `yaml:"ingest"`
 	HTTP       httpConfig          `yaml:"http"`
@@ -40,7 +41,7 @@ type storeConfig struct {
 	// LocalDir stores objects in a local directory (dev, tests, one machine).
 	LocalDir string `yaml:"local_dir"`
 	// S3 stores objects in S3 or an S3-compatible server.
-	S3 *sink.S3Config `yaml:"s3"`
+	S3 *objstore.S3Config `yaml:"s3"`
 }
 
 type httpConfig struct {

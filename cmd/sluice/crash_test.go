@@ -20,10 +20,11 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // The crash tests prove the issue's exactly-once claim on real processes:
@@ -75,26 +76,26 @@ func crashSeed(t *testing.T) int64 {
 // section and the same bucket opened in the test.
 type crashStore struct {
 	yaml   string
-	bucket sink.Bucket
+	bucket objstore.Bucket
 }
 
 func localCrashStore(t *testing.T, dir string) crashStore {
-	lake := filepath.Join(dir, "lake")
-	b, err := sink.NewLocal(lake)
+	lakeDir := filepath.Join(dir, "lake")
+	b, err := objstore.NewLocal(lakeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return crashStore{yaml: fmt.Sprintf("  local_dir: %q\n", lake), bucket: b}
+	return crashStore{yaml: fmt.Sprintf("  local_dir: %q\n", lakeDir), bucket: b}
 }
 
-// s3CrashStore uses a fresh bucket on the test S3 server (see sinktest:
+// s3CrashStore uses a fresh bucket on the test S3 server (see objstoretest:
 // skipped when none is configured, a failure under CI). The credentials
 // stay in the environment the children inherit, not in the file.
 func s3CrashStore(t *testing.T) crashStore {
-	cfg := sinktest.S3Config(t)
+	cfg := objstoretest.S3Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := sink.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
+	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open S3 bucket: %v", err)
 	}
@@ -108,15 +109,15 @@ func s3CrashStore(t *testing.T) crashStore {
     insecure: true
     path_style: true
     create_bucket: true
-`, cfg.Endpoint, cfg.Region, cfg.Bucket, sinktest.EnvS3AccessKey, sinktest.EnvS3SecretKey)
+`, cfg.Endpoint, cfg.Region, cfg.Bucket, objstoretest.EnvS3AccessKey, objstoretest.EnvS3SecretKey)
 	return crashStore{yaml: y, bucket: b}
 }
 
-func removeCrashBucket(t *testing.T, b *sink.S3, bucket string) {
+func removeCrashBucket(t *testing.T, b *objstore.S3, bucket string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var keys []string
-	if err := b.Iter(ctx, "", func(a sink.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
+	if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
 		t.Errorf("cleanup: list %s: %v", bucket, err)
 		return
 	}
@@ -143,13 +144,13 @@ type crashRig struct {
 	brokerRuns int
 	config     string
 	store      crashStore
-	commits    *sink.CommitLog
+	commits    *lake.CommitLog
 	ingesters  int
 }
 
 func newCrashRig(t *testing.T, bin, dir string, store crashStore, brokerArgs ...string) *crashRig {
 	r := &crashRig{t: t, bin: bin, dir: dir, procs: newChildren(t, dir), store: store,
-		commits: sink.NewCommitLog(store.bucket), brokerArgs: brokerArgs}
+		commits: lake.NewCommitLog(store.bucket), brokerArgs: brokerArgs}
 	r.startBroker("127.0.0.1:0")
 	// The dead member of a killed ingester leaves the group when the
 	// rebalance that the next ingester's join starts times out
@@ -212,7 +213,7 @@ func (r *crashRig) progress(ctx context.Context) (map[string]int64, int64, error
 	var n int64
 	for _, c := range chains {
 		if end, ok := c.End(); ok && c.Source == crashSource {
-			ends[c.Partition] = end
+			ends[c.Partition], _ = end.Next.Int64()
 		}
 		for _, rec := range c.Records {
 			n += rec.Records + rec.DeadLetters
@@ -456,7 +457,7 @@ func peakHeap(fn func()) uint64 {
 
 // verifyCommitted reads every committed object back and fails the test
 // unless the committed positions are exactly the acknowledged ones.
-func verifyCommitted(t *testing.T, b sink.Bucket, exp *verify.Expected) verify.Report {
+func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) verify.Report {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -29,15 +29,16 @@ func newDevCmd(g *globals) *cobra.Command {
 	var o devOptions
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run the whole pipeline on one machine with embedded defaults: broker, demo producer, ingester",
+		Short: "Run the whole pipeline on one machine with embedded defaults: broker, demo producer, ingester, aggregator",
 		Long: `Starts, in one process and with nothing to set up:
   - a Kafka-protocol broker on 127.0.0.1:9092 (data kept under <data-dir>/kafka),
   - a demo producer writing a realistic event stream to the sample table "events",
   - the ingester, writing committed Parquet objects under <data-dir>/lake,
   - the aggregator, rolling them up into windowed summaries under <data-dir>/summaries,
   - metrics and health on http://127.0.0.1:8080 (/metrics, /healthz, /readyz).
-Any Kafka client can produce to the broker too. Ctrl-C stops it with every
-buffer flushed and committed.`,
+Any Kafka client can produce to the broker too. Ctrl-C stops the demo
+producer first, then waits until the ingester has committed everything the
+broker holds, then stops the rest.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.partitions < 1 {
@@ -64,9 +65,10 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	logger := g.Logger()
 	// The ingester's share plus room for the broker and the aggregator.
 	setMemoryLimit(3*ingest.DefaultMemoryBudget+256<<20, logger)
-	// Short intervals so that a new user sees summaries within about two
-	// minutes: the first minute window closes once the watermark (event time
-	// minus 30s of allowed lateness) passes its end.
+	// Short intervals so that a new user sees summaries soon: a minute window
+	// is summarised once the watermark (committed event time minus the
+	// table's allowed lateness) passes its end, and the aggregator looks
+	// every 10 s.
 	st, err := startStack(ctx, logger, stackOptions{
 		dataDir: o.dataDir, kafkaAddr: o.kafkaAddr, httpAddr: o.httpAddr, partitions: o.partitions,
 		flushEvery: o.flushEvery, aggInterval: 10 * time.Second, group: "sluice-dev",
@@ -76,6 +78,10 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	}
 	defer st.Close()
 	events := st.events
+	lateness := 30 * time.Second
+	if events.Rollup != nil {
+		lateness = events.Rollup.AllowedLateness
+	}
 
 	fmt.Fprintf(g.stdout, `
 Sluice dev is running.
@@ -85,46 +91,103 @@ Sluice dev is running.
   Summaries      %s
 
 Committed Parquet objects appear under %s/%s/ within about %s,
-and 1-minute summaries under %s/%s/1m/ within about two minutes.
+and 1-minute summaries under %s/%s/1m/ within two minutes: the first is
+the minute dev started in, once that minute has ended and %s of allowed lateness have passed.
 Next, in another terminal:
   go run ./cmd/sluice inspect %s/%s
   go run ./cmd/sluice inspect %s/%s/1m
-Stop with Ctrl-C: every buffer is flushed and committed first.
+Stop with Ctrl-C: the demo producer stops first, then the ingester commits
+everything the broker holds.
 
 `, st.broker.Addr(), events.Topic, o.partitions, st.lakeDir, st.srv.Addr(), st.summaryDir, st.lakeDir, events.Name, o.flushEvery,
-		st.summaryDir, events.Name, st.lakeDir, events.Name, st.summaryDir, events.Name)
+		st.summaryDir, events.Name, lateness, st.lakeDir, events.Name, st.summaryDir, events.Name)
 
-	// Shutdown reads top to bottom: the producer stops first, the ingester
-	// flushes and commits what it holds, then the aggregator, HTTP and the
-	// broker go.
-	producerDone := make(chan error, 1)
+	// Shutdown reads top to bottom: Ctrl-C stops the demo producer (after
+	// its last acknowledgement); the ingester then commits up to the
+	// broker's end offsets, so nothing acknowledged is left for the next
+	// start; then the ingester, the aggregator, HTTP and the broker stop.
+	stackCtx, stopStack := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStack()
+	prodCtx, stopProducer := context.WithCancel(ctx)
+	defer stopProducer()
+	stackDone := make(chan error, 1)
+	stackExited := make(chan struct{})
+	go func() {
+		stackDone <- st.Run(stackCtx)
+		close(stackExited)
+		stopProducer() // the stack failed: nothing would consume
+	}()
+	var prodErr error
 	if o.noProducer {
-		producerDone <- nil
+		<-prodCtx.Done()
 	} else {
-		go func() { producerDone <- runDemoProducer(ctx, st.broker.Addr(), events.Topic, o.rate) }()
+		prodErr = runDemoProducer(prodCtx, st.broker.Addr(), events.Topic, o.rate, demoLateBy)
 	}
-	runErr := st.Run(ctx)
-	prodErr := <-producerDone
-	logger.Info("sluice dev stopped; everything buffered was committed", "objects", st.lakeDir)
+	drainErr := errors.New("the pipeline stopped first")
+	select {
+	case <-stackExited:
+	default:
+		logger.Info("stopping: producer stopped; the ingester commits up to the broker's end offsets")
+		drainCtx, cancel := context.WithTimeout(context.Background(), o.flushEvery+devDrainGrace)
+		go func() {
+			select {
+			case <-stackExited:
+				cancel()
+			case <-drainCtx.Done():
+			}
+		}()
+		drainErr = st.awaitCommitted(drainCtx)
+		cancel()
+	}
+	stopStack()
+	runErr := <-stackDone
+	if drainErr != nil {
+		logger.Warn("sluice dev stopped before everything in the broker was committed; the next start commits the rest", "err", drainErr)
+	} else if runErr == nil {
+		logger.Info("sluice dev stopped; everything the broker holds is committed", "objects", st.lakeDir)
+	}
 	return errors.Join(runErr, prodErr)
 }
 
-func runDemoProducer(ctx context.Context, broker, topic string, rate float64) error {
-	g, err := gen.New(gen.Config{Seed: rand.Int64(), Clock: time.Now, LateShare: 0.01, LateBy: 2 * time.Minute, NullShare: 0.02})
-	if err != nil {
-		return err
-	}
+// devDrainGrace is how long, beyond one flush interval, dev waits at Ctrl-C
+// for the ingester to commit up to the broker's end offsets.
+const devDrainGrace = 15 * time.Second
+
+// demoLateBy bounds how late the demo producer's late events are.
+const demoLateBy = 2 * time.Minute
+
+// runDemoProducer produces the sample table's events at rate until ctx is
+// done and their acknowledgements are in. 1% of the events are late by up
+// to lateBy, but only from lateBy after the start on: no event predates the
+// start, so the first summaries are of minutes dev ran in, not of earlier
+// minutes holding nothing but a few late events.
+func runDemoProducer(ctx context.Context, broker, topic string, rate float64, lateBy time.Duration) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("demo producer: %w", err)
 	}
 	defer cl.Close()
+	onTime, cancel := context.WithTimeout(ctx, lateBy)
+	err = produceDemo(onTime, cl, topic, rate, gen.Config{Seed: rand.Int64(), Clock: time.Now, NullShare: 0.02})
+	cancel()
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	return produceDemo(ctx, cl, topic, rate, gen.Config{Seed: rand.Int64(), Clock: time.Now, LateShare: 0.01, LateBy: lateBy, NullShare: 0.02})
+}
+
+// produceDemo produces g's events until ctx is done.
+func produceDemo(ctx context.Context, cl *kgo.Client, topic string, rate float64, cfg gen.Config) error {
+	g, err := gen.New(cfg)
+	if err != nil {
+		return err
+	}
 	p, err := gen.NewProducer(cl, g, gen.ProducerConfig{Topic: topic, Rate: rate})
 	if err != nil {
 		return err
 	}
 	_, err = p.Run(ctx)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("demo producer: %w", err)
 	}
 	return nil

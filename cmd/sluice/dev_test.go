@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // The README's promise: within 30 seconds of starting `sluice dev`,
@@ -26,7 +28,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lake := filepath.Join(dataDir, "lake")
+	lakeDir := filepath.Join(dataDir, "lake")
 	started := time.Now()
 	var committed int64
 	for time.Since(started) < 30*time.Second && committed == 0 {
@@ -35,11 +37,11 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 			cs.printTails(40)
 			t.Fatal("sluice dev exited")
 		}
-		b, err := sink.NewLocal(lake)
+		b, err := objstore.NewLocal(lakeDir)
 		if err != nil {
 			continue // not created yet
 		}
-		recs, err := sink.NewCommitLog(b).Records(context.Background(), "events")
+		recs, err := lake.NewCommitLog(b).Records(context.Background(), "events")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,11 +51,11 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	}
 	if committed == 0 {
 		cs.printTails(40)
-		t.Fatalf("no committed records under %s after 30s", lake)
+		t.Fatalf("no committed records under %s after 30s", lakeDir)
 	}
 	t.Logf("first commit after %s (%d records)", time.Since(started).Round(100*time.Millisecond), committed)
 
-	out, err := exec.Command(bin, "inspect", filepath.Join(lake, "events")).CombinedOutput()
+	out, err := exec.Command(bin, "inspect", filepath.Join(lakeDir, "events")).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)") || !strings.Contains(string(out), "rows") {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
@@ -74,6 +76,19 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		out, err := exec.Command(bin, "inspect", summaries).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "window_start") {
 			t.Fatalf("inspect summaries: %v\n%s", err, out)
+		}
+		// The README's promise: the first summary is of the minute dev
+		// started in, not of an earlier one holding only late events.
+		out, err = exec.Command(bin, "inspect", "--summary", "--format", "json", "-n", "0", summaries).Output()
+		if err != nil {
+			t.Fatalf("inspect --summary: %v", err)
+		}
+		var sum summaryReport
+		if err := json.Unmarshal(out, &sum); err != nil || sum.EventTime == nil || sum.EventTime.Column != "window_start" {
+			t.Fatalf("inspect --summary: %v\n%s", err, out)
+		}
+		if first := started.Truncate(time.Minute); sum.EventTime.Min.Before(first) {
+			t.Errorf("first summary window starts %s, before the minute dev started in (%s)", sum.EventTime.Min, first)
 		}
 	}
 

@@ -19,9 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // hostileRecord is one file of schema/testdata/hostile: its bytes and the
@@ -68,7 +69,7 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 			events = tb
 		}
 	}
-	bucket, err := sink.NewLocal(t.TempDir())
+	bucket, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +87,11 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 	ts := time.Now().UTC().Add(-time.Hour)
 	ctx := context.Background()
 	for _, part := range []string{"0", "1"} {
-		p := w.NewPartition(events, source, part, -1)
 		var offset int64 = 100 // a chain need not start at 0
+		p, _, err := w.OpenPartition(ctx, events, source, part, ingest.StartAt(lake.PositionOf(offset), "hostile"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		flushes := 0
 		flush := func() {
 			t.Helper()
@@ -107,7 +111,7 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 		}
 		appended := 0
 		add := func(v []byte, good bool, reason string) {
-			if !p.Append(v, offset, ts) {
+			if !p.Append(v, lake.PositionOf(offset), ts) {
 				t.Fatalf("offset %d skipped", offset)
 			}
 			k := part + "/" + strconv.FormatInt(offset, 10)
@@ -190,17 +194,17 @@ func (d deadLetterOut) bytes() []byte {
 
 // readDeadLetters reads the committed dead-letter objects of table, by
 // "partition/offset".
-func readDeadLetters(t *testing.T, b sink.Bucket, table string) map[string]deadLetterOut {
+func readDeadLetters(t *testing.T, b objstore.Bucket, table string) map[string]deadLetterOut {
 	t.Helper()
 	ctx := context.Background()
-	recs, err := sink.NewCommitLog(b).Records(ctx, table)
+	recs, err := lake.NewCommitLog(b).Records(ctx, table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]deadLetterOut{}
 	for _, rec := range recs {
 		for _, obj := range rec.Objects {
-			if obj.Kind != sink.KindDeadLetter {
+			if obj.Kind != lake.KindDeadLetter {
 				continue
 			}
 			rc, err := b.Get(ctx, obj.Key)

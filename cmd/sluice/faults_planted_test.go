@@ -13,9 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // TestFaultsCatchPlantedFaults shows that the fault suite's check goes red
@@ -28,21 +29,21 @@ func TestFaultsCatchPlantedFaults(t *testing.T) {
 		// skip is an offset the writer never gets, as a build that dropped
 		// a record would behave; -1: none.
 		skip     int64
-		plant    func(t *testing.T, b sink.Bucket, objs []sink.CommittedObject)
+		plant    func(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject)
 		wantOK   bool
 		wantLost bool
 	}{
 		{name: "nothing planted", skip: -1, wantOK: true},
 		{name: "record dropped before the writer", skip: 37, wantLost: true},
-		{name: "committed raw object deleted", skip: -1, wantLost: true, plant: func(t *testing.T, b sink.Bucket, objs []sink.CommittedObject) {
-			deleteFirst(t, b, objs, sink.KindRaw)
+		{name: "committed raw object deleted", skip: -1, wantLost: true, plant: func(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject) {
+			deleteFirst(t, b, objs, lake.KindRaw)
 		}},
-		{name: "committed dead-letter object deleted", skip: -1, wantLost: true, plant: func(t *testing.T, b sink.Bucket, objs []sink.CommittedObject) {
-			deleteFirst(t, b, objs, sink.KindDeadLetter)
+		{name: "committed dead-letter object deleted", skip: -1, wantLost: true, plant: func(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject) {
+			deleteFirst(t, b, objs, lake.KindDeadLetter)
 		}},
-		{name: "committed raw object truncated", skip: -1, plant: func(t *testing.T, b sink.Bucket, objs []sink.CommittedObject) {
+		{name: "committed raw object truncated", skip: -1, plant: func(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject) {
 			for _, o := range objs {
-				if o.Kind != sink.KindRaw {
+				if o.Kind != lake.KindRaw {
 					continue
 				}
 				rc, err := b.Get(context.Background(), o.Key)
@@ -64,17 +65,17 @@ func TestFaultsCatchPlantedFaults(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := sink.NewLocal(t.TempDir())
+			b, err := objstore.NewLocal(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
 			exp := commitSample(t, b, 400, tc.skip)
 			if tc.plant != nil {
-				recs, err := sink.NewCommitLog(b).Records(context.Background(), crashTable)
+				recs, err := lake.NewCommitLog(b).Records(context.Background(), crashTable)
 				if err != nil {
 					t.Fatal(err)
 				}
-				var objs []sink.CommittedObject
+				var objs []lake.CommittedObject
 				for _, r := range recs {
 					objs = append(objs, r.Objects...)
 				}
@@ -94,7 +95,7 @@ func TestFaultsCatchPlantedFaults(t *testing.T) {
 	}
 }
 
-func deleteFirst(t *testing.T, b sink.Bucket, objs []sink.CommittedObject, kind string) {
+func deleteFirst(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject, kind string) {
 	t.Helper()
 	for _, o := range objs {
 		if o.Kind == kind {
@@ -110,7 +111,7 @@ func deleteFirst(t *testing.T, b sink.Bucket, objs []sink.CommittedObject, kind 
 // commitSample commits n records of partition 0 through the ingest writer
 // in several flushes (one in 20 malformed), except offset skip, which the
 // expectation still holds: what a build that drops a record would leave.
-func commitSample(t *testing.T, b sink.Bucket, n int, skip int64) *verify.Expected {
+func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Expected {
 	t.Helper()
 	var events *schema.Table
 	for _, tb := range schema.SampleTables() {
@@ -124,7 +125,10 @@ func commitSample(t *testing.T, b sink.Bucket, n int, skip int64) *verify.Expect
 		t.Fatal(err)
 	}
 	defer w.Close()
-	p := w.NewPartition(events, crashSource, "0", -1)
+	p, _, err := w.OpenPartition(context.Background(), events, crashSource, "0", ingest.StartAt(lake.Position{}, "planted"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer p.Close()
 	exp := verify.NewExpected()
 	ts := time.Now().UTC().Add(-time.Hour)
@@ -157,7 +161,7 @@ func commitSample(t *testing.T, b sink.Bucket, n int, skip int64) *verify.Expect
 		if bad {
 			v = []byte(`{"ts":` + strconv.FormatInt(i, 10))
 		}
-		p.Append(v, i, ts)
+		p.Append(v, lake.PositionOf(i), ts)
 		if i%97 == 96 {
 			flush()
 		}

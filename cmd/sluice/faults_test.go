@@ -16,8 +16,8 @@ import (
 
 	"github.com/sluicehq/sluice/internal/faultproxy"
 	"github.com/sluicehq/sluice/loadtest/verify"
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // The fault suite (make faults: SLUICE_FAULTS=1) drives the real binaries —
@@ -133,10 +133,10 @@ http:
 // ingesters reach only through a fault proxy; the test reads it directly.
 func proxiedS3Store(t *testing.T) (crashStore, *faultproxy.Proxy) {
 	t.Helper()
-	cfg := sinktest.S3Config(t)
+	cfg := objstoretest.S3Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := sink.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
+	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open S3 bucket: %v", err)
 	}
@@ -154,7 +154,7 @@ func proxiedS3Store(t *testing.T) (crashStore, *faultproxy.Proxy) {
     secret_key: ${%s}
     insecure: true
     path_style: true
-`, p.Addr(), cfg.Region, cfg.Bucket, sinktest.EnvS3AccessKey, sinktest.EnvS3SecretKey)
+`, p.Addr(), cfg.Region, cfg.Bucket, objstoretest.EnvS3AccessKey, objstoretest.EnvS3SecretKey)
 	return crashStore{yaml: y, bucket: b}, p
 }
 
@@ -205,7 +205,7 @@ func faultsVerify(t *testing.T, r *crashRig, prod *production, table *faultTable
 // faultsCheck runs the verifier over the table's committed data; the row's
 // verdict is "ok" only if every expected record is committed exactly once,
 // in the right area, and every object matches its commit record.
-func faultsCheck(ctx context.Context, b sink.BucketReader, exp *verify.Expected) (verify.Report, faultRow, error) {
+func faultsCheck(ctx context.Context, b objstore.BucketReader, exp *verify.Expected) (verify.Report, faultRow, error) {
 	got, err := verify.ReadCommitted(ctx, b, crashTable, verify.Options{Source: crashSource})
 	if err != nil {
 		return verify.Report{}, faultRow{}, err

@@ -13,8 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/internal/httpserver"
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 func newIngestCmd(g *globals) *cobra.Command {
@@ -57,7 +58,7 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	// Wrong credentials or TLS settings stop the process with a reason
 	// instead of leaving it fetching nothing with warnings.
 	checkCtx, cancelCheck := context.WithTimeout(ctx, kafkaCheckTimeout)
-	err = ingest.CheckKafka(checkCtx, cfg.Kafka, secOpts...)
+	err = kafka.CheckKafka(checkCtx, cfg.Kafka, secOpts...)
 	cancelCheck()
 	if err != nil {
 		return err
@@ -70,7 +71,7 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
 	srv.AddReadiness("object-store", func(ctx context.Context) error {
 		_, err := bucket.Attributes(ctx, "_sluice/readyz-probe")
-		if err != nil && !errors.Is(err, sink.ErrNotExist) {
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -108,7 +109,7 @@ func setMemoryLimit(limit int64, logger *slog.Logger) {
 // newIngester opens the raw store and builds the writer and the Kafka
 // source over it: what `ingest`, `dev` and `loadtest --embedded` share. The
 // caller closes the writer.
-func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (sink.Bucket, *ingest.Writer, *ingest.KafkaSource, error) {
+func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (objstore.Bucket, *ingest.Writer, *kafka.Source, error) {
 	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -117,7 +118,7 @@ func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	src, err := ingest.NewKafkaSource(cfg.Kafka, cfg.tables, w, logger, reg, opts...)
+	src, err := kafka.NewSource(cfg.Kafka, cfg.tables, w, logger, reg, opts...)
 	if err != nil {
 		w.Close()
 		return nil, nil, nil, err

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // inspectOptions are the flags of `sluice inspect`.
@@ -21,7 +21,7 @@ type inspectOptions struct {
 	format          string
 	summary         bool
 	eventTimeColumn string
-	s3              sink.S3Config
+	s3              objstore.S3Config
 }
 
 func newInspectCmd(g *globals) *cobra.Command {
@@ -40,7 +40,10 @@ commit record when it is one; a .jsonl object as dead letters with a count per
 reason.
 
 With --summary, Parquet objects under the prefix are aggregated: totals, the
-union of event-time ranges, and the distinct schemas.
+union of event-time ranges, and the distinct schemas. Inside a lake (a
+directory or prefix with commit records under _sluice/commits/) only the
+committed set counts, as every reader sees it: objects a compaction replaced
+and orphans of failed flushes are left out (and counted as not committed).
 
 S3 credentials: --s3-access-key/--s3-secret-key, or else AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, the shared credentials file, or the instance role.`,
@@ -116,7 +119,19 @@ func runInspect(ctx context.Context, g *globals, o inspectOptions, target string
 	}
 	out := newInspectPrinter(g.stdout, o)
 	if o.summary {
-		return inspectSummary(ctx, out, o, target, objs)
+		// Over a lake, a summary counts what readers see: the committed set,
+		// not also the objects a compaction replaced or a failed flush left.
+		cs, err := findCommittedSet(ctx, g, o, target)
+		if err != nil {
+			return fmt.Errorf("inspect %s: %w", target, err)
+		}
+		var lake *lakeSummary
+		if cs != nil {
+			var left int
+			objs, left = cs.filter(objs)
+			lake = &lakeSummary{Root: cs.root, Tables: cs.tables, NotCommitted: left}
+		}
+		return inspectSummary(ctx, out, o, target, objs, lake)
 	}
 	var failed int
 	for _, obj := range objs {
@@ -246,7 +261,7 @@ func listS3Objects(ctx context.Context, g *globals, o inspectOptions, rest strin
 	if err := cfg.Validate(); err != nil {
 		return nil, usageError{err}
 	}
-	b, err := sink.NewS3(cfg, g.Logger())
+	b, err := objstore.NewS3(cfg, g.Logger())
 	if err != nil {
 		return nil, err
 	}
@@ -259,12 +274,12 @@ func listS3Objects(ctx context.Context, g *globals, o inspectOptions, rest strin
 			}
 			return []inspectObject{bucketObject(b, attrs, prefix, kind)}, nil
 		}
-		if !sink.IsNotExist(err) {
+		if !objstore.IsNotExist(err) {
 			return nil, fmt.Errorf("inspect s3://%s: %w", rest, err)
 		}
 	}
 	var objs []inspectObject
-	err = b.Iter(ctx, prefix, func(a sink.ObjectAttrs) error {
+	err = b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		if kind, ok := kindOf(a.Key); ok {
 			objs = append(objs, bucketObject(b, a, a.Key, kind))
 		}
@@ -277,7 +292,7 @@ func listS3Objects(ctx context.Context, g *globals, o inspectOptions, rest strin
 	return objs, nil
 }
 
-func bucketObject(b sink.BucketReader, a sink.ObjectAttrs, key string, kind objKind) inspectObject {
+func bucketObject(b objstore.BucketReader, a objstore.ObjectAttrs, key string, kind objKind) inspectObject {
 	return inspectObject{
 		name: key,
 		size: a.Size,
@@ -294,7 +309,7 @@ func bucketObject(b sink.BucketReader, a sink.ObjectAttrs, key string, kind objK
 // page headers do not each cost a round trip.
 type blockReaderAt struct {
 	ctx    context.Context
-	b      sink.BucketReader
+	b      objstore.BucketReader
 	key    string
 	size   int64
 	blocks map[int64][]byte
@@ -306,7 +321,7 @@ const (
 	remoteMaxBlocks = 32
 )
 
-func newBlockReaderAt(ctx context.Context, b sink.BucketReader, key string, size int64) *blockReaderAt {
+func newBlockReaderAt(ctx context.Context, b objstore.BucketReader, key string, size int64) *blockReaderAt {
 	return &blockReaderAt{ctx: ctx, b: b, key: key, size: size, blocks: make(map[int64][]byte)}
 }
 

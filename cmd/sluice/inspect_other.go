@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
 )
 
 // maxJSONObjectBytes bounds what inspect reads of one .json object: commit
@@ -21,7 +21,7 @@ const maxJSONObjectBytes = 64 << 20
 type jsonObjectReport struct {
 	Object string             `json:"object"`
 	Size   int64              `json:"size"`
-	Commit *sink.CommitRecord `json:"commit,omitempty"`
+	Commit *lake.CommitRecord `json:"commit,omitempty"`
 	JSON   json.RawMessage    `json:"json,omitempty"` // when not a commit record
 }
 
@@ -39,10 +39,13 @@ func inspectJSONObject(ctx context.Context, obj inspectObject) (*jsonObjectRepor
 		return nil, fmt.Errorf("%s: larger than %d bytes, not inspecting", obj.name, maxJSONObjectBytes)
 	}
 	rep := &jsonObjectReport{Object: obj.name, Size: obj.size}
-	var rec sink.CommitRecord
+	var rec lake.CommitRecord
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rec); err == nil && rec.Version > 0 && rec.Table != "" && rec.Source != "" {
+		if rec.Version == 1 { // the positions of a version-1 record are its offsets
+			rec.Kind, rec.First, rec.Next = lake.LinkData, lake.PositionOf(max(0, rec.FirstOffset)), lake.PositionOf(max(0, rec.NextOffset))
+		}
 		rep.Commit = &rec
 		return rep, nil
 	}
@@ -121,6 +124,9 @@ type summaryReport struct {
 	DeadLetterFiles int             `json:"jsonl_objects"`
 	Unreadable      []string        `json:"unreadable,omitempty"`
 	Sample          []orderedRow    `json:"sample,omitempty"`
+	// Lake is set when the prefix lies in a lake: the totals are of its
+	// committed set.
+	Lake *lakeSummary `json:"lake,omitempty"`
 }
 
 // schemaGroup is one distinct schema and how many objects have it.
@@ -130,8 +136,8 @@ type schemaGroup struct {
 	First   string          `json:"first_object"`
 }
 
-func inspectSummary(ctx context.Context, out *inspectPrinter, o inspectOptions, target string, objs []inspectObject) error {
-	sum := summaryReport{Prefix: target}
+func inspectSummary(ctx context.Context, out *inspectPrinter, o inspectOptions, target string, objs []inspectObject, lake *lakeSummary) error {
+	sum := summaryReport{Prefix: target, Lake: lake}
 	codecs := map[string]bool{}
 	schemaIdx := map[string]int{}
 	for _, obj := range objs {

@@ -129,7 +129,8 @@ func (p *inspectPrinter) jsonObject(r *jsonObjectReport) error {
 	fmt.Fprintf(tw, "commit record\tversion %d\n", c.Version)
 	fmt.Fprintf(tw, "table\t%s\n", c.Table)
 	fmt.Fprintf(tw, "source\t%s partition %s\n", c.Source, c.Partition)
-	fmt.Fprintf(tw, "offsets\t[%d, %d)  (%d offsets)\n", c.FirstOffset, c.NextOffset, c.NextOffset-c.FirstOffset)
+	fmt.Fprintf(tw, "link\t%d (%s)\n", c.Seq, c.Kind)
+	fmt.Fprintf(tw, "positions\t[%s, %s)  (%d positions)\n", c.First, c.Next, c.First.Distance(c.Next))
 	fmt.Fprintf(tw, "records\t%d\n", c.Records)
 	fmt.Fprintf(tw, "dead letters\t%d\n", c.DeadLetters)
 	fmt.Fprintf(tw, "writer\t%s\n", c.Writer)
@@ -206,6 +207,10 @@ func (p *inspectPrinter) summary(s *summaryReport) error {
 	fmt.Fprintf(tw, "event time\t%s\n", formatRange(s.EventTime))
 	fmt.Fprintf(tw, "json objects\t%d\n", s.CommitRecords)
 	fmt.Fprintf(tw, "jsonl objects\t%d\n", s.DeadLetterFiles)
+	if s.Lake != nil {
+		fmt.Fprintf(tw, "committed set\tof lake %s (tables %s)\n", s.Lake.Root, strings.Join(s.Lake.Tables, ", "))
+		fmt.Fprintf(tw, "not committed\t%d objects left out (replaced by a compaction, or orphans)\n", s.Lake.NotCommitted)
+	}
 	if len(s.Unreadable) > 0 {
 		fmt.Fprintf(tw, "unreadable\t%d\n", len(s.Unreadable))
 	}

@@ -16,7 +16,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // inspectRow is a raw-table-like row: event time, nullable string, metadata.
@@ -222,24 +223,6 @@ func writeLake(t *testing.T, root string) {
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-02/hour=03/a.parquet"), t0, 50, 20)
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-02/hour=04/b.parquet"), t0.Add(time.Hour), 30, 20)
 	writeParquet(t, filepath.Join(root, "events/dt=2026-01-01/hour=23/c.parquet"), t0.Add(-4*time.Hour), 20, 20, parquet.Compression(&parquet.Snappy))
-	rec := sink.CommitRecord{
-		Version: sink.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
-		FirstOffset: 100, NextOffset: 200, Records: 99, DeadLetters: 1, Writer: "test",
-		CommittedAt: t0,
-		Objects: []sink.CommittedObject{{Key: "events/dt=2026-01-02/hour=03/a.parquet", Kind: sink.KindRaw, Rows: 50, Size: 1234,
-			MinEventTimeMicros: t0.UnixMicro(), MaxEventTimeMicros: t0.Add(time.Minute).UnixMicro()}},
-	}
-	data, err := json.Marshal(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck := filepath.Join(root, sink.CommitKey("events", "kafka:events", "3", 100))
-	if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ck, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	dl := filepath.Join(root, "_deadletter/events/dt=2026-01-02/hour=03/x.jsonl")
 	if err := os.MkdirAll(filepath.Dir(dl), 0o755); err != nil {
 		t.Fatal(err)
@@ -251,6 +234,50 @@ not json
 `
 	if err := os.WriteFile(dl, []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// object describes a file of the fixture as its commit record names it.
+	object := func(key, kind string, rows int64, from time.Time, span time.Duration) lake.CommittedObject {
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := lake.CommittedObject{Key: key, Kind: kind, Rows: rows, Size: int64(len(data)), Checksum: lake.Checksum(data)}
+		if kind == lake.KindRaw {
+			o.MinEventTimeMicros, o.MaxEventTimeMicros = from.UnixMicro(), from.Add(span).UnixMicro()
+		}
+		return o
+	}
+	// A chain as the writer leaves it: the genesis pins the start at 100,
+	// link 1 holds [100, 200) and names every object, so that they are all
+	// in the committed set.
+	genesis := lake.CommitRecord{
+		Version: lake.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
+		Seq: 0, Kind: lake.LinkGenesis, First: lake.PositionOf(100), Next: lake.PositionOf(100), Writer: "test",
+		CommittedAt: t0, Objects: []lake.CommittedObject{},
+	}
+	rec := lake.CommitRecord{
+		Version: lake.CommitRecordVersion, Table: "events", Source: "kafka:events", Partition: "3",
+		Seq: 1, Kind: lake.LinkData, First: lake.PositionOf(100), Next: lake.PositionOf(200), Records: 100, DeadLetters: 4, Writer: "test",
+		CommittedAt: t0,
+		Objects: []lake.CommittedObject{
+			object("events/dt=2026-01-02/hour=03/a.parquet", lake.KindRaw, 50, t0, time.Minute),
+			object("events/dt=2026-01-02/hour=04/b.parquet", lake.KindRaw, 30, t0.Add(time.Hour), time.Minute),
+			object("events/dt=2026-01-01/hour=23/c.parquet", lake.KindRaw, 20, t0.Add(-4*time.Hour), time.Minute),
+			object("_deadletter/events/dt=2026-01-02/hour=03/x.jsonl", lake.KindDeadLetter, 4, time.Time{}, 0),
+		},
+	}
+	for _, r := range []lake.CommitRecord{genesis, rec} {
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck := filepath.Join(root, lake.RecordKey(r))
+		if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(ck, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -264,15 +291,15 @@ func TestInspectDirectory(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 		reps := decodeLines(t, out)
-		if len(reps) != 5 {
-			t.Fatalf("%d reports, want 5:\n%s", len(reps), out)
+		if len(reps) != 6 {
+			t.Fatalf("%d reports, want 6:\n%s", len(reps), out)
 		}
 		byObj := map[string]map[string]any{}
 		for _, r := range reps {
 			byObj[r["object"].(string)] = r
 		}
-		commit := byObj["_sluice/commits/events/kafka:events/3/00000000000000000100.json"]["commit"].(map[string]any)
-		if commit["first_offset"] != float64(100) || commit["next_offset"] != float64(200) {
+		commit := byObj["_sluice/commits/events/kafka:events/3/seq-00000000000000000001.json"]["commit"].(map[string]any)
+		if commit["first"] != "100" || commit["next"] != "200" || commit["seq"] != float64(1) {
 			t.Fatalf("commit %v", commit)
 		}
 		dl := byObj["_deadletter/events/dt=2026-01-02/hour=03/x.jsonl"]
@@ -298,7 +325,7 @@ func TestInspectDirectory(t *testing.T) {
 		}
 		wantMin := t0.Add(-4 * time.Hour).Add(123456 * time.Microsecond)
 		wantMax := t0.Add(time.Hour).Add(29*time.Second + 123456*time.Microsecond)
-		if s.Objects != 3 || s.Rows != 100 || s.RowGroups != 3+2+1 || s.CommitRecords != 1 || s.DeadLetterFiles != 1 ||
+		if s.Objects != 3 || s.Rows != 100 || s.RowGroups != 3+2+1 || s.CommitRecords != 2 || s.DeadLetterFiles != 1 ||
 			len(s.Schemas) != 1 || s.Schemas[0].Objects != 3 || len(s.Compression) != 2 {
 			t.Fatalf("summary %+v", s)
 		}
@@ -323,7 +350,7 @@ func TestInspectDirectory(t *testing.T) {
 	})
 
 	t.Run("commit record as table", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, filepath.Join(root, sink.CommitKey("events", "kafka:events", "3", 100)))
+		code, out, stderr := runInspectCmd(t, filepath.Join(root, lake.LinkKey("events", "kafka:events", "3", 1)))
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -393,7 +420,7 @@ func TestInspectErrors(t *testing.T) {
 
 func TestBlockReaderAt(t *testing.T) {
 	dir := t.TempDir()
-	b, err := sink.NewLocal(dir)
+	b, err := objstore.NewLocal(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,14 +470,14 @@ func TestInspectS3(t *testing.T) {
 	if endpoint == "" {
 		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
 	}
-	cfg := sink.S3Config{
+	cfg := objstore.S3Config{
 		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-%d", time.Now().UnixNano()),
 		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
 		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := sink.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
+	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sluicehq/sluice/internal/kafkabroker"
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // TestIngestKafkaSASLFromConfig runs `sluice ingest` (in process) against a
@@ -38,7 +39,7 @@ func TestIngestKafkaSASLFromConfig(t *testing.T) {
 	t.Setenv("SLUICE_TEST_KAFKA_PASSWORD", password)
 
 	dir := t.TempDir()
-	lake := filepath.Join(dir, "lake")
+	lakeDir := filepath.Join(dir, "lake")
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	body := fmt.Sprintf(`kafka:
   brokers: [%q]
@@ -52,7 +53,7 @@ func TestIngestKafkaSASLFromConfig(t *testing.T) {
 store: {local_dir: %q}
 http: {addr: "127.0.0.1:0"}
 ingest: {flush_interval: 200ms}
-`, b.Addr(), user, lake)
+`, b.Addr(), user, lakeDir)
 	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +86,8 @@ ingest: {flush_interval: 200ms}
 	for time.Now().Before(deadline) && got < n {
 		time.Sleep(100 * time.Millisecond)
 		got = 0
-		if lb, err := sink.NewLocal(lake); err == nil {
-			recs, _ := sink.NewCommitLog(lb).Records(context.Background(), "events")
+		if lb, err := objstore.NewLocal(lakeDir); err == nil {
+			recs, _ := lake.NewCommitLog(lb).Records(context.Background(), "events")
 			for _, r := range recs {
 				got += r.Records
 			}

@@ -44,8 +44,9 @@ every dead-letter kind) to Kafka at --rate events/s (0: as fast as the broker
 takes them) for --duration or --events, watches the pipeline while it works,
 then proves from the object stores that every acknowledged record is committed
 exactly once (malformed ones in the dead-letter area, with the right reason)
-and that every closed window's summary matches an exact recomputation, and
-reports rates, lag, latencies, CPU and memory. Exits 1 if anything differs.
+and that every measure of every closed window's summary matches what the
+generators produced, and reports rates, lag, latencies, CPU and memory. Exits 1
+if anything differs.
 
 --embedded starts the dev stack in this process (broker, ingester, aggregator;
 in a temporary --data-dir unless given). --config tests a running pipeline:
@@ -53,11 +54,15 @@ it produces to kafka.brokers and verifies store and summary_store; run it
 against a fresh topic and table, since records it did not produce count as
 unexpected.`,
 		Example: `  sluice loadtest --embedded --duration 60s --rate 20000 --report-html report.html
-  sluice loadtest --config sluice.yaml --rate 50000 --duration 5m --metrics-url http://127.0.0.1:8080/metrics`,
+  sluice loadtest --config sluice.yaml --rate 50000 --duration 5m --metrics-url http://127.0.0.1:8080/metrics
+  docker compose --profile loadtest up loadtest   # the same against the compose stack`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.embedded == (o.configPath != "") {
-				return usageErrorf("choose one of --embedded and --config")
+				if !o.embedded && cmd.Flags().Changed("brokers") {
+					return usageErrorf("--brokers needs --config: the load test verifies what the pipeline committed, and only sluice.yaml says where (store, summary_store); --brokers overrides its kafka.brokers")
+				}
+				return usageErrorf("choose one of --embedded (a stack in this process) and --config sluice.yaml (a running pipeline)")
 			}
 			if o.cfg.Duration == 0 && o.cfg.Events == 0 {
 				o.cfg.Duration = time.Minute
@@ -85,11 +90,12 @@ unexpected.`,
 	f.IntVar(&o.cfg.Users, "users", harness.DefaultUsers, "distinct user_id values (the key cardinality)")
 	f.Float64Var(&o.cfg.ZipfS, "zipf", harness.DefaultZipfS, "Zipf skew of user popularity (> 1)")
 	f.Float64Var(&o.cfg.LateShare, "late-share", 0.01, "share of events with an event time in the past")
-	f.DurationVar(&o.cfg.LateBy, "late-by", 20*time.Second, "how far in the past late events are, at most")
+	f.DurationVar(&o.cfg.LateBy, "late-by", 3*time.Minute, "how far in the past late events are, at most (beyond the allowed lateness, so that late data recomputes closed windows)")
 	f.Float64Var(&o.cfg.NullShare, "null-share", 0.02, "share of events with a null country (and, independently, device)")
 	f.Float64Var(&o.cfg.BadShare, "bad-share", 0.001, "share of malformed records, every dead-letter kind in turn")
 	f.IntVar(&o.cfg.EventBytes, "event-size", 0, "pad events to about this many bytes (0: natural, about 230)")
 	f.Int64Var(&o.cfg.Seed, "seed", 1, "generator seed")
+	f.TimeVar(&o.cfg.Start, "start", time.Time{}, []string{time.RFC3339Nano}, "pin the first event time (RFC 3339, in the past), e.g. 2026-01-01T22:59:45Z to cross an hour and close the day's windows; default: the wall clock")
 	f.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", harness.DefaultDrainTimeout, "how long to wait for everything to be committed")
 	f.DurationVar(&o.cfg.CatchUpTimeout, "catchup-timeout", harness.DefaultCatchUpTimeout, "how long to wait for the aggregator to summarise every closed window")
 	f.BoolVar(&o.cfg.NoSummaries, "no-summaries", false, "verify raw data only")
@@ -102,7 +108,7 @@ unexpected.`,
 	f.Int32Var(&o.partitions, "partitions", 4, "embedded: partitions of the topic")
 	f.DurationVar(&o.flushEvery, "flush-interval", 5*time.Second, "embedded: flush each partition at least this often")
 	f.DurationVar(&o.aggEvery, "aggregate-interval", 10*time.Second, "embedded: how often the aggregator runs")
-	f.StringVar(&o.metricsURL, "metrics-url", "", "with --config: the ingester's /metrics, for its consumer lag")
+	f.StringVar(&o.metricsURL, "metrics-url", "", "with --config: the ingesters' /metrics, comma separated, for their consumer lag (summed)")
 	f.IntVar(&o.ingestPID, "ingester-pid", 0, "with --config: the ingester's process id, for its CPU and memory (Linux /proc)")
 	return cmd
 }
@@ -158,6 +164,7 @@ func runLoadtest(ctx context.Context, g *globals, o loadtestOptions, brokersSet 
 		env.Table, env.Raw, env.Summaries = st.events, raw, sums
 		env.IdleTimeout = st.cfg.Aggregate.IdleTimeout
 		env.ConsumerLag = harness.GatherLag(st.reg)
+		env.Aggregator = harness.GatherAggregator(st.reg, st.events.Name)
 		env.ProcPID, env.ProcLabel = os.Getpid(), "the whole process: broker, ingester, aggregator, producers, verifier"
 		fmt.Fprintf(g.stderr, "embedded stack: broker %s, data in %s, metrics http://%s/metrics\n", st.broker.Addr(), dir, st.srv.Addr())
 	} else {
@@ -191,8 +198,8 @@ func runLoadtest(ctx context.Context, g *globals, o loadtestOptions, brokersSet 
 		env.Mode = "external pipeline (" + o.configPath + ")"
 		env.Table = table
 		env.IdleTimeout = fc.Aggregate.IdleTimeout
-		if o.metricsURL != "" {
-			env.ConsumerLag = harness.ScrapeLag(o.metricsURL)
+		if urls := splitList(o.metricsURL); len(urls) > 0 {
+			env.ConsumerLag = sumLag(urls)
 		}
 		if o.ingestPID > 0 {
 			env.ProcPID, env.ProcLabel = o.ingestPID, "the ingester process"
@@ -232,6 +239,26 @@ func writeReport(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// sumLag reads the consumer lag of every ingester (one /metrics URL each)
+// and sums it; a reading is only valid when every ingester answered.
+func sumLag(urls []string) harness.MetricLag {
+	lags := make([]harness.MetricLag, len(urls))
+	for i, u := range urls {
+		lags[i] = harness.ScrapeLag(u)
+	}
+	return func(ctx context.Context) (float64, bool) {
+		var sum float64
+		for _, lag := range lags {
+			v, ok := lag(ctx)
+			if !ok {
+				return 0, false
+			}
+			sum += v
+		}
+		return sum, true
+	}
 }
 
 func splitList(s string) []string {

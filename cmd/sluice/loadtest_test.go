@@ -15,15 +15,20 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/harness"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // TestLoadtest is the load test CI runs: 20 s at 5,000 events/s against the
 // embedded stack (ingester and aggregator in this process), with late
 // events and malformed records of every kind; it fails if the verifier
-// finds anything lost, duplicated, misfiled or summarised wrong. Then it
+// finds anything lost, duplicated, misfiled or summarised other than the
+// generators' truth. Event time is pinned to start at 22:59:45 UTC of a
+// past day, so the run crosses an hour boundary and the end-of-run markers
+// close its 1h and 1d windows too; late events reach 3 minutes back, past
+// the allowed lateness of 30 s, so closed windows are recomputed. Then it
 // plants faults in the stores and checks that the verifier names each.
 func TestLoadtest(t *testing.T) {
 	dur, rate := 20*time.Second, 5000.0
@@ -55,18 +60,21 @@ func TestLoadtest(t *testing.T) {
 	}
 	defer stop()
 
-	raw, err := sink.NewLocal(st.lakeDir)
+	raw, err := objstore.NewLocal(st.lakeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums, err := sink.NewLocal(st.summaryDir)
+	sums, err := objstore.NewLocal(st.summaryDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := harness.Env{Mode: "test", Table: st.events, Raw: raw, Summaries: sums, IdleTimeout: st.cfg.Aggregate.IdleTimeout,
-		ConsumerLag: harness.GatherLag(st.reg), ProcPID: os.Getpid(), ProcLabel: "test process", Logger: logger}
+		ConsumerLag: harness.GatherLag(st.reg), Aggregator: harness.GatherAggregator(st.reg, st.events.Name),
+		ProcPID: os.Getpid(), ProcLabel: "test process", Logger: logger}
+	lateness := st.events.Rollup.AllowedLateness
 	cfg := harness.Config{Brokers: []string{st.broker.Addr()}, Rate: rate, Duration: dur, Seed: 7,
-		LateShare: 0.02, LateBy: 20 * time.Second, NullShare: 0.02, BadShare: 0.002,
+		Start:     time.Date(2026, 1, 1, 22, 59, 45, 0, time.UTC),
+		LateShare: 0.02, LateBy: 6 * lateness, NullShare: 0.02, BadShare: 0.002,
 		DrainTimeout: time.Minute, CatchUpTimeout: 90 * time.Second}
 	rep, err := harness.Run(ctx, cfg, env)
 	if err != nil {
@@ -96,8 +104,28 @@ func TestLoadtest(t *testing.T) {
 			}
 		}
 	}
-	if rep.Summaries == nil || rep.Summaries.Windows[0].Verified == 0 || rep.Summaries.Windows[0].Groups == 0 {
-		t.Fatalf("no 1m window verified: %+v", rep.Summaries)
+	if rep.Summaries == nil || len(rep.Summaries.Windows) != len(st.events.Rollup.Windows) {
+		t.Fatalf("summaries not checked: %+v", rep.Summaries)
+	}
+	// Every window size was checked against the truth, the hour on both
+	// sides of 23:00 (not in the short run) and the day; only the windows
+	// of the end-of-run markers themselves stay open.
+	for _, wc := range rep.Summaries.Windows {
+		want := 1
+		if wc.Window == "1h" && !testing.Short() {
+			want = 2
+		}
+		if wc.Verified < want || wc.Groups == 0 || wc.Open > 1 {
+			t.Errorf("%s windows: %d verified (want at least %d), %d groups, %d left open", wc.Window, wc.Verified, want, wc.Groups, wc.Open)
+		}
+	}
+	// The late path ran: events later than the allowed lateness made the
+	// aggregator recompute closed windows, and none came too late.
+	if rep.Produced.LateBeyondLateness == 0 {
+		t.Error("no event was later than the allowed lateness")
+	}
+	if a := rep.Aggregator; a == nil || a.Recomputed == 0 || a.TooLateRecords != 0 {
+		t.Errorf("aggregator %+v: want recomputed windows and no too-late records", a)
 	}
 	if rep.CommitLatencyMS.Count == 0 || rep.Process == nil || rep.Process.PeakRSSBytes == 0 || len(rep.Series) == 0 {
 		t.Errorf("missing measurements: latency samples %d, process %+v, %d samples", rep.CommitLatencyMS.Count, rep.Process, len(rep.Series))
@@ -115,15 +143,15 @@ func TestLoadtest(t *testing.T) {
 }
 
 func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, env harness.Env, truth *harness.Truth, lakeDir, summaryDir string) {
-	recs, err := sink.NewCommitLog(env.Raw).Records(ctx, env.Table.Name)
+	recs, err := lake.NewCommitLog(env.Raw).Records(ctx, env.Table.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec sink.CommitRecord
-	var obj sink.CommittedObject
+	var rec lake.CommitRecord
+	var obj lake.CommittedObject
 	for _, r := range recs {
 		for _, o := range r.Objects {
-			if o.Kind == sink.KindRaw && o.Rows > 0 && obj.Key == "" {
+			if o.Kind == lake.KindRaw && o.Rows > 0 && obj.Key == "" {
 				rec, obj = r, o
 			}
 		}
@@ -132,7 +160,7 @@ func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, en
 		t.Fatal("no committed raw object")
 	}
 	objPath := filepath.Join(lakeDir, filepath.FromSlash(obj.Key))
-	recPath := filepath.Join(lakeDir, filepath.FromSlash(sink.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)))
+	recPath := filepath.Join(lakeDir, filepath.FromSlash(lake.RecordKey(rec)))
 
 	cases := []struct {
 		name  string
@@ -161,7 +189,7 @@ func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, en
 				dupPath := filepath.Join(lakeDir, filepath.FromSlash(dup.Key))
 				writeFile(t, dupPath, data)
 				r := rec
-				r.Objects = append(append([]sink.CommittedObject(nil), rec.Objects...), dup)
+				r.Objects = append(append([]lake.CommittedObject(nil), rec.Objects...), dup)
 				r.Records += dup.Rows
 				js, err := json.Marshal(r)
 				if err != nil {

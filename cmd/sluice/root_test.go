@@ -70,3 +70,23 @@ func TestNewLogger(t *testing.T) {
 		})
 	}
 }
+
+// `sluice --help` lists dev with every part it runs (its long help names
+// them one per line).
+func TestHelpDescribesDev(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var devLine string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "dev" {
+			devLine = l
+		}
+	}
+	for _, part := range []string{"broker", "demo producer", "ingester", "aggregator"} {
+		if !strings.Contains(devLine, part) {
+			t.Errorf("sluice --help: dev line %q does not name the %s", devLine, part)
+		}
+	}
+}

@@ -7,14 +7,20 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -42,7 +48,7 @@ type devStack struct {
 	reg        *prometheus.Registry
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
-	src        *ingest.KafkaSource
+	src        *kafka.Source
 	agg        *aggregate.Service
 	srv        *httpserver.Server
 }
@@ -78,7 +84,7 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 		}
 	}()
 	s.cfg = &fileConfig{
-		Kafka:        ingest.KafkaConfig{Brokers: []string{s.broker.Addr()}, Group: o.group}.WithDefaults(),
+		Kafka:        kafka.Config{Brokers: []string{s.broker.Addr()}, Group: o.group}.WithDefaults(),
 		Store:        storeConfig{LocalDir: s.lakeDir},
 		Ingest:       ingest.WriterConfig{FlushInterval: o.flushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
 		HTTP:         httpConfig{Addr: o.httpAddr},
@@ -135,4 +141,77 @@ func (s *devStack) Close() {
 	if s.broker != nil {
 		s.broker.Close()
 	}
+}
+
+// awaitCommitted waits until every partition's commit chain of the events
+// topic reaches the broker's end offset (as it is when called), or ctx is
+// done. Call it once nothing produces any more.
+func (s *devStack) awaitCommitted(ctx context.Context) error {
+	ends, err := s.brokerEnds(ctx)
+	if err != nil {
+		return err
+	}
+	bucket, err := objstore.NewLocal(s.lakeDir)
+	if err != nil {
+		return err
+	}
+	log := lake.NewCommitLog(bucket)
+	source := "kafka:" + s.events.Topic
+	for {
+		chains, err := log.Chains(ctx, s.events.Name)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("read commit chains: %w", err)
+		}
+		behind := map[string]int64{}
+		for p, end := range ends {
+			behind[p] = end
+		}
+		for _, ch := range chains {
+			if ch.Source != source {
+				continue
+			}
+			if end, ok := ch.End(); ok {
+				if at, ok := end.Next.Int64(); ok && at >= ends[ch.Partition] {
+					delete(behind, ch.Partition)
+				}
+			}
+		}
+		for p, end := range behind {
+			if end == 0 {
+				delete(behind, p) // nothing to commit
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partitions not committed up to the broker's end offsets %v: %w", behind, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// brokerEnds returns the end offset of every partition of the events topic,
+// by partition number as the commit log names it.
+func (s *devStack) brokerEnds(ctx context.Context) (map[string]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Addr()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.events.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets: %w", err)
+	}
+	ends := map[string]int64{}
+	var errs []error
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("end offset of %s/%d: %w", o.Topic, o.Partition, o.Err))
+			return
+		}
+		ends[strconv.Itoa(int(o.Partition))] = o.Offset
+	})
+	return ends, errors.Join(errs...)
 }

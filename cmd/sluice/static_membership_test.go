@@ -11,7 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // With kafka.instance_id, an ingester killed with SIGKILL and restarted
@@ -25,9 +26,9 @@ func TestStaticMembershipRestartAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lake := filepath.Join(dir, "lake")
+	lakeDir := filepath.Join(dir, "lake")
 	cfg := filepath.Join(dir, "sluice.yaml")
-	body := fmt.Sprintf("kafka: {brokers: [%q], group: static, instance_id: ingest-0}\nstore: {local_dir: %q}\nhttp: {addr: \"127.0.0.1:0\"}\ningest: {flush_interval: 200ms}\n", addr, lake)
+	body := fmt.Sprintf("kafka: {brokers: [%q], group: static, instance_id: ingest-0}\nstore: {local_dir: %q}\nhttp: {addr: \"127.0.0.1:0\"}\ningest: {flush_interval: 200ms}\n", addr, lakeDir)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -45,11 +46,11 @@ func TestStaticMembershipRestartAfterKill(t *testing.T) {
 		}
 	}
 	committed := func() int64 {
-		b, err := sink.NewLocal(lake)
+		b, err := objstore.NewLocal(lakeDir)
 		if err != nil {
 			return 0
 		}
-		recs, err := sink.NewCommitLog(b).Records(context.Background(), "events")
+		recs, err := lake.NewCommitLog(b).Records(context.Background(), "events")
 		if err != nil {
 			t.Fatal(err)
 		}

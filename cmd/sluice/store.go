@@ -7,27 +7,27 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // openBucket builds the configured store with retries (outermost, so every
 // attempt is measured) and metrics around it.
-func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (sink.Bucket, error) {
+func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (objstore.Bucket, error) {
 	return openNamedBucket(ctx, "raw", cfg, logger, reg)
 }
 
 // openNamedBucket labels the store's metrics with name (raw, summary).
-func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (sink.Bucket, error) {
-	var b sink.Bucket
+func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (objstore.Bucket, error) {
+	var b objstore.Bucket
 	switch {
 	case cfg.LocalDir != "":
-		l, err := sink.NewLocal(cfg.LocalDir)
+		l, err := objstore.NewLocal(cfg.LocalDir)
 		if err != nil {
 			return nil, fmt.Errorf("open local store: %w", err)
 		}
 		b = l
 	case cfg.S3 != nil:
-		s, err := sink.OpenS3(ctx, *cfg.S3, logger)
+		s, err := objstore.OpenS3(ctx, *cfg.S3, logger)
 		if err != nil {
 			return nil, fmt.Errorf("open s3 store: %w", err)
 		}
@@ -35,6 +35,6 @@ func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *
 	default:
 		return nil, errNoStore
 	}
-	b = sink.NewInstrumented(b, reg, name)
-	return sink.NewRetrying(b, sink.DefaultRetryPolicy(), logger, reg), nil
+	b = objstore.NewInstrumented(b, reg, name)
+	return objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), logger, reg), nil
 }

@@ -3,38 +3,23 @@ package main
 import (
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/internal/buildinfo"
 )
 
-// version is set at link time: go build -ldflags "-X main.version=v1.2.3".
-var version = "dev"
-
-// buildVersion describes this binary: the link-time version, and the VCS
-// revision the Go toolchain stamped in, if any.
+// buildVersion describes this binary: its version (set at link time, or
+// the module's from the Go toolchain), the VCS revision if stamped, the Go
+// version and the platform. Parquet objects name the same version
+// (schema.CreatedBy).
 func buildVersion() string {
-	s := "sluice " + version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, modified string
-		for _, kv := range bi.Settings {
-			switch kv.Key {
-			case "vcs.revision":
-				rev = kv.Value
-			case "vcs.modified":
-				if kv.Value == "true" {
-					modified = "+dirty"
-				}
-			}
-		}
-		if rev != "" {
-			if len(rev) > 12 {
-				rev = rev[:12]
-			}
-			s += " (" + rev + modified + ")"
-		}
+	i := buildinfo.Get()
+	s := "sluice " + i.Version
+	if i.Revision != "" {
+		s += " (" + i.Revision + ")"
 	}
-	return s + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	return s + " " + i.GoVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
 func newVersionCmd(g *globals) *cobra.Command {

@@ -11,9 +11,10 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
 )
 
 // AggregateConfig describes one aggregation benchmark.
@@ -29,13 +30,17 @@ type AggregateConfig struct {
 	// EventsPerSecond of event time (default 1000): lower spreads the events
 	// over more windows.
 	EventsPerSecond float64
-	Progress        func(phase string, done, total int64)
+	// Start is the first event time; zero is midnight UTC two days ago.
+	Start time.Time
+	// Truth, if set, is given every event written, for checking summaries.
+	Truth    *gen.Truth
+	Progress func(phase string, done, total int64)
 }
 
 // PrepareRaw writes cfg.Events generated events through the real ingest
 // writer (decoder, Parquet encoder, commit records) into b, spread over
 // cfg.Partitions partitions, and returns the committed raw objects' bytes.
-func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]byte, error) {
+func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([][]byte, error) {
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		return nil, err
@@ -45,14 +50,21 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 	if eps == 0 {
 		eps = 1000
 	}
-	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: time.Now().UTC().Add(-48 * time.Hour).Truncate(24 * time.Hour), EventsPerSecond: eps})
+	start := cfg.Start
+	if start.IsZero() {
+		start = time.Now().UTC().Add(-48 * time.Hour).Truncate(24 * time.Hour)
+	}
+	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: start, EventsPerSecond: eps})
 	if err != nil {
 		return nil, err
 	}
 	parts := make([]*ingest.Partition, cfg.Partitions)
 	offsets := make([]int64, cfg.Partitions)
 	for i := range parts {
-		parts[i] = w.NewPartition(cfg.Table, "kafka:events", fmt.Sprint(i), 0)
+		parts[i], _, err = w.OpenPartition(ctx, cfg.Table, "kafka:events", fmt.Sprint(i), ingest.StartAt(lake.Position{}, "bench"))
+		if err != nil {
+			return nil, err
+		}
 	}
 	results := make(chan ingest.FlushResult, cfg.Partitions)
 	var buf []byte
@@ -65,11 +77,13 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 		return r.Err
 	}
 	for i := range cfg.Events {
-		var value, key []byte
-		value, key, _ = g.Next(buf[:0])
+		value, key, ev := g.Next(buf[:0])
 		buf = value
+		if cfg.Truth != nil {
+			cfg.Truth.Add(&ev)
+		}
 		n := int(hashKey(key) % uint32(cfg.Partitions))
-		parts[n].Append(value, offsets[n], time.Now())
+		parts[n].Append(value, lake.PositionOf(offsets[n]), time.Now())
 		offsets[n]++
 		if parts[n].Pending() >= int64(cfg.FlushRecords) {
 			if err := flush(parts[n]); err != nil {
@@ -88,7 +102,7 @@ func PrepareRaw(ctx context.Context, b sink.Bucket, cfg AggregateConfig) ([][]by
 	if cfg.Progress != nil {
 		cfg.Progress("prepare", cfg.Events, cfg.Events)
 	}
-	live, err := sink.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
+	live, err := lake.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +134,7 @@ func hashKey(k []byte) uint32 {
 
 // RunAggregate prepares the raw objects and aggregates them, as
 // `sluice bench aggregate` does.
-func RunAggregate(ctx context.Context, b sink.Bucket, cfg AggregateConfig) (aggregate.BenchResult, error) {
+func RunAggregate(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) (aggregate.BenchResult, error) {
 	objects, err := PrepareRaw(ctx, b, cfg)
 	if err != nil {
 		return aggregate.BenchResult{}, err

@@ -19,8 +19,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // IngestConfig describes one drain benchmark.
@@ -82,17 +83,17 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	}
 	res.Events, res.InputBytes, res.Produce = n, bytes, time.Since(start)
 
-	lake := filepath.Join(cfg.WorkDir, "lake")
+	lakeDir := filepath.Join(cfg.WorkDir, "lake")
 	configPath := filepath.Join(cfg.WorkDir, "sluice.yaml")
 	config := fmt.Sprintf("kafka:\n  brokers: [%q]\n  group: bench\nstore:\n  local_dir: %q\nhttp:\n  addr: 127.0.0.1:0\ningest:\n%s\n",
-		addr, lake, indent(cfg.Ingest))
+		addr, lakeDir, indent(cfg.Ingest))
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(lake, 0o755); err != nil {
+	if err := os.MkdirAll(lakeDir, 0o755); err != nil {
 		return res, err
 	}
-	bucket, err := sink.NewLocal(lake)
+	bucket, err := objstore.NewLocal(lakeDir)
 	if err != nil {
 		return res, err
 	}
@@ -112,7 +113,7 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	exited := make(chan error, 1)
 	go func() { exited <- ing.Wait() }()
 
-	commits := sink.NewCommitLog(bucket)
+	commits := lake.NewCommitLog(bucket)
 	var committed int64
 	lastProgress := time.Now()
 	for committed < res.Events {

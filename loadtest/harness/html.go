@@ -45,18 +45,18 @@ func (r *Report) HTML(w io.Writer) error {
 		}
 	}
 	charts = append(charts, lineChart("Throughput", "seconds", "records/s", t,
-		[]series{{"produced (acked)", "#2f6fdf", prod}, {"committed", "#e07b24", ing}}))
+		[]series{{"produced (acked)", "#2f6fdf", prod}, {"committed", "#e07b24", ing}}, ""))
 	lagSeries := []series{{"acked, not yet committed", "#c0392b", lag}}
 	if haveCL {
 		lagSeries = append(lagSeries, series{"consumer lag (ingester metric)", "#8e44ad", clag})
 	}
-	charts = append(charts, lineChart("Lag", "seconds", "records", t, lagSeries))
+	charts = append(charts, lineChart("Lag", "seconds", "records", t, lagSeries, ""))
 	if len(r.CommitLatencyCDF) > 0 {
 		charts = append(charts, percentileChart("Latency: broker ack → committed", r.CommitLatencyCDF))
 	}
 	if r.Process != nil {
-		charts = append(charts, lineChart("CPU ("+r.Process.Label+")", "seconds", "cores", t, []series{{"cores", "#16a085", cpu}}))
-		charts = append(charts, lineChart("Memory ("+r.Process.Label+")", "seconds", "RSS MiB", t, []series{{"RSS", "#7f8c8d", rss}}))
+		charts = append(charts, lineChart("CPU", "seconds", "cores", t, []series{{"cores", "#16a085", cpu}}, r.Process.Label))
+		charts = append(charts, lineChart("Memory", "seconds", "RSS MiB", t, []series{{"RSS", "#7f8c8d", rss}}, r.Process.Label))
 	}
 
 	var text strings.Builder
@@ -89,8 +89,10 @@ pre{background:#fff;padding:12px;border-radius:8px;overflow:auto;font-size:12px}
 {{if .R.Failures}}<div class="fail"><b>What differs</b><ul>{{range .R.Failures}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
 <div class="cards">{{range .Cards}}<div class="card"><div class="l">{{.Label}}</div><div class="v">{{.Value}}</div><div class="n">{{.Note}}</div></div>{{end}}</div>
 <div class="charts">{{range .Charts}}<div class="chart">{{.}}</div>{{end}}</div>
-{{with .R.Summaries}}<h2>Summaries</h2><table><tr><th>window</th><th>closed</th><th>verified</th><th>wrong</th><th>too large</th><th>open</th><th>groups</th></tr>
-{{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Closed}}</td><td>{{.Verified}}</td><td>{{.Failed}}</td><td>{{.Skipped}}</td><td>{{.Open}}</td><td>{{.Groups}}</td></tr>{{end}}</table>{{end}}
+{{with .R.Summaries}}<h2>Summaries</h2><table><tr><th>window</th><th>closed</th><th>verified</th><th>wrong</th><th>open</th><th>groups</th></tr>
+{{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Closed}}</td><td>{{.Verified}}</td><td>{{.Failed}}</td><td>{{.Open}}</td><td>{{.Groups}}</td></tr>{{end}}</table>
+<p>Every measure of every closed window compared with the generators' own truth.</p>{{end}}
+{{with .R.Aggregator}}<p>Aggregator: {{.Summarised}} windows summarised, {{.Recomputed}} recomputed for late data, {{.Late}} frozen windows got {{.TooLateRecords}} too-late records; {{$.R.Produced.LateBeyondLateness}} events were produced later than the allowed lateness.</p>{{end}}
 <h2>Latency</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>samples</th></tr>
 {{with .R.AckLatencyMS}}<tr><td>produce → broker ack (ms)</td><td>{{printf "%.1f" .P50}}</td><td>{{printf "%.1f" .P90}}</td><td>{{printf "%.1f" .P99}}</td><td>{{printf "%.1f" .P999}}</td><td>{{printf "%.1f" .Max}}</td><td>{{.Count}}</td></tr>{{end}}
 {{with .R.CommitLatencyMS}}<tr><td>broker ack → committed (ms)</td><td>{{printf "%.0f" .P50}}</td><td>{{printf "%.0f" .P90}}</td><td>{{printf "%.0f" .P99}}</td><td>{{printf "%.0f" .P999}}</td><td>{{printf "%.0f" .Max}}</td><td>{{.Count}}</td></tr>{{end}}
@@ -106,13 +108,18 @@ type series struct {
 	Y     []float64 // NaN: no value
 }
 
+// The layout of a chart, top to bottom: the title, a subtitle line (what
+// was measured), the legend row, the plot, the x axis labels and its title.
 const (
-	chartW, chartH         = 560, 260
-	padL, padR, padT, padB = 64, 16, 34, 54
+	chartW, chartH         = 560, 280
+	padL, padR, padT, padB = 64, 16, 60, 54
+	titleY, subtitleY      = 18, 33
+	legendY                = 48 // baseline of the legend row, below title and subtitle
 )
 
-// lineChart draws series against x as an inline SVG.
-func lineChart(title, xLabel, yLabel string, x []float64, ss []series) template.HTML {
+// lineChart draws series against x as an inline SVG; subtitle, if not
+// empty, says what was measured (e.g. which process).
+func lineChart(title, xLabel, yLabel string, x []float64, ss []series, subtitle string) template.HTML {
 	xmax, ymax := 1.0, 0.0
 	for _, v := range x {
 		xmax = math.Max(xmax, v)
@@ -128,7 +135,7 @@ func lineChart(title, xLabel, yLabel string, x []float64, ss []series) template.
 	px := func(v float64) float64 { return padL + v/xmax*(chartW-padL-padR) }
 	py := func(v float64) float64 { return chartH - padB - v/ymax*(chartH-padT-padB) }
 	var b strings.Builder
-	svgHead(&b, title)
+	svgHead(&b, title, subtitle)
 	axes(&b, ymax, func(v float64) string { return short(v) }, py)
 	for i := 0; i <= 5; i++ {
 		v := xmax * float64(i) / 5
@@ -170,10 +177,17 @@ func percentileChart(title string, pts []CDFPoint) template.HTML {
 	px := func(p float64) float64 { return padL + xOf(p)/4*(chartW-padL-padR) }
 	py := func(v float64) float64 { return chartH - padB - v/ymax*(chartH-padT-padB) }
 	var b strings.Builder
-	svgHead(&b, title)
+	svgHead(&b, title, "")
 	axes(&b, ymax, func(v float64) string { return short(v) + " ms" }, py)
-	for _, p := range []float64{0, 90, 99, 99.9, 99.99} {
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="middle" fill="#5b6475">p%g</text>`, px(p), chartH-padB+16, p)
+	ticks := []float64{0, 90, 99, 99.9, 99.99}
+	for i, p := range ticks {
+		// The last tick sits on the plot's right edge: its label ends there
+		// instead of being centred over it and cut by the frame.
+		anchor := "middle"
+		if i == len(ticks)-1 {
+			anchor = "end"
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="%s" fill="#5b6475">p%g</text>`, px(p), chartH-padB+16, anchor, p)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" text-anchor="middle" fill="#5b6475">percentile</text>`, (padL+chartW-padR)/2, chartH-padB+32)
 	var ps []string
@@ -188,9 +202,12 @@ func percentileChart(title string, pts []CDFPoint) template.HTML {
 	return template.HTML(b.String())
 }
 
-func svgHead(b *strings.Builder, title string) {
+func svgHead(b *strings.Builder, title, subtitle string) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" role="img" font-family="system-ui,sans-serif">`, chartW, chartH)
-	fmt.Fprintf(b, `<text x="%d" y="20" font-size="14" font-weight="600" fill="#1d2330">%s</text>`, padL, template.HTMLEscapeString(title))
+	fmt.Fprintf(b, `<text x="%d" y="%d" font-size="14" font-weight="600" fill="#1d2330">%s</text>`, padL, titleY, template.HTMLEscapeString(title))
+	if subtitle != "" {
+		fmt.Fprintf(b, `<text x="%d" y="%d" font-size="11" fill="#5b6475">%s</text>`, padL, subtitleY, template.HTMLEscapeString(subtitle))
+	}
 }
 
 func axes(b *strings.Builder, ymax float64, label func(float64) string, py func(float64) float64) {
@@ -202,11 +219,13 @@ func axes(b *strings.Builder, ymax float64, label func(float64) string, py func(
 	}
 }
 
+// legend draws one row of series names under the title and subtitle, so
+// that no title, however long, runs into it.
 func legend(b *strings.Builder, ss []series) {
-	x := padL + 160
+	x := padL
 	for _, s := range ss {
-		fmt.Fprintf(b, `<rect x="%d" y="11" width="12" height="4" fill="%s"/><text x="%d" y="17" font-size="11" fill="#1d2330">%s</text>`,
-			x, s.Color, x+16, template.HTMLEscapeString(s.Name))
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="4" fill="%s"/><text x="%d" y="%d" font-size="11" fill="#1d2330">%s</text>`,
+			x, legendY-6, s.Color, x+16, legendY, template.HTMLEscapeString(s.Name))
 		x += 24 + 7*len(s.Name)
 	}
 }

@@ -18,7 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // Sample is one second of the run as the monitor saw it.
@@ -173,7 +174,7 @@ type monitor struct {
 	mu        sync.Mutex
 	samples   []Sample
 	firstSeen map[windowID]time.Time // summary object mtime when the window first appeared
-	seenObj   map[string]sink.ObjectAttrs
+	seenObj   map[string]objstore.ObjectAttrs
 	proc0     procStat
 	procLast  procStat
 	procOK    bool
@@ -182,7 +183,7 @@ type monitor struct {
 
 func newMonitor(env Env, ps *producers, start time.Time, total time.Duration) *monitor {
 	m := &monitor{env: env, ps: ps, start: start, total: total, out: env.Progress,
-		firstSeen: map[windowID]time.Time{}, seenObj: map[string]sink.ObjectAttrs{}, phase: "producing"}
+		firstSeen: map[windowID]time.Time{}, seenObj: map[string]objstore.ObjectAttrs{}, phase: "producing"}
 	if m.out == nil {
 		m.out = io.Discard
 	}
@@ -203,7 +204,7 @@ func (m *monitor) setPhase(p string) {
 func (m *monitor) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	commits := sink.NewCommitLog(m.env.Raw)
+	commits := lake.NewCommitLog(m.env.Raw)
 	last := Sample{}
 	lastAt := m.start
 	for {
@@ -270,8 +271,8 @@ func (m *monitor) status(s Sample, phase string) {
 // scanSummaries reads summary objects that changed since the last look and
 // notes the windows that appear in them for the first time.
 func (m *monitor) scanSummaries(ctx context.Context) {
-	var changed []sink.ObjectAttrs
-	_ = m.env.Summaries.Iter(ctx, m.env.Table.Name+"/", func(a sink.ObjectAttrs) error {
+	var changed []objstore.ObjectAttrs
+	_ = m.env.Summaries.Iter(ctx, m.env.Table.Name+"/", func(a objstore.ObjectAttrs) error {
 		if !strings.HasSuffix(a.Key, ".parquet") {
 			return nil
 		}
@@ -322,7 +323,7 @@ const windowsMetaKey = "sluice.windows"
 
 // readWindowStates reads a summary object's window states, by window
 // start (µs).
-func readWindowStates(ctx context.Context, b sink.BucketReader, key string) (map[int64]aggregate.WindowState, error) {
+func readWindowStates(ctx context.Context, b objstore.BucketReader, key string) (map[int64]aggregate.WindowState, error) {
 	data, err := readAll(ctx, b, key)
 	if err != nil {
 		return nil, err
@@ -354,7 +355,7 @@ func windowStates(key string, data []byte) (map[int64]aggregate.WindowState, err
 	return out, nil
 }
 
-func readAll(ctx context.Context, b sink.BucketReader, key string) ([]byte, error) {
+func readAll(ctx context.Context, b objstore.BucketReader, key string) ([]byte, error) {
 	rc, err := b.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)

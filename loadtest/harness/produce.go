@@ -25,6 +25,9 @@ type recMeta struct {
 	ev   gen.Event
 	bad  schema.Reason // "" for a good event
 	sent time.Time
+	// lateBeyond: the event time was more than the allowed lateness behind
+	// the event clock when the event was made.
+	lateBeyond bool
 }
 
 // producers are the parallel producers of one run and their counters.
@@ -32,6 +35,8 @@ type producers struct {
 	cfg   Config
 	table *schema.Table
 	truth *Truth
+	// clock stamps events: the wall clock, shifted to Config.Start if set.
+	clock func() time.Time
 
 	produced atomic.Int64 // handed to a client
 	acked    atomic.Int64
@@ -46,8 +51,8 @@ type producers struct {
 	stopped  atomic.Bool // a record failed: stop producing
 }
 
-func newProducers(cfg Config, table *schema.Table, truth *Truth) *producers {
-	return &producers{cfg: cfg, table: table, truth: truth, ackLat: newLatencyHistogram()}
+func newProducers(cfg Config, table *schema.Table, truth *Truth, clock func() time.Time) *producers {
+	return &producers{cfg: cfg, table: table, truth: truth, clock: clock, ackLat: newLatencyHistogram()}
 }
 
 // newLatencyHistogram tracks 1µs .. 1h at 3 significant digits.
@@ -96,7 +101,7 @@ func (ps *producers) promise(r *kgo.Record, err error) {
 	_ = ps.ackLat.RecordValue(max(1, now.Sub(m.sent).Microseconds()))
 	ps.latMu.Unlock()
 	if m.bad == "" {
-		ps.truth.ackGood(r.Partition, r.Offset, &m.ev, len(r.Value), now)
+		ps.truth.ackGood(r.Partition, r.Offset, &m.ev, m.lateBeyond, len(r.Value), now)
 	} else {
 		ps.truth.ackBad(r.Partition, r.Offset, m.bad, len(r.Value))
 	}
@@ -131,7 +136,13 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 	}
 	defer cl.Close()
 	seed := ps.cfg.Seed*1_000_003 + int64(i)
-	g, err := gen.New(gen.Config{Seed: seed, Users: ps.cfg.Users, ZipfS: ps.cfg.ZipfS, Clock: time.Now,
+	var lateness time.Duration
+	if ps.table.Rollup != nil {
+		lateness = ps.table.Rollup.AllowedLateness
+	}
+	var made time.Time // the event clock when the last event was made
+	clock := func() time.Time { made = ps.clock(); return made }
+	g, err := gen.New(gen.Config{Seed: seed, Users: ps.cfg.Users, ZipfS: ps.cfg.ZipfS, Clock: clock,
 		LateShare: ps.cfg.LateShare, LateBy: ps.cfg.LateBy, NullShare: ps.cfg.NullShare})
 	if err != nil {
 		return err
@@ -182,6 +193,7 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 		value, key, ev := g.Next(slab[len(slab):])
 		slab = slab[:len(slab)+len(value)]
 		m.Context, m.ev, m.bad = context.Background(), ev, ""
+		m.lateBeyond = ev.Late && made.Sub(ev.TS) > lateness
 		if ps.cfg.BadShare > 0 && rng.Float64() < ps.cfg.BadShare {
 			m.bad = BadKinds[badIdx%len(BadKinds)]
 			badIdx++
@@ -225,7 +237,7 @@ func (ps *producers) sendMarkers(ctx context.Context, at time.Time) error {
 	for i, p := range parts {
 		m := &metas[i]
 		value, key, ev := g.Next(nil)
-		m.Context, m.ev = context.Background(), ev
+		m.Context, m.ev, m.lateBeyond = context.Background(), ev, false
 		m.rec = kgo.Record{Key: key, Value: value, Partition: p, Context: m}
 		m.sent = time.Now()
 		ps.produced.Add(1)

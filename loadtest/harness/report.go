@@ -34,9 +34,10 @@ type Report struct {
 	SummaryLatencyS  *Percentiles `json:"summary_latency_s,omitempty"` // window end -> summary visible
 	CatchUpSeconds   float64      `json:"catch_up_seconds,omitempty"`
 
-	Raw         RawCheck        `json:"raw"`
-	DeadLetters DeadLetterCheck `json:"dead_letters"`
-	Summaries   *SummaryCheck   `json:"summaries,omitempty"`
+	Raw         RawCheck         `json:"raw"`
+	DeadLetters DeadLetterCheck  `json:"dead_letters"`
+	Summaries   *SummaryCheck    `json:"summaries,omitempty"`
+	Aggregator  *AggregatorStats `json:"aggregator,omitempty"`
 
 	Series []Sample `json:"series"`
 
@@ -63,6 +64,7 @@ type ReportConfig struct {
 	NullShare  float64  `json:"null_share"`
 	EventBytes int      `json:"event_bytes,omitempty"`
 	Seed       int64    `json:"seed"`
+	Start      string   `json:"start,omitempty"` // pinned first event time
 }
 
 func reportConfig(c Config) ReportConfig {
@@ -74,6 +76,9 @@ func reportConfig(c Config) ReportConfig {
 	}
 	if c.LateBy > 0 {
 		rc.LateBy = c.LateBy.String()
+	}
+	if !c.Start.IsZero() {
+		rc.Start = c.Start.UTC().Format(time.RFC3339Nano)
 	}
 	return rc
 }
@@ -87,6 +92,9 @@ type ProducedStats struct {
 	Seconds   float64 `json:"seconds"`
 	Rate      float64 `json:"rate"` // acknowledged records/s
 	Producers int     `json:"producers"`
+	// LateBeyondLateness good events were produced later than the rollup's
+	// allowed lateness: they reach windows that may be summarised already.
+	LateBeyondLateness int64 `json:"late_beyond_lateness"`
 }
 
 // IngestStats are the pipeline's figures.
@@ -274,9 +282,18 @@ func (r *Report) Text(w io.Writer) {
 	if s := r.Summaries; s != nil {
 		row("summaries", fmt.Sprintf("watermark %s; aggregator caught up %.1fs after ingest", s.Watermark.Format(time.RFC3339), r.CatchUpSeconds))
 		for _, wc := range s.Windows {
-			row("  "+wc.Window, fmt.Sprintf("%d closed: %d verified, %d wrong, %d too large to recompute; %d still open; %d groups checked",
-				wc.Closed, wc.Verified, wc.Failed, wc.Skipped, wc.Open, wc.Groups))
+			row("  "+wc.Window, fmt.Sprintf("%d closed: %d verified against the generators' truth, %d wrong; %d still open; %d groups checked",
+				wc.Closed, wc.Verified, wc.Failed, wc.Open, wc.Groups))
 		}
+	}
+	if a := r.Aggregator; a != nil {
+		byWindow := make([]string, 0, len(a.RecomputedByWindow))
+		for k, v := range a.RecomputedByWindow {
+			byWindow = append(byWindow, fmt.Sprintf("%s %d", k, v))
+		}
+		slices.Sort(byWindow)
+		row("aggregator", fmt.Sprintf("%d windows summarised, %d recomputed for late data (%s), %d frozen windows got %d too-late records; %d events produced later than the allowed lateness",
+			a.Summarised, a.Recomputed, strings.Join(byWindow, ", "), a.Late, a.TooLateRecords, r.Produced.LateBeyondLateness))
 	}
 	tw.Flush()
 	if !r.Raw.OK {

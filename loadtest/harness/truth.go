@@ -25,19 +25,6 @@ const (
 	ackSampleEvery = 8
 )
 
-// groupKey is one (1-minute window, event_type, country) of good events.
-type groupKey struct {
-	minute    int64 // window start, Unix seconds
-	eventType string
-	country   string // "" for null
-}
-
-// group is what the harness knows exactly about a group's events.
-type group struct {
-	count int64
-	cents int64 // amounts are whole cents by construction (gen)
-}
-
 type ackSample struct {
 	offset int64
 	at     time.Time
@@ -45,18 +32,22 @@ type ackSample struct {
 
 // Truth is what the producers were told is in Kafka: every acknowledged
 // position, good or malformed (with the reason it must be refused for),
-// exact per-group aggregates of the good events, and ack times of sampled
-// offsets. Safe for concurrent use.
+// the generators' exact aggregates of the good events per rollup window
+// and group (Summaries), and ack times of sampled offsets. Safe for
+// concurrent use.
 type Truth struct {
 	Expected *verify.Expected
+	// Summaries is the exact aggregate of the acknowledged good events per
+	// window and group; nil when the run checks no summaries.
+	Summaries *gen.Truth
 
 	mu         sync.Mutex
-	groups     map[groupKey]*group
 	badReasons map[verify.Position]schema.Reason
 	badUntold  int64 // malformed positions beyond maxBadReasons
 	samples    map[int32][]ackSample
 	maxEventUS int64
 	good, bad  int64
+	lateBeyond int64
 	bytes      int64
 }
 
@@ -64,7 +55,6 @@ type Truth struct {
 func NewTruth() *Truth {
 	return &Truth{
 		Expected:   verify.NewExpected(),
-		groups:     map[groupKey]*group{},
 		badReasons: map[verify.Position]schema.Reason{},
 		samples:    map[int32][]ackSample{},
 		maxEventUS: math.MinInt64,
@@ -72,21 +62,20 @@ func NewTruth() *Truth {
 }
 
 // ackGood records an acknowledged good event.
-func (t *Truth) ackGood(partition int32, offset int64, ev *gen.Event, size int, at time.Time) {
+// lateBeyond says the event was later than the allowed lateness when it was
+// produced: it reaches windows the aggregator may have closed already.
+func (t *Truth) ackGood(partition int32, offset int64, ev *gen.Event, lateBeyond bool, size int, at time.Time) {
 	p := strconv.Itoa(int(partition))
 	t.Expected.AddGood(p, offset)
-	sec := ev.TS.Unix()
-	k := groupKey{minute: sec - ((sec%60)+60)%60, eventType: ev.EventType, country: ev.Country}
-	t.mu.Lock()
-	g := t.groups[k]
-	if g == nil {
-		g = &group{}
-		t.groups[k] = g
+	if t.Summaries != nil {
+		t.Summaries.Add(ev)
 	}
-	g.count++
-	g.cents += int64(math.Round(ev.Amount * 100))
+	t.mu.Lock()
 	t.maxEventUS = max(t.maxEventUS, ev.TS.UnixMicro())
 	t.good++
+	if lateBeyond {
+		t.lateBeyond++
+	}
 	t.bytes += int64(size)
 	if offset%ackSampleEvery == 0 {
 		t.samples[partition] = append(t.samples[partition], ackSample{offset, at})
@@ -116,6 +105,14 @@ func (t *Truth) Counts() (good, bad, bytes int64) {
 	return t.good, t.bad, t.bytes
 }
 
+// LateBeyondLateness is the number of acknowledged good events that were
+// produced later than the rollup's allowed lateness.
+func (t *Truth) LateBeyondLateness() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lateBeyond
+}
+
 // MaxEventTime is the latest event time acknowledged; ok is false before
 // the first good event.
 func (t *Truth) MaxEventTime() (time.Time, bool) {
@@ -137,25 +134,6 @@ func (t *Truth) partitions() []int32 {
 		}
 	}
 	slices.Sort(out)
-	return out
-}
-
-// window sums the groups of one window [start, start+w) by (event_type,
-// country). w must be a whole number of minutes.
-func (t *Truth) window(start time.Time, w time.Duration) map[[2]string]group {
-	out := map[[2]string]group{}
-	from, to := start.Unix(), start.Add(w).Unix()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k, g := range t.groups {
-		if k.minute >= from && k.minute < to {
-			dk := [2]string{k.eventType, k.country}
-			acc := out[dk]
-			acc.count += g.count
-			acc.cents += g.cents
-			out[dk] = acc
-		}
-	}
 	return out
 }
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // metaRow is the part of a raw row the verifier reads.
@@ -41,13 +41,16 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 		badEvery   = 200
 	)
 	ctx := context.Background()
-	b := sinktest.NewLocal(t)
-	log := sink.NewCommitLog(b)
+	b := objstoretest.NewLocal(t)
+	log := lake.NewCommitLog(b)
 	exp := verify.NewExpected()
 	writeStart := time.Now()
 	rows := make([]metaRow, 0, perObject)
 	for p := range partitions {
 		part := strconv.Itoa(p)
+		if _, err := log.Open(ctx, table, source, part, "memory-test", func(context.Context) (lake.Genesis, error) { return lake.Genesis{}, nil }); err != nil {
+			t.Fatal(err)
+		}
 		for first := int64(0); first < perPart; first += perObject {
 			rows = rows[:0]
 			var dead bytes.Buffer
@@ -74,12 +77,13 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := log.Commit(ctx, sink.CommitRecord{
-				Table: table, Source: source, Partition: part, FirstOffset: first, NextOffset: first + perObject,
+			err := log.Commit(ctx, lake.CommitRecord{
+				Table: table, Source: source, Partition: part, Seq: first/perObject + 1, Kind: lake.LinkData,
+				First: lake.PositionOf(first), Next: lake.PositionOf(first + perObject),
 				Records: int64(len(rows)), DeadLetters: deadN, Writer: "memory-test",
-				Objects: []sink.CommittedObject{
-					{Key: rawKey, Kind: sink.KindRaw, Rows: int64(len(rows)), Size: int64(buf.Len())},
-					{Key: deadKey, Kind: sink.KindDeadLetter, Rows: deadN, Size: int64(dead.Len())},
+				Objects: []lake.CommittedObject{
+					{Key: rawKey, Kind: lake.KindRaw, Rows: int64(len(rows)), Size: int64(buf.Len()), Checksum: lake.Checksum(buf.Bytes())},
+					{Key: deadKey, Kind: lake.KindDeadLetter, Rows: deadN, Size: int64(dead.Len()), Checksum: lake.Checksum(dead.Bytes())},
 				},
 			})
 			if err != nil {

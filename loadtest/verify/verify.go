@@ -26,7 +26,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sluicehq/sluice/sink"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
 )
 
 // Metadata columns every raw object carries (see COMMON.md).
@@ -70,6 +71,7 @@ const (
 	IssueMissingObject = "missing_object"  // named by a record, not in the bucket
 	IssueUnreadable    = "unreadable"      // not valid Parquet / JSON lines
 	IssueSize          = "size"            // byte size differs from the record's
+	IssueChecksum      = "checksum"        // same size, other bytes than the record's checksum says
 	IssueRowCount      = "row_count"       // row or line count differs from the record's
 	IssueMissingColumn = "missing_column"  // a metadata column is absent
 	IssueSource        = "wrong_source"    // _source / "source" differs from the record's
@@ -112,7 +114,13 @@ type Committed struct {
 
 	// Anomalies are commit-area objects outside the chains; readers ignore
 	// them, and so does Committed.
-	Anomalies []sink.Anomaly
+	Anomalies []lake.Anomaly
+	// Gaps are the chains' gap links: positions the source lost before they
+	// were ingested (retention, truncation), recorded rather than skipped.
+	Gaps []lake.CommitRecord
+	// Resets are the chains' reset links: a source partition that started a
+	// new incarnation (a re-created topic).
+	Resets []lake.CommitRecord
 
 	// Issues are inconsistencies between objects and their records, up to
 	// MaxExamples per kind; IssueCounts has them all, by kind.
@@ -159,9 +167,9 @@ func (c *Committed) addIssue(is Issue) {
 // records on the table's chains and checks each against its record. It
 // fails only when the bucket cannot be read; what is wrong with the data is
 // in the result.
-func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts Options) (*Committed, error) {
+func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, opts Options) (*Committed, error) {
 	opts = opts.withDefaults()
-	chains, err := sink.NewCommitLog(readOnly{b}).Chains(ctx, table)
+	chains, err := lake.NewCommitLog(readOnly{b}).Chains(ctx, table)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", table, err)
 	}
@@ -173,7 +181,7 @@ func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts 
 		raw:         map[string]*offsetBag{},
 		dead:        map[string]*offsetBag{},
 	}
-	var recs []sink.CommitRecord
+	var recs []lake.CommitRecord
 	sources := map[string]bool{}
 	for _, ch := range chains {
 		c.Anomalies = append(c.Anomalies, ch.Anomalies...)
@@ -184,7 +192,16 @@ func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts 
 			sources[ch.Source] = true
 			c.Source = ch.Source
 		}
-		recs = append(recs, ch.Records...)
+		for _, r := range ch.Records {
+			switch r.Kind {
+			case lake.LinkData:
+				recs = append(recs, r)
+			case lake.LinkGap:
+				c.Gaps = append(c.Gaps, r)
+			case lake.LinkReset:
+				c.Resets = append(c.Resets, r)
+			}
+		}
 	}
 	if len(sources) > 1 {
 		names := make([]string, 0, len(sources))
@@ -232,9 +249,9 @@ func ReadCommitted(ctx context.Context, b sink.BucketReader, table string, opts 
 	return c, nil
 }
 
-func (c *Committed) merge(obj sink.CommittedObject, res objectResult) {
+func (c *Committed) merge(obj lake.CommittedObject, res objectResult) {
 	target := c.raw
-	if obj.Kind == sink.KindDeadLetter {
+	if obj.Kind == lake.KindDeadLetter {
 		target = c.dead
 		c.DeadLetterObjects++
 		c.DeadLetters += res.rows
@@ -272,14 +289,14 @@ func (r *objectResult) add(partition string, offset int64) {
 
 // readObject reads one committed object and checks it against rec. An
 // error means the bucket failed; a bad object is reported as issues.
-func readObject(ctx context.Context, b sink.BucketReader, rec sink.CommitRecord, obj sink.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
+func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRecord, obj lake.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
 	res := objectResult{positions: map[string]*offsetBag{}}
-	recKey := sink.CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
+	recKey := lake.RecordKey(rec)
 	issue := func(kind string, rows int64, format string, args ...any) {
 		res.issues = append(res.issues, Issue{Kind: kind, Key: obj.Key, Record: recKey, Rows: rows, Detail: fmt.Sprintf(format, args...)})
 	}
 	rc, err := b.Get(ctx, obj.Key)
-	if sink.IsNotExist(err) {
+	if objstore.IsNotExist(err) {
 		issue(IssueMissingObject, obj.Rows, "named by the commit record but absent")
 		return res, nil
 	}
@@ -293,11 +310,13 @@ func readObject(ctx context.Context, b sink.BucketReader, rec sink.CommitRecord,
 	}
 	if int64(len(data)) != obj.Size {
 		issue(IssueSize, 0, "%d bytes, the record says %d", len(data), obj.Size)
+	} else if err := lake.CheckObject(obj, data); err != nil {
+		issue(IssueChecksum, 0, "%v", err)
 	}
 	switch obj.Kind {
-	case sink.KindRaw:
+	case lake.KindRaw:
 		checkRaw(&res, data, rec, idColumn, seed, issue)
-	case sink.KindDeadLetter:
+	case lake.KindDeadLetter:
 		checkDeadLetters(&res, data, rec, issue)
 	default:
 		issue(IssueUnreadable, obj.Rows, "unknown object kind %q", obj.Kind)
@@ -314,7 +333,7 @@ type issueFunc func(kind string, rows int64, format string, args ...any)
 // checkRaw reads the metadata columns of a raw Parquet object. Columns are
 // read one after another within a row group, so a row group's offsets are
 // held while its partition column is compared.
-func checkRaw(res *objectResult, data []byte, rec sink.CommitRecord, idColumn string, seed maphash.Seed, issue issueFunc) {
+func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn string, seed maphash.Seed, issue issueFunc) {
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		issue(IssueUnreadable, 0, "%v", err)
@@ -388,7 +407,7 @@ func checkRaw(res *objectResult, data []byte, rec sink.CommitRecord, idColumn st
 				p = other
 				wrongPart++
 			}
-			if off < rec.FirstOffset || off >= rec.NextOffset {
+			if first, next := rec.Offsets(); off < first || off >= next {
 				outOfRange++
 			}
 			res.add(p, off)
@@ -402,7 +421,7 @@ func checkRaw(res *objectResult, data []byte, rec sink.CommitRecord, idColumn st
 		issue(IssuePartition, wrongPart, "rows whose %s is not %q", ColPartition, rec.Partition)
 	}
 	if outOfRange > 0 {
-		issue(IssueOffsetRange, outOfRange, "rows whose %s is outside [%d, %d)", ColOffset, rec.FirstOffset, rec.NextOffset)
+		issue(IssueOffsetRange, outOfRange, "rows whose %s is outside [%s, %s)", ColOffset, rec.First, rec.Next)
 	}
 }
 
@@ -452,7 +471,7 @@ type deadLetterLine struct {
 // encoded, with its metadata.
 const maxDeadLetterLine = 16 << 20
 
-func checkDeadLetters(res *objectResult, data []byte, rec sink.CommitRecord, issue issueFunc) {
+func checkDeadLetters(res *objectResult, data []byte, rec lake.CommitRecord, issue issueFunc) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), maxDeadLetterLine)
 	var wrongSrc, wrongPart, outOfRange, bad int64
@@ -481,7 +500,7 @@ func checkDeadLetters(res *objectResult, data []byte, rec sink.CommitRecord, iss
 		if dl.Source != rec.Source {
 			wrongSrc++
 		}
-		if off := *dl.Offset; off < rec.FirstOffset || off >= rec.NextOffset {
+		if first, next := rec.Offsets(); *dl.Offset < first || *dl.Offset >= next {
 			outOfRange++
 		}
 		res.add(p, *dl.Offset)
@@ -500,12 +519,12 @@ func checkDeadLetters(res *objectResult, data []byte, rec sink.CommitRecord, iss
 		issue(IssuePartition, wrongPart, "lines whose partition is not %q", rec.Partition)
 	}
 	if outOfRange > 0 {
-		issue(IssueOffsetRange, outOfRange, "lines whose offset is outside [%d, %d)", rec.FirstOffset, rec.NextOffset)
+		issue(IssueOffsetRange, outOfRange, "lines whose offset is outside [%s, %s)", rec.First, rec.Next)
 	}
 }
 
 // readOnly lets a BucketReader back a CommitLog, which only reads here.
-type readOnly struct{ sink.BucketReader }
+type readOnly struct{ objstore.BucketReader }
 
 var errReadOnly = errors.New("verify: the bucket is read-only")
 

@@ -15,11 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
-	"github.com/sluicehq/sluice/sink"
-	"github.com/sluicehq/sluice/sink/sinktest"
 )
 
 const (
@@ -38,22 +39,22 @@ var malformed = [][]byte{
 	[]byte("\xff\xfe not json"),
 }
 
-// lake is a table committed by the real ingest writer, and what was
+// committedLake is a table committed by the real ingest writer, and what was
 // produced into it.
-type lake struct {
-	b    sink.Bucket
+type committedLake struct {
+	b    objstore.Bucket
 	exp  *verify.Expected
-	recs []sink.CommitRecord
+	recs []lake.CommitRecord
 }
 
 // writeLake commits 3 partitions x 3 flushes x 400 records; one in 25 is
 // malformed, one in 20 is late by up to two hours, and event time crosses
 // an hour, so commit records name several raw objects and a dead-letter
 // object each, and objects hold offsets out of order.
-func writeLake(t *testing.T) *lake {
+func writeLake(t *testing.T) *committedLake {
 	t.Helper()
 	ctx := context.Background()
-	b := sinktest.NewLocal(t)
+	b := objstoretest.NewLocal(t)
 	var events *schema.Table
 	for _, tb := range schema.SampleTables() {
 		if tb.Name == table {
@@ -73,7 +74,10 @@ func writeLake(t *testing.T) *lake {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := w.NewPartition(events, source, part, -1)
+		p, _, err := w.OpenPartition(ctx, events, source, part, ingest.StartAt(lake.Position{}, "verify-test"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var off int64
 		for range 3 {
 			for range 400 {
@@ -84,7 +88,7 @@ func writeLake(t *testing.T) *lake {
 				} else {
 					exp.AddGood(part, off)
 				}
-				p.Append(value, off, ev.TS)
+				p.Append(value, lake.PositionOf(off), ev.TS)
 				off++
 			}
 			done := make(chan ingest.FlushResult, 1)
@@ -99,17 +103,23 @@ func writeLake(t *testing.T) *lake {
 		}
 		p.Close()
 	}
-	recs, err := sink.NewCommitLog(b).Records(ctx, table)
+	links, err := lake.NewCommitLog(b).Records(ctx, table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 9 {
-		t.Fatalf("%d commit records, want 9", len(recs))
+	var recs []lake.CommitRecord
+	for _, r := range links {
+		if r.Kind == lake.LinkData {
+			recs = append(recs, r)
+		}
 	}
-	return &lake{b: b, exp: exp, recs: recs}
+	if len(recs) != 9 || len(links) != 12 {
+		t.Fatalf("%d links with data of %d, want 9 of 12 (a genesis per partition)", len(recs), len(links))
+	}
+	return &committedLake{b: b, exp: exp, recs: recs}
 }
 
-func (l *lake) object(t *testing.T, rec int, kind string, nth int) sink.CommittedObject {
+func (l *committedLake) object(t *testing.T, rec int, kind string, nth int) lake.CommittedObject {
 	t.Helper()
 	for _, o := range l.recs[rec].Objects {
 		if o.Kind == kind {
@@ -120,10 +130,10 @@ func (l *lake) object(t *testing.T, rec int, kind string, nth int) sink.Committe
 		}
 	}
 	t.Fatalf("record %d has no %s object", rec, kind)
-	return sink.CommittedObject{}
+	return lake.CommittedObject{}
 }
 
-func (l *lake) get(t *testing.T, key string) []byte {
+func (l *committedLake) get(t *testing.T, key string) []byte {
 	t.Helper()
 	rc, err := l.b.Get(context.Background(), key)
 	if err != nil {
@@ -137,26 +147,24 @@ func (l *lake) get(t *testing.T, key string) []byte {
 	return data
 }
 
-func (l *lake) put(t *testing.T, key string, data []byte) {
+func (l *committedLake) put(t *testing.T, key string, data []byte) {
 	t.Helper()
 	if err := l.b.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (l *lake) del(t *testing.T, key string) {
+func (l *committedLake) del(t *testing.T, key string) {
 	t.Helper()
 	if err := l.b.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func recordKey(r sink.CommitRecord) string {
-	return sink.CommitKey(r.Table, r.Source, r.Partition, r.FirstOffset)
-}
+func recordKey(r lake.CommitRecord) string { return lake.RecordKey(r) }
 
 // rewriteParquet replaces a raw object by edit(rows), in its own schema.
-func (l *lake) rewriteParquet(t *testing.T, key string, edit func(s *parquet.Schema, rows []parquet.Row) []parquet.Row) {
+func (l *committedLake) rewriteParquet(t *testing.T, key string, edit func(s *parquet.Schema, rows []parquet.Row) []parquet.Row) {
 	t.Helper()
 	s, rows := l.readRows(t, key)
 	rows = edit(s, rows)
@@ -172,7 +180,7 @@ func (l *lake) rewriteParquet(t *testing.T, key string, edit func(s *parquet.Sch
 }
 
 // readRows reads every row of a raw object.
-func (l *lake) readRows(t *testing.T, key string) (*parquet.Schema, []parquet.Row) {
+func (l *committedLake) readRows(t *testing.T, key string) (*parquet.Schema, []parquet.Row) {
 	t.Helper()
 	data := l.get(t, key)
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
@@ -224,36 +232,36 @@ type want struct {
 func TestVerifyPlantedFaults(t *testing.T) {
 	tests := []struct {
 		name string
-		// plant edits the lake and returns what the report must say; it may
+		// plant edits the committedLake and returns what the report must say; it may
 		// also change what was produced.
-		plant func(t *testing.T, l *lake) want
+		plant func(t *testing.T, l *committedLake) want
 	}{
 		{
 			name:  "clean",
-			plant: func(t *testing.T, l *lake) want { return want{} },
+			plant: func(t *testing.T, l *committedLake) want { return want{} },
 		},
 		{
 			name: "committed raw object deleted",
-			plant: func(t *testing.T, l *lake) want {
-				o := l.object(t, 4, sink.KindRaw, 0)
+			plant: func(t *testing.T, l *committedLake) want {
+				o := l.object(t, 4, lake.KindRaw, 0)
 				l.del(t, o.Key)
 				return want{lost: o.Rows, issues: map[string]int64{verify.IssueMissingObject: 1}}
 			},
 		},
 		{
 			name: "committed dead-letter object deleted",
-			plant: func(t *testing.T, l *lake) want {
-				o := l.object(t, 2, sink.KindDeadLetter, 0)
+			plant: func(t *testing.T, l *committedLake) want {
+				o := l.object(t, 2, lake.KindDeadLetter, 0)
 				l.del(t, o.Key)
 				return want{lost: o.Rows, issues: map[string]int64{verify.IssueMissingObject: 1}}
 			},
 		},
 		{
 			name: "object named by two records",
-			plant: func(t *testing.T, l *lake) want {
+			plant: func(t *testing.T, l *committedLake) want {
 				// The last record of partition 0 also claims an object of its
 				// first record, consistently with its counts.
-				o := l.object(t, 0, sink.KindRaw, 0)
+				o := l.object(t, 0, lake.KindRaw, 0)
 				rec := l.recs[2]
 				rec.Objects = append(rec.Objects, o)
 				rec.Records += o.Rows
@@ -268,8 +276,8 @@ func TestVerifyPlantedFaults(t *testing.T) {
 		},
 		{
 			name: "row duplicated inside an object",
-			plant: func(t *testing.T, l *lake) want {
-				o := l.object(t, 7, sink.KindRaw, 0)
+			plant: func(t *testing.T, l *committedLake) want {
+				o := l.object(t, 7, lake.KindRaw, 0)
 				var dup int64
 				l.rewriteParquet(t, o.Key, func(s *parquet.Schema, rows []parquet.Row) []parquet.Row {
 					dup = offsetOfRow(t, s, rows[3])
@@ -281,8 +289,8 @@ func TestVerifyPlantedFaults(t *testing.T) {
 		},
 		{
 			name: "row missing from a raw object",
-			plant: func(t *testing.T, l *lake) want {
-				o := l.object(t, 5, sink.KindRaw, 0)
+			plant: func(t *testing.T, l *committedLake) want {
+				o := l.object(t, 5, lake.KindRaw, 0)
 				var gone int64
 				l.rewriteParquet(t, o.Key, func(s *parquet.Schema, rows []parquet.Row) []parquet.Row {
 					gone = offsetOfRow(t, s, rows[10])
@@ -294,8 +302,8 @@ func TestVerifyPlantedFaults(t *testing.T) {
 		},
 		{
 			name: "row claims another partition",
-			plant: func(t *testing.T, l *lake) want {
-				o := l.object(t, 1, sink.KindRaw, 0)
+			plant: func(t *testing.T, l *committedLake) want {
+				o := l.object(t, 1, lake.KindRaw, 0)
 				var off int64
 				l.rewriteParquet(t, o.Key, func(s *parquet.Schema, rows []parquet.Row) []parquet.Row {
 					leaf, _ := s.Lookup(verify.ColPartition)
@@ -313,11 +321,11 @@ func TestVerifyPlantedFaults(t *testing.T) {
 		},
 		{
 			name: "good record filed as a dead letter",
-			plant: func(t *testing.T, l *lake) want {
+			plant: func(t *testing.T, l *committedLake) want {
 				// The first dead letter of partition 1 now names the good
 				// record before it: that one is misfiled and twice
 				// committed, the malformed one lost.
-				o := l.object(t, 3, sink.KindDeadLetter, 0)
+				o := l.object(t, 3, lake.KindDeadLetter, 0)
 				data := l.get(t, o.Key)
 				lines := bytes.SplitAfter(data, []byte("\n"))
 				var dl map[string]any
@@ -329,28 +337,29 @@ func TestVerifyPlantedFaults(t *testing.T) {
 				line, _ := json.Marshal(dl)
 				lines[0] = append(line, '\n')
 				l.put(t, o.Key, bytes.Join(lines, nil))
-				// Same length: the size still matches the record.
-				return want{lost: 1, duplicated: 1, extra: 1, misfiled: 1,
+				// Same length: the size still matches the record, the
+				// checksum does not.
+				return want{lost: 1, duplicated: 1, extra: 1, misfiled: 1, issues: map[string]int64{verify.IssueChecksum: 1},
 					examples: []verify.Position{{Partition: "1", Offset: bad}, {Partition: "1", Offset: bad - 1}}}
 			},
 		},
 		{
 			name: "commit record deleted from the middle of a chain",
-			plant: func(t *testing.T, l *lake) want {
+			plant: func(t *testing.T, l *committedLake) want {
 				// Readers stop at the gap: both later links are off the chain.
 				l.del(t, recordKey(l.recs[7]))
 				r := l.recs[7]
-				return want{lost: l.recs[7].NextOffset - r.FirstOffset + l.recs[8].NextOffset - l.recs[8].FirstOffset, anomalies: true,
-					examples: []verify.Position{{Partition: "2", Offset: r.FirstOffset}}}
+				return want{lost: nextOf(l.recs[7]) - firstOf(r) + nextOf(l.recs[8]) - firstOf(l.recs[8]), anomalies: true,
+					examples: []verify.Position{{Partition: "2", Offset: firstOf(r)}}}
 			},
 		},
 		{
 			name: "record committed that was never produced",
-			plant: func(t *testing.T, l *lake) want {
+			plant: func(t *testing.T, l *committedLake) want {
 				// Nothing in the bucket changes: the producer's list lacks
 				// partition 2's last record.
 				exp := verify.NewExpected()
-				last := l.recs[8].NextOffset - 1
+				last := nextOf(l.recs[8]) - 1
 				for _, p := range partitions {
 					for o := range int64(1200) {
 						if p == "2" && o == last {
@@ -431,7 +440,7 @@ func hasExample(rep verify.Report, p verify.Position) bool {
 }
 
 // firstOffsetIn returns the lowest _offset of a raw object.
-func firstOffsetIn(t *testing.T, l *lake, key string) int64 {
+func firstOffsetIn(t *testing.T, l *committedLake, key string) int64 {
 	t.Helper()
 	lowest := int64(-1)
 	s, rows := l.readRows(t, key)
@@ -446,10 +455,14 @@ func firstOffsetIn(t *testing.T, l *lake, key string) int64 {
 func TestReadCommittedNeedsSourceWhenSeveral(t *testing.T) {
 	l := writeLake(t)
 	// A second source's chain in the same table, e.g. the HTTP endpoint.
+	genesis := lake.CommitRecord{Version: lake.CommitRecordVersion, Table: table, Source: "http:ingest", Partition: l.recs[0].Partition,
+		Kind: lake.LinkGenesis, First: l.recs[0].First, Next: l.recs[0].First, Objects: []lake.CommittedObject{}}
 	rec := l.recs[0]
 	rec.Source = "http:ingest"
-	data, _ := json.Marshal(rec)
-	l.put(t, recordKey(rec), data)
+	for _, r := range []lake.CommitRecord{genesis, rec} {
+		data, _ := json.Marshal(r)
+		l.put(t, recordKey(r), data)
+	}
 
 	ctx := context.Background()
 	if _, err := verify.ReadCommitted(ctx, l.b, table, verify.Options{}); err == nil {
@@ -465,7 +478,7 @@ func TestReadCommittedNeedsSourceWhenSeveral(t *testing.T) {
 }
 
 func TestReadCommittedEmptyTable(t *testing.T) {
-	b := sinktest.NewLocal(t)
+	b := objstoretest.NewLocal(t)
 	got, err := verify.ReadCommitted(context.Background(), b, table, verify.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -506,3 +519,6 @@ func TestExpectedEnds(t *testing.T) {
 		t.Fatalf("counts %d good, %d bad; want 11, 1", g, b)
 	}
 }
+
+func firstOf(r lake.CommitRecord) int64 { f, _ := r.Offsets(); return f }
+func nextOf(r lake.CommitRecord) int64  { _, n := r.Offsets(); return n }

@@ -1,0 +1,64 @@
+// Package layout holds a test of the package graph: the import rules of
+// DESIGN.md, checked with `go list -deps` so that a new import that breaks
+// them fails the build's tests, not a review.
+package layout
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/sluicehq/sluice/"
+
+// deps lists the module's packages that pkg imports, directly or not.
+func deps(t *testing.T, pkg string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	set := map[string]bool{}
+	for _, line := range strings.Fields(string(out)) {
+		if p, ok := strings.CutPrefix(line, mod); ok && p != pkg {
+			set[p] = true
+		}
+	}
+	return set
+}
+
+// sources are the packages of the source seam's sources.
+var sources = []string{"ingest/kafka"}
+
+func TestImportsPointOneWay(t *testing.T) {
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{"objstore", []string{"lake", "schema", "ingest", "aggregate", "ingest/kafka"}},
+		{"lake", append([]string{"schema", "ingest", "aggregate"}, sources...)},
+		{"schema", []string{"objstore", "lake", "ingest", "aggregate"}},
+		{"ingest", append([]string{"aggregate"}, sources...)},
+		{"aggregate", append([]string{"ingest"}, sources...)},
+		{"ingest/kafka", []string{"aggregate"}},
+	} {
+		d := deps(t, tc.pkg)
+		for _, f := range tc.forbidden {
+			if d[f] {
+				t.Errorf("%s imports %s", tc.pkg, f)
+			}
+		}
+	}
+	// A source plugs into the seam and imports no other source.
+	for _, s := range sources {
+		d := deps(t, s)
+		if !d["ingest"] {
+			t.Errorf("%s does not import the ingest seam", s)
+		}
+		for _, other := range sources {
+			if other != s && d[other] {
+				t.Errorf("source %s imports source %s", s, other)
+			}
+		}
+	}
+}

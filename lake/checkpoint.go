@@ -1,0 +1,143 @@
+package lake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/objstore"
+)
+
+// Checkpoints keep resuming a partition cheap however long its chain grows.
+// Every CheckpointEvery links the writer that committed the link stores the
+// chain's end beside the links, under ckpt-<next link>.json. Resume reads
+// the newest checkpoint, lists only the links after it (StartAfter) and
+// reads the last of them: a handful of calls, not one per link ever
+// written. A checkpoint is a shortcut, never the truth: it is written after
+// the link it describes, and one that is missing, unreadable or wrong only
+// makes Resume fall back to reading the chain (and Commit's conditional
+// create still refuses a link that is not the next).
+
+// DefaultCheckpointEvery is how many links apart checkpoints are.
+const DefaultCheckpointEvery = 1000
+
+const checkpointPrefix = "ckpt-"
+
+// Checkpoint is the end of a partition's chain after link End.Seq-1.
+type Checkpoint struct {
+	Version   int       `json:"version"`
+	Table     string    `json:"table"`
+	Source    string    `json:"source"`
+	Partition string    `json:"partition"`
+	End       End       `json:"end"`
+	Writer    string    `json:"writer"`
+	WrittenAt time.Time `json:"written_at"`
+}
+
+// CheckpointKey is where the checkpoint of the chain's end at link seq lives.
+func CheckpointKey(table, source, partition string, seq int64) string {
+	return fmt.Sprintf("%s%s%020d.json", PartitionCommitPrefix(table, source, partition), checkpointPrefix, seq)
+}
+
+func isCheckpointKey(key string) bool {
+	return strings.HasPrefix(key[strings.LastIndex(key, "/")+1:], checkpointPrefix)
+}
+
+// WithCheckpointEvery sets how many links apart checkpoints are (0: none)
+// and returns l.
+func (l *CommitLog) WithCheckpointEvery(n int64) *CommitLog {
+	l.checkpointEvery = n
+	return l
+}
+
+// writeCheckpoint stores end; a failure costs only speed, so it is logged.
+func (l *CommitLog) writeCheckpoint(ctx context.Context, table, source, partition, writer string, end End) {
+	data, err := json.Marshal(Checkpoint{Version: 1, Table: table, Source: source, Partition: partition,
+		End: end, Writer: writer, WrittenAt: l.now().UTC()})
+	if err == nil {
+		err = l.b.PutIfAbsent(ctx, CheckpointKey(table, source, partition, end.Seq), data)
+	}
+	if err != nil && !errors.Is(err, objstore.ErrExists) {
+		l.logger.Warn("checkpoint not written; resuming the partition reads more links until the next one",
+			"table", table, "source", source, "partition", partition, "link", end.Seq, "err", err)
+	}
+}
+
+// tail finds the chain's end from the newest checkpoint: ok is false when
+// there is none usable, and the caller reads the chain instead.
+func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (End, bool, error) {
+	prefix := PartitionCommitPrefix(table, source, partition)
+	var newest string
+	err := l.b.Iter(ctx, prefix+checkpointPrefix, func(a objstore.ObjectAttrs) error {
+		if !strings.Contains(strings.TrimPrefix(a.Key, prefix), "/") {
+			newest = a.Key
+		}
+		return nil
+	})
+	if err != nil || newest == "" {
+		return End{}, false, err
+	}
+	var cp Checkpoint
+	if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
+		return End{}, false, err
+	}
+	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis ||
+		CheckpointKey(table, source, partition, cp.End.Seq) != newest {
+		l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
+		return End{}, false, nil
+	}
+	// The links after the checkpoint, by name: dense from End.Seq.
+	lastSeq, lastKey := cp.End.Seq-1, ""
+	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, LinkKey(table, source, partition, cp.End.Seq-1), func(a objstore.ObjectAttrs) error {
+		name := strings.TrimPrefix(a.Key, prefix)
+		digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
+		n, perr := strconv.ParseInt(digits, 10, 64)
+		if !ok || perr != nil || len(digits) != 20 || strings.Contains(name, "/") {
+			return nil // not a link: garbage is reported by Chain
+		}
+		if n != lastSeq+1 {
+			return errStopWalk // a missing link ends the chain
+		}
+		lastSeq, lastKey = n, a.Key
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopWalk) {
+		return End{}, false, err
+	}
+	if lastKey == "" {
+		// Nothing after the checkpoint: it must describe a link that exists.
+		lastKey = LinkKey(table, source, partition, cp.End.Seq-1)
+	}
+	var last CommitRecord
+	found, err := l.readJSON(ctx, lastKey, &last)
+	if err != nil || !found {
+		return End{}, false, err
+	}
+	if validateRecord(last) != nil || last.Version != CommitRecordVersion || RecordKey(last) != lastKey {
+		return End{}, false, nil // let Chain sort it out and report it
+	}
+	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true}, true, nil
+}
+
+var errStopWalk = errors.New("stop")
+
+// readJSON reads a small JSON object; found is false if it is gone.
+func (l *CommitLog) readJSON(ctx context.Context, key string, v any) (found bool, err error) {
+	rc, err := l.b.Get(ctx, key)
+	if objstore.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(io.LimitReader(rc, maxRecordSize)).Decode(v); err != nil {
+		return false, nil // unreadable: the caller falls back
+	}
+	return true, nil
+}

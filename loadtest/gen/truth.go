@@ -1,0 +1,245 @@
+package gen
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Truth is what a stream of generated events adds up to, per rollup window
+// and group, computed from the Event values alone: it shares no code with
+// the engine it is meant to check (no window, grouping or accumulator
+// helper of the aggregate or schema packages), so a bug there cannot hide
+// in both. It follows the sample table's rollup: groups are (event_type,
+// country), and it keeps, per group, the exact count, the exact sum, min
+// and max of amount, every latency_ms (for exact rank-based quantiles) and
+// the distinct users.
+//
+// Windows are aligned to the Unix epoch in UTC: a window of size w holding
+// event time t starts at t floored to a multiple of w. Details are kept
+// per window of the finest size; coarser windows are merged from them when
+// asked for.
+//
+// Memory grows with the events added: about 8 bytes an event (a latency
+// and a user number, user lists deduplicated as they grow) plus a few
+// hundred bytes per finest window and group. Safe for concurrent use.
+type Truth struct {
+	fineUS int64
+	sizes  []time.Duration
+
+	mu       sync.Mutex
+	windows  map[int64]map[Group]*truthGroup // by finest window start (µs)
+	events   int64
+	maxEvent int64
+}
+
+// Group is one group of the sample table's rollup. Country is "" for null.
+type Group struct {
+	EventType string
+	Country   string
+}
+
+func (g Group) String() string {
+	c := g.Country
+	if c == "" {
+		c = "NULL"
+	}
+	return g.EventType + "/" + c
+}
+
+type truthGroup struct {
+	count    int64
+	sum      *big.Float // exact sum of amounts
+	min, max float64
+	lat      []int32
+	users    []uint32
+	usersSet int // users[:usersSet] is sorted and without repeats
+}
+
+// sumPrec holds any sum of float64 values exactly: their bits span at most
+// 2^1024 down to 2^-1074, plus carries.
+const sumPrec = 2200
+
+// NewTruth returns an empty truth for windows of the given sizes. Every size
+// must be a positive multiple of the smallest one, whole microseconds.
+func NewTruth(sizes ...time.Duration) (*Truth, error) {
+	if len(sizes) == 0 {
+		return nil, fmt.Errorf("truth: no window sizes")
+	}
+	fine := slices.Min(sizes)
+	if fine < time.Microsecond || fine%time.Microsecond != 0 {
+		return nil, fmt.Errorf("truth: window %s: must be a positive whole number of microseconds", fine)
+	}
+	for _, s := range sizes {
+		if s%fine != 0 {
+			return nil, fmt.Errorf("truth: window %s is not a multiple of %s", s, fine)
+		}
+	}
+	return &Truth{
+		fineUS:   fine.Microseconds(),
+		sizes:    slices.Sorted(slices.Values(sizes)),
+		windows:  map[int64]map[Group]*truthGroup{},
+		maxEvent: math.MinInt64,
+	}, nil
+}
+
+// Sizes returns the window sizes, ascending.
+func (t *Truth) Sizes() []time.Duration { return slices.Clone(t.sizes) }
+
+// floorDiv floors a to a multiple of b (b > 0), also for negative a.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q * b
+}
+
+// Add counts one event.
+func (t *Truth) Add(ev *Event) {
+	us := ev.TS.UnixMicro()
+	start := floorDiv(us, t.fineUS)
+	k := Group{EventType: ev.EventType, Country: ev.Country}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	groups := t.windows[start]
+	if groups == nil {
+		groups = map[Group]*truthGroup{}
+		t.windows[start] = groups
+	}
+	g := groups[k]
+	if g == nil {
+		g = &truthGroup{sum: new(big.Float).SetPrec(sumPrec), min: ev.Amount, max: ev.Amount}
+		groups[k] = g
+	}
+	g.count++
+	if ev.Amount != 0 {
+		g.sum.Add(g.sum, big.NewFloat(ev.Amount))
+	}
+	g.min = math.Min(g.min, ev.Amount)
+	g.max = math.Max(g.max, ev.Amount)
+	g.lat = append(g.lat, int32(min(ev.LatencyMS, math.MaxInt32)))
+	g.users = append(g.users, uint32(ev.User))
+	if len(g.users) >= 2*g.usersSet+1024 {
+		g.users = sortedSet(g.users)
+		g.usersSet = len(g.users)
+	}
+	t.events++
+	t.maxEvent = max(t.maxEvent, us)
+}
+
+// Events is the number of events added.
+func (t *Truth) Events() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.events
+}
+
+// MaxEventTime is the latest event time added; ok is false before the first.
+func (t *Truth) MaxEventTime() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.events == 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(t.maxEvent).UTC(), true
+}
+
+// Starts lists the starts of the windows of size w that hold events,
+// ascending.
+func (t *Truth) Starts(w time.Duration) []int64 {
+	wu := w.Microseconds()
+	t.mu.Lock()
+	seen := map[int64]bool{}
+	for s := range t.windows {
+		seen[floorDiv(s, wu)] = true
+	}
+	t.mu.Unlock()
+	return slices.Sorted(func(yield func(int64) bool) {
+		for s := range seen {
+			if !yield(s) {
+				return
+			}
+		}
+	})
+}
+
+// Stats is the exact aggregate of one group in one window.
+type Stats struct {
+	Count int64
+	// Sum is the exact sum of the amounts, rounded once to the nearest
+	// float64 (ties to even).
+	Sum      float64
+	Min, Max float64
+	// Latencies are every latency_ms, ascending.
+	Latencies []int64
+	// Users is the number of distinct users.
+	Users int64
+}
+
+// Avg is the average amount as a user computes it from the summary's
+// columns: Sum / Count in float64.
+func (s Stats) Avg() float64 { return s.Sum / float64(s.Count) }
+
+// Quantile is the exact rank-based quantile q of the latencies: the value
+// at 0-based position floor(q*(n-1)) of the sorted values, the rank a
+// quantile sketch estimates. ok is false with no values.
+func (s Stats) Quantile(q float64) (v int64, ok bool) {
+	n := len(s.Latencies)
+	if n == 0 || !(q >= 0 && q <= 1) {
+		return 0, false
+	}
+	i := int(math.Floor(q * float64(n-1)))
+	return s.Latencies[min(max(i, 0), n-1)], true
+}
+
+// Window returns the groups of the window of size w starting at start
+// (µs), merged from the finest windows it covers. w must be one of Sizes.
+func (t *Truth) Window(w time.Duration, start int64) map[Group]Stats {
+	wu := w.Microseconds()
+	type acc struct {
+		count    int64
+		sum      *big.Float
+		min, max float64
+		lat      []int64
+		users    []uint32
+	}
+	accs := map[Group]*acc{}
+	t.mu.Lock()
+	for s := start; s < start+wu; s += t.fineUS {
+		for k, g := range t.windows[s] {
+			a := accs[k]
+			if a == nil {
+				a = &acc{sum: new(big.Float).SetPrec(sumPrec), min: g.min, max: g.max}
+				accs[k] = a
+			}
+			a.count += g.count
+			a.sum.Add(a.sum, g.sum)
+			a.min = math.Min(a.min, g.min)
+			a.max = math.Max(a.max, g.max)
+			for _, l := range g.lat {
+				a.lat = append(a.lat, int64(l))
+			}
+			a.users = append(a.users, g.users...)
+		}
+	}
+	t.mu.Unlock()
+	out := make(map[Group]Stats, len(accs))
+	for k, a := range accs {
+		sum, _ := a.sum.Float64() // big.Float rounds to nearest even
+		slices.Sort(a.lat)
+		out[k] = Stats{Count: a.count, Sum: sum, Min: a.min, Max: a.max,
+			Latencies: a.lat, Users: int64(len(sortedSet(a.users)))}
+	}
+	return out
+}
+
+// sortedSet sorts v and drops repeats, in place.
+func sortedSet(v []uint32) []uint32 {
+	slices.SortFunc(v, func(a, b uint32) int { return cmp.Compare(a, b) })
+	return slices.Compact(v)
+}
