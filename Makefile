@@ -58,8 +58,8 @@ bench-loadtest: build
 faults:
 	scripts/test.sh faults
 
-## mutation: mutation testing (gremlins) of PKGS, e.g. make mutation PKGS="./aggregate:plan ./schema";
-## PKG:FILES mutates only the files matching FILES. Scores are in RELIABILITY.md.
+## mutation: mutation testing (gremlins) of PKGS, e.g. make mutation PKGS="./aggregate:plan ./schema:timeparse,decode";
+## PKG:FILES mutates only the listed files. Scores are in RELIABILITY.md.
 # The commit-protocol package.
 COMMIT_PROTOCOL_PKG ?= ./lake
 PKGS ?= $(COMMIT_PROTOCOL_PKG)

@@ -7,11 +7,11 @@
 #   scripts/mutation.sh install          build gremlins into ./.tools/bin (once)
 #   scripts/mutation.sh PKG[:FILES] ...  install if needed, then test each package
 #
-# PKG is a package directory (./sink, ./aggregate). FILES, optional, is a
-# regular expression over the package's file names: only matching files are
-# mutated (all of the package's tests still run), e.g. ./aggregate:plan
-# for aggregate/plan.go, ./schema:'jsonscan|timeparse|decode' for the
-# decoder. Subpackages are not mutated.
+# PKG is a package directory (./lake, ./aggregate). FILES, optional, lists
+# the file names (without .go, comma-separated, each a regular expression)
+# that are mutated; all of the package's tests still run. E.g.
+# ./aggregate:plan for aggregate/plan.go, ./schema:timeparse,decode for the
+# decoder's parsing. Subpackages are not mutated.
 #
 # Tunables (environment): MUTATION_WORKERS (default 1: the tests of one
 # mutant already use every core), MUTATION_TIMEOUT_COEFFICIENT (default 10:
@@ -98,7 +98,8 @@ main() {
 	local spec
 	for spec in "$@"; do
 		if [[ "$spec" == *:* ]]; then
-			mutate_package "${spec%%:*}" "${spec#*:}"
+			local files="${spec#*:}"
+			mutate_package "${spec%%:*}" "${files//,/|}"
 		else
 			mutate_package "$spec"
 		fi
