@@ -382,6 +382,7 @@ type compactCursor struct {
 	pos   int
 	first parquet.Row // key before the file is open: its first row
 	open  bool
+	conv  parquet.Conversion // to the table's schema, for objects that predate a field
 }
 
 func newCompactMerge(table *schema.Table, inputs []compactInput) (*compactMerge, error) {
@@ -397,20 +398,30 @@ func newCompactMerge(table *schema.Table, inputs []compactInput) (*compactMerge,
 		if err != nil {
 			return nil, err
 		}
+		var conv parquet.Conversion
 		if err := sameColumns(want, pf.Schema()); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", in.obj.Key, err)
+			// An object written before nullable fields were added: its rows
+			// are converted to the table's schema, the new columns NULL.
+			if oerr := olderColumns(want, pf.Schema()); oerr != nil {
+				f.Close()
+				return nil, fmt.Errorf("%s: %w", in.obj.Key, err)
+			}
+			if conv, err = parquet.Convert(want, pf.Schema()); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%s: convert to the table's schema: %w", in.obj.Key, err)
+			}
 		}
 		if pf.NumRows() != in.obj.Rows {
 			f.Close()
 			return nil, fmt.Errorf("%s has %d rows, its record says %d", in.obj.Key, pf.NumRows(), in.obj.Rows)
 		}
 		// The largest input's encodings (which string columns the writer
-		// found worth a dictionary, from the biggest sample) are kept.
-		if in.obj.Size > largest {
+		// found worth a dictionary, from the biggest sample) are kept, when
+		// it has the table's columns.
+		if in.obj.Size > largest && conv == nil {
 			largest, m.schema = in.obj.Size, pf.Schema()
 		}
-		cur := &compactCursor{in: in, buf: make([]parquet.Row, 64)}
+		cur := &compactCursor{in: in, buf: make([]parquet.Row, 64), conv: conv}
 		cur.rgs = pf.RowGroups()
 		cur.file = f
 		ok, err := cur.advance()
@@ -425,9 +436,35 @@ func newCompactMerge(table *schema.Table, inputs []compactInput) (*compactMerge,
 			m.cursors.items = append(m.cursors.items, cur)
 		}
 	}
+	if m.schema == nil {
+		m.schema = want // every input predates a field
+	}
 	m.cursors.m = m
 	heap.Init(&m.cursors)
 	return m, nil
+}
+
+// olderColumns reports why got is not want less some nullable columns: the
+// schema of an object written before those fields were added.
+func olderColumns(want, got *parquet.Schema) error {
+	have := map[string]parquet.Field{}
+	for _, g := range got.Fields() {
+		have[g.Name()] = g
+	}
+	for _, w := range want.Fields() {
+		g, ok := have[w.Name()]
+		switch {
+		case !ok && !w.Optional():
+			return fmt.Errorf("lacks required column %s", w.Name())
+		case ok && (w.Type().Kind() != g.Type().Kind() || w.Optional() != g.Optional() || !g.Leaf()):
+			return fmt.Errorf("column %s is %s (optional %v), the table's is %s (optional %v)", w.Name(), g.Type(), g.Optional(), w.Type(), w.Optional())
+		}
+		delete(have, w.Name())
+	}
+	for name := range have {
+		return fmt.Errorf("has column %s, which the table does not", name)
+	}
+	return nil
 }
 
 func openCompactInput(in compactInput) (*os.File, *parquet.File, error) {
@@ -473,6 +510,11 @@ func (c *compactCursor) advance() (bool, error) {
 			c.rg++
 		}
 		n, err := c.rows.ReadRows(c.buf)
+		if c.conv != nil && n > 0 {
+			if _, cerr := c.conv.Convert(c.buf[:n]); cerr != nil {
+				return false, cerr
+			}
+		}
 		c.n, c.pos = n, 0
 		if errors.Is(err, io.EOF) {
 			c.rows.Close()

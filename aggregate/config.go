@@ -21,6 +21,9 @@ type Config struct {
 	CompactEvery time.Duration `yaml:"compact_every"`
 	// Compaction tunes it.
 	Compaction CompactorConfig `yaml:"compaction"`
+	// Sweep deletes what readers no longer see and applies retention (see
+	// SweepConfig); every table is swept, each under its own lease.
+	Sweep SweepConfig `yaml:"sweep"`
 }
 
 // Defaults.
@@ -50,6 +53,7 @@ func (c Config) WithDefaults() Config {
 	if c.CompactEvery == 0 {
 		c.CompactEvery = DefaultCompactEvery
 	}
+	c.Sweep = c.Sweep.WithDefaults()
 	return c
 }
 
@@ -62,6 +66,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("aggregate: %w (lease %s, interval %s)", ErrBadLease, c.Lease, c.Interval)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("aggregate: %w", ErrBadIdle)
+	}
+	if err := c.Sweep.validate(c.Compaction); err != nil {
+		return fmt.Errorf("aggregate: %w", err)
 	}
 	return nil
 }

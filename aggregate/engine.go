@@ -338,8 +338,16 @@ func (p *partial) addFile(f *parquet.File) error {
 	for i := range a.cols {
 		c := &a.cols[i]
 		lc, ok := f.Schema().Lookup(c.name)
+		p.cols[i].absent = false
 		if !ok {
-			return fmt.Errorf("object has no column %s", c.name)
+			// Written before the field was added to the table: a nullable
+			// field reads as NULL in every row. A required one cannot.
+			if !a.t.Fields[c.field].Nullable {
+				return fmt.Errorf("object has no column %s, and the field is not nullable", c.name)
+			}
+			p.cols[i].absent = true
+			leaves[i] = -1
+			continue
 		}
 		if err := checkLeaf(c, lc); err != nil {
 			return err
@@ -351,7 +359,9 @@ func (p *partial) addFile(f *parquet.File) error {
 	for _, rg := range f.RowGroups() {
 		chunks := rg.ColumnChunks()
 		for i := range p.cols {
-			p.cols[i].start(chunks[leaves[i]].Pages())
+			if leaves[i] >= 0 {
+				p.cols[i].start(chunks[leaves[i]].Pages())
+			}
 		}
 		err := func() error {
 			defer func() {

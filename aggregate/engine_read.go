@@ -80,6 +80,7 @@ type colReader struct {
 	spec   *colSpec
 	intern *intern
 	maxDef byte
+	absent bool // the object predates the (nullable) field: every row is NULL
 
 	pages parquet.Pages
 	page  parquet.Page
@@ -244,6 +245,15 @@ func (c *colReader) loadDict(d parquet.Dictionary) error {
 
 // fill decodes the next k rows into the batch arrays.
 func (c *colReader) fill(k int) error {
+	if c.absent {
+		for j := range k {
+			c.valid[j] = false
+			if c.spec.dim >= 0 {
+				c.id[j] = 0
+			}
+		}
+		return nil
+	}
 	for o := 0; o < k; {
 		if c.pos == c.n {
 			if err := c.nextPage(); err != nil {

@@ -40,6 +40,11 @@ type Service struct {
 	logger    *slog.Logger
 	m         *metrics
 	now       func() time.Time
+
+	// sweeper sweeps sweepTables (every table, with a rollup or not); nil
+	// when sweeping is off. See sweeper.go.
+	sweeper     *lake.Sweeper
+	sweepTables []*schema.Table
 }
 
 // NewService prepares the jobs. Tables without a rollup are ignored.
@@ -70,6 +75,16 @@ func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Tab
 			return nil, err
 		}
 		s.compactor = c
+	}
+	if cfg.Sweep.Every > 0 {
+		sw, err := lake.NewSweeper(cfg.Sweep.SweepConfig, raw, summaries, owner, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		s.sweeper, s.sweepTables = sw, tables
+		for _, t := range tables {
+			sw.InitTableMetrics(t.Name)
+		}
 	}
 	return s, nil
 }
@@ -126,6 +141,9 @@ func (s *Service) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("compaction job %s: %w", t.Name, err)
 		}
+	}
+	if err := s.addSweepJobs(ctx, sched); err != nil {
+		return err
 	}
 	sched.Start()
 	<-ctx.Done()
@@ -209,7 +227,10 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 }
 
 func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int)) error {
-	objs := Inputs(recs)
+	objs, err := s.unretired(ctx, t, Inputs(recs))
+	if err != nil {
+		return err
+	}
 	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
 		return err
@@ -479,6 +500,13 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open summary %s: %w", key, err)
+	}
+	if why := olderShape(f, t); why != "" {
+		// Written for an earlier rollup (a measure or dimension since
+		// added): every window of the unit is computed again, from raw
+		// data or the finer windows, and written in the new shape.
+		s.logger.Info("summary of an earlier rollup shape; recomputing its windows", "key", key, "why", why)
+		return nil, states, nil
 	}
 	if meta, ok := f.Lookup(windowsMetaKey); ok {
 		var byTime map[string]WindowState

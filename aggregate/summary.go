@@ -545,6 +545,27 @@ func (l *summaryLayout) checkRow(r *Row) error {
 	return nil
 }
 
+// olderShape says why f is a summary of another rollup shape than t's (a
+// column missing or of another type), "" if it has t's shape.
+func olderShape(f *parquet.File, t *schema.Table) string {
+	l, err := newLayout(t)
+	if err != nil {
+		return ""
+	}
+	want := l.schema()
+	for _, c := range l.cols {
+		lc, ok := f.Schema().Lookup(c.name)
+		if !ok {
+			return "no column " + c.name
+		}
+		wc, _ := want.Lookup(c.name)
+		if lc.Node.Type().Kind() != wc.Node.Type().Kind() || lc.Node.Optional() != wc.Node.Optional() {
+			return "column " + c.name + " of another type"
+		}
+	}
+	return ""
+}
+
 // ReadSummary reads a file written by WriteSummary for t. Columns are found
 // by name and must have the types SummarySchema gives them.
 func ReadSummary(r io.ReaderAt, size int64, t *schema.Table) (*Summary, error) {

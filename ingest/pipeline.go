@@ -67,6 +67,7 @@ type Pipeline struct {
 	logger   *slog.Logger
 
 	workers []*worker
+	bufs    sync.Pool // []Record slices, handed out by Buffer, returned once appended
 	wg      sync.WaitGroup
 	once    sync.Once
 	closed  chan struct{} // closed by Close: pending rewinds give up
@@ -131,6 +132,21 @@ func (p *Pipeline) Open(ctx context.Context, table *schema.Table, key PartitionK
 	}
 	p.send(ctx, key, workerMsg{kind: msgOpen, key: key, table: table, end: end})
 	return end, nil
+}
+
+// Buffer returns a record slice of length n for a Deliver call; Deliver
+// takes it over and recycles it once its records are decoded, so a source
+// that delivers every poll allocates no new slices in the steady state.
+func (p *Pipeline) Buffer(n int) []Record {
+	if v, ok := p.bufs.Get().(*[]Record); ok && cap(*v) >= n {
+		return (*v)[:n]
+	}
+	return make([]Record, n, max(n, 1024))
+}
+
+func (p *Pipeline) recycle(recs []Record) {
+	clear(recs) // drop the references to the values
+	p.bufs.Put(&recs)
 }
 
 // Deliver hands records of one partition, in position order, to its worker.
@@ -337,6 +353,7 @@ func (wk *worker) handle(msg workerMsg) {
 		for _, r := range msg.records {
 			ps.Append(r.Value, r.Pos, r.Time)
 		}
+		wk.p.recycle(msg.records)
 		if ps.Due(time.Now()) {
 			wk.flush(ps)
 		}

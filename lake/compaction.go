@@ -315,6 +315,7 @@ type liveView struct {
 	skipped   []storedCompaction // valid records that could not apply
 	anomalies []Anomaly
 	next      map[string]int64 // first free sequence number per hour prefix
+	retention retentionState
 }
 
 // view builds the reader view. Compaction records are read before the
@@ -354,6 +355,14 @@ func (l *CommitLog) view(ctx context.Context, table string) (*liveView, error) {
 		}
 		v.apply(sc)
 	}
+	// Retention last: the hours it retired leave the view whole (retention.go).
+	ret, err := l.retention(ctx, table)
+	if err != nil {
+		return nil, fmt.Errorf("read live objects of %s: %w", table, err)
+	}
+	v.retention = ret
+	v.anomalies = append(v.anomalies, ret.garbage...)
+	v.retire(ret.horizon(time.Time{}).RawBefore)
 	if len(v.anomalies) > 0 {
 		l.report(CompactionPrefix(table), v.anomalies)
 	}
@@ -401,14 +410,16 @@ func (v *liveView) apply(sc storedCompaction) {
 
 // LiveObjects returns the table's live raw objects, sorted by key: every raw
 // object named by a commit record on the chains, with the compaction records
-// applied in order (replaced objects removed, their replacements added). A
+// applied in order (replaced objects removed, their replacements added), and
+// without the hours a retention record retired (retention.go). A
 // compaction record applies only if everything it replaces is live; one that
 // does not is reported and ignored. This is the view every reader (the
 // aggregator, inspect, the verifier) must use: each committed row is in
 // exactly one live object.
 //
-// Replaced objects are deleted a grace period after their record (see
-// Orphans): a reader must finish reading the objects of one call within it.
+// Replaced and retired objects are deleted a grace period after their
+// record (see Sweeper): a reader must finish reading the objects of one
+// call within it.
 func (l *CommitLog) LiveObjects(ctx context.Context, table string) ([]LiveObject, error) {
 	v, err := l.view(ctx, table)
 	if err != nil {

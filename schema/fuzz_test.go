@@ -264,6 +264,7 @@ func FuzzParse(f *testing.F) {
         - {name: c, kind: count}
         - {name: q, kind: quantiles, field: n2, quantiles: [0.000001, 1e-2], relative_accuracy: 0.5}
         - {name: u, kind: distinct, field: k, precision: 4}
+    retention: {raw: 36h, summaries: 400d}
 `))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tables, err := Parse(data, "fuzz.yaml")

@@ -61,3 +61,23 @@ func formatDuration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// MarshalYAML writes the retention: section in the form UnmarshalYAML
+// reads: whole days as "90d", the rest as time.Duration spells them.
+func (r Retention) MarshalYAML() (any, error) {
+	var y struct {
+		Raw       string `yaml:"raw,omitempty"`
+		Summaries string `yaml:"summaries,omitempty"`
+	}
+	format := func(d time.Duration) string {
+		switch {
+		case d == 0:
+			return "" // forever: the key is left out
+		case d%day == 0 && d/day <= maxRetentionDays:
+			return fmt.Sprintf("%dd", d/day)
+		}
+		return d.String()
+	}
+	y.Raw, y.Summaries = format(r.Raw), format(r.Summaries)
+	return y, nil
+}

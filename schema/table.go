@@ -78,6 +78,8 @@ type Table struct {
 	Fields         []Field   `yaml:"fields"`
 	// Rollup, if set, says how the table is summarised into windows.
 	Rollup *Rollup `yaml:"rollup,omitempty"`
+	// Retention, if set, says how long raw data and summaries are kept.
+	Retention *Retention `yaml:"retention,omitempty"`
 
 	eventTimeIndex int
 }
@@ -288,6 +290,11 @@ func (t *Table) Validate() error {
 	}
 	if t.Rollup != nil {
 		if err := t.Rollup.validate(t); err != nil {
+			return wrap(err)
+		}
+	}
+	if t.Retention != nil {
+		if err := t.Retention.validate(t); err != nil {
 			return wrap(err)
 		}
 	}

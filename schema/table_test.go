@@ -40,6 +40,11 @@ func TestLoadBad(t *testing.T) {
 		{"missing_type.bad.yaml", `missing_type.bad.yaml: table "events": field "amount": type is missing`},
 		{"two_documents.bad.yaml", `two_documents.bad.yaml: more than one YAML document`},
 		{"not_yaml.bad.yaml", `not_yaml.bad.yaml: line 1: did not find expected '-' indicator`},
+		{"retention_too_short.bad.yaml", `retention_too_short.bad.yaml: table "events": retention: raw must be at least 1d (or 0: forever), got 12h0m0s`},
+		{"retention_summaries_no_rollup.bad.yaml", `retention_summaries_no_rollup.bad.yaml: table "events": retention: summaries needs a rollup`},
+		{"retention_bad_duration.bad.yaml", `retention_bad_duration.bad.yaml: line 5: retention: raw: bad duration "3 months"`},
+		{"retention_unknown_key.bad.yaml", `retention_unknown_key.bad.yaml: line 7: unknown key "summary" in retention`},
+		{"retention_shorter_than_window.bad.yaml", `retention_shorter_than_window.bad.yaml: table "events": retention: summaries 72h0m0s is shorter than the rollup's coarsest window 168h0m0s`},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -90,6 +95,13 @@ func TestLoadGood(t *testing.T) {
 	if m.Topic != "minimal" || m.MaxRecordBytes != DefaultMaxRecordBytes || m.EventTime.MaxFuture != DefaultMaxFuture ||
 		m.Fields[0].Format != FormatRFC3339 || m.Fields[0].Unit != UnitMicros {
 		t.Errorf("minimal defaults: %+v", m)
+	}
+	if c.Retention != nil || m.Retention == nil || *m.Retention != (Retention{Raw: 36 * time.Hour}) {
+		t.Errorf("retention of clicks %+v, minimal %+v", c.Retention, m.Retention)
+	}
+	if h := tables[2]; h.Retention == nil || *h.Retention != (Retention{Raw: 90 * 24 * time.Hour, Summaries: 730 * 24 * time.Hour}) ||
+		h.Retention.Unit(h) != 7*24*time.Hour || m.Retention.Unit(m) != 24*time.Hour {
+		t.Errorf("retention of hourly %+v", h.Retention)
 	}
 	if _, err := Load(filepath.Join("testdata", "does-not-exist.yaml")); err == nil {
 		t.Error("missing file loaded")

@@ -136,6 +136,9 @@ func newAggregateService(ctx context.Context, cfg *fileConfig, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTableFields(ctx, raw, cfg.tables, logger); err != nil {
+		return nil, err
+	}
 	summaries, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg)
 	if err != nil {
 		return nil, err

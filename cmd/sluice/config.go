@@ -174,6 +174,9 @@ func (c *fileConfig) resolve() error {
 	if err := c.Aggregate.Validate(); err != nil {
 		return err
 	}
+	if err := checkSweepGrace(c.Aggregate.Sweep.Grace, c); err != nil {
+		return fmt.Errorf("aggregate.sweep.grace: %w", err)
+	}
 	if c.SummaryStore != nil {
 		switch {
 		case c.SummaryStore.LocalDir != "" && c.SummaryStore.S3 != nil:

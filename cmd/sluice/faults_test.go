@@ -102,6 +102,13 @@ func TestFaults(t *testing.T) {
 	t.Run("broker-restart", func(t *testing.T) { faultBrokerRestart(t, bin, params, table) })
 	t.Run("three-replicas-join-leave", func(t *testing.T) { faultReplicas(t, bin, params, table) })
 	t.Run("aggregator-kill-and-race", func(t *testing.T) { faultAggregator(t, bin, table) })
+	// The lake v2 scenarios: faults_lake_test.go.
+	t.Run("zombie-ingester", func(t *testing.T) { faultZombie(t, bin, params, table) })
+	t.Run("topic-recreated", func(t *testing.T) { faultTopicRecreated(t, bin, params, table) })
+	t.Run("retention-gap", func(t *testing.T) { faultRetention(t, bin, params, table) })
+	t.Run("latest-kill-before-commit", func(t *testing.T) { faultLatestKill(t, bin, params, table) })
+	t.Run("partitions-added", func(t *testing.T) { faultPartitionsAdded(t, bin, params, table) })
+	t.Run("s3-errors-backlog", func(t *testing.T) { faultS3Errors(t, bin, params, table) })
 }
 
 // faultsConfig replaces the rig's sluice.yaml: short group timeouts as in the

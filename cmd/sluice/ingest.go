@@ -114,6 +114,9 @@ func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg 
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := checkTableFields(ctx, bucket, cfg.tables, logger); err != nil {
+		return nil, nil, nil, err
+	}
 	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
 	if err != nil {
 		return nil, nil, nil, err

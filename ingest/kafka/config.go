@@ -36,6 +36,11 @@ type Config struct {
 	// partitions back at once instead of after the session timeout. Each
 	// running process needs its own; ${HOSTNAME} is a good choice.
 	InstanceID string `yaml:"instance_id"`
+	// MetadataMaxAge is how often the topics' metadata is refreshed at the
+	// latest, which bounds how long partitions added to a topic go
+	// unnoticed (their records wait, none is skipped). Default 5m, the
+	// client's.
+	MetadataMaxAge time.Duration `yaml:"metadata_max_age"`
 	// SessionTimeout and RebalanceTimeout of the consumer group.
 	SessionTimeout   time.Duration `yaml:"session_timeout"`
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`

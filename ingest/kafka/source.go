@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/promreg"
@@ -174,6 +175,9 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(s.cfg.InstanceID))
 	}
+	if age := s.cfg.MetadataMaxAge; age > 0 {
+		opts = append(opts, kgo.MetadataMaxAge(age), kgo.MetadataMinAge(min(age, 5*time.Second)))
+	}
 	opts = append(opts, s.opts...)
 	// The pipeline exists before the client: the group may assign
 	// partitions (openPartitions) as soon as the client does.
@@ -264,7 +268,7 @@ func (s *Source) poll(ctx context.Context) error {
 				last := fp.Records[len(fp.Records)-1].Offset
 				lag := max(0, fp.LastStableOffset-last-1)
 				s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
-				recs := make([]ingest.Record, len(fp.Records))
+				recs := s.pipe.Buffer(len(fp.Records))
 				for i, r := range fp.Records {
 					recs[i] = ingest.Record{Value: r.Value, Pos: lake.PositionOf(r.Offset), Time: r.Timestamp}
 				}
@@ -313,36 +317,54 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 	if err != nil {
 		return nil, fmt.Errorf("open partitions: list topics: %w", err)
 	}
+	// Chains are read (and geneses written) a few partitions at a time: a
+	// member given many partitions must not spend the rebalance in turn.
+	type opened struct {
+		tp  topicPartition
+		end lake.End
+		id  string
+	}
+	var tasks []opened
 	for topic, parts := range offsets {
-		table := s.tables[topic]
 		td, ok := details[topic]
 		if !ok || td.Err != nil {
 			return nil, fmt.Errorf("open partitions: topic %s: %v", topic, td.Err)
 		}
-		id := topicIDString(td.ID)
 		for p := range parts {
-			tp := topicPartition{topic, p}
-			key := s.key(tp)
-			end, err := s.pipe.Open(ctx, table, key, s.genesis(tp, id, len(td.Partitions)))
-			if err != nil {
-				// Without the chain end we cannot know where to start: fail
-				// the join, and the client retries it.
-				return nil, err
-			}
-			ps := &partState{key: key, topicID: end.SourceID, next: end.Next}
-			s.mu.Lock()
-			s.parts[tp] = ps
-			delete(s.rewinds, tp)
-			delete(s.checks, tp)
-			if id != "" && end.SourceID != id {
-				// Nothing of the chain's incarnation can be read any more.
-				s.checks[tp] = pendingCheck{why: "the topic's ID is " + id + ", the chain's " + end.SourceID}
-			}
-			s.mu.Unlock()
-			next, _ := end.Next.Int64()
-			parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
-			s.logger.Info("partition assigned", "topic", topic, "partition", p, "resume_offset", next, "link", end.Seq, "topic_id", end.SourceID)
+			tasks = append(tasks, opened{tp: topicPartition{topic, p}, id: topicIDString(td.ID)})
 		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range tasks {
+		g.Go(func() error {
+			tp := tasks[i].tp
+			partitions := len(details[tp.topic].Partitions)
+			end, err := s.pipe.Open(gctx, s.tables[tp.topic], s.key(tp), s.genesis(tp, tasks[i].id, partitions))
+			tasks[i].end = end
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		// Without the chain end we cannot know where to start: fail the
+		// join, and the client retries it.
+		return nil, err
+	}
+	for _, t := range tasks {
+		tp, end, id := t.tp, t.end, t.id
+		ps := &partState{key: s.key(tp), topicID: end.SourceID, next: end.Next}
+		s.mu.Lock()
+		s.parts[tp] = ps
+		delete(s.rewinds, tp)
+		delete(s.checks, tp)
+		if id != "" && end.SourceID != id {
+			// Nothing of the chain's incarnation can be read any more.
+			s.checks[tp] = pendingCheck{why: "the topic's ID is " + id + ", the chain's " + end.SourceID}
+		}
+		s.mu.Unlock()
+		next, _ := end.Next.Int64()
+		offsets[tp.topic][tp.partition] = kgo.NewOffset().At(next).WithEpoch(-1)
+		s.logger.Info("partition assigned", "topic", tp.topic, "partition", tp.partition, "resume_offset", next, "link", end.Seq, "topic_id", end.SourceID)
 	}
 	return offsets, nil
 }

@@ -1,7 +1,8 @@
 // Package faultproxy is an HTTP reverse proxy on loopback that puts faults
 // between a client and a server: it can stop listening (the server looks
-// down: connections are refused, open ones are cut) and answer slowly (a
-// delay before each request is forwarded). The fault suite puts it in front
+// down: connections are refused, open ones are cut), answer slowly (a
+// delay before each request is forwarded) and answer a random share of
+// chosen requests with an error (see Failures). The fault suite puts it in front
 // of the S3 server to show that ingestion rides out an outage and a slow
 // store without losing, duplicating or hoarding records.
 //
@@ -13,10 +14,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,9 +38,37 @@ type Proxy struct {
 	requests  atomic.Int64
 	delayed   atomic.Int64
 	refusedAt atomic.Int64 // outages started
+	failed    atomic.Int64
+	forwarded atomic.Int64 // failed after the server had the request
+
+	failMu sync.Mutex
+	fail   Failures
+	rng    *rand.Rand
 
 	mu  sync.Mutex
 	srv *http.Server // nil while down
+}
+
+// Failures make the proxy answer a random share of matching requests with
+// an error. The zero value fails nothing.
+type Failures struct {
+	Method     string  // e.g. "PUT"; empty matches every method
+	PathPrefix string  // e.g. "/bucket/"; empty matches every path
+	Share      float64 // of matching requests, 0 to 1
+	// Forwarded is the share of the failed requests that reach the server
+	// first: the server acts on them (an object is written) and the
+	// client hears the error, as when a response is lost.
+	Forwarded float64
+	// Answers are the errors, one picked at random for each failure;
+	// default a 503 SlowDown. Code becomes an S3 error document.
+	Answers []Answer
+	Seed    uint64 // the same seed fails the same requests of the same sequence
+}
+
+// Answer is an HTTP status and an S3 error code.
+type Answer struct {
+	Status int
+	Code   string
 }
 
 // Start listens on a free loopback port and forwards to target, e.g.
@@ -80,6 +113,20 @@ func (p *Proxy) serve(ln net.Listener) {
 
 func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
+	if ans, forward, ok := p.failure(r); ok {
+		p.failed.Add(1)
+		if forward {
+			p.forwarded.Add(1)
+			p.rp.ServeHTTP(httptest.NewRecorder(), r) // the server's answer is lost
+		} else {
+			_, _ = io.Copy(io.Discard, r.Body) // so the client reads the answer, not a reset
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(ans.Status)
+		_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>%s</Code><Message>faultproxy: injected failure</Message><Resource>%s</Resource></Error>`, ans.Code, r.URL.Path)
+		return
+	}
 	if d := time.Duration(p.delay.Load()); d > 0 {
 		p.delayed.Add(1)
 		t := time.NewTimer(d)
@@ -126,6 +173,33 @@ func (p *Proxy) Up() error {
 	return fmt.Errorf("faultproxy: listen again on %s: %w", p.addr, err)
 }
 
+// SetFailures replaces the failure rule; Failures{} turns failures off.
+func (p *Proxy) SetFailures(f Failures) {
+	if len(f.Answers) == 0 {
+		f.Answers = []Answer{{Status: http.StatusServiceUnavailable, Code: "SlowDown"}}
+	}
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	p.fail = f
+	p.rng = rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+}
+
+// failure decides whether r fails, with which answer and whether it is
+// forwarded first.
+func (p *Proxy) failure(r *http.Request) (Answer, bool, bool) {
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	f := p.fail
+	if f.Share <= 0 || (f.Method != "" && r.Method != f.Method) || !strings.HasPrefix(r.URL.Path, f.PathPrefix) {
+		return Answer{}, false, false
+	}
+	if p.rng.Float64() >= f.Share {
+		return Answer{}, false, false
+	}
+	ans := f.Answers[p.rng.IntN(len(f.Answers))]
+	return ans, p.rng.Float64() < f.Forwarded, true
+}
+
 // SetDelay makes every request wait d before it is forwarded; 0 turns the
 // delay off. Requests already waiting keep their delay.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
@@ -135,11 +209,15 @@ type Stats struct {
 	Requests int64 // requests received (while up)
 	Delayed  int64 // requests held back by a delay
 	Outages  int64 // calls of Down that took the proxy down
+	Failed   int64 // requests answered with an injected error
+	// Forwarded counts the failed requests the server had acted on.
+	Forwarded int64
 }
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {
-	return Stats{Requests: p.requests.Load(), Delayed: p.delayed.Load(), Outages: p.refusedAt.Load()}
+	return Stats{Requests: p.requests.Load(), Delayed: p.delayed.Load(), Outages: p.refusedAt.Load(),
+		Failed: p.failed.Load(), Forwarded: p.forwarded.Load()}
 }
 
 // Close stops the proxy for good.

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,5 +82,60 @@ func TestStartBadTarget(t *testing.T) {
 			p.Close()
 			t.Errorf("Start(%q) succeeded, want an error", target)
 		}
+	}
+}
+
+func TestProxyFailsAShare(t *testing.T) {
+	var reached atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer backend.Close()
+	p, err := Start(backend.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetFailures(Failures{Method: http.MethodPut, PathPrefix: "/bucket/", Share: 0.5, Forwarded: 0.5, Seed: 7,
+		Answers: []Answer{{Status: http.StatusBadRequest, Code: "IncompleteBody"}}})
+	do := func(method, path string) int {
+		req, err := http.NewRequest(method, "http://"+p.Addr()+path, strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && !strings.Contains(string(b), "<Code>IncompleteBody</Code>") {
+			t.Fatalf("failure answer %q", b)
+		}
+		return resp.StatusCode
+	}
+	failed := 0
+	for range 200 {
+		if do(http.MethodPut, "/bucket/key") != http.StatusOK {
+			failed++
+		}
+		if do(http.MethodGet, "/bucket/key") != http.StatusOK || do(http.MethodPut, "/other/key") != http.StatusOK {
+			t.Fatal("a request that does not match failed")
+		}
+	}
+	st := p.Stats()
+	if failed < 60 || failed > 140 || st.Failed != int64(failed) {
+		t.Fatalf("%d of 200 matching requests failed (stats %+v), want about half", failed, st)
+	}
+	if st.Forwarded == 0 || st.Forwarded == st.Failed {
+		t.Fatalf("%d of %d failures forwarded, want some", st.Forwarded, st.Failed)
+	}
+	if want := int64(600 - failed + int(st.Forwarded)); reached.Load() != want {
+		t.Fatalf("the server saw %d requests, want %d", reached.Load(), want)
+	}
+	p.SetFailures(Failures{})
+	if do(http.MethodPut, "/bucket/key") != http.StatusOK {
+		t.Fatal("failed after failures were turned off")
 	}
 }

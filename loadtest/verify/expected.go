@@ -84,3 +84,57 @@ func (e *Expected) sets() (good, bad map[string][]span) {
 	}
 	return good, bad
 }
+
+// Forget removes the positions of partition in [lo, hi), good and bad, and
+// returns how many it removed of each: records the source itself lost
+// (retention deleted them, records before a `latest` start) and that no
+// reader can be expected to see.
+func (e *Expected) Forget(partition string, lo, hi int64) (good, bad int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return forget(e.good[partition], lo, hi), forget(e.bad[partition], lo, hi)
+}
+
+func forget(b *offsetBag, lo, hi int64) int64 {
+	if b == nil || hi <= lo {
+		return 0
+	}
+	var n int64
+	kept := b.runs[:0:0]
+	for _, r := range b.runs {
+		cut := span{max(r.lo, lo), min(r.hi, hi)}
+		if cut.lo >= cut.hi {
+			kept = append(kept, r)
+			continue
+		}
+		n += cut.len()
+		if r.lo < cut.lo {
+			kept = append(kept, span{r.lo, cut.lo})
+		}
+		if cut.hi < r.hi {
+			kept = append(kept, span{cut.hi, r.hi})
+		}
+	}
+	b.runs = kept
+	return n
+}
+
+// Merge adds every position of o to e (two producers of one run).
+func (e *Expected) Merge(o *Expected) {
+	og, ob := o.sets()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range []struct {
+		to   map[string]*offsetBag
+		from map[string][]span
+	}{{e.good, og}, {e.bad, ob}} {
+		for p, spans := range m.from {
+			b := m.to[p]
+			if b == nil {
+				b = &offsetBag{}
+				m.to[p] = b
+			}
+			b.runs = append(b.runs, spans...)
+		}
+	}
+}

@@ -43,6 +43,11 @@ type Options struct {
 	// "kafka:events". Empty reads every source, and then the table must
 	// have records of one source only: positions are compared by partition.
 	Source string
+	// SourceID, if set, keeps only the data and gap links of this
+	// incarnation of the source (a Kafka topic ID). A topic deleted and
+	// re-created repeats its offsets under a new ID, so each incarnation
+	// is compared with what was produced to it on its own.
+	SourceID string
 	// EventIDColumn, if set, is a string column of the raw objects whose
 	// values are checked for repeats across distinct positions (a producer
 	// that wrote the same event twice). Values are kept as 64-bit hashes,
@@ -131,6 +136,14 @@ type Committed struct {
 	// before in another row (only with Options.EventIDColumn).
 	DuplicateEventIDs int64
 
+	// CompactedObjects are live objects written by compaction; their rows
+	// are read in place of the replaced objects the records name, which
+	// the sweeper may have deleted. ReplacedObjects counts those.
+	CompactedObjects, ReplacedObjects int
+	// RetiredObjects are objects the records name in hours a retention
+	// record retired: not read, their positions are not in the result.
+	RetiredObjects int
+
 	maxExamples int
 	raw, dead   map[string]*offsetBag // by partition
 	eventIDs    []uint64
@@ -164,14 +177,39 @@ func (c *Committed) addIssue(is Issue) {
 }
 
 // ReadCommitted reads every raw and dead-letter object named by the commit
-// records on the table's chains and checks each against its record. It
-// fails only when the bucket cannot be read; what is wrong with the data is
-// in the result.
+// records on the table's chains and checks each against its record. A raw
+// object that compaction replaced is not read: the live object compaction
+// wrote in its place is, once, with its rows checked against their own
+// partition (retention-retired objects are skipped and counted). It fails
+// only when the bucket cannot be read; what is wrong with the data is in
+// the result.
 func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, opts Options) (*Committed, error) {
 	opts = opts.withDefaults()
-	chains, err := lake.NewCommitLog(readOnly{b}).Chains(ctx, table)
+	log := lake.NewCommitLog(readOnly{b})
+	chains, err := log.Chains(ctx, table)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", table, err)
+	}
+	// Read after the chains, so every object a compaction replaced is on them.
+	liveObjs, err := log.LiveObjects(ctx, table)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", table, err)
+	}
+	horizon, err := log.Retention(ctx, table)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", table, err)
+	}
+	live := make(map[string]bool, len(liveObjs))
+	var compacted []lake.LiveObject
+	for _, o := range liveObjs {
+		live[o.Key] = true
+		if o.Compaction != "" {
+			compacted = append(compacted, o)
+		}
+	}
+	isRetired := func(key string) bool {
+		h, ok := lake.ObjectHour(key)
+		return ok && !horizon.RawBefore.IsZero() && h.Before(horizon.RawBefore)
 	}
 	c := &Committed{
 		Table:       table,
@@ -193,6 +231,9 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 			c.Source = ch.Source
 		}
 		for _, r := range ch.Records {
+			if opts.SourceID != "" && r.SourceID != opts.SourceID && r.Kind != lake.LinkReset {
+				continue
+			}
 			switch r.Kind {
 			case lake.LinkData:
 				recs = append(recs, r)
@@ -222,6 +263,14 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 	g.SetLimit(opts.Parallelism)
 	for _, rec := range recs {
 		for _, obj := range rec.Objects {
+			switch {
+			case isRetired(obj.Key):
+				c.RetiredObjects++
+				continue
+			case obj.Kind == lake.KindRaw && !live[obj.Key]:
+				c.ReplacedObjects++ // its rows are in a compacted object
+				continue
+			}
 			g.Go(func() error {
 				res, err := readObject(gctx, b, rec, obj, opts.EventIDColumn, seed)
 				if err != nil {
@@ -233,6 +282,25 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 				return nil
 			})
 		}
+	}
+	for _, o := range compacted {
+		c.CompactedObjects++
+		// A compacted object may hold rows of several partitions: each row
+		// counts for its own, and no offset range applies.
+		rec := lake.CommitRecord{Table: table, Source: c.Source, Partition: o.Partition, Kind: kindCompacted}
+		g.Go(func() error {
+			res, err := readObject(gctx, b, rec, o.CommittedObject, opts.EventIDColumn, seed)
+			if err != nil {
+				return err
+			}
+			for i := range res.issues {
+				res.issues[i].Record = o.Compaction
+			}
+			mu.Lock()
+			c.merge(o.CommittedObject, res)
+			mu.Unlock()
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", table, err)
@@ -287,6 +355,11 @@ func (r *objectResult) add(partition string, offset int64) {
 	bag.add(offset)
 }
 
+// kindCompacted marks the record readObject gets for an object written by
+// compaction: it has no position range, and no partition if it holds rows
+// of several.
+const kindCompacted = "compacted"
+
 // readObject reads one committed object and checks it against rec. An
 // error means the bucket failed; a bad object is reported as issues.
 func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRecord, obj lake.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
@@ -334,6 +407,7 @@ type issueFunc func(kind string, rows int64, format string, args ...any)
 // read one after another within a row group, so a row group's offsets are
 // held while its partition column is compared.
 func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn string, seed maphash.Seed, issue issueFunc) {
+	compacted := rec.Kind == kindCompacted
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		issue(IssueUnreadable, 0, "%v", err)
@@ -405,9 +479,11 @@ func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn st
 			p := rec.Partition
 			if other, ok := otherParts[row]; ok {
 				p = other
-				wrongPart++
+				if !compacted || rec.Partition != "" {
+					wrongPart++
+				}
 			}
-			if first, next := rec.Offsets(); off < first || off >= next {
+			if first, next := rec.Offsets(); !compacted && (off < first || off >= next) {
 				outOfRange++
 			}
 			res.add(p, off)

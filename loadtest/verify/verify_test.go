@@ -522,3 +522,49 @@ func TestExpectedEnds(t *testing.T) {
 
 func firstOf(r lake.CommitRecord) int64 { f, _ := r.Offsets(); return f }
 func nextOf(r lake.CommitRecord) int64  { _, n := r.Offsets(); return n }
+
+func TestExpectedForgetAndMerge(t *testing.T) {
+	exp := verify.NewExpected()
+	for o := range int64(10) {
+		exp.AddGood("0", o)
+	}
+	exp.AddBad("0", 10)
+	exp.AddGood("0", 11)
+	exp.AddGood("1", 3)
+	if g, b := exp.Forget("0", 4, 11); g != 6 || b != 1 {
+		t.Fatalf("forgot %d good, %d bad; want 6, 1", g, b)
+	}
+	if g, b := exp.Forget("2", 0, 100); g != 0 || b != 0 {
+		t.Fatalf("forgot %d good, %d bad of an unknown partition", g, b)
+	}
+	other := verify.NewExpected()
+	other.AddGood("1", 4)
+	other.AddBad("5", 0)
+	exp.Merge(other)
+	if g, b := exp.Counts(); g != 7 || b != 1 {
+		t.Fatalf("counts %d good, %d bad; want 7, 1", g, b)
+	}
+	if got := exp.Ends(); got["0"] != 12 || got["1"] != 5 || got["5"] != 1 {
+		t.Fatalf("ends %v", got)
+	}
+}
+
+func TestReadCommittedOfOneIncarnation(t *testing.T) {
+	l := writeLake(t)
+	ctx := context.Background()
+	got, err := verify.ReadCommitted(ctx, l.b, table, verify.Options{SourceID: "verify-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := verify.Compare(l.exp, got); !rep.OK() || got.Records != len(l.recs) {
+		t.Fatalf("the incarnation every link is of: %d records\n%s", got.Records, rep)
+	}
+	got, err = verify.ReadCommitted(ctx, l.b, table, verify.Options{SourceID: "another-topic-id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := l.exp.Counts()
+	if rep := verify.Compare(l.exp, got); got.Records != 0 || rep.Lost.Positions != good+bad {
+		t.Fatalf("an incarnation with no links: %d records, %d lost, want 0 and %d", got.Records, rep.Lost.Positions, good+bad)
+	}
+}
