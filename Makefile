@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long faults duckdb-check build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean
+.PHONY: test test-long faults duckdb-check build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation
 
 ## test: the default suite (gofmt, vet, deploy files, race tests against a real S3 server and broker);
 ## it apt-installs prometheus, docker-compose and jq when missing, which needs root (see README, Tests)
@@ -63,3 +63,11 @@ bench-loadtest: build
 ## faults: the fault-injection suite (real processes: S3 down and slow, broker restarts, replicas, aggregators)
 faults:
 	scripts/test.sh faults
+
+## mutation: mutation testing (gremlins) of PKGS, e.g. make mutation PKGS="./aggregate:plan ./schema:timeparse,decode";
+## PKG:FILES mutates only the listed files. Scores are in RELIABILITY.md.
+# The commit-protocol package.
+COMMIT_PROTOCOL_PKG ?= ./lake
+PKGS ?= $(COMMIT_PROTOCOL_PKG)
+mutation:
+	scripts/mutation.sh $(PKGS)
