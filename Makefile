@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long faults build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean
+.PHONY: test test-long faults duckdb-check build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation
 
 ## test: the default suite (gofmt, vet, deploy files, race tests against a real S3 server and broker);
 ## it apt-installs prometheus, docker-compose and jq when missing, which needs root (see README, Tests)
@@ -13,6 +13,12 @@ test:
 ## test-long: the long crash and dev runs only (CI runs it after make test)
 test-long:
 	scripts/test.sh long
+
+## duckdb-check: the README's DuckDB query (duckdb-go, cgo) against a lake with a crashed flush
+## and compactions, and after SIGKILLs of sluice dev; a module of its own, so that go test ./...
+## does not build DuckDB. SLUICE_DUCKDB_LAKE=<dir> also checks that local lake.
+duckdb-check:
+	cd tools/duckdbcheck && CGO_ENABLED=1 $(GO) test -count=1 ./...
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -57,3 +63,11 @@ bench-loadtest: build
 ## faults: the fault-injection suite (real processes: S3 down and slow, broker restarts, replicas, aggregators)
 faults:
 	scripts/test.sh faults
+
+## mutation: mutation testing (gremlins) of PKGS, e.g. make mutation PKGS="./aggregate:plan ./schema:timeparse,decode";
+## PKG:FILES mutates only the listed files. Scores are in RELIABILITY.md.
+# The commit-protocol package.
+COMMIT_PROTOCOL_PKG ?= ./lake
+PKGS ?= $(COMMIT_PROTOCOL_PKG)
+mutation:
+	scripts/mutation.sh $(PKGS)

@@ -18,7 +18,7 @@ func exactBig(vals []float64) float64 {
 	for _, v := range vals {
 		s.Add(s, new(big.Float).SetFloat64(v))
 	}
-	f, _ := s.Float64()
+	f, _ := s.Float64() // the accuracy flag: rounding to float64 is the point
 	return f
 }
 
@@ -162,7 +162,10 @@ func TestHLLCanonical(t *testing.T) {
 		build := func(parts int, dense bool) []byte {
 			sks := make([]*hyperloglog.Sketch, parts)
 			for i := range sks {
-				sks[i], _ = hyperloglog.NewSketch(14, !dense)
+				var err error
+				if sks[i], err = hyperloglog.NewSketch(14, !dense); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, p := range r.Perm(n) {
 				sks[p%parts].InsertHash(hs[p])
@@ -198,7 +201,11 @@ func TestHLLCanonical(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, again, _ := encodeHLL(back); !bytes.Equal(again, want) {
+			_, again, err := encodeHLL(back)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again, want) {
 				t.Errorf("n=%d: decode and encode changes the bytes", n)
 			}
 		}
@@ -206,9 +213,15 @@ func TestHLLCanonical(t *testing.T) {
 	if _, err := decodeHLL([]byte{2, 14, 0}, 14); err == nil {
 		t.Error("short sketch accepted")
 	}
-	s, _ := hyperloglog.NewSketch(12, true)
+	s, err := hyperloglog.NewSketch(12, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.InsertHash(1)
-	b, _ := s.MarshalBinary()
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := decodeHLL(b, 14); err == nil {
 		t.Error("sketch of another precision accepted")
 	}
@@ -227,19 +240,25 @@ func TestDDSketchRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	for i := 0; i < 10000; i++ {
 		v := math.Exp(r.NormFloat64() * 3)
-		if i%2 == 0 {
-			_ = a.dd.Add(v)
-		} else {
-			_ = b.dd.Add(v)
+		dst := &a
+		if i%2 != 0 {
+			dst = &b
+		}
+		if err := dst.dd.Add(v); err != nil {
+			t.Fatal(err)
 		}
 	}
 	var ab, ba MeasureState
 	m.init(&ab)
 	m.init(&ba)
-	_ = m.merge(&ab, &a)
-	_ = m.merge(&ab, &b)
-	_ = m.merge(&ba, &b)
-	_ = m.merge(&ba, &a)
+	for _, mg := range []struct{ into, from *MeasureState }{{&ab, &a}, {&ab, &b}, {&ba, &b}, {&ba, &a}} {
+		if err := m.merge(mg.into, mg.from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ab.dd.GetCount() != 10000 || ba.dd.GetCount() != 10000 {
+		t.Fatalf("merged sketches count %v and %v values, want 10000", ab.dd.GetCount(), ba.dd.GetCount())
+	}
 	if !bytes.Equal(encodeDD(ab.dd), encodeDD(ba.dd)) {
 		t.Error("merge order changes the sketch encoding")
 	}
@@ -248,8 +267,14 @@ func TestDDSketchRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []float64{0, 0.5, 0.99, 1} {
-		x, _ := ab.dd.GetValueAtQuantile(q)
-		y, _ := back.GetValueAtQuantile(q)
+		x, err := ab.dd.GetValueAtQuantile(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := back.GetValueAtQuantile(q)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if x != y {
 			t.Errorf("q%v: %v before, %v after a round trip", q, x, y)
 		}
@@ -258,7 +283,9 @@ func TestDDSketchRoundTrip(t *testing.T) {
 		t.Error("garbage sketch accepted")
 	}
 	other := measureSpec{Measure: &schema.Measure{Name: "x", RelativeAccuracy: 0.05}}
-	other.mapping, _ = newMappingForTest(0.05)
+	if other.mapping, err = newMappingForTest(0.05); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := other.decodeDD(encodeDD(ab.dd)); err == nil {
 		t.Error("sketch of another accuracy accepted")
 	}

@@ -61,6 +61,32 @@ func TestWatermark(t *testing.T) {
 			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
 		},
 		{
+			name: "idle 0 never idles a partition out",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 20*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}),
+			},
+			want: t0.Add(2*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "a partition exactly idle behind still holds it back",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 6*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("1", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}),
+			},
+			idle: 5 * time.Minute,
+			want: t0.Add(2*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "an empty raw object moves nothing",
+			recs: []lake.CommitRecord{
+				rec("0", 0, time.Minute, [2]time.Duration{0, 4 * time.Minute}),
+				{Source: "kafka:events", Partition: "0", FirstOffset: 10, NextOffset: 11, CommittedAt: t0.Add(2 * time.Minute),
+					Objects: []lake.CommittedObject{{Key: "0/empty", Kind: lake.KindRaw, MinEventTimeMicros: us(0), MaxEventTimeMicros: us(time.Hour)}}},
+			},
+			want: t0.Add(4*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
 			name: "a record dated in the future cannot push it past the clock",
 			recs: []lake.CommitRecord{rec("0", 0, time.Minute, [2]time.Duration{0, 23 * time.Hour})},
 			late: 30 * time.Second,

@@ -188,7 +188,9 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	tbl := sampleTable(t)
 	raw, summaries := newLocal(t), newLocal(t)
 	ctx := context.Background()
-	base := time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Hour)
+	// Pinned, and crossing midnight UTC: the daily window is closed and
+	// checked whatever the time of day the test runs.
+	base := time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 4)
 
 	// Four hours of data; the watermark ends near base+4h.
@@ -221,14 +223,20 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	// own flush so the test knows which objects hold too-late records.
 	f.add(500, base.Add(3*time.Hour), base.Add(3*time.Hour+50*time.Minute))
 	f.commit()
-	live0, _ := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live0, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := map[string]bool{}
 	for _, o := range live0 {
 		before[o.Key] = true
 	}
 	f.add(300, base.Add(5*time.Minute), base.Add(40*time.Minute))
 	f.commit()
-	live1, _ := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	live1, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tooLate := map[string]bool{}
 	for _, o := range live1 {
 		if !before[o.Key] {
@@ -251,7 +259,8 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 func TestTwoAggregatorsAtOnce(t *testing.T) {
 	tbl := sampleTable(t)
 	raw := newLocal(t)
-	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
+	// Pinned, and crossing midnight UTC: the daily window is closed.
+	base := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 3)
 	f.add(8000, base, base.Add(90*time.Minute))
 	f.commit()
@@ -274,8 +283,17 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	f.add(2000, base.Add(90*time.Minute), base.Add(100*time.Minute))
 	f.commit()
-	// And once more into the same windows in the other's time.
+	// And once more into the same windows, already summarised by one of
+	// the pair, whichever holds the lease then: the pair must recompute them.
 	time.Sleep(700 * time.Millisecond)
+	recomputed := windowsCounted(t, reg, "recomputed")
+	f.add(1000, base, base.Add(100*time.Minute))
+	f.commit()
+	for deadline := time.Now().Add(20 * time.Second); windowsCounted(t, reg, "recomputed") <= recomputed; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the pair never recomputed the windows that received more data")
+		}
+	}
 	cancel()
 	for range 2 {
 		if err := <-done; err != nil {
@@ -302,6 +320,30 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 		}
 	}
 	checkAgainstRaw(t, tbl, raw, shared, nil)
+}
+
+// windowsCounted is the sample table's sluice_aggregate_windows_total of
+// outcome, over every window size, as gathered from reg.
+func windowsCounted(t *testing.T, reg prometheus.Gatherer, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_aggregate_windows_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
 
 func listObjects(t *testing.T, b objstore.Bucket, prefix string) map[string][]byte {

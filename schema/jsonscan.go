@@ -394,7 +394,13 @@ func (d *Decoder) parseTimestamp(f int, c byte, depth int) bool {
 		return d.wrongType(f, "a Unix timestamp number", depth)
 	}
 	if res != numOK {
-		d.semantic(ReasonNumberOutOfRange, f, fmt.Sprintf("Unix time %s is out of range", clip(txt)))
+		// An event time that fits no int64 of microseconds is one that
+		// cannot be read, like an unparsable string.
+		reason := ReasonNumberOutOfRange
+		if p.eventTime {
+			reason = ReasonBadEventTime
+		}
+		d.semantic(reason, f, fmt.Sprintf("Unix time %s is out of range", clip(txt)))
 		return true
 	}
 	sl.i, sl.state = v, slotSet

@@ -118,21 +118,22 @@ func (m *Measure) QuantileColumn(q float64) string {
 
 // rollupYAML is the file form: durations as text so that days (1d) work,
 // and pointers to tell an omitted setting from an explicit zero.
+// omitempty only shapes what MarshalYAML writes.
 type rollupYAML struct {
-	Windows         []string      `yaml:"windows"`
-	Dimensions      []string      `yaml:"dimensions"`
-	AllowedLateness *string       `yaml:"allowed_lateness"`
-	LateHorizon     *string       `yaml:"late_horizon"`
+	Windows         []string      `yaml:"windows,flow"`
+	Dimensions      []string      `yaml:"dimensions,omitempty,flow"`
+	AllowedLateness *string       `yaml:"allowed_lateness,omitempty"`
+	LateHorizon     *string       `yaml:"late_horizon,omitempty"`
 	Measures        []measureYAML `yaml:"measures"`
 }
 
 type measureYAML struct {
 	Name             string    `yaml:"name"`
 	Kind             string    `yaml:"kind"`
-	Field            string    `yaml:"field"`
-	Quantiles        []float64 `yaml:"quantiles"`
-	RelativeAccuracy *float64  `yaml:"relative_accuracy"`
-	Precision        *int      `yaml:"precision"`
+	Field            string    `yaml:"field,omitempty"`
+	Quantiles        []float64 `yaml:"quantiles,omitempty,flow"`
+	RelativeAccuracy *float64  `yaml:"relative_accuracy,omitempty"`
+	Precision        *int      `yaml:"precision,omitempty"`
 }
 
 // UnmarshalYAML decodes the rollup: section. Unknown keys are errors here

@@ -77,9 +77,9 @@ type Table struct {
 	EventTime      EventTime `yaml:"event_time"`
 	Fields         []Field   `yaml:"fields"`
 	// Rollup, if set, says how the table is summarised into windows.
-	Rollup *Rollup `yaml:"rollup"`
+	Rollup *Rollup `yaml:"rollup,omitempty"`
 	// Retention, if set, says how long raw data and summaries are kept.
-	Retention *Retention `yaml:"retention"`
+	Retention *Retention `yaml:"retention,omitempty"`
 
 	eventTimeIndex int
 }
@@ -97,13 +97,13 @@ type Field struct {
 	Name string `yaml:"name"`
 	Type Type   `yaml:"type"`
 	// Format applies to timestamps only: rfc3339, unix_s, unix_ms, unix_us or a Go layout.
-	Format string `yaml:"format"`
+	Format string `yaml:"format,omitempty"`
 	// Unit applies to timestamps only: micros (default) or millis.
-	Unit     string `yaml:"unit"`
-	Nullable bool   `yaml:"nullable"`
+	Unit     string `yaml:"unit,omitempty"`
+	Nullable bool   `yaml:"nullable,omitempty"`
 	// Path is the dot-separated chain of JSON object keys that holds the value;
 	// it defaults to Name. Keys containing dots cannot be addressed.
-	Path string `yaml:"path"`
+	Path string `yaml:"path,omitempty"`
 }
 
 // EventTimeIndex is the index in Fields of the event-time field.

@@ -1,0 +1,2 @@
+// Package duckdbcheck reads the lake with DuckDB the way the README says.
+package duckdbcheck
