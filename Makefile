@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long faults duckdb-check build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation
+.PHONY: test test-long faults duckdb-check build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation mutation-ci
 
 ## test: the default suite (gofmt, vet, deploy files, race tests against a real S3 server and broker);
 ## it apt-installs prometheus, docker-compose and jq when missing, which needs root (see README, Tests)
@@ -71,3 +71,9 @@ COMMIT_PROTOCOL_PKG ?= ./lake
 PKGS ?= $(COMMIT_PROTOCOL_PKG)
 mutation:
 	scripts/mutation.sh $(PKGS)
+
+## mutation-ci: the commit protocol's files, as .ci/run runs them: two workers, and the lake's
+## tests on the local store only (no S3 server in the loop), so each mutant is one build and seconds
+mutation-ci:
+	env -u CI -u SLUICE_TEST_S3_ENDPOINT -u SLUICE_TEST_S3_ACCESS_KEY -u SLUICE_TEST_S3_SECRET_KEY \
+		MUTATION_WORKERS=2 scripts/mutation.sh $(COMMIT_PROTOCOL_PKG):commitlog,checkpoint

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -469,6 +470,11 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 			if full, _ := chain.End(); full != end {
 				t.Fatalf("resume %+v, the whole chain ends at %+v", end, full)
 			}
+			for _, a := range chain.Anomalies {
+				if strings.Contains(a.Key, "ckpt-") {
+					t.Errorf("a checkpoint is reported as a broken link: %+v", a)
+				}
+			}
 		}
 		h := objstoretest.NewHookBucket(b)
 		end, _, err := lake.NewCommitLog(h).Resume(ctx, table, src, "0")
@@ -479,10 +485,36 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 			t.Errorf("resume made %d list and get calls, want at most 4", calls)
 		}
 		agree(t, end)
+		// A chain that ends right at a checkpoint: the checkpoint and the
+		// link it names are read, nothing more.
+		for seq := int64(35); seq <= 39; seq++ {
+			if err := l.Commit(ctx, link(t, table, src, "0", seq, seq*10-10, seq*10, "w", false)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h = objstoretest.NewHookBucket(b)
+		if end, _, err = lake.NewCommitLog(h).Resume(ctx, table, src, "0"); err != nil || end.Seq != 40 {
+			t.Fatalf("resume at a checkpoint = %+v, %v; want link 40", end, err)
+		}
+		if calls := h.Count("iter") + h.Count("get"); calls > 4 {
+			t.Errorf("resume at a checkpoint made %d list and get calls, want at most 4", calls)
+		}
+		agree(t, end)
+		// A missing link after the checkpoint ends the chain before it.
+		for seq := int64(40); seq <= 44; seq++ {
+			if err := l.Commit(ctx, link(t, table, src, "0", seq, seq*10-10, seq*10, "w", false)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Delete(ctx, lake.LinkKey(table, src, "0", 43)); err != nil {
+			t.Fatal(err)
+		}
+		end = lake.End{Seq: 43, Next: pos(420), SourceID: "topic-1", Genesis: true}
+		agree(t, end)
 		// A lying checkpoint (content of another link) is not trusted.
 		lie := lake.Checkpoint{Version: 1, Table: table, Source: src, Partition: "0", End: lake.End{Seq: 12, Next: pos(999), Genesis: true}}
 		data, _ := json.Marshal(lie)
-		if err := b.PutIfAbsent(ctx, lake.CheckpointKey(table, src, "0", 40), data); err != nil {
+		if err := b.PutIfAbsent(ctx, lake.CheckpointKey(table, src, "0", 45), data); err != nil {
 			t.Fatal(err)
 		}
 		agree(t, end)
@@ -493,11 +525,6 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 			t.Fatal(err)
 		}
 		agree(t, end)
-		// A missing link after the checkpoint ends the chain before it.
-		if err := b.Delete(ctx, lake.LinkKey(table, src, "0", 33)); err != nil {
-			t.Fatal(err)
-		}
-		agree(t, lake.End{Seq: 33, Next: pos(320), SourceID: "topic-1", Genesis: true})
 	})
 
 	t.Run("records of many partitions, tables", func(t *testing.T) {
