@@ -425,19 +425,74 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	first := startSource(t, c.ListenAddrs(), "g", b, cfg, reg)
 	waitCommitted(t, b, "events", 500, 30*time.Second)
 	second := startSource(t, c.ListenAddrs(), "g", b, cfg, reg)
-	batch := produce(t, c.ListenAddrs(), 2000, 0, start.Add(time.Minute))
-	for k := range batch.good {
-		want.good[k] = true
+	// The second member must have taken partitions over (its links appear)
+	// before the first leaves: the rebalance is what is under test.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(writersOf(t, b)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second member never committed: no partition changed hands")
+		}
+		batch := produce(t, c.ListenAddrs(), 300, 0, start.Add(time.Minute))
+		for k := range batch.good {
+			want.good[k] = true
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
 	first.stop(t)
-	batch = produce(t, c.ListenAddrs(), 2000, 0, start.Add(2*time.Minute))
+	batch := produce(t, c.ListenAddrs(), 2000, 0, start.Add(2*time.Minute))
 	for k := range batch.good {
 		want.good[k] = true
 	}
-	waitCommitted(t, b, "events", 6000, 60*time.Second)
+	waitCommitted(t, b, "events", int64(len(want.good)), 60*time.Second)
 	second.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
+	// Partitions changed hands: some chain holds links of both members, and
+	// after the first left, the second committed on every partition.
+	byPart := writersOf(t, b)
+	if len(byPart) < 2 {
+		t.Fatalf("links of %d writers, want both members'", len(byPart))
+	}
+	var last string
+	shared := 0
+	for w, parts := range byPart {
+		if len(parts) == 6 {
+			last = w
+		}
+		for p := range parts {
+			for other, op := range byPart {
+				if other != w && op[p] {
+					shared++
+				}
+			}
+		}
+	}
+	if last == "" {
+		t.Errorf("no member committed on all 6 partitions after the other left: %v", byPart)
+	}
+	if shared == 0 {
+		t.Errorf("no partition holds links of both members: %v", byPart)
+	}
+}
+
+// writersOf maps each writer (one per member process) to the partitions
+// on whose chains it committed data.
+func writersOf(t *testing.T, b objstore.Bucket) map[string]map[string]bool {
+	t.Helper()
+	recs, err := lake.NewCommitLog(b).Records(context.Background(), "events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]bool{}
+	for _, r := range recs {
+		if r.Kind != lake.LinkData {
+			continue
+		}
+		if out[r.Writer] == nil {
+			out[r.Writer] = map[string]bool{}
+		}
+		out[r.Writer][r.Partition] = true
+	}
+	return out
 }
 
 // flakyBucket fails its first n uploads, as an object store does during an
