@@ -276,6 +276,8 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 		byLink[o.Link] = append(byLink[o.Link], o)
 	}
 	r := t.Rollup
+	var failed [][2]int64 // spans whose windows could not be brought up to date
+	var failures []error
 	for i, w := range r.Windows {
 		windows := WindowInputs(objs, w, wm)
 		if !from.IsZero() || !to.IsZero() {
@@ -299,15 +301,46 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 			if i > 0 {
 				finer = r.Windows[i-1]
 			}
+			end := u + Unit(w).Microseconds()
+			if overlaps(failed, u, end) {
+				// Built from finer windows that could not be brought up to
+				// date: left as it is until they can.
+				s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
+				continue
+			}
 			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st, fence); err != nil {
-				return fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
+				err = fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
+				if !errors.Is(err, ErrBadObject) {
+					return err
+				}
+				// Bad data in one unit never stops the rest of the table:
+				// it is skipped, logged and counted, and the run reports it.
+				s.logger.Error("windows skipped: an input object cannot be aggregated", "table", t.Name, "window", w, "unit", time.UnixMicro(u).UTC(), "err", err)
+				s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
+				failed = append(failed, [2]int64{u, end})
+				failures = append(failures, err)
 			}
 			if progress != nil && i == 0 {
 				progress(n+1, len(unitStarts))
 			}
 		}
 	}
-	return nil
+	return errors.Join(failures...)
+}
+
+// ErrBadObject is wrapped by a run's error when a committed object could
+// not be aggregated (it does not match its record, or cannot be read as the
+// table's Parquet); the windows it feeds are skipped, the rest go on.
+var ErrBadObject = errors.New("object cannot be aggregated")
+
+// overlaps reports whether [from, to) meets one of spans.
+func overlaps(spans [][2]int64, from, to int64) bool {
+	for _, sp := range spans {
+		if from < sp[1] && sp[0] < to {
+			return true
+		}
+	}
+	return false
 }
 
 func groupByUnit(windows map[int64][]Link, w time.Duration) map[int64]map[int64][]Link {
@@ -454,10 +487,10 @@ func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Du
 				return err
 			}
 			if err := lake.CheckObject(o.CommittedObject, data); err != nil {
-				return fmt.Errorf("aggregate: %w", err)
+				return fmt.Errorf("aggregate: %w: %w", ErrBadObject, err)
 			}
 			if err := agg.AddParquet(bytes.NewReader(data), int64(len(data))); err != nil {
-				return fmt.Errorf("aggregate %s: %w", o.Key, err)
+				return fmt.Errorf("aggregate %s: %w: %w", o.Key, ErrBadObject, err)
 			}
 			rows.Add(o.Rows)
 			return nil
