@@ -3,6 +3,7 @@ package httpserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -97,7 +98,7 @@ func expectedStatus(req *http.Request) (code int, location string) {
 		}
 		if clean != escaped {
 			u := url.URL{Path: clean, RawQuery: req.URL.RawQuery}
-			return http.StatusTemporaryRedirect, u.String()
+			return http.StatusTemporaryRedirect, hexEscapeNonASCII(u.String())
 		}
 	}
 	segs := strings.Split(strings.TrimPrefix(escaped, "/"), "/")
@@ -119,4 +120,18 @@ func expectedStatus(req *http.Request) (code int, location string) {
 		return http.StatusServiceUnavailable, "" // the "store" check fails
 	}
 	return http.StatusOK, ""
+}
+
+// hexEscapeNonASCII escapes the bytes a Location header may not carry raw,
+// as net/http's redirect does: every byte past ASCII becomes %XX.
+func hexEscapeNonASCII(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 {
+			fmt.Fprintf(&b, "%%%02x", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
