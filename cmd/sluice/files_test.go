@@ -237,20 +237,7 @@ func TestFilesS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return b.Put(ctx, filepath.ToSlash(rel), bytes.NewReader(data), int64(len(data)))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	uploadDir(t, ctx, b, root)
 	cfgPath := filepath.Join(t.TempDir(), "sluice.yaml")
 	yaml := fmt.Sprintf("store:\n  s3: {endpoint: %q, bucket: %q, prefix: lakes/one, access_key: %q, secret_key: %q, insecure: true, path_style: true, region: us-east-1}\n",
 		endpoint, cfg.Bucket, cfg.AccessKey, cfg.SecretKey)

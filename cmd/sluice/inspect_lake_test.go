@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -156,20 +155,7 @@ func TestInspectSummaryS3CommittedSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return b.Put(ctx, filepath.ToSlash(rel), bytes.NewReader(data), int64(len(data)))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	uploadDir(t, ctx, b, root)
 	s3Args := []string{"--s3-endpoint", endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey, "--summary", "--format", "json", "-n", "0"}
 	for _, target := range []string{"s3://" + cfg.Bucket + "/lakes/one/events/", "s3://" + cfg.Bucket + "/lakes/one/events/dt=" + t0.Format(time.DateOnly)} {

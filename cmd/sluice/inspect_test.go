@@ -483,20 +483,7 @@ func TestInspectS3(t *testing.T) {
 	}
 	local := t.TempDir()
 	writeLake(t, local)
-	err = filepath.WalkDir(local, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(local, path)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return b.Put(ctx, filepath.ToSlash(rel), bytes.NewReader(data), int64(len(data)))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	uploadDir(t, ctx, b, local)
 	s3Args := []string{"--s3-endpoint", endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey}
 
