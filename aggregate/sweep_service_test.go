@@ -124,7 +124,13 @@ func TestServiceSweepsOnSchedule(t *testing.T) {
 		objstoretest.Put(t, raw, k, []byte("left by a crash"))
 	}
 	reg := prometheus.NewRegistry()
-	cfg := aggregate.Config{Interval: time.Hour, Lease: 2 * time.Hour, CompactEvery: -1,
+	// Both aggregators run on a clock in the middle of a lease slot: at a
+	// real slot's edge, a lease is taken for the next slot (writable only
+	// when it starts), and the sweep would wait for it up to half an hour.
+	const lease = 2 * time.Hour
+	offset := lease/2 - time.Duration(time.Now().UnixNano()%int64(lease))
+	clock := func() time.Time { return time.Now().Add(offset) }
+	cfg := aggregate.Config{Interval: time.Hour, Lease: lease, ClockOffset: offset, CompactEvery: -1,
 		Compaction: aggregate.CompactorConfig{CommitWithin: 100 * time.Millisecond},
 		Sweep:      aggregate.SweepConfig{Every: 200 * time.Millisecond, SweepConfig: lake.SweepConfig{Grace: time.Second}}}
 	if err := (aggregate.Config{Sweep: aggregate.SweepConfig{SweepConfig: lake.SweepConfig{Grace: time.Minute}}}).WithDefaults().Validate(); err == nil {
@@ -138,7 +144,9 @@ func TestServiceSweepsOnSchedule(t *testing.T) {
 	defer cancel()
 	// Another aggregator holds the lease of plain's sweep (same lease
 	// length, so the same slot): this one sweeps events only.
-	other, err := aggregate.NewBucketLocker(summaries, cfg.Lease, "b").Lock(ctx, "sweep-plain")
+	otherLocker := aggregate.NewBucketLocker(summaries, cfg.Lease, "b")
+	aggregate.SetLockerClock(otherLocker, clock)
+	other, err := otherLocker.Lock(ctx, "sweep-plain")
 	if err != nil {
 		t.Fatal(err)
 	}
