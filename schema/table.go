@@ -71,8 +71,15 @@ const (
 // read-only, since decoders and schemas derived from them are cached by
 // nobody and rebuilt from these fields.
 type Table struct {
-	Name           string    `yaml:"name"`
-	Topic          string    `yaml:"topic"`
+	Name string `yaml:"name"`
+	// Topic is the Kafka topic of a Kafka-fed table (see source.go); the
+	// same as Kafka.Topic once validated, empty for other sources.
+	Topic   string         `yaml:"topic,omitempty"`
+	Kafka   *KafkaSource   `yaml:"kafka,omitempty"`
+	Kinesis *KinesisSource `yaml:"kinesis,omitempty"`
+	Inbox   *InboxSource   `yaml:"inbox,omitempty"`
+	HTTP    *HTTPSource    `yaml:"http,omitempty"`
+
 	MaxRecordBytes int       `yaml:"max_record_bytes"`
 	EventTime      EventTime `yaml:"event_time"`
 	Fields         []Field   `yaml:"fields"`
@@ -223,8 +230,8 @@ func (t *Table) Validate() error {
 		return err
 	}
 	wrap := func(err error) error { return fmt.Errorf("table %q: %w", t.Name, err) }
-	if t.Topic == "" {
-		t.Topic = t.Name
+	if err := t.validateSource(); err != nil {
+		return wrap(err)
 	}
 	switch {
 	case t.MaxRecordBytes == 0:

@@ -116,12 +116,18 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 		purged:  map[string]time.Time{},
 	}
 	for _, t := range tables {
+		if t.SourceKind() != schema.SourceKafka {
+			continue // another source reads it
+		}
 		if other, dup := s.tables[t.Topic]; dup {
 			return nil, fmt.Errorf("kafka: tables %q and %q both read topic %q", other.Name, t.Name, t.Topic)
 		}
 		s.tables[t.Topic] = t
 		w.InitTableMetrics(t.Name)
 		s.m.fetchErrors.WithLabelValues(t.Topic)
+	}
+	if len(s.tables) == 0 {
+		return nil, errors.New("kafka: no table reads a Kafka topic")
 	}
 	return s, nil
 }
