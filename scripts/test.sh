@@ -25,6 +25,11 @@ fi
 
 step "go vet"
 go vet ./...
+
+step "go mod tidy (go.mod and go.sum as committed)"
+if ! go mod tidy -diff; then
+	echo "go mod tidy would change go.mod/go.sum (above): run it and commit the result"; exit 1
+fi
 fi
 
 step "real S3 server (versitygw)"
