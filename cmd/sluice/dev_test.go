@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -83,7 +84,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("inspect --summary: %v", err)
 		}
-		var sum summaryReport
+		var sum inspect.SummaryReport
 		if err := json.Unmarshal(out, &sum); err != nil || sum.EventTime == nil || sum.EventTime.Column != "window_start" {
 			t.Fatalf("inspect --summary: %v\n%s", err, out)
 		}

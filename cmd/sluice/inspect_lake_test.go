@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -88,7 +89,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 			if code != exitOK {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
-			var sum summaryReport
+			var sum inspect.SummaryReport
 			if err := json.Unmarshal([]byte(out), &sum); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -110,7 +111,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var nestedSum summaryReport
+	var nestedSum inspect.SummaryReport
 	if err := json.Unmarshal([]byte(out), &nestedSum); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var sum summaryReport
+	var sum inspect.SummaryReport
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestInspectSummaryS3CommittedSet(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("%s: exit %d: %s", target, code, stderr)
 		}
-		var sum summaryReport
+		var sum inspect.SummaryReport
 		if err := json.Unmarshal([]byte(out), &sum); err != nil {
 			t.Fatal(err)
 		}

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -104,12 +103,12 @@ func decodeLines(t *testing.T, out string) []map[string]any {
 
 // Reports as decoded by a consumer of --format json: rows as plain objects.
 type parquetReportJSON struct {
-	parquetReport
+	inspect.ParquetReport
 	Sample []map[string]any `json:"sample"`
 }
 
 type summaryReportJSON struct {
-	summaryReport
+	inspect.SummaryReport
 	Sample []map[string]any `json:"sample"`
 }
 
@@ -415,51 +414,6 @@ func TestInspectErrors(t *testing.T) {
 				tc.check(t, out)
 			}
 		})
-	}
-}
-
-func TestBlockReaderAt(t *testing.T) {
-	dir := t.TempDir()
-	b, err := objstore.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, 2*remoteBlockSize+12345)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := b.Put(ctx, "obj", bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
-	r := newBlockReaderAt(ctx, b, "obj", int64(len(data)))
-	tests := []struct {
-		name    string
-		off, n  int64
-		wantN   int
-		wantEOF bool
-	}{
-		{name: "start", off: 0, n: 100, wantN: 100},
-		{name: "across blocks", off: remoteBlockSize - 10, n: 20, wantN: 20},
-		{name: "span three blocks", off: 10, n: 2*remoteBlockSize + 100, wantN: 2*remoteBlockSize + 100},
-		{name: "tail", off: int64(len(data)) - 8, n: 8, wantN: 8},
-		{name: "past end", off: int64(len(data)) - 8, n: 16, wantN: 8, wantEOF: true},
-		{name: "at end", off: int64(len(data)), n: 1, wantN: 0, wantEOF: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := make([]byte, tc.n)
-			n, err := r.ReadAt(p, tc.off)
-			if n != tc.wantN || (err == io.EOF) != tc.wantEOF || (err != nil && err != io.EOF) {
-				t.Fatalf("ReadAt = %d, %v; want %d, EOF %v", n, err, tc.wantN, tc.wantEOF)
-			}
-			if !bytes.Equal(p[:n], data[tc.off:tc.off+int64(n)]) {
-				t.Fatal("bytes differ")
-			}
-		})
-	}
-	if len(r.blocks) > remoteMaxBlocks {
-		t.Fatalf("%d cached blocks", len(r.blocks))
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package inspect
 
 import (
 	"context"
@@ -45,9 +45,9 @@ var errFound = errors.New("found")
 // committed set the way every reader must (lake.CommitLog.LiveObjects):
 // objects named by commit records, with compactions applied. It returns nil
 // when target is not inside a lake (e.g. a summary store or a loose file).
-func findCommittedSet(ctx context.Context, g *globals, o inspectOptions, target string) (*committedSet, error) {
+func findCommittedSet(ctx context.Context, o Options, target string) (*committedSet, error) {
 	if rest, ok := strings.CutPrefix(target, "s3://"); ok {
-		return findS3CommittedSet(ctx, g, o, rest)
+		return findS3CommittedSet(ctx, o, rest)
 	}
 	abs, err := filepath.Abs(target)
 	if err != nil {
@@ -94,11 +94,11 @@ func findCommittedSet(ctx context.Context, g *globals, o inspectOptions, target 
 	}
 }
 
-func findS3CommittedSet(ctx context.Context, g *globals, o inspectOptions, rest string) (*committedSet, error) {
+func findS3CommittedSet(ctx context.Context, o Options, rest string) (*committedSet, error) {
 	bucket, prefix, _ := strings.Cut(rest, "/")
-	cfg := o.s3
+	cfg := o.S3
 	cfg.Bucket = bucket
-	b, err := objstore.NewS3(cfg, g.Logger())
+	b, err := objstore.NewS3(cfg, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func findS3CommittedSet(ctx context.Context, g *globals, o inspectOptions, rest 
 		case errors.Is(err, errFound):
 			rc := cfg
 			rc.Prefix = strings.TrimSuffix(root, "/")
-			rb, err := objstore.NewS3(rc, g.Logger())
+			rb, err := objstore.NewS3(rc, o.Logger)
 			if err != nil {
 				return nil, err
 			}

@@ -1,4 +1,4 @@
-package main
+package inspect
 
 import (
 	"bufio"
@@ -110,8 +110,8 @@ func inspectDeadLetters(ctx context.Context, obj inspectObject, n int) (*deadLet
 	return rep, nil
 }
 
-// summaryReport aggregates the Parquet objects under a prefix.
-type summaryReport struct {
+// SummaryReport aggregates the Parquet objects under a prefix.
+type SummaryReport struct {
 	Prefix          string          `json:"prefix"`
 	Objects         int             `json:"objects"`
 	Size            int64           `json:"size"`
@@ -136,8 +136,8 @@ type schemaGroup struct {
 	First   string          `json:"first_object"`
 }
 
-func inspectSummary(ctx context.Context, out *inspectPrinter, o inspectOptions, target string, objs []inspectObject, lake *lakeSummary) error {
-	sum := summaryReport{Prefix: target, Lake: lake}
+func inspectSummary(ctx context.Context, out *inspectPrinter, o Options, target string, objs []inspectObject, lake *lakeSummary) error {
+	sum := SummaryReport{Prefix: target, Lake: lake}
 	codecs := map[string]bool{}
 	schemaIdx := map[string]int{}
 	for _, obj := range objs {
@@ -152,7 +152,7 @@ func inspectSummary(ctx context.Context, out *inspectPrinter, o inspectOptions, 
 			sum.DeadLetterFiles++
 			continue
 		}
-		rep, err := inspectParquet(ctx, obj, o.rows-len(sum.Sample), o.eventTimeColumn)
+		rep, err := inspectParquet(ctx, obj, o.Rows-len(sum.Sample), o.EventTimeColumn)
 		if err != nil {
 			sum.Unreadable = append(sum.Unreadable, obj.name)
 			out.objectError(obj.name, err)

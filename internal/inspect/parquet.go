@@ -1,4 +1,4 @@
-package main
+package inspect
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 )
 
-// parquetReport describes one Parquet object.
-type parquetReport struct {
+// ParquetReport describes one Parquet object.
+type ParquetReport struct {
 	Object      string            `json:"object"`
 	Size        int64             `json:"size"`
 	Rows        int64             `json:"rows"`
@@ -80,7 +80,7 @@ func (r *eventTimeRange) merge(o *eventTimeRange) *eventTimeRange {
 }
 
 // inspectParquet opens obj and reports on it, with its first n rows.
-func inspectParquet(ctx context.Context, obj inspectObject, n int, eventTimeColumn string) (*parquetReport, error) {
+func inspectParquet(ctx context.Context, obj inspectObject, n int, eventTimeColumn string) (*ParquetReport, error) {
 	ra, closer, err := obj.openAt(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", obj.name, err)
@@ -91,7 +91,7 @@ func inspectParquet(ctx context.Context, obj inspectObject, n int, eventTimeColu
 		return nil, fmt.Errorf("read parquet %s: %w", obj.name, err)
 	}
 	md := f.Metadata()
-	rep := &parquetReport{
+	rep := &ParquetReport{
 		Object:    obj.name,
 		Size:      obj.size,
 		Rows:      f.NumRows(),

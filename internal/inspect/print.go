@@ -1,4 +1,4 @@
-package main
+package inspect
 
 import (
 	"encoding/base64"
@@ -19,8 +19,8 @@ type inspectPrinter struct {
 	first bool
 }
 
-func newInspectPrinter(w io.Writer, o inspectOptions) *inspectPrinter {
-	return &inspectPrinter{w: w, json: o.format == "json", first: true}
+func newInspectPrinter(w io.Writer, o Options) *inspectPrinter {
+	return &inspectPrinter{w: w, json: o.Format == "json", first: true}
 }
 
 // maxCell keeps wide values (long strings, raw records) from wrecking a table.
@@ -55,7 +55,7 @@ func (p *inspectPrinter) objectError(name string, err error) {
 	fmt.Fprintf(p.w, "error: %v\n", err)
 }
 
-func (p *inspectPrinter) parquet(r *parquetReport) error {
+func (p *inspectPrinter) parquet(r *ParquetReport) error {
 	if p.json {
 		return p.emitJSON(r)
 	}
@@ -193,7 +193,7 @@ func (p *inspectPrinter) deadLetters(r *deadLetterReport) error {
 	return tw.Flush()
 }
 
-func (p *inspectPrinter) summary(s *summaryReport) error {
+func (p *inspectPrinter) summary(s *SummaryReport) error {
 	if p.json {
 		return p.emitJSON(s)
 	}
