@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long faults duckdb-check build bench bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation mutation-ci
+.PHONY: test test-long faults duckdb-check build bench bench-aggregate-duckdb bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation mutation-ci
 
 ## test: the default suite (gofmt, vet, deploy files, race tests against a real S3 server and broker);
 ## it apt-installs prometheus, docker-compose and jq when missing, which needs root (see README, Tests)
@@ -47,10 +47,13 @@ bench-ingest: build
 bench-micro:
 	$(GO) test -run '^$$' -bench 'BenchmarkDecode$$|BenchmarkDecodeAlternatives|BenchmarkWriteParquet' -benchtime 2s ./schema
 
-## bench-aggregate: raw objects -> 1m and 1h summaries (BENCH_RUNS runs each), and BenchmarkAggregate
+## bench-aggregate: the real `sluice aggregate --once` pass over committed raw objects (1m and 1h windows,
+## BENCH_RUNS rounds each), then the in-memory fold alone (micro-benchmarks) and BenchmarkAggregate
 bench-aggregate: build
-	for i in $$(seq $(BENCH_RUNS)); do bin/sluice bench aggregate --events 2000000 --window 1m || exit 1; done
-	for i in $$(seq $(BENCH_RUNS)); do bin/sluice bench aggregate --events 2000000 --window 1h || exit 1; done
+	bin/sluice bench aggregate --events 2000000 --window 1m --rounds $(BENCH_RUNS)
+	bin/sluice bench aggregate --events 2000000 --window 1h --rounds $(BENCH_RUNS)
+	for i in $$(seq $(BENCH_RUNS)); do bin/sluice bench aggregate --fold-only --events 2000000 --events-per-second 1000 --window 1m || exit 1; done
+	for i in $$(seq $(BENCH_RUNS)); do bin/sluice bench aggregate --fold-only --events 2000000 --events-per-second 1000 --window 1h || exit 1; done
 	$(GO) test -run '^$$' -bench BenchmarkAggregate -benchtime 2x ./aggregate
 
 ## bench-loadtest: the load-test rows (flat out, 250k/s, 125k/s), reports in BENCH_OUT
@@ -59,6 +62,11 @@ bench-loadtest: build
 	bin/sluice loadtest --embedded --duration 30s --rate 0 --report-json $(BENCH_OUT)/flat.json --report-html $(BENCH_OUT)/flat.html
 	bin/sluice loadtest --embedded --duration 60s --rate 250000 --report-json $(BENCH_OUT)/r250k.json --report-html $(BENCH_OUT)/r250k.html
 	bin/sluice loadtest --embedded --duration 60s --rate 125000 --report-json $(BENCH_OUT)/r125k.json --report-html $(BENCH_OUT)/r125k.html
+
+## bench-aggregate-duckdb: the real `sluice aggregate --once` pass and DuckDB's equivalent query (2 threads)
+## on the same committed files, interleaved round by round, with the ratio of medians (cgo: DuckDB)
+bench-aggregate-duckdb: build
+	cd tools/duckdbcheck && CGO_ENABLED=1 $(GO) run ./aggbench --sluice ../../bin/sluice --events 2000000 --rounds $(BENCH_RUNS)
 
 ## faults: the fault-injection suite (real processes: S3 down and slow, broker restarts, replicas, aggregators)
 faults:

@@ -25,26 +25,37 @@ func newBenchCmd(g *globals) *cobra.Command {
 }
 
 func newBenchAggregateCmd(g *globals) *cobra.Command {
-	cfg := bench.AggregateConfig{}
+	var (
+		cfg                     bench.LakeConfig
+		s3                      objstore.S3Config
+		rounds                  int
+		foldOnly, prepare, keep bool
+	)
 	cmd := &cobra.Command{
 		Use:   "aggregate",
-		Short: "Aggregate the raw objects of N events into windows and report rows/s and peak RSS",
+		Short: "Time the real `sluice aggregate --once` pass over committed raw objects: rows/s, CPU-s per million rows, peak RSS",
 		Long: `Writes --events generated events of the sample table through the real ingest
-writer into a temporary store (raw Parquet objects, committed), then rolls
-them up into --window windows by the table's rollup (event_type, country;
-count, sum, min, max, avg, p50/p90/p99, distinct users) and reports rows/s
-and the process's peak RSS (which includes the raw objects held in memory).`,
+writer into a store (a local directory under --work-dir, or an S3 bucket with
+--s3-bucket), committed as an ingester commits them; the table keeps --window
+as its only window. Then it runs this binary's "aggregate --once" over them
+--rounds times, as a separate process each time (summaries cleared before
+each), and reports what the kernel measured of that process alone: wall
+time, rows/s, user+system CPU-seconds per million rows and peak RSS.
+
+--events-per-second sets how much event time the events span: the default
+50 spreads 2,000,000 events over 11 hours, about 52,000 (window, event_type,
+country) groups of 1-minute windows; 1000 packs them into half an hour.
+
+--prepare-only writes the lake and its sluice.yaml into --work-dir and stops,
+for other tools to read the same files (make bench-aggregate-duckdb).
+--fold-only times only the in-memory fold of the objects, in this process: a
+micro-benchmark of the engine, not of the path a user runs.`,
+		Example: `  sluice bench aggregate --events 2000000 --window 1m --rounds 3
+  sluice bench aggregate --s3-endpoint 127.0.0.1:9000 --s3-bucket bench --s3-path-style --s3-insecure
+  sluice bench aggregate --fold-only --events-per-second 1000`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "sluice-bench-agg-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			b, err := objstore.NewLocal(dir)
-			if err != nil {
-				return err
-			}
+			ctx := cmd.Context()
 			cfg.Table = schema.SampleTables()[0]
 			var bar *progressbar.ProgressBar
 			cfg.Progress = func(_ string, done, total int64) {
@@ -54,15 +65,83 @@ and the process's peak RSS (which includes the raw objects held in memory).`,
 				}
 				_ = bar.Set64(done)
 			}
-			res, err := bench.RunAggregate(cmd.Context(), b, cfg)
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(g.stderr)
+			finishBar := func() {
+				if bar != nil {
+					_ = bar.Finish()
+					fmt.Fprintln(g.stderr)
+					bar = nil
+				}
 			}
+			if foldOnly {
+				dir, err := os.MkdirTemp("", "sluice-bench-agg-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				b, err := objstore.NewLocal(dir)
+				if err != nil {
+					return err
+				}
+				res, err := bench.RunAggregate(ctx, b, cfg.AggregateConfig)
+				finishBar()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "in-memory fold (micro-benchmark; %d cores, GOMAXPROCS %d), %s windows\n  %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.Window, res)
+				return nil
+			}
+			if s3.Bucket != "" {
+				if err := s3.Validate(); err != nil {
+					return usageError{err}
+				}
+				cfg.S3 = &s3
+				if cfg.S3.Prefix == "" {
+					cfg.S3.Prefix = fmt.Sprintf("sluice-bench-%d", time.Now().UnixNano())
+				}
+			}
+			if cfg.Dir == "" {
+				if prepare {
+					return usageErrorf("--prepare-only needs --work-dir")
+				}
+				dir, err := os.MkdirTemp("", "sluice-bench-agg-")
+				if err != nil {
+					return err
+				}
+				cfg.Dir = dir
+				if !keep {
+					defer os.RemoveAll(dir)
+				}
+			}
+			lk, err := bench.PrepareLake(ctx, cfg)
+			finishBar()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "aggregate benchmark (%d cores, GOMAXPROCS %d), %s windows\n  %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.Window, res)
+			rows, err := bench.CommittedRows(ctx, lk)
+			if err != nil {
+				return err
+			}
+			where := filepath.Join(cfg.Dir, "lake")
+			if cfg.S3 != nil {
+				where = fmt.Sprintf("s3://%s/%s/raw (%s)", cfg.S3.Bucket, cfg.S3.Prefix, cfg.S3.Endpoint)
+			}
+			if prepare {
+				fmt.Fprintf(g.stdout, "prepared %d rows in %s; config %s\n", rows, where, lk.Config)
+				return nil
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "aggregate pass benchmark (%d cores): %d rows in %s, %s windows, sluice aggregate --once\n", runtime.NumCPU(), rows, where, cfg.Window)
+			for i := range rounds {
+				res, err := bench.RunPass(ctx, exe, lk)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "  round %d: %s wall, %.2fM rows/s, %.2f CPU-s per M rows, peak RSS %.0f MiB\n    %s",
+					i+1, res.Wall.Round(time.Millisecond), res.RowsPerSecond(rows)/1e6, res.CPUPerMillion(rows), float64(res.PeakRSS)/(1<<20), res.Output)
+			}
 			return nil
 		},
 	}
@@ -70,9 +149,23 @@ and the process's peak RSS (which includes the raw objects held in memory).`,
 	f.Int64Var(&cfg.Events, "events", 2_000_000, "events to aggregate")
 	f.IntVar(&cfg.Partitions, "partitions", 8, "partitions the events are spread over")
 	f.Int64Var(&cfg.Seed, "seed", 1, "generator seed")
-	f.DurationVar(&cfg.Window, "window", time.Minute, "window size")
-	f.IntVar(&cfg.Workers, "workers", 0, "aggregation goroutines (0: GOMAXPROCS)")
+	f.DurationVar(&cfg.Window, "window", time.Minute, "window size (the table's only window)")
+	f.Float64Var(&cfg.EventsPerSecond, "events-per-second", 50, "events per second of event time: lower spreads them over more windows")
+	f.IntVar(&cfg.Workers, "workers", 0, "--fold-only: aggregation goroutines (0: GOMAXPROCS)")
 	f.IntVar(&cfg.FlushRecords, "flush-records", 250_000, "records per raw object flush, as an ingester would")
+	f.IntVar(&rounds, "rounds", 1, "passes to time")
+	f.StringVar(&cfg.Dir, "work-dir", "", "keep the lake, summaries and config here (default: a temporary directory, removed)")
+	f.BoolVar(&keep, "keep", false, "keep the temporary work directory")
+	f.BoolVar(&prepare, "prepare-only", false, "write the lake and sluice.yaml into --work-dir, and stop")
+	f.BoolVar(&foldOnly, "fold-only", false, "time only the in-memory fold (a micro-benchmark)")
+	f.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint host[:port] (with --s3-bucket)")
+	f.StringVar(&s3.Bucket, "s3-bucket", "", "keep the lake in this S3 bucket instead of --work-dir (created if missing)")
+	f.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix in the bucket (default: a new one per run)")
+	f.StringVar(&s3.Region, "s3-region", "", "S3 region")
+	f.StringVar(&s3.AccessKey, "s3-access-key", "", "S3 access key (default: AWS environment, shared file, instance role)")
+	f.StringVar(&s3.SecretKey, "s3-secret-key", "", "S3 secret key")
+	f.BoolVar(&s3.Insecure, "s3-insecure", false, "talk plain HTTP to the S3 endpoint")
+	f.BoolVar(&s3.PathStyle, "s3-path-style", false, "path-style bucket addressing (MinIO, versitygw)")
 	return cmd
 }
 

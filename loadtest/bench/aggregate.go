@@ -41,9 +41,34 @@ type AggregateConfig struct {
 // writer (decoder, Parquet encoder, commit records) into b, spread over
 // cfg.Partitions partitions, and returns the committed raw objects' bytes.
 func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([][]byte, error) {
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err := prepareRawObjects(ctx, b, cfg); err != nil {
+		return nil, err
+	}
+	live, err := lake.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
 	if err != nil {
 		return nil, err
+	}
+	objects := make([][]byte, 0, len(live))
+	for _, o := range live {
+		rc, err := b.Get(ctx, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		objects = append(objects, data)
+	}
+	return objects, nil
+}
+
+// prepareRawObjects writes and commits the events (see PrepareRaw).
+func prepareRawObjects(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) error {
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		return err
 	}
 	defer w.Close()
 	eps := cfg.EventsPerSecond
@@ -56,14 +81,14 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 	}
 	g, err := gen.New(gen.Config{Seed: cfg.Seed, Start: start, EventsPerSecond: eps})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	parts := make([]*ingest.Partition, cfg.Partitions)
 	offsets := make([]int64, cfg.Partitions)
 	for i := range parts {
 		parts[i], _, err = w.OpenPartition(ctx, cfg.Table, "kafka:events", fmt.Sprint(i), ingest.StartAt(lake.Position{}, "bench"))
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	results := make(chan ingest.FlushResult, cfg.Partitions)
@@ -87,7 +112,7 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 		offsets[n]++
 		if parts[n].Pending() >= int64(cfg.FlushRecords) {
 			if err := flush(parts[n]); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if i%100_000 == 0 && cfg.Progress != nil {
@@ -96,30 +121,13 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 	}
 	for _, p := range parts {
 		if err := flush(p); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.Progress != nil {
 		cfg.Progress("prepare", cfg.Events, cfg.Events)
 	}
-	live, err := lake.NewCommitLog(b).LiveObjects(ctx, cfg.Table.Name)
-	if err != nil {
-		return nil, err
-	}
-	objects := make([][]byte, 0, len(live))
-	for _, o := range live {
-		rc, err := b.Get(ctx, o.Key)
-		if err != nil {
-			return nil, err
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, err
-		}
-		objects = append(objects, data)
-	}
-	return objects, nil
+	return nil
 }
 
 // hashKey spreads keys over partitions like a Kafka partitioner would.

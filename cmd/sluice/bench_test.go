@@ -1,0 +1,54 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// The aggregation benchmark runs the real pass as its own process over a
+// lake it prepared, and the pass summarises every closed window: the
+// figures it prints are of the path a user runs, not of an empty one.
+func TestBenchAggregatePass(t *testing.T) {
+	bin := buildBinary(t)
+	args := []string{"bench", "aggregate", "--events", "20000", "--events-per-second", "10", "--rounds", "1", "--log-level", "warn"}
+	run := func(t *testing.T, extra ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, append(args, extra...)...).Output()
+		if err != nil {
+			t.Fatalf("bench aggregate: %v\n%s", err, out)
+		}
+		m := regexp.MustCompile(`(\d+) windows summarised`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("no pass report in:\n%s", out)
+		}
+		// 20,000 events at 10/s: 2,000 s of event time, 33 closed minutes.
+		if n, _ := strconv.Atoi(string(m[1])); n < 30 {
+			t.Fatalf("%d windows summarised, want 30 or more:\n%s", n, out)
+		}
+		if !regexp.MustCompile(`round 1: .* rows/s, .* CPU-s per M rows, peak RSS [1-9]\d* MiB`).Match(out) {
+			t.Fatalf("no measurement in:\n%s", out)
+		}
+		return string(out)
+	}
+	t.Run("local", func(t *testing.T) {
+		dir := t.TempDir()
+		run(t, "--work-dir", dir)
+		sums, _ := filepath.Glob(filepath.Join(dir, "summaries", "events", "1m", "*", "*.parquet"))
+		if len(sums) == 0 {
+			t.Fatal("no summary objects written")
+		}
+	})
+	t.Run("s3", func(t *testing.T) {
+		endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
+		if endpoint == "" {
+			t.Skip("SLUICE_TEST_S3_ENDPOINT not set (scripts/versitygw.sh start)")
+		}
+		run(t, "--work-dir", t.TempDir(), "--s3-endpoint", endpoint, "--s3-bucket", "sluice-bench-test",
+			"--s3-access-key", os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), "--s3-secret-key", os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
+			"--s3-insecure", "--s3-path-style")
+	})
+}
