@@ -175,6 +175,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	for _, q := range append([]panelQuery{swept}, queries...) {
 		var last string
 		ok := false
+		began := time.Now()
 		for !ok {
 			last, ok = prom.hasData(q.expr)
 			if ok || time.Now().After(deadline) {
@@ -184,6 +185,8 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("%s: panel %q query %s returned no data: %s\n  %s", q.file, q.panel, q.refID, last, q.expr)
+		} else if waited := time.Since(began); waited > 5*time.Second {
+			t.Logf("panel %q query %s returned data after %s", q.panel, q.refID, waited.Round(time.Second))
 		}
 	}
 
