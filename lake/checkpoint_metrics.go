@@ -1,7 +1,9 @@
 package lake
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,9 +42,15 @@ func newCheckpointMetrics(reg prometheus.Registerer) *checkpointMetrics {
 // largest difference per table.
 type checkpointAges struct {
 	m      *checkpointMetrics
+	limit  int // partitions kept per table; see note
 	mu     sync.Mutex
 	tables map[string]*tableAges
 }
+
+// maxAgePartitions bounds the partitions remembered per table: a source
+// with a partition per object (an inbox) would otherwise grow the map by
+// one entry per object ever read.
+const maxAgePartitions = 1 << 14
 
 type tableAges struct {
 	parts map[partitionID]partitionAge
@@ -59,7 +67,7 @@ type partitionAge struct {
 // process that commits (one per process: the age is the largest over the
 // partitions this log has seen).
 func (l *CommitLog) WithMetrics(reg prometheus.Registerer) *CommitLog {
-	l.ages = &checkpointAges{m: newCheckpointMetrics(reg), tables: map[string]*tableAges{}}
+	l.ages = &checkpointAges{m: newCheckpointMetrics(reg), limit: maxAgePartitions, tables: map[string]*tableAges{}}
 	return l
 }
 
@@ -97,7 +105,30 @@ func (a *checkpointAges) note(pid partitionID, end, ckpt int64) {
 			t.max = max(t.max, q.end-q.ckpt)
 		}
 	}
+	if len(t.parts) > a.limit {
+		t.evictYoungest(a.limit / 2)
+	}
 	a.m.age.WithLabelValues(pid.table).Set(float64(t.max))
+}
+
+// evictYoungest keeps the keep partitions with the oldest checkpoints: the
+// maximum stays, and what is forgotten is what matters least. A forgotten
+// partition that commits again counts from its chain's start until its
+// next checkpoint or resume (an overestimate only for a chain that had
+// one, in a table with more partitions than the limit).
+func (t *tableAges) evictYoungest(keep int) {
+	type entry struct {
+		pid partitionID
+		age int64
+	}
+	all := make([]entry, 0, len(t.parts))
+	for pid, p := range t.parts {
+		all = append(all, entry{pid, p.end - p.ckpt})
+	}
+	slices.SortFunc(all, func(a, b entry) int { return cmp.Compare(b.age, a.age) })
+	for _, e := range all[keep:] {
+		delete(t.parts, e.pid)
+	}
 }
 
 // written records the outcome of a checkpoint write at link end.
