@@ -148,6 +148,17 @@ func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration
 			}
 		}
 	}
+	// causeOf ranks what a partition holding the watermark means:
+	// 2 lagging, 1 quiet for over half the idle timeout, 0 neither.
+	causeOf := func(lag int64, last time.Time) int {
+		switch {
+		case lag > 0:
+			return 2
+		case idle > 0 && newest.Sub(last) > idle/2:
+			return 1
+		}
+		return 0
+	}
 	minActive := int64(1<<63 - 1)
 	var holder *part
 	for _, p := range parts {
@@ -160,23 +171,16 @@ func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration
 		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
 			continue
 		}
-		// Of partitions with equal minima, a lagging one is named: it is
-		// the one the operator can act on.
-		if p.maxEvent < minActive || (p.maxEvent == minActive && p.lag > 0) {
+		// Of partitions with equal minima the one with the most telling
+		// cause is named (lagging, then quiet), whatever the map's order.
+		if p.maxEvent < minActive || (holder != nil && p.maxEvent == minActive && causeOf(p.lag, p.last) > causeOf(holder.lag, holder.last)) {
 			minActive, holder = p.maxEvent, p
 		}
 	}
 	if holder == nil {
 		return time.Time{}, HeldByNoData, false
 	}
-	switch {
-	case holder.lag > 0:
-		cause = HeldByLaggingPartition
-	case idle > 0 && newest.Sub(holder.last) > idle/2:
-		cause = HeldByIdleWait
-	default:
-		cause = HeldByLateness
-	}
+	cause = [...]WatermarkCause{HeldByLateness, HeldByIdleWait, HeldByLaggingPartition}[causeOf(holder.lag, holder.last)]
 	// An event at time t proves the stream reached t; windows ending at or
 	// before t+1µs minus the lateness are complete.
 	wm = time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness)

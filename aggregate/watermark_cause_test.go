@@ -75,6 +75,18 @@ func TestWatermarkCause(t *testing.T) {
 			wmIs: t0.Add(10*time.Minute + time.Microsecond - late),
 		},
 		{
+			name: "a quiet partition tied with an active one is the one named",
+			recs: []lake.CommitRecord{
+				rec("0", 0, 10*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("1", 0, 14*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("2", 0, 10*time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				rec("3", 0, 14*time.Minute, [2]time.Duration{0, 14 * time.Minute}),
+			},
+			now:  t0.Add(14 * time.Minute),
+			want: HeldByIdleWait, ok: true,
+			wmIs: t0.Add(10*time.Minute + time.Microsecond - late),
+		},
+		{
 			name: "quiet for less than half the idle timeout is still the lateness",
 			recs: []lake.CommitRecord{
 				rec("0", 0, 12*time.Minute, [2]time.Duration{0, 12 * time.Minute}),
