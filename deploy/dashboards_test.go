@@ -168,11 +168,19 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	prom := promClient{base: "http://" + promAddr}
 	// Every query is retried until it returns data or the deadline passes:
 	// a rate needs two scrapes in its window, and Prometheus scrapes on its
-	// own clock. The first is not a panel's: the orphan's deletion counted.
+	// own clock. The first are not a panel's: the orphan's deletion counted,
+	// and the retention horizons where the sweeper's table says (a whole day
+	// at least 30 days and 365 days back).
 	deadline := time.Now().Add(45 * time.Second)
-	swept := panelQuery{file: "(test)", panel: "orphan deleted", refID: "-",
-		expr: `sum(sluice_lake_sweep_deleted_objects_total{table="events",kind="uncommitted"}) >= 1`}
-	for _, q := range append([]panelQuery{swept}, queries...) {
+	checks := []panelQuery{
+		{file: "(test)", panel: "orphan deleted", refID: "-",
+			expr: `sum(sluice_lake_sweep_deleted_objects_total{table="events",kind="uncommitted"}) >= 1`},
+		{file: "(test)", panel: "raw retention horizon", refID: "-",
+			expr: `time() - max(sluice_lake_retention_horizon_timestamp_seconds{table="events",area="raw"}) >= 30*86400 < 31*86400`},
+		{file: "(test)", panel: "summaries retention horizon", refID: "-",
+			expr: `time() - max(sluice_lake_retention_horizon_timestamp_seconds{table="events",area="summaries"}) >= 365*86400 < 366*86400`},
+	}
+	for _, q := range append(checks, queries...) {
 		var last string
 		ok := false
 		began := time.Now()
