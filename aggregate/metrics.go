@@ -1,6 +1,9 @@
 package aggregate
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/promreg"
@@ -16,6 +19,10 @@ type metrics struct {
 	rowsRead     *prometheus.CounterVec   // table
 	lastSuccess  *prometheus.GaugeVec     // table: unix seconds
 	fenced       *prometheus.CounterVec   // table
+	heldBy       *prometheus.GaugeVec     // table, cause: 1 for the cause holding the watermark, 0 for the others
+
+	mu     sync.Mutex
+	lastWM map[string]time.Time // the last watermark published per table
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,6 +64,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_aggregate_fenced_writes_total",
 			Help: "Summary writes refused because a newer aggregator took the lease over, or wrote the object since this one read it; such a write never lands.",
 		}, []string{"table"}),
+		heldBy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_aggregate_watermark_held_by",
+			Help: "1 for what holds the table's watermark at the last run, 0 for the other causes: allowed_lateness (normal), lagging_partition (its slowest partition is behind the broker), idle_wait (a quiet partition not yet idle), clock_cap (data past the clock), backlog_genesis (a partition opened on a backlog has no data yet: no watermark), no_data.",
+		}, []string{"table", "cause"}),
+		lastWM: map[string]time.Time{},
 	}
 	m.windows = promreg.Register(reg, m.windows)
 	m.tooLate = promreg.Register(reg, m.tooLate)
@@ -67,5 +79,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rowsRead = promreg.Register(reg, m.rowsRead)
 	m.lastSuccess = promreg.Register(reg, m.lastSuccess)
 	m.fenced = promreg.Register(reg, m.fenced)
+	m.heldBy = promreg.Register(reg, m.heldBy)
 	return m
+}
+
+// observeWatermark publishes what a run found: the watermark and its lag
+// when there is one; when there is none (ok false) the lag keeps growing
+// from the last watermark published, since that is where windows stand;
+// and in any case the cause holding it.
+func (m *metrics) observeWatermark(table string, wm time.Time, cause WatermarkCause, ok bool, now time.Time) {
+	m.mu.Lock()
+	if ok {
+		m.lastWM[table] = wm
+	} else {
+		wm, ok = m.lastWM[table]
+	}
+	m.mu.Unlock()
+	if ok {
+		m.watermark.WithLabelValues(table).Set(float64(wm.UnixMicro()) / 1e6)
+		m.watermarkLag.WithLabelValues(table).Set(now.Sub(wm).Seconds())
+	}
+	for _, c := range WatermarkCauses {
+		v := 0.0
+		if c == cause {
+			v = 1
+		}
+		m.heldBy.WithLabelValues(table, string(c)).Set(v)
+	}
 }

@@ -81,6 +81,46 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 // has lag but no data yet (just opened on a backlog) holds it entirely: ok
 // is false then, and with no data. A zero now means no cap.
 func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
+	wm, _, ok = WatermarkHeld(recs, allowedLateness, idle, now)
+	return wm, ok
+}
+
+// WatermarkCause says what holds a table's watermark where it is, as
+// Watermark computes it: the cause label of
+// sluice_aggregate_watermark_held_by.
+type WatermarkCause string
+
+const (
+	// HeldByLateness: the partition with the oldest newest event is caught
+	// up and committing; the watermark trails it by the allowed lateness
+	// (plus the flush interval). The normal state.
+	HeldByLateness WatermarkCause = "allowed_lateness"
+	// HeldByLaggingPartition: that partition's last link says it was
+	// behind the broker; the watermark waits for it however long it takes.
+	HeldByLaggingPartition WatermarkCause = "lagging_partition"
+	// HeldByIdleWait: that partition is caught up but has committed
+	// nothing for more than half the idle timeout (a partition that went
+	// quiet); it stops holding once it is idle.
+	HeldByIdleWait WatermarkCause = "idle_wait"
+	// HeldByClock: the partitions' data reaches past the clock minus the
+	// allowed lateness (records dated in the future, or a lateness below
+	// the flush interval): the cap holds it.
+	HeldByClock WatermarkCause = "clock_cap"
+	// HeldByBacklog: a partition has lag but no data yet (opened on a
+	// backlog): there is no watermark until its first data is committed.
+	HeldByBacklog WatermarkCause = "backlog_genesis"
+	// HeldByNoData: no partition with data is active (nothing committed
+	// yet, or every partition idle): there is no watermark.
+	HeldByNoData WatermarkCause = "no_data"
+)
+
+// WatermarkCauses lists every cause, in the order above.
+var WatermarkCauses = []WatermarkCause{HeldByLateness, HeldByLaggingPartition, HeldByIdleWait, HeldByClock, HeldByBacklog, HeldByNoData}
+
+// WatermarkHeld is Watermark, and also says what holds the watermark: the
+// partition that sets the minimum (lagging, gone quiet, or neither), the
+// clock's cap, or, when ok is false, a backlog without data or no data.
+func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, cause WatermarkCause, ok bool) {
 	type part struct {
 		maxEvent int64
 		last     time.Time
@@ -108,31 +148,48 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, no
 			}
 		}
 	}
+	// causeOf ranks what a partition holding the watermark means:
+	// 2 lagging, 1 quiet for over half the idle timeout, 0 neither.
+	causeOf := func(lag int64, last time.Time) int {
+		switch {
+		case lag > 0:
+			return 2
+		case idle > 0 && newest.Sub(last) > idle/2:
+			return 1
+		}
+		return 0
+	}
 	minActive := int64(1<<63 - 1)
+	var holder *part
 	for _, p := range parts {
 		if p.maxEvent == -1<<63 {
 			if p.lag > 0 {
-				return time.Time{}, false // data on its way, of unknown time
+				return time.Time{}, HeldByBacklog, false // data on its way, of unknown time
 			}
 			continue // only dead letters so far, or nothing to read
 		}
 		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
 			continue
 		}
-		minActive = min(minActive, p.maxEvent)
+		// Of partitions with equal minima the one with the most telling
+		// cause is named (lagging, then quiet), whatever the map's order.
+		if p.maxEvent < minActive || (holder != nil && p.maxEvent == minActive && causeOf(p.lag, p.last) > causeOf(holder.lag, holder.last)) {
+			minActive, holder = p.maxEvent, p
+		}
 	}
-	if minActive == 1<<63-1 {
-		return time.Time{}, false
+	if holder == nil {
+		return time.Time{}, HeldByNoData, false
 	}
+	cause = [...]WatermarkCause{HeldByLateness, HeldByIdleWait, HeldByLaggingPartition}[causeOf(holder.lag, holder.last)]
 	// An event at time t proves the stream reached t; windows ending at or
 	// before t+1µs minus the lateness are complete.
 	wm = time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness)
 	if !now.IsZero() {
 		if limit := now.UTC().Add(-allowedLateness); wm.After(limit) {
-			wm = limit
+			wm, cause = limit, HeldByClock
 		}
 	}
-	return wm, true
+	return wm, cause, true
 }
 
 // WindowInputs maps the start (micros) of every window of size w that ends

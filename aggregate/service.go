@@ -233,13 +233,12 @@ func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFenc
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
 	r := t.Rollup
-	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
+	wm, cause, ok := WatermarkHeld(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
+	s.m.observeWatermark(t.Name, wm, cause, ok, s.now())
 	if !ok {
 		return st, nil
 	}
 	st.Watermark = wm
-	s.m.watermark.WithLabelValues(t.Name).Set(float64(wm.UnixMicro()) / 1e6)
-	s.m.watermarkLag.WithLabelValues(t.Name).Set(s.now().Sub(wm).Seconds())
 	return st, s.bringUpToDate(ctx, t, recs, wm, time.Time{}, time.Time{}, &st, nil, fence)
 }
 

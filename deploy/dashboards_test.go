@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +52,11 @@ var faultOnlyMetrics = map[string]string{
 // under load (the demo producer, plus dead letters, a failing object-store
 // write and too-late records produced here), scraped every second by Debian's
 // prometheus, and every query of every dashboard panel evaluated through the
-// Prometheus HTTP API must return data. The alert rules are loaded into the
-// same Prometheus and must evaluate without error.
+// Prometheus HTTP API must return data. A second process, `sluice aggregate`
+// over dev's stores, sweeps every two seconds (dev sweeps every 15m, beyond
+// the test) with retention declared, and deletes an orphan planted here. The
+// alert rules are loaded into the same Prometheus and must evaluate without
+// error.
 func TestDashboardQueriesReturnData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts sluice dev and prometheus for about a minute")
@@ -70,7 +75,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	t.Logf("built sluice in %s", time.Since(start).Round(time.Millisecond))
 
 	dataDir := t.TempDir()
-	kafkaAddr, httpAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	kafkaAddr, httpAddr, promAddr, sweeperAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
 	// A file where ingest must create the directory of an event-time hour:
 	// the flush of the partition that receives an event of that hour fails
@@ -84,9 +89,24 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An object no record names, as a flush killed between its upload and
+	// its commit leaves, older than the sweeper's grace (1h): the sweep
+	// must delete it and count it.
+	orphan := filepath.Join(dataDir, "lake", "events", time.Now().UTC().Format("dt=2006-01-02/hour=15"), "kafka_events-9-1-killed-flush.parquet")
+	if err := os.MkdirAll(filepath.Dir(orphan), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(orphan, []byte("never committed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(orphan, old, old); err != nil {
+		t.Fatal(err)
+	}
+
 	startProcess(t, "sluice-dev", bin, "dev", "--data-dir", dataDir, "--kafka-addr", kafkaAddr,
 		"--http-addr", httpAddr, "--rate", "1000", "--partitions", "4", "--flush-interval", "2s")
-	startProcess(t, "prometheus", promBin, "--config.file", writePromConfig(t, httpAddr),
+	startProcess(t, "prometheus", promBin, "--config.file", writePromConfig(t, httpAddr, sweeperAddr),
 		"--storage.tsdb.path", t.TempDir(), "--web.listen-address", promAddr, "--log.level", "warn")
 
 	sluiceMetrics := "http://" + httpAddr + "/metrics"
@@ -133,16 +153,37 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	waitFor(t, 60*time.Second, "too-late records in sluice's metrics", func() bool {
 		return hasMetric(sluiceMetrics, "sluice_aggregate_too_late_records_total")
 	})
+
+	// Started only now: its aggregation job takes the same leases as dev's,
+	// and the summary above is dev's to write.
+	startProcess(t, "sluice-aggregate", bin, "aggregate", "--config", writeSweeperConfig(t, dataDir, sweeperAddr))
+	waitFor(t, 60*time.Second, "a sweep by sluice aggregate", func() bool {
+		return hasMetric("http://"+sweeperAddr+"/metrics", "sluice_lake_sweep_last_success_timestamp_seconds")
+	})
+	if _, err := os.Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the orphan older than the grace is still there after a sweep: %v", err)
+	}
 	t.Logf("load and faults in place after %s", time.Since(start).Round(time.Millisecond))
 
 	prom := promClient{base: "http://" + promAddr}
 	// Every query is retried until it returns data or the deadline passes:
 	// a rate needs two scrapes in its window, and Prometheus scrapes on its
-	// own clock.
+	// own clock. The first are not a panel's: the orphan's deletion counted,
+	// and the retention horizons where the sweeper's table says (a whole day
+	// at least 30 days and 365 days back).
 	deadline := time.Now().Add(45 * time.Second)
-	for _, q := range queries {
+	checks := []panelQuery{
+		{file: "(test)", panel: "orphan deleted", refID: "-",
+			expr: `sum(sluice_lake_sweep_deleted_objects_total{table="events",kind="uncommitted"}) >= 1`},
+		{file: "(test)", panel: "raw retention horizon", refID: "-",
+			expr: `time() - max(sluice_lake_retention_horizon_timestamp_seconds{table="events",area="raw"}) >= 30*86400 < 31*86400`},
+		{file: "(test)", panel: "summaries retention horizon", refID: "-",
+			expr: `time() - max(sluice_lake_retention_horizon_timestamp_seconds{table="events",area="summaries"}) >= 365*86400 < 366*86400`},
+	}
+	for _, q := range append(checks, queries...) {
 		var last string
 		ok := false
+		began := time.Now()
 		for !ok {
 			last, ok = prom.hasData(q.expr)
 			if ok || time.Now().After(deadline) {
@@ -152,6 +193,8 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("%s: panel %q query %s returned no data: %s\n  %s", q.file, q.panel, q.refID, last, q.expr)
+		} else if waited := time.Since(began); waited > 5*time.Second {
+			t.Logf("panel %q query %s returned data after %s", q.panel, q.refID, waited.Round(time.Second))
 		}
 	}
 
@@ -374,9 +417,10 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// writePromConfig scrapes sluice every second and loads the alert rules, so
-// that a rule that does not parse stops Prometheus from starting.
-func writePromConfig(t *testing.T, target string) string {
+// writePromConfig scrapes the sluice processes every second and loads the
+// alert rules, so that a rule that does not parse stops Prometheus from
+// starting.
+func writePromConfig(t *testing.T, targets ...string) string {
 	t.Helper()
 	rules, err := filepath.Abs("prometheus/rules")
 	if err != nil {
@@ -390,9 +434,50 @@ rule_files:
 scrape_configs:
   - job_name: sluice-dev
     static_configs:
-      - targets: [%q]
-`, rules, target)
+      - targets: [%s]
+`, rules, quoteAll(targets))
 	p := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// writeSweeperConfig writes the config of `sluice aggregate` over dev's
+// stores: the lease as dev's (leases of different lengths would fence each
+// other out), a sweep every 2s with the default grace (1h), and the sample
+// table with retention declared, so the sweeper writes a retention record
+// and publishes its horizons (30 days back: no data of the test is there).
+func writeSweeperConfig(t *testing.T, dataDir, httpAddr string) string {
+	t.Helper()
+	dir := t.TempDir()
+	tables, err := os.ReadFile("../schema/tables/events.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables = append(bytes.TrimRight(tables, "\n"), "\n    retention: {raw: 30d, summaries: 365d}\n"...)
+	if err := os.WriteFile(filepath.Join(dir, "tables.yaml"), tables, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`tables_file: tables.yaml
+store: {local_dir: %q}
+summary_store: {local_dir: %q}
+http: {addr: %q}
+aggregate:
+  interval: 50s
+  lease: 1m
+  idle_timeout: 1m
+  sweep: {every: 2s}
+`, filepath.Join(dataDir, "lake"), filepath.Join(dataDir, "summaries"), httpAddr)
+	p := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, re
 	w := &Writer{
 		cfg:      cfg,
 		bucket:   bucket,
-		commits:  lake.NewCommitLog(bucket).WithLogger(logger),
+		commits:  lake.NewCommitLog(bucket).WithLogger(logger).WithMetrics(reg),
 		logger:   logger,
 		m:        newMetrics(reg),
 		writerID: hex.EncodeToString(id[:]),

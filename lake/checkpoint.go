@@ -62,6 +62,7 @@ func (l *CommitLog) writeCheckpoint(ctx context.Context, table, source, partitio
 	if err == nil {
 		err = l.b.PutIfAbsent(ctx, CheckpointKey(table, source, partition, end.Seq), data)
 	}
+	l.ages.written(partitionID{table, source, partition}, end.Seq, err)
 	if err != nil && !errors.Is(err, objstore.ErrExists) {
 		l.logger.Warn("checkpoint not written; resuming the partition reads more links until the next one",
 			"table", table, "source", source, "partition", partition, "link", end.Seq, "err", err)
@@ -121,6 +122,7 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 	if validateRecord(last) != nil || last.Version != CommitRecordVersion || RecordKey(last) != lastKey {
 		return End{}, false, nil // let Chain sort it out and report it
 	}
+	l.ages.note(partitionID{table, source, partition}, last.Seq+1, cp.End.Seq)
 	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true}, true, nil
 }
 

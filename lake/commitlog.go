@@ -112,7 +112,8 @@ type CommitLog struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	checkpointEvery int64 // links between a partition's checkpoints; 0: none
+	checkpointEvery int64           // links between a partition's checkpoints; 0: none
+	ages            *checkpointAges // nil: not published; see WithMetrics
 
 	mu    sync.Mutex
 	cache *recordCache
@@ -318,6 +319,7 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	}
 	l.ends[pid] = next
 	l.mu.Unlock()
+	l.ages.note(pid, next.Seq, -1)
 	if l.checkpointEvery > 0 && next.Seq%l.checkpointEvery == 0 {
 		l.writeCheckpoint(ctx, rec.Table, rec.Source, rec.Partition, rec.Writer, next)
 	}
@@ -447,6 +449,9 @@ func (l *CommitLog) Resume(ctx context.Context, table, source, partition string)
 		return End{}, false, err
 	}
 	end, found = chain.End()
+	if found {
+		l.ages.note(partitionID{table, source, partition}, end.Seq, 0) // no usable checkpoint: the whole chain was read
+	}
 	return end, found, nil
 }
 
