@@ -276,20 +276,36 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	for _, owner := range []string{"a", "z"} {
-		svc := newService(t, raw, shared, owner, reg)
+		// Leases long enough for a whole run under the race detector on a
+		// loaded machine: a run cut short by its lease starts over.
+		svc, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 5 * time.Second}, raw, shared,
+			[]*schema.Table{tbl}, owner, slog.New(slog.DiscardHandler), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() { done <- svc.Run(ctx) }()
 	}
 	// More data arrives while both run.
 	time.Sleep(700 * time.Millisecond)
 	f.add(2000, base.Add(90*time.Minute), base.Add(100*time.Minute))
 	f.commit()
-	// And once more into the same windows, already summarised by one of
-	// the pair, whichever holds the lease then: the pair must recompute them.
-	time.Sleep(700 * time.Millisecond)
+	// And once more into the same windows, once one of the pair (whichever
+	// holds the lease) has summarised the second batch: the pair must
+	// recompute them. Waiting for the summary, not for a fixed time: on a
+	// loaded machine the pair's first runs take longer.
+	secondBatch := tbl.Name + "/1m/dt=2026-11-26/hour=00.parquet"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := shared.Attributes(ctx, secondBatch); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pair never summarised the second batch (%s)", secondBatch)
+		}
+	}
 	recomputed := windowsCounted(t, reg, "recomputed")
 	f.add(1000, base, base.Add(100*time.Minute))
 	f.commit()
-	for deadline := time.Now().Add(20 * time.Second); windowsCounted(t, reg, "recomputed") <= recomputed; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); windowsCounted(t, reg, "recomputed") <= recomputed; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the pair never recomputed the windows that received more data")
 		}
