@@ -1,0 +1,193 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/expr-lang/expr"
+
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/schema"
+)
+
+// cursor is how far a table's event rules have evaluated one partition's
+// chain: every link before NextSeq is done (its firings logged).
+type cursor struct {
+	NextSeq int64 `json:"next_seq"`
+	// Rules are the versions of the event rules the cursor is for; a
+	// changed rule set starts from the cursor, not from the beginning.
+	Rules []string `json:"rules,omitempty"`
+}
+
+// CursorKey is where the cursor of a table's event rules over one
+// partition lives.
+func CursorKey(table, source, partition string) string {
+	return "_sluice/ops/cursors/" + table + "/" + source + "/" + partition + ".json"
+}
+
+// evalEvents evaluates the table's event rules on every committed link
+// after each partition's cursor, in chain order. A link's firings are
+// logged before the cursor moves past it, so a crash re-evaluates at most
+// the links after the cursor and logs nothing twice (the ids exist).
+func (s *Service) evalEvents(ctx context.Context, t *schema.Table, rules []*Rule) error {
+	chains, err := s.commits.Chains(ctx, t.Name)
+	if err != nil {
+		return err
+	}
+	convs := recordConvs(t)
+	for _, ch := range chains {
+		if ch.Source == "" || len(ch.Records) == 0 {
+			continue
+		}
+		if err := s.evalChain(ctx, t, rules, convs, ch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, ch lake.Chain) error {
+	key := CursorKey(t.Name, ch.Source, ch.Partition)
+	var cur cursor
+	data, ver, err := s.lakeB.GetVersion(ctx, key)
+	switch {
+	case objstore.IsNotExist(err):
+		if s.cfg.Start == StartEnd {
+			end, _ := ch.End()
+			cur.NextSeq = end.Seq
+		}
+		body, _ := json.Marshal(cur)
+		if err := s.lakeB.PutIfAbsent(ctx, key, body); err != nil && !objstore.IsExists(err) {
+			return fmt.Errorf("create cursor %s: %w", key, err)
+		}
+		if data, ver, err = s.lakeB.GetVersion(ctx, key); err != nil {
+			return fmt.Errorf("read cursor %s: %w", key, err)
+		}
+		fallthrough
+	case err == nil:
+		if err := json.Unmarshal(data, &cur); err != nil {
+			return fmt.Errorf("read cursor %s: %w", key, err)
+		}
+	default:
+		return fmt.Errorf("read cursor %s: %w", key, err)
+	}
+	for _, rec := range ch.Records {
+		if rec.Seq < cur.NextSeq {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if rec.Kind == "" || rec.Kind == lake.LinkData {
+			for _, o := range rec.Objects {
+				if o.Kind != lake.KindRaw || o.Rows == 0 {
+					continue
+				}
+				if err := s.evalObject(ctx, t, rules, convs, o); err != nil {
+					return fmt.Errorf("%s/%s link %d: %w", ch.Source, ch.Partition, rec.Seq, err)
+				}
+			}
+		}
+		cur.NextSeq = rec.Seq + 1
+		body, _ := json.Marshal(cur)
+		if err := s.lakeB.PutIfMatch(ctx, key, body, ver); err != nil {
+			// Another evaluator moved the cursor: it has logged these
+			// links' firings too; stop and read it again next round.
+			return fmt.Errorf("advance cursor %s: %w", key, err)
+		}
+		if _, ver, err = s.lakeB.GetVersion(ctx, key); err != nil {
+			return fmt.Errorf("read cursor %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// evalObject reads one committed raw object, checked against its record,
+// and logs a firing for every row each rule matches.
+func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, o lake.CommittedObject) error {
+	rc, err := s.lakeB.Get(ctx, o.Key)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", o.Key, err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", o.Key, err)
+	}
+	if err := lake.CheckObject(o, data); err != nil {
+		return err
+	}
+	return readRows(data, convs, func(row map[string]any) error {
+		for _, r := range rules {
+			s.m.evaluated.WithLabelValues(t.Name, r.Name).Inc()
+			out, err := expr.Run(r.cond, row)
+			if err != nil {
+				s.m.evalErrors.WithLabelValues(t.Name, r.Name).Inc()
+				continue
+			}
+			if ok, _ := out.(bool); !ok {
+				continue
+			}
+			e, err := s.eventEntry(r, row)
+			if err != nil {
+				return err
+			}
+			if err := s.record(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RecordPosition names a raw row: source/partition/offset.
+func RecordPosition(row map[string]any) string {
+	return fmt.Sprintf("%v/%v/%v", row[schema.ColSource], row[schema.ColPartition], row[schema.ColOffset])
+}
+
+func (s *Service) eventEntry(r *Rule, row map[string]any) (*Entry, error) {
+	pos := RecordPosition(row)
+	id := FiringID(r.Name, r.Version, "", pos, StateFired)
+	now := s.now().UTC()
+	values, err := r.values(row)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(map[string]any{"type": "sluice.rule." + StateFired, "timestamp": now,
+		"data": map[string]any{"id": id, "table": r.Table, "rule": r.Name, "state": StateFired, "position": pos, "values": jsonSafe(values)}})
+	if err != nil {
+		return nil, fmt.Errorf("rule %s: payload: %w", r.Name, err)
+	}
+	return &Entry{ID: id, Table: r.Table, Rule: r.Name, RuleVersion: r.Version, State: StateFired, Position: pos,
+		Target: r.target(), Payload: payload, CreatedAt: now, Status: StatusPending}, nil
+}
+
+func (r *Rule) target() string {
+	if r.Webhook != "" {
+		return "webhook:" + r.Webhook
+	}
+	return "kafka:" + r.Topic
+}
+
+// values is the action's body: the body template's map, or a copy of env.
+func (r *Rule) values(env map[string]any) (any, error) {
+	if r.body == nil {
+		cp := make(map[string]any, len(env))
+		for k, v := range env {
+			if k != "null" {
+				cp[k] = v
+			}
+		}
+		return cp, nil
+	}
+	out, err := expr.Run(r.body, env)
+	if err != nil {
+		// A body that fails (arithmetic on NULL) still sends the firing,
+		// with the reason, rather than dropping it.
+		return map[string]any{"body_error": err.Error()}, nil
+	}
+	return out, nil
+}
