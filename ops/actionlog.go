@@ -77,7 +77,9 @@ type ActionLog struct{ b objstore.ConditionalBucket }
 func NewActionLog(b objstore.ConditionalBucket) *ActionLog { return &ActionLog{b: b} }
 
 // EntryKey is where the entry of a firing lives.
-func EntryKey(table, rule, id string) string { return ActionsRoot + table + "/" + rule + "/" + id + ".json" }
+func EntryKey(table, rule, id string) string {
+	return ActionsRoot + table + "/" + rule + "/" + id + ".json"
+}
 
 // Create writes e unless an entry with its id exists. created is false
 // when it existed: the firing was logged before (by this process before a

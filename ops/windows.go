@@ -49,7 +49,9 @@ type ruleState struct {
 }
 
 // RuleStateKey is where a window rule's state lives.
-func RuleStateKey(table, rule string) string { return "_sluice/ops/rules/" + table + "/" + rule + ".json" }
+func RuleStateKey(table, rule string) string {
+	return "_sluice/ops/rules/" + table + "/" + rule + ".json"
+}
 
 // Step is the pure state machine of one group in one window: breaching
 // tells whether the condition holds (or data is absent, for absence
