@@ -81,13 +81,30 @@ func EntryKey(table, rule, id string) string {
 	return ActionsRoot + table + "/" + rule + "/" + id + ".json"
 }
 
+// PendingRoot is where the outbox's markers live: an empty object per
+// firing not yet delivered or dead-lettered,
+// _sluice/ops/pending/<table>/<rule>/<firing id>, so that a new evaluator
+// finds what is left to send by listing names instead of reading the log.
+const PendingRoot = "_sluice/ops/pending/"
+
+func pendingKey(table, rule, id string) string { return PendingRoot + table + "/" + rule + "/" + id }
+
 // Create writes e unless an entry with its id exists. created is false
 // when it existed: the firing was logged before (by this process before a
 // crash, or by another evaluator), and nothing new must be logged.
+//
+// The pending marker is written first: a crash before the entry leaves a
+// marker without an entry (the firing is evaluated again, as its cursor or
+// rule state did not move, and logged then), never an entry without one.
 func (l *ActionLog) Create(ctx context.Context, e *Entry) (created bool, err error) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return false, err
+	}
+	if e.Status == StatusPending {
+		if err := l.b.PutIfAbsent(ctx, pendingKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
+			return false, fmt.Errorf("log firing %s: %w", e.ID, err)
+		}
 	}
 	if err := l.b.PutIfAbsent(ctx, EntryKey(e.Table, e.Rule, e.ID), data); err != nil {
 		if objstore.IsExists(err) {
@@ -119,14 +136,50 @@ func (l *ActionLog) Update(ctx context.Context, e *Entry, version string) (strin
 		return "", err
 	}
 	key := EntryKey(e.Table, e.Rule, e.ID)
+	if e.Status == StatusPending {
+		// A redelivery put back to pending: mark it again first.
+		if err := l.b.PutIfAbsent(ctx, pendingKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
+			return "", fmt.Errorf("record delivery of %s: %w", e.ID, err)
+		}
+	}
 	if err := l.b.PutIfMatch(ctx, key, data, version); err != nil {
 		return "", fmt.Errorf("record delivery of %s: %w", e.ID, err)
+	}
+	if e.Status != StatusPending {
+		// Best effort: a marker left behind is dropped by the next scan
+		// that finds its entry no longer pending.
+		_ = l.b.Delete(ctx, pendingKey(e.Table, e.Rule, e.ID))
 	}
 	_, ver, err := l.b.GetVersion(ctx, key)
 	if err != nil {
 		return "", fmt.Errorf("record delivery of %s: %w", e.ID, err)
 	}
 	return ver, nil
+}
+
+// PendingRef names a firing that has a pending marker.
+type PendingRef struct{ Table, Rule, ID string }
+
+// Pending lists the firings of table marked pending (by names only).
+func (l *ActionLog) Pending(ctx context.Context, table string) ([]PendingRef, error) {
+	prefix := PendingRoot + table + "/"
+	var out []PendingRef
+	err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
+		rule, id, ok := strings.Cut(strings.TrimPrefix(a.Key, prefix), "/")
+		if ok {
+			out = append(out, PendingRef{Table: table, Rule: rule, ID: id})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pending firings %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// DropPending removes a marker whose entry is missing or no longer pending.
+func (l *ActionLog) DropPending(ctx context.Context, r PendingRef) error {
+	return l.b.Delete(ctx, pendingKey(r.Table, r.Rule, r.ID))
 }
 
 // Filter selects entries in List; zero fields select everything.

@@ -165,7 +165,14 @@ func (s *Service) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		for _, table := range order {
-			if err := s.RunTable(ctx, table, by[table]); err != nil && ctx.Err() == nil {
+			err := s.RunTable(ctx, table, by[table])
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.Is(err, context.DeadlineExceeded), errors.Is(err, objstore.ErrChanged):
+				// The lease ran out mid-run, or another evaluator moved on
+				// first: the next holder (or round) continues from the log.
+				s.logger.Debug("ops: evaluation cut short", "table", table, "err", err)
+			default:
 				s.logger.Error("ops: evaluating rules", "table", table, "err", err)
 			}
 		}
@@ -206,8 +213,12 @@ func (s *Service) RunTable(ctx context.Context, table string, rules []*Rule) err
 		}
 	}
 	// Stop a little before the lease ends, so the next holder starts on
-	// what this one finished.
-	ctx, cancel := context.WithDeadline(ctx, time.Now().Add(deadline.Sub(s.now())-s.cfg.Lease/10))
+	// what this one finished; too little left is not worth starting.
+	left := deadline.Sub(s.now()) - s.cfg.Lease/10
+	if left < s.cfg.Lease/10 {
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, time.Now().Add(left))
 	defer cancel()
 	return s.evaluate(ctx, table, rules)
 }
@@ -252,14 +263,16 @@ func (s *Service) rescan(ctx context.Context, table string) error {
 	if !due {
 		return nil
 	}
-	pending, err := s.log.List(ctx, Filter{Table: table, Status: StatusPending})
+	pending, err := s.log.Pending(ctx, table)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range pending {
-		s.queue[e.ID] = queued{table: e.Table, rule: e.Rule, due: e.NextAttempt}
+	for _, p := range pending {
+		if _, ok := s.queue[p.ID]; !ok {
+			s.queue[p.ID] = queued{table: p.Table, rule: p.Rule}
+		}
 	}
 	s.rescanAt[table] = s.now().Add(s.cfg.Rescan)
 	return nil
@@ -340,10 +353,18 @@ func (s *Service) deliverDue(ctx context.Context, table string) error {
 
 func (s *Service) deliverOne(ctx context.Context, q queued, id string) error {
 	e, ver, err := s.log.Get(ctx, q.table, q.rule, id)
+	if objstore.IsNotExist(err) {
+		// A marker whose entry was never written (a crash between the
+		// two): its data is evaluated again (the cursor or rule state did
+		// not move), which writes the entry and queues it.
+		s.dequeue(id)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	if e.Status != StatusPending {
+		_ = s.log.DropPending(ctx, PendingRef{Table: q.table, Rule: q.rule, ID: id})
 		s.dequeue(id)
 		return nil
 	}

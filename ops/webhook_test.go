@@ -158,6 +158,7 @@ func deliverUntil(t *testing.T, svc *Service, ids ...string) {
 // redelivered (same id) once the receiver recovers. The receiver verifies
 // each signature with the new secret only: the rotation's second signature.
 func TestWebhookRetriesDeadLetterRedeliver(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t, secretNew)
 	rcv.setAnswer(func(n int) (int, time.Duration) {
 		if n == 1 {

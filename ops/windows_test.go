@@ -116,6 +116,7 @@ func (wb *windowBench) expect(rule string, want ...string) {
 // 2 clear windows; late data that makes an earlier closed window breach is
 // followed (the recomputed window fires; what was sent stays sent).
 func TestWindowThresholdForKeepFiringRestartLate(t *testing.T) {
+	t.Parallel()
 	t0 := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	wb := newWindowBench(t, `
   - name: big_clicks
@@ -161,6 +162,7 @@ func TestWindowThresholdForKeepFiringRestartLate(t *testing.T) {
 // Absence: a group seen before that has no row in a closed window fires,
 // and resolves when it comes back.
 func TestWindowAbsence(t *testing.T) {
+	t.Parallel()
 	t0 := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	wb := newWindowBench(t, `
   - name: no_search
@@ -190,6 +192,7 @@ func TestWindowAbsence(t *testing.T) {
 // reported once as stalled and never as "no data": windows the watermark
 // has not passed are not evaluated, so absence does not fire.
 func TestWindowStalledWatermarkIsNotNoData(t *testing.T) {
+	t.Parallel()
 	t0 := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	wb := newWindowBench(t, `
   - name: quiet
