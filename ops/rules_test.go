@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/expr-lang/expr"
+
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -76,5 +78,41 @@ func TestSampleRulesCompile(t *testing.T) {
 	}
 	if _, err := ParseRules(data, "sample.yaml", sampleTables(t), []string{"127.0.0.1:9092"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The README's rate-of-change condition: prev_<column> is nil for a group
+// without a row in the previous window.
+func TestWindowConditionRateOfChange(t *testing.T) {
+	y := `
+webhooks: [{name: h, url: "http://127.0.0.1:9/", secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}]
+rules:
+  - {name: r, table: events, window: 1m, when: 'latency_p99 > 400 || events > 3 * (prev_events ?? 1e18)', action: {webhook: h}}
+`
+	rs, err := ParseRules([]byte(y), "r.yaml", sampleTables(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rs.Rules[0]
+	ten := 10.0
+	for _, c := range []struct {
+		events, p99 float64
+		prev        *float64
+		want        bool
+	}{
+		{events: 100, p99: 10, prev: nil, want: false},
+		{events: 100, p99: 10, prev: &ten, want: true},
+		{events: 20, p99: 10, prev: &ten, want: false},
+		{events: 20, p99: 500, prev: nil, want: true},
+	} {
+		env := map[string]any{"null": nil}
+		for k, v := range r.env {
+			env[k] = v
+		}
+		env["events"], env["latency_p99"], env["prev_events"] = c.events, c.p99, c.prev
+		out, err := expr.Run(r.cond, env)
+		if err != nil || out != c.want {
+			t.Fatalf("%+v: %v %v", c, out, err)
+		}
 	}
 }
