@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/expr-lang/expr"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
@@ -38,15 +39,16 @@ func (s *Service) evalEvents(ctx context.Context, t *schema.Table, rules []*Rule
 		return err
 	}
 	convs := recordConvs(t)
+	// Partitions are independent (a cursor each): a few at a time.
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
 	for _, ch := range chains {
 		if ch.Source == "" || len(ch.Records) == 0 {
 			continue
 		}
-		if err := s.evalChain(ctx, t, rules, convs, ch); err != nil {
-			return err
-		}
+		g.Go(func() error { return s.evalChain(ctx, t, rules, convs, ch) })
 	}
-	return nil
+	return g.Wait()
 }
 
 func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, ch lake.Chain) error {
@@ -82,13 +84,17 @@ func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule,
 			return err
 		}
 		if rec.Kind == "" || rec.Kind == lake.LinkData {
+			var fired []*Entry
 			for _, o := range rec.Objects {
 				if o.Kind != lake.KindRaw || o.Rows == 0 {
 					continue
 				}
-				if err := s.evalObject(ctx, t, rules, convs, o); err != nil {
+				if err := s.evalObject(ctx, t, rules, convs, o, &fired); err != nil {
 					return fmt.Errorf("%s/%s link %d: %w", ch.Source, ch.Partition, rec.Seq, err)
 				}
+			}
+			if err := s.recordAll(ctx, fired); err != nil {
+				return fmt.Errorf("%s/%s link %d: %w", ch.Source, ch.Partition, rec.Seq, err)
 			}
 		}
 		cur.NextSeq = rec.Seq + 1
@@ -106,8 +112,8 @@ func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule,
 }
 
 // evalObject reads one committed raw object, checked against its record,
-// and logs a firing for every row each rule matches.
-func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, o lake.CommittedObject) error {
+// and adds a firing for every row each rule matches to fired.
+func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, o lake.CommittedObject, fired *[]*Entry) error {
 	rc, err := s.lakeB.Get(ctx, o.Key)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", o.Key, err)
@@ -135,9 +141,7 @@ func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule
 			if err != nil {
 				return err
 			}
-			if err := s.record(ctx, e); err != nil {
-				return err
-			}
+			*fired = append(*fired, e)
 		}
 		return nil
 	})

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
@@ -299,6 +301,17 @@ func (s *Service) record(ctx context.Context, e *Entry) error {
 		s.enqueue(e.Table, e.Rule, e.ID, old.NextAttempt)
 	}
 	return nil
+}
+
+// recordAll records entries, several at a time: a link's or an
+// evaluation's firings are all logged before its cursor or state moves.
+func (s *Service) recordAll(ctx context.Context, entries []*Entry) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, e := range entries {
+		g.Go(func() error { return s.record(ctx, e) })
+	}
+	return g.Wait()
 }
 
 func (s *Service) enqueue(table, rule, id string, due time.Time) {

@@ -46,6 +46,8 @@ type ruleState struct {
 	Seen      map[int64]string       `json:"seen,omitempty"` // inputs hash of each evaluated window within the late horizon
 	Snapshots []snapshot             `json:"snapshots,omitempty"`
 	Stalled   int64                  `json:"stalled,omitempty"` // watermark (µs) at which a stall was reported; 0: none
+
+	fired []*Entry // firings of this evaluation, logged before the state is saved
 }
 
 // RuleStateKey is where a window rule's state lives.
@@ -276,6 +278,9 @@ func (s *Service) evalWindows(ctx context.Context, t *schema.Table, r *Rule) err
 	if !changed {
 		return nil
 	}
+	if err := s.recordAll(ctx, st.fired); err != nil {
+		return err
+	}
 	body, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -451,10 +456,7 @@ func (s *Service) evalWindow(ctx context.Context, t *schema.Table, r *Rule, st *
 				values["no_data"] = true
 			}
 		}
-		e := s.windowEntry(r, notice, gk, g.Dims, start, r.Window, values)
-		if err := s.record(ctx, e); err != nil {
-			return err
-		}
+		st.fired = append(st.fired, s.windowEntry(r, notice, gk, g.Dims, start, r.Window, values))
 	}
 	return nil
 }
