@@ -212,3 +212,30 @@ func TestWindowStalledWatermarkIsNotNoData(t *testing.T) {
 	// watermark passed had data, so no absence.
 	wb.expect("quiet", "stalled@2 <nil>")
 }
+
+// The no-data policy: a group seen before without a row in a closed
+// window counts as breaching (stays firing) or ok (resolves).
+func TestWindowNoDataPolicy(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	rule := func(name, policy string) string {
+		return fmt.Sprintf(`
+  - name: %s
+    table: events
+    window: 1m
+    group_by: [event_type]
+    when: amount_max > 80
+    for: 2
+    resolve: true
+    missing_data: {no_data: %s, stalled_after: 100h}
+    action: {webhook: hook}
+`, name, policy)
+	}
+	wb := newWindowBench(t, rule("breaching", NoDataBreaching)+rule("ok", NoDataOK), t0)
+	for i, m := range []map[string]float64{{"click": 90}, {"click": 90}, {}, {}, {"click": 10}, {}} {
+		wb.minute(i, m)
+		wb.evaluate()
+	}
+	wb.expect("breaching", "firing@1 click", "resolved@4 click")
+	wb.expect("ok", "firing@1 click", "resolved@2 click")
+}
