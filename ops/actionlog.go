@@ -130,31 +130,27 @@ func (l *ActionLog) Get(ctx context.Context, table, rule, id string) (*Entry, st
 
 // Update replaces the entry if it is still at version; it fails with
 // objstore.ErrChanged if another process updated it meanwhile.
-func (l *ActionLog) Update(ctx context.Context, e *Entry, version string) (string, error) {
+func (l *ActionLog) Update(ctx context.Context, e *Entry, version string) error {
 	data, err := json.Marshal(e)
 	if err != nil {
-		return "", err
+		return err
 	}
 	key := EntryKey(e.Table, e.Rule, e.ID)
 	if e.Status == StatusPending {
 		// A redelivery put back to pending: mark it again first.
 		if err := l.b.PutIfAbsent(ctx, pendingKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
-			return "", fmt.Errorf("record delivery of %s: %w", e.ID, err)
+			return fmt.Errorf("record delivery of %s: %w", e.ID, err)
 		}
 	}
 	if err := l.b.PutIfMatch(ctx, key, data, version); err != nil {
-		return "", fmt.Errorf("record delivery of %s: %w", e.ID, err)
+		return fmt.Errorf("record delivery of %s: %w", e.ID, err)
 	}
 	if e.Status != StatusPending {
 		// Best effort: a marker left behind is dropped by the next scan
 		// that finds its entry no longer pending.
 		_ = l.b.Delete(ctx, pendingKey(e.Table, e.Rule, e.ID))
 	}
-	_, ver, err := l.b.GetVersion(ctx, key)
-	if err != nil {
-		return "", fmt.Errorf("record delivery of %s: %w", e.ID, err)
-	}
-	return ver, nil
+	return nil
 }
 
 // PendingRef names a firing that has a pending marker.

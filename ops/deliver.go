@@ -74,8 +74,8 @@ var errGone = errors.New("410 Gone: the endpoint asked not to be called again")
 // Attempt makes one attempt at delivering e, which is at version ver in
 // the log, and records the outcome. force (a redelivery asked for by an
 // operator) also calls a webhook that a 410 turned off, and turns it on
-// again if the attempt succeeds. It returns the entry and version recorded.
-func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force bool) (*Entry, string, error) {
+// again if the attempt succeeds. It returns the entry as recorded.
+func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force bool) (*Entry, error) {
 	kind, name, _ := strings.Cut(e.Target, ":")
 	start := d.now()
 	var err error
@@ -91,7 +91,7 @@ func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force boo
 		policy = w.Retry
 		off, derr := d.log.Disabled(ctx, name)
 		if derr != nil {
-			return e, ver, derr
+			return e, derr
 		}
 		if off && !force {
 			err = fmt.Errorf("webhook %s is turned off (it answered 410 Gone)", name)
@@ -117,7 +117,7 @@ func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force boo
 		policy = RetryPolicy{Attempts: 1}
 	}
 	if ctx.Err() != nil {
-		return e, ver, ctx.Err() // shutting down: not an attempt
+		return e, ctx.Err() // shutting down: not an attempt
 	}
 	n := *e
 	n.Attempts++
@@ -152,11 +152,10 @@ func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force boo
 	} else if err != nil {
 		d.logger.Warn("delivery failed; will retry", "id", e.ID, "target", e.Target, "attempt", n.Attempts, "next", n.NextAttempt, "err", err)
 	}
-	nv, uerr := d.log.Update(ctx, &n, ver)
-	if uerr != nil {
-		return e, ver, uerr
+	if uerr := d.log.Update(ctx, &n, ver); uerr != nil {
+		return e, uerr
 	}
-	return &n, nv, err
+	return &n, err
 }
 
 func (d *Deliverer) post(ctx context.Context, w *Webhook, e *Entry) error {

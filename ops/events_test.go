@@ -3,11 +3,15 @@ package ops
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // positionsOf reads the action log: the position of every entry, and
@@ -77,17 +81,28 @@ func checkAgainstProducer(t *testing.T, want map[string]bool, logged map[string]
 // delivered; evaluating again logs nothing new.
 func TestEventRuleExactlyOnce(t *testing.T) {
 	t.Parallel()
+	eventRuleExactlyOnce(t, newLocal(t), 60)
+}
+
+// The same on a real S3 server: conditional creates, cursors and reads of
+// committed objects through S3.
+func TestEventRuleExactlyOnceS3(t *testing.T) {
+	t.Parallel()
+	eventRuleExactlyOnce(t, objstoretest.NewS3(t, slog.New(slog.DiscardHandler)), 30)
+}
+
+// eventRuleExactlyOnce commits 4 rounds of about 1.25·perRound events.
+func eventRuleExactlyOnce(t *testing.T, b objstore.ConditionalBucket, perRound int) {
 	rcv := newReceiver(t, secretOld)
-	b := newLocal(t)
 	f := newFeeder(t, b, 3)
 	svc := newTestService(t, hookRules(t, rcv.srv.URL, 3, time.Second, time.Second), b, nil, prometheus.NewRegistry())
 	ctx := context.Background()
 	now := time.Now()
 	for round := range 4 {
-		f.random(80, now.Add(-time.Hour), now)
+		f.random(perRound, now.Add(-time.Hour), now)
 		f.commit()
 		if round%2 == 0 {
-			f.random(30, now.Add(-time.Hour), now)
+			f.random(perRound/2, now.Add(-time.Hour), now)
 			f.commit()
 		}
 		if err := svc.EvaluateOnce(ctx, "events"); err != nil {
@@ -103,7 +118,7 @@ func TestEventRuleExactlyOnce(t *testing.T) {
 	if len(rcv.seen()) != len(logged) {
 		t.Fatalf("%d deliveries of %d firings", len(rcv.seen()), len(logged))
 	}
-	if len(f.big) < 100 {
+	if len(f.big) < perRound {
 		t.Fatalf("only %d matching records: the test proves little", len(f.big))
 	}
 }

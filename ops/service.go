@@ -385,7 +385,7 @@ func (s *Service) deliverOne(ctx context.Context, q queued, id string) error {
 		s.enqueue(q.table, q.rule, id, e.NextAttempt)
 		return nil
 	}
-	n, _, err := s.d.Attempt(ctx, e, ver, false)
+	n, err := s.d.Attempt(ctx, e, ver, false)
 	if errors.Is(err, objstore.ErrChanged) {
 		return nil // another evaluator recorded an attempt; the next round reads it
 	}
@@ -412,6 +412,6 @@ func Redeliver(ctx context.Context, d *Deliverer, log *ActionLog, id string) (*E
 	if err != nil {
 		return nil, err
 	}
-	n, _, err := d.Attempt(ctx, e, ver, true)
+	n, err := d.Attempt(ctx, e, ver, true)
 	return n, err
 }
