@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"golang.org/x/sync/errgroup"
@@ -89,7 +90,13 @@ func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule,
 				if o.Kind != lake.KindRaw || o.Rows == 0 {
 					continue
 				}
-				if err := s.evalObject(ctx, t, rules, convs, o, &fired); err != nil {
+				err := s.evalObject(ctx, t, rules, convs, o, &fired, nil)
+				if objstore.IsNotExist(err) {
+					// Compacted, and the sweeper has deleted it: the rows
+					// are in the objects compaction wrote.
+					err = s.evalCompacted(ctx, t, rules, convs, rec, o, &fired)
+				}
+				if err != nil {
 					return fmt.Errorf("%s/%s link %d: %w", ch.Source, ch.Partition, rec.Seq, err)
 				}
 			}
@@ -113,7 +120,9 @@ func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule,
 
 // evalObject reads one committed raw object, checked against its record,
 // and adds a firing for every row each rule matches to fired.
-func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, o lake.CommittedObject, fired *[]*Entry) error {
+// keep, if not nil, selects the rows to evaluate.
+func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, o lake.CommittedObject, fired *[]*Entry,
+	keep func(row map[string]any) bool) error {
 	rc, err := s.lakeB.Get(ctx, o.Key)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", o.Key, err)
@@ -127,6 +136,9 @@ func (s *Service) evalObject(ctx context.Context, t *schema.Table, rules []*Rule
 		return err
 	}
 	return readRows(data, convs, func(row map[string]any) error {
+		if keep != nil && !keep(row) {
+			return nil
+		}
 		for _, r := range rules {
 			s.m.evaluated.WithLabelValues(t.Name, r.Name).Inc()
 			out, err := expr.Run(r.cond, row)
@@ -194,4 +206,41 @@ func (r *Rule) values(env map[string]any) (any, error) {
 		return map[string]any{"body_error": err.Error()}, nil
 	}
 	return out, nil
+}
+
+// evalCompacted evaluates the rows of link rec's object o, which a
+// compaction replaced and the sweeper deleted, from the live compacted
+// objects: the rows of rec's partition whose position is in the link's
+// range and whose event time is in o's (objects are per event-time hour,
+// so rows of the link's other objects are not taken twice).
+func (s *Service) evalCompacted(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, rec lake.CommitRecord, o lake.CommittedObject, fired *[]*Entry) error {
+	live, err := s.commits.LiveObjects(ctx, t.Name)
+	if err != nil {
+		return err
+	}
+	first, next := rec.Offsets()
+	et := t.Fields[t.EventTimeIndex()].Name
+	keep := func(row map[string]any) bool {
+		off, _ := row[schema.ColOffset].(int64)
+		if row[schema.ColSource] != rec.Source || row[schema.ColPartition] != rec.Partition || off < first || (next >= 0 && off >= next) {
+			return false
+		}
+		ts, ok := row[et].(time.Time)
+		return ok && ts.UnixMicro() >= o.MinEventTimeMicros && ts.UnixMicro() <= o.MaxEventTimeMicros
+	}
+	found := false
+	for _, lo := range live {
+		if lo.Compaction == "" || lo.Kind != lake.KindRaw || (lo.Partition != "" && (lo.Source != rec.Source || lo.Partition != rec.Partition)) ||
+			lo.MaxEventTimeMicros < o.MinEventTimeMicros || lo.MinEventTimeMicros > o.MaxEventTimeMicros {
+			continue
+		}
+		found = true
+		if err := s.evalObject(ctx, t, rules, convs, lo.CommittedObject, fired, keep); err != nil {
+			return err
+		}
+	}
+	if !found {
+		return fmt.Errorf("read %s: %w, and no compacted object holds its rows", o.Key, objstore.ErrNotExist)
+	}
+	return nil
 }
