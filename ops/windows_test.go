@@ -2,9 +2,11 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,4 +240,65 @@ func TestWindowNoDataPolicy(t *testing.T) {
 	}
 	wb.expect("breaching", "firing@1 click", "resolved@4 click")
 	wb.expect("ok", "firing@1 click", "resolved@2 click")
+}
+
+// Two evaluators at once on a window rule (no lease: both evaluate every
+// window, racing on the rule's state): each transition is logged once, and
+// every delivery carries the id of a logged firing.
+func TestWindowTwoEvaluatorsAtOnce(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	wb := newWindowBench(t, `
+  - name: big_clicks
+    table: events
+    window: 1m
+    group_by: [event_type]
+    when: amount_max > 80
+    for: 2
+    resolve: true
+    missing_data: {stalled_after: 100h}
+    action: {webhook: hook}
+`, t0)
+	ctx := context.Background()
+	clicks := []float64{90, 90, 10, 90, 90, 90, 10, 10}
+	for i := range len(clicks) + 1 {
+		m := map[string]float64{}
+		if i < len(clicks) {
+			m["click"] = clicks[i]
+		}
+		wb.minute(i, m)
+		if _, err := wb.agg.RunOnce(ctx, eventsTable()); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 2 {
+			svc := newTestService(t, wb.rs, wb.raw, wb.sum, prometheus.NewRegistry())
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := svc.EvaluateOnce(ctx, "events"); err != nil && !errors.Is(err, objstore.ErrChanged) && !objstore.IsExists(err) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	wb.evaluate()
+	wb.expect("big_clicks", "firing@1 click", "resolved@2 click", "firing@4 click", "resolved@6 click")
+	all, err := NewActionLog(wb.raw).List(ctx, Filter{Table: "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, e := range all {
+		ids[e.ID] = true
+	}
+	for _, c := range wb.rcv.seen() {
+		if !ids[c.id] {
+			t.Fatalf("delivery %s is not a logged firing", c.id)
+		}
+	}
+	if n := len(distinct(wb.rcv.seen())); n != len(ids) {
+		t.Fatalf("%d firings delivered of %d logged", n, len(ids))
+	}
 }
