@@ -45,6 +45,10 @@ const (
 	ColRows        = "__rows"
 	// MetaWindow is the footer key holding the window size (Go duration).
 	MetaWindow = "sluice.window"
+	// MetaWindowStates is the footer key holding the WindowState of each
+	// window, a JSON object keyed by RFC 3339 window start: readers (ops)
+	// tell an up-to-date window from one not yet recomputed with it.
+	MetaWindowStates = windowsMetaKey
 )
 
 // TotalRows is the number of input rows the summary covers.

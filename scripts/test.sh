@@ -46,6 +46,8 @@ if [[ "$mode" == "long" ]]; then
 elif [[ "$mode" == "faults" ]]; then
 	step "fault suite (SLUICE_FAULTS=1)"
 	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
+	# Ops: 12 SIGKILLs of the rule evaluator and the webhook receiver.
+	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestOpsCrashEventRules$' ./ops
 	# Each fuzz target for a fixed time; a crasher is written under
 	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
 	step "fuzzing (fixed time per target)"

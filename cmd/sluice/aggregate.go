@@ -130,9 +130,21 @@ func runAggregate(ctx context.Context, g *globals, cfg *fileConfig, o aggregateO
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Run(httpCtx) }()
+	// With a rules_file the ops service runs here too.
+	opsDone := make(chan error, 1)
+	if cfg.rules == nil {
+		opsDone <- nil
+	} else {
+		opsSvc, err := newOpsService(ctx, cfg, logger, reg)
+		if err != nil {
+			stopHTTP()
+			return errors.Join(err, <-httpDone)
+		}
+		go func() { defer opsSvc.Close(); opsDone <- opsSvc.Run(ctx) }()
+	}
 	runErr := svc.Run(ctx)
 	stopHTTP()
-	return errors.Join(runErr, <-httpDone)
+	return errors.Join(runErr, <-opsDone, <-httpDone)
 }
 
 // newAggregateService opens both stores and builds the service.

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -32,8 +33,13 @@ type fileConfig struct {
 	// (another bucket, or another prefix), whose orphan sweep owns <table>/.
 	SummaryStore *storeConfig     `yaml:"summary_store"`
 	Aggregate    aggregate.Config `yaml:"aggregate"`
+	// RulesFile holds the ops rules (see ops/rules/sample.yaml), relative
+	// to this file; empty: no rules, `sluice ops` refuses to start.
+	RulesFile string     `yaml:"rules_file"`
+	Ops       ops.Config `yaml:"ops"`
 
 	tables []*schema.Table
+	rules  *ops.RuleSet
 	path   string
 }
 
@@ -173,6 +179,21 @@ func (c *fileConfig) resolve() error {
 	c.Aggregate = c.Aggregate.WithDefaults()
 	if err := c.Aggregate.Validate(); err != nil {
 		return err
+	}
+	c.Ops = c.Ops.WithDefaults()
+	if err := c.Ops.Validate(); err != nil {
+		return err
+	}
+	if c.RulesFile != "" {
+		p := c.RulesFile
+		if !filepath.IsAbs(p) && c.path != "" {
+			p = filepath.Join(filepath.Dir(c.path), p)
+		}
+		rs, err := ops.LoadRules(p, c.tables, c.Kafka.Brokers)
+		if err != nil {
+			return err
+		}
+		c.rules = rs
 	}
 	if err := checkSweepGrace(c.Aggregate.Sweep.Grace, c); err != nil {
 		return fmt.Errorf("aggregate.sweep.grace: %w", err)

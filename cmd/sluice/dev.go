@@ -69,9 +69,14 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 	// is summarised once the watermark (committed event time minus the
 	// table's allowed lateness) passes its end, and the aggregator looks
 	// every 10 s.
+	rulesFile, stopReceiver, err := startDevActions(o.dataDir, g.stdout, logger)
+	if err != nil {
+		return err
+	}
+	defer stopReceiver()
 	st, err := startStack(ctx, logger, stackOptions{
 		dataDir: o.dataDir, kafkaAddr: o.kafkaAddr, httpAddr: o.httpAddr, partitions: o.partitions,
-		flushEvery: o.flushEvery, aggInterval: 10 * time.Second, group: "sluice-dev",
+		flushEvery: o.flushEvery, aggInterval: 10 * time.Second, group: "sluice-dev", rulesFile: rulesFile,
 	})
 	if err != nil {
 		return err
@@ -89,6 +94,7 @@ Sluice dev is running.
   Objects        %s
   Metrics        http://%s/metrics   health: /healthz, /readyz
   Summaries      %s
+  Actions        rules in %s; webhooks print here ("webhook fir_...")
 
 Committed Parquet objects appear under %s/%s/ within about %s,
 and 1-minute summaries under %s/%s/1m/ within two minutes: the first is
@@ -99,7 +105,7 @@ Next, in another terminal:
 Stop with Ctrl-C: the demo producer stops first, then the ingester commits
 everything the broker holds.
 
-`, st.broker.Addr(), events.Topic, o.partitions, st.lakeDir, st.srv.Addr(), st.summaryDir, st.lakeDir, events.Name, o.flushEvery,
+`, st.broker.Addr(), events.Topic, o.partitions, st.lakeDir, st.srv.Addr(), st.summaryDir, rulesFile, st.lakeDir, events.Name, o.flushEvery,
 		st.summaryDir, events.Name, lateness, st.lakeDir, events.Name, st.summaryDir, events.Name)
 
 	// Shutdown reads top to bottom: Ctrl-C stops the demo producer (after

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -375,7 +377,8 @@ func checkLoneFlag(section string, words []string) error {
 }
 
 // checkYAMLBlock loads a YAML block of the README as what it is: a table
-// file (top-level tables:) with the table parser, anything else as
+// file (top-level tables:) with the table parser, a rules file (top-level
+// rules:) with the rules compiler against the sample tables, anything else as
 // sluice.yaml with the config loader, with every ${VAR} it names set. A
 // sample must also work against a non-AWS S3 endpoint as written: when the
 // raw store carries keys, a summary store on the same endpoint must too, or
@@ -392,6 +395,15 @@ func checkYAMLBlock(t *testing.T, body string) error {
 			return err
 		}
 		_, err := schema.Load(p)
+		return err
+	}
+	if _, ok := top["rules"]; ok {
+		for _, m := range envRef.FindAllStringSubmatch(body, -1) {
+			if _, set := os.LookupEnv(m[1]); !set {
+				t.Setenv(m[1], "whsec_"+base64.StdEncoding.EncodeToString([]byte("readme-secret-"+m[1])))
+			}
+		}
+		_, err := ops.ParseRules([]byte(body), "rules.yaml", schema.SampleTables(), []string{"127.0.0.1:9092"})
 		return err
 	}
 	p := filepath.Join(dir, "sluice.yaml")

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -34,6 +35,7 @@ type stackOptions struct {
 	flushEvery  time.Duration
 	aggInterval time.Duration
 	group       string
+	rulesFile   string // ops rules; empty: no ops service
 }
 
 // devStack is the embedded pipeline on one machine: a broker, the
@@ -50,6 +52,7 @@ type devStack struct {
 	writer     *ingest.Writer
 	src        *kafka.Source
 	agg        *aggregate.Service
+	ops        *ops.Service // nil without rules
 	srv        *httpserver.Server
 }
 
@@ -108,6 +111,15 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	if s.agg, err = newAggregateService(ctx, s.cfg, logger, s.reg); err != nil {
 		return nil, err
 	}
+	if o.rulesFile != "" {
+		if s.cfg.rules, err = ops.LoadRules(o.rulesFile, tables, s.cfg.Kafka.Brokers); err != nil {
+			return nil, err
+		}
+		s.cfg.Ops = ops.Config{Interval: 5 * time.Second}.WithDefaults()
+		if s.ops, err = newOpsService(ctx, s.cfg, logger, s.reg); err != nil {
+			return nil, err
+		}
+	}
 	s.srv = httpserver.New(s.cfg.HTTP.Addr, s.reg, logger)
 	if err := s.srv.Listen(); err != nil {
 		return nil, fmt.Errorf("http: %w (another sluice dev running? use --http-addr)", err)
@@ -125,8 +137,17 @@ func (s *devStack) Run(ctx context.Context) error {
 	go func() { httpDone <- s.srv.Run(httpCtx) }()
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- s.agg.Run(ctx) }()
+	opsDone := make(chan error, 1)
+	go func() {
+		if s.ops == nil {
+			opsDone <- nil
+			return
+		}
+		defer s.ops.Close()
+		opsDone <- s.ops.Run(ctx)
+	}()
 	ingestErr := s.src.Run(ctx)
-	aggErr := <-aggDone
+	aggErr := errors.Join(<-aggDone, <-opsDone)
 	stopHTTP()
 	httpErr := <-httpDone
 	s.writer.Close()
