@@ -34,6 +34,13 @@ trap 'scripts/versitygw.sh stop >/dev/null 2>&1 || true' EXIT
 # shellcheck disable=SC1091
 . ./.testenv/versitygw.env
 
+step "Kinesis-compatible server (kinesalite)"
+scripts/kinesalite.sh install
+scripts/kinesalite.sh start >/dev/null
+trap 'scripts/versitygw.sh stop >/dev/null 2>&1 || true; scripts/kinesalite.sh stop >/dev/null 2>&1 || true' EXIT
+# shellcheck disable=SC1091
+. ./.testenv/kinesalite.env
+
 export CI="${CI:-}"
 if [[ "$mode" == "long" ]]; then
 	step "long runs (SLUICE_LONG=1)"
@@ -41,6 +48,7 @@ if [[ "$mode" == "long" ]]; then
 elif [[ "$mode" == "faults" ]]; then
 	step "fault suite (SLUICE_FAULTS=1)"
 	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
+	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestKinesisFaults' ./ingest/kinesis
 	# Each fuzz target for a fixed time; a crasher is written under
 	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
 	step "fuzzing (fixed time per target)"
