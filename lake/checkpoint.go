@@ -121,7 +121,7 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 	if validateRecord(last) != nil || last.Version != CommitRecordVersion || RecordKey(last) != lastKey {
 		return End{}, false, nil // let Chain sort it out and report it
 	}
-	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true}, true, nil
+	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true, Ended: last.Kind == LinkEnd}, true, nil
 }
 
 var errStopWalk = errors.New("stop")
