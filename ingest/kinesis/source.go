@@ -601,11 +601,13 @@ func (s *Source) read(ctx context.Context, r *reader) {
 			nextCall = time.Now().Add(d)
 		}
 		if len(recs) > 0 {
+			// Deliver takes the slice over: read it before.
+			n, last := len(recs), recs[len(recs)-1].Pos
 			if err := s.pipe.Deliver(ctx, r.key, recs, lag); err != nil {
 				return
 			}
-			records.Add(float64(len(recs)))
-			next = recs[len(recs)-1].Pos.Succ()
+			records.Add(float64(n))
+			next = last.Succ()
 		}
 		iter = aws.ToString(out.NextShardIterator)
 		if iter == "" {
