@@ -48,7 +48,7 @@ type devStack struct {
 	reg        *prometheus.Registry
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
-	src        *kafka.Source
+	src        source
 	agg        *aggregate.Service
 	srv        *httpserver.Server
 }

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/sluicehq/sluice/ingest/kinesis/kinesistest"
+	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore"
+)
+
+// The Kinesis fault scenarios run `sluice ingest` as child processes
+// against kinesalite (scripts/kinesalite.sh), kill them with SIGKILL,
+// reshard the stream under them and scale them up and down. Every scenario
+// ends with the verifier: the committed (shard, record) set equals what
+// PutRecords answered, none lost, none twice.
+func TestKinesisFaults(t *testing.T) {
+	if os.Getenv("SLUICE_FAULTS") == "" {
+		t.Skip("the fault suite runs with SLUICE_FAULTS=1 (make faults)")
+	}
+	endpoint := kinesistest.Endpoint(t)
+	bin := crashBinary(t)
+	t.Run("crash-20-kills-200k-records-4-shards", func(t *testing.T) { kinesisCrash(t, bin, endpoint) })
+	t.Run("resharding-split-merge-while-killing", func(t *testing.T) { kinesisResharding(t, bin, endpoint) })
+	t.Run("scaling-1-3-2", func(t *testing.T) { kinesisScaling(t, bin, endpoint) })
+	t.Run("throttled-and-expired-iterators", func(t *testing.T) { kinesisThrottled(t, bin, endpoint) })
+}
+
+// kinesisRig is a stream, a lake directory, a sluice.yaml pointing at the
+// stream (through a counting proxy) and the ingesters started on it.
+type kinesisRig struct {
+	t         *testing.T
+	bin, dir  string
+	procs     *children
+	kc        *awskinesis.Client // straight to the server: the producer and resharding
+	proxy     *kinesistest.Proxy
+	stream    string
+	bucket    objstore.Bucket
+	config    string
+	ingesters int
+
+	mu       sync.Mutex
+	produced *kinesistest.Produced
+}
+
+const kinesisTable = "kevents"
+
+func newKinesisRig(t *testing.T, bin, endpoint string, shards int32) *kinesisRig {
+	t.Helper()
+	dir := t.TempDir()
+	r := &kinesisRig{t: t, bin: bin, dir: dir, procs: newChildren(t, dir), kc: kinesistest.NewClient(endpoint),
+		proxy: kinesistest.NewProxy(t, endpoint), stream: kinesistest.StreamName("faults"), produced: kinesistest.NewProduced()}
+	kinesistest.CreateStream(t, r.kc, r.stream, shards)
+	lakeDir := filepath.Join(dir, "lake")
+	b, err := objstore.NewLocal(lakeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.bucket = b
+	if err := os.WriteFile(filepath.Join(dir, "tables.yaml"), kinesistest.TableYAML(kinesisTable, r.stream), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`tables_file: tables.yaml
+kinesis:
+  endpoint: %s
+  region: %s
+  access_key_id: %s
+  secret_access_key: %s
+  poll_interval: 250ms
+  lease_duration: 2s
+  lease_renew: 500ms
+store:
+  local_dir: %q
+ingest:
+  flush_records: 5000
+  flush_interval: 300ms
+  flush_timeout: 30s
+http:
+  addr: 127.0.0.1:0
+`, r.proxy.URL, kinesistest.Region, kinesistest.AccessKey, kinesistest.SecretKey, lakeDir)
+	r.config = filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(r.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *kinesisRig) startIngester() *child {
+	r.t.Helper()
+	r.ingesters++
+	c, _, err := r.procs.start(fmt.Sprintf("ingest-%02d", r.ingesters), r.bin, false,
+		"ingest", "--config", r.config, "--log-level", "info")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+// produce puts n records (ids prefix0..) in the background; the returned
+// channel gets the producer's error (nil) once all are put.
+func (r *kinesisRig) produce(prefix string, n int) chan error {
+	done := make(chan error, 1)
+	go func() {
+		p := kinesistest.NewProduced()
+		err := kinesistest.Put(context.Background(), r.kc, r.stream, p, prefix, 0, n, 1000)
+		r.mu.Lock()
+		for id, s := range p.Shard {
+			r.produced.Shard[id], r.produced.Seq[id], r.produced.Key[id] = s, p.Seq[id], p.Key[id]
+		}
+		r.mu.Unlock()
+		done <- err
+	}()
+	return done
+}
+
+// committedRows sums the rows the chains hold (cheap: records only).
+func (r *kinesisRig) committedRows() int64 {
+	chains, err := lake.NewCommitLog(r.bucket).Chains(context.Background(), kinesisTable)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var n int64
+	for _, ch := range chains {
+		for _, rec := range ch.Records {
+			n += rec.Records
+		}
+	}
+	return n
+}
+
+func (r *kinesisRig) waitRows(want int, timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for r.committedRows() < int64(want) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("after %s only %d of %d rows committed", timeout, r.committedRows(), want)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// verify compares the lake with the producer's truth.
+func (r *kinesisRig) verify() kinesistest.Committed {
+	r.t.Helper()
+	got := kinesistest.ReadCommitted(r.t, r.bucket, kinesisTable)
+	problems := kinesistest.Check(r.produced, got)
+	for _, p := range problems {
+		r.t.Error(p)
+	}
+	r.t.Logf("verifier: %d produced, %d committed rows over %d chains; %d problems", len(r.produced.Shard), got.Count(), len(got.Chains), len(problems))
+	return got
+}
+
+func stopAll(t *testing.T, cs ...*child) {
+	t.Helper()
+	for _, c := range cs {
+		if code, err := c.stop(syscall.SIGTERM, 60*time.Second); err != nil || code != 0 {
+			t.Errorf("%s: exit %d, %v", c.name, code, err)
+		}
+	}
+}
+
+func kinesisCrash(t *testing.T, bin, endpoint string) {
+	const records, kills = 200_000, 20
+	r := newKinesisRig(t, bin, endpoint, 4)
+	started := time.Now()
+	done := r.produce("c", records)
+	ing := r.startIngester()
+	killed := 0
+	for produced := false; killed < kills || !produced; {
+		time.Sleep(time.Duration(1500+killed%4*400) * time.Millisecond)
+		if _, err := ing.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		killed++
+		ing = r.startIngester()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			produced = true
+		default:
+		}
+		if killed > 200 {
+			t.Fatal("producer did not finish")
+		}
+	}
+	r.waitRows(records, 90*time.Second)
+	stopAll(t, ing)
+	r.verify()
+	t.Logf("%d records over 4 shards, %d SIGKILLs, %s", records, killed, time.Since(started).Round(time.Second))
+}
+
+func kinesisResharding(t *testing.T, bin, endpoint string) {
+	r := newKinesisRig(t, bin, endpoint, 2)
+	ing := r.startIngester()
+	kill := func() {
+		if _, err := ing.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ing = r.startIngester()
+	}
+	waitProduced := func(done chan error) {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := r.produce("a", 8000)
+	time.Sleep(1500 * time.Millisecond)
+	kill()
+	open := kinesistest.OpenShards(t, r.kc, r.stream)
+	kinesistest.Split(t, r.kc, r.stream, aws.ToString(open[0].ShardId))
+	waitProduced(done)
+	done = r.produce("b", 8000)
+	time.Sleep(time.Second)
+	kill()
+	open = kinesistest.OpenShards(t, r.kc, r.stream)
+	kinesistest.Split(t, r.kc, r.stream, aws.ToString(open[2].ShardId))
+	time.Sleep(time.Second)
+	kill()
+	waitProduced(done)
+	done = r.produce("c", 8000)
+	open = kinesistest.OpenShards(t, r.kc, r.stream)
+	kinesistest.Merge(t, r.kc, r.stream, aws.ToString(open[0].ShardId), aws.ToString(open[1].ShardId))
+	time.Sleep(time.Second)
+	kill()
+	waitProduced(done)
+	r.waitRows(len(r.produced.Shard), 60*time.Second)
+	time.Sleep(time.Second)
+	stopAll(t, ing)
+	got := r.verify()
+	shards := kinesistest.AllShards(t, r.kc, r.stream)
+	for _, p := range kinesistest.CheckResharding(shards, got) {
+		t.Error(p)
+	}
+	// A finished parent is never read again: no GetRecords call on a
+	// closed shard after its end link was committed (a second of slack for
+	// the call that found the end).
+	calls := r.proxy.Calls()
+	for _, ch := range got.Chains {
+		last := ch.Records[len(ch.Records)-1]
+		if last.Kind != lake.LinkEnd {
+			continue
+		}
+		for _, at := range calls[ch.Partition] {
+			if at.After(last.CommittedAt.Add(time.Second)) {
+				t.Errorf("shard %s read at %s, after its chain ended at %s", ch.Partition, at.Format(time.RFC3339Nano), last.CommittedAt.Format(time.RFC3339Nano))
+				break
+			}
+		}
+	}
+	t.Logf("%d shards (%d closed), %d ingesters", len(shards), len(shards)-len(kinesistest.OpenShards(t, r.kc, r.stream)), r.ingesters)
+}
+
+func kinesisScaling(t *testing.T, bin, endpoint string) {
+	r := newKinesisRig(t, bin, endpoint, 4)
+	done := r.produce("s", 60_000)
+	a := r.startIngester()
+	time.Sleep(5 * time.Second)
+	b, c := r.startIngester(), r.startIngester()
+	time.Sleep(6 * time.Second)
+	stopAll(t, c)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.waitRows(len(r.produced.Shard), 60*time.Second)
+	time.Sleep(time.Second)
+	stopAll(t, a, b)
+	got := r.verify()
+	// Every process got shards: the lake names the writer of each link.
+	writers := map[string]bool{}
+	for _, ch := range got.Chains {
+		for _, rec := range ch.Records {
+			if rec.Kind == lake.LinkData {
+				writers[rec.Writer] = true
+			}
+		}
+	}
+	if len(writers) < 3 {
+		t.Errorf("links written by %d processes, want all 3: the shards were not shared", len(writers))
+	}
+	for shard, n := range r.proxy.MaxRate() {
+		if n > 5 {
+			t.Errorf("shard %s: %d GetRecords calls within one second over all processes, want at most 5", shard, n)
+		}
+		t.Logf("shard %s: at most %d GetRecords calls per second", shard, n)
+	}
+}
+
+func kinesisThrottled(t *testing.T, bin, endpoint string) {
+	r := newKinesisRig(t, bin, endpoint, 2)
+	r.proxy.Inject(0.3, 0.1)
+	done := r.produce("t", 20_000)
+	ing := r.startIngester()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.waitRows(len(r.produced.Shard), 60*time.Second)
+	stopAll(t, ing)
+	r.verify()
+	inj := r.proxy.Injected()
+	if inj["ProvisionedThroughputExceededException"] == 0 || inj["ExpiredIteratorException"] == 0 {
+		t.Errorf("injected %v: the scenario did not throttle or expire anything", inj)
+	}
+	t.Logf("injected %v", inj)
+}
