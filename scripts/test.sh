@@ -8,7 +8,8 @@
 #                            dev's first summaries; CI runs it after the default suite
 #   scripts/test.sh faults   only the fault-injection suite (SLUICE_FAULTS=1): S3 down and
 #                            slow, broker restarts, replicas joining and leaving, aggregators
-#                            killed and racing; CI runs it too
+#                            killed and racing, Kinesis ingesters killed, resharded, scaled
+#                            and throttled; CI runs it too
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -47,8 +48,7 @@ if [[ "$mode" == "long" ]]; then
 	SLUICE_LONG=1 go test -race -count=1 -timeout 40m -run 'TestCrash|TestDev' ./cmd/sluice
 elif [[ "$mode" == "faults" ]]; then
 	step "fault suite (SLUICE_FAULTS=1)"
-	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
-	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestKinesisFaults' ./ingest/kinesis
+	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$|TestKinesisFaults$' ./cmd/sluice
 	# Each fuzz target for a fixed time; a crasher is written under
 	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
 	step "fuzzing (fixed time per target)"

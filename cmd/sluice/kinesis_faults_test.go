@@ -264,7 +264,7 @@ func kinesisResharding(t *testing.T, bin, endpoint string) {
 
 func kinesisScaling(t *testing.T, bin, endpoint string) {
 	r := newKinesisRig(t, bin, endpoint, 4)
-	done := r.produce("s", 60_000)
+	done := r.produce("s", 40_000)
 	a := r.startIngester()
 	time.Sleep(5 * time.Second)
 	b, c := r.startIngester(), r.startIngester()
@@ -299,11 +299,14 @@ func kinesisScaling(t *testing.T, bin, endpoint string) {
 
 func kinesisThrottled(t *testing.T, bin, endpoint string) {
 	r := newKinesisRig(t, bin, endpoint, 2)
-	r.proxy.Inject(0.3, 0.1)
-	done := r.produce("t", 20_000)
+	r.proxy.Inject(0.2, 0.1)
 	ing := r.startIngester()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	// Several small rounds, so that the reader makes many calls.
+	for i := range 5 {
+		if err := <-r.produce(fmt.Sprintf("t%d-", i), 4000); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
 	}
 	r.waitRows(len(r.produced.Shard), 60*time.Second)
 	stopAll(t, ing)

@@ -72,13 +72,17 @@ func StreamName(prefix string) string {
 }
 
 // CreateStream creates stream with shards shards and waits until it is
-// active.
+// active. The stream is deleted after the test: kinesalite keeps every
+// record in memory.
 func CreateStream(t testing.TB, c *kinesis.Client, stream string, shards int32) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := c.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(shards)}); err != nil {
 		t.Fatalf("create stream %s: %v", stream, err)
 	}
+	t.Cleanup(func() {
+		_, _ = c.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(stream)})
+	})
 	WaitActive(t, c, stream)
 }
 
