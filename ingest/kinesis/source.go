@@ -572,7 +572,10 @@ func (s *Source) read(ctx context.Context, r *reader) {
 		lag := int64(aws.ToInt64(out.MillisBehindLatest))
 		behind.Set(float64(lag))
 		var bytes int
-		recs := s.pipe.Buffer(len(out.Records))[:0]
+		var recs []ingest.Record
+		if len(out.Records) > 0 {
+			recs = s.pipe.Buffer(len(out.Records))[:0]
+		}
 		var bad error
 		for _, rec := range out.Records {
 			pos, err := positionOf(base, aws.ToString(rec.SequenceNumber))
