@@ -60,6 +60,7 @@ write_env() {
 	local port=$1
 	cat >"$ENV_FILE" <<EOT
 export SLUICE_TEST_KINESIS_ENDPOINT=http://127.0.0.1:$port
+export SLUICE_TEST_KINESALITE_MODULES=$MODULES
 EOT
 }
 

@@ -33,6 +33,7 @@ func TestKinesisFaults(t *testing.T) {
 	t.Run("resharding-split-merge-while-killing", func(t *testing.T) { kinesisResharding(t, bin, endpoint) })
 	t.Run("scaling-1-3-2", func(t *testing.T) { kinesisScaling(t, bin, endpoint) })
 	t.Run("throttled-and-expired-iterators", func(t *testing.T) { kinesisThrottled(t, bin, endpoint) })
+	t.Run("kinesalite-restart", func(t *testing.T) { kinesisServerRestart(t, bin) })
 }
 
 // kinesisRig is a stream, a lake directory, a sluice.yaml pointing at the
@@ -176,13 +177,34 @@ func kinesisCrash(t *testing.T, bin, endpoint string) {
 	done := r.produce("c", records)
 	ing := r.startIngester()
 	killed := 0
+	zombies := 0
 	for produced := false; killed < kills || !produced; {
 		time.Sleep(time.Duration(1500+killed%4*400) * time.Millisecond)
-		if _, err := ing.stop(syscall.SIGKILL, 10*time.Second); err != nil {
-			t.Fatal(err)
+		if killed%5 == 4 {
+			// A zombie: stopped past its lease, a new ingester takes its
+			// shards, then it runs again for a while (its commits must
+			// lose to the new owner's) before it is killed.
+			if err := ing.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			old := ing
+			ing = r.startIngester()
+			time.Sleep(3 * time.Second)
+			if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			if _, err := old.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			zombies++
+		} else {
+			if _, err := ing.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			ing = r.startIngester()
 		}
 		killed++
-		ing = r.startIngester()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -195,10 +217,12 @@ func kinesisCrash(t *testing.T, bin, endpoint string) {
 			t.Fatal("producer did not finish")
 		}
 	}
+	producedAt := time.Since(started)
 	r.waitRows(records, 90*time.Second)
 	stopAll(t, ing)
 	r.verify()
-	t.Logf("%d records over 4 shards, %d SIGKILLs, %s", records, killed, time.Since(started).Round(time.Second))
+	t.Logf("%d records over 4 shards, %d SIGKILLs (%d of them after a SIGSTOP past the lease: zombies), produced in %s, all committed after %s",
+		records, killed, zombies, producedAt.Round(time.Second), time.Since(started).Round(time.Second))
 }
 
 func kinesisResharding(t *testing.T, bin, endpoint string) {
@@ -316,4 +340,56 @@ func kinesisThrottled(t *testing.T, bin, endpoint string) {
 		t.Errorf("injected %v: the scenario did not throttle or expire anything", inj)
 	}
 	t.Logf("injected %v", inj)
+}
+
+// startKinesalite runs a kinesalite of the test's own, keeping its streams
+// in dataDir (so that a restart finds them), on port ("0": a free one), and
+// returns it and its port.
+func startKinesalite(t *testing.T, procs *children, name, port, dataDir string) (*child, string) {
+	t.Helper()
+	modules := os.Getenv("SLUICE_TEST_KINESALITE_MODULES")
+	if modules == "" {
+		t.Fatal("SLUICE_TEST_KINESALITE_MODULES not set (scripts/kinesalite.sh start writes it)")
+	}
+	portFile := filepath.Join(t.TempDir(), name+".port")
+	c, _, err := procs.start(name, "node", false, filepath.Join(repoRoot, "scripts", "kinesalite-server.js"), modules, portFile, port, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if data, err := os.ReadFile(portFile); err == nil && len(data) > 0 {
+			return c, string(data)
+		}
+		if !c.alive() || time.Now().After(deadline) {
+			t.Fatalf("%s did not start\n%s", name, tail(c.logPath, 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The Kinesis server goes away for a few seconds (SIGKILL) while an
+// ingester reads, and comes back with its data: reading resumes from the
+// chains, nothing lost or doubled.
+func kinesisServerRestart(t *testing.T, bin string) {
+	procs := newChildren(t, t.TempDir())
+	data := t.TempDir()
+	server, port := startKinesalite(t, procs, "kinesalite-1", "0", data)
+	r := newKinesisRig(t, bin, "http://127.0.0.1:"+port, 2)
+	ing := r.startIngester()
+	if err := <-r.produce("r1-", 6_000); err != nil {
+		t.Fatal(err)
+	}
+	r.waitRows(3_000, 30*time.Second)
+	if _, err := server.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the ingester's calls fail meanwhile
+	startKinesalite(t, procs, "kinesalite-2", port, data)
+	if err := <-r.produce("r2-", 6_000); err != nil {
+		t.Fatal(err)
+	}
+	r.waitRows(len(r.produced.Shard), 60*time.Second)
+	stopAll(t, ing)
+	r.verify()
 }
