@@ -77,7 +77,8 @@ kinesis:
   access_key_id: %s
   secret_access_key: %s
   poll_interval: 250ms
-  lease_duration: 2s
+  max_records: 5000
+  lease_duration: 1500ms
   lease_renew: 500ms
 store:
   local_dir: %q
@@ -179,7 +180,9 @@ func kinesisCrash(t *testing.T, bin, endpoint string) {
 	killed := 0
 	zombies := 0
 	for produced := false; killed < kills || !produced; {
-		time.Sleep(time.Duration(1500+killed%4*400) * time.Millisecond)
+		// Longer than a lease, so that each ingester gets to read before
+		// it is killed.
+		time.Sleep(time.Duration(2500+killed%4*500) * time.Millisecond)
 		if killed%5 == 4 {
 			// A zombie: stopped past its lease, a new ingester takes its
 			// shards, then it runs again for a while (its commits must

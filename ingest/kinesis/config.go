@@ -104,3 +104,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("access_key_id", c.AccessKeyID), slog.String("secret_access_key", secret),
 		slog.String("start_position", c.StartPosition), slog.String("owner", c.Owner))
 }
+
+// String prints the config without its secret, also through fmt.
+func (c Config) String() string { return c.LogValue().String() }

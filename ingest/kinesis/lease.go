@@ -167,6 +167,12 @@ func balance(me string, now time.Time, shards []shardView) (take []string, ask s
 			mine++
 		}
 	}
+	// Hand-offs already asked for count as coming.
+	for _, s := range ready {
+		if s.Lease.live(now) && s.Lease.Handoff == me {
+			mine++
+		}
+	}
 	if mine >= least {
 		return take, ""
 	}

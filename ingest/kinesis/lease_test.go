@@ -36,6 +36,7 @@ func TestBalance(t *testing.T) {
 		{"one above is close enough", "b", shards(live("a"), live("a"), live("b")), nil, ""},
 		{"takes free ones only up to its share", "c", shards(live("a"), live("b"), Lease{}, Lease{}, Lease{}, Lease{}), []string{"s2", "s3"}, ""},
 		{"a shard already asked for is not asked again", "b", shards(live("a"), live("a"), Lease{Owner: "a", Counter: 1, Expires: now.Add(time.Minute), Handoff: "c"}), nil, "s1"},
+		{"a hand-off asked for counts as coming", "b", shards(live("a"), live("a"), Lease{Owner: "a", Counter: 1, Expires: now.Add(time.Minute), Handoff: "b"}), nil, ""},
 		{"finished shards count for nothing", "a", shards(done, done, Lease{}), []string{"s2"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

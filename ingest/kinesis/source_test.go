@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/ingest/kinesis"
 	"github.com/sluicehq/sluice/ingest/kinesis/kinesistest"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -174,4 +175,46 @@ func sumMetric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// Two processes share a stream's shards through leases on the real S3
+// server (conditional writes there), then one leaves gracefully and the
+// other takes its shards: every record exactly once, both processes read.
+func TestKinesisSourcesShareShards(t *testing.T) {
+	endpoint := kinesistest.Endpoint(t)
+	kc := kinesistest.NewClient(endpoint)
+	stream := kinesistest.StreamName("share")
+	kinesistest.CreateStream(t, kc, stream, 4)
+	b := objstoretest.NewS3(t, testLogger())
+	table := testTable(t, "ks", stream)
+	p := kinesistest.NewProduced()
+	ctx := t.Context()
+	one := start(t, testConfig(endpoint, "one"), table, b)
+	two := start(t, testConfig(endpoint, "two"), table, b)
+	if err := kinesistest.Put(ctx, kc, stream, p, "a", 0, 4000, 100); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, b, "ks", 4000, 30*time.Second)
+	// Balanced: each holds two shards, so each read records.
+	deadline := time.Now().Add(20 * time.Second)
+	for sumMetric(t, one.reg, "sluice_kinesis_records_total") == 0 || sumMetric(t, two.reg, "sluice_kinesis_records_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("records read: one %v, two %v; want both to read", sumMetric(t, one.reg, "sluice_kinesis_records_total"), sumMetric(t, two.reg, "sluice_kinesis_records_total"))
+		}
+		if err := kinesistest.Put(ctx, kc, stream, p, "w", len(p.Shard), 200, 100); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	one.stop(t)
+	if err := kinesistest.Put(ctx, kc, stream, p, "b", 0, 2000, 100); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRows(t, b, "ks", len(p.Shard), 30*time.Second)
+	time.Sleep(time.Second)
+	two.stop(t)
+	got = kinesistest.ReadCommitted(t, b, "ks")
+	for _, problem := range kinesistest.Check(p, got) {
+		t.Error(problem)
+	}
 }
