@@ -81,7 +81,9 @@ func CreateStream(t testing.TB, c *kinesis.Client, stream string, shards int32) 
 		t.Fatalf("create stream %s: %v", stream, err)
 	}
 	t.Cleanup(func() {
-		_, _ = c.DeleteStream(context.Background(), &kinesis.DeleteStreamInput{StreamName: aws.String(stream)})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = c.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(stream)})
 	})
 	WaitActive(t, c, stream)
 }
