@@ -218,8 +218,10 @@ func (s *Source) cycle(ctx context.Context, stream string, t *schema.Table) {
 		v := shardView{ID: id, Parents: parentsOf(sh, listed)}
 		l, version, found, err := s.leases.get(ctx, LeaseKey(t.Name, stream, id))
 		if err != nil {
-			s.m.errors.WithLabelValues(stream, "lease").Inc()
-			s.logger.Warn("reading a lease failed; will retry", "stream", stream, "shard", id, "err", err)
+			if ctx.Err() == nil {
+				s.m.errors.WithLabelValues(stream, "lease").Inc()
+				s.logger.Warn("reading a lease failed; will retry", "stream", stream, "shard", id, "err", err)
+			}
 			return
 		}
 		v.Lease, v.Leased, versions[id] = l, found, version
@@ -315,8 +317,10 @@ func (s *Source) renew(ctx context.Context, stream string) {
 		default:
 			l.Expires = now.Add(s.cfg.LeaseDuration)
 			if err := s.leases.put(ctx, key, l, version); err != nil {
-				s.m.errors.WithLabelValues(stream, "lease").Inc()
-				s.logger.Warn("lease renewal failed; will retry", "shard", r.sk.shard, "err", err)
+				if ctx.Err() == nil {
+					s.m.errors.WithLabelValues(stream, "lease").Inc()
+					s.logger.Warn("lease renewal failed; will retry", "shard", r.sk.shard, "err", err)
+				}
 				continue
 			}
 			r.lease = l
@@ -328,6 +332,15 @@ func (s *Source) renew(ctx context.Context, stream string) {
 // the shard.
 func (s *Source) take(ctx context.Context, t *schema.Table, stream string, sh types.Shard, parents []string, version string) {
 	id := aws.ToString(sh.ShardId)
+	s.mu.Lock()
+	_, running := s.readers[shardKey{stream, id}]
+	s.mu.Unlock()
+	if running {
+		// Our own lease, expired while a renewal failed: the reader
+		// still runs, and the next renewal finds out whether the lease
+		// is still ours. Never two readers of one shard in a process.
+		return
+	}
 	key := LeaseKey(t.Name, stream, id)
 	old, v, found, err := s.leases.get(ctx, key)
 	if err != nil || v != version {
