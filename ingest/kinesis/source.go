@@ -525,6 +525,11 @@ func (s *Source) read(ctx context.Context, r *reader) {
 	for ctx.Err() == nil {
 		select {
 		case e := <-r.rewind:
+			if e.Ended {
+				// Another owner (this one's successor) closed the chain.
+				r.ended.Store(true)
+				return
+			}
 			next, iter = e.Next, ""
 			if err := s.pipe.Resume(ctx, r.key, e); err != nil {
 				return
@@ -646,6 +651,10 @@ func (s *Source) finish(ctx context.Context, r *reader, log *slog.Logger, next *
 	for ctx.Err() == nil {
 		select {
 		case e := <-r.rewind:
+			if e.Ended {
+				r.ended.Store(true)
+				return true
+			}
 			*next = e.Next
 			if err := s.pipe.Resume(ctx, r.key, e); err != nil {
 				return true
