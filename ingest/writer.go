@@ -410,6 +410,10 @@ func (p *Partition) startReset(sourceID string, at lake.Position, reason string,
 func (p *Partition) startEnd(reason string, done func(FlushResult)) *flushJob {
 	job := p.newJob(lake.LinkEnd, p.chainNext, done)
 	job.reason = reason
+	// Nothing is left to read: the aggregator may idle the partition out
+	// of its watermark (after its idle timeout, by which time the
+	// partitions that continue it hold it).
+	job.lag = 0
 	return job
 }
 

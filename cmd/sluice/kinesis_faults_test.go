@@ -85,7 +85,7 @@ kinesis:
   access_key_id: %s
   secret_access_key: %s
   poll_interval: 250ms
-  max_records: 5000
+  max_records: 1000
   lease_duration: 1500ms
   lease_renew: 500ms
 store:
@@ -229,7 +229,7 @@ func kinesisCrash(t *testing.T, bin string) {
 		}
 	}
 	producedAt := time.Since(started)
-	r.waitRows(records, 90*time.Second)
+	r.waitRows(records, 180*time.Second)
 	stopAll(t, ing)
 	r.verify()
 	t.Logf("%d records over 4 shards, %d SIGKILLs (%d of them after a SIGSTOP past the lease: zombies), produced in %s, all committed after %s",
