@@ -352,7 +352,11 @@ func CheckResharding(shards []types.Shard, c Committed) []string {
 			out = append(out, fmt.Sprintf("closed shard %s: its chain has no end link", id))
 			continue
 		}
-		endAt[id] = ch.Records[len(ch.Records)-1].CommittedAt
+		end := ch.Records[len(ch.Records)-1]
+		if end.Lag != 0 {
+			out = append(out, fmt.Sprintf("closed shard %s: its end link has lag %d, which would hold the watermark back", id, end.Lag))
+		}
+		endAt[id] = end.CommittedAt
 	}
 	for _, sh := range shards {
 		id := aws.ToString(sh.ShardId)
