@@ -51,6 +51,7 @@ type kinesisRig struct {
 	proxy     *kinesistest.Proxy
 	stream    string
 	bucket    objstore.Bucket
+	commits   *lake.CommitLog // one log, whose cache makes repeated reads cheap
 	config    string
 	ingesters int
 
@@ -74,7 +75,7 @@ func newKinesisRig(t *testing.T, bin string, shards int32, data string) *kinesis
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.bucket = b
+	r.bucket, r.commits = b, lake.NewCommitLog(b)
 	if err := os.WriteFile(filepath.Join(dir, "tables.yaml"), kinesistest.TableYAML(kinesisTable, r.stream), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func (r *kinesisRig) produce(prefix string, n int) chan error {
 
 // committedRows sums the rows the chains hold (cheap: records only).
 func (r *kinesisRig) committedRows() int64 {
-	chains, err := lake.NewCommitLog(r.bucket).Chains(context.Background(), kinesisTable)
+	chains, err := r.commits.Chains(context.Background(), kinesisTable)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -188,9 +189,14 @@ func kinesisCrash(t *testing.T, bin string) {
 	killed := 0
 	zombies := 0
 	for produced := false; killed < kills || !produced; {
-		// Longer than a lease, so that each ingester gets to read before
-		// it is killed.
-		time.Sleep(time.Duration(2500+killed%4*500) * time.Millisecond)
+		// Each ingester lives until it committed something (at least 2s,
+		// at most 15s), so that every kill lands mid-stream and the run
+		// makes progress however slow the machine is.
+		before := r.committedRows()
+		time.Sleep(time.Duration(2000+killed%4*300) * time.Millisecond)
+		for wait := time.Now().Add(13 * time.Second); r.committedRows() == before && time.Now().Before(wait); {
+			time.Sleep(200 * time.Millisecond)
+		}
 		if killed%5 == 4 {
 			// A zombie: stopped past its lease, a new ingester takes its
 			// shards, then it runs again for a while (its commits must
