@@ -305,37 +305,80 @@ func kinesisResharding(t *testing.T, bin string) {
 
 func kinesisScaling(t *testing.T, bin string) {
 	r := newKinesisRig(t, bin, 4, "")
-	done := r.produce("s", 40_000)
+	stop := make(chan struct{})
+	done := r.produceUntil("s", stop)
 	a := r.startIngester()
-	time.Sleep(5 * time.Second)
+	r.waitProgress(60 * time.Second)
 	b, c := r.startIngester(), r.startIngester()
-	time.Sleep(6 * time.Second)
+	// Every process gets shards and commits from them: the lake names the
+	// writer of each link.
+	deadline := time.Now().Add(90 * time.Second)
+	for len(r.dataWriters()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90s links written by %d processes, want all 3: the shards were not shared", len(r.dataWriters()))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	stopAll(t, c)
+	r.waitProgress(60 * time.Second)
+	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	r.waitRows(len(r.produced.Shard), 60*time.Second)
+	r.waitRows(len(r.produced.Shard), 120*time.Second)
 	time.Sleep(time.Second)
 	stopAll(t, a, b)
-	got := r.verify()
-	// Every process got shards: the lake names the writer of each link.
-	writers := map[string]bool{}
-	for _, ch := range got.Chains {
-		for _, rec := range ch.Records {
-			if rec.Kind == lake.LinkData {
-				writers[rec.Writer] = true
-			}
-		}
-	}
-	if len(writers) < 3 {
-		t.Errorf("links written by %d processes, want all 3: the shards were not shared", len(writers))
-	}
+	r.verify()
 	for shard, n := range r.proxy.MaxRate() {
 		if n > 5 {
 			t.Errorf("shard %s: %d GetRecords calls within one second over all processes, want at most 5", shard, n)
 		}
 		t.Logf("shard %s: at most %d GetRecords calls per second", shard, n)
 	}
+}
+
+// produceUntil puts rounds of 1000 records until stop is closed.
+func (r *kinesisRig) produceUntil(prefix string, stop chan struct{}) chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := <-r.produce(fmt.Sprintf("%s%d-", prefix, i), 1000); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// waitProgress waits until more rows are committed than now.
+func (r *kinesisRig) waitProgress(timeout time.Duration) {
+	r.t.Helper()
+	before := r.committedRows()
+	r.waitRows(int(before)+1, timeout)
+}
+
+// dataWriters returns the writers (one per process) of the data links.
+func (r *kinesisRig) dataWriters() map[string]bool {
+	chains, err := r.commits.Chains(context.Background(), kinesisTable)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	writers := map[string]bool{}
+	for _, ch := range chains {
+		for _, rec := range ch.Records {
+			if rec.Kind == lake.LinkData {
+				writers[rec.Writer] = true
+			}
+		}
+	}
+	return writers
 }
 
 func kinesisThrottled(t *testing.T, bin string) {
