@@ -135,6 +135,18 @@ func TestCommitLogEndLink(t *testing.T) {
 	if err := l.Commit(t.Context(), end); err != nil {
 		t.Fatal(err)
 	}
+	// A checkpoint taken at the end link says so too (the tail read).
+	cp := objstoretest.NewLocal(t)
+	lc := lake.NewCommitLog(cp).WithCheckpointEvery(1)
+	openFixture(t, lc)
+	closing := end
+	closing.Seq, closing.First, closing.Next = 1, lake.PositionOf(0), lake.PositionOf(0)
+	if err := lc.Commit(t.Context(), closing); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := lake.NewCommitLog(cp).Resume(t.Context(), "t", "kafka:e", "0"); err != nil || !got.Ended {
+		t.Errorf("resume from a checkpoint at the end link = %+v, %v; want ended", got, err)
+	}
 	for name, log := range map[string]*lake.CommitLog{"same log": l, "fresh log": lake.NewCommitLog(b)} {
 		got, found, err := log.Resume(t.Context(), "t", "kafka:e", "0")
 		if err != nil || !found || !got.Ended || got.Seq != 3 || got.Next != lake.PositionOf(10) {
