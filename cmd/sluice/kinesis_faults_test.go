@@ -46,7 +46,7 @@ type kinesisRig struct {
 	procs     *children
 	server    *child
 	port      string
-	data      string // the server's data directory; "" in memory
+	data      string             // the server's data directory; "" in memory
 	kc        *awskinesis.Client // straight to the server: the producer and resharding
 	proxy     *kinesistest.Proxy
 	stream    string
