@@ -127,6 +127,7 @@ func (r *kinesisRig) produce(prefix string, n int) chan error {
 		for id, s := range p.Shard {
 			r.produced.Shard[id], r.produced.Seq[id], r.produced.Key[id] = s, p.Seq[id], p.Key[id]
 		}
+		r.produced.Order = append(r.produced.Order, p.Order...)
 		r.mu.Unlock()
 		done <- err
 	}()
@@ -282,6 +283,9 @@ func kinesisResharding(t *testing.T, bin string) {
 	got := r.verify()
 	shards := kinesistest.AllShards(t, r.kc, r.stream)
 	for _, p := range kinesistest.CheckResharding(shards, got) {
+		t.Error(p)
+	}
+	for _, p := range kinesistest.CheckKeyOrder(r.produced, got) {
 		t.Error(p)
 	}
 	// A finished parent is never read again: no GetRecords call on a

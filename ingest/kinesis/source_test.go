@@ -153,6 +153,9 @@ func TestKinesisSourceExactlyOnceAcrossReshardingAndRestart(t *testing.T) {
 	for _, problem := range kinesistest.CheckResharding(kinesistest.AllShards(t, kc, stream), got) {
 		t.Error(problem)
 	}
+	for _, problem := range kinesistest.CheckKeyOrder(p, got) {
+		t.Error(problem)
+	}
 	if len(got.Chains) != 5 {
 		t.Errorf("%d chains, want 5 (2 shards, 2 children of a split, 1 of a merge)", len(got.Chains))
 	}

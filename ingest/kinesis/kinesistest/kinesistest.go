@@ -189,7 +189,8 @@ type Row struct {
 // Committed is what the lake holds of a table: every row of every object a
 // commit record names, and the chains.
 type Committed struct {
-	Rows   map[string][]string // event id -> shards it was committed from (once each, if exact)
+	Rows   map[string][]string  // event id -> shards it was committed from (once each, if exact)
+	At     map[string]time.Time // event id -> when the link holding it was committed
 	Chains []lake.Chain
 }
 
@@ -201,7 +202,7 @@ func ReadCommitted(t testing.TB, b objstore.Bucket, table string) Committed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := Committed{Rows: map[string][]string{}, Chains: chains}
+	out := Committed{Rows: map[string][]string{}, At: map[string]time.Time{}, Chains: chains}
 	for _, ch := range chains {
 		for _, rec := range ch.Records {
 			for _, obj := range rec.Objects {
@@ -223,6 +224,7 @@ func ReadCommitted(t testing.TB, b objstore.Bucket, table string) Committed {
 				}
 				for _, r := range rows {
 					out.Rows[r.EventID] = append(out.Rows[r.EventID], r.Shard)
+					out.At[r.EventID] = rec.CommittedAt
 				}
 			}
 		}
@@ -384,4 +386,31 @@ func AllShards(t testing.TB, c *kinesis.Client, stream string) []types.Shard {
 		t.Fatal(err)
 	}
 	return out.Shards
+}
+
+// CheckKeyOrder checks that each partition key's records were committed
+// in the order they were put: along a key's records in production order,
+// the commit times of the links holding them never go back. Within a shard
+// links commit in order; across a split or merge this holds only if no
+// child link was committed before its parents ended.
+func CheckKeyOrder(p *Produced, c Committed) []string {
+	last := map[string]time.Time{}
+	lastID := map[string]string{}
+	var out []string
+	for _, id := range p.Order {
+		key := p.Key[id]
+		at, ok := c.At[id]
+		if !ok {
+			continue // lost: Check reports it
+		}
+		if at.Before(last[key]) {
+			out = append(out, fmt.Sprintf("key %s: %s (put after %s) committed at %s, before it at %s",
+				key, id, lastID[key], at.Format(time.RFC3339Nano), last[key].Format(time.RFC3339Nano)))
+			if len(out) >= 5 {
+				break
+			}
+		}
+		last[key], lastID[key] = at, id
+	}
+	return out
 }
