@@ -189,6 +189,15 @@ func (p *Pipeline) Restart(ctx context.Context, key PartitionKey, sourceID strin
 	return p.send(ctx, key, workerMsg{kind: msgRestart, key: key, sourceID: sourceID, pos: at, reason: reason})
 }
 
+// End records that the partition has no positions after what was
+// delivered (a Kinesis shard closed by a split or merge, read to its end):
+// after what is buffered, an end link closes the chain. The source learns
+// that it is committed from the chain (lake.End.Ended), which is also what
+// lets it start the partitions that continue this one.
+func (p *Pipeline) End(ctx context.Context, key PartitionKey, reason string) error {
+	return p.send(ctx, key, workerMsg{kind: msgEnd, key: key, reason: reason})
+}
+
 // Resume answers a Feedback.Rewind: the source now reads from end.Next.
 func (p *Pipeline) Resume(ctx context.Context, key PartitionKey, end lake.End) error {
 	return p.send(ctx, key, workerMsg{kind: msgResume, key: key, end: end})
@@ -272,6 +281,7 @@ const (
 	msgRelease                 // partitions revoked or lost
 	msgDrain                   // shutdown: flush everything and wait
 	msgPressure                // memory budget used up: flush the largest buffer
+	msgEnd                     // the partition has no positions after what was delivered
 )
 
 type workerMsg struct {
@@ -357,11 +367,11 @@ func (wk *worker) handle(msg workerMsg) {
 		if ps.Due(time.Now()) {
 			wk.flush(ps)
 		}
-	case msgGap, msgRestart:
+	case msgGap, msgRestart, msgEnd:
 		ps, ok := wk.parts[msg.key]
 		if !ok || ps.rewinding {
 			// After the rewind the source reads the chain end again and
-			// finds the hole (or the new incarnation) again.
+			// finds the hole (or the new incarnation, or the end) again.
 			return
 		}
 		wk.flush(ps) // what is buffered comes before the hole
@@ -370,12 +380,15 @@ func (wk *worker) handle(msg workerMsg) {
 		}
 		done := wk.done()
 		var job *flushJob
-		if msg.kind == msgGap {
+		switch msg.kind {
+		case msgEnd:
+			job = ps.startEnd(msg.reason, done)
+		case msgGap:
 			if !ps.chainNext.Less(msg.pos) {
 				return // nothing between the chain end and the new position
 			}
 			job = ps.startGap(msg.pos, msg.reason, done)
-		} else {
+		default:
 			job = ps.startReset(msg.sourceID, msg.pos, msg.reason, done)
 		}
 		wk.submit(ps, job)

@@ -404,6 +404,19 @@ func (p *Partition) startReset(sourceID string, at lake.Position, reason string,
 	return job
 }
 
+// startEnd returns a job that closes the chain at its end: the source
+// partition has no positions after it (a closed Kinesis shard read to its
+// end).
+func (p *Partition) startEnd(reason string, done func(FlushResult)) *flushJob {
+	job := p.newJob(lake.LinkEnd, p.chainNext, done)
+	job.reason = reason
+	// Nothing is left to read: the aggregator may idle the partition out
+	// of its watermark (after its idle timeout, by which time the
+	// partitions that continue it hold it).
+	job.lag = 0
+	return job
+}
+
 // abandon gives back a job that was never submitted; its records are lost
 // from the buffer, so the caller must rewind the partition.
 func (p *Partition) abandon(job *flushJob) {
@@ -582,6 +595,9 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 		w.m.gapPositions.WithLabelValues(table).Add(float64(n))
 		w.logger.Error("positions lost before they could be ingested; recorded as a gap link", "table", table, "source", job.source,
 			"partition", job.partition, "from", job.first, "to", job.next, "positions", n, "reason", job.reason)
+	case lake.LinkEnd:
+		w.logger.Info("source partition read to its end; its chain is closed", "table", table, "source", job.source,
+			"partition", job.partition, "at", job.next, "reason", job.reason)
 	case lake.LinkReset:
 		w.m.sourceResets.WithLabelValues(table).Inc()
 		w.logger.Error("source partition restarted under a new incarnation; recorded as a reset link", "table", table, "source", job.source,

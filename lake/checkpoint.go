@@ -123,7 +123,7 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 		return End{}, false, nil // let Chain sort it out and report it
 	}
 	l.ages.note(partitionID{table, source, partition}, last.Seq+1, cp.End.Seq)
-	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true}, true, nil
+	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true, Ended: last.Kind == LinkEnd}, true, nil
 }
 
 var errStopWalk = errors.New("stop")

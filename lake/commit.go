@@ -76,6 +76,12 @@ const (
 	// and re-created has a new ID and offsets from 0): positions after it
 	// belong to SourceID and may repeat earlier ones. First == Next.
 	LinkReset = "reset"
+	// LinkEnd closes a chain: the source partition has no positions after
+	// Next (a Kinesis shard closed by a split or a merge and read to its
+	// end). First == Next, no objects, and no link follows it, so a
+	// restarted reader never reads the partition again and the partitions
+	// that continue it (a shard's children) may start.
+	LinkEnd = "end"
 )
 
 // CommitRecord is one link of a source partition's chain. Links are

@@ -64,6 +64,8 @@ type End struct {
 	// Genesis is false for a chain that has only version-1 links: it must be
 	// opened (which writes a genesis) before a version-2 link can follow.
 	Genesis bool `json:"genesis"`
+	// Ended: the chain's last link is an end link; nothing may follow.
+	Ended bool `json:"ended,omitempty"`
 }
 
 // End returns where the next link must start, and false for an empty chain.
@@ -72,7 +74,7 @@ func (c Chain) End() (End, bool) {
 		return End{}, false
 	}
 	last := c.Records[len(c.Records)-1]
-	e := End{Seq: last.Seq + 1, Next: last.Next}
+	e := End{Seq: last.Seq + 1, Next: last.Next, Ended: last.Kind == LinkEnd}
 	for i := len(c.Records) - 1; i >= 0; i-- {
 		r := c.Records[i]
 		if r.Version >= 2 {
@@ -201,7 +203,7 @@ func validateRecord(rec CommitRecord) error {
 			if rec.First == rec.Next || len(rec.Objects) > 0 {
 				return fmt.Errorf("%w: a gap link covers positions and names no objects", ErrInvalidCommit)
 			}
-		case LinkGenesis, LinkReset:
+		case LinkGenesis, LinkReset, LinkEnd:
 			if rec.First != rec.Next || len(rec.Objects) > 0 {
 				return fmt.Errorf("%w: a %s link covers no positions and names no objects", ErrInvalidCommit, rec.Kind)
 			}
@@ -313,7 +315,7 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	l.mu.Lock()
-	next := End{Seq: rec.Seq + 1, Next: rec.Next, SourceID: end.SourceID, Genesis: true}
+	next := End{Seq: rec.Seq + 1, Next: rec.Next, SourceID: end.SourceID, Genesis: true, Ended: rec.Kind == LinkEnd}
 	if rec.Kind == LinkGenesis || rec.Kind == LinkReset {
 		next.SourceID = rec.SourceID
 	}
@@ -337,6 +339,8 @@ func fits(rec CommitRecord, end End, known bool) error {
 	switch {
 	case rec.Seq != end.Seq:
 		return fmt.Errorf("link %d, but the chain's next link is %d", rec.Seq, end.Seq)
+	case end.Ended:
+		return fmt.Errorf("the chain has ended (its last link is an end link)")
 	case !end.Genesis && rec.Kind != LinkGenesis:
 		return fmt.Errorf("a version-1 chain continues with a genesis, not a %s link", rec.Kind)
 	case rec.Kind == LinkGenesis && end.Genesis:
@@ -622,6 +626,8 @@ func buildChain(recs []CommitRecord) (chain []CommitRecord, off []Anomaly) {
 			why = fmt.Sprintf("beyond a missing link: the chain ends at link %d, this is link %d", len(chain), r.Seq)
 		case r.Kind == LinkGenesis && (i > 0):
 			why = "a second genesis"
+		case len(chain) > 0 && chain[len(chain)-1].Kind == LinkEnd:
+			why = fmt.Sprintf("after the chain's end link %d", chain[len(chain)-1].Seq)
 		case i == 0 && r.Kind != LinkGenesis:
 			why = fmt.Sprintf("the first version-2 link is a %s, not a genesis", r.Kind)
 		case i == 0 && len(chain) > 0 && r.First != chain[len(chain)-1].Next:

@@ -111,3 +111,66 @@ func TestCommitLogTableGarbage(t *testing.T) {
 		t.Error("resume over a newer record version: want an error")
 	}
 }
+
+// An end link closes a chain: readers see it ended (also from a
+// checkpoint), nothing may be committed after it, and a link planted after
+// it is an anomaly, not part of the chain.
+func TestCommitLogEndLink(t *testing.T) {
+	b := objstoretest.NewLocal(t)
+	l := lake.NewCommitLog(b)
+	openFixture(t, l)
+	if err := l.Commit(t.Context(), commitFixture(t, b, 1, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if end, _, _ := l.Resume(t.Context(), "t", "kafka:e", "0"); end.Ended {
+		t.Fatalf("resume before the end link = %+v, want not ended", end)
+	}
+	bad := lake.CommitRecord{Table: "t", Source: "kafka:e", Partition: "0", Seq: 2, Kind: lake.LinkEnd,
+		First: lake.PositionOf(10), Next: lake.PositionOf(11), Writer: "w1", Objects: []lake.CommittedObject{}}
+	if err := l.Commit(t.Context(), bad); !errors.Is(err, lake.ErrInvalidCommit) {
+		t.Fatalf("end link covering positions: err = %v, want ErrInvalidCommit", err)
+	}
+	end := bad
+	end.Next = end.First
+	if err := l.Commit(t.Context(), end); err != nil {
+		t.Fatal(err)
+	}
+	// A checkpoint taken at the end link says so too (the tail read).
+	cp := objstoretest.NewLocal(t)
+	lc := lake.NewCommitLog(cp).WithCheckpointEvery(1)
+	openFixture(t, lc)
+	closing := end
+	closing.Seq, closing.First, closing.Next = 1, lake.PositionOf(0), lake.PositionOf(0)
+	if err := lc.Commit(t.Context(), closing); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := lake.NewCommitLog(cp).Resume(t.Context(), "t", "kafka:e", "0"); err != nil || !got.Ended {
+		t.Errorf("resume from a checkpoint at the end link = %+v, %v; want ended", got, err)
+	}
+	for name, log := range map[string]*lake.CommitLog{"same log": l, "fresh log": lake.NewCommitLog(b)} {
+		got, found, err := log.Resume(t.Context(), "t", "kafka:e", "0")
+		if err != nil || !found || !got.Ended || got.Seq != 3 || got.Next != lake.PositionOf(10) {
+			t.Errorf("%s: resume = %+v, %v, %v; want ended at link 3, position 10", name, got, found, err)
+		}
+	}
+	after := commitFixture(t, b, 3, 10, 20)
+	if err := l.Commit(t.Context(), after); !errors.Is(err, lake.ErrCommitConflict) {
+		t.Errorf("commit after the end link: err = %v, want a conflict", err)
+	}
+	// Planted by hand, past the commit log's checks.
+	data := fmt.Appendf(nil, `{"version":2,"table":"t","source":"kafka:e","partition":"0","seq":3,"kind":"data","first":"10","next":"20","records":10,"dead_letters":0,"objects":[{"key":%q,"kind":"raw","rows":10,"size":1,"checksum":%q}],"writer":"w2"}`,
+		after.Objects[0].Key, after.Objects[0].Checksum)
+	if err := b.PutIfAbsent(t.Context(), lake.LinkKey("t", "kafka:e", "0", 3), data); err != nil {
+		t.Fatal(err)
+	}
+	chain, err := lake.NewCommitLog(b).Chain(t.Context(), "t", "kafka:e", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain.Records) != 3 || len(chain.Anomalies) != 1 {
+		t.Errorf("chain = %d links, %d anomalies; want 3 links and the planted one as an anomaly", len(chain.Records), len(chain.Anomalies))
+	}
+	if e, _ := chain.End(); !e.Ended {
+		t.Errorf("chain end = %+v, want ended", e)
+	}
+}

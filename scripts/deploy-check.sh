@@ -28,6 +28,7 @@ step "docker-compose config"
 # No engine is needed to validate; the secrets have defaults in the file.
 docker-compose -f docker-compose.yml config -q
 docker-compose -f docker-compose.yml --profile loadtest config -q
+docker-compose -f docker-compose.yml --profile kinesis config -q
 
 step "promtool check config"
 promtool check config deploy/prometheus/prometheus.yml

@@ -8,7 +8,8 @@
 #                            dev's first summaries; CI runs it after the default suite
 #   scripts/test.sh faults   only the fault-injection suite (SLUICE_FAULTS=1): S3 down and
 #                            slow, broker restarts, replicas joining and leaving, aggregators
-#                            killed and racing; CI runs it too
+#                            killed and racing, Kinesis ingesters killed, resharded, scaled
+#                            and throttled; CI runs it too
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,13 +40,20 @@ trap 'scripts/versitygw.sh stop >/dev/null 2>&1 || true' EXIT
 # shellcheck disable=SC1091
 . ./.testenv/versitygw.env
 
+step "Kinesis-compatible server (kinesalite)"
+scripts/kinesalite.sh install
+scripts/kinesalite.sh start >/dev/null
+trap 'scripts/versitygw.sh stop >/dev/null 2>&1 || true; scripts/kinesalite.sh stop >/dev/null 2>&1 || true' EXIT
+# shellcheck disable=SC1091
+. ./.testenv/kinesalite.env
+
 export CI="${CI:-}"
 if [[ "$mode" == "long" ]]; then
 	step "long runs (SLUICE_LONG=1)"
 	SLUICE_LONG=1 go test -race -count=1 -timeout 40m -run 'TestCrash|TestDev' ./cmd/sluice
 elif [[ "$mode" == "faults" ]]; then
 	step "fault suite (SLUICE_FAULTS=1)"
-	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
+	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$|TestKinesisFaults$' ./cmd/sluice
 	# Ops: 12 SIGKILLs of the rule evaluator and the webhook receiver.
 	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestOpsCrashEventRules$' ./ops
 	# Each fuzz target for a fixed time; a crasher is written under

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/kafka"
+	"github.com/sluicehq/sluice/ingest/kinesis"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schema"
@@ -24,11 +25,13 @@ import (
 type fileConfig struct {
 	// TablesFile holds the table definitions, relative to this file. Empty:
 	// the sample tables shipped with Sluice.
-	TablesFile string              `yaml:"tables_file"`
-	Kafka      kafka.Config        `yaml:"kafka"`
-	Store      storeConfig         `yaml:"store"`
-	Ingest     ingest.WriterConfig `yaml:"ingest"`
-	HTTP       httpConfig          `yaml:"http"`
+	TablesFile string       `yaml:"tables_file"`
+	Kafka      kafka.Config `yaml:"kafka"`
+	// Kinesis is read by tables that name a stream (kinesis: {stream: ...}).
+	Kinesis kinesis.Config      `yaml:"kinesis"`
+	Store   storeConfig         `yaml:"store"`
+	Ingest  ingest.WriterConfig `yaml:"ingest"`
+	HTTP    httpConfig          `yaml:"http"`
 	// SummaryStore holds the summaries; keep it apart from the raw store
 	// (another bucket, or another prefix), whose orphan sweep owns <table>/.
 	SummaryStore *storeConfig     `yaml:"summary_store"`
@@ -159,6 +162,10 @@ func (c *fileConfig) resolve() error {
 		c.tables = tables
 	}
 	c.Kafka = c.Kafka.WithDefaults()
+	c.Kinesis = c.Kinesis.WithDefaults()
+	if err := c.Kinesis.Validate(); err != nil {
+		return err
+	}
 	c.Ingest = c.Ingest.WithDefaults()
 	if c.HTTP.Addr == "" {
 		c.HTTP.Addr = "127.0.0.1:8080"

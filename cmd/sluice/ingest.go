@@ -7,26 +7,32 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/kafka"
+	"github.com/sluicehq/sluice/ingest/kinesis"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/schema"
 )
 
 func newIngestCmd(g *globals) *cobra.Command {
 	var configPath string
 	cmd := &cobra.Command{
 		Use:   "ingest --config sluice.yaml",
-		Short: "Consume Kafka topics into committed raw Parquet objects (one consumer-group member)",
+		Short: "Consume Kafka topics and Kinesis streams into committed raw Parquet objects",
 		Long: `Runs one member of the ingest consumer group: it drains the topics of the
 configured tables into raw Parquet objects in the configured store and commits
 them exactly once through the commit log. Run more processes with the same
-kafka.group to scale out; partitions are the unit of work.`,
+kafka.group to scale out; partitions are the unit of work. Tables that name a
+Kinesis stream are read too: processes share its shards through leases in the
+store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
@@ -55,13 +61,15 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 	if err != nil {
 		return err
 	}
-	// Wrong credentials or TLS settings stop the process with a reason
-	// instead of leaving it fetching nothing with warnings.
-	checkCtx, cancelCheck := context.WithTimeout(ctx, kafkaCheckTimeout)
-	err = kafka.CheckKafka(checkCtx, cfg.Kafka, secOpts...)
-	cancelCheck()
-	if err != nil {
-		return err
+	if readsKafka(cfg.tables) {
+		// Wrong credentials or TLS settings stop the process with a reason
+		// instead of leaving it fetching nothing with warnings.
+		checkCtx, cancelCheck := context.WithTimeout(ctx, kafkaCheckTimeout)
+		err = kafka.CheckKafka(checkCtx, cfg.Kafka, secOpts...)
+		cancelCheck()
+		if err != nil {
+			return err
+		}
 	}
 	bucket, w, src, err := newIngester(ctx, cfg, logger, reg, secOpts...)
 	if err != nil {
@@ -106,10 +114,11 @@ func setMemoryLimit(limit int64, logger *slog.Logger) {
 	logger.Debug("soft memory limit set", "bytes", limit)
 }
 
-// newIngester opens the raw store and builds the writer and the Kafka
-// source over it: what `ingest`, `dev` and `loadtest --embedded` share. The
-// caller closes the writer.
-func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (objstore.Bucket, *ingest.Writer, *kafka.Source, error) {
+// newIngester opens the raw store and builds the writer and the sources
+// over it (Kafka, and Kinesis for tables that name a stream): what
+// `ingest`, `dev` and `loadtest --embedded` share. The caller closes the
+// writer.
+func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (objstore.Bucket, *ingest.Writer, source, error) {
 	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -121,10 +130,56 @@ func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	src, err := kafka.NewSource(cfg.Kafka, cfg.tables, w, logger, reg, opts...)
-	if err != nil {
-		w.Close()
-		return nil, nil, nil, err
+	var srcs sources
+	if readsKafka(cfg.tables) {
+		src, err := kafka.NewSource(cfg.Kafka, cfg.tables, w, logger, reg, opts...)
+		if err != nil {
+			w.Close()
+			return nil, nil, nil, err
+		}
+		srcs = append(srcs, src)
 	}
-	return bucket, w, src, nil
+	if slices.ContainsFunc(cfg.tables, func(t *schema.Table) bool { return t.SourceKind() == schema.SourceKinesis }) {
+		src, err := kinesis.NewSource(ctx, cfg.Kinesis, cfg.tables, w, bucket, logger, reg)
+		if err != nil {
+			w.Close()
+			return nil, nil, nil, err
+		}
+		srcs = append(srcs, src)
+	}
+	return bucket, w, srcs, nil
+}
+
+// readsKafka: some table reads a Kafka topic, or no table names a stream
+// (the Kafka source then says what is missing, as before).
+func readsKafka(tables []*schema.Table) bool {
+	has := func(kind string) bool {
+		return slices.ContainsFunc(tables, func(t *schema.Table) bool { return t.SourceKind() == kind })
+	}
+	return has(schema.SourceKafka) || !has(schema.SourceKinesis)
+}
+
+// source is one of the ingester's sources.
+type source interface {
+	Run(ctx context.Context) error
+}
+
+// sources run together until ctx is done or one fails, which stops the
+// others.
+type sources []source
+
+func (ss sources) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range ss {
+		g.Go(func() error {
+			if err := s.Run(gctx); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				return errors.New("a source stopped on its own")
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }

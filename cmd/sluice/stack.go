@@ -50,7 +50,7 @@ type devStack struct {
 	reg        *prometheus.Registry
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
-	src        *kafka.Source
+	src        source
 	agg        *aggregate.Service
 	ops        *ops.Service // nil without rules
 	srv        *httpserver.Server
