@@ -1,0 +1,94 @@
+package inbox_test
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/ingest/inbox"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
+)
+
+// mixedFiles is a small inbox of every kind: plain, gzip and zstd JSON
+// lines, files larger than a split, CSV, Parquet of several row groups,
+// bad lines, blank lines, an empty file and marker files.
+func mixedFiles(t testing.TB, rng *rand.Rand) (files []genFile, ignored map[string][]byte) {
+	n := 0
+	next := func() int { n++; return n }
+	for _, comp := range []string{"none", "gzip", "zstd"} {
+		files = append(files, textFile(t, rng, "ev", next(), 40+rng.IntN(40), 0.05, comp))
+	}
+	files = append(files, textFile(t, rng, "ev", next(), 900, 0.02, "none")) // several splits
+	files = append(files, textFile(t, rng, "ev", next(), 700, 0.02, "gzip")) // one split however large
+	files = append(files, textFile(t, rng, "cv", next(), 60, 0.1, "none"))
+	files = append(files, textFile(t, rng, "cv", next(), 800, 0.02, "none")) // several splits, header read apart
+	files = append(files, textFile(t, rng, "cv", next(), 50, 0.05, "gzip"))
+	files = append(files, parquetFile(t, rng, next(), 250, 100))
+	ignored = map[string][]byte{
+		"in/ev/2026/_SUCCESS":     []byte("done"),
+		"in/ev/2026/.hidden.json": []byte(`{"ts":"2026-11-20T10:00:00Z","id":"x","user":"u","amount":1}`),
+		"in/ev/2026/empty.jsonl":  nil,
+		"in/cv/_committed_123":    []byte("x"),
+	}
+	return files, ignored
+}
+
+func testBatch(t *testing.T, lakeB, inboxB objstore.Bucket) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	files, ignored := mixedFiles(t, rng)
+	for _, f := range files {
+		put(t, inboxB, f.Key, f.Data)
+	}
+	for k, v := range ignored {
+		put(t, inboxB, k, v)
+	}
+	tables := testTables(t)
+	cfg := inbox.Config{SplitBytes: 16 << 10, Parallel: 4, Lease: 10 * time.Second}
+	st := runPass(t, ctx, lakeB, inboxB, tableList(tables, "ev", "cv", "pq"), cfg)
+	if st.Committed != len(files) || st.Failed+st.Quarantined+st.Refused != 0 {
+		t.Fatalf("pass: %+v, want %d files committed", st, len(files))
+	}
+	if st.Splits <= len(files) {
+		t.Errorf("pass mapped %d splits of %d files: the large files were not split", st.Splits, len(files))
+	}
+	versions := versionsOf(t, inboxB, files)
+	for _, table := range []string{"ev", "cv", "pq"} {
+		v := verify(t, lakeB, table, files, cfg.SplitBytes, versions)
+		t.Logf("table %s: %s", table, v)
+		if !v.ok() || v.Rows == 0 {
+			t.Errorf("table %s: %s", table, v)
+		}
+	}
+	// A second pass finds nothing new: every file is done exactly once.
+	st = runPass(t, ctx, lakeB, inboxB, tableList(tables, "ev", "cv", "pq"), cfg)
+	if st.Claimed != 0 {
+		t.Errorf("second pass claimed %d files, want 0: %+v", st.Claimed, st)
+	}
+	// A new file after the first pass is found by incremental listing.
+	late := textFile(t, rng, "ev", 99, 30, 0, "none")
+	put(t, inboxB, late.Key, late.Data)
+	files = append(files, late)
+	st = runPass(t, ctx, lakeB, inboxB, tableList(tables, "ev"), cfg)
+	if st.Committed != 1 {
+		t.Errorf("pass after a new file: %+v, want 1 committed", st)
+	}
+	versions = versionsOf(t, inboxB, files)
+	if v := verify(t, lakeB, "ev", files, cfg.SplitBytes, versions); !v.ok() {
+		t.Errorf("table ev after the new file: %s", v)
+	}
+}
+
+func TestBatchLocal(t *testing.T) {
+	testBatch(t, objstoretest.NewLocal(t), objstoretest.NewLocal(t))
+}
+
+func TestBatchS3(t *testing.T) {
+	b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
+	// One bucket holds the lake and the inbox, as with `store:` left empty.
+	testBatch(t, b, b)
+}
