@@ -37,6 +37,7 @@ type Source struct {
 	m      *metrics
 	holder string // this process in the ledger's leases
 	sem    chan struct{}
+	notify chan struct{} // passes asked for by events
 
 	inboxes []*tableInbox
 
@@ -108,7 +109,7 @@ func NewSource(cfg Config, tables []*schema.Table, lakeStore objstore.Bucket, st
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("inbox: holder id: %w", err)
 	}
-	s := &Source{cfg: cfg, w: w, logger: logger, m: newMetrics(reg), sem: make(chan struct{}, cfg.Parallel),
+	s := &Source{cfg: cfg, w: w, logger: logger, m: newMetrics(reg), sem: make(chan struct{}, cfg.Parallel), notify: make(chan struct{}, 1),
 		lastReconcile: map[string]time.Time{}}
 	s.holder = hex.EncodeToString(id[:])
 	for _, t := range tables {
