@@ -41,6 +41,9 @@ if [[ "$mode" == "long" ]]; then
 elif [[ "$mode" == "faults" ]]; then
 	step "fault suite (SLUICE_FAULTS=1)"
 	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$' ./cmd/sluice
+	# The batch source: ~20 SIGKILLs over 208 files (one of 110 MB), and two
+	# and three batch processes sharing an inbox (about 2 minutes).
+	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestFaultsBatch' ./ingest/inbox
 	# Each fuzz target for a fixed time; a crasher is written under
 	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
 	step "fuzzing (fixed time per target)"

@@ -67,10 +67,9 @@ tables:
 `
 
 func testTables(t testing.TB) map[string]*schema.Table {
-	t.Helper()
 	ts, err := schema.Parse([]byte(tablesYAML), "test.yaml")
 	if err != nil {
-		t.Fatal(err)
+		panic(err) // the fixture is constant
 	}
 	out := map[string]*schema.Table{}
 	for _, tb := range ts {
@@ -250,32 +249,31 @@ func parquetFile(t testing.TB, rng *rand.Rand, fileNo, n, perGroup int) genFile 
 	return g
 }
 
-// location is where a line must land: its chain and position, computed
-// from the file alone with the split rule (lines starting in a split's
-// byte range belong to it; compressed files are one split).
-func (g genFile) location(i int, splitBytes int64) (split int, pos int64) {
+// locations returns where each line must land: its split and position,
+// computed from the file alone with the split rule (lines starting in a
+// split's byte range belong to it; compressed files are one split).
+func (g genFile) locations(splitBytes int64) map[int][2]int64 {
+	out := map[int][2]int64{}
 	if g.Format == "parquet" {
+		i := 0
 		for gi, n := range g.Groups {
-			if i < n {
-				return gi, int64(i)
+			for p := range n {
+				out[i] = [2]int64{int64(gi), int64(p)}
+				i++
 			}
-			i -= n
 		}
-		return -1, -1
+		return out
 	}
-	size := int64(0)
-	if len(g.Starts) > 0 {
-		size = int64(len(g.Data))
+	whole := g.Comp != "none" || int64(len(g.Data)) <= splitBytes
+	split, pos := int64(0), int64(0)
+	for i, start := range g.Starts {
+		if !whole && start/splitBytes != split {
+			split, pos = start/splitBytes, 0
+		}
+		out[i] = [2]int64{split, pos}
+		pos++
 	}
-	if g.Comp != "none" || size <= splitBytes {
-		return 0, int64(i)
-	}
-	split = int(g.Starts[i] / splitBytes)
-	first := i
-	for first > 0 && g.Starts[first-1]/splitBytes == int64(split) {
-		first--
-	}
-	return split, int64(i - first)
+	return out
 }
 
 func put(t testing.TB, b objstore.Bucket, key string, data []byte) {
@@ -324,13 +322,22 @@ func verify(t testing.TB, lakeB objstore.Bucket, table string, files []genFile, 
 			continue
 		}
 		ver := versions[g.Key]
+		locs := g.locations(splitBytes)
+		names := map[int64]string{}
+		part := func(split int64) string {
+			if n, ok := names[split]; ok {
+				return n
+			}
+			names[split] = inbox.PartitionName(g.Key, ver, int(split))
+			return names[split]
+		}
 		for i, r := range g.Good {
-			sp, pos := g.location(i, splitBytes)
-			wantRow[loc{inbox.PartitionName(g.Key, ver, sp), pos}] = r
+			l := locs[i]
+			wantRow[loc{part(l[0]), l[1]}] = r
 		}
 		for i := range g.Bad {
-			sp, pos := g.location(i, splitBytes)
-			wantDead[loc{inbox.PartitionName(g.Key, ver, sp), pos}] = fmt.Sprintf("%s line %d", g.Key, i+1)
+			l := locs[i]
+			wantDead[loc{part(l[0]), l[1]}] = fmt.Sprintf("%s line %d", g.Key, i+1)
 		}
 	}
 	log := lake.NewCommitLog(lakeB)
