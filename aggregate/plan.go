@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/lake"
@@ -70,6 +71,9 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 	return out
 }
 
+// batchSourcePrefix starts the chain source of an inbox (batch) table.
+const batchSourcePrefix = "inbox:"
+
 // Watermark is the event time up to which the table's data is taken to be
 // complete: the smallest, over the partitions still receiving data, of the
 // largest event time each has committed, minus the allowed lateness, and
@@ -80,6 +84,14 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 // partition holds it back however long it is silent, and a partition that
 // has lag but no data yet (just opened on a backlog) holds it entirely: ok
 // is false then, and with no data. A zero now means no cap.
+//
+// Batch data (chains of an inbox source, one per split of a file) never
+// holds the watermark back: a split is mapped once and then silent for
+// good, and files carry any event times. When the table has stream
+// partitions, batch data is late data to them; when it has only batch
+// data, the watermark is the newest event time any file brought (minus the
+// lateness), and a file with older event times recomputes the windows it
+// touches as late data does (within the rollup's late_horizon).
 func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
 	type part struct {
 		maxEvent int64
@@ -109,7 +121,13 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, no
 		}
 	}
 	minActive := int64(1<<63 - 1)
-	for _, p := range parts {
+	batchMax, streams := int64(-1<<63), 0
+	for k, p := range parts {
+		if strings.HasPrefix(k, batchSourcePrefix) {
+			batchMax = max(batchMax, p.maxEvent)
+			continue
+		}
+		streams++
 		if p.maxEvent == -1<<63 {
 			if p.lag > 0 {
 				return time.Time{}, false // data on its way, of unknown time
@@ -120,6 +138,9 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, no
 			continue
 		}
 		minActive = min(minActive, p.maxEvent)
+	}
+	if streams == 0 && batchMax != -1<<63 {
+		minActive = batchMax
 	}
 	if minActive == 1<<63-1 {
 		return time.Time{}, false

@@ -92,3 +92,68 @@ func TestBatchS3(t *testing.T) {
 	// One bucket holds the lake and the inbox, as with `store:` left empty.
 	testBatch(t, b, b)
 }
+
+// A file replaced under the same key with new content: refused and
+// reported by default (its old rows stay, the new content is not read),
+// ingested as a new version on its own chains with replaced: version.
+func TestReplacedFile(t *testing.T) {
+	for _, policy := range []string{"refuse", "version"} {
+		t.Run(policy, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			lakeB, inboxB := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+			rng := rand.New(rand.NewPCG(5, 6))
+			first := textFile(t, rng, "ev", 1, 50, 0.05, "none")
+			put(t, inboxB, first.Key, first.Data)
+			tables := tableList(testTables(t), "ev")
+			cfg := inbox.Config{Replaced: policy, Lease: 10 * time.Second}
+			if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Committed != 1 {
+				t.Fatalf("first pass: %+v", st)
+			}
+			v1 := versionsOf(t, inboxB, []genFile{first})
+			time.Sleep(10 * time.Millisecond) // a new modification time on the local store
+			second := textFile(t, rng, "ev", 2, 70, 0.05, "none")
+			second.Key = first.Key
+			put(t, inboxB, second.Key, second.Data)
+			v2 := versionsOf(t, inboxB, []genFile{second})
+			if v1[first.Key] == v2[first.Key] {
+				t.Fatal("the replaced file has the same version")
+			}
+			st := runPass(t, ctx, lakeB, inboxB, tables, cfg)
+			l, _ := inbox.NewLedger(lakeB, "ev")
+			e, _, found, err := l.Get(ctx, second.Key, v2[second.Key])
+			if err != nil || !found {
+				t.Fatalf("no ledger entry for the new version: %v", err)
+			}
+			old, _, _, _ := l.Get(ctx, first.Key, v1[first.Key])
+			if old.State != inbox.StateCommitted {
+				t.Errorf("the first version is %s, want committed", old.State)
+			}
+			switch policy {
+			case "refuse":
+				if st.Refused != 1 || st.Claimed != 0 || e.State != inbox.StateRefused || e.Replaces == "" {
+					t.Errorf("refuse: pass %+v, entry %s replacing %q", st, e.State, e.Replaces)
+				}
+				if v := verify(t, lakeB, "ev", []genFile{first}, 1<<30, v1); !v.ok() {
+					t.Errorf("refuse: the committed set is not the first version's: %s", v)
+				}
+			case "version":
+				if st.Committed != 1 || e.State != inbox.StateCommitted || e.Replaces == "" {
+					t.Errorf("version: pass %+v, entry %s replacing %q", st, e.State, e.Replaces)
+				}
+				both := map[string]string{first.Key: v1[first.Key]}
+				if v := verify(t, lakeB, "ev", []genFile{first}, 1<<30, both); len(v.Missing)+len(v.Duplicates)+len(v.Wrong)+len(v.MissingDead) > 0 {
+					t.Errorf("version: rows of the first version: %s", v)
+				}
+				second.Key = first.Key
+				if v := verify(t, lakeB, "ev", []genFile{second}, 1<<30, v2); len(v.Missing)+len(v.Duplicates)+len(v.Wrong)+len(v.MissingDead) > 0 {
+					t.Errorf("version: rows of the second version: %s", v)
+				}
+			}
+			// Nothing more happens on later passes.
+			if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Claimed+st.Refused != 0 {
+				t.Errorf("a later pass did more: %+v", st)
+			}
+		})
+	}
+}
