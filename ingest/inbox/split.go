@@ -37,22 +37,24 @@ func Ignored(key string) bool {
 }
 
 // detectCompression resolves the configured compression for one file: by
-// its name first, then by its first bytes (head holds at least 4 of them
-// where the file has them).
+// its first bytes (head holds the first 4 where the file has them), which
+// do not lie, and by its name only for a file too short to tell.
 func detectCompression(configured, key string, head []byte) string {
 	if configured != "" && configured != "auto" {
 		return configured
-	}
-	switch strings.ToLower(path.Ext(key)) {
-	case ".gz", ".gzip":
-		return CompGzip
-	case ".zst", ".zstd":
-		return CompZstd
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
 		return CompGzip
 	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return CompZstd
+	case len(head) >= 4:
+		return CompNone
+	}
+	switch strings.ToLower(path.Ext(key)) {
+	case ".gz", ".gzip":
+		return CompGzip
+	case ".zst", ".zstd":
 		return CompZstd
 	}
 	return CompNone
