@@ -14,8 +14,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
-	"github.com/sluicehq/sluice/ingest"
-	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -63,11 +61,11 @@ func openParquet(ctx context.Context, b objstore.BucketReader, e Entry) (*parque
 	}
 	f, err := parquet.OpenFile(ra, e.Size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not Parquet: %v", errCorrupt, e.Key, err)
+		return nil, fmt.Errorf("%w: %s is not Parquet: %v", ErrCorrupt, e.Key, err)
 	}
 	for _, fld := range f.Schema().Fields() {
 		if !fld.Leaf() || fld.Repeated() {
-			return nil, fmt.Errorf("%w: %s: column %s is nested or repeated; only flat Parquet schemas are read", errCorrupt, e.Key, fld.Name())
+			return nil, fmt.Errorf("%w: %s: column %s is nested or repeated; only flat Parquet schemas are read", ErrCorrupt, e.Key, fld.Name())
 		}
 	}
 	return f, nil
@@ -95,14 +93,14 @@ type parquetColumn struct {
 	field  *schema.Field
 }
 
-func (s *Source) deliverParquet(ctx context.Context, in *tableInbox, e Entry, sp Split, key ingest.PartitionKey, from int64) (lines, expect, delivered int64, err error) {
-	f, err := openParquet(ctx, in.store, e)
+func eachParquet(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, sp Split, fn func([]byte, int64) error) (lines, expect int64, err error) {
+	f, err := openParquet(ctx, store, e)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, err
 	}
 	rgs := f.RowGroups()
 	if sp.Index >= len(rgs) {
-		return 0, 0, 0, nil
+		return 0, 0, nil
 	}
 	var cols []parquetColumn
 	for _, fld := range f.Schema().Fields() {
@@ -113,8 +111,8 @@ func (s *Source) deliverParquet(ctx context.Context, in *tableInbox, e Entry, sp
 				c.tsUnit = ts.Unit.Value.Duration()
 			}
 		}
-		if i := in.table.FieldIndex(fld.Name()); i >= 0 {
-			c.field = &in.table.Fields[i]
+		if i := t.FieldIndex(fld.Name()); i >= 0 {
+			c.field = &t.Fields[i]
 		}
 		cols = append(cols, c)
 	}
@@ -125,32 +123,21 @@ func (s *Source) deliverParquet(ctx context.Context, in *tableInbox, e Entry, sp
 	var out []byte
 	for {
 		n, rerr := rows.ReadRows(buf)
-		if n > 0 {
-			recs := s.pipe.Buffer(n)[:0]
-			for _, row := range buf[:n] {
-				p := pos
-				pos++
-				if p < from {
-					continue
-				}
-				out = rowJSON(out[:0], cols, row)
-				recs = append(recs, ingest.Record{Value: bytes.Clone(out), Pos: lake.PositionOf(p)})
+		for _, row := range buf[:n] {
+			out = rowJSON(out[:0], cols, row)
+			if err := fn(out, pos); err != nil {
+				return 0, 0, err
 			}
-			if len(recs) > 0 {
-				if err := s.pipe.Deliver(ctx, key, recs, 0); err != nil {
-					return 0, 0, delivered, err
-				}
-				delivered += int64(len(recs))
-			}
+			pos++
 		}
 		if errors.Is(rerr, io.EOF) {
 			break
 		}
 		if rerr != nil {
-			return 0, 0, delivered, fmt.Errorf("%w: %s row group %d: %v", errCorrupt, e.Key, sp.Index, rerr)
+			return 0, 0, fmt.Errorf("%w: %s row group %d: %v", ErrCorrupt, e.Key, sp.Index, rerr)
 		}
 	}
-	return pos, pos, delivered, nil
+	return pos, pos, nil
 }
 
 // rowJSON appends the row as a JSON object. Timestamps become RFC 3339

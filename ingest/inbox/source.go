@@ -521,9 +521,9 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 	return found, refused, nil
 }
 
-// errCorrupt marks a file that cannot be read as its format: retrying does
+// ErrCorrupt marks a file that cannot be read as its format: retrying does
 // not help, so it is quarantined.
-var errCorrupt = errors.New("corrupt file")
+var ErrCorrupt = errors.New("corrupt file")
 
 // processFile maps a claimed file's splits and finishes its entry. It
 // returns the outcome, splits done and records delivered.
@@ -585,7 +585,7 @@ func (s *Source) processFile(ctx context.Context, f *fileWork, report func(files
 		// Shutdown: give the file back at once rather than when the lease ends.
 		_ = f.update(uctx, func(e *Entry) { e.LeaseUntil = time.Now() })
 		return StateFailed, splits, recs
-	case errors.Is(err, errCorrupt):
+	case errors.Is(err, ErrCorrupt):
 		_ = f.update(uctx, func(e *Entry) {
 			e.State, e.LeaseUntil, e.Error = StateQuarantined, time.Time{}, err.Error()
 			e.Attempts++
@@ -683,21 +683,7 @@ func (s *Source) mapFile(ctx context.Context, f *fileWork, report func(files, sp
 
 // plan resolves the file's compression and cuts it into splits.
 func (s *Source) plan(ctx context.Context, in *tableInbox, e Entry) (string, []Split, error) {
-	rc, err := in.store.GetRange(ctx, e.Key, 0, min(e.Size, 4))
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", e.Key, err)
-	}
-	head, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", e.Key, err)
-	}
-	comp := detectCompression(in.table.Inbox.Compression, e.Key, head)
-	if e.Format == "parquet" {
-		splits, err := planParquet(ctx, in.store, e)
-		return CompNone, splits, err
-	}
-	return comp, PlanSplits(e.Format, comp, e.Size, s.cfg.SplitBytes), nil
+	return Plan(ctx, in.store, in.table, e, s.cfg.SplitBytes)
 }
 
 // mapSplit delivers the split's lines from where its chain ends, flushes
@@ -759,47 +745,6 @@ func (t *trackingReader) Read(p []byte) (int, error) {
 // last non-blank line (what the chain must reach), and how many records it
 // delivered.
 func (s *Source) deliverSplit(ctx context.Context, in *tableInbox, e Entry, sp Split, key ingest.PartitionKey, from int64) (lines, expect, delivered int64, err error) {
-	if e.Format == "parquet" {
-		return s.deliverParquet(ctx, in, e, sp, key, from)
-	}
-	start := sp.Start
-	if start > 0 {
-		start-- // the byte before: where the split's first line begins
-	}
-	rc, err := in.store.GetRange(ctx, e.Key, start, -1)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("read %s: %w", e.Key, err)
-	}
-	defer rc.Close()
-	raw := &trackingReader{r: rc}
-	dr, err := decompress(raw, e.Compression)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("%w: %s: %v", errCorrupt, e.Key, err)
-	}
-	defer dr.Close()
-	end := sp.End
-	if e.Compression != CompNone {
-		end = -1
-	}
-	maxLine := in.table.MaxRecordBytes
-	if maxLine <= 0 {
-		maxLine = schema.DefaultMaxRecordBytes
-	}
-	lr, err := newLineReader(dr, sp.Start, end, maxLine)
-	if err != nil {
-		return 0, 0, 0, readErr(raw, e.Key, err)
-	}
-	var conv *csvConverter
-	if e.Format == "csv" {
-		header, err := s.csvHeader(ctx, in, e, sp, lr)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		if conv, err = newCSVConverter(in.table, header); err != nil {
-			return 0, 0, 0, fmt.Errorf("%w: %s: %v", errCorrupt, e.Key, err)
-		}
-	}
-
 	const batchRecords, arenaBytes = 2048, 1 << 20
 	recs := s.pipe.Buffer(batchRecords)[:0]
 	arena := make([]byte, 0, arenaBytes)
@@ -813,34 +758,13 @@ func (s *Source) deliverSplit(ctx context.Context, in *tableInbox, e Entry, sp S
 		arena = make([]byte, 0, arenaBytes)
 		return err
 	}
-	if conv != nil && sp.Index == 0 {
-		lines, expect = 1, 0 // the header is line 0 of split 0
-	}
-	for {
-		line, pos, err := lr.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, 0, delivered, readErr(raw, e.Key, err)
-		}
-		if conv != nil && sp.Index == 0 {
-			pos++ // the header was read as line 0
-		}
-		lines = pos + 1
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		expect = pos + 1
+	lines, expect, err = EachRecord(ctx, in.store, in.table, e, sp, func(line []byte, pos int64) error {
 		if pos < from {
-			continue // committed before
-		}
-		if conv != nil {
-			line = conv.convert(line)
+			return nil // committed before
 		}
 		if len(arena)+len(line) > cap(arena) || len(recs) == cap(recs) {
 			if err := flush(); err != nil {
-				return 0, 0, delivered, err
+				return err
 			}
 		}
 		var v []byte
@@ -852,6 +776,10 @@ func (s *Source) deliverSplit(ctx context.Context, in *tableInbox, e Entry, sp S
 			v = arena[at:len(arena):len(arena)]
 		}
 		recs = append(recs, ingest.Record{Value: v, Pos: lake.PositionOf(pos)})
+		return nil
+	})
+	if err != nil {
+		return 0, 0, delivered, err
 	}
 	if err := flush(); err != nil {
 		return 0, 0, delivered, err
@@ -859,25 +787,121 @@ func (s *Source) deliverSplit(ctx context.Context, in *tableInbox, e Entry, sp S
 	return lines, expect, delivered, nil
 }
 
+// Plan resolves a file's compression (by its first bytes, for "auto")
+// and cuts it into splits; e needs Key, Size and Format.
+func Plan(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, splitBytes int64) (string, []Split, error) {
+	rc, err := store.GetRange(ctx, e.Key, 0, min(e.Size, 4))
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", e.Key, err)
+	}
+	head, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", e.Key, err)
+	}
+	if e.Format == "parquet" {
+		splits, err := planParquet(ctx, store, e)
+		return CompNone, splits, err
+	}
+	comp := detectCompression(t.Inbox.Compression, e.Key, head)
+	return comp, PlanSplits(e.Format, comp, e.Size, splitBytes), nil
+}
+
+// EachRecord calls fn with every non-blank line (or Parquet row, as a JSON
+// object) of a split and its position, in order; value is valid during
+// the call only. It returns the split's position count and the position
+// after its last record. e needs Key, Size, Format and Compression (as
+// Plan resolved it). A file that cannot be read as its format gives an
+// error wrapping ErrCorrupt.
+func EachRecord(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, sp Split, fn func(value []byte, pos int64) error) (lines, expect int64, err error) {
+	if e.Format == "parquet" {
+		return eachParquet(ctx, store, t, e, sp, fn)
+	}
+	start := sp.Start
+	if start > 0 {
+		start-- // the byte before: where the split's first line begins
+	}
+	rc, err := store.GetRange(ctx, e.Key, start, -1)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", e.Key, err)
+	}
+	defer rc.Close()
+	raw := &trackingReader{r: rc}
+	dr, err := decompress(raw, e.Compression)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, e.Key, err)
+	}
+	defer dr.Close()
+	end := sp.End
+	if e.Compression != CompNone {
+		end = -1
+	}
+	maxLine := t.MaxRecordBytes
+	if maxLine <= 0 {
+		maxLine = schema.DefaultMaxRecordBytes
+	}
+	lr, err := newLineReader(dr, sp.Start, end, maxLine)
+	if err != nil {
+		return 0, 0, readErr(raw, e.Key, err)
+	}
+	var conv *csvConverter
+	if e.Format == "csv" {
+		header, err := csvHeader(ctx, store, e, sp, lr)
+		if err != nil {
+			return 0, 0, err
+		}
+		if conv, err = newCSVConverter(t, header); err != nil {
+			return 0, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, e.Key, err)
+		}
+		if sp.Index == 0 {
+			lines = 1 // the header is line 0 of split 0
+		}
+	}
+	for {
+		line, pos, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, 0, readErr(raw, e.Key, err)
+		}
+		if conv != nil && sp.Index == 0 {
+			pos++ // the header was read as line 0
+		}
+		lines = pos + 1
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		expect = pos + 1
+		if conv != nil {
+			line = conv.convert(line)
+		}
+		if err := fn(line, pos); err != nil {
+			return 0, 0, err
+		}
+	}
+	return lines, expect, nil
+}
+
 func readErr(raw *trackingReader, key string, err error) error {
 	if raw.err == nil {
-		return fmt.Errorf("%w: %s: %v", errCorrupt, key, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, key, err)
 	}
 	return fmt.Errorf("read %s: %w", key, err)
 }
 
 // csvHeader returns the CSV header: the first line of split 0 (consumed
 // from lr), or read from the file's start for later splits.
-func (s *Source) csvHeader(ctx context.Context, in *tableInbox, e Entry, sp Split, lr *lineReader) ([]byte, error) {
+func csvHeader(ctx context.Context, store objstore.BucketReader, e Entry, sp Split, lr *lineReader) ([]byte, error) {
 	if sp.Index == 0 {
 		line, _, err := lr.next()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: no CSV header: %v", errCorrupt, e.Key, err)
+			return nil, fmt.Errorf("%w: %s: no CSV header: %v", ErrCorrupt, e.Key, err)
 		}
 		lr.pos = 0 // positions of the data lines are counted by deliverSplit
 		return append([]byte(nil), line...), nil
 	}
-	rc, err := in.store.GetRange(ctx, e.Key, 0, min(e.Size, 1<<20))
+	rc, err := store.GetRange(ctx, e.Key, 0, min(e.Size, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", e.Key, err)
 	}
@@ -888,7 +912,7 @@ func (s *Source) csvHeader(ctx context.Context, in *tableInbox, e Entry, sp Spli
 	}
 	line, _, err := hr.next()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: no CSV header: %v", errCorrupt, e.Key, err)
+		return nil, fmt.Errorf("%w: %s: no CSV header: %v", ErrCorrupt, e.Key, err)
 	}
 	return append([]byte(nil), line...), nil
 }
