@@ -3,6 +3,8 @@ package batch_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"log/slog"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/loadtest/gen"
@@ -192,4 +195,46 @@ func TestOldFileRecomputesItsWindows(t *testing.T) {
 		t.Errorf("after the old file: %+v; want exactly the %d windows it touches recomputed, the watermark unmoved", st, touched)
 	}
 	checkSummaries(t, tbl, sumB, truth, wm)
+}
+
+// `sluice batch run`'s map/reduce over gzip JSON lines gives summaries
+// equal to the generators' exact truth, and a run stopped half way resumes
+// without mapping its finished splits again.
+func TestRunMatchesTruthAndResumes(t *testing.T) {
+	tbl := inboxEvents(t)
+	inB, stateB, sumB := objstoretest.NewLocal(t), objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	truth, err := gen.NewTruth(tbl.Rollup.Windows...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 3, 14, 21, 30, 0, 0, time.UTC)
+	for i := range 8 {
+		cfg := gen.Config{Seed: int64(i + 10), Start: start.Add(time.Duration(i) * 20 * time.Minute), EventsPerSecond: 1500 / 1800.0, Users: 800, LateShare: 0.05, LateBy: time.Hour}
+		genFile(t, inB, fmt.Sprintf("drop/2026/part-%02d.jsonl.gz", i), cfg, 1500, true, truth)
+	}
+	// One plain file cut into several splits.
+	genFile(t, inB, "drop/2026/big.jsonl", gen.Config{Seed: 77, Start: start, EventsPerSecond: 2, Users: 800}, 3000, false, truth)
+	opts := batch.Options{Table: tbl, Input: inB, Prefix: "drop/", State: stateB, Summaries: sumB, SplitBytes: 128 << 10, Parallel: 2}
+
+	// Stop the first run after three splits.
+	ctx, cancel := context.WithCancel(t.Context())
+	first := opts
+	first.Parallel = 1
+	first.Progress = func(p batch.Progress) {
+		if p.SplitsDone >= 3 {
+			cancel()
+		}
+	}
+	if _, err := batch.Run(ctx, first); err == nil {
+		t.Fatal("the stopped run reported success")
+	}
+	st, err := batch.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("resumed run: %+v", st)
+	if st.SplitsSkipped < 3 || st.SplitsSkipped == st.Splits || st.Splits < 10 {
+		t.Errorf("resumed run: %+v; want at least the 3 finished splits skipped, and the rest mapped", st)
+	}
+	checkSummaries(t, tbl, sumB, truth, math.MaxInt64)
 }
