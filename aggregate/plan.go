@@ -89,7 +89,8 @@ const batchSourcePrefix = "inbox:"
 // holds the watermark back: a split is mapped once and then silent for
 // good, and files carry any event times. When the table has stream
 // partitions, batch data is late data to them; when it has only batch
-// data, the watermark is the newest event time any file brought (minus the
+// data (stream partitions without any yet do not count), the watermark is
+// the newest event time any file brought (minus the
 // lateness), and a file with older event times recomputes the windows it
 // touches as late data does (within the rollup's late_horizon).
 func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
@@ -127,13 +128,13 @@ func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, no
 			batchMax = max(batchMax, p.maxEvent)
 			continue
 		}
-		streams++
 		if p.maxEvent == -1<<63 {
 			if p.lag > 0 {
 				return time.Time{}, false // data on its way, of unknown time
 			}
 			continue // only dead letters so far, or nothing to read
 		}
+		streams++
 		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
 			continue
 		}

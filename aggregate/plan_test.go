@@ -101,6 +101,14 @@ func TestWatermark(t *testing.T) {
 			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
 		},
 		{
+			name: "batch data beside stream partitions that have none yet",
+			recs: []lake.CommitRecord{
+				{Source: "kafka:events", Partition: "0", Kind: lake.LinkGenesis, CommittedAt: t0},
+				inboxRec(rec("f1#0", 0, time.Minute, [2]time.Duration{0, 7 * time.Minute})),
+			},
+			want: t0.Add(7*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
 			name: "batch data never holds a stream's watermark back",
 			recs: []lake.CommitRecord{
 				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),

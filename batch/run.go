@@ -192,21 +192,34 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	}
 	st.Records, st.BadRecords, st.SplitsSkipped = records.Load(), bad.Load(), int(skipped.Load())
 
-	// Reduce: merge the partials, then the coarser windows from the finest.
-	merged := &aggregate.Summary{Window: finest}
-	for _, s := range splits {
-		data, err := get(ctx, o.State, s.key)
-		if err != nil {
-			return st, fmt.Errorf("batch run: reduce: %w", err)
-		}
-		part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), &t)
-		if err != nil {
-			return st, fmt.Errorf("batch run: reduce: %s: %w", s.key, err)
-		}
-		if merged, err = aggregate.Merge(&t, finest, merged, part); err != nil {
-			return st, fmt.Errorf("batch run: reduce: %w", err)
-		}
+	// Reduce: merge the partials in one go (merging them one by one would
+	// copy the growing result for each), then the coarser windows from the
+	// finest.
+	parts := make([]*aggregate.Summary, len(splits))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for i, s := range splits {
+		g.Go(func() error {
+			data, err := get(gctx, o.State, s.key)
+			if err != nil {
+				return fmt.Errorf("batch run: reduce: %w", err)
+			}
+			part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), &t)
+			if err != nil {
+				return fmt.Errorf("batch run: reduce: %s: %w", s.key, err)
+			}
+			parts[i] = part
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return st, err
+	}
+	merged, err := aggregate.Merge(&t, finest, parts...)
+	if err != nil {
+		return st, fmt.Errorf("batch run: reduce: %w", err)
+	}
+	parts = nil
 	st.Windows = len(merged.Windows())
 	for _, w := range t.Rollup.Windows {
 		sw := merged

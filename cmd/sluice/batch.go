@@ -11,10 +11,12 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/schema"
 )
 
 type batchOptions struct {
@@ -51,7 +53,107 @@ With --once it makes one pass with a progress bar and exits.`,
 	}
 	cmd.Flags().StringVarP(&o.configPath, "config", "c", "", "path to sluice.yaml")
 	cmd.Flags().BoolVar(&o.once, "once", false, "one pass over the inboxes, then exit")
+	cmd.AddCommand(newBatchRunCmd(g))
 	return cmd
+}
+
+type batchRunOptions struct {
+	configPath, input, table, format, compression string
+	splitBytes                                    int64
+	parallel                                      int
+}
+
+func newBatchRunCmd(g *globals) *cobra.Command {
+	var o batchRunOptions
+	cmd := &cobra.Command{
+		Use:   "run --config sluice.yaml --input PREFIX --table T",
+		Short: "Summarise the files under a prefix once: map each split to a partial summary, reduce into the summary store",
+		Long: `Runs the batch map/reduce once, from files straight to summaries, without the
+raw layout: every split of every file under --input (in the store, or the
+inbox store the table names) is decoded and folded into a partial summary
+written as an object under _batch/ in the summary store; the partials are then
+merged, window size by window size, into the summary store's usual layout.
+Started again over the same prefix, it skips the splits already mapped. It
+replaces the summaries of the windows the files touch: give it a summary
+store of its own, not one a running aggregator writes.`,
+		Example: `  sluice batch run --config sluice.yaml --input exports/2026-11/ --table events`,
+		Args:    usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.configPath == "" || o.input == "" || o.table == "" {
+				return usageErrorf("--config, --input and --table are required")
+			}
+			cfg, err := loadConfig(o.configPath)
+			if err != nil {
+				return err
+			}
+			return runBatchRun(cmd.Context(), g, cfg, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.configPath, "config", "c", "", "path to sluice.yaml")
+	f.StringVar(&o.input, "input", "", "key prefix of the files")
+	f.StringVar(&o.table, "table", "", "the table (with a rollup) the files hold")
+	f.StringVar(&o.format, "format", "", "jsonl, csv or parquet (default: the table's inbox format, else jsonl)")
+	f.StringVar(&o.compression, "compression", "auto", "auto, none, gzip or zstd")
+	f.Int64Var(&o.splitBytes, "split-bytes", inbox.DefaultSplitBytes, "cut uncompressed text files into splits of about this many bytes")
+	f.IntVar(&o.parallel, "parallel", 0, "splits mapped at once (0: one per core)")
+	return cmd
+}
+
+func runBatchRun(ctx context.Context, g *globals, cfg *fileConfig, o batchRunOptions) error {
+	logger := g.Logger()
+	if cfg.SummaryStore == nil {
+		return errNoSummaries
+	}
+	var table *schema.Table
+	for _, t := range cfg.tables {
+		if t.Name == o.table {
+			table = t
+		}
+	}
+	if table == nil || table.Rollup == nil {
+		return usageErrorf("--table %q: no such table with a rollup", o.table)
+	}
+	format, storeName := o.format, ""
+	if table.Inbox != nil {
+		storeName = table.Inbox.Store
+		if format == "" {
+			format = table.Inbox.Format
+		}
+	}
+	reg := prometheus.NewRegistry()
+	sc := cfg.Store
+	if storeName != "" {
+		sc = cfg.Stores[storeName]
+	}
+	input, err := openNamedBucket(ctx, "input", sc, logger, reg)
+	if err != nil {
+		return err
+	}
+	summaries, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg)
+	if err != nil {
+		return err
+	}
+	bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(g.stderr), progressbar.OptionSetDescription("batch run"),
+		progressbar.OptionShowBytes(true), progressbar.OptionShowIts(), progressbar.OptionSetPredictTime(true),
+		progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionThrottle(200*time.Millisecond))
+	start := time.Now()
+	st, err := batch.Run(ctx, batch.Options{Table: table, Input: input, Prefix: o.input, Format: format, Compression: o.compression,
+		State: summaries, Summaries: summaries, SplitBytes: o.splitBytes, Parallel: o.parallel, Logger: logger,
+		Progress: func(p batch.Progress) {
+			bar.ChangeMax64(p.Bytes)
+			rate := float64(p.Records) / max(time.Since(start).Seconds(), 1e-3)
+			bar.Describe(fmt.Sprintf("batch run: %d/%d splits of %d files, %d records (%.0f/s)", p.SplitsDone, p.Splits, p.Files, p.Records, rate))
+			_ = bar.Set64(p.BytesDone)
+		}})
+	_ = bar.Finish()
+	fmt.Fprintln(g.stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "batch run: %d files, %d splits (%d mapped before), %d bytes; %d records, %d bad (in _batch/%s/.../deadletters/); %d windows, %d summary objects; %s\n",
+		st.Files, st.Splits, st.SplitsSkipped, st.Bytes, st.Records, st.BadRecords, table.Name, st.Windows, st.Objects, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func runBatch(ctx context.Context, g *globals, cfg *fileConfig, o batchOptions) error {

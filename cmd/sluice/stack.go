@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
@@ -49,6 +50,7 @@ type devStack struct {
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
 	src        *kafka.Source
+	batch      *inbox.Source // files dropped into <data-dir>/inbox/events/ (dev_inbox.go)
 	agg        *aggregate.Service
 	srv        *httpserver.Server
 }
@@ -105,6 +107,9 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	if _, s.writer, s.src, err = newIngester(ctx, s.cfg, logger, s.reg); err != nil {
 		return nil, err
 	}
+	if err := s.startInbox(); err != nil {
+		return nil, err
+	}
 	if s.agg, err = newAggregateService(ctx, s.cfg, logger, s.reg); err != nil {
 		return nil, err
 	}
@@ -125,7 +130,9 @@ func (s *devStack) Run(ctx context.Context) error {
 	go func() { httpDone <- s.srv.Run(httpCtx) }()
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- s.agg.Run(ctx) }()
+	inboxDone := s.runInbox(ctx)
 	ingestErr := s.src.Run(ctx)
+	ingestErr = errors.Join(ingestErr, <-inboxDone)
 	aggErr := <-aggDone
 	stopHTTP()
 	httpErr := <-httpDone
