@@ -4,9 +4,15 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -155,5 +161,129 @@ func TestReplacedFile(t *testing.T) {
 				t.Errorf("a later pass did more: %+v", st)
 			}
 		})
+	}
+}
+
+// Archive happens only once the file is committed, and a later pass does
+// not ingest the archived copy or anything else again.
+func TestArchiveAfterCommit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	lakeB, inboxB := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	rng := rand.New(rand.NewPCG(8, 9))
+	f := textFile(t, rng, "ev", 1, 40, 0, "gzip")
+	put(t, inboxB, f.Key, f.Data)
+	versions := versionsOf(t, inboxB, []genFile{f})
+	cfg := inbox.Config{After: "archive", ArchivePrefix: "archive/", Lease: 10 * time.Second}
+	tables := tableList(testTables(t), "ev")
+	if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Committed != 1 {
+		t.Fatalf("pass: %+v", st)
+	}
+	if _, err := inboxB.Attributes(ctx, f.Key); !objstore.IsNotExist(err) {
+		t.Errorf("the committed file is still in the inbox: %v", err)
+	}
+	if a, err := inboxB.Attributes(ctx, "archive/"+f.Key); err != nil || a.Size != int64(len(f.Data)) {
+		t.Errorf("archived copy: %+v, %v", a, err)
+	}
+	if v := verify(t, lakeB, "ev", []genFile{f}, 1<<30, versions); !v.ok() {
+		t.Errorf("committed set: %s", v)
+	}
+	if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Claimed != 0 {
+		t.Errorf("a later pass claimed %d files", st.Claimed)
+	}
+}
+
+// The event endpoint wants its token and a notification naming an inbox
+// file; then it asks for a pass.
+func TestEventsHandler(t *testing.T) {
+	lakeB := objstoretest.NewLocal(t)
+	reg := prometheus.NewRegistry()
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	src, err := inbox.NewSource(inbox.Config{}, tableList(testTables(t), "ev"), lakeB, func(string) (objstore.Bucket, error) { return lakeB, nil }, w, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := src.EventsHandler("s3cret", slog.New(slog.DiscardHandler))
+	event := `{"Records":[{"eventName":"s3:ObjectCreated:Put","s3":{"object":{"key":"in%2Fev%2F2026%2Fa.jsonl"}}},
+		{"eventName":"s3:ObjectCreated:Put","s3":{"object":{"key":"elsewhere/b.jsonl"}}}]}`
+	for _, tc := range []struct {
+		name, auth, body string
+		want             int
+		files            string
+	}{
+		{"no token", "", event, http.StatusUnauthorized, ""},
+		{"wrong token", "Bearer nope", event, http.StatusUnauthorized, ""},
+		{"not JSON", "Bearer s3cret", "{", http.StatusBadRequest, ""},
+		{"one inbox file", "Bearer s3cret", event, http.StatusOK, `"inbox_files":1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(tc.body))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.want || !strings.Contains(rec.Body.String(), tc.files) {
+				t.Errorf("got %d %q, want %d with %q", rec.Code, rec.Body.String(), tc.want, tc.files)
+			}
+		})
+	}
+}
+
+// As a service, the source picks up files dropped while it runs, on its
+// schedule and on Notify.
+func TestServicePicksUpNewFiles(t *testing.T) {
+	lakeB, inboxB := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.DiscardHandler)
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, logger, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	src, err := inbox.NewSource(inbox.Config{Interval: time.Hour, Lease: 10 * time.Second}, tableList(testTables(t), "ev"), lakeB,
+		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	rng := rand.New(rand.NewPCG(4, 4))
+	var files []genFile
+	for i := range 3 {
+		f := textFile(t, rng, "ev", i, 30, 0.1, "none")
+		put(t, inboxB, f.Key, f.Data)
+		files = append(files, f)
+		src.Notify() // the hourly schedule alone would not see it in time
+		l, _ := inbox.NewLedger(lakeB, "ev")
+		v := versionsOf(t, inboxB, []genFile{f})[f.Key]
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			e, _, found, err := l.Get(ctx, f.Key, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found && e.State == inbox.StateCommitted {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("file %d not committed within 20s (found %v, state %s)", i, found, e.State)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	if v := verify(t, lakeB, "ev", files, 1<<30, versionsOf(t, inboxB, files)); !v.ok() {
+		t.Errorf("committed set: %s", v)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/go-co-op/gocron/v2"
 )
@@ -22,7 +23,12 @@ func (s *Source) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("batch: scheduler: %w", err)
 	}
+	// Passes never overlap in one process: a notification that arrives
+	// during a pass is kept (the channel holds one) and runs the next.
+	var passMu sync.Mutex
 	pass := func(ctx context.Context) {
+		passMu.Lock()
+		defer passMu.Unlock()
 		st, err := s.Pass(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.logger.Error("batch: pass failed", "err", err)
@@ -33,7 +39,7 @@ func (s *Source) Run(ctx context.Context) error {
 				"quarantined", st.Quarantined, "refused", st.Refused, "splits", st.Splits, "records", st.Records)
 		}
 	}
-	job, err := sched.NewJob(gocron.DurationJob(s.cfg.Interval),
+	_, err = sched.NewJob(gocron.DurationJob(s.cfg.Interval),
 		gocron.NewTask(pass),
 		gocron.WithName("batch-pass"),
 		gocron.WithSingletonMode(gocron.LimitModeReschedule),
@@ -49,11 +55,7 @@ func (s *Source) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.notify:
-			// Files arrived (an event): run the job now; singleton mode
-			// keeps it from overlapping a pass in progress.
-			if err := job.RunNow(); err != nil {
-				s.logger.Warn("batch: run a pass on notification", "err", err)
-			}
+			pass(ctx) // files arrived (an event)
 		}
 	}
 }

@@ -32,7 +32,9 @@ import (
 //
 //	cd tools/duckdbcheck && SLUICE_BENCH_BATCH=1 CGO_ENABLED=1 go test -run TestBatchVersusDuckDB -v -timeout 30m
 //
-// SLUICE_BENCH_BATCH_ROWS (default 2,000,000) sets the size; 40 files.
+// SLUICE_BENCH_BATCH_ROWS (default 2,000,000) sets the size, in 40 files;
+// SLUICE_BENCH_BATCH_HOURS (default 40) the event time they span, one
+// after the other: the fewer hours, the more rows per summary group.
 func TestBatchVersusDuckDB(t *testing.T) {
 	if os.Getenv("SLUICE_BENCH_BATCH") != "1" {
 		t.Skip("benchmark: set SLUICE_BENCH_BATCH=1")
@@ -42,6 +44,11 @@ func TestBatchVersusDuckDB(t *testing.T) {
 		rows, _ = strconv.Atoi(v)
 	}
 	const files = 40
+	hours := 40.0
+	if v := os.Getenv("SLUICE_BENCH_BATCH_HOURS"); v != "" {
+		hours, _ = strconv.ParseFloat(v, 64)
+	}
+	span := time.Duration(hours * float64(time.Hour) / files)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in", "drop")
 	if err := os.MkdirAll(in, 0o755); err != nil {
@@ -50,7 +57,7 @@ func TestBatchVersusDuckDB(t *testing.T) {
 	var size int64
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	for f := range files {
-		g, err := gen.New(gen.Config{Seed: int64(f + 1), Start: start.Add(time.Duration(f) * time.Hour), EventsPerSecond: float64(rows/files) / 3600, Users: 50_000})
+		g, err := gen.New(gen.Config{Seed: int64(f + 1), Start: start.Add(time.Duration(f) * span), EventsPerSecond: float64(rows/files) / span.Seconds(), Users: 50_000})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +78,7 @@ func TestBatchVersusDuckDB(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d files, %d rows, %.1f MB gzip JSON lines; GOMAXPROCS 2 / DuckDB threads 2", files, rows, float64(size)/1e6)
+	t.Logf("%d files, %d rows over %g hours of event time, %.1f MB gzip JSON lines; GOMAXPROCS 2 / DuckDB threads 2", files, rows, hours, float64(size)/1e6)
 	results := map[string]childResult{}
 	for _, engine := range []string{"sluice", "duckdb"} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestBatchVersusDuckDBChild$", "-test.v")
