@@ -221,19 +221,32 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	}
 	parts = nil
 	st.Windows = len(merged.Windows())
-	for _, w := range t.Rollup.Windows {
-		sw := merged
+	// Each window size is merged from the finest, one after the other (a
+	// sketch is not safe to read while another goroutine encodes it: its
+	// estimate compacts it), then written in parallel.
+	bySize := make([]*aggregate.Summary, len(t.Rollup.Windows))
+	for i, w := range t.Rollup.Windows {
+		bySize[i] = merged
 		if w != finest {
-			var err error
-			if sw, err = aggregate.Merge(&t, w, merged); err != nil {
+			if bySize[i], err = aggregate.Merge(&t, w, merged); err != nil {
 				return st, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
 			}
 		}
-		n, err := writeUnits(ctx, o.Summaries, &t, w, sw, o.Prefix)
-		st.Objects += n
-		if err != nil {
-			return st, err
-		}
+	}
+	var objects atomic.Int64
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for i, w := range t.Rollup.Windows {
+		g.Go(func() error {
+			n, err := writeUnits(gctx, o.Summaries, &t, w, bySize[i], o.Prefix)
+			objects.Add(int64(n))
+			return err
+		})
+	}
+	err = g.Wait()
+	st.Objects = int(objects.Load())
+	if err != nil {
+		return st, err
 	}
 	return st, nil
 }
