@@ -138,7 +138,7 @@ func TestOldFileRecomputesItsWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 3, 14, 21, 30, 0, 0, time.UTC)
-	const perFile = 2000
+	const perFile = 800
 	var newest time.Time
 	for i := range 6 {
 		cfg := gen.Config{Seed: int64(i + 1), Start: start.Add(time.Duration(i) * 30 * time.Minute), EventsPerSecond: perFile / 1800.0, Users: 500}
@@ -208,13 +208,13 @@ func TestRunMatchesTruthAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 3, 14, 21, 30, 0, 0, time.UTC)
-	for i := range 8 {
-		cfg := gen.Config{Seed: int64(i + 10), Start: start.Add(time.Duration(i) * 20 * time.Minute), EventsPerSecond: 1500 / 1800.0, Users: 800, LateShare: 0.05, LateBy: time.Hour}
-		genFile(t, inB, fmt.Sprintf("drop/2026/part-%02d.jsonl.gz", i), cfg, 1500, true, truth)
+	for i := range 6 {
+		cfg := gen.Config{Seed: int64(i + 10), Start: start.Add(time.Duration(i) * 20 * time.Minute), EventsPerSecond: 600 / 1200.0, Users: 800, LateShare: 0.05, LateBy: time.Hour}
+		genFile(t, inB, fmt.Sprintf("drop/2026/part-%02d.jsonl.gz", i), cfg, 600, true, truth)
 	}
 	// One plain file cut into several splits.
-	genFile(t, inB, "drop/2026/big.jsonl", gen.Config{Seed: 77, Start: start, EventsPerSecond: 2, Users: 800}, 3000, false, truth)
-	opts := batch.Options{Table: tbl, Input: inB, Prefix: "drop/", State: stateB, Summaries: sumB, SplitBytes: 128 << 10, Parallel: 2}
+	genFile(t, inB, "drop/2026/big.jsonl", gen.Config{Seed: 77, Start: start, EventsPerSecond: 2, Users: 800}, 2000, false, truth)
+	opts := batch.Options{Table: tbl, Input: inB, Prefix: "drop/", State: stateB, Summaries: sumB, SplitBytes: 64 << 10, Parallel: 2}
 
 	// Stop the first run after three splits.
 	ctx, cancel := context.WithCancel(t.Context())
