@@ -41,6 +41,11 @@ type Config struct {
 	// causes a re-ingest: the ledger already says committed.
 	After         string `yaml:"after"`
 	ArchivePrefix string `yaml:"archive_prefix"`
+	// PruneAfter forgets a finished file's ledger entry once the file has
+	// been gone from the inbox (deleted, archived) this long, found by the
+	// reconciliation; a file still there is never forgotten. Negative: keep
+	// every entry. Dropped again after that, the same key is a new file.
+	PruneAfter time.Duration `yaml:"prune_after"`
 	// MaxAttempts quarantines a file after this many failed attempts.
 	MaxAttempts int `yaml:"max_attempts"`
 	// EventsToken authenticates bucket event notifications posted to
@@ -56,6 +61,7 @@ const (
 	DefaultListPage       = 1000
 	DefaultReconcileEvery = 10 * time.Minute
 	DefaultMaxAttempts    = 5
+	DefaultPruneAfter     = 7 * 24 * time.Hour
 )
 
 // Named config errors.
@@ -87,6 +93,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.After == "" {
 		c.After = "keep"
+	}
+	if c.PruneAfter == 0 {
+		c.PruneAfter = DefaultPruneAfter
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts

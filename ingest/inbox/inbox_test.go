@@ -191,6 +191,23 @@ func TestArchiveAfterCommit(t *testing.T) {
 	if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Claimed != 0 {
 		t.Errorf("a later pass claimed %d files", st.Claimed)
 	}
+	// The file is gone from the inbox: once prune_after has passed, the
+	// reconciliation forgets its entry; the entry of a file still there stays.
+	kept := textFile(t, rng, "ev", 2, 10, 0, "none")
+	put(t, inboxB, kept.Key, kept.Data)
+	keep := inbox.Config{After: "keep", Lease: 10 * time.Second, PruneAfter: time.Nanosecond}
+	if st := runPass(t, ctx, lakeB, inboxB, tables, keep); st.Committed != 1 {
+		t.Fatalf("pass: %+v", st)
+	}
+	runPass(t, ctx, lakeB, inboxB, tables, keep) // a fresh process reconciles at its first pass
+	l, _ := inbox.NewLedger(lakeB, "ev")
+	var left []string
+	if err := l.Each(ctx, func(key, _ string) error { left = append(left, key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || left[0] != kept.Key {
+		t.Errorf("ledger entries after pruning: %v, want only %s", left, kept.Key)
+	}
 }
 
 // The event endpoint wants its token and a notification naming an inbox

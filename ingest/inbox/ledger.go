@@ -248,6 +248,14 @@ func (l *Ledger) Close(ctx context.Context, key, version string) error {
 	return l.b.Delete(ctx, l.openKey(key, version))
 }
 
+// Forget deletes the entry of (key, version) and its open marker.
+func (l *Ledger) Forget(ctx context.Context, key, version string) error {
+	if err := l.b.Delete(ctx, l.openKey(key, version)); err != nil {
+		return err
+	}
+	return l.b.Delete(ctx, l.entryKey(key, version))
+}
+
 // Open lists the (key, version) pairs marked open: claimed, failed or
 // abandoned files to look at again.
 func (l *Ledger) Open(ctx context.Context, fn func(key, version string) error) error {

@@ -59,6 +59,7 @@ type metrics struct {
 	bytes  *prometheus.CounterVec // table
 	lines  *prometheus.CounterVec // table
 	lost   *prometheus.CounterVec // table
+	pruned *prometheus.CounterVec // table
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -79,6 +80,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.bytes = promreg.Register(reg, m.bytes)
 	m.lines = promreg.Register(reg, m.lines)
 	m.lost = promreg.Register(reg, m.lost)
+	m.pruned = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_pruned_entries_total",
+		Help: "Ledger entries forgotten: finished files gone from the inbox for batch.prune_after."}, []string{"table"}))
 	return m
 }
 
@@ -391,6 +394,25 @@ func (s *Source) consider(ctx context.Context, in *tableInbox, a objstore.Object
 	return &fileWork{in: in, e: e, tag: tag}, 0, nil
 }
 
+// prune forgets a finished file that is gone from the inbox (deleted or
+// archived) once batch.prune_after has passed since it finished, so the
+// ledger does not grow with files that no longer exist. An entry of a file
+// still in the inbox is never pruned, whatever its version.
+func (s *Source) prune(ctx context.Context, in *tableInbox, key, ver string) {
+	if s.cfg.PruneAfter < 0 {
+		return
+	}
+	e, _, found, err := in.ledger.Get(ctx, key, ver)
+	if err != nil || !found || !e.Done() || time.Since(e.UpdatedAt) < s.cfg.PruneAfter {
+		return
+	}
+	if err := in.ledger.Forget(ctx, key, ver); err != nil {
+		s.logger.Warn("inbox: prune the entry of a file gone from the inbox", "table", in.table.Name, "key", key, "err", err)
+		return
+	}
+	s.m.pruned.WithLabelValues(in.table.Name).Inc()
+}
+
 // reclaim looks at a file left open and claims it if its holder's lease
 // ran out, or its last attempt failed long enough ago.
 func (s *Source) reclaim(ctx context.Context, in *tableInbox, key, ver string, now time.Time) (*fileWork, error) {
@@ -479,12 +501,14 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 	}
 	advance()
 	found, refused := 0, 0
+	var gone []kv
 	err := in.store.Iter(ctx, in.table.Inbox.Prefix, func(a objstore.ObjectAttrs) error {
 		if Ignored(a.Key) || a.Size == 0 {
 			return nil
 		}
 		var versions []string
 		for have && cur.key < a.Key {
+			gone = append(gone, cur) // an entry of a file no longer in the inbox
 			advance()
 		}
 		for have && cur.key == a.Key {
@@ -508,6 +532,12 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 		}
 		return nil
 	})
+	if err == nil {
+		for have { // the entries after the inbox's last key
+			gone = append(gone, cur)
+			advance()
+		}
+	}
 	cancel()
 	for range entries {
 		// drain, so the lister ends
@@ -517,6 +547,11 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 	}
 	if lerr := <-listErr; lerr != nil && !errors.Is(lerr, context.Canceled) && !errors.Is(err, errStop) {
 		return found, refused, fmt.Errorf("inbox %s: reconcile: list ledger: %w", in.table.Name, lerr)
+	}
+	if err == nil {
+		for _, g := range gone {
+			s.prune(ctx, in, g.key, g.ver)
+		}
 	}
 	return found, refused, nil
 }
