@@ -251,15 +251,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	return st, nil
 }
 
-func splitBytes(s split) int64 {
-	if s.file.Format == "parquet" || s.file.Compression != inbox.CompNone {
-		if s.sp.Index == 0 {
-			return s.file.Size
-		}
-		return 0
-	}
-	return s.sp.End - s.sp.Start
-}
+func splitBytes(s split) int64 { return inbox.SplitSize(s.file, s.sp) }
 
 // mapSplit decodes one split and folds it into a partial summary of the
 // finest window, written to s.key; bad records go to a dead-letter object

@@ -703,8 +703,9 @@ func (s *Source) mapFile(ctx context.Context, f *fileWork, report func(files, sp
 			}
 			s.m.splits.WithLabelValues(f.in.table.Name).Inc()
 			s.m.lines.WithLabelValues(f.in.table.Name).Add(float64(delivered))
-			s.m.bytes.WithLabelValues(f.in.table.Name).Add(float64(sp.End - sp.Start))
-			report(0, 1, delivered, sp.End-sp.Start)
+			n := SplitSize(e, sp)
+			s.m.bytes.WithLabelValues(f.in.table.Name).Add(float64(n))
+			report(0, 1, delivered, n)
 			mu.Lock()
 			done++
 			recs += delivered
@@ -714,6 +715,19 @@ func (s *Source) mapFile(ctx context.Context, f *fileWork, report func(files, sp
 	}
 	err := g.Wait()
 	return done, recs, err
+}
+
+// SplitSize is the bytes of the stored file a split stands for: its byte
+// range of an uncompressed text file; the whole file, counted with split
+// 0, for compressed and Parquet files (whose splits are not byte ranges).
+func SplitSize(e Entry, sp Split) int64 {
+	if e.Format == "parquet" || e.Compression != CompNone {
+		if sp.Index == 0 {
+			return e.Size
+		}
+		return 0
+	}
+	return sp.End - sp.Start
 }
 
 // plan resolves the file's compression and cuts it into splits.
