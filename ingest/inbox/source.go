@@ -394,6 +394,10 @@ func (s *Source) consider(ctx context.Context, in *tableInbox, a objstore.Object
 	return &fileWork{in: in, e: e, tag: tag}, 0, nil
 }
 
+// maxPrunePerPass bounds the entries one reconciliation looks at for
+// pruning (and holds in memory); the rest wait for the next.
+const maxPrunePerPass = 10_000
+
 // prune forgets a finished file that is gone from the inbox (deleted or
 // archived) once batch.prune_after has passed since it finished, so the
 // ledger does not grow with files that no longer exist. An entry of a file
@@ -508,7 +512,9 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 		}
 		var versions []string
 		for have && cur.key < a.Key {
-			gone = append(gone, cur) // an entry of a file no longer in the inbox
+			if len(gone) < maxPrunePerPass {
+				gone = append(gone, cur) // an entry of a file no longer in the inbox
+			}
 			advance()
 		}
 		for have && cur.key == a.Key {
@@ -533,7 +539,7 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 		return nil
 	})
 	if err == nil {
-		for have { // the entries after the inbox's last key
+		for have && len(gone) < maxPrunePerPass { // the entries after the inbox's last key
 			gone = append(gone, cur)
 			advance()
 		}
