@@ -46,6 +46,11 @@ type Config struct {
 	// reconciliation; a file still there is never forgotten. Negative: keep
 	// every entry. Dropped again after that, the same key is a new file.
 	PruneAfter time.Duration `yaml:"prune_after"`
+	// Settle leaves a file alone until it has not changed for this long:
+	// for stores where a file can be seen while it is written (a local
+	// directory files are copied into). Object stores show an object only
+	// once it is whole: leave it 0 there.
+	Settle time.Duration `yaml:"settle"`
 	// MaxAttempts quarantines a file after this many failed attempts.
 	MaxAttempts int `yaml:"max_attempts"`
 	// EventsToken authenticates bucket event notifications posted to

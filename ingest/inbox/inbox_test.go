@@ -304,3 +304,26 @@ func TestServicePicksUpNewFiles(t *testing.T) {
 		t.Errorf("committed set: %s", v)
 	}
 }
+
+// With batch.settle, a file that changed too recently waits, and the
+// cursor does not move past it; once it has settled it is ingested.
+func TestSettle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	lakeB, inboxB := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	rng := rand.New(rand.NewPCG(10, 11))
+	f := textFile(t, rng, "ev", 1, 20, 0, "none")
+	put(t, inboxB, f.Key, f.Data)
+	cfg := inbox.Config{Lease: 10 * time.Second, Settle: 700 * time.Millisecond, ReconcileEvery: -1}
+	tables := tableList(testTables(t), "ev")
+	if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Claimed != 0 {
+		t.Fatalf("a fresh file was claimed: %+v", st)
+	}
+	time.Sleep(800 * time.Millisecond)
+	if st := runPass(t, ctx, lakeB, inboxB, tables, cfg); st.Committed != 1 {
+		t.Fatalf("the settled file: %+v, want it committed", st)
+	}
+	if v := verify(t, lakeB, "ev", []genFile{f}, 1<<30, versionsOf(t, inboxB, []genFile{f})); !v.ok() {
+		t.Errorf("committed set: %s", v)
+	}
+}

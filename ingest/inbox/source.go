@@ -297,12 +297,18 @@ func (s *Source) claim(ctx context.Context, in *tableInbox, limit int, reconcile
 	if err != nil {
 		return nil, 0, err
 	}
-	last, listed := "", 0
+	last, listed, blocked := "", 0, false
 	err = objstore.IterAfter(ctx, in.store, in.table.Inbox.Prefix, after, func(a objstore.ObjectAttrs) error {
 		if len(out) >= limit || listed >= s.cfg.ListPage {
 			return errStop
 		}
 		listed++
+		if s.unsettled(a) {
+			// Maybe still being written: the cursor stops before it, so
+			// the next pass lists it again.
+			blocked = true
+			return nil
+		}
 		f, ref, err := s.consider(ctx, in, a, false)
 		if err != nil {
 			return err
@@ -311,7 +317,9 @@ func (s *Source) claim(ctx context.Context, in *tableInbox, limit int, reconcile
 		if f != nil {
 			out = append(out, f)
 		}
-		last = a.Key
+		if !blocked {
+			last = a.Key
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
@@ -337,6 +345,11 @@ func (s *Source) claim(ctx context.Context, in *tableInbox, limit int, reconcile
 }
 
 var errStop = errors.New("stop")
+
+// unsettled reports whether a file changed less than batch.settle ago.
+func (s *Source) unsettled(a objstore.ObjectAttrs) bool {
+	return s.cfg.Settle > 0 && time.Since(a.LastModified) < s.cfg.Settle
+}
 
 func (s *Source) reconcileDue(table string) bool {
 	if s.cfg.ReconcileEvery < 0 {
@@ -521,7 +534,7 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 			versions = append(versions, cur.ver)
 			advance()
 		}
-		if slices.Contains(versions, safeVersion(version(a))) {
+		if slices.Contains(versions, safeVersion(version(a))) || s.unsettled(a) {
 			return nil
 		}
 		found++
