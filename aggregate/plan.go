@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/lake"
@@ -70,6 +71,9 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 	return out
 }
 
+// batchSourcePrefix starts the chain source of an inbox (batch) table.
+const batchSourcePrefix = "inbox:"
+
 // Watermark is the event time up to which the table's data is taken to be
 // complete: the smallest, over the partitions still receiving data, of the
 // largest event time each has committed, minus the allowed lateness, and
@@ -80,6 +84,15 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 // partition holds it back however long it is silent, and a partition that
 // has lag but no data yet (just opened on a backlog) holds it entirely: ok
 // is false then, and with no data. A zero now means no cap.
+//
+// Batch data (chains of an inbox source, one per split of a file) never
+// holds the watermark back: a split is mapped once and then silent for
+// good, and files carry any event times. When the table has stream
+// partitions, batch data is late data to them; when it has only batch
+// data (stream partitions without any yet do not count), the watermark is
+// the newest event time any file brought (minus the
+// lateness), and a file with older event times recomputes the windows it
+// touches as late data does (within the rollup's late_horizon).
 func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
 	wm, _, ok = WatermarkHeld(recs, allowedLateness, idle, now)
 	return wm, ok
@@ -161,13 +174,19 @@ func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration
 	}
 	minActive := int64(1<<63 - 1)
 	var holder *part
-	for _, p := range parts {
+	batchMax, streams := int64(-1<<63), 0
+	for k, p := range parts {
+		if strings.HasPrefix(k, batchSourcePrefix) {
+			batchMax = max(batchMax, p.maxEvent)
+			continue
+		}
 		if p.maxEvent == -1<<63 {
 			if p.lag > 0 {
 				return time.Time{}, HeldByBacklog, false // data on its way, of unknown time
 			}
 			continue // only dead letters so far, or nothing to read
 		}
+		streams++
 		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
 			continue
 		}
@@ -177,10 +196,15 @@ func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration
 			minActive, holder = p.maxEvent, p
 		}
 	}
-	if holder == nil {
+	switch {
+	case streams == 0 && batchMax != -1<<63:
+		// Batch data only: the newest event time any file brought.
+		minActive, cause = batchMax, HeldByLateness
+	case holder == nil:
 		return time.Time{}, HeldByNoData, false
+	default:
+		cause = [...]WatermarkCause{HeldByLateness, HeldByIdleWait, HeldByLaggingPartition}[causeOf(holder.lag, holder.last)]
 	}
-	cause = [...]WatermarkCause{HeldByLateness, HeldByIdleWait, HeldByLaggingPartition}[causeOf(holder.lag, holder.last)]
 	// An event at time t proves the stream reached t; windows ending at or
 	// before t+1µs minus the lateness are complete.
 	wm = time.UnixMicro(minActive + 1).UTC().Add(-allowedLateness)

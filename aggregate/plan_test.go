@@ -21,6 +21,11 @@ func rec(part string, first int64, committed time.Duration, objs ...[2]time.Dura
 	return r
 }
 
+func inboxRec(r lake.CommitRecord) lake.CommitRecord {
+	r.Source = "inbox:events"
+	return r
+}
+
 func withLag(r lake.CommitRecord, lag int64) lake.CommitRecord {
 	r.Lag = lag
 	return r
@@ -85,6 +90,32 @@ func TestWatermark(t *testing.T) {
 					Objects: []lake.CommittedObject{{Key: "0/empty", Kind: lake.KindRaw, MinEventTimeMicros: us(0), MaxEventTimeMicros: us(time.Hour)}}},
 			},
 			want: t0.Add(4*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "batch data alone: the newest event any file brought",
+			recs: []lake.CommitRecord{
+				inboxRec(rec("f1#0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute})),
+				inboxRec(rec("f2#0", 0, 20*time.Minute, [2]time.Duration{0, 2 * time.Minute})), // an old file, later
+			},
+			idle: 5 * time.Minute,
+			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "batch data beside stream partitions that have none yet",
+			recs: []lake.CommitRecord{
+				{Source: "kafka:events", Partition: "0", Kind: lake.LinkGenesis, CommittedAt: t0},
+				inboxRec(rec("f1#0", 0, time.Minute, [2]time.Duration{0, 7 * time.Minute})),
+			},
+			want: t0.Add(7*time.Minute + time.Microsecond), wantOK: true,
+		},
+		{
+			name: "batch data never holds a stream's watermark back",
+			recs: []lake.CommitRecord{
+				rec("0", 0, time.Minute, [2]time.Duration{0, 10 * time.Minute}),
+				inboxRec(withLag(rec("f1#0", 0, time.Minute, [2]time.Duration{0, 2 * time.Minute}), 0)),
+				inboxRec(rec("f2#0", 0, time.Minute, [2]time.Duration{0, 30 * time.Minute})),
+			},
+			want: t0.Add(10*time.Minute + time.Microsecond), wantOK: true,
 		},
 		{
 			name: "a record dated in the future cannot push it past the clock",

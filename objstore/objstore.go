@@ -24,6 +24,9 @@ type ObjectAttrs struct {
 	Key          string
 	Size         int64 // bytes
 	LastModified time.Time
+	// ETag is the store's version tag of the object's bytes, without quotes,
+	// where the store has one (S3); empty on the local store.
+	ETag string
 }
 
 // BucketReader reads objects. Keys are slash-separated paths relative to the

@@ -362,7 +362,7 @@ func (s *S3) Attributes(ctx context.Context, key string) (ObjectAttrs, error) {
 	if err != nil {
 		return ObjectAttrs{}, fmt.Errorf("attributes %s: %w", key, mapS3Error(err))
 	}
-	return ObjectAttrs{Key: key, Size: info.Size, LastModified: info.LastModified}, nil
+	return ObjectAttrs{Key: key, Size: info.Size, LastModified: info.LastModified, ETag: strings.Trim(info.ETag, `"`)}, nil
 }
 
 // Iter lists recursively; S3 returns keys in ascending UTF-8 byte order.
@@ -387,7 +387,7 @@ func (s *S3) IterAfter(ctx context.Context, prefix, startAfter string, fn func(O
 		if !ok || strings.HasSuffix(key, "/") {
 			continue // directory markers made by other tools are not objects
 		}
-		if err := fn(ObjectAttrs{Key: key, Size: obj.Size, LastModified: obj.LastModified}); err != nil {
+		if err := fn(ObjectAttrs{Key: key, Size: obj.Size, LastModified: obj.LastModified, ETag: strings.Trim(obj.ETag, `"`)}); err != nil {
 			return err
 		}
 	}

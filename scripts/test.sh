@@ -56,6 +56,9 @@ elif [[ "$mode" == "faults" ]]; then
 	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$|TestKinesisFaults$' ./cmd/sluice
 	# Ops: 12 SIGKILLs of the rule evaluator and the webhook receiver.
 	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestOpsCrashEventRules$' ./ops
+	# The batch source: ~20 SIGKILLs over 208 files (one of 110 MB), and two
+	# and three batch processes sharing an inbox (about 2 minutes).
+	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestFaultsBatch' ./ingest/inbox
 	# Each fuzz target for a fixed time; a crasher is written under
 	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
 	step "fuzzing (fixed time per target)"

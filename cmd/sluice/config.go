@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/ingest/kinesis"
 	"github.com/sluicehq/sluice/objstore"
@@ -40,6 +41,11 @@ type fileConfig struct {
 	// to this file; empty: no rules, `sluice ops` refuses to start.
 	RulesFile string     `yaml:"rules_file"`
 	Ops       ops.Config `yaml:"ops"`
+	// Stores are further object stores, by name, that a table's inbox may
+	// read from (inbox.store); an inbox that names none reads the lake's store.
+	Stores map[string]storeConfig `yaml:"stores"`
+	// Batch tunes `sluice batch`, the inbox source.
+	Batch inbox.Config `yaml:"batch"`
 
 	tables []*schema.Table
 	rules  *ops.RuleSet
@@ -204,6 +210,27 @@ func (c *fileConfig) resolve() error {
 	}
 	if err := checkSweepGrace(c.Aggregate.Sweep.Grace, c); err != nil {
 		return fmt.Errorf("aggregate.sweep.grace: %w", err)
+	}
+	c.Batch = c.Batch.WithDefaults()
+	if err := c.Batch.Validate(); err != nil {
+		return err
+	}
+	for name, st := range c.Stores {
+		switch {
+		case st.LocalDir != "" && st.S3 != nil, st.LocalDir == "" && st.S3 == nil:
+			return fmt.Errorf("stores.%s: set exactly one of local_dir and s3", name)
+		case st.S3 != nil:
+			if err := st.S3.Validate(); err != nil {
+				return fmt.Errorf("stores.%s.s3: %w", name, err)
+			}
+		}
+	}
+	for _, t := range c.tables {
+		if t.SourceKind() == schema.SourceInbox && t.Inbox.Store != "" {
+			if _, ok := c.Stores[t.Inbox.Store]; !ok {
+				return fmt.Errorf("table %s: inbox.store %q is not one of stores", t.Name, t.Inbox.Store)
+			}
+		}
 	}
 	if c.SummaryStore != nil {
 		switch {

@@ -61,6 +61,37 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
 
+	// A file moved into the inbox directory is ingested by the batch source.
+	drop := filepath.Join(dataDir, "inbox", "events")
+	ts := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	body := strings.Repeat(`{"ts":"`+ts+`","event_id":"e","user_id":"u_1","event_type":"page_view","country":"DE","device":"mobile","amount":1.5,"latency_ms":7,"ok":true}`+"\n", 3) + "not json\n"
+	if err := os.WriteFile(filepath.Join(drop, ".drop.jsonl"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(drop, ".drop.jsonl"), filepath.Join(drop, "drop.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	var fromInbox, deadFromInbox int64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && fromInbox+deadFromInbox < 4; {
+		time.Sleep(250 * time.Millisecond)
+		b, _ := objstore.NewLocal(lakeDir)
+		recs, err := lake.NewCommitLog(b).Records(context.Background(), "events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromInbox, deadFromInbox = 0, 0
+		for _, r := range recs {
+			if r.Source == "inbox:events" {
+				fromInbox += r.Records
+				deadFromInbox += r.DeadLetters
+			}
+		}
+	}
+	if fromInbox != 3 || deadFromInbox != 1 {
+		cs.printTails(40)
+		t.Fatalf("the dropped file: %d records and %d dead letters committed, want 3 and 1", fromInbox, deadFromInbox)
+	}
+
 	if os.Getenv("SLUICE_LONG") != "" {
 		summaries := filepath.Join(dataDir, "summaries", "events", "1m")
 		deadline := time.Now().Add(150 * time.Second)

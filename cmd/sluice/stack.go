@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
@@ -51,6 +52,7 @@ type devStack struct {
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
 	src        source
+	batch      *inbox.Source // files dropped into <data-dir>/inbox/events/ (dev_inbox.go)
 	agg        *aggregate.Service
 	ops        *ops.Service // nil without rules
 	srv        *httpserver.Server
@@ -108,6 +110,9 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	if _, s.writer, s.src, err = newIngester(ctx, s.cfg, logger, s.reg); err != nil {
 		return nil, err
 	}
+	if err := s.startInbox(); err != nil {
+		return nil, err
+	}
 	if s.agg, err = newAggregateService(ctx, s.cfg, logger, s.reg); err != nil {
 		return nil, err
 	}
@@ -146,7 +151,9 @@ func (s *devStack) Run(ctx context.Context) error {
 		defer s.ops.Close()
 		opsDone <- s.ops.Run(ctx)
 	}()
+	inboxDone := s.runInbox(ctx)
 	ingestErr := s.src.Run(ctx)
+	ingestErr = errors.Join(ingestErr, <-inboxDone)
 	aggErr := errors.Join(<-aggDone, <-opsDone)
 	stopHTTP()
 	httpErr := <-httpDone

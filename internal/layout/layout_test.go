@@ -28,7 +28,7 @@ func deps(t *testing.T, pkg string) map[string]bool {
 }
 
 // sources are the packages of the source seam's sources.
-var sources = []string{"ingest/kafka"}
+var sources = []string{"ingest/kafka", "ingest/inbox"}
 
 func TestImportsPointOneWay(t *testing.T) {
 	for _, tc := range []struct {

@@ -1,0 +1,359 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/ingest/inbox"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/schema"
+)
+
+// Options of one map/reduce run.
+type Options struct {
+	// Table is summarised by its rollup; it need not have an inbox.
+	Table *schema.Table
+	// Input holds the files under Prefix (JSON lines, CSV or Parquet as
+	// Format says; Compression auto, none, gzip or zstd).
+	Input       objstore.BucketReader
+	Prefix      string
+	Format      string
+	Compression string
+	// State keeps the run's partial summaries (one object per split, under
+	// _batch/<table>/<run>/), so a run started again over the same prefix
+	// skips the splits already mapped.
+	State objstore.Bucket
+	// Summaries receives the reduced summaries, in the aggregator's layout
+	// (<table>/<window>/dt=.../<unit>.parquet), replacing what is there:
+	// give a run a summary store (or prefix) of its own.
+	Summaries objstore.Bucket
+	// SplitBytes cuts uncompressed text files (default inbox.DefaultSplitBytes).
+	SplitBytes int64
+	// Parallel splits are mapped at once (default GOMAXPROCS).
+	Parallel int
+	// Progress is called (serially) as splits finish.
+	Progress func(Progress)
+	Logger   *slog.Logger
+}
+
+// Progress of a run: of the splits planned, how many are mapped, with
+// their bytes (as stored) and records.
+type Progress struct {
+	Files, Splits, SplitsDone int
+	Bytes, BytesDone          int64
+	Records                   int64
+}
+
+// Stats sums up a run.
+type Stats struct {
+	Files, Splits, SplitsSkipped int
+	Bytes                        int64 // input bytes as stored
+	Records, BadRecords          int64 // bad records are in the run's dead letters
+	Windows                      int   // finest windows with data
+	Objects                      int   // summary objects written
+}
+
+// batchRows is how many decoded rows are folded into the partial summary
+// at once.
+const batchRows = 64 << 10
+
+type split struct {
+	file inbox.Entry
+	sp   inbox.Split
+	key  string // the partial summary's key
+}
+
+// Run maps every split of every file under the prefix to a partial
+// summary of the finest window and reduces them into the summary store.
+func Run(ctx context.Context, o Options) (Stats, error) {
+	var st Stats
+	if o.Table == nil || o.Table.Rollup == nil {
+		return st, errors.New("batch run: the table has no rollup")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SplitBytes <= 0 {
+		o.SplitBytes = inbox.DefaultSplitBytes
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = runtime.GOMAXPROCS(0)
+	}
+	if o.Format == "" {
+		o.Format = "jsonl"
+	}
+	if o.Compression == "" {
+		o.Compression = "auto"
+	}
+	t := *o.Table
+	t.Inbox = &schema.InboxSource{Prefix: o.Prefix, Format: o.Format, Compression: o.Compression}
+	finest := slices.Min(t.Rollup.Windows)
+	sum := sha256.Sum256([]byte(o.Prefix + "\x00" + o.Format))
+	root := "_batch/" + t.Name + "/" + hex.EncodeToString(sum[:8]) + "/"
+
+	// Plan: list, then cut each file into splits.
+	var files []inbox.Entry
+	err := o.Input.Iter(ctx, o.Prefix, func(a objstore.ObjectAttrs) error {
+		if inbox.Ignored(a.Key) || a.Size == 0 {
+			return nil
+		}
+		files = append(files, inbox.Entry{Key: a.Key, Version: a.ETag, Size: a.Size, Format: o.Format})
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("batch run: list %s: %w", o.Prefix, err)
+	}
+	var splits []split
+	var planMu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range files {
+		g.Go(func() error {
+			e := files[i]
+			comp, sps, err := inbox.Plan(gctx, o.Input, &t, e, o.SplitBytes)
+			if err != nil {
+				return err
+			}
+			e.Compression = comp
+			files[i] = e
+			id := sha256.Sum256([]byte(e.Key + "\x00" + e.Version + "\x00" + fmt.Sprint(e.Size)))
+			planMu.Lock()
+			defer planMu.Unlock()
+			for _, sp := range sps {
+				splits = append(splits, split{file: e, sp: sp, key: fmt.Sprintf("%spartials/%s.%05d.parquet", root, hex.EncodeToString(id[:12]), sp.Index)})
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return st, fmt.Errorf("batch run: plan: %w", err)
+	}
+	slices.SortFunc(splits, func(a, b split) int { return strings.Compare(a.key, b.key) })
+	st.Files, st.Splits = len(files), len(splits)
+	prog := Progress{Files: len(files), Splits: len(splits)}
+	for _, s := range splits {
+		prog.Bytes += splitBytes(s)
+	}
+	st.Bytes = prog.Bytes
+	var progMu sync.Mutex
+	report := func(bytes, recs int64) {
+		progMu.Lock()
+		defer progMu.Unlock()
+		prog.SplitsDone++
+		prog.BytesDone += bytes
+		prog.Records += recs
+		if o.Progress != nil {
+			o.Progress(prog)
+		}
+	}
+
+	// Map: a partial summary per split, written once (create-if-absent).
+	var records, bad atomic.Int64
+	var skipped atomic.Int64
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for _, s := range splits {
+		g.Go(func() error {
+			if _, err := o.State.Attributes(gctx, s.key); err == nil {
+				skipped.Add(1)
+				report(splitBytes(s), 0)
+				return nil
+			} else if !objstore.IsNotExist(err) {
+				return err
+			}
+			n, nbad, err := mapSplit(gctx, o, &t, finest, s, root)
+			if err != nil {
+				return fmt.Errorf("map %s split %d: %w", s.file.Key, s.sp.Index, err)
+			}
+			records.Add(n)
+			bad.Add(nbad)
+			report(splitBytes(s), n)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return st, fmt.Errorf("batch run: %w", err)
+	}
+	st.Records, st.BadRecords, st.SplitsSkipped = records.Load(), bad.Load(), int(skipped.Load())
+
+	// Reduce: merge the partials in one go (merging them one by one would
+	// copy the growing result for each), then the coarser windows from the
+	// finest.
+	parts := make([]*aggregate.Summary, len(splits))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for i, s := range splits {
+		g.Go(func() error {
+			data, err := get(gctx, o.State, s.key)
+			if err != nil {
+				return fmt.Errorf("batch run: reduce: %w", err)
+			}
+			part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), &t)
+			if err != nil {
+				return fmt.Errorf("batch run: reduce: %s: %w", s.key, err)
+			}
+			parts[i] = part
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return st, err
+	}
+	merged, err := aggregate.Merge(&t, finest, parts...)
+	if err != nil {
+		return st, fmt.Errorf("batch run: reduce: %w", err)
+	}
+	parts = nil
+	st.Windows = len(merged.Windows())
+	// Each window size is merged from the finest, one after the other (a
+	// sketch is not safe to read while another goroutine encodes it: its
+	// estimate compacts it), then written in parallel.
+	bySize := make([]*aggregate.Summary, len(t.Rollup.Windows))
+	for i, w := range t.Rollup.Windows {
+		bySize[i] = merged
+		if w != finest {
+			if bySize[i], err = aggregate.Merge(&t, w, merged); err != nil {
+				return st, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
+			}
+		}
+	}
+	var objects atomic.Int64
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.Parallel)
+	for i, w := range t.Rollup.Windows {
+		g.Go(func() error {
+			n, err := writeUnits(gctx, o.Summaries, &t, w, bySize[i], o.Prefix)
+			objects.Add(int64(n))
+			return err
+		})
+	}
+	err = g.Wait()
+	st.Objects = int(objects.Load())
+	if err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func splitBytes(s split) int64 { return inbox.SplitSize(s.file, s.sp) }
+
+// mapSplit decodes one split and folds it into a partial summary of the
+// finest window, written to s.key; bad records go to a dead-letter object
+// beside it, with the file and the record's position in the split.
+func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Duration, s split, root string) (records, bad int64, err error) {
+	dec := schema.NewDecoder(t)
+	b := schema.NewBatch(t, memory.NewGoAllocator())
+	defer b.Release()
+	agg := aggregate.NewAggregator(t, finest, time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
+	var buf bytes.Buffer
+	fold := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		rec := b.NewRecord()
+		defer rec.Release()
+		buf.Reset()
+		if _, err := schema.WriteParquet(&buf, t, rec, nil, schema.WriterOptions{Compression: "none"}); err != nil {
+			return err
+		}
+		return agg.AddParquet(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	}
+	var dead bytes.Buffer
+	meta := schema.Meta{Source: "batch", Partition: inbox.PartitionName(s.file.Key, s.file.Version, s.sp.Index)}
+	_, _, err = inbox.EachRecord(ctx, o.Input, t, s.file, s.sp, func(v []byte, pos int64) error {
+		records++
+		meta.Offset = pos
+		if _, err := dec.Decode(b, v, meta); err != nil {
+			bad++
+			line, _ := json.Marshal(map[string]any{"file": s.file.Key, "split": s.sp.Index, "position": pos, "error": err.Error(), "value": string(v)})
+			dead.Write(line)
+			dead.WriteByte('\n')
+			return nil
+		}
+		if b.Len() >= batchRows {
+			return fold()
+		}
+		return nil
+	})
+	if err == nil {
+		err = fold()
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if dead.Len() > 0 {
+		dkey := strings.Replace(strings.TrimSuffix(s.key, ".parquet")+".jsonl", root+"partials/", root+"deadletters/", 1)
+		if err := o.State.Put(ctx, dkey, bytes.NewReader(dead.Bytes()), int64(dead.Len())); err != nil {
+			return 0, 0, err
+		}
+	}
+	buf.Reset()
+	if err := aggregate.WriteSummary(&buf, t, agg.Result(), map[string]string{"sluice.batch.file": s.file.Key}); err != nil {
+		return 0, 0, err
+	}
+	if err := agg.Err(); err != nil {
+		return 0, 0, err
+	}
+	if err := o.State.PutIfAbsent(ctx, s.key, buf.Bytes()); err != nil && !objstore.IsExists(err) {
+		return 0, 0, err
+	}
+	return records - bad, bad, nil
+}
+
+// writeUnits writes the windows of sw into one object per unit.
+func writeUnits(ctx context.Context, dst objstore.Bucket, t *schema.Table, w time.Duration, sw *aggregate.Summary, prefix string) (int, error) {
+	unit := aggregate.Unit(w).Microseconds()
+	byUnit := map[int64][]int64{}
+	for _, s := range sw.Windows() {
+		u := s - ((s%unit)+unit)%unit
+		byUnit[u] = append(byUnit[u], s)
+	}
+	n := 0
+	for _, u := range slices.Sorted(func(yield func(int64) bool) {
+		for u := range byUnit {
+			if !yield(u) {
+				return
+			}
+		}
+	}) {
+		var buf bytes.Buffer
+		if err := aggregate.WriteSummary(&buf, t, sw.SelectWindows(byUnit[u]), map[string]string{"sluice.batch.input": prefix}); err != nil {
+			return n, err
+		}
+		key := aggregate.SummaryKey(t.Name, w, time.UnixMicro(u))
+		if err := dst.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
+			return n, fmt.Errorf("write %s: %w", key, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+func get(ctx context.Context, b objstore.BucketReader, key string) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return buf.Bytes(), nil
+}

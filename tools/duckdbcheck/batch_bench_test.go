@@ -1,0 +1,197 @@
+package duckdbcheck
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/schema"
+)
+
+// TestBatchVersusDuckDB (SLUICE_BENCH_BATCH=1) times `sluice batch run`'s
+// map/reduce and DuckDB's read_json on the same gzip JSON lines files, the
+// same aggregation (1-minute windows by event_type and country: count,
+// sum/min/max/avg of amount, latency quantiles, distinct users), each in a
+// child process of its own with 2 threads, so CPU time and peak RSS are the
+// engine's. Both must agree on the groups and the row count.
+//
+//	cd tools/duckdbcheck && SLUICE_BENCH_BATCH=1 CGO_ENABLED=1 go test -run TestBatchVersusDuckDB -v -timeout 30m
+//
+// SLUICE_BENCH_BATCH_ROWS (default 2,000,000) sets the size, in 40 files;
+// SLUICE_BENCH_BATCH_HOURS (default 40) the event time they span, one
+// after the other: the fewer hours, the more rows per summary group.
+func TestBatchVersusDuckDB(t *testing.T) {
+	if os.Getenv("SLUICE_BENCH_BATCH") != "1" {
+		t.Skip("benchmark: set SLUICE_BENCH_BATCH=1")
+	}
+	rows := 2_000_000
+	if v := os.Getenv("SLUICE_BENCH_BATCH_ROWS"); v != "" {
+		rows, _ = strconv.Atoi(v)
+	}
+	const files = 40
+	hours := 40.0
+	if v := os.Getenv("SLUICE_BENCH_BATCH_HOURS"); v != "" {
+		hours, _ = strconv.ParseFloat(v, 64)
+	}
+	span := time.Duration(hours * float64(time.Hour) / files)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in", "drop")
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for f := range files {
+		g, err := gen.New(gen.Config{Seed: int64(f + 1), Start: start.Add(time.Duration(f) * span), EventsPerSecond: float64(rows/files) / span.Seconds(), Users: 50_000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw bytes.Buffer
+		var buf []byte
+		for range rows / files {
+			v, _, _ := g.Next(buf[:0])
+			buf = v
+			raw.Write(v)
+			raw.WriteByte('\n')
+		}
+		var z bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&z, gzip.DefaultCompression)
+		zw.Write(raw.Bytes())
+		zw.Close()
+		size += int64(z.Len())
+		if err := os.WriteFile(filepath.Join(in, fmt.Sprintf("part-%03d.jsonl.gz", f)), z.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d files, %d rows over %g hours of event time, %.1f MB gzip JSON lines; GOMAXPROCS 2 / DuckDB threads 2", files, rows, hours, float64(size)/1e6)
+	results := map[string]childResult{}
+	for _, engine := range []string{"sluice", "duckdb"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBatchVersusDuckDBChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "SLUICE_BENCH_CHILD="+engine, "SLUICE_BENCH_DIR="+dir, "GOMAXPROCS=2")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		began := time.Now()
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v\n%s", engine, err, out.String())
+		}
+		wall := time.Since(began)
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		var r childResult
+		for _, line := range strings.Split(out.String(), "\n") {
+			if s, ok := strings.CutPrefix(strings.TrimSpace(line), "RESULT "); ok {
+				fmt.Sscan(s, &r.groups, &r.rows, &r.seconds)
+			}
+		}
+		r.wall, r.cpu, r.rssMB = wall, cpu, float64(ru.Maxrss)/1024
+		results[engine] = r
+		t.Logf("%-6s: %.2f s in the engine (%.2f s wall with process start), %.1f files/s, %.1f MB/s, %.0f rows/s, %.2f CPU-s per million rows, peak RSS %.0f MB",
+			engine, r.seconds, wall.Seconds(), files/r.seconds, float64(size)/1e6/r.seconds, float64(rows)/r.seconds,
+			cpu.Seconds()/(float64(rows)/1e6), r.rssMB)
+	}
+	s, d := results["sluice"], results["duckdb"]
+	if s.rows != int64(rows) || d.rows != int64(rows) || s.groups != d.groups {
+		t.Errorf("the engines disagree: sluice %d groups of %d rows, duckdb %d groups of %d rows (want %d rows)", s.groups, s.rows, d.groups, d.rows, rows)
+	}
+}
+
+type childResult struct {
+	groups, rows int64
+	seconds      float64
+	wall, cpu    time.Duration
+	rssMB        float64
+}
+
+// TestBatchVersusDuckDBChild is one engine's side, run by the benchmark.
+func TestBatchVersusDuckDBChild(t *testing.T) {
+	engine, dir := os.Getenv("SLUICE_BENCH_CHILD"), os.Getenv("SLUICE_BENCH_DIR")
+	if engine == "" {
+		t.Skip("run by TestBatchVersusDuckDB")
+	}
+	var tbl *schema.Table
+	for _, tb := range schema.SampleTables() {
+		if tb.Name == "events" {
+			tbl = tb
+		}
+	}
+	began := time.Now()
+	var groups, rows int64
+	switch engine {
+	case "sluice":
+		in, err := objstore.NewLocal(filepath.Join(dir, "in"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := objstore.NewLocal(filepath.Join(dir, "sluice-out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := batch.Run(context.Background(), batch.Options{Table: tbl, Input: in, Prefix: "drop/", State: out, Summaries: out, Parallel: 2}); err != nil {
+			t.Fatal(err)
+		}
+		// Count what was written, as a reader would (outside the timing).
+		secs := time.Since(began).Seconds()
+		err = out.Iter(context.Background(), "events/1m/", func(a objstore.ObjectAttrs) error {
+			rc, err := out.Get(context.Background(), a.Key)
+			if err != nil {
+				return err
+			}
+			var b bytes.Buffer
+			b.ReadFrom(rc)
+			rc.Close()
+			s, err := aggregate.ReadSummary(bytes.NewReader(b.Bytes()), int64(b.Len()), tbl)
+			if err != nil {
+				return err
+			}
+			groups += int64(len(s.Rows))
+			rows += s.TotalRows()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("RESULT %d %d %f\n", groups, rows, secs)
+		return
+	case "duckdb":
+		db, err := sql.Open("duckdb", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(`SET threads=2`); err != nil {
+			t.Fatal(err)
+		}
+		q := fmt.Sprintf(`COPY (
+  SELECT time_bucket(INTERVAL '1 minute', ts) AS window_start, event_type, country,
+         count(*) AS events, sum(amount) AS amount_sum, min(amount) AS amount_min, max(amount) AS amount_max,
+         avg(amount) AS amount_avg, approx_quantile(latency_ms, [0.5, 0.9, 0.99]) AS latency,
+         approx_count_distinct(user_id) AS users
+  FROM read_json('%s/in/drop/*.jsonl.gz', format='newline_delimited', compression='gzip',
+       columns={ts: 'TIMESTAMPTZ', event_id: 'VARCHAR', user_id: 'VARCHAR', event_type: 'VARCHAR', country: 'VARCHAR',
+                device: 'VARCHAR', amount: 'DOUBLE', latency_ms: 'BIGINT', ok: 'BOOLEAN'})
+  GROUP BY ALL) TO '%s/duckdb-out.parquet' (FORMAT parquet)`, dir, dir)
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+		secs := time.Since(began).Seconds()
+		if err := db.QueryRow(fmt.Sprintf(`SELECT count(*), sum(events) FROM '%s/duckdb-out.parquet'`, dir)).Scan(&groups, &rows); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("RESULT %d %d %f\n", groups, rows, secs)
+	}
+}
