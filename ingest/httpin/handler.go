@@ -255,13 +255,7 @@ func (h *Handler) answer(ctx context.Context, w http.ResponseWriter, table strin
 // idempotent is ServeHTTP for a request with an Idempotency-Key.
 func (h *Handler) idempotent(ctx context.Context, w http.ResponseWriter, table, caller, idem string, resp Response, accepted [][]byte, wait bool) {
 	key := claimKey(table, caller, idem)
-	hash := sha256.New()
-	for _, v := range accepted {
-		hash.Write(v)
-		hash.Write([]byte{'\n'})
-	}
-	fmt.Fprintf(hash, "refused:%d", resp.Refused)
-	bodyHash := hex.EncodeToString(hash.Sum(nil))
+	bodyHash := recordsHash(accepted, resp.Refused)
 
 	for attempt := 0; ; attempt++ { // each turn lost a race to another request with the key
 		if attempt > 0 {
@@ -364,6 +358,18 @@ func (h *Handler) idempotent(ctx context.Context, w http.ResponseWriter, table, 
 		h.answerClaim(ctx, w, table, key, span, first, wait, done == uint64(len(accepted)))
 		return
 	}
+}
+
+// recordsHash identifies a request's records, so a key reused for other
+// records is refused rather than answered with the first request's result.
+func recordsHash(accepted [][]byte, refused int) string {
+	hash := sha256.New()
+	for _, v := range accepted {
+		hash.Write(v)
+		hash.Write([]byte{'\n'})
+	}
+	fmt.Fprintf(hash, "refused:%d", refused)
+	return hex.EncodeToString(hash.Sum(nil))
 }
 
 // queue appends values under a claim written (conditionally, on version

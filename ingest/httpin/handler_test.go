@@ -3,6 +3,7 @@ package httpin_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest/httpin"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -236,4 +238,54 @@ func TestHTTPIngestIdempotencyKey(t *testing.T) {
 		t.Fatalf("after restart: %d %s", code, raw)
 	}
 	checkExactlyOnce(t, map[string]bool{"idem-1": true, "idem-2": true, "idem-3": true}, committedIDs(t, b))
+}
+
+// A claim left pending by a server that died is settled from the chain on
+// retry: records its incarnation committed are not sent again, the rest
+// are.
+func TestHTTPIngestIdempotencyAfterCrash(t *testing.T) {
+	b := objstoretest.NewLocal(t)
+	ctx := context.Background()
+	now := time.Now().Add(-time.Minute)
+	line := func(id string) []byte { return []byte(event(id, now)) }
+	var first bytes.Buffer
+	want := map[string]bool{}
+	for i := range 10 {
+		first.Write(append(line(fmt.Sprintf("a%d", i)), '\n'))
+		want[fmt.Sprintf("a%d", i)] = true
+	}
+	s := startStack(t, b, httpin.Config{})
+	if code, _, raw := post(t, s.URL+"/v1/tables/events/events", first.Bytes(), nil); code != 200 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	s.stop()
+	s.stop = nil
+	chain, err := lake.NewCommitLog(b).Chain(ctx, "events", httpin.SourceName("events"), "test")
+	if err != nil || len(chain.Records) == 0 {
+		t.Fatalf("chain: %v", err)
+	}
+	sid := chain.Records[0].SourceID
+
+	// "whole": its records were positions 0-4 of the dead incarnation, all
+	// committed. "part": positions 5-14, of which 5-9 were committed before
+	// the crash (a5..a9) and b0..b4 were lost.
+	whole := [][]byte{line("a0"), line("a1"), line("a2"), line("a3"), line("a4")}
+	part := [][]byte{line("a5"), line("a6"), line("a7"), line("a8"), line("a9"), line("b0"), line("b1"), line("b2"), line("b3"), line("b4")}
+	if err := httpin.WriteClaim(ctx, b, "events", "whole", whole, []httpin.Span{{SourceID: sid, Partition: "test", First: 0, Next: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := httpin.WriteClaim(ctx, b, "events", "part", part, []httpin.Span{{SourceID: sid, Partition: "test", First: 5, Next: 15}}); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startStack(t, b, httpin.Config{})
+	for key, recs := range map[string][][]byte{"whole": whole, "part": part} {
+		code, resp, raw := post(t, s2.URL+"/v1/tables/events/events", bytes.Join(recs, []byte("\n")), map[string]string{"Idempotency-Key": key})
+		if code != 200 || !resp.Replayed || !resp.Durable {
+			t.Fatalf("%s: %d %s", key, code, raw)
+		}
+	}
+	for i := range 5 {
+		want[fmt.Sprintf("b%d", i)] = true
+	}
+	checkExactlyOnce(t, want, committedIDs(t, b))
 }

@@ -43,33 +43,53 @@ type stack struct {
 
 func startStack(t testing.TB, b objstore.Bucket, cfg httpin.Config) *stack {
 	t.Helper()
+	url, stop, err := runStack(b, cfg, httpTable(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{URL: url, stop: stop}
+	t.Cleanup(func() {
+		if s.stop != nil {
+			s.stop()
+			s.stop = nil
+		}
+	})
+	return s
+}
+
+// runStack starts a server on a free loopback port and returns its URL and
+// a function that drains and stops it.
+func runStack(b objstore.Bucket, cfg httpin.Config, table *schema.Table) (string, func(), error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushInterval: 20 * time.Millisecond, Workers: 1}, b, logger, reg)
 	if err != nil {
-		t.Fatal(err)
+		cancel()
+		return "", nil, err
 	}
-	src, err := httpin.NewSource([]*schema.Table{httpTable(t)}, "test", logger)
+	src, err := httpin.NewSource([]*schema.Table{table}, "test", logger)
 	if err != nil {
-		t.Fatal(err)
+		cancel()
+		return "", nil, err
 	}
 	pipe := ingest.NewPipeline(w, src, logger)
 	pipe.Start()
 	if err := src.Open(ctx, pipe); err != nil {
-		t.Fatal(err)
+		cancel()
+		return "", nil, err
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = src.Run(ctx) }()
 	h, err := httpin.NewHandler(cfg, src, b, w.CommitLog(), logger, reg)
 	if err != nil {
-		t.Fatal(err)
+		cancel()
+		return "", nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/tables/{table}/events", h)
 	srv := httptest.NewServer(mux)
-	s := &stack{URL: srv.URL}
-	s.stop = func() {
+	stop := func() {
 		srv.Close()
 		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		pipe.Drain(dctx)
@@ -79,13 +99,7 @@ func startStack(t testing.TB, b objstore.Bucket, cfg httpin.Config) *stack {
 		pipe.Close()
 		w.Close()
 	}
-	t.Cleanup(func() {
-		if s.stop != nil {
-			s.stop()
-			s.stop = nil
-		}
-	})
-	return s
+	return srv.URL, stop, nil
 }
 
 // post sends body and decodes the answer.
