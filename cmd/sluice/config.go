@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/web"
 )
 
 // fileConfig is sluice.yaml: one file for every subcommand, each reading
@@ -32,6 +33,8 @@ type fileConfig struct {
 	// (another bucket, or another prefix), whose orphan sweep owns <table>/.
 	SummaryStore *storeConfig     `yaml:"summary_store"`
 	Aggregate    aggregate.Config `yaml:"aggregate"`
+	// Web is the web tier of `sluice serve`: HTTP ingest, query API, page.
+	Web web.Config `yaml:"web"`
 
 	tables []*schema.Table
 	path   string
