@@ -17,7 +17,7 @@ import (
 // credentials, 403 without the scope, 2xx with it.
 func TestAuthMatrix(t *testing.T) {
 	b := objstoretest.NewLocal(t)
-	ts := startServer(t, b, web.Config{KeyCacheTTL: time.Nanosecond}, nil)
+	ts := startServer(t, b, web.Config{KeyCacheTTL: time.Nanosecond}, func(s *web.Server) { s.SetSummaries(objstoretest.NewLocal(t)) })
 	ctx := context.Background()
 	admin := ts.newKey(t, 0, 0, "admin")
 	reader := ts.newKey(t, 0, 0, "read:events")
@@ -52,8 +52,7 @@ func TestAuthMatrix(t *testing.T) {
 	tables := endpoint{"tables", "GET", "/v1/tables", "", nil}
 	queryG := endpoint{"query GET", "GET", "/v1/query?table=events&window=1m&from=2026-01-01T00:00:00Z&to=2026-01-01T00:05:00Z", "", nil}
 	queryP := endpoint{"query POST", "POST", "/v1/query", `{"table":"events","window":"1m","from":"2026-01-01T00:00:00Z","to":"2026-01-01T00:05:00Z"}`, nil}
-	endpoints := []endpoint{ingest, tokens, tables}
-	_, _ = queryG, queryP
+	endpoints := []endpoint{ingest, tokens, tables, queryG, queryP}
 
 	// want[credential][endpoint] is the expected status.
 	creds := []struct {
@@ -172,4 +171,3 @@ func TestKeysStoredHashed(t *testing.T) {
 		t.Fatalf("list: %v %v", list, err)
 	}
 }
-

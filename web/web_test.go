@@ -108,3 +108,10 @@ func event(id string) string {
 	return fmt.Sprintf(`{"ts":%q,"event_id":%q,"user_id":"u1","event_type":"click","country":"DE","amount":1.5,"latency_ms":7,"ok":true}`,
 		time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano), id)
 }
+
+func newTestHTTPServer(t testing.TB, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}

@@ -49,7 +49,7 @@ type Result struct {
 
 // Source reads what queries need from the lake.
 type Source struct {
-	Raw       *lake.CommitLog      // commit records, for the watermark and completeness
+	Raw       *lake.CommitLog       // commit records, for the watermark and completeness
 	Summaries objstore.BucketReader // summary objects
 	Now       func() time.Time
 }
