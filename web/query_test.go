@@ -91,8 +91,11 @@ func newQueryFixture(t *testing.T) *queryFixture {
 	// York's fall-back day (25 h).
 	events = append(events, genDays(rng, "ber", time.Date(2026, 3, 28, 0, 0, 0, 0, berlin), time.Date(2026, 3, 31, 0, 0, 0, 0, berlin), time.Date(2026, 3, 29, 5, 0, 0, 0, berlin))...)
 	events = append(events, genDays(rng, "ny", time.Date(2026, 10, 31, 0, 0, 0, 0, ny), time.Date(2026, 11, 3, 0, 0, 0, 0, ny), time.Date(2026, 11, 1, 1, 0, 0, 0, ny))...)
-	// A recent event moves the watermark past both.
-	events = append(events, truthEvent{ts: time.Now().Add(-10 * time.Minute).Truncate(time.Second), id: "recent", etype: "click", amount: 1, latency: 1, user: "u0"})
+	// Recent events move the watermark past both, and past the first of
+	// them: the dashboard's last hour has a summarised event.
+	now := time.Now().Truncate(time.Second)
+	events = append(events, truthEvent{ts: now.Add(-20 * time.Minute), id: "recent-1", etype: "click", amount: 1, latency: 1, user: "u0"},
+		truthEvent{ts: now.Add(-2 * time.Minute), id: "recent-2", etype: "view", amount: 2, latency: 2, user: "u1"})
 
 	ts := startServer(t, raw, web.Config{}, func(s *web.Server) { s.SetSummaries(sums) })
 	appender := ts.newKey(t, 1000, 1000, "append:events")
@@ -226,6 +229,7 @@ func TestQuery(t *testing.T) {
 	t.Run("Refusals", func(t *testing.T) { testQueryRefusals(t, f) })
 	t.Run("Formats", func(t *testing.T) { testQueryFormats(t, f) })
 	t.Run("TruncatedStreamIsNoticed", func(t *testing.T) { testQueryTruncatedStreamIsNoticed(t, f) })
+	t.Run("Browser", func(t *testing.T) { testBrowser(t, f) })
 }
 
 func testQueryAgainstTruth(t *testing.T, f *queryFixture) {

@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 	"github.com/sluicehq/sluice/web/auth"
+	"github.com/sluicehq/sluice/web/page"
 	"github.com/sluicehq/sluice/web/query"
 )
 
@@ -63,6 +64,7 @@ type Server struct {
 	ingest *httpin.Handler
 
 	query   http.Handler // nil until SetSummaries
+	page    *page.Handler
 	raw     objstore.Bucket
 	list    []*schema.Table
 	reg     prometheus.Registerer
@@ -89,6 +91,9 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 	s := &Server{cfg: cfg, tables: map[string]*schema.Table{}, logger: logger,
 		auth: auth.NewAuthenticator(cfg.Auth, keys, signer, logger),
 		raw:  raw, list: tables, reg: reg, commits: lake.NewCommitLog(raw).WithLogger(logger)}
+	if s.page, err = page.New(); err != nil {
+		return nil, err
+	}
 	var httpTables []*schema.Table
 	for _, t := range tables {
 		s.tables[t.Name] = t
@@ -147,6 +152,7 @@ func (s *Server) Mount(mux Mux) {
 	}
 	mux.Handle("GET /v1/query", protect(s.query))
 	mux.Handle("POST /v1/query", protect(s.query))
+	s.page.Mount(mux) // public: the page holds no data, its token does
 }
 
 func (s *Server) serveIngest(w http.ResponseWriter, r *http.Request) {

@@ -29,6 +29,9 @@ type Plan struct {
 type Column struct {
 	Name string `json:"name"`
 	Type string `json:"type"` // timestamp, string, int64, float64, bool
+	// Measure is the measure kind of a measure column (count, sum, min,
+	// max, avg, distinct, quantiles); empty for times and dimensions.
+	Measure string `json:"measure,omitempty"`
 }
 
 // outMeasure is how one output column comes from a measure state.
@@ -139,7 +142,7 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 	for i, fi := range t.Rollup.DimensionIndexes() {
 		dimIdx[t.Fields[fi].Name] = i
 	}
-	p.Columns = []Column{{"start", "timestamp"}, {"end", "timestamp"}}
+	p.Columns = []Column{{Name: "start", Type: "timestamp"}, {Name: "end", Type: "timestamp"}}
 	seen := map[string]bool{}
 	for _, g := range req.GroupBy {
 		i, ok := dimIdx[g]
@@ -151,7 +154,7 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 		}
 		seen[g] = true
 		p.Dims = append(p.Dims, i)
-		p.Columns = append(p.Columns, Column{g, string(t.Fields[t.Rollup.DimensionIndexes()[i]].Type)})
+		p.Columns = append(p.Columns, Column{Name: g, Type: string(t.Fields[t.Rollup.DimensionIndexes()[i]].Type)})
 	}
 	for dim, vals := range req.Filters {
 		i, ok := dimIdx[dim]
@@ -181,7 +184,7 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 			numType = "float64"
 		}
 		add := func(name, typ string, om outMeasure) {
-			p.Columns = append(p.Columns, Column{name, typ})
+			p.Columns = append(p.Columns, Column{Name: name, Type: typ, Measure: string(m.Kind)})
 			p.Measure = append(p.Measure, om)
 		}
 		om := outMeasure{measure: mi, kind: m.Kind, float: float}
