@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +66,7 @@ type Server struct {
 
 	query   http.Handler // nil until SetSummaries
 	page    *page.Handler
+	keys    *auth.KeyStore
 	raw     objstore.Bucket
 	list    []*schema.Table
 	reg     prometheus.Registerer
@@ -90,7 +92,7 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 	}
 	s := &Server{cfg: cfg, tables: map[string]*schema.Table{}, logger: logger,
 		auth: auth.NewAuthenticator(cfg.Auth, keys, signer, logger),
-		raw:  raw, list: tables, reg: reg, commits: lake.NewCommitLog(raw).WithLogger(logger)}
+		raw:  raw, list: tables, reg: reg, commits: lake.NewCommitLog(raw).WithLogger(logger), keys: keys}
 	if s.page, err = page.New(); err != nil {
 		return nil, err
 	}
@@ -259,4 +261,31 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// devKeyName names the key `sluice dev` signs its dashboard tokens with.
+const devKeyName = "sluice dev dashboard"
+
+// DevToken returns a read-only token for every table, valid for a day,
+// signed by a read:* key kept for the purpose (created on first use): what
+// `sluice dev` puts in the dashboard URL it prints.
+func (s *Server) DevToken(ctx context.Context) (string, error) {
+	keys, err := s.keys.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	var id string
+	for _, k := range keys {
+		if k.Name == devKeyName && k.Revoked.IsZero() && slices.Equal(k.Scopes, auth.Scopes{"read:*"}) {
+			id = k.ID
+		}
+	}
+	if id == "" {
+		k, _, err := s.keys.Create(ctx, devKeyName, auth.Scopes{"read:*"}, 0, 0)
+		if err != nil {
+			return "", err
+		}
+		id = k.ID
+	}
+	return s.auth.Signer().Sign(auth.Claims{KeyID: id, Scopes: auth.Scopes{"read:*"}, Expires: time.Now().Add(auth.MaxTokenTTL).Unix()})
 }

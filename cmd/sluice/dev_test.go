@@ -59,6 +59,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)") || !strings.Contains(string(out), "rows") {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
+	checkDevDashboard(t, dev.logPath)
 
 	if os.Getenv("SLUICE_LONG") != "" {
 		summaries := filepath.Join(dataDir, "summaries", "events", "1m")

@@ -51,6 +51,7 @@ type devStack struct {
 	src        *kafka.Source
 	agg        *aggregate.Service
 	srv        *httpserver.Server
+	webURL     string // the dashboard, with a read token
 }
 
 // startStack starts the broker and prepares the ingester, the aggregator
@@ -111,6 +112,9 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	s.srv = httpserver.New(s.cfg.HTTP.Addr, s.reg, logger)
 	if err := s.srv.Listen(); err != nil {
 		return nil, fmt.Errorf("http: %w (another sluice dev running? use --http-addr)", err)
+	}
+	if s.webURL, err = mountDevWeb(ctx, s, logger); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
 	}
 	return s, nil
 }
