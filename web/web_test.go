@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 	"github.com/sluicehq/sluice/web"
 	"github.com/sluicehq/sluice/web/auth"
@@ -114,4 +116,22 @@ func newTestHTTPServer(t testing.TB, h http.Handler) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// memLocal is a local bucket on a RAM disk (/dev/shm) when there is one:
+// the store fsyncs every object, which on a busy shared disk dominates a
+// fixture that writes hundreds of summary objects. Durability is not what
+// these tests check; the local store's own tests do.
+func memLocal(t testing.TB) *objstore.Local {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "sluice-web-test-")
+	if err != nil {
+		return objstoretest.NewLocal(t)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	b, err := objstore.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

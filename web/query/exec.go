@@ -52,6 +52,29 @@ type Source struct {
 	Raw       *lake.CommitLog       // commit records, for the watermark and completeness
 	Summaries objstore.BucketReader // summary objects
 	Now       func() time.Time
+	// CacheUnits is how many decoded summary objects are kept (0: none).
+	// Decoding the sketches is most of a query's work; an entry is used
+	// while the object's size and modification time are unchanged, for
+	// at most CacheTTL.
+	CacheUnits int
+
+	mu    sync.Mutex
+	cache map[string]cachedUnit
+	// merging serialises merges: cached states are shared between
+	// queries, and reading a sketch may reorganise it.
+	merging sync.Mutex
+}
+
+// CacheTTL bounds how long a cached summary object is trusted: a store
+// whose modification times have a coarse grain could otherwise hide a
+// rewrite of the same size within that grain.
+const CacheTTL = 10 * time.Second
+
+type cachedUnit struct {
+	size    int64
+	modTime time.Time
+	at      time.Time
+	data    unitData
 }
 
 type unitData struct {
@@ -107,6 +130,8 @@ func (s *Source) Run(ctx context.Context, t *schema.Table, req Request, p *Plan)
 		res.Meta.Complete = last <= wm.UnixMicro() && summarised(recs, data, p.Source, first, last)
 	}
 
+	s.merging.Lock()
+	defer s.merging.Unlock()
 	rows, err := s.merge(t, p, data)
 	if err != nil {
 		return nil, err
@@ -140,6 +165,37 @@ func summarised(recs []lake.CommitRecord, data []unitData, w time.Duration, firs
 }
 
 func (s *Source) readUnit(ctx context.Context, t *schema.Table, key string) (unitData, error) {
+	if s.CacheUnits <= 0 {
+		return s.loadUnit(ctx, t, key)
+	}
+	a, err := s.Summaries.Attributes(ctx, key)
+	if objstore.IsNotExist(err) {
+		return unitData{}, nil
+	}
+	if err != nil {
+		return unitData{}, fmt.Errorf("read summary %s: %w", key, err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok && c.size == a.Size && c.modTime.Equal(a.LastModified) && now.Sub(c.at) < CacheTTL {
+		return c.data, nil
+	}
+	d, err := s.loadUnit(ctx, t, key)
+	if err != nil {
+		return d, err
+	}
+	s.mu.Lock()
+	if s.cache == nil || len(s.cache) >= s.CacheUnits {
+		s.cache = map[string]cachedUnit{} // crude, but bounded
+	}
+	s.cache[key] = cachedUnit{size: a.Size, modTime: a.LastModified, at: now, data: d}
+	s.mu.Unlock()
+	return d, nil
+}
+
+func (s *Source) loadUnit(ctx context.Context, t *schema.Table, key string) (unitData, error) {
 	rc, err := s.Summaries.Get(ctx, key)
 	if objstore.IsNotExist(err) {
 		return unitData{}, nil
@@ -270,8 +326,6 @@ func (p *Plan) matches(dims []any) bool {
 	}
 	return true
 }
-
-var stateMu sync.Mutex // Distinct compacts the sketch it reads: one reader at a time
 
 // output turns merged groups into rows: ordered, limited and zero-filled.
 func (p *Plan) output(t *schema.Table, req Request, groups []group) [][]any {
@@ -424,9 +478,7 @@ func (m outMeasure) value(r *aggregate.Row) any {
 	case schema.KindCount:
 		return s.Count()
 	case schema.KindDistinct:
-		stateMu.Lock()
-		defer stateMu.Unlock()
-		return int64(s.Distinct())
+		return int64(s.Distinct()) // under Source.merging: it may compact the sketch
 	case schema.KindSum:
 		if m.float {
 			return s.SumFloat()
