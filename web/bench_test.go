@@ -101,8 +101,9 @@ func BenchmarkHTTPIngest(b *testing.B) {
 // summarised by the aggregator; then the day is queried at 1m, ungrouped
 // and grouped by both dimensions, as JSON. Reports p50 and p99 latency.
 func BenchmarkQueryDay1m(b *testing.B) {
-	raw, sums := objstoretest.NewLocal(b), objstoretest.NewLocal(b)
+	raw, sums := memLocal(b), memLocal(b) // reads come from the page cache either way
 	ts := startServer(b, raw, web.Config{}, func(s *web.Server) { s.SetSummaries(sums) })
+	cold := startServer(b, raw, web.Config{QueryCacheUnits: -1, Instance: "cold"}, func(s *web.Server) { s.SetSummaries(sums) })
 	appender := ts.newKey(b, 1e6, 1e6, "append:events")
 	reader := ts.newKey(b, 1e6, 1e6, "read:events")
 	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
@@ -119,12 +120,17 @@ func BenchmarkQueryDay1m(b *testing.B) {
 	if _, err := svc.RunOnce(context.Background(), httpTables(b)[0]); err != nil {
 		b.Fatal(err)
 	}
-	for _, c := range []struct{ name, params string }{
-		{"ungrouped", ""},
-		{"grouped", "&group_by=event_type,country"},
+	for _, c := range []struct {
+		name, params string
+		srv          *testServer
+	}{
+		{"cold/ungrouped", "", cold},
+		{"cold/grouped", "&group_by=event_type,country", cold},
+		{"cached/ungrouped", "", ts},
+		{"cached/grouped", "&group_by=event_type,country", ts},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			url := ts.URL + "/v1/query?table=events&window=1m&from=" + day.Format(time.RFC3339) + "&to=" + day.Add(24*time.Hour).Format(time.RFC3339) + c.params
+			url := c.srv.URL + "/v1/query?table=events&window=1m&from=" + day.Format(time.RFC3339) + "&to=" + day.Add(24*time.Hour).Format(time.RFC3339) + c.params
 			lat := make([]time.Duration, 0, b.N)
 			var rows int
 			b.ResetTimer()

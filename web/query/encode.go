@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -106,30 +107,85 @@ func jsonValue(v any) any {
 	return v
 }
 
-// rowObject is a row as an ordered JSON object.
-type rowObject struct {
-	cols []Column
-	row  []any
+// appendRow appends a row as a JSON object with the columns in order;
+// keys are the columns' names, already encoded. Written by hand: the
+// encoder's reflection and re-validation of Marshaler output were most of
+// a large answer's cost.
+func appendRow(b []byte, keys [][]byte, row []any) []byte {
+	b = append(b, '{')
+	for i, v := range row {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, keys[i]...)
+		b = append(b, ':')
+		b = appendValue(b, v)
+	}
+	return append(b, '}')
 }
 
-func (o rowObject) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, c := range o.cols {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(c.Name)
-		v, err := json.Marshal(jsonValue(o.row[i]))
-		if err != nil {
-			return nil, err
-		}
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(v)
+func jsonKeys(cols []Column) [][]byte {
+	keys := make([][]byte, len(cols))
+	for i, c := range cols {
+		keys[i] = appendString(nil, c.Name)
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return keys
+}
+
+func appendValue(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case time.Time:
+		b = append(b, '"')
+		b = x.AppendFormat(b, time.RFC3339)
+		return append(b, '"')
+	case string:
+		return appendString(b, x)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return append(b, "null"...)
+		}
+		return strconv.AppendFloat(b, x, 'g', -1, 64)
+	case bool:
+		return strconv.AppendBool(b, x)
+	}
+	enc, _ := json.Marshal(v)
+	return append(b, enc...)
+}
+
+// appendString appends s as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD (as encoding/json).
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\n':
+			b = append(b, '\\', 'n')
+		case r == '\r':
+			b = append(b, '\\', 'r')
+		case r == '\t':
+			b = append(b, '\\', 't')
+		case r == '\b':
+			b = append(b, '\\', 'b')
+		case r == '\f':
+			b = append(b, '\\', 'f')
+		case r < 0x20 || r == '<' || r == '>' || r == '&' || r == 0x2028 || r == 0x2029:
+			b = append(b, '\\', 'u', hex[(r>>12)&0xf], hex[(r>>8)&0xf], hex[(r>>4)&0xf], hex[r&0xf])
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return append(b, '"')
 }
 
 // Status is the last record of a JSON lines answer (and a field of JSON).
@@ -139,28 +195,41 @@ type Status struct {
 }
 
 func encodeJSON(buf *bytes.Buffer, res *Result) error {
-	rows := make([]rowObject, len(res.Rows))
-	for i, r := range res.Rows {
-		rows[i] = rowObject{res.Meta.Columns, r}
+	meta, err := json.Marshal(res.Meta)
+	if err != nil {
+		return err
 	}
-	return json.NewEncoder(buf).Encode(struct {
-		Meta   Meta        `json:"meta"`
-		Rows   []rowObject `json:"rows"`
-		Status string      `json:"status"`
-	}{res.Meta, rows, "ok"})
+	keys := jsonKeys(res.Meta.Columns)
+	b := append(make([]byte, 0, 256*len(res.Rows)+len(meta)+64), `{"meta":`...)
+	b = append(b, meta...)
+	b = append(b, `,"rows":[`...)
+	for i, r := range res.Rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendRow(b, keys, r)
+	}
+	b = append(b, "],\"status\":\"ok\"}\n"...)
+	buf.Write(b)
+	return nil
 }
 
 func encodeJSONL(buf *bytes.Buffer, res *Result) error {
-	enc := json.NewEncoder(buf)
-	if err := enc.Encode(map[string]Meta{"meta": res.Meta}); err != nil {
+	meta, err := json.Marshal(map[string]Meta{"meta": res.Meta})
+	if err != nil {
 		return err
 	}
+	keys := jsonKeys(res.Meta.Columns)
+	b := append(make([]byte, 0, 256*len(res.Rows)+len(meta)+64), meta...)
+	b = append(b, '\n')
 	for _, r := range res.Rows {
-		if err := enc.Encode(rowObject{res.Meta.Columns, r}); err != nil {
-			return err
-		}
+		b = appendRow(b, keys, r)
+		b = append(b, '\n')
 	}
-	return enc.Encode(Status{Status: "ok", Rows: len(res.Rows)})
+	status, _ := json.Marshal(Status{Status: "ok", Rows: len(res.Rows)})
+	b = append(b, status...)
+	buf.Write(append(b, '\n'))
+	return nil
 }
 
 // CSVStatus is the first field of the last CSV record: "#status", "ok",

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -50,6 +51,20 @@ func FuzzQueryParams(f *testing.F) {
 			if !time.UnixMicro(b.Start).Before(req.To) {
 				tt.Fatalf("bucket %d starts at or after to", i)
 			}
+		}
+	})
+}
+
+// FuzzJSONString: the hand-written string encoder agrees with
+// encoding/json on every input.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quo\"te", "back\\slash", "\x00\x1f", "<&>", "\u2028", "\xff\xfe", "ünï"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: got %s, want %s", s, got, want)
 		}
 	})
 }
