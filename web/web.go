@@ -122,36 +122,40 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 			httpTables = append(httpTables, t)
 		}
 	}
-	if len(httpTables) == 0 {
-		return s, nil
-	}
-	s.writer, err = ingest.NewWriter(ingest.WriterConfig{FlushInterval: cfg.FlushInterval, FlushRecords: cfg.FlushRecords}, raw, logger, reg)
-	if err != nil {
-		return nil, err
-	}
 	s.src, err = httpin.NewSource(httpTables, cfg.Instance, logger)
 	if err != nil {
-		s.writer.Close()
 		return nil, err
 	}
-	s.pipe = ingest.NewPipeline(s.writer, s.src, logger)
-	s.pipe.Start()
-	if err := s.src.Open(ctx, s.pipe); err != nil {
-		s.pipe.Close()
-		s.writer.Close()
-		return nil, err
+	if len(httpTables) > 0 {
+		s.writer, err = ingest.NewWriter(ingest.WriterConfig{FlushInterval: cfg.FlushInterval, FlushRecords: cfg.FlushRecords}, raw, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		s.pipe = ingest.NewPipeline(s.writer, s.src, logger)
+		s.pipe.Start()
+		if err := s.src.Open(ctx, s.pipe); err != nil {
+			s.pipe.Close()
+			s.writer.Close()
+			return nil, err
+		}
+		for _, t := range httpTables {
+			s.writer.InitTableMetrics(t.Name)
+		}
 	}
-	for _, t := range httpTables {
-		s.writer.InitTableMetrics(t.Name)
-	}
-	s.ingest, err = httpin.NewHandler(cfg.Ingest, s.src, raw, s.writer.CommitLog(), logger, reg)
+	s.ingest, err = httpin.NewHandler(cfg.Ingest, s.src, raw, s.commits, logger, reg)
 	if err != nil {
-		s.pipe.Close()
-		s.writer.Close()
+		if s.pipe != nil {
+			s.pipe.Close()
+			s.writer.Close()
+		}
 		return nil, err
 	}
 	return s, nil
 }
+
+// SetProducer lets HTTP ingest take events for Kafka-fed tables too,
+// produced to their topics through p (acks=all); call before Mount.
+func (s *Server) SetProducer(p httpin.Producer) { s.ingest.AddKafkaTables(s.list, p) }
 
 // Auth is the server's authenticator.
 func (s *Server) Auth() *auth.Authenticator { return s.auth }
@@ -180,10 +184,6 @@ func (s *Server) serveIngest(w http.ResponseWriter, r *http.Request) {
 	table := r.PathValue("table")
 	if !auth.Allowed(r.Context(), auth.ActionAppend, table) {
 		auth.Forbid(w, auth.ActionAppend, table)
-		return
-	}
-	if s.ingest == nil {
-		auth.WriteError(w, http.StatusNotFound, fmt.Sprintf("table %q does not take HTTP ingest", table))
 		return
 	}
 	p, _ := auth.FromContext(r.Context())
@@ -266,7 +266,7 @@ func (s *Server) serveTables(w http.ResponseWriter, r *http.Request) {
 // Run delivers HTTP ingest records until ctx ends, then commits what is
 // queued (bounded by the writer's flush timeout) and stops.
 func (s *Server) Run(ctx context.Context) error {
-	if s.src == nil {
+	if s.pipe == nil {
 		<-ctx.Done()
 		return nil
 	}

@@ -135,3 +135,5 @@ func memLocal(t testing.TB) *objstore.Local {
 	}
 	return b
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

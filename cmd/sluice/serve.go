@@ -9,8 +9,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/ingest/httpin"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/web"
 	"github.com/sluicehq/sluice/web/auth"
@@ -22,7 +24,9 @@ func newServeCmd(g *globals) *cobra.Command {
 		Use:   "serve --config sluice.yaml",
 		Short: "Serve the web tier: HTTP ingest, the query API and the dashboard (API keys required)",
 		Long: `Serves on http.addr (loopback unless configured otherwise):
-  POST /v1/tables/{table}/events   HTTP ingest into tables declared with "http: {}"
+  POST /v1/tables/{table}/events   HTTP ingest: committed to the lake for tables declared
+                                   with "http: {}", produced (acks=all) to the topic of
+                                   Kafka-fed tables when kafka.brokers is set
   GET|POST /v1/query               the query API over the summaries
   POST /v1/tokens                  short read-only tokens for embedding
   /                                the dashboard page
@@ -56,6 +60,20 @@ func runServe(ctx context.Context, g *globals, cfg *fileConfig) error {
 	ws, err := web.New(ctx, cfg.Web, cfg.tables, raw, logger, reg)
 	if err != nil {
 		return err
+	}
+	if len(cfg.Kafka.Brokers) > 0 {
+		// Kafka-fed tables take HTTP events too: produced with the
+		// client's defaults, acks=all and idempotent writes.
+		secOpts, err := cfg.Kafka.SecurityOpts()
+		if err != nil {
+			return err
+		}
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, secOpts...)...)
+		if err != nil {
+			return fmt.Errorf("kafka producer: %w", err)
+		}
+		defer cl.Close()
+		ws.SetProducer(httpin.KafkaProducer{Client: cl})
 	}
 	if cfg.SummaryStore != nil {
 		sums, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg)

@@ -86,6 +86,9 @@ type Handler struct {
 	logger *slog.Logger
 	decs   map[string]*sync.Pool // *schema.Decoder by table
 
+	kafka    map[string]*schema.Table // Kafka-fed tables taking events (AddKafkaTables)
+	producer Producer
+
 	requests *prometheus.CounterVec // table, code
 	records  *prometheus.CounterVec // table, outcome
 
@@ -123,6 +126,7 @@ func NewHandler(cfg Config, src *Source, b objstore.Bucket, commits *lake.Commit
 		store:  &idempotencyStore{b: cb, commits: commits, ttl: cfg.IdempotencyTTL, now: time.Now},
 		logger: logger,
 		decs:   map[string]*sync.Pool{},
+		kafka:  map[string]*schema.Table{},
 		queued: map[string]queuedSpan{},
 		requests: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_httpin_requests_total",
@@ -134,10 +138,21 @@ func NewHandler(cfg Config, src *Source, b objstore.Bucket, commits *lake.Commit
 		}, []string{"table", "outcome"})),
 	}
 	for name, p := range src.parts {
-		t := p.table
-		h.decs[name] = &sync.Pool{New: func() any { return schema.NewDecoder(t) }}
+		h.decs[name] = newDecoderPool(p.table)
 	}
 	return h, nil
+}
+
+func newDecoderPool(t *schema.Table) *sync.Pool {
+	return &sync.Pool{New: func() any { return schema.NewDecoder(t) }}
+}
+
+// table returns the definition of a table the handler takes events for.
+func (h *Handler) table(name string) *schema.Table {
+	if t := h.src.Table(name); t != nil {
+		return t
+	}
+	return h.kafka[name]
 }
 
 // Result is the outcome of one record, in request order.
@@ -180,7 +195,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	table := r.PathValue("table")
-	t := h.src.Table(table)
+	t := h.table(table)
 	if t == nil {
 		h.fail(w, "", http.StatusNotFound, fmt.Sprintf("table %q does not take HTTP ingest", table))
 		return
@@ -219,6 +234,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.WaitTimeout)
 	defer cancel()
+	if h.kafka[table] != nil {
+		if !wait {
+			h.fail(w, table, http.StatusBadRequest, "wait=false is for tables fed by HTTP; a Kafka-fed table answers once the broker acknowledged")
+			return
+		}
+		code, resp, err := h.produce(ctx, t, idem, callerOf(r.Context()), resp, accepted)
+		if err != nil {
+			h.fail(w, table, code, err.Error())
+			return
+		}
+		writeJSON(w, code, resp)
+		h.requests.WithLabelValues(table, strconv.Itoa(code)).Inc()
+		return
+	}
 	if idem == "" {
 		var span Span
 		if len(accepted) > 0 {
@@ -453,7 +482,7 @@ func (h *Handler) decode(table string, values [][]byte) (Response, [][]byte) {
 	pool := h.decs[table]
 	dec := pool.Get().(*schema.Decoder)
 	defer pool.Put(dec)
-	b := schema.NewBatch(h.src.Table(table), memory.DefaultAllocator)
+	b := schema.NewBatch(h.table(table), memory.DefaultAllocator)
 	defer b.Release()
 	resp := Response{Table: table, Received: len(values), Results: make([]Result, len(values))}
 	accepted := make([][]byte, 0, len(values))
