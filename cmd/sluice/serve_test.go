@@ -64,7 +64,9 @@ func TestServeAndKeys(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", conf, "--log-level", "warn"}, io.Discard, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", conf, "--log-level", "warn"}, io.Discard, io.Discard)
+	}()
 	defer func() {
 		cancel()
 		if code := <-done; code != exitOK {
