@@ -52,6 +52,7 @@ elif [[ "$mode" == "faults" ]]; then
 	go test -run '^$' -fuzz '^FuzzHandlers$' -fuzztime 15s -fuzzminimizetime 5s ./internal/httpserver
 	go test -run '^$' -fuzz '^FuzzIngestBody$' -fuzztime 15s -fuzzminimizetime 5s ./ingest/httpin
 	go test -run '^$' -fuzz '^FuzzQueryParams$' -fuzztime 15s -fuzzminimizetime 5s ./web/query
+	go test -run '^$' -fuzz '^FuzzJSONString$' -fuzztime 10s -fuzzminimizetime 5s ./web/query
 	go test -run '^$' -fuzz '^FuzzTokenParse$' -fuzztime 10s -fuzzminimizetime 5s ./web/auth
 else
 	# Before the Go tests: it installs prometheus, which the dashboard test runs.
