@@ -144,7 +144,15 @@ func (s *Source) Run(ctx context.Context, t *schema.Table, req Request, p *Plan)
 // summarised reports whether every stored window in [first, last) that
 // has committed inputs holds exactly those (or was frozen with them).
 func summarised(recs []lake.CommitRecord, data []unitData, w time.Duration, first, last int64) bool {
-	windows := aggregate.WindowInputs(aggregate.Inputs(recs), w, time.UnixMicro(last))
+	// Only the objects that reach into the range: the rest of the lake
+	// says nothing about these windows.
+	var objs []aggregate.InputObject
+	for _, o := range aggregate.Inputs(recs) {
+		if o.MaxMicros >= first && o.MinMicros < last {
+			objs = append(objs, o)
+		}
+	}
+	windows := aggregate.WindowInputs(objs, w, time.UnixMicro(last))
 	states := map[int64]aggregate.WindowState{}
 	for _, d := range data {
 		for k, v := range d.states {
