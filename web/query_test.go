@@ -234,6 +234,16 @@ func TestQuery(t *testing.T) {
 	t.Run("AgainstTruth", func(t *testing.T) { testQueryAgainstTruth(t, f) })
 	t.Run("TopNAndFilters", func(t *testing.T) { testQueryTopNAndFilters(t, f) })
 	t.Run("Refusals", func(t *testing.T) { testQueryRefusals(t, f) })
+	t.Run("IncompleteRange", func(t *testing.T) {
+		// A range reaching past the watermark is not complete: its last
+		// windows may still get data.
+		now := time.Now().UTC().Truncate(time.Minute)
+		q := url.Values{"table": {"events"}, "window": {"1m"}, "from": {now.Add(-30 * time.Minute).Format(time.RFC3339)}, "to": {now.Add(30 * time.Minute).Format(time.RFC3339)}}
+		code, a, raw := f.query(t, q.Encode())
+		if code != 200 || a.Meta.Complete {
+			t.Fatalf("%d complete=%v: %.300s", code, a.Meta.Complete, raw)
+		}
+	})
 	t.Run("Formats", func(t *testing.T) { testQueryFormats(t, f) })
 	t.Run("TruncatedStreamIsNoticed", func(t *testing.T) { testQueryTruncatedStreamIsNoticed(t, f) })
 	t.Run("Browser", func(t *testing.T) { testBrowser(t, f) })
