@@ -266,6 +266,9 @@ func (s *Server) serveTables(w http.ResponseWriter, r *http.Request) {
 // Run delivers HTTP ingest records until ctx ends, then commits what is
 // queued (bounded by the writer's flush timeout) and stops.
 func (s *Server) Run(ctx context.Context) error {
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); s.sweepClaims(ctx) }()
+	defer func() { <-sweepDone }()
 	if s.pipe == nil {
 		<-ctx.Done()
 		return nil
@@ -280,6 +283,29 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// claimSweepEvery is how often expired Idempotency-Key claims are deleted.
+const claimSweepEvery = time.Hour
+
+// sweepClaims deletes expired Idempotency-Key claims now and every hour
+// until ctx ends. Several servers sweeping one lake only repeat deletes.
+func (s *Server) sweepClaims(ctx context.Context) {
+	t := time.NewTimer(time.Minute) // not in the way of startup
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.ingest.SweepClaims(ctx); err != nil {
+			s.logger.Warn("sweeping idempotency claims", "err", err)
+		} else if n > 0 {
+			s.logger.Info("expired idempotency claims deleted", "claims", n)
+		}
+		t.Reset(claimSweepEvery)
+	}
 }
 
 // devKeyName names the key `sluice dev` signs its dashboard tokens with.

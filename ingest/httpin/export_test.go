@@ -19,3 +19,6 @@ func WriteClaim(ctx context.Context, b objstore.Bucket, table, key string, accep
 	}
 	return b.PutIfAbsent(ctx, claimKey(table, "", key), data)
 }
+
+// SetNow replaces the handler's clock.
+func (h *Handler) SetNow(now func() time.Time) { h.store.now = now }

@@ -289,3 +289,20 @@ func TestHTTPIngestIdempotencyAfterCrash(t *testing.T) {
 	}
 	checkExactlyOnce(t, want, committedIDs(t, b))
 }
+
+// Claims past their TTL are swept; live ones stay.
+func TestHTTPIngestSweepsOldClaims(t *testing.T) {
+	b := objstoretest.NewLocal(t)
+	ctx := context.Background()
+	if err := httpin.WriteClaim(ctx, b, "events", "fresh", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := newBareHandler(t, b, httpin.Config{IdempotencyTTL: time.Hour})
+	if n, err := h.SweepClaims(ctx); err != nil || n != 0 {
+		t.Fatalf("swept %d (%v) of a fresh claim", n, err)
+	}
+	h.SetNow(func() time.Time { return time.Now().Add(3 * time.Hour) }) // past TTL and slack
+	if n, err := h.SweepClaims(ctx); err != nil || n != 1 {
+		t.Fatalf("swept %d (%v), want 1", n, err)
+	}
+}

@@ -126,3 +126,27 @@ func (st *idempotencyStore) committedIn(ctx context.Context, table string, span 
 }
 
 var errClaimBusy = errors.New("a request with this Idempotency-Key is in progress")
+
+// SweepClaims deletes claims older than the TTL (by the store's
+// modification time, plus an hour of slack for clock skew), so the
+// idempotency area does not grow without bound. It returns how many it
+// deleted.
+func (h *Handler) SweepClaims(ctx context.Context) (int, error) {
+	cutoff := h.store.now().Add(-h.store.ttl - time.Hour)
+	var old []string
+	err := h.store.b.Iter(ctx, IdempotencyRoot, func(a objstore.ObjectAttrs) error {
+		if a.LastModified.Before(cutoff) {
+			old = append(old, a.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list idempotency claims: %w", err)
+	}
+	for i, k := range old {
+		if err := h.store.b.Delete(ctx, k); err != nil {
+			return i, fmt.Errorf("delete idempotency claim %s: %w", k, err)
+		}
+	}
+	return len(old), nil
+}

@@ -194,3 +194,18 @@ func checkExactlyOnce(t testing.TB, want map[string]bool, got map[string]int) {
 			len(lost), lost[:min(3, len(lost))], len(dup), dup[:min(3, len(dup))], len(extra), extra[:min(3, len(extra))])
 	}
 }
+
+// newBareHandler is a handler with no pipeline behind it, for what does
+// not queue records.
+func newBareHandler(t *testing.T, b objstore.Bucket, cfg httpin.Config) *httpin.Handler {
+	t.Helper()
+	src, err := httpin.NewSource([]*schema.Table{httpTable(t)}, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := httpin.NewHandler(cfg, src, b, lake.NewCommitLog(b), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
