@@ -18,6 +18,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// Zones must resolve in images without a zoneinfo database (static
+	// builds, distroless): the binary carries its own (~450 KB).
+	_ "time/tzdata"
 )
 
 // Request is one query, as parsed from GET parameters or a POST body.
