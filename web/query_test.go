@@ -234,6 +234,15 @@ func TestQuery(t *testing.T) {
 	t.Run("AgainstTruth", func(t *testing.T) { testQueryAgainstTruth(t, f) })
 	t.Run("TopNAndFilters", func(t *testing.T) { testQueryTopNAndFilters(t, f) })
 	t.Run("Refusals", func(t *testing.T) { testQueryRefusals(t, f) })
+	t.Run("PostEqualsGet", func(t *testing.T) {
+		get := "table=events&window=1d&tz=America/New_York&from=2026-10-31&to=2026-11-03&group_by=country&filter=country:DE|null&order_by=events&order=desc&limit=1&fill=zero"
+		body := `{"table":"events","window":"1d","tz":"America/New_York","from":"2026-10-31","to":"2026-11-03","group_by":["country"],"filters":{"country":["DE","null"]},"order_by":"events","order":"desc","limit":1,"fill":"zero"}`
+		_, _, want := do(t, "GET", f.ts.URL+"/v1/query?"+get, f.reader, nil)
+		code, _, got := do(t, "POST", f.ts.URL+"/v1/query", f.reader, []byte(body))
+		if code != 200 || string(got) != string(want) {
+			t.Fatalf("POST %d:\n%s\nGET:\n%s", code, got, want)
+		}
+	})
 	t.Run("IncompleteRange", func(t *testing.T) {
 		// A range reaching past the watermark is not complete: its last
 		// windows may still get data.
