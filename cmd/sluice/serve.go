@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest/httpin"
 	"github.com/sluicehq/sluice/internal/httpserver"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/web"
 	"github.com/sluicehq/sluice/web/auth"
 )
@@ -83,6 +84,13 @@ func runServe(ctx context.Context, g *globals, cfg *fileConfig) error {
 		ws.SetSummaries(sums)
 	}
 	srv := httpserver.New(cfg.HTTP.Addr, reg, logger)
+	srv.AddReadiness("object-store", func(ctx context.Context) error {
+		_, err := raw.Attributes(ctx, "_sluice/readyz-probe")
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
 	ws.Mount(srv)
 	if err := srv.Listen(); err != nil {
 		return err
