@@ -59,12 +59,19 @@ elif [[ "$mode" == "faults" ]]; then
 	# The batch source: ~20 SIGKILLs over 208 files (one of 110 MB), and two
 	# and three batch processes sharing an inbox (about 2 minutes).
 	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestFaultsBatch' ./ingest/inbox
+	# The web tier: SIGKILL of an HTTP ingest server under load, a body
+	# slower than the read timeout.
+	SLUICE_FAULTS=1 go test -count=1 -timeout 5m -v -run 'TestFaults' ./ingest/httpin ./web
 	# Each fuzz target for a fixed time; a crasher is written under
 	# testdata/fuzz/ and fails the run (commit it: it stays a regression test).
 	step "fuzzing (fixed time per target)"
 	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 30s -fuzzminimizetime 5s ./schema
 	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s -fuzzminimizetime 5s ./schema
 	go test -run '^$' -fuzz '^FuzzHandlers$' -fuzztime 15s -fuzzminimizetime 5s ./internal/httpserver
+	go test -run '^$' -fuzz '^FuzzIngestBody$' -fuzztime 15s -fuzzminimizetime 5s ./ingest/httpin
+	go test -run '^$' -fuzz '^FuzzQueryParams$' -fuzztime 15s -fuzzminimizetime 5s ./web/query
+	go test -run '^$' -fuzz '^FuzzJSONString$' -fuzztime 10s -fuzzminimizetime 5s ./web/query
+	go test -run '^$' -fuzz '^FuzzTokenParse$' -fuzztime 10s -fuzzminimizetime 5s ./web/auth
 else
 	# Before the Go tests: it installs prometheus, which the dashboard test runs.
 	step "deploy files (compose, promtool, dashboards, static build)"

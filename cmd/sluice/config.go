@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/web"
 )
 
 // fileConfig is sluice.yaml: one file for every subcommand, each reading
@@ -46,6 +47,8 @@ type fileConfig struct {
 	Stores map[string]storeConfig `yaml:"stores"`
 	// Batch tunes `sluice batch`, the inbox source.
 	Batch inbox.Config `yaml:"batch"`
+	// Web is the web tier of `sluice serve`: HTTP ingest, query API, page.
+	Web web.Config `yaml:"web"`
 
 	tables []*schema.Table
 	rules  *ops.RuleSet

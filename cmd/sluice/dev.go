@@ -35,7 +35,8 @@ func newDevCmd(g *globals) *cobra.Command {
   - a demo producer writing a realistic event stream to the sample table "events",
   - the ingester, writing committed Parquet objects under <data-dir>/lake,
   - the aggregator, rolling them up into windowed summaries under <data-dir>/summaries,
-  - metrics and health on http://127.0.0.1:8080 (/metrics, /healthz, /readyz).
+  - the dashboard and query API on http://127.0.0.1:8080/ (its URL, with a
+    read-only token, is printed), metrics and health (/metrics, /healthz, /readyz).
 Any Kafka client can produce to the broker too. Ctrl-C stops the demo
 producer first, then waits until the ingester has committed everything the
 broker holds, then stops the rest.`,
@@ -90,6 +91,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) error {
 
 	fmt.Fprintf(g.stdout, `
 Sluice dev is running.
+  Dashboard      %s
   Kafka broker   %s   (topic %q, %d partitions; produce your own with any Kafka client)
   Objects        %s
   Metrics        http://%s/metrics   health: /healthz, /readyz
@@ -105,7 +107,7 @@ Next, in another terminal:
 Stop with Ctrl-C: the demo producer stops first, then the ingester commits
 everything the broker holds.
 
-`, st.broker.Addr(), events.Topic, o.partitions, st.lakeDir, st.srv.Addr(), st.summaryDir, rulesFile, st.lakeDir, events.Name, o.flushEvery,
+`, st.webURL, st.broker.Addr(), events.Topic, o.partitions, st.lakeDir, st.srv.Addr(), st.summaryDir, rulesFile, st.lakeDir, events.Name, o.flushEvery,
 		st.summaryDir, events.Name, lateness, st.lakeDir, events.Name, st.summaryDir, events.Name)
 
 	// Shutdown reads top to bottom: Ctrl-C stops the demo producer (after

@@ -60,6 +60,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)") || !strings.Contains(string(out), "rows") {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
+	checkDevDashboard(t, dev.logPath)
 
 	// A file moved into the inbox directory is ingested by the batch source.
 	drop := filepath.Join(dataDir, "inbox", "events")

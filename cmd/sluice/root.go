@@ -113,7 +113,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	_ = pf.MarkHidden("trace")
 
 	// Subcommands, one constructor per file. Add new ones to this line.
-	cmd.AddCommand(newVersionCmd(g), newDevCmd(g), newIngestCmd(g), newAggregateCmd(g), newBenchCmd(g), newBrokerCmd(g), newInspectCmd(g), newLoadtestCmd(g), newSweepCmd(g), newFilesCmd(g), newOpsCmd(g), newActionsCmd(g), newBatchCmd(g))
+	cmd.AddCommand(newVersionCmd(g), newDevCmd(g), newIngestCmd(g), newAggregateCmd(g), newBenchCmd(g), newBrokerCmd(g), newInspectCmd(g), newLoadtestCmd(g), newSweepCmd(g), newFilesCmd(g), newOpsCmd(g), newActionsCmd(g), newBatchCmd(g), newServeCmd(g), newKeysCmd(g))
 	return cmd
 }
 

@@ -56,6 +56,7 @@ type devStack struct {
 	agg        *aggregate.Service
 	ops        *ops.Service // nil without rules
 	srv        *httpserver.Server
+	webURL     string // the dashboard, with a read token
 }
 
 // startStack starts the broker and prepares the ingester, the aggregator
@@ -128,6 +129,9 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	s.srv = httpserver.New(s.cfg.HTTP.Addr, s.reg, logger)
 	if err := s.srv.Listen(); err != nil {
 		return nil, fmt.Errorf("http: %w (another sluice dev running? use --http-addr)", err)
+	}
+	if s.webURL, err = mountDevWeb(ctx, s, logger); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
 	}
 	return s, nil
 }

@@ -28,7 +28,7 @@ func deps(t *testing.T, pkg string) map[string]bool {
 }
 
 // sources are the packages of the source seam's sources.
-var sources = []string{"ingest/kafka", "ingest/inbox"}
+var sources = []string{"ingest/kafka", "ingest/kinesis", "ingest/inbox", "ingest/httpin"}
 
 func TestImportsPointOneWay(t *testing.T) {
 	for _, tc := range []struct {
@@ -41,6 +41,8 @@ func TestImportsPointOneWay(t *testing.T) {
 		{"ingest", append([]string{"aggregate"}, sources...)},
 		{"aggregate", append([]string{"ingest"}, sources...)},
 		{"ingest/kafka", []string{"aggregate"}},
+		{"ingest/httpin", []string{"aggregate", "web"}},
+		{"web/auth", []string{"ingest", "aggregate", "web"}},
 	} {
 		d := deps(t, tc.pkg)
 		for _, f := range tc.forbidden {
