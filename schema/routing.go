@@ -1,0 +1,214 @@
+package schema
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Several tables may read one Kafka topic: each names a route, the value
+// of one JSON field that its records carry, and every record of the topic
+// goes to the table whose value it carries. A table with `default: true`
+// takes the records no other route takes (no field, another value, not
+// JSON); without one, such records become dead letters of the topic's
+// first table (in the order tables are declared), with reason unrouted.
+// Nothing is dropped silently. Every table keeps its own chains, so each
+// is exactly once on its own; the records a table does not take still
+// move its chain on (see ingest.Record.Skip).
+
+// Route selects the records of a shared topic that a table takes.
+type Route struct {
+	// Field is the dot-separated path of the JSON field routed on; every
+	// table of a topic routes on the same field. Only string values route.
+	Field string `yaml:"field,omitempty"`
+	// Equals is the value the table takes.
+	Equals string `yaml:"equals,omitempty"`
+	// Default takes the records that no other table of the topic takes.
+	Default bool `yaml:"default,omitempty"`
+}
+
+func (r *Route) validate() error {
+	if r.Field == "" {
+		return errors.New("field is missing")
+	}
+	for _, seg := range strings.Split(r.Field, ".") {
+		if seg == "" {
+			return fmt.Errorf("field %q has an empty path segment", r.Field)
+		}
+	}
+	if r.Equals == "" && !r.Default {
+		return errors.New("names neither equals nor default: true")
+	}
+	if r.Equals != "" && r.Default {
+		return errors.New("names both equals and default: true; the default table takes what no other route takes")
+	}
+	return nil
+}
+
+// ReasonUnrouted is the dead-letter reason of a record of a shared topic
+// that no table's route takes. It is not a decoding reason, so Reasons
+// does not list it.
+const ReasonUnrouted Reason = "unrouted"
+
+// KafkaColumns fills declared fields from a Kafka record's metadata rather
+// than from its JSON value: the metadata is the truth for those fields
+// (their JSON path is not read). Metadata that is absent (no key, no such
+// header) leaves the field absent: a field that is not nullable then sends
+// the record to the dead letters as missing_field.
+type KafkaColumns struct {
+	// Key names a string field that gets the record key.
+	Key string `yaml:"key,omitempty"`
+	// Timestamp names a timestamp field that gets the broker's timestamp
+	// (CreateTime or LogAppendTime, as the topic is configured).
+	Timestamp string `yaml:"timestamp,omitempty"`
+	// Headers maps header names to string fields; with repeated headers
+	// the last one wins.
+	Headers map[string]string `yaml:"headers,omitempty"`
+}
+
+func (c *KafkaColumns) validate(t *Table) error {
+	used := map[string]string{}
+	check := func(what, field string, want Type) error {
+		if field == "" {
+			return nil
+		}
+		i := t.FieldIndex(field)
+		if i < 0 {
+			return fmt.Errorf("%s: %q is not a field of the table", what, field)
+		}
+		if got := t.Fields[i].Type; got != want {
+			return fmt.Errorf("%s: field %q has type %s, want %s", what, field, got, want)
+		}
+		if other, dup := used[field]; dup {
+			return fmt.Errorf("%s: field %q already gets %s", what, field, other)
+		}
+		used[field] = what
+		return nil
+	}
+	if err := check("key", c.Key, TypeString); err != nil {
+		return err
+	}
+	if err := check("timestamp", c.Timestamp, TypeTimestamp); err != nil {
+		return err
+	}
+	for h, field := range c.Headers {
+		if h == "" {
+			return errors.New("headers: empty header name")
+		}
+		if err := check("header "+h, field, TypeString); err != nil {
+			return err
+		}
+		if field == "" {
+			return fmt.Errorf("header %s: no field named", h)
+		}
+	}
+	return nil
+}
+
+// Header is one record header, as a source hands it to the decoder.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Router sends each record of one topic to one of the tables reading it.
+type Router struct {
+	tables  []*Table
+	path    []string
+	byValue map[string]int
+	def     int // index of the default table, or -1
+}
+
+// NewRouter checks that tables (every table reading one topic, in the
+// order they are declared) can share it and returns their router. A single
+// table without a route takes every record.
+func NewRouter(topic string, tables []*Table) (*Router, error) {
+	if len(tables) == 0 {
+		return nil, fmt.Errorf("topic %q: no tables", topic)
+	}
+	r := &Router{tables: tables, byValue: map[string]int{}, def: -1}
+	if len(tables) == 1 && (tables[0].Kafka == nil || tables[0].Kafka.Route == nil) {
+		return r, nil
+	}
+	var field string
+	for i, t := range tables {
+		var route *Route
+		if t.Kafka != nil {
+			route = t.Kafka.Route
+		}
+		if route == nil {
+			names := make([]string, len(tables))
+			for j, o := range tables {
+				names[j] = o.Name
+			}
+			return nil, fmt.Errorf("topic %q is read by tables %s: table %q needs a route (kafka.route)", topic, strings.Join(names, ", "), t.Name)
+		}
+		if field == "" {
+			field = route.Field
+		} else if route.Field != field {
+			return nil, fmt.Errorf("topic %q: table %q routes on field %q, table %q on %q: a topic routes on one field", topic, tables[0].Name, field, t.Name, route.Field)
+		}
+		switch {
+		case route.Default:
+			if r.def >= 0 {
+				return nil, fmt.Errorf("topic %q: tables %q and %q are both the default route", topic, tables[r.def].Name, t.Name)
+			}
+			r.def = i
+		default:
+			if j, dup := r.byValue[route.Equals]; dup {
+				return nil, fmt.Errorf("topic %q: tables %q and %q both take %s = %q", topic, tables[j].Name, t.Name, field, route.Equals)
+			}
+			r.byValue[route.Equals] = i
+		}
+	}
+	r.path = strings.Split(field, ".")
+	return r, nil
+}
+
+// Routed reports whether records are routed at all (more than a single
+// table taking everything).
+func (r *Router) Routed() bool { return r.path != nil }
+
+// Tables returns the tables in routing order.
+func (r *Router) Tables() []*Table { return r.tables }
+
+// Route returns the index of the table that takes value, or -1 and why no
+// table takes it. It parses the record with encoding/json, which costs
+// only topics whose tables route.
+func (r *Router) Route(value []byte) (int, string) {
+	if r.path == nil {
+		return 0, ""
+	}
+	v, why := lookupString(value, r.path)
+	if why == "" {
+		if i, ok := r.byValue[v]; ok {
+			return i, ""
+		}
+		why = fmt.Sprintf("field %s is %q, which no table's route takes", strings.Join(r.path, "."), v)
+	}
+	if r.def >= 0 {
+		return r.def, ""
+	}
+	return -1, why
+}
+
+func lookupString(value []byte, path []string) (string, string) {
+	raw := json.RawMessage(value)
+	for _, seg := range path {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+			return "", "the record is not a JSON object holding field " + strings.Join(path, ".")
+		}
+		var ok bool
+		if raw, ok = obj[seg]; !ok {
+			return "", "field " + strings.Join(path, ".") + " is absent"
+		}
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || !utf8.ValidString(s) {
+		return "", "field " + strings.Join(path, ".") + " is not a string"
+	}
+	return s, ""
+}
