@@ -51,7 +51,8 @@ type Meta struct {
 	Partition string // e.g. "3"
 	Offset    int64
 	// The record's metadata, read only by tables that map it to fields
-	// (kafka.columns): the key (nil: none), headers and broker timestamp.
+	// (kafka.columns, kinesis.columns): the key or partition key (nil:
+	// none), headers and the broker's or stream's timestamp.
 	Key     []byte
 	Headers []Header
 	Time    time.Time
@@ -273,15 +274,14 @@ func NewDecoder(t *Table, opts ...DecoderOption) *Decoder {
 		}
 		d.fields[i] = p
 	}
-	if t.Kafka != nil && t.Kafka.Columns != nil {
-		c := t.Kafka.Columns
-		if i := t.FieldIndex(c.Key); c.Key != "" && i >= 0 {
+	if key, ts, headers := t.metaColumns(); key != "" || ts != "" || len(headers) > 0 {
+		if i := t.FieldIndex(key); key != "" && i >= 0 {
 			d.inject = append(d.inject, injectPlan{field: i, what: injectKey})
 		}
-		if i := t.FieldIndex(c.Timestamp); c.Timestamp != "" && i >= 0 {
+		if i := t.FieldIndex(ts); ts != "" && i >= 0 {
 			d.inject = append(d.inject, injectPlan{field: i, what: injectTime})
 		}
-		for h, f := range c.Headers {
+		for h, f := range headers {
 			if i := t.FieldIndex(f); i >= 0 {
 				d.inject = append(d.inject, injectPlan{field: i, what: injectHeader, header: h})
 			}

@@ -107,6 +107,41 @@ func (c *KafkaColumns) validate(t *Table) error {
 	return nil
 }
 
+// KinesisColumns fills declared fields from a Kinesis record's metadata,
+// as KafkaColumns does for Kafka.
+type KinesisColumns struct {
+	// PartitionKey names a string field that gets the partition key.
+	PartitionKey string `yaml:"partition_key,omitempty"`
+	// Timestamp names a timestamp field that gets the approximate arrival
+	// timestamp (set by the stream when it accepted the record).
+	Timestamp string `yaml:"timestamp,omitempty"`
+}
+
+func (c *KinesisColumns) validate(t *Table) error {
+	// The same rules as Kafka's key and timestamp.
+	return (&KafkaColumns{Key: c.PartitionKey, Timestamp: c.Timestamp}).validate(t)
+}
+
+// metaColumns returns the fields filled from record metadata: the key (a
+// Kafka key or a Kinesis partition key), the source timestamp and headers.
+func (t *Table) metaColumns() (key, timestamp string, headers map[string]string) {
+	switch {
+	case t.Kafka != nil && t.Kafka.Columns != nil:
+		c := t.Kafka.Columns
+		return c.Key, c.Timestamp, c.Headers
+	case t.Kinesis != nil && t.Kinesis.Columns != nil:
+		return t.Kinesis.Columns.PartitionKey, t.Kinesis.Columns.Timestamp, nil
+	}
+	return "", "", nil
+}
+
+// MapsMetadata reports whether the table fills fields from record
+// metadata, so that a source hands it the key and headers.
+func (t *Table) MapsMetadata() bool {
+	k, ts, h := t.metaColumns()
+	return k != "" || ts != "" || len(h) > 0
+}
+
 // Header is one record header, as a source hands it to the decoder.
 type Header struct {
 	Key   string

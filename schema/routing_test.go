@@ -50,6 +50,32 @@ func TestKafkaRouteAndColumnsValidation(t *testing.T) {
 	}
 }
 
+func TestKinesisColumnsValidation(t *testing.T) {
+	cases := []struct{ name, kinesis, wantErr string }{
+		{"ok", `{stream: s, columns: {partition_key: k, timestamp: bts}}`, ""},
+		{"partition key not a string", `{stream: s, columns: {partition_key: n}}`, `kinesis.columns: key: field "n" has type int64, want string`},
+		{"timestamp not a field", `{stream: s, columns: {timestamp: nope}}`, `timestamp: "nope" is not a field`},
+		{"no headers on kinesis", `{stream: s, columns: {headers: {h: k}}}`, "headers"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tables, err := Parse([]byte("tables:\n  - name: events\n    kinesis: "+c.kinesis+"\n"+routeFields), "t.yaml")
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !tables[0].MapsMetadata() {
+					t.Fatal("MapsMetadata is false")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
 func routedTable(t *testing.T, name, route string) *Table {
 	t.Helper()
 	kafka := "{topic: e}"

@@ -28,6 +28,8 @@ type KafkaSource struct {
 // KinesisSource reads a Kinesis (or Kinesis-compatible) stream.
 type KinesisSource struct {
 	Stream string `yaml:"stream"`
+	// Columns fills declared fields from the record's metadata.
+	Columns *KinesisColumns `yaml:"columns,omitempty"`
 }
 
 // InboxSource reads files dropped under a prefix of an object store.

@@ -294,6 +294,11 @@ func (t *Table) Validate() error {
 			return wrap(fmt.Errorf("kafka.columns: %w", err))
 		}
 	}
+	if t.Kinesis != nil && t.Kinesis.Columns != nil {
+		if err := t.Kinesis.Columns.validate(t); err != nil {
+			return wrap(fmt.Errorf("kinesis.columns: %w", err))
+		}
+	}
 	switch {
 	case t.EventTime.MaxFuture == 0:
 		t.EventTime.MaxFuture = DefaultMaxFuture

@@ -133,7 +133,7 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 			order = append(order, t.Topic)
 		}
 		byTopic[t.Topic] = append(byTopic[t.Topic], t)
-		s.meta[t.Name] = t.Kafka != nil && t.Kafka.Columns != nil
+		s.meta[t.Name] = t.MapsMetadata()
 		w.InitTableMetrics(t.Name)
 		s.m.fetchErrors.WithLabelValues(t.Topic)
 	}
