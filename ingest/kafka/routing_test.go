@@ -14,6 +14,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
@@ -165,6 +166,18 @@ func TestKafkaRoutesOneTopicIntoTwoTablesWithMetadata(t *testing.T) {
 	waitCommitted(t, b, "clicks", int64(len(want["clicks"])+len(unrouted)), 30*time.Second)
 	waitCommitted(t, b, "views", int64(len(want["views"])), 30*time.Second)
 	run.stop(t)
+
+	// The group's offsets (a hint for tools) are where both tables' chains end.
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "routed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, end := range ends {
+		n, _ := strconv.Atoi(p)
+		if o, ok := offs.Lookup(testTopic, int32(n)); !ok || o.At != end {
+			t.Errorf("group offset of partition %s = %+v, want %d", p, o, end)
+		}
+	}
 
 	for _, table := range []string{"clicks", "views"} {
 		rows, dead := readRouted(t, b, table)

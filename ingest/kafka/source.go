@@ -48,6 +48,7 @@ type Source struct {
 	rewinds map[topicPartition][]rewind     // asked by the pipeline, serviced between polls
 	checks  map[topicPartition]pendingCheck // partitions to look at again between polls
 	hints   map[topicPartition]int64        // committed chain ends not yet sent to the group
+	ends    map[ingest.PartitionKey]int64   // each table's committed chain end, for the hints
 
 	purged map[string]time.Time // topics last purged from the client after their ID changed; poll goroutine only
 }
@@ -121,6 +122,7 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 		rewinds: map[topicPartition][]rewind{},
 		checks:  map[topicPartition]pendingCheck{},
 		hints:   map[topicPartition]int64{},
+		ends:    map[ingest.PartitionKey]int64{},
 		purged:  map[string]time.Time{},
 	}
 	byTopic := map[string][]*schema.Table{}
@@ -613,8 +615,20 @@ func (s *Source) Committed(key ingest.PartitionKey, next lake.Position) {
 		return
 	}
 	s.mu.Lock()
-	s.hints[topicPartition{key.Source[len("kafka:"):], int32(n)}] = off
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	// Tables sharing a topic commit apart: the group hears the least end.
+	tp := topicPartition{key.Source[len("kafka:"):], int32(n)}
+	s.ends[key] = off
+	if ps, ok := s.parts[tp]; ok {
+		for _, k := range ps.keys {
+			end, ok := s.ends[k]
+			if !ok {
+				return // a table without a commit since the assignment: no hint yet
+			}
+			off = min(off, end)
+		}
+	}
+	s.hints[tp] = off
 }
 
 func (s *Source) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -634,6 +648,9 @@ func (s *Source) release(ctx context.Context, tps map[string][]int32, flush bool
 			tp := topicPartition{topic, p}
 			if ps, ok := s.parts[tp]; ok {
 				keys = append(keys, ps.keys...)
+				for _, k := range ps.keys {
+					delete(s.ends, k)
+				}
 			}
 			delete(s.parts, tp)
 			delete(s.rewinds, tp)
