@@ -1,11 +1,9 @@
 package schema
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 )
 
 // Several tables may read one Kafka topic: each names a route, the value
@@ -149,11 +147,13 @@ type Header struct {
 }
 
 // Router sends each record of one topic to one of the tables reading it.
+// It is not safe for concurrent use (it keeps a scanner's scratch).
 type Router struct {
 	tables  []*Table
 	path    []string
 	byValue map[string]int
-	def     int // index of the default table, or -1
+	def     int      // index of the default table, or -1
+	field   *Decoder // reads the routed field: the decoder's scanner, one string field
 }
 
 // NewRouter checks that tables (every table reading one topic, in the
@@ -199,7 +199,32 @@ func NewRouter(topic string, tables []*Table) (*Router, error) {
 		}
 	}
 	r.path = strings.Split(field, ".")
+	r.field = fieldReader(r.path)
 	return r, nil
+}
+
+// fieldReader is a decoder of a single nullable string field at path, for
+// the scanner alone: it validates the record in one pass without
+// allocating, as decoding does.
+func fieldReader(path []string) *Decoder {
+	root := &pathNode{}
+	n := root
+	for j, seg := range path {
+		n.fields = append(n.fields, 0)
+		k := n.child(seg)
+		if j == len(path)-1 {
+			k.field = 0
+			break
+		}
+		k.node = &pathNode{}
+		n = k.node
+	}
+	return &Decoder{
+		fields: []fieldPlan{{name: strings.Join(path, "."), kind: kindString, nullable: true}},
+		root:   root,
+		slots:  make([]slot, 1),
+		buf:    make([]byte, 0, 256),
+	}
 }
 
 // Routed reports whether records are routed at all (more than a single
@@ -210,40 +235,28 @@ func (r *Router) Routed() bool { return r.path != nil }
 func (r *Router) Tables() []*Table { return r.tables }
 
 // Route returns the index of the table that takes value, or -1 and why no
-// table takes it. It parses the record with encoding/json, which costs
-// only topics whose tables route.
+// table takes it. It scans the record once more (as the decoder does),
+// which costs only topics whose tables route.
 func (r *Router) Route(value []byte) (int, string) {
 	if r.path == nil {
 		return 0, ""
 	}
-	v, why := lookupString(value, r.path)
-	if why == "" {
-		if i, ok := r.byValue[v]; ok {
+	err := r.field.scan(value)
+	sl := r.field.slots[0]
+	if err == nil && sl.state == slotSet {
+		if i, ok := r.byValue[string(sl.s)]; ok {
 			return i, ""
 		}
-		why = fmt.Sprintf("field %s is %q, which no table's route takes", strings.Join(r.path, "."), v)
 	}
 	if r.def >= 0 {
 		return r.def, ""
 	}
-	return -1, why
-}
-
-func lookupString(value []byte, path []string) (string, string) {
-	raw := json.RawMessage(value)
-	for _, seg := range path {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-			return "", "the record is not a JSON object holding field " + strings.Join(path, ".")
-		}
-		var ok bool
-		if raw, ok = obj[seg]; !ok {
-			return "", "field " + strings.Join(path, ".") + " is absent"
-		}
+	name := r.field.fields[0].name
+	switch {
+	case err != nil:
+		return -1, fmt.Sprintf("%s (routing on field %s)", err.Error(), name)
+	case sl.state != slotSet:
+		return -1, "field " + name + " is absent or null"
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil || !utf8.ValidString(s) {
-		return "", "field " + strings.Join(path, ".") + " is not a string"
-	}
-	return s, ""
+	return -1, fmt.Sprintf("field %s is %q, which no table's route takes", name, sl.s)
 }
