@@ -35,6 +35,19 @@ type Record struct {
 	Value []byte
 	Pos   lake.Position // its place in the partition; positions increase
 	Time  time.Time     // the source's timestamp, kept with dead letters
+	// Key and Headers are the record's metadata, for tables that map them
+	// to fields (Time too); a source fills them only for such tables.
+	Key     []byte
+	Headers []schema.Header
+	// Skip marks a record of a shared topic that another table takes: it
+	// carries no value but moves this table's chain over its position, so
+	// a table whose records are rare still commits (and reports its lag)
+	// as the source partition advances.
+	Skip bool
+	// Unrouted marks a record that no table's route takes; it becomes a
+	// dead letter with reason unrouted and Why as its error.
+	Unrouted bool
+	Why      string
 }
 
 // Feedback is what a source hears back from its pipeline. Both methods are
@@ -160,13 +173,17 @@ func (p *Pipeline) Deliver(ctx context.Context, key PartitionKey, recs []Record,
 		return nil
 	}
 	var n int64
+	skipped := 0
 	for _, r := range recs {
 		n += int64(len(r.Value)) + 64
+		if r.Skip {
+			skipped++
+		}
 	}
 	if err := p.w.acquire(ctx, n, p.pressure); err != nil {
 		return err
 	}
-	p.w.m.recordsIn.WithLabelValues(key.Table).Add(float64(len(recs)))
+	p.w.m.recordsIn.WithLabelValues(key.Table).Add(float64(len(recs) - skipped))
 	if err := p.send(ctx, key, workerMsg{kind: msgRecords, key: key, records: recs, held: n, lag: lag}); err != nil {
 		p.w.release(n)
 		return err
@@ -361,7 +378,7 @@ func (wk *worker) handle(msg workerMsg) {
 		ps.Hold(msg.held)
 		ps.lag = msg.lag
 		for _, r := range msg.records {
-			ps.Append(r.Value, r.Pos, r.Time)
+			ps.AppendRecord(&r)
 		}
 		wk.p.recycle(msg.records)
 		if ps.Due(time.Now()) {

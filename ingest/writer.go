@@ -225,6 +225,15 @@ func (p *Partition) Hold(n int64) { p.held += n }
 // the reason it did not fit. A record before the partition's position (a
 // redelivery) is skipped: it reports false.
 func (p *Partition) Append(value []byte, pos lake.Position, ts time.Time) bool {
+	return p.AppendRecord(&Record{Value: value, Pos: pos, Time: ts})
+}
+
+// AppendRecord is Append with the record's metadata, for tables that map
+// it to fields, and routing: a skipped record only moves the buffer's
+// position on (the link that covers it then holds no row of it); an
+// unrouted one becomes a dead letter.
+func (p *Partition) AppendRecord(r *Record) bool {
+	value, pos, ts := r.Value, r.Pos, r.Time
 	if pos.Less(p.expect) {
 		return false
 	}
@@ -235,11 +244,18 @@ func (p *Partition) Append(value []byte, pos lake.Position, ts time.Time) bool {
 	p.pending++
 	p.bytes += int64(len(value))
 	p.lastPos = pos
+	if r.Skip {
+		return true
+	}
+	if r.Unrouted {
+		p.addDeadLetter(value, pos, ts, &schema.RecordError{Reason: schema.ReasonUnrouted, Detail: r.Why})
+		return true
+	}
 	offset, ok := pos.Int64()
 	if !ok {
 		offset = -1 // positions past int64 (Kinesis) have no offset column value
 	}
-	meta := schema.Meta{Source: p.source, Partition: p.partition, Offset: offset}
+	meta := schema.Meta{Source: p.source, Partition: p.partition, Offset: offset, Key: r.Key, Headers: r.Headers, Time: ts}
 	eventTime, err := p.dec.Decode(p.batch, value, meta)
 	if err == nil {
 		p.eventTimes = append(p.eventTimes, eventTime)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Reason says why a record was rejected. The values are stable: they are
@@ -49,6 +50,12 @@ type Meta struct {
 	Source    string // e.g. "kafka:events"
 	Partition string // e.g. "3"
 	Offset    int64
+	// The record's metadata, read only by tables that map it to fields
+	// (kafka.columns, kinesis.columns): the key or partition key (nil:
+	// none), headers and the broker's or stream's timestamp.
+	Key     []byte
+	Headers []Header
+	Time    time.Time
 }
 
 // minEventMicros is 2000-01-01T00:00:00Z: anything earlier is a unit mix-up
@@ -212,6 +219,10 @@ type Decoder struct {
 	slots []slot
 	buf   []byte
 
+	// inject fills fields from the record's metadata (kafka.columns);
+	// empty for most tables, which then pay nothing.
+	inject []injectPlan
+
 	// scanner state for the record being decoded
 	data   []byte
 	pos    int
@@ -263,10 +274,73 @@ func NewDecoder(t *Table, opts ...DecoderOption) *Decoder {
 		}
 		d.fields[i] = p
 	}
+	if key, ts, headers := t.metaColumns(); key != "" || ts != "" || len(headers) > 0 {
+		if i := t.FieldIndex(key); key != "" && i >= 0 {
+			d.inject = append(d.inject, injectPlan{field: i, what: injectKey})
+		}
+		if i := t.FieldIndex(ts); ts != "" && i >= 0 {
+			d.inject = append(d.inject, injectPlan{field: i, what: injectTime})
+		}
+		for h, f := range headers {
+			if i := t.FieldIndex(f); i >= 0 {
+				d.inject = append(d.inject, injectPlan{field: i, what: injectHeader, header: h})
+			}
+		}
+	}
 	for _, o := range opts {
 		o(d)
 	}
 	return d
+}
+
+type injectKind uint8
+
+const (
+	injectKey injectKind = iota
+	injectTime
+	injectHeader
+)
+
+type injectPlan struct {
+	field  int
+	what   injectKind
+	header string
+}
+
+// injectMeta overwrites the mapped fields' slots with the record's metadata.
+func (d *Decoder) injectMeta(meta *Meta) *RecordError {
+	for _, in := range d.inject {
+		s := &d.slots[in.field]
+		s.state = slotAbsent
+		var v []byte
+		switch in.what {
+		case injectTime:
+			if !meta.Time.IsZero() {
+				s.state, s.i = slotSet, meta.Time.UnixMicro()
+			}
+			continue
+		case injectKey:
+			if meta.Key == nil {
+				continue
+			}
+			v = meta.Key
+		case injectHeader:
+			found := false
+			for _, h := range meta.Headers {
+				if h.Key == in.header {
+					v, found = h.Value, true
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		if !utf8.Valid(v) {
+			return &RecordError{Reason: ReasonInvalidUTF8, Field: d.fields[in.field].name, Detail: "record metadata is not valid UTF-8"}
+		}
+		s.state, s.s = slotSet, v
+	}
+	return nil
 }
 
 // Decode validates one record and appends it as one row to b, followed by the
@@ -286,6 +360,11 @@ func (d *Decoder) Decode(b *Batch, value []byte, meta Meta) (eventTimeMicros int
 	}
 	if err := d.scan(value); err != nil {
 		return 0, err
+	}
+	if len(d.inject) > 0 {
+		if err := d.injectMeta(&meta); err != nil {
+			return 0, err
+		}
 	}
 	for i := range d.fields {
 		if !d.fields[i].nullable && d.slots[i].state != slotSet {

@@ -18,11 +18,18 @@ import (
 // KafkaSource reads a Kafka topic.
 type KafkaSource struct {
 	Topic string `yaml:"topic"`
+	// Route makes the table take only some records of the topic: several
+	// tables may then share one topic (see routing.go).
+	Route *Route `yaml:"route,omitempty"`
+	// Columns fills declared fields from the record's metadata.
+	Columns *KafkaColumns `yaml:"columns,omitempty"`
 }
 
 // KinesisSource reads a Kinesis (or Kinesis-compatible) stream.
 type KinesisSource struct {
 	Stream string `yaml:"stream"`
+	// Columns fills declared fields from the record's metadata.
+	Columns *KinesisColumns `yaml:"columns,omitempty"`
 }
 
 // InboxSource reads files dropped under a prefix of an object store.
@@ -103,6 +110,11 @@ func (t *Table) validateSource() error {
 			t.Kafka.Topic = t.Name
 		}
 		t.Topic = t.Kafka.Topic
+		if r := t.Kafka.Route; r != nil {
+			if err := r.validate(); err != nil {
+				return fmt.Errorf("kafka.route: %w", err)
+			}
+		}
 	case SourceKinesis:
 		if t.Kinesis.Stream == "" {
 			return errors.New("kinesis.stream is missing")

@@ -289,6 +289,16 @@ func (t *Table) Validate() error {
 		return wrap(fmt.Errorf("event_time.field %q must not be nullable: every row needs an event time", et.Name))
 	}
 	t.eventTimeIndex = idx
+	if t.Kafka != nil && t.Kafka.Columns != nil {
+		if err := t.Kafka.Columns.validate(t); err != nil {
+			return wrap(fmt.Errorf("kafka.columns: %w", err))
+		}
+	}
+	if t.Kinesis != nil && t.Kinesis.Columns != nil {
+		if err := t.Kinesis.Columns.validate(t); err != nil {
+			return wrap(fmt.Errorf("kinesis.columns: %w", err))
+		}
+	}
 	switch {
 	case t.EventTime.MaxFuture == 0:
 		t.EventTime.MaxFuture = DefaultMaxFuture

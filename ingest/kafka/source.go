@@ -34,7 +34,8 @@ type Source struct {
 	w       *ingest.Writer
 	logger  *slog.Logger
 	m       *metrics
-	tables  map[string]*schema.Table // by topic
+	routers map[string]*schema.Router // by topic: the tables reading it
+	meta    map[string]bool           // tables that map record metadata to fields
 	opts    []kgo.Opt
 	starts  *lake.CommitLog
 	cl      *kgo.Client
@@ -44,9 +45,10 @@ type Source struct {
 
 	mu      sync.Mutex
 	parts   map[topicPartition]*partState
-	rewinds map[topicPartition]lake.End     // asked by the pipeline, serviced between polls
+	rewinds map[topicPartition][]rewind     // asked by the pipeline, serviced between polls
 	checks  map[topicPartition]pendingCheck // partitions to look at again between polls
 	hints   map[topicPartition]int64        // committed chain ends not yet sent to the group
+	ends    map[ingest.PartitionKey]int64   // each table's committed chain end, for the hints
 
 	purged map[string]time.Time // topics last purged from the client after their ID changed; poll goroutine only
 }
@@ -63,11 +65,17 @@ type topicPartition struct {
 	partition int32
 }
 
+// rewind is a table's partition that asked to read again from its chain end.
+type rewind struct {
+	key ingest.PartitionKey
+	end lake.End
+}
+
 // partState is what the source knows of an assigned partition.
 type partState struct {
-	key     ingest.PartitionKey
-	topicID string        // the incarnation its chain is in
-	next    lake.Position // the next position it expects to fetch
+	keys    []ingest.PartitionKey // one per table reading the topic, in routing order
+	topicID string                // the incarnation its chains are in
+	next    lake.Position         // the next position it expects to fetch
 }
 
 type metrics struct {
@@ -106,27 +114,39 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 		w:       w,
 		logger:  logger,
 		m:       newMetrics(reg),
-		tables:  map[string]*schema.Table{},
+		routers: map[string]*schema.Router{},
+		meta:    map[string]bool{},
 		opts:    opts,
 		starts:  w.CommitLog(),
 		parts:   map[topicPartition]*partState{},
-		rewinds: map[topicPartition]lake.End{},
+		rewinds: map[topicPartition][]rewind{},
 		checks:  map[topicPartition]pendingCheck{},
 		hints:   map[topicPartition]int64{},
+		ends:    map[ingest.PartitionKey]int64{},
 		purged:  map[string]time.Time{},
 	}
+	byTopic := map[string][]*schema.Table{}
+	var order []string
 	for _, t := range tables {
 		if t.SourceKind() != schema.SourceKafka {
 			continue // another source reads it
 		}
-		if other, dup := s.tables[t.Topic]; dup {
-			return nil, fmt.Errorf("kafka: tables %q and %q both read topic %q", other.Name, t.Name, t.Topic)
+		if byTopic[t.Topic] == nil {
+			order = append(order, t.Topic)
 		}
-		s.tables[t.Topic] = t
+		byTopic[t.Topic] = append(byTopic[t.Topic], t)
+		s.meta[t.Name] = t.MapsMetadata()
 		w.InitTableMetrics(t.Name)
 		s.m.fetchErrors.WithLabelValues(t.Topic)
 	}
-	if len(s.tables) == 0 {
+	for _, topic := range order {
+		r, err := schema.NewRouter(topic, byTopic[topic])
+		if err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
+		s.routers[topic] = r
+	}
+	if len(s.routers) == 0 {
 		return nil, errors.New("kafka: no table reads a Kafka topic")
 	}
 	return s, nil
@@ -135,16 +155,16 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 // SourceName is the chain source of a topic.
 func SourceName(topic string) string { return "kafka:" + topic }
 
-func (s *Source) key(tp topicPartition) ingest.PartitionKey {
-	return ingest.PartitionKey{Table: s.tables[tp.topic].Name, Source: SourceName(tp.topic), Partition: strconv.Itoa(int(tp.partition))}
+func (s *Source) key(tp topicPartition, t *schema.Table) ingest.PartitionKey {
+	return ingest.PartitionKey{Table: t.Name, Source: SourceName(tp.topic), Partition: strconv.Itoa(int(tp.partition))}
 }
 
 // Run consumes until ctx is done, then flushes and commits what it holds
 // (bounded by the writer's flush timeout) and leaves the group.
 func (s *Source) Run(ctx context.Context) error {
 	s.startAt = time.Now()
-	topics := make([]string, 0, len(s.tables))
-	for t := range s.tables {
+	topics := make([]string, 0, len(s.routers))
+	for t := range s.routers {
 		topics = append(topics, t)
 	}
 	// The admin client answers metadata and offset questions from inside
@@ -274,11 +294,7 @@ func (s *Source) poll(ctx context.Context) error {
 				last := fp.Records[len(fp.Records)-1].Offset
 				lag := max(0, fp.LastStableOffset-last-1)
 				s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
-				recs := s.pipe.Buffer(len(fp.Records))
-				for i, r := range fp.Records {
-					recs[i] = ingest.Record{Value: r.Value, Pos: lake.PositionOf(r.Offset), Time: r.Timestamp}
-				}
-				if err := s.pipe.Deliver(ctx, ps.key, recs, lag); err != nil {
+				if err := s.deliver(ctx, s.routers[ft.Topic], ps.keys, fp.Records, lag); err != nil {
 					deliverErr = err
 					return
 				}
@@ -326,9 +342,9 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 	// Chains are read (and geneses written) a few partitions at a time: a
 	// member given many partitions must not spend the rebalance in turn.
 	type opened struct {
-		tp  topicPartition
-		end lake.End
-		id  string
+		tp   topicPartition
+		ends []lake.End // per table, in routing order
+		id   string
 	}
 	var tasks []opened
 	for topic, parts := range offsets {
@@ -337,19 +353,21 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 			return nil, fmt.Errorf("open partitions: topic %s: %v", topic, td.Err)
 		}
 		for p := range parts {
-			tasks = append(tasks, opened{tp: topicPartition{topic, p}, id: topicIDString(td.ID)})
+			tasks = append(tasks, opened{tp: topicPartition{topic, p}, id: topicIDString(td.ID), ends: make([]lake.End, len(s.routers[topic].Tables()))})
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i := range tasks {
-		g.Go(func() error {
-			tp := tasks[i].tp
-			partitions := len(details[tp.topic].Partitions)
-			end, err := s.pipe.Open(gctx, s.tables[tp.topic], s.key(tp), s.genesis(tp, tasks[i].id, partitions))
-			tasks[i].end = end
-			return err
-		})
+		for j, t := range s.routers[tasks[i].tp.topic].Tables() {
+			g.Go(func() error {
+				tp := tasks[i].tp
+				partitions := len(details[tp.topic].Partitions)
+				end, err := s.pipe.Open(gctx, t, s.key(tp, t), s.genesis(tp, t, tasks[i].id, partitions))
+				tasks[i].ends[j] = end
+				return err
+			})
+		}
 	}
 	if err := g.Wait(); err != nil {
 		// Without the chain end we cannot know where to start: fail the
@@ -357,8 +375,18 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 		return nil, err
 	}
 	for _, t := range tasks {
-		tp, end, id := t.tp, t.end, t.id
-		ps := &partState{key: s.key(tp), topicID: end.SourceID, next: end.Next}
+		tp, id := t.tp, t.id
+		// Tables sharing the topic read it once, from the earliest of
+		// their chain ends: a table further on skips what it has (Append
+		// drops positions before its chain end).
+		end := t.ends[0]
+		ps := &partState{topicID: end.SourceID, next: end.Next}
+		for j, tb := range s.routers[tp.topic].Tables() {
+			ps.keys = append(ps.keys, s.key(tp, tb))
+			if t.ends[j].Next.Less(ps.next) {
+				ps.next = t.ends[j].Next
+			}
+		}
 		s.mu.Lock()
 		s.parts[tp] = ps
 		delete(s.rewinds, tp)
@@ -368,6 +396,7 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 			s.checks[tp] = pendingCheck{why: "the topic's ID is " + id + ", the chain's " + end.SourceID}
 		}
 		s.mu.Unlock()
+		end.Next = ps.next
 		next, _ := end.Next.Int64()
 		offsets[tp.topic][tp.partition] = kgo.NewOffset().At(next).WithEpoch(-1)
 		s.logger.Info("partition assigned", "topic", tp.topic, "partition", tp.partition, "resume_offset", next, "link", end.Seq, "topic_id", end.SourceID)
@@ -376,12 +405,12 @@ func (s *Source) openPartitions(ctx context.Context, offsets map[string]map[int3
 }
 
 // genesis resolves where a new partition starts, once (the lake keeps it).
-func (s *Source) genesis(tp topicPartition, topicID string, partitions int) func(context.Context) (lake.Genesis, error) {
+func (s *Source) genesis(tp topicPartition, t *schema.Table, topicID string, partitions int) func(context.Context) (lake.Genesis, error) {
 	return func(ctx context.Context) (lake.Genesis, error) {
 		start := s.cfg.StartOffset
 		reason := "start_offset " + start
 		if start == "latest" {
-			pinned, err := s.starts.PinSourceStart(ctx, s.tables[tp.topic].Name, SourceName(tp.topic),
+			pinned, err := s.starts.PinSourceStart(ctx, t.Name, SourceName(tp.topic),
 				lake.SourceStart{Partitions: partitions, PinnedAt: s.startAt.UTC()})
 			if err != nil {
 				return lake.Genesis{}, err
@@ -494,19 +523,25 @@ func (s *Source) recheck(ctx context.Context, tp topicPartition, why string) err
 	switch {
 	case id != "" && id != cur.topicID:
 		at = logStart
-		if err := s.pipe.Restart(ctx, cur.key, id, at, fmt.Sprintf("topic re-created: ID %s, was %s (%s)", id, cur.topicID, why)); err != nil {
-			return err
+		for _, key := range cur.keys {
+			if err := s.pipe.Restart(ctx, key, id, at, fmt.Sprintf("topic re-created: ID %s, was %s (%s)", id, cur.topicID, why)); err != nil {
+				return err
+			}
 		}
 		cur.topicID = id
 	case cur.next.Less(logStart):
 		at = logStart
-		if err := s.pipe.Gap(ctx, cur.key, logStart, fmt.Sprintf("the log starts at %d (retention or deleted records), the chain ended at %s", so.Offset, cur.next)); err != nil {
-			return err
+		for _, key := range cur.keys {
+			if err := s.pipe.Gap(ctx, key, logStart, fmt.Sprintf("the log starts at %d (retention or deleted records), the chain ended at %s", so.Offset, cur.next)); err != nil {
+				return err
+			}
 		}
 	case logEnd.Less(cur.next):
 		at = logEnd
-		if err := s.pipe.Restart(ctx, cur.key, cur.topicID, at, fmt.Sprintf("the log ends at %d, before the chain's end %s: truncated (%s)", eo.Offset, cur.next, why)); err != nil {
-			return err
+		for _, key := range cur.keys {
+			if err := s.pipe.Restart(ctx, key, cur.topicID, at, fmt.Sprintf("the log ends at %d, before the chain's end %s: truncated (%s)", eo.Offset, cur.next, why)); err != nil {
+				return err
+			}
 		}
 	}
 	s.mu.Lock()
@@ -531,7 +566,7 @@ func (s *Source) Rewind(key ingest.PartitionKey, end lake.End) {
 	tp := topicPartition{key.Source[len("kafka:"):], int32(n)}
 	s.mu.Lock()
 	if _, ok := s.parts[tp]; ok {
-		s.rewinds[tp] = end
+		s.rewinds[tp] = append(s.rewinds[tp], rewind{key: key, end: end})
 	}
 	s.mu.Unlock()
 }
@@ -541,9 +576,17 @@ func (s *Source) Rewind(key ingest.PartitionKey, end lake.End) {
 func (s *Source) serviceRewinds(ctx context.Context) {
 	s.mu.Lock()
 	due := s.rewinds
-	s.rewinds = map[topicPartition]lake.End{}
+	s.rewinds = map[topicPartition][]rewind{}
 	s.mu.Unlock()
-	for tp, end := range due {
+	for tp, list := range due {
+		// Tables sharing the topic read it again from the earliest chain
+		// end asked for; the others skip what they already have.
+		end := list[0].end
+		for _, rw := range list[1:] {
+			if rw.end.Next.Less(end.Next) {
+				end = rw.end
+			}
+		}
 		s.mu.Lock()
 		ps, ok := s.parts[tp]
 		if ok {
@@ -555,10 +598,12 @@ func (s *Source) serviceRewinds(ctx context.Context) {
 		}
 		off, _ := end.Next.Int64()
 		s.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{tp.topic: {tp.partition: {Epoch: -1, Offset: off}}})
-		if err := s.pipe.Resume(ctx, ps.key, end); err != nil {
-			return
+		for _, rw := range list {
+			if err := s.pipe.Resume(ctx, rw.key, rw.end); err != nil {
+				return
+			}
+			s.logger.Info("partition rewound to its chain end", "table", rw.key.Table, "topic", tp.topic, "partition", tp.partition, "offset", off, "link", rw.end.Seq)
 		}
-		s.logger.Info("partition rewound to its chain end", "topic", tp.topic, "partition", tp.partition, "offset", off, "link", end.Seq)
 	}
 }
 
@@ -570,8 +615,20 @@ func (s *Source) Committed(key ingest.PartitionKey, next lake.Position) {
 		return
 	}
 	s.mu.Lock()
-	s.hints[topicPartition{key.Source[len("kafka:"):], int32(n)}] = off
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	// Tables sharing a topic commit apart: the group hears the least end.
+	tp := topicPartition{key.Source[len("kafka:"):], int32(n)}
+	s.ends[key] = off
+	if ps, ok := s.parts[tp]; ok {
+		for _, k := range ps.keys {
+			end, ok := s.ends[k]
+			if !ok {
+				return // a table without a commit since the assignment: no hint yet
+			}
+			off = min(off, end)
+		}
+	}
+	s.hints[tp] = off
 }
 
 func (s *Source) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -590,7 +647,10 @@ func (s *Source) release(ctx context.Context, tps map[string][]int32, flush bool
 		for _, p := range parts {
 			tp := topicPartition{topic, p}
 			if ps, ok := s.parts[tp]; ok {
-				keys = append(keys, ps.key)
+				keys = append(keys, ps.keys...)
+				for _, k := range ps.keys {
+					delete(s.ends, k)
+				}
 			}
 			delete(s.parts, tp)
 			delete(s.rewinds, tp)
@@ -637,4 +697,65 @@ func (s *Source) commitHintsAsync() {
 	if h := s.takeHints(); h != nil {
 		s.cl.CommitOffsets(context.Background(), h, nil)
 	}
+}
+
+// deliver hands a fetched batch of one partition to every table reading its
+// topic. With routing, each table gets every position: its own records
+// whole, the others' as skipped positions (so its chain moves on with the
+// partition), and a record no route takes goes whole, as unrouted, to the
+// first table.
+func (s *Source) deliver(ctx context.Context, rt *schema.Router, keys []ingest.PartitionKey, in []*kgo.Record, lag int64) error {
+	tables := rt.Tables()
+	var targets []int
+	var whys map[int]string
+	if rt.Routed() {
+		targets = make([]int, len(in))
+		for i, r := range in {
+			var why string
+			if targets[i], why = rt.Route(r.Value); targets[i] < 0 {
+				if whys == nil {
+					whys = map[int]string{}
+				}
+				whys[i] = why
+			}
+		}
+	}
+	for ti, key := range keys {
+		meta := s.meta[tables[ti].Name]
+		recs := s.pipe.Buffer(len(in))
+		for i, r := range in {
+			pos := lake.PositionOf(r.Offset)
+			target := 0
+			if targets != nil {
+				target = targets[i]
+			}
+			switch {
+			case target == ti:
+				recs[i] = ingest.Record{Value: r.Value, Pos: pos, Time: r.Timestamp}
+				if meta {
+					recs[i].Key = r.Key
+					recs[i].Headers = headers(r.Headers)
+				}
+			case target < 0 && ti == 0:
+				recs[i] = ingest.Record{Value: r.Value, Pos: pos, Time: r.Timestamp, Unrouted: true, Why: whys[i]}
+			default:
+				recs[i] = ingest.Record{Pos: pos, Skip: true}
+			}
+		}
+		if err := s.pipe.Deliver(ctx, key, recs, lag); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func headers(hs []kgo.RecordHeader) []schema.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]schema.Header, len(hs))
+	for i, h := range hs {
+		out[i] = schema.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
 }

@@ -465,6 +465,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (s *Source) read(ctx context.Context, r *reader) {
 	stream, shard := r.sk.stream, r.sk.shard
 	log := s.logger.With("stream", stream, "shard", shard)
+	meta := r.table.MapsMetadata() // hand over partition keys only to a table that maps them
 	for _, p := range r.parents {
 		for ctx.Err() == nil {
 			end, found, err := s.commits.Resume(ctx, r.table.Name, r.key.Source, p)
@@ -605,7 +606,11 @@ func (s *Source) read(ctx context.Context, r *reader) {
 				continue // read before (an iterator that starts early)
 			}
 			bytes += len(rec.Data)
-			recs = append(recs, ingest.Record{Value: rec.Data, Pos: pos, Time: aws.ToTime(rec.ApproximateArrivalTimestamp)})
+			r := ingest.Record{Value: rec.Data, Pos: pos, Time: aws.ToTime(rec.ApproximateArrivalTimestamp)}
+			if meta && rec.PartitionKey != nil {
+				r.Key = []byte(*rec.PartitionKey)
+			}
+			recs = append(recs, r)
 		}
 		if bad != nil {
 			s.m.errors.WithLabelValues(stream, "sequence_number").Inc()
