@@ -81,45 +81,42 @@ func Inputs(recs []lake.CommitRecord) []InputObject {
 // has lag but no data yet (just opened on a backlog) holds it entirely: ok
 // is false then, and with no data. A zero now means no cap.
 func Watermark(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
-	type part struct {
-		maxEvent int64
-		last     time.Time
-		lag      int64
-	}
-	parts := map[string]*part{}
-	var newest time.Time
+	var marks []lake.ChainMark
+	index := map[[2]string]int{}
 	for _, r := range recs {
-		k := r.Source + "\x00" + r.Partition
-		p := parts[k]
-		if p == nil {
-			p = &part{maxEvent: -1 << 63}
-			parts[k] = p
+		k := [2]string{r.Source, r.Partition}
+		i, seen := index[k]
+		if !seen {
+			i = len(marks)
+			index[k] = i
+			marks = append(marks, lake.ChainMark{Source: r.Source, Partition: r.Partition, Seq: -1})
 		}
-		if r.CommittedAt.After(p.last) {
-			p.last = r.CommittedAt
-		}
-		if r.CommittedAt.After(newest) {
-			newest = r.CommittedAt
-		}
-		p.lag = r.Lag // records come in chain order: the last link's lag stays
-		for _, o := range r.Objects {
-			if o.Kind == lake.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
-				p.maxEvent = o.MaxEventTimeMicros
-			}
+		marks[i].Advance(r) // records come in chain order: the last link's lag stays
+	}
+	return WatermarkOf(marks, allowedLateness, idle, now)
+}
+
+// WatermarkOf is Watermark from what each partition's chain says at its
+// end (lake.ChainMark), so a run that reads only new links keeps it exact.
+func WatermarkOf(marks []lake.ChainMark, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
+	var newest time.Time
+	for _, m := range marks {
+		if m.LastCommit.After(newest) {
+			newest = m.LastCommit
 		}
 	}
 	minActive := int64(1<<63 - 1)
-	for _, p := range parts {
-		if p.maxEvent == -1<<63 {
-			if p.lag > 0 {
+	for _, p := range marks {
+		if !p.HasData {
+			if p.Lag > 0 {
 				return time.Time{}, false // data on its way, of unknown time
 			}
 			continue // only dead letters so far, or nothing to read
 		}
-		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
+		if p.Lag == 0 && idle > 0 && newest.Sub(p.LastCommit) > idle {
 			continue
 		}
-		minActive = min(minActive, p.maxEvent)
+		minActive = min(minActive, p.MaxEventMicros)
 	}
 	if minActive == 1<<63-1 {
 		return time.Time{}, false

@@ -228,9 +228,24 @@ func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFenc
 		}
 		s.m.runs.WithLabelValues(t.Name, outcome).Inc()
 	}()
-	recs, err := s.commits.Records(ctx, t.Name)
+	if s.commits.Manifests() {
+		return s.runIncremental(ctx, t, fence)
+	}
+	return s.runFull(ctx, t, fence, nil)
+}
+
+// runFull reads the whole commit log of t and brings every closed window
+// up to date. With a cursor (the run's own, read from the summary store) it
+// also records the inputs of every hour in the hour manifests and leaves a
+// cursor at the chains' ends, so the next run reads only what follows.
+func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFence, cur *cursorAt) (st RunStats, err error) {
+	chains, err := s.commits.Chains(ctx, t.Name)
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
+	}
+	var recs []lake.CommitRecord
+	for _, c := range chains {
+		recs = append(recs, c.Records...)
 	}
 	r := t.Rollup
 	wm, ok := Watermark(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
@@ -238,9 +253,34 @@ func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFenc
 		return st, nil
 	}
 	st.Watermark = wm
+	s.setWatermark(t, wm)
+	if cur != nil {
+		// Before the summaries and the cursor: every link the cursor will
+		// pass is then in the manifests.
+		if _, err := s.commits.AddToHourManifests(ctx, t.Name, recs); err != nil {
+			return st, err
+		}
+	}
+	objs, err := s.unretired(ctx, t, Inputs(recs))
+	if err != nil {
+		return st, err
+	}
+	live, err := s.liveObjects(ctx, t, recs)
+	if err != nil {
+		return st, err
+	}
+	if err := s.bringUpToDate(ctx, t, objs, live, wm, nil, &st, nil, fence); err != nil {
+		return st, err
+	}
+	if cur == nil {
+		return st, nil
+	}
+	return st, s.writeCursor(ctx, t, runCursor{Chains: lake.MarkChains(chains), ClosedThrough: wm}, cur.version, fence)
+}
+
+func (s *Service) setWatermark(t *schema.Table, wm time.Time) {
 	s.m.watermark.WithLabelValues(t.Name).Set(float64(wm.UnixMicro()) / 1e6)
 	s.m.watermarkLag.WithLabelValues(t.Name).Set(s.now().Sub(wm).Seconds())
-	return st, s.bringUpToDate(ctx, t, recs, wm, time.Time{}, time.Time{}, &st, nil, fence)
 }
 
 // Backfill brings the windows in [from, to) up to date, reporting progress
@@ -259,18 +299,25 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 		to = wm
 	}
 	st.Watermark = wm
-	return st, s.bringUpToDate(ctx, t, recs, to, from, to, &st, progress, nil)
-}
-
-func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int), fence *writeFence) error {
 	objs, err := s.unretired(ctx, t, Inputs(recs))
 	if err != nil {
-		return err
+		return st, err
 	}
 	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
-		return err
+		return st, err
 	}
+	keep := func(w time.Duration, start int64) bool {
+		return start >= from.UnixMicro() && (to.IsZero() || start+w.Microseconds() <= to.UnixMicro())
+	}
+	return st, s.bringUpToDate(ctx, t, objs, live, to, keep, &st, progress, nil)
+}
+
+// bringUpToDate brings the closed windows (ending at or before wm) that
+// objs feed up to date: all of them, or those keep accepts. live are the
+// raw objects to read, at least those of the windows kept.
+func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []InputObject, live []lake.LiveObject, wm time.Time,
+	keep func(w time.Duration, start int64) bool, st *RunStats, progress func(done, total int), fence *writeFence) error {
 	byLink := map[Link][]InputObject{}
 	for _, o := range objs {
 		byLink[o.Link] = append(byLink[o.Link], o)
@@ -280,9 +327,9 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 	var failures []error
 	for i, w := range r.Windows {
 		windows := WindowInputs(objs, w, wm)
-		if !from.IsZero() || !to.IsZero() {
+		if keep != nil {
 			for start := range windows {
-				if start < from.UnixMicro() || (!to.IsZero() && start+w.Microseconds() > to.UnixMicro()) {
+				if !keep(w, start) {
 					delete(windows, start)
 				}
 			}
