@@ -446,6 +446,15 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 			st.Skipped++
 			s.m.windows.WithLabelValues(t.Name, wname, "skipped").Inc()
 		case Compute:
+			if prev, had := states[d.Start]; had && finer == 0 && len(difference(prev.Links, d.Inputs)) > 0 {
+				// Computed from links this run has not seen: another
+				// aggregator read the log later than we did. Writing our
+				// older view over it would undo its work until the window
+				// changes again (runs skip what their cursor has passed).
+				s.m.fenced.WithLabelValues(t.Name).Inc()
+				return fmt.Errorf("window %s: %w: its summary holds links this run has not read; another aggregator is ahead",
+					time.UnixMicro(d.Start).UTC().Format(time.RFC3339), ErrFenced)
+			}
 			compute = append(compute, d.Start)
 			if _, had := states[d.Start]; had {
 				st.Recomputed++

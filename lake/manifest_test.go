@@ -168,3 +168,20 @@ func mapSlice[T, U any](in []T, f func(T) U) []U {
 	}
 	return out
 }
+
+// A chain younger than its first checkpoint resumes from its genesis by
+// listing link names and reading the first and last link, not every link.
+func TestResumeYoungChain(t *testing.T) {
+	ctx := t.Context()
+	b := laketest.NewCountingBucket(objstoretest.NewLocal(t))
+	compFixture(t, b, lake.NewCommitLog(b), []string{"0"}, 300)
+	b.Counts()
+	end, found, err := lake.NewCommitLog(b).Resume(ctx, "t", "kafka:e", "0")
+	calls := b.Counts()
+	if err != nil || !found || end.Seq != 301 || end.Next != lake.PositionOf(3000) || !end.Genesis {
+		t.Fatalf("resume: %+v %t %v", end, found, err)
+	}
+	if calls["list"]+calls["get"] > 4 {
+		t.Errorf("resume of a 301-link chain without checkpoint: calls %v, want at most 4", calls)
+	}
+}
