@@ -53,7 +53,10 @@ type runCursor struct {
 	// ClosedThrough is the highest watermark a successful run used: every
 	// window ending at or before it has been brought up to date.
 	ClosedThrough time.Time `json:"closed_through"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	// Retry are hours whose windows were skipped for bad data: every run
+	// looks at them again, until they succeed.
+	Retry     []time.Time `json:"retry,omitempty"`
+	UpdatedAt time.Time   `json:"updated_at"`
 }
 
 // cursorAt is the version of the cursor a run read ("" for none).
@@ -169,22 +172,39 @@ func (s *Service) runIncremental(ctx context.Context, t *schema.Table, fence *wr
 			return st, err
 		}
 	}
-	plan := planWindows(r.Windows, touched, cur.ClosedThrough, wm)
+	plan := planWindows(r.Windows, append(touched, cur.Retry...), cur.ClosedThrough, wm)
 	objs, live, err := s.hourInputs(ctx, t, plan, retention)
 	if err != nil {
 		return st, err
 	}
-	if err := s.bringUpToDate(ctx, t, objs, live, wm, plan.keep, &st, nil, fence); err != nil {
+	failed, err := s.bringUpToDate(ctx, t, objs, live, wm, plan.keep, &st, nil, fence)
+	if err != nil && len(failed) == 0 {
 		return st, err
 	}
 	closed := cur.ClosedThrough
 	if wm.After(closed) {
 		closed = wm
 	}
-	if len(recs) == 0 && closed.Equal(cur.ClosedThrough) {
-		return st, nil // nothing moved: the cursor stays as it is
+	retry := retryHours(nil, failed)
+	if len(recs) == 0 && closed.Equal(cur.ClosedThrough) && slices.EqualFunc(retry, cur.Retry, time.Time.Equal) {
+		return st, err // nothing moved: the cursor stays as it is
 	}
-	return st, s.writeCursor(ctx, t, runCursor{Chains: marks, ClosedThrough: closed}, version, fence)
+	// Windows skipped for bad data do not hold the cursor back (every run
+	// would read the links since again): their hours are retried instead.
+	c := runCursor{Chains: marks, ClosedThrough: closed, Retry: retry}
+	return st, errors.Join(err, s.writeCursor(ctx, t, c, version, fence))
+}
+
+// retryHours adds the hours of the spans (µs) to hours, sorted, once each.
+func retryHours(hours []time.Time, spans [][2]int64) []time.Time {
+	hour := time.Hour.Microseconds()
+	for _, sp := range spans {
+		for h := floorTo(sp[0], hour); h < sp[1]; h += hour {
+			hours = append(hours, time.UnixMicro(h).UTC())
+		}
+	}
+	slices.SortFunc(hours, time.Time.Compare)
+	return slices.CompactFunc(hours, time.Time.Equal)
 }
 
 // windowPlan is which windows a run looks at, and the hours it must read

@@ -269,13 +269,12 @@ func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFenc
 	if err != nil {
 		return st, err
 	}
-	if err := s.bringUpToDate(ctx, t, objs, live, wm, nil, &st, nil, fence); err != nil {
+	failed, err := s.bringUpToDate(ctx, t, objs, live, wm, nil, &st, nil, fence)
+	if cur == nil || (err != nil && len(failed) == 0) {
 		return st, err
 	}
-	if cur == nil {
-		return st, nil
-	}
-	return st, s.writeCursor(ctx, t, runCursor{Chains: lake.MarkChains(chains), ClosedThrough: wm}, cur.version, fence)
+	c := runCursor{Chains: lake.MarkChains(chains), ClosedThrough: wm, Retry: retryHours(nil, failed)}
+	return st, errors.Join(err, s.writeCursor(ctx, t, c, cur.version, fence))
 }
 
 func (s *Service) setWatermark(t *schema.Table, wm time.Time) {
@@ -310,14 +309,17 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	keep := func(w time.Duration, start int64) bool {
 		return start >= from.UnixMicro() && (to.IsZero() || start+w.Microseconds() <= to.UnixMicro())
 	}
-	return st, s.bringUpToDate(ctx, t, objs, live, to, keep, &st, progress, nil)
+	_, err = s.bringUpToDate(ctx, t, objs, live, to, keep, &st, progress, nil)
+	return st, err
 }
 
 // bringUpToDate brings the closed windows (ending at or before wm) that
 // objs feed up to date: all of them, or those keep accepts. live are the
-// raw objects to read, at least those of the windows kept.
+// raw objects to read, at least those of the windows kept. Units skipped
+// for bad data are returned as spans [start, end) µs, with their errors
+// joined in err; any other error stops the run and comes with no spans.
 func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []InputObject, live []lake.LiveObject, wm time.Time,
-	keep func(w time.Duration, start int64) bool, st *RunStats, progress func(done, total int), fence *writeFence) error {
+	keep func(w time.Duration, start int64) bool, st *RunStats, progress func(done, total int), fence *writeFence) ([][2]int64, error) {
 	byLink := map[Link][]InputObject{}
 	for _, o := range objs {
 		byLink[o.Link] = append(byLink[o.Link], o)
@@ -342,7 +344,7 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 		slices.Sort(unitStarts)
 		for n, u := range unitStarts {
 			if err := ctx.Err(); err != nil {
-				return err
+				return nil, err
 			}
 			var finer time.Duration
 			if i > 0 {
@@ -353,12 +355,13 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 				// Built from finer windows that could not be brought up to
 				// date: left as it is until they can.
 				s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
+				failed = append(failed, [2]int64{u, end}) // retried with the rest
 				continue
 			}
 			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st, fence); err != nil {
 				err = fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
 				if !errors.Is(err, ErrBadObject) {
-					return err
+					return nil, err
 				}
 				// Bad data in one unit never stops the rest of the table:
 				// it is skipped, logged and counted, and the run reports it.
@@ -372,7 +375,7 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 			}
 		}
 	}
-	return errors.Join(failures...)
+	return failed, errors.Join(failures...)
 }
 
 // ErrBadObject is wrapped by a run's error when a committed object could
