@@ -32,13 +32,13 @@ import (
 // flush of every partition (one changed hour). In CI it runs small and
 // checks the aims; the figures in BENCHMARKS.md come from larger lakes:
 //
-//	SLUICE_LONG_HISTORY=<partitions>:<links per partition>  size (default 4:240)
+//	SLUICE_LONG_HISTORY=<partitions>:<links per partition>  size (default 4:120)
 //	SLUICE_LONG_HISTORY_DIR=<dir>     keep the lake (local store) in dir: the
 //	                                  first run builds it, later runs only measure
 //	SLUICE_LONG_HISTORY_S3=1          on the S3 server of the test environment
 //	SLUICE_LONG_HISTORY_REPORT=1      report only, check no aims (for older code)
 func TestLongHistory(t *testing.T) {
-	parts, links := 4, 240
+	parts, links := 4, 120
 	if v := os.Getenv("SLUICE_LONG_HISTORY"); v != "" {
 		p, l, ok := strings.Cut(v, ":")
 		var err1, err2 error
