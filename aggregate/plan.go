@@ -134,66 +134,78 @@ var WatermarkCauses = []WatermarkCause{HeldByLateness, HeldByLaggingPartition, H
 // partition that sets the minimum (lagging, gone quiet, or neither), the
 // clock's cap, or, when ok is false, a backlog without data or no data.
 func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, cause WatermarkCause, ok bool) {
-	type part struct {
-		maxEvent int64
-		last     time.Time
-		lag      int64
-	}
-	parts := map[string]*part{}
-	var newest time.Time
+	return WatermarkOfHeld(chainMarks(recs), allowedLateness, idle, now)
+}
+
+// chainMarks sums up each partition's chain as its end says it.
+func chainMarks(recs []lake.CommitRecord) []lake.ChainMark {
+	var marks []lake.ChainMark
+	index := map[[2]string]int{}
 	for _, r := range recs {
-		k := r.Source + "\x00" + r.Partition
-		p := parts[k]
-		if p == nil {
-			p = &part{maxEvent: -1 << 63}
-			parts[k] = p
+		k := [2]string{r.Source, r.Partition}
+		i, seen := index[k]
+		if !seen {
+			i = len(marks)
+			index[k] = i
+			marks = append(marks, lake.ChainMark{Source: r.Source, Partition: r.Partition, Seq: -1})
 		}
-		if r.CommittedAt.After(p.last) {
-			p.last = r.CommittedAt
-		}
-		if r.CommittedAt.After(newest) {
-			newest = r.CommittedAt
-		}
-		p.lag = r.Lag // records come in chain order: the last link's lag stays
-		for _, o := range r.Objects {
-			if o.Kind == lake.KindRaw && o.Rows > 0 && o.MaxEventTimeMicros > p.maxEvent {
-				p.maxEvent = o.MaxEventTimeMicros
-			}
+		marks[i].Advance(r) // records come in chain order: the last link's lag stays
+	}
+	return marks
+}
+
+// WatermarkOf is Watermark from what each partition's chain says at its
+// end (lake.ChainMark), so a run that reads only new links keeps it exact.
+func WatermarkOf(marks []lake.ChainMark, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, ok bool) {
+	wm, _, ok = WatermarkOfHeld(marks, allowedLateness, idle, now)
+	return wm, ok
+}
+
+// WatermarkOfHeld is WatermarkOf with what holds the watermark (see
+// WatermarkHeld).
+func WatermarkOfHeld(marks []lake.ChainMark, allowedLateness, idle time.Duration, now time.Time) (wm time.Time, cause WatermarkCause, ok bool) {
+	var newest time.Time
+	for _, m := range marks {
+		if m.LastCommit.After(newest) {
+			newest = m.LastCommit
 		}
 	}
 	// causeOf ranks what a partition holding the watermark means:
 	// 2 lagging, 1 quiet for over half the idle timeout, 0 neither.
-	causeOf := func(lag int64, last time.Time) int {
+	causeOf := func(p *lake.ChainMark) int {
 		switch {
-		case lag > 0:
+		case p.Lag > 0:
 			return 2
-		case idle > 0 && newest.Sub(last) > idle/2:
+		case idle > 0 && newest.Sub(p.LastCommit) > idle/2:
 			return 1
 		}
 		return 0
 	}
 	minActive := int64(1<<63 - 1)
-	var holder *part
+	var holder *lake.ChainMark
 	batchMax, streams := int64(-1<<63), 0
-	for k, p := range parts {
-		if strings.HasPrefix(k, batchSourcePrefix) {
-			batchMax = max(batchMax, p.maxEvent)
+	for i := range marks {
+		p := &marks[i]
+		if strings.HasPrefix(p.Source, batchSourcePrefix) {
+			if p.HasData {
+				batchMax = max(batchMax, p.MaxEventMicros)
+			}
 			continue
 		}
-		if p.maxEvent == -1<<63 {
-			if p.lag > 0 {
+		if !p.HasData {
+			if p.Lag > 0 {
 				return time.Time{}, HeldByBacklog, false // data on its way, of unknown time
 			}
 			continue // only dead letters so far, or nothing to read
 		}
 		streams++
-		if p.lag == 0 && idle > 0 && newest.Sub(p.last) > idle {
+		if p.Lag == 0 && idle > 0 && newest.Sub(p.LastCommit) > idle {
 			continue
 		}
 		// Of partitions with equal minima the one with the most telling
-		// cause is named (lagging, then quiet), whatever the map's order.
-		if p.maxEvent < minActive || (holder != nil && p.maxEvent == minActive && causeOf(p.lag, p.last) > causeOf(holder.lag, holder.last)) {
-			minActive, holder = p.maxEvent, p
+		// cause is named (lagging, then quiet), whatever the order.
+		if p.MaxEventMicros < minActive || (holder != nil && p.MaxEventMicros == minActive && causeOf(p) > causeOf(holder)) {
+			minActive, holder = p.MaxEventMicros, p
 		}
 	}
 	switch {
@@ -203,7 +215,7 @@ func WatermarkHeld(recs []lake.CommitRecord, allowedLateness, idle time.Duration
 	case holder == nil:
 		return time.Time{}, HeldByNoData, false
 	default:
-		cause = [...]WatermarkCause{HeldByLateness, HeldByIdleWait, HeldByLaggingPartition}[causeOf(holder.lag, holder.last)]
+		cause = [...]WatermarkCause{HeldByLateness, HeldByIdleWait, HeldByLaggingPartition}[causeOf(holder)]
 	}
 	// An event at time t proves the stream reached t; windows ending at or
 	// before t+1µs minus the lateness are complete.

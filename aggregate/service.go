@@ -228,9 +228,24 @@ func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFenc
 		}
 		s.m.runs.WithLabelValues(t.Name, outcome).Inc()
 	}()
-	recs, err := s.commits.Records(ctx, t.Name)
+	if s.commits.Manifests() {
+		return s.runIncremental(ctx, t, fence)
+	}
+	return s.runFull(ctx, t, fence, nil)
+}
+
+// runFull reads the whole commit log of t and brings every closed window
+// up to date. With a cursor (the run's own, read from the summary store) it
+// also records the inputs of every hour in the hour manifests and leaves a
+// cursor at the chains' ends, so the next run reads only what follows.
+func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFence, cur *cursorAt) (st RunStats, err error) {
+	chains, err := s.commits.Chains(ctx, t.Name)
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
+	}
+	var recs []lake.CommitRecord
+	for _, c := range chains {
+		recs = append(recs, c.Records...)
 	}
 	r := t.Rollup
 	wm, cause, ok := WatermarkHeld(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
@@ -239,7 +254,27 @@ func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFenc
 		return st, nil
 	}
 	st.Watermark = wm
-	return st, s.bringUpToDate(ctx, t, recs, wm, time.Time{}, time.Time{}, &st, nil, fence)
+	if cur != nil {
+		// Before the summaries and the cursor: every link the cursor will
+		// pass is then in the manifests.
+		if _, err := s.commits.AddToHourManifests(ctx, t.Name, recs); err != nil {
+			return st, err
+		}
+	}
+	objs, err := s.unretired(ctx, t, Inputs(recs))
+	if err != nil {
+		return st, err
+	}
+	live, err := s.liveObjects(ctx, t, recs)
+	if err != nil {
+		return st, err
+	}
+	failed, err := s.bringUpToDate(ctx, t, objs, live, wm, nil, &st, nil, fence)
+	if cur == nil || (err != nil && len(failed) == 0) {
+		return st, err
+	}
+	c := runCursor{Chains: lake.MarkChains(chains), ClosedThrough: wm, Retry: retryHours(nil, failed)}
+	return st, errors.Join(err, s.writeCursor(ctx, t, c, cur.version, fence))
 }
 
 // Backfill brings the windows in [from, to) up to date, reporting progress
@@ -258,18 +293,28 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 		to = wm
 	}
 	st.Watermark = wm
-	return st, s.bringUpToDate(ctx, t, recs, to, from, to, &st, progress, nil)
-}
-
-func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lake.CommitRecord, wm, from, to time.Time, st *RunStats, progress func(done, total int), fence *writeFence) error {
 	objs, err := s.unretired(ctx, t, Inputs(recs))
 	if err != nil {
-		return err
+		return st, err
 	}
 	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
-		return err
+		return st, err
 	}
+	keep := func(w time.Duration, start int64) bool {
+		return start >= from.UnixMicro() && (to.IsZero() || start+w.Microseconds() <= to.UnixMicro())
+	}
+	_, err = s.bringUpToDate(ctx, t, objs, live, to, keep, &st, progress, nil)
+	return st, err
+}
+
+// bringUpToDate brings the closed windows (ending at or before wm) that
+// objs feed up to date: all of them, or those keep accepts. live are the
+// raw objects to read, at least those of the windows kept. Units skipped
+// for bad data are returned as spans [start, end) µs, with their errors
+// joined in err; any other error stops the run and comes with no spans.
+func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []InputObject, live []lake.LiveObject, wm time.Time,
+	keep func(w time.Duration, start int64) bool, st *RunStats, progress func(done, total int), fence *writeFence) ([][2]int64, error) {
 	byLink := map[Link][]InputObject{}
 	for _, o := range objs {
 		byLink[o.Link] = append(byLink[o.Link], o)
@@ -279,9 +324,9 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 	var failures []error
 	for i, w := range r.Windows {
 		windows := WindowInputs(objs, w, wm)
-		if !from.IsZero() || !to.IsZero() {
+		if keep != nil {
 			for start := range windows {
-				if start < from.UnixMicro() || (!to.IsZero() && start+w.Microseconds() > to.UnixMicro()) {
+				if !keep(w, start) {
 					delete(windows, start)
 				}
 			}
@@ -294,7 +339,7 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 		slices.Sort(unitStarts)
 		for n, u := range unitStarts {
 			if err := ctx.Err(); err != nil {
-				return err
+				return nil, err
 			}
 			var finer time.Duration
 			if i > 0 {
@@ -305,12 +350,13 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 				// Built from finer windows that could not be brought up to
 				// date: left as it is until they can.
 				s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
+				failed = append(failed, [2]int64{u, end}) // retried with the rest
 				continue
 			}
 			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st, fence); err != nil {
 				err = fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
 				if !errors.Is(err, ErrBadObject) {
-					return err
+					return nil, err
 				}
 				// Bad data in one unit never stops the rest of the table:
 				// it is skipped, logged and counted, and the run reports it.
@@ -324,7 +370,7 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, recs []lak
 			}
 		}
 	}
-	return errors.Join(failures...)
+	return failed, errors.Join(failures...)
 }
 
 // ErrBadObject is wrapped by a run's error when a committed object could
@@ -398,6 +444,15 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 			st.Skipped++
 			s.m.windows.WithLabelValues(t.Name, wname, "skipped").Inc()
 		case Compute:
+			if prev, had := states[d.Start]; had && finer == 0 && len(difference(prev.Links, d.Inputs)) > 0 {
+				// Computed from links this run has not seen: another
+				// aggregator read the log later than we did. Writing our
+				// older view over it would undo its work until the window
+				// changes again (runs skip what their cursor has passed).
+				s.m.fenced.WithLabelValues(t.Name).Inc()
+				return fmt.Errorf("window %s: %w: its summary holds links this run has not read; another aggregator is ahead",
+					time.UnixMicro(d.Start).UTC().Format(time.RFC3339), ErrFenced)
+			}
 			compute = append(compute, d.Start)
 			if _, had := states[d.Start]; had {
 				st.Recomputed++

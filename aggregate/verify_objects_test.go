@@ -59,6 +59,26 @@ func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
 	if _, ok := objs[tbl.Name+"/1m/dt=2026-02-01/hour=12.parquet"]; !ok {
 		t.Errorf("the hour without bad data was not summarised: %v", keys(objs))
 	}
+
+	// The run cursor moved on, but the skipped hours are looked at again
+	// by every run, and summarised once the object is repaired.
+	if _, err = svc.RunOnce(ctx, tbl); !errors.Is(err, aggregate.ErrBadObject) {
+		t.Fatalf("second run over the tampered object: err = %v, want ErrBadObject", err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = svc.RunOnce(ctx, tbl); err != nil {
+		t.Fatalf("run after the repair: %v", err)
+	}
+	objs = listObjects(t, summaries, tbl.Name+"/")
+	for _, key := range []string{"/1m/dt=2026-02-01/hour=10.parquet", "/1h/dt=2026-02-01/day.parquet"} {
+		if _, ok := objs[tbl.Name+key]; !ok {
+			t.Errorf("%s was not written after the repair: %v", key, keys(objs))
+		}
+	}
+	checkAgainstRaw(t, tbl, raw, summaries, nil)
 }
 
 func keys[V any](m map[string]V) []string {

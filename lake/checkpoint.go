@@ -80,21 +80,31 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 		}
 		return nil
 	})
-	if err != nil || newest == "" {
+	if err != nil {
 		return End{}, false, err
 	}
-	var cp Checkpoint
-	if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
-		return End{}, false, err
+	// A chain younger than its first checkpoint starts from link 0, which
+	// must then be its genesis (a chain continuing version-1 records has
+	// its genesis later, and is read whole).
+	from := int64(0)
+	if newest != "" {
+		var cp Checkpoint
+		if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
+			return End{}, false, err
+		}
+		if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis ||
+			CheckpointKey(table, source, partition, cp.End.Seq) != newest {
+			l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
+			return End{}, false, nil
+		}
+		from = cp.End.Seq
 	}
-	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis ||
-		CheckpointKey(table, source, partition, cp.End.Seq) != newest {
-		l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
-		return End{}, false, nil
+	// The links from there, by name: dense from `from`.
+	lastSeq, lastKey, startAfter := from-1, "", ""
+	if from > 0 {
+		startAfter = LinkKey(table, source, partition, from-1)
 	}
-	// The links after the checkpoint, by name: dense from End.Seq.
-	lastSeq, lastKey := cp.End.Seq-1, ""
-	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, LinkKey(table, source, partition, cp.End.Seq-1), func(a objstore.ObjectAttrs) error {
+	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, startAfter, func(a objstore.ObjectAttrs) error {
 		name := strings.TrimPrefix(a.Key, prefix)
 		digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
 		n, perr := strconv.ParseInt(digits, 10, 64)
@@ -110,9 +120,27 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 	if err != nil && !errors.Is(err, errStopWalk) {
 		return End{}, false, err
 	}
+	if newest == "" {
+		if lastKey == "" {
+			return End{}, false, nil // no link 0: empty, or version-1 links first
+		}
+		var first CommitRecord
+		found, err := l.readJSON(ctx, LinkKey(table, source, partition, 0), &first)
+		if err != nil || !found {
+			return End{}, false, err
+		}
+		if validateRecord(first) != nil || first.Version != CommitRecordVersion || first.Kind != LinkGenesis ||
+			RecordKey(first) != LinkKey(table, source, partition, 0) {
+			return End{}, false, nil // let Chain sort it out and report it
+		}
+		if lastSeq == 0 {
+			l.ages.note(partitionID{table, source, partition}, 1, 0)
+			return End{Seq: 1, Next: first.Next, SourceID: first.SourceID, Genesis: true}, true, nil
+		}
+	}
 	if lastKey == "" {
 		// Nothing after the checkpoint: it must describe a link that exists.
-		lastKey = LinkKey(table, source, partition, cp.End.Seq-1)
+		lastKey = LinkKey(table, source, partition, from-1)
 	}
 	var last CommitRecord
 	found, err := l.readJSON(ctx, lastKey, &last)
@@ -122,7 +150,7 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 	if validateRecord(last) != nil || last.Version != CommitRecordVersion || RecordKey(last) != lastKey {
 		return End{}, false, nil // let Chain sort it out and report it
 	}
-	l.ages.note(partitionID{table, source, partition}, last.Seq+1, cp.End.Seq)
+	l.ages.note(partitionID{table, source, partition}, last.Seq+1, from)
 	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true, Ended: last.Kind == LinkEnd}, true, nil
 }
 
