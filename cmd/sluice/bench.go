@@ -288,6 +288,7 @@ drain is reported when --kinesis-pid names its process.`,
 	f.IntVar(&kc.ServerPid, "kinesis-pid", 0, "pid of the Kinesis-compatible server, to report its CPU during the drain")
 	f.IntVar(&kc.Putters, "kinesis-putters", 4, "PutRecords calls in flight while producing")
 	f.DurationVar(&cfg.IdleWindow, "idle", 5*time.Second, "after the drain, measure the ingester's CPU with nothing to read for this long (0: skip)")
+	f.StringVar(&cfg.CPUProfile, "ingester-cpuprofile", "", "the ingester writes a CPU profile of its run to this file (for pprof)")
 	f.IntVar(&cfg.Users, "users", 100_000, "distinct user keys")
 	f.Float64Var(&cfg.ZipfS, "zipf", 1.2, "skew of user keys (Zipf s > 1)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "generator seed")

@@ -41,6 +41,9 @@ type IngestConfig struct {
 	// IdleWindow, when set, keeps the ingester running this long after the
 	// drain to measure its CPU use with nothing to read (IdleCPU).
 	IdleWindow time.Duration
+	// CPUProfile, when set, is where the ingester writes a CPU profile of
+	// its whole run (its --cpuprofile flag).
+	CPUProfile string
 }
 
 // IngestResult is what one run measured.
@@ -137,7 +140,11 @@ func drain(ctx context.Context, cfg IngestConfig, res IngestResult, config strin
 		return res, err
 	}
 	defer ingestLog.Close()
-	ing := exec.Command(cfg.Binary, "ingest", "--config", configPath)
+	args := []string{"ingest", "--config", configPath}
+	if cfg.CPUProfile != "" {
+		args = append(args, "--cpuprofile", cfg.CPUProfile)
+	}
+	ing := exec.Command(cfg.Binary, args...)
 	ing.Stdout, ing.Stderr = ingestLog, ingestLog
 	brokerCPU0 := processCPU(serverPid)
 	busy0, total0 := machineCPU()
