@@ -203,6 +203,9 @@ drain is reported when --kinesis-pid names its process.`,
 			default:
 				return usageErrorf("--source must be kafka or kinesis, not %q", source)
 			}
+			if cfg.Partitions <= 0 || cfg.Events <= 0 {
+				return usageErrorf("--partitions and --events must be positive")
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return err

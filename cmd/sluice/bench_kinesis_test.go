@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os/exec"
 	"path/filepath"
@@ -47,5 +48,25 @@ func TestBenchIngestKinesis(t *testing.T) {
 	}
 	if len(shards) != 3 {
 		t.Errorf("events committed from %d shards, want 3: %v", len(shards), shards)
+	}
+}
+
+// TestBenchIngestUsage: bad command lines are usage errors, before any
+// broker or stream is touched.
+func TestBenchIngestUsage(t *testing.T) {
+	for name, args := range map[string][]string{
+		"unknown source":       {"--source", "pulsar"},
+		"kinesis, no endpoint": {"--source", "kinesis"},
+		"zero shards":          {"--source", "kinesis", "--kinesis-endpoint", "http://127.0.0.1:1", "--partitions", "0"},
+		"zero events":          {"--events", "0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if code := run(ctx, append([]string{"bench", "ingest"}, args...), &stdout, &stderr); code != exitUsage {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitUsage, stderr.String())
+			}
+		})
 	}
 }
