@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: test test-long faults duckdb-check build bench bench-aggregate-duckdb bench-ingest bench-micro bench-aggregate bench-loadtest dev clean mutation mutation-ci
+.PHONY: test test-long faults duckdb-check build bench bench-aggregate-duckdb bench-ingest bench-ingest-kinesis bench-micro bench-aggregate bench-loadtest dev clean mutation mutation-ci
 
 ## test: the default suite (gofmt, vet, deploy files, race tests against a real S3 server and broker);
 ## it apt-installs prometheus, docker-compose and jq when missing, which needs root (see README, Tests)
@@ -36,12 +36,25 @@ clean:
 BENCH_RUNS ?= 3
 BENCH_OUT ?= bench-out
 
-## bench: every figure in BENCHMARKS.md (ingest, micro-benchmarks, aggregation, load test)
-bench: bench-ingest bench-micro bench-aggregate bench-loadtest
+## bench: every figure in BENCHMARKS.md (ingest from Kafka and Kinesis, micro-benchmarks, aggregation, load test)
+bench: bench-ingest bench-ingest-kinesis bench-micro bench-aggregate bench-loadtest
 
 ## bench-ingest: Kafka -> committed raw Parquet, end to end (BENCH_RUNS runs)
 bench-ingest: build
 	for i in $$(seq $(BENCH_RUNS)); do bin/sluice bench ingest --events 2000000 --partitions 8 || exit 1; done
+
+## bench-ingest-kinesis: a Kinesis stream (kinesalite, started and stopped here) -> committed raw Parquet,
+## and the Kafka variant on the same events (same N, seed and partition count), BENCH_RUNS runs each
+KINESIS_BENCH_EVENTS ?= 200000
+KINESIS_BENCH_SHARDS ?= 4
+bench-ingest-kinesis: build
+	scripts/kinesalite.sh start >/dev/null
+	. ./.testenv/kinesalite.env && for i in $$(seq $(BENCH_RUNS)); do \
+		bin/sluice bench ingest --source kinesis --kinesis-endpoint $$SLUICE_TEST_KINESIS_ENDPOINT --kinesis-pid $$(cat .testenv/kinesalite.pid) \
+			--events $(KINESIS_BENCH_EVENTS) --partitions $(KINESIS_BENCH_SHARDS) || { scripts/kinesalite.sh stop; exit 1; }; \
+		bin/sluice bench ingest --events $(KINESIS_BENCH_EVENTS) --partitions $(KINESIS_BENCH_SHARDS) || { scripts/kinesalite.sh stop; exit 1; }; \
+	done
+	scripts/kinesalite.sh stop
 
 ## bench-micro: the hot path on one core (decode, Parquet encode) and the decoders it was chosen against
 bench-micro:

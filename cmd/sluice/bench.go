@@ -171,8 +171,11 @@ micro-benchmark of the engine, not of the path a user runs.`,
 
 func newBenchIngestCmd(g *globals) *cobra.Command {
 	cfg := bench.IngestConfig{}
-	var keep bool
-	var workDir string
+	var (
+		keep            bool
+		workDir, source string
+		kc              bench.KinesisConfig
+	)
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Drain N events from a broker process into committed Parquet objects and report events/s, CPU and peak RSS",
@@ -180,9 +183,29 @@ func newBenchIngestCmd(g *globals) *cobra.Command {
 table (about 210 bytes each, Zipf-skewed user keys), then starts an ingester
 process (sluice ingest) and waits until the commit log holds every event.
 Reports the drain rate, input MB/s, the ingester's CPU-seconds per million
-events and its peak RSS (as the kernel measured them).`,
+events and its peak RSS (as the kernel measured them).
+
+With --source kinesis it creates a stream of --partitions shards on the
+Kinesis-compatible server at --kinesis-endpoint (kinesalite: make
+bench-ingest-kinesis), puts the same generated events (the user id is the
+partition key), and drains the stream instead. The server's CPU during the
+drain is reported when --kinesis-pid names its process.`,
+		Example: `  sluice bench ingest --events 2000000 --partitions 8
+  sluice bench ingest --source kinesis --kinesis-endpoint http://127.0.0.1:4567 --events 200000 --partitions 4`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch source {
+			case "kafka":
+			case "kinesis":
+				if kc.Endpoint == "" {
+					return usageErrorf("--source kinesis needs --kinesis-endpoint")
+				}
+			default:
+				return usageErrorf("--source must be kafka or kinesis, not %q", source)
+			}
+			if cfg.Partitions <= 0 || cfg.Events <= 0 {
+				return usageErrorf("--partitions and --events must be positive")
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return err
@@ -217,7 +240,14 @@ events and its peak RSS (as the kernel measured them).`,
 				}
 				_ = bar.Set64(done)
 			}
-			res, err := bench.RunIngest(cmd.Context(), cfg)
+			var res bench.IngestResult
+			server := "broker"
+			if source == "kinesis" {
+				server = "stream server"
+				res, err = bench.RunIngestKinesis(cmd.Context(), cfg, kc)
+			} else {
+				res, err = bench.RunIngest(cmd.Context(), cfg)
+			}
 			if bar != nil {
 				_ = bar.Finish()
 				fmt.Fprintln(g.stderr)
@@ -225,27 +255,43 @@ events and its peak RSS (as the kernel measured them).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, `ingest benchmark (%d cores, GOMAXPROCS %d)
+			serverCPU := res.BrokerCPU.Round(10 * time.Millisecond).String()
+			if source == "kinesis" && kc.ServerPid == 0 {
+				serverCPU = "not measured (--kinesis-pid)"
+			}
+			idle := "not measured (--idle 0)"
+			if res.IdleWindow > 0 {
+				idle = fmt.Sprintf("%.3f CPU-s/s over %s with nothing to read; net of it over the drain %.2f CPU-s per 1M",
+					res.IdleCPUPerSecond(), res.IdleWindow.Round(time.Second), res.NetCPUSecondsPerMillion())
+			}
+			fmt.Fprintf(g.stdout, `ingest benchmark, %s (%d cores, GOMAXPROCS %d)
   events            %d in %d partitions (%.1f MB, %.0f bytes/event)
   produce           %s
   drain             %s
   events/s          %.0f
   MB/s (input)      %.1f
   CPU-s per 1M      %.2f   (ingester user+system %s)
+  idle CPU          %s
   peak RSS          %.0f MiB
-  broker CPU        %s during the drain; all cores %.0f%% busy
+  %-17s %s during the drain; all cores %.0f%% busy
   objects           %d (%.1f MB, %.1fx smaller than input)
   work dir          %s
-`, runtime.NumCPU(), runtime.GOMAXPROCS(0), res.Events, cfg.Partitions, float64(res.InputBytes)/1e6, float64(res.InputBytes)/float64(max(res.Events, 1)),
+`, source, runtime.NumCPU(), runtime.GOMAXPROCS(0), res.Events, cfg.Partitions, float64(res.InputBytes)/1e6, float64(res.InputBytes)/float64(max(res.Events, 1)),
 				res.Produce.Round(time.Millisecond), res.Drain.Round(time.Millisecond), res.EventsPerSecond(), res.MBPerSecond(),
-				res.CPUSecondsPerMillion(), res.CPU.Round(time.Millisecond), float64(res.PeakRSSBytes)/(1<<20), res.BrokerCPU.Round(10*time.Millisecond), 100*res.MachineBusy,
+				res.CPUSecondsPerMillion(), res.CPU.Round(time.Millisecond), idle, float64(res.PeakRSSBytes)/(1<<20), server+" CPU", serverCPU, 100*res.MachineBusy,
 				res.Objects, float64(res.OutputBytes)/1e6, float64(res.InputBytes)/float64(max(res.OutputBytes, 1)), workDirNote(workDir, keep))
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.Int64Var(&cfg.Events, "events", 2_000_000, "events to produce and drain")
-	f.Int32Var(&cfg.Partitions, "partitions", 8, "partitions of the topic")
+	f.Int32Var(&cfg.Partitions, "partitions", 8, "partitions of the topic (shards of the stream)")
+	f.StringVar(&source, "source", "kafka", "kafka (a broker process of its own) or kinesis (a stream on --kinesis-endpoint)")
+	f.StringVar(&kc.Endpoint, "kinesis-endpoint", "", "URL of a Kinesis-compatible server, e.g. http://127.0.0.1:4567 (with --source kinesis)")
+	f.IntVar(&kc.ServerPid, "kinesis-pid", 0, "pid of the Kinesis-compatible server, to report its CPU during the drain")
+	f.IntVar(&kc.Putters, "kinesis-putters", 4, "PutRecords calls in flight while producing")
+	f.DurationVar(&cfg.IdleWindow, "idle", 5*time.Second, "after the drain, measure the ingester's CPU with nothing to read for this long (0: skip)")
+	f.StringVar(&cfg.CPUProfile, "ingester-cpuprofile", "", "the ingester writes a CPU profile of its run to this file (for pprof)")
 	f.IntVar(&cfg.Users, "users", 100_000, "distinct user keys")
 	f.Float64Var(&cfg.ZipfS, "zipf", 1.2, "skew of user keys (Zipf s > 1)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "generator seed")

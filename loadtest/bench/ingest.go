@@ -38,6 +38,12 @@ type IngestConfig struct {
 	// Progress is called about once a second with a line to show.
 	Progress func(phase string, done, total int64)
 	Logger   *slog.Logger
+	// IdleWindow, when set, keeps the ingester running this long after the
+	// drain to measure its CPU use with nothing to read (IdleCPU).
+	IdleWindow time.Duration
+	// CPUProfile, when set, is where the ingester writes a CPU profile of
+	// its whole run (its --cpuprofile flag).
+	CPUProfile string
 }
 
 // IngestResult is what one run measured.
@@ -55,6 +61,29 @@ type IngestResult struct {
 	// time): what the ingester competes with on a shared machine.
 	BrokerCPU   time.Duration
 	MachineBusy float64
+	// IdleCPU is the ingester's CPU time over IdleWindow after the drain,
+	// with nothing left to read: its fixed cost per second (polling,
+	// leases, metrics), which a slow source makes part of CPU-s per
+	// million. Zero when IdleWindow was zero.
+	IdleCPU    time.Duration
+	IdleWindow time.Duration
+}
+
+// IdleCPUPerSecond is the ingester's CPU use with nothing to read, in
+// CPU-seconds per second.
+func (r IngestResult) IdleCPUPerSecond() float64 {
+	if r.IdleWindow <= 0 {
+		return 0
+	}
+	return r.IdleCPU.Seconds() / r.IdleWindow.Seconds()
+}
+
+// NetCPUSecondsPerMillion estimates CPU-s per million events without the
+// idle cost over the drain: what the events themselves cost. An estimate
+// (the idle cost while busy is not exactly the idle cost after).
+func (r IngestResult) NetCPUSecondsPerMillion() float64 {
+	net := r.CPU.Seconds() - r.IdleCPUPerSecond()*r.Drain.Seconds()
+	return max(net, 0) / (float64(r.Events) / 1e6)
 }
 
 func (r IngestResult) EventsPerSecond() float64 { return float64(r.Events) / r.Drain.Seconds() }
@@ -84,9 +113,18 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	res.Events, res.InputBytes, res.Produce = n, bytes, time.Since(start)
 
 	lakeDir := filepath.Join(cfg.WorkDir, "lake")
-	configPath := filepath.Join(cfg.WorkDir, "sluice.yaml")
 	config := fmt.Sprintf("kafka:\n  brokers: [%q]\n  group: bench\nstore:\n  local_dir: %q\nhttp:\n  addr: 127.0.0.1:0\ningest:\n%s\n",
 		addr, lakeDir, indent(cfg.Ingest))
+	return drain(ctx, cfg, res, config, broker.Process.Pid)
+}
+
+// drain writes config as the ingester's sluice.yaml, starts the ingester
+// and waits until the commit log holds res.Events events. serverPid is the
+// process serving the source (broker or stream server; 0: unknown), whose
+// CPU time during the drain is reported next to the ingester's.
+func drain(ctx context.Context, cfg IngestConfig, res IngestResult, config string, serverPid int) (IngestResult, error) {
+	lakeDir := filepath.Join(cfg.WorkDir, "lake")
+	configPath := filepath.Join(cfg.WorkDir, "sluice.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return res, err
 	}
@@ -102,11 +140,15 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		return res, err
 	}
 	defer ingestLog.Close()
-	ing := exec.Command(cfg.Binary, "ingest", "--config", configPath)
+	args := []string{"ingest", "--config", configPath}
+	if cfg.CPUProfile != "" {
+		args = append(args, "--cpuprofile", cfg.CPUProfile)
+	}
+	ing := exec.Command(cfg.Binary, args...)
 	ing.Stdout, ing.Stderr = ingestLog, ingestLog
-	brokerCPU0 := processCPU(broker.Process.Pid)
+	brokerCPU0 := processCPU(serverPid)
 	busy0, total0 := machineCPU()
-	start = time.Now()
+	start := time.Now()
 	if err := ing.Start(); err != nil {
 		return res, fmt.Errorf("start ingester: %w", err)
 	}
@@ -143,11 +185,26 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		}
 	}
 	res.Drain = time.Since(start)
-	res.BrokerCPU = processCPU(broker.Process.Pid) - brokerCPU0
+	if serverPid > 0 {
+		res.BrokerCPU = processCPU(serverPid) - brokerCPU0
+	}
 	if busy1, total1 := machineCPU(); total1 > total0 {
 		res.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
 	cfg.Progress("ingest", committed, res.Events)
+
+	if cfg.IdleWindow > 0 {
+		cpu0, t0 := processCPU(ing.Process.Pid), time.Now()
+		select {
+		case err := <-exited:
+			return res, fmt.Errorf("ingester exited after the drain (%v); see %s", err, ingestLog.Name())
+		case <-ctx.Done():
+			_ = ing.Process.Kill()
+			return res, ctx.Err()
+		case <-time.After(cfg.IdleWindow):
+		}
+		res.IdleCPU, res.IdleWindow = processCPU(ing.Process.Pid)-cpu0, time.Since(t0)
+	}
 
 	_ = ing.Process.Signal(syscall.SIGTERM)
 	select {
