@@ -5,7 +5,8 @@
 #
 #   scripts/test.sh          the default suite (gofmt, vet, race tests with a real S3 server)
 #   scripts/test.sh long     only the long runs (SLUICE_LONG=1): 25 kills over 1M+ records,
-#                            dev's first summaries; CI runs it after the default suite
+#                            dev's first summaries and its dashboard in Chromium; CI runs
+#                            it after the default suite
 #   scripts/test.sh faults   only the fault-injection suite (SLUICE_FAULTS=1): S3 down and
 #                            slow, broker restarts, replicas joining and leaving, aggregators
 #                            killed and racing, Kinesis ingesters killed, resharded, scaled

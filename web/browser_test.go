@@ -1,125 +1,34 @@
 package web_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/sluicehq/sluice/internal/browsertest"
 )
-
-// browserPath finds Chromium, installing Debian's package with
-// scripts/chromium.sh when it is missing; "" if that is impossible.
-func browserPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "../scripts/chromium.sh", "install").Output()
-	if err != nil {
-		t.Logf("installing chromium failed: %v", err)
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// artifactDir is where the screenshot goes: $SLUICE_ARTIFACTS, or
-// .artifacts/ at the repository root.
-func artifactDir(t *testing.T) string {
-	dir := os.Getenv("SLUICE_ARTIFACTS")
-	if dir == "" {
-		dir = filepath.Join("..", ".artifacts")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // testBrowser opens the dashboard in headless Chromium with a read token,
 // waits for its charts, checks its numbers against the query API, runs a
 // query from the builder and saves a screenshot; the page must log no
 // console errors.
 func testBrowser(t *testing.T, f *queryFixture) {
-	path := browserPath(t)
+	path := browsertest.Path(t)
 	if path == "" {
 		t.Skip("no Chromium and it could not be installed (scripts/chromium.sh install needs root or sudo and the Debian archive)")
 	}
 	tok := mintToken(t, f.ts.URL, f.reader, `{"scopes":["read:events"]}`)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
-		chromedp.WindowSize(1280, 1400), chromedp.Flag("disable-dev-shm-usage", true))
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelT()
-
-	var mu sync.Mutex
-	var consoleErrors []string
-	listen := func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, fmt.Sprintf("%v %s", a.Value, a.Description))
-				}
-				consoleErrors = append(consoleErrors, "console.error: "+strings.Join(parts, " "))
-			}
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil {
-				msg += " " + d.Exception.Description
-			}
-			consoleErrors = append(consoleErrors, fmt.Sprintf("exception: %s at %s:%d", msg, d.URL, d.LineNumber))
-		case *cdplog.EventEntryAdded:
-			if ev.Entry.Level == cdplog.EntryLevelError {
-				consoleErrors = append(consoleErrors, "log: "+ev.Entry.Text+" "+ev.Entry.URL)
-			}
-		}
-	}
-	if err := chromedp.Listen(ctx, listen); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	errorsSoFar := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(consoleErrors)
-	}
+	br := browsertest.Open(t, path, 90*time.Second)
+	ctx, errorsSoFar := br.Ctx, br.Errors
 
 	shared := url.Values{"table": {"events"}, "window": {"1d"}, "tz": {"Europe/Berlin"}, "from": {"2026-03-28"}, "to": {"2026-03-31"}}
 	pageURL := f.ts.URL + "/?" + shared.Encode() + "#token=" + tok
-	attr := func(sel, name string) string {
-		v, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(sel), name))
-		if err != nil {
-			t.Fatalf("%s[%s]: %v (console: %v)", sel, name, err, errorsSoFar())
-		}
-		return v.Value
-	}
-	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
-		t.Fatal(err)
-	}
+	attr := func(sel, name string) string { return br.Attr(t, sel, name) }
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(pageURL),
 		chromedp.WaitVisible(chromedp.CSS(`#panel-events[data-state="done"]`)),
@@ -169,10 +78,6 @@ func testBrowser(t *testing.T, f *queryFixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
-	if err != nil {
-		t.Fatal(err)
-	}
 	sq, _ := url.ParseQuery(strings.TrimPrefix(search, "?"))
 	if sq.Get("group_by") != "country" || sq.Get("limit") != "2" || sq.Get("table") != "events" {
 		t.Fatalf("builder URL %q does not hold the query", search)
@@ -181,11 +86,7 @@ func testBrowser(t *testing.T, f *queryFixture) {
 	if len(top.Rows) != 6 {
 		t.Fatalf("the builder's URL gives %d rows through the API, the page showed 6", len(top.Rows))
 	}
-	out := filepath.Join(artifactDir(t), "dashboard.png")
-	if err := os.WriteFile(out, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
+	br.Screenshot(t, "dashboard.png")
 	if errs := errorsSoFar(); len(errs) > 0 {
 		t.Fatalf("console errors: %v", errs)
 	}
