@@ -29,9 +29,11 @@ step "go vet"
 go vet ./...
 
 step "go mod tidy (go.mod and go.sum as committed)"
-if ! go mod tidy -diff; then
-	echo "go mod tidy would change go.mod/go.sum (above): run it and commit the result"; exit 1
-fi
+for mod in . tools/duckdbcheck; do
+	if ! (cd "$mod" && go mod tidy -diff); then
+		echo "go mod tidy would change $mod/go.mod or go.sum (above): run it there and commit the result"; exit 1
+	fi
+done
 fi
 
 step "real S3 server (versitygw)"
