@@ -46,10 +46,7 @@ With --once it makes one pass over everything and exits.`,
   sluice aggregate --config sluice.yaml --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.configPath == "" {
-				return usageErrorf("--config is required")
-			}
-			cfg, err := loadConfig(o.configPath)
+			cfg, err := loadRequiredConfig(o.configPath)
 			if err != nil {
 				return err
 			}

@@ -41,10 +41,7 @@ With --once it makes one pass with a progress bar and exits.`,
   sluice batch --config sluice.yaml --once`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.configPath == "" {
-				return usageErrorf("--config is required")
-			}
-			cfg, err := loadConfig(o.configPath)
+			cfg, err := loadRequiredConfig(o.configPath)
 			if err != nil {
 				return err
 			}

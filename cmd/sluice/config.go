@@ -133,6 +133,14 @@ func looksTyped(v string) bool {
 	return err == nil
 }
 
+// loadRequiredConfig is loadConfig for commands whose --config is required.
+func loadRequiredConfig(path string) (*fileConfig, error) {
+	if path == "" {
+		return nil, usageErrorf("--config is required")
+	}
+	return loadConfig(path)
+}
+
 func loadConfig(path string) (*fileConfig, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {

@@ -35,10 +35,7 @@ Kinesis stream are read too: processes share its shards through leases in the
 store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageErrorf("--config is required")
-			}
-			cfg, err := loadConfig(configPath)
+			cfg, err := loadRequiredConfig(configPath)
 			if err != nil {
 				return err
 			}

@@ -39,10 +39,7 @@ With --once it evaluates every table once, makes the due deliveries, and exits.`
 		Example: `  sluice ops --config sluice.yaml`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.configPath == "" {
-				return usageErrorf("--config is required")
-			}
-			cfg, err := loadConfig(o.configPath)
+			cfg, err := loadRequiredConfig(o.configPath)
 			if err != nil {
 				return err
 			}
@@ -133,10 +130,7 @@ func newActionsCmd(g *globals) *cobra.Command {
 	pf.StringVarP(&o.configPath, "config", "c", "", "path to sluice.yaml")
 	pf.BoolVar(&o.asJSON, "json", false, "print JSON")
 	open := func(cmd *cobra.Command) (*fileConfig, *ops.ActionLog, objstore.ConditionalBucket, error) {
-		if o.configPath == "" {
-			return nil, nil, nil, usageErrorf("--config is required")
-		}
-		cfg, err := loadConfig(o.configPath)
+		cfg, err := loadRequiredConfig(o.configPath)
 		if err != nil {
 			return nil, nil, nil, err
 		}

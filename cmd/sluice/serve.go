@@ -34,10 +34,7 @@ func newServeCmd(g *globals) *cobra.Command {
 Create keys with "sluice keys create".`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageErrorf("--config is required")
-			}
-			cfg, err := loadConfig(configPath)
+			cfg, err := loadRequiredConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -115,10 +112,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "path to sluice.yaml")
 	open := func(ctx context.Context) (*auth.KeyStore, error) {
-		if configPath == "" {
-			return nil, usageErrorf("--config is required")
-		}
-		cfg, err := loadConfig(configPath)
+		cfg, err := loadRequiredConfig(configPath)
 		if err != nil {
 			return nil, err
 		}

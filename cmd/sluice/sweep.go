@@ -49,10 +49,7 @@ deleted; a live object is never deleted. --dry-run prints what would go.`,
   sluice sweep --config sluice.yaml --table events --grace 2h`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.configPath == "" {
-				return usageErrorf("--config is required")
-			}
-			cfg, err := loadConfig(o.configPath)
+			cfg, err := loadRequiredConfig(o.configPath)
 			if err != nil {
 				return err
 			}
