@@ -800,10 +800,14 @@ func faultS3Errors(t *testing.T, bin string, params faultsParams, table *faultTa
 	sleepProducing(t, 6*time.Second, prod)
 	backlog := prod.acked()
 
-	proxy.SetFailures(faultproxy.Failures{Method: http.MethodPut, Share: share, Forwarded: 0.3, Seed: uint64(seed),
-		Answers: []faultproxy.Answer{{Status: 503, Code: "SlowDown"}, {Status: 500, Code: "InternalError"}, {Status: 400, Code: "IncompleteBody"}}})
+	// The failures begin once the ingester has opened the store: a 400 is
+	// permanent, and a process that meets one while it proves the store
+	// honours conditional writes rightly refuses to start. What is tested
+	// here is the flushes of a backlog meeting them.
 	ing := startIngesterWith(rig, cfg)
 	addr := ingesterHTTP(t, ing)
+	proxy.SetFailures(faultproxy.Failures{Method: http.MethodPut, Share: share, Forwarded: 0.3, Seed: uint64(seed),
+		Answers: []faultproxy.Answer{{Status: 503, Code: "SlowDown"}, {Status: 500, Code: "InternalError"}, {Status: 400, Code: "IncompleteBody"}}})
 	sleepProducing(t, failFor, prod, ing)
 	proxy.SetFailures(faultproxy.Failures{})
 	st := proxy.Stats()
