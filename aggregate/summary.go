@@ -162,245 +162,313 @@ type summaryLayout struct {
 	cols  []summaryCol
 }
 
+// Parquet nodes of the summary columns; nodes are immutable.
+var (
+	nodeTimestamp = parquet.Timestamp(parquet.Microsecond)
+	nodeInt64     = parquet.Int(64)
+	nodeDouble    = parquet.Leaf(parquet.DoubleType)
+	nodeBytes     = parquet.Encoded(parquet.Leaf(parquet.ByteArrayType), &parquet.Plain)
+	nullValue     = parquet.NullValue()
+)
+
 func newLayout(t *schema.Table) (*summaryLayout, error) {
 	specs, err := newMeasureSpecs(t)
 	if err != nil {
 		return nil, fmt.Errorf("table %s: %w", tableName(t), err)
 	}
 	l := &summaryLayout{t: t, specs: specs}
-	ts := parquet.Timestamp(parquet.Microsecond)
-	i64 := parquet.Int(64)
-	dbl := parquet.Leaf(parquet.DoubleType)
-	bin := parquet.Encoded(parquet.Leaf(parquet.ByteArrayType), &parquet.Plain)
-	null := parquet.NullValue()
-	add := func(c summaryCol) { l.cols = append(l.cols, c) }
-	add(summaryCol{name: ColWindowStart, node: ts,
-		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.Start), nil },
-		set: func(r *Row, v parquet.Value) error { r.Start = v.Int64(); return nil }})
-	add(summaryCol{name: ColWindowEnd, node: ts,
-		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.End), nil },
-		set: func(r *Row, v parquet.Value) error { r.End = v.Int64(); return nil }})
+	l.cols = append(l.cols, windowCols()...)
 	for di, fi := range t.Rollup.DimensionIndexes() {
-		f := &t.Fields[fi]
-		c := summaryCol{name: f.Name, optional: f.Nullable}
-		switch f.Type {
-		case schema.TypeString:
-			c.node = parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
-			c.get = func(r *Row) (parquet.Value, error) {
-				if r.Dims[di] == nil {
-					return null, nil
-				}
-				return parquet.ByteArrayValue([]byte(r.Dims[di].(string))), nil
-			}
-			c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = string(v.ByteArray()); return nil }
-		case schema.TypeInt64:
-			c.node = i64
-			c.get = func(r *Row) (parquet.Value, error) {
-				if r.Dims[di] == nil {
-					return null, nil
-				}
-				return parquet.Int64Value(r.Dims[di].(int64)), nil
-			}
-			c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = v.Int64(); return nil }
-		case schema.TypeBool:
-			c.node = parquet.Leaf(parquet.BooleanType)
-			c.get = func(r *Row) (parquet.Value, error) {
-				if r.Dims[di] == nil {
-					return null, nil
-				}
-				return parquet.BooleanValue(r.Dims[di].(bool)), nil
-			}
-			c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = v.Boolean(); return nil }
-		}
-		add(c)
+		l.cols = append(l.cols, dimensionCol(di, &t.Fields[fi]))
 	}
-	add(summaryCol{name: ColRows, node: i64,
-		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.N), nil },
-		set: func(r *Row, v parquet.Value) error { r.N = v.Int64(); return nil }})
+	l.cols = append(l.cols, rowsCol())
 	for mi := range specs {
-		m := &specs[mi]
-		st := func(r *Row) *MeasureState { return &r.M[mi] }
-		// seen marks a state as holding values when its file column is set.
-		seen := func(s *MeasureState) {
-			if s.n == 0 {
-				s.n = 1
-			}
-		}
-		valueNode := func() parquet.Node {
-			switch m.typ {
-			case schema.TypeFloat64:
-				return dbl
-			case schema.TypeTimestamp:
-				if m.t(t).Unit == schema.UnitMillis {
-					return parquet.Timestamp(parquet.Millisecond)
-				}
-				return ts
-			}
-			return i64
-		}
-		valueOf := func(bits uint64) parquet.Value {
-			if m.isFloat() {
-				return parquet.DoubleValue(math.Float64frombits(bits))
-			}
-			return parquet.Int64Value(int64(bits))
-		}
-		bitsOf := func(v parquet.Value) uint64 {
-			if m.isFloat() {
-				return math.Float64bits(v.Double())
-			}
-			return uint64(v.Int64())
-		}
-		sumValue := func(s *MeasureState) parquet.Value {
-			if m.isFloat() {
-				return parquet.DoubleValue(s.fsum.float64())
-			}
-			return parquet.Int64Value(s.isum)
-		}
-		xsumCol := summaryCol{name: m.Name + "__xsum", node: bin, optional: true,
-			get: func(r *Row) (parquet.Value, error) {
-				if st(r).n == 0 {
-					return null, nil
-				}
-				return parquet.ByteArrayValue(appendParts(nil, st(r).fsum.parts())), nil
-			},
-			set: func(r *Row, v parquet.Value) error {
-				s := st(r)
-				seen(s)
-				return s.fsum.addParts(v.ByteArray())
-			}}
-		ignore := func(*Row, parquet.Value) error { return nil } // derived columns
-		switch m.Kind {
-		case schema.KindCount:
-			add(summaryCol{name: m.Name, node: i64,
-				get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(st(r).n), nil },
-				set: func(r *Row, v parquet.Value) error { st(r).n = v.Int64(); return nil }})
-		case schema.KindSum:
-			c := summaryCol{name: m.Name, node: valueNode(), optional: true,
-				get: func(r *Row) (parquet.Value, error) {
-					if st(r).n == 0 {
-						return null, nil
-					}
-					return sumValue(st(r)), nil
-				},
-				set: func(r *Row, v parquet.Value) error { seen(st(r)); st(r).isum = v.Int64(); return nil }}
-			if m.isFloat() {
-				c.set = ignore // the exact parts carry the state
-				add(c)
-				add(xsumCol)
-			} else {
-				add(c)
-			}
-		case schema.KindMin, schema.KindMax:
-			isMin := m.Kind == schema.KindMin
-			add(summaryCol{name: m.Name, node: valueNode(), optional: true,
-				get: func(r *Row) (parquet.Value, error) {
-					s := st(r)
-					switch {
-					case s.n == 0:
-						return null, nil
-					case isMin:
-						return valueOf(s.lo), nil
-					}
-					return valueOf(s.hi), nil
-				},
-				set: func(r *Row, v parquet.Value) error {
-					s := st(r)
-					seen(s)
-					s.lo, s.hi = bitsOf(v), bitsOf(v)
-					return nil
-				}})
-		case schema.KindAvg:
-			add(summaryCol{name: m.Name, node: dbl, optional: true,
-				get: func(r *Row) (parquet.Value, error) {
-					s := st(r)
-					if s.n == 0 {
-						return null, nil
-					}
-					if m.isFloat() {
-						return parquet.DoubleValue(s.fsum.float64() / float64(s.n)), nil
-					}
-					return parquet.DoubleValue(float64(s.isum) / float64(s.n)), nil
-				},
-				set: ignore})
-			add(summaryCol{name: m.Name + "__sum", node: valueNode(), optional: true,
-				get: func(r *Row) (parquet.Value, error) {
-					if st(r).n == 0 {
-						return null, nil
-					}
-					return sumValue(st(r)), nil
-				},
-				set: func(r *Row, v parquet.Value) error {
-					if !m.isFloat() {
-						st(r).isum = v.Int64()
-					}
-					return nil
-				}})
-			add(summaryCol{name: m.Name + "__count", node: i64,
-				get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(st(r).n), nil },
-				set: func(r *Row, v parquet.Value) error { st(r).n = v.Int64(); return nil }})
-			if m.isFloat() {
-				c := xsumCol
-				c.set = func(r *Row, v parquet.Value) error { return st(r).fsum.addParts(v.ByteArray()) }
-				add(c)
-			}
-		case schema.KindDistinct:
-			add(summaryCol{name: m.Name, node: i64,
-				get: func(r *Row) (parquet.Value, error) {
-					if st(r).n == 0 {
-						return parquet.Int64Value(0), nil
-					}
-					est, _, err := encodeHLL(st(r).hll)
-					return parquet.Int64Value(int64(est)), err
-				},
-				set: ignore})
-			add(summaryCol{name: m.Name + "__hll", node: bin, optional: true,
-				get: func(r *Row) (parquet.Value, error) {
-					if st(r).n == 0 {
-						return null, nil
-					}
-					_, b, err := encodeHLL(st(r).hll)
-					return parquet.ByteArrayValue(b), err
-				},
-				set: func(r *Row, v parquet.Value) error {
-					sk, err := decodeHLL(v.ByteArray(), m.Precision)
-					if err != nil {
-						return err
-					}
-					st(r).hll = sk
-					seen(st(r))
-					return nil
-				}})
-		case schema.KindQuantiles:
-			for _, q := range m.Quantiles {
-				add(summaryCol{name: m.QuantileColumn(q), node: dbl, optional: true,
-					get: func(r *Row) (parquet.Value, error) {
-						v, ok := st(r).Quantile(q)
-						if !ok {
-							return null, nil
-						}
-						return parquet.DoubleValue(v), nil
-					},
-					set: ignore})
-			}
-			add(summaryCol{name: m.Name + "__sketch", node: bin, optional: true,
-				get: func(r *Row) (parquet.Value, error) {
-					if st(r).dd.IsEmpty() {
-						return null, nil
-					}
-					return parquet.ByteArrayValue(encodeDD(st(r).dd)), nil
-				},
-				set: func(r *Row, v parquet.Value) error {
-					dd, err := m.decodeDD(v.ByteArray())
-					if err != nil {
-						return err
-					}
-					st(r).dd = dd
-					st(r).n = int64(dd.GetCount())
-					return nil
-				}})
-		}
+		l.cols = append(l.cols, measureCols{t: t, m: &specs[mi], mi: mi}.cols()...)
 	}
 	return l, nil
+}
+
+func windowCols() []summaryCol {
+	return []summaryCol{
+		{name: ColWindowStart, node: nodeTimestamp,
+			get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.Start), nil },
+			set: func(r *Row, v parquet.Value) error { r.Start = v.Int64(); return nil }},
+		{name: ColWindowEnd, node: nodeTimestamp,
+			get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.End), nil },
+			set: func(r *Row, v parquet.Value) error { r.End = v.Int64(); return nil }},
+	}
+}
+
+// dimensionCol is the column of dimension di, field f.
+func dimensionCol(di int, f *schema.Field) summaryCol {
+	c := summaryCol{name: f.Name, optional: f.Nullable}
+	switch f.Type {
+	case schema.TypeString:
+		c.node = parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
+		c.get = func(r *Row) (parquet.Value, error) {
+			if r.Dims[di] == nil {
+				return nullValue, nil
+			}
+			return parquet.ByteArrayValue([]byte(r.Dims[di].(string))), nil
+		}
+		c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = string(v.ByteArray()); return nil }
+	case schema.TypeInt64:
+		c.node = nodeInt64
+		c.get = func(r *Row) (parquet.Value, error) {
+			if r.Dims[di] == nil {
+				return nullValue, nil
+			}
+			return parquet.Int64Value(r.Dims[di].(int64)), nil
+		}
+		c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = v.Int64(); return nil }
+	case schema.TypeBool:
+		c.node = parquet.Leaf(parquet.BooleanType)
+		c.get = func(r *Row) (parquet.Value, error) {
+			if r.Dims[di] == nil {
+				return nullValue, nil
+			}
+			return parquet.BooleanValue(r.Dims[di].(bool)), nil
+		}
+		c.set = func(r *Row, v parquet.Value) error { r.Dims[di] = v.Boolean(); return nil }
+	}
+	return c
+}
+
+func rowsCol() summaryCol {
+	return summaryCol{name: ColRows, node: nodeInt64,
+		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(r.N), nil },
+		set: func(r *Row, v parquet.Value) error { r.N = v.Int64(); return nil }}
+}
+
+// measureCols builds the columns of measure m, the mi-th of table t.
+type measureCols struct {
+	t  *schema.Table
+	m  *measureSpec
+	mi int
+}
+
+func (c measureCols) st(r *Row) *MeasureState { return &r.M[c.mi] }
+
+// markSeen marks a state as holding values when its file column is set.
+func markSeen(s *MeasureState) {
+	if s.n == 0 {
+		s.n = 1
+	}
+}
+
+// ignore is the setter of derived columns.
+func ignore(*Row, parquet.Value) error { return nil }
+
+func (c measureCols) valueNode() parquet.Node {
+	switch c.m.typ {
+	case schema.TypeFloat64:
+		return nodeDouble
+	case schema.TypeTimestamp:
+		if c.m.t(c.t).Unit == schema.UnitMillis {
+			return parquet.Timestamp(parquet.Millisecond)
+		}
+		return nodeTimestamp
+	}
+	return nodeInt64
+}
+
+func (c measureCols) valueOf(bits uint64) parquet.Value {
+	if c.m.isFloat() {
+		return parquet.DoubleValue(math.Float64frombits(bits))
+	}
+	return parquet.Int64Value(int64(bits))
+}
+
+func (c measureCols) bitsOf(v parquet.Value) uint64 {
+	if c.m.isFloat() {
+		return math.Float64bits(v.Double())
+	}
+	return uint64(v.Int64())
+}
+
+func (c measureCols) sumValue(s *MeasureState) parquet.Value {
+	if c.m.isFloat() {
+		return parquet.DoubleValue(s.fsum.float64())
+	}
+	return parquet.Int64Value(s.isum)
+}
+
+// xsumCol holds the exact parts of a float sum.
+func (c measureCols) xsumCol() summaryCol {
+	return summaryCol{name: c.m.Name + "__xsum", node: nodeBytes, optional: true,
+		get: func(r *Row) (parquet.Value, error) {
+			if c.st(r).n == 0 {
+				return nullValue, nil
+			}
+			return parquet.ByteArrayValue(appendParts(nil, c.st(r).fsum.parts())), nil
+		},
+		set: func(r *Row, v parquet.Value) error {
+			s := c.st(r)
+			markSeen(s)
+			return s.fsum.addParts(v.ByteArray())
+		}}
+}
+
+func (c measureCols) cols() []summaryCol {
+	switch c.m.Kind {
+	case schema.KindCount:
+		return c.countCols()
+	case schema.KindSum:
+		return c.sumCols()
+	case schema.KindMin, schema.KindMax:
+		return c.minMaxCols()
+	case schema.KindAvg:
+		return c.avgCols()
+	case schema.KindDistinct:
+		return c.distinctCols()
+	case schema.KindQuantiles:
+		return c.quantileCols()
+	}
+	return nil
+}
+
+func (c measureCols) countCols() []summaryCol {
+	return []summaryCol{{name: c.m.Name, node: nodeInt64,
+		get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(c.st(r).n), nil },
+		set: func(r *Row, v parquet.Value) error { c.st(r).n = v.Int64(); return nil }}}
+}
+
+func (c measureCols) sumCols() []summaryCol {
+	sum := summaryCol{name: c.m.Name, node: c.valueNode(), optional: true,
+		get: func(r *Row) (parquet.Value, error) {
+			if c.st(r).n == 0 {
+				return nullValue, nil
+			}
+			return c.sumValue(c.st(r)), nil
+		},
+		set: func(r *Row, v parquet.Value) error { markSeen(c.st(r)); c.st(r).isum = v.Int64(); return nil }}
+	if c.m.isFloat() {
+		sum.set = ignore // the exact parts carry the state
+		return []summaryCol{sum, c.xsumCol()}
+	}
+	return []summaryCol{sum}
+}
+
+func (c measureCols) minMaxCols() []summaryCol {
+	isMin := c.m.Kind == schema.KindMin
+	return []summaryCol{{name: c.m.Name, node: c.valueNode(), optional: true,
+		get: func(r *Row) (parquet.Value, error) {
+			s := c.st(r)
+			switch {
+			case s.n == 0:
+				return nullValue, nil
+			case isMin:
+				return c.valueOf(s.lo), nil
+			}
+			return c.valueOf(s.hi), nil
+		},
+		set: func(r *Row, v parquet.Value) error {
+			s := c.st(r)
+			markSeen(s)
+			s.lo, s.hi = c.bitsOf(v), c.bitsOf(v)
+			return nil
+		}}}
+}
+
+func (c measureCols) avgCols() []summaryCol {
+	cols := []summaryCol{
+		{name: c.m.Name, node: nodeDouble, optional: true,
+			get: func(r *Row) (parquet.Value, error) {
+				s := c.st(r)
+				if s.n == 0 {
+					return nullValue, nil
+				}
+				if c.m.isFloat() {
+					return parquet.DoubleValue(s.fsum.float64() / float64(s.n)), nil
+				}
+				return parquet.DoubleValue(float64(s.isum) / float64(s.n)), nil
+			},
+			set: ignore},
+		{name: c.m.Name + "__sum", node: c.valueNode(), optional: true,
+			get: func(r *Row) (parquet.Value, error) {
+				if c.st(r).n == 0 {
+					return nullValue, nil
+				}
+				return c.sumValue(c.st(r)), nil
+			},
+			set: func(r *Row, v parquet.Value) error {
+				if !c.m.isFloat() {
+					c.st(r).isum = v.Int64()
+				}
+				return nil
+			}},
+		{name: c.m.Name + "__count", node: nodeInt64,
+			get: func(r *Row) (parquet.Value, error) { return parquet.Int64Value(c.st(r).n), nil },
+			set: func(r *Row, v parquet.Value) error { c.st(r).n = v.Int64(); return nil }},
+	}
+	if c.m.isFloat() {
+		x := c.xsumCol()
+		x.set = func(r *Row, v parquet.Value) error { return c.st(r).fsum.addParts(v.ByteArray()) }
+		cols = append(cols, x)
+	}
+	return cols
+}
+
+func (c measureCols) distinctCols() []summaryCol {
+	return []summaryCol{
+		{name: c.m.Name, node: nodeInt64,
+			get: func(r *Row) (parquet.Value, error) {
+				if c.st(r).n == 0 {
+					return parquet.Int64Value(0), nil
+				}
+				est, _, err := encodeHLL(c.st(r).hll)
+				return parquet.Int64Value(int64(est)), err
+			},
+			set: ignore},
+		{name: c.m.Name + "__hll", node: nodeBytes, optional: true,
+			get: func(r *Row) (parquet.Value, error) {
+				if c.st(r).n == 0 {
+					return nullValue, nil
+				}
+				_, b, err := encodeHLL(c.st(r).hll)
+				return parquet.ByteArrayValue(b), err
+			},
+			set: func(r *Row, v parquet.Value) error {
+				sk, err := decodeHLL(v.ByteArray(), c.m.Precision)
+				if err != nil {
+					return err
+				}
+				c.st(r).hll = sk
+				markSeen(c.st(r))
+				return nil
+			}},
+	}
+}
+
+func (c measureCols) quantileCols() []summaryCol {
+	var cols []summaryCol
+	for _, q := range c.m.Quantiles {
+		cols = append(cols, summaryCol{name: c.m.QuantileColumn(q), node: nodeDouble, optional: true,
+			get: func(r *Row) (parquet.Value, error) {
+				v, ok := c.st(r).Quantile(q)
+				if !ok {
+					return nullValue, nil
+				}
+				return parquet.DoubleValue(v), nil
+			},
+			set: ignore})
+	}
+	return append(cols, summaryCol{name: c.m.Name + "__sketch", node: nodeBytes, optional: true,
+		get: func(r *Row) (parquet.Value, error) {
+			if c.st(r).dd.IsEmpty() {
+				return nullValue, nil
+			}
+			return parquet.ByteArrayValue(encodeDD(c.st(r).dd)), nil
+		},
+		set: func(r *Row, v parquet.Value) error {
+			dd, err := c.m.decodeDD(v.ByteArray())
+			if err != nil {
+				return err
+			}
+			c.st(r).dd = dd
+			c.st(r).n = int64(dd.GetCount())
+			return nil
+		}})
 }
 
 func (m *measureSpec) t(t *schema.Table) *schema.Field { return &t.Fields[m.FieldIndex()] }
