@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -590,7 +591,7 @@ func AggregateObjects(ctx context.Context, t *schema.Table, window time.Duration
 				if i >= len(objects) || ctx.Err() != nil {
 					return
 				}
-				if err := a.AddParquet(bytesReaderAt(objects[i]), int64(len(objects[i]))); err != nil {
+				if err := a.AddParquet(bytes.NewReader(objects[i]), int64(len(objects[i]))); err != nil {
 					errs[w] = fmt.Errorf("object %d: %w", i, err)
 					return
 				}
@@ -603,17 +604,4 @@ func AggregateObjects(ctx context.Context, t *schema.Table, window time.Duration
 	}
 	s := a.Result()
 	return s, a.Stats(), a.Err()
-}
-
-type bytesReaderAt []byte
-
-func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > int64(len(b)) {
-		return 0, fmt.Errorf("read at %d: out of range", off)
-	}
-	n := copy(p, b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
 }

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,7 @@ func ExactRecompute(t *schema.Table, window time.Duration, from, to time.Time, o
 	ex := &Exact{Window: window, Rows: map[string]*ExactRow{}}
 	et := &t.Fields[t.EventTimeIndex()]
 	for oi, obj := range objects {
-		f, err := parquet.OpenFile(bytesReaderAt(obj), int64(len(obj)))
+		f, err := parquet.OpenFile(bytes.NewReader(obj), int64(len(obj)))
 		if err != nil {
 			return nil, fmt.Errorf("object %d: %w", oi, err)
 		}
