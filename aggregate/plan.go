@@ -1,10 +1,7 @@
-// Package aggregate turns committed raw objects into windowed summaries on
-// a schedule, recomputes the windows that late data changes, and compacts
-// the raw objects of closed hours.
-//
 // Planning (this file) is pure: from the commit records and the summaries'
 // recorded inputs it decides which windows to compute, skip or count as too
 // late. Doing it (reading objects, writing summaries) lives in service.go.
+
 package aggregate
 
 import (

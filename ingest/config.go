@@ -1,6 +1,3 @@
-// Package ingest drains sources into raw Parquet objects and commits them
-// through the commit log, so that every delivered record ends up in exactly
-// one committed object (or in the dead-letter area with its reason).
 package ingest
 
 import (

@@ -1,8 +1,3 @@
-// Package kafka is the Kafka source: it consumes the tables' topics as one
-// member of a consumer group and drives an ingest.Pipeline. The lake's
-// chains, not the group's offsets, are the truth about progress: a
-// partition resumes where its chain ends, and the group offset is committed
-// afterwards only as a hint for tools.
 package kafka
 
 import (

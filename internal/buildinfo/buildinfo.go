@@ -1,6 +1,3 @@
-// Package buildinfo describes the running binary: its version and the
-// source revision it was built from. `sluice version` and the created_by of
-// every Parquet object Sluice writes give the same answer.
 package buildinfo
 
 import (

@@ -1,6 +1,3 @@
-// Package httpserver is the binary's one HTTP listener: Prometheus metrics,
-// liveness and readiness probes, and whatever handlers later components
-// (query API, dashboard, HTTP ingest) mount on it.
 package httpserver
 
 import (

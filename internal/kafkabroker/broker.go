@@ -1,14 +1,3 @@
-// Package kafkabroker runs a single-node, Kafka-protocol broker inside the
-// process, built on franz-go's kfake. It is what `sluice broker`, the dev
-// stack and the end-to-end, crash and benchmark tests talk to when no real
-// Kafka is around.
-//
-// Durability: with DataDir set, every produced batch is written to a segment
-// file before the produce is acknowledged. Those writes survive kill -9 of the
-// process (they are in the OS page cache), so SyncWrites is not needed to
-// survive a process crash; it is needed to survive a machine crash or power
-// loss, because without it the files are only fsynced on segment roll and on
-// Close.
 package kafkabroker
 
 import (

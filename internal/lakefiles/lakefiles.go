@@ -1,11 +1,3 @@
-// Package lakefiles lists a table's committed objects for readers outside
-// Sluice (DuckDB, Spark, pyarrow): exactly the set lake.CommitLog's
-// LiveObjects names, as paths or URLs, a DuckDB view, or JSON lines.
-//
-// A glob over a table's prefix is not that set: it also reads the objects
-// of flushes that crashed before their commit record (orphans) and the
-// objects a compaction replaced, until the sweeper deletes them, and so
-// counts those rows twice.
 package lakefiles
 
 import (

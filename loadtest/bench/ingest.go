@@ -1,6 +1,3 @@
-// Package bench measures the real binaries end to end: a broker process, a
-// producer, and an ingester process whose CPU time and peak RSS the kernel
-// reports when it exits.
 package bench
 
 import (

@@ -1,7 +1,3 @@
-// Package gen generates realistic, reproducible events for the sample table
-// `events` (schema/tables/events.yaml) and produces them to Kafka at a
-// target rate. The same Config (with a fixed Seed and no Clock) yields the
-// same bytes, so a verifier can regenerate exactly what a load test sent.
 package gen
 
 import (

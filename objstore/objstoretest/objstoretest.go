@@ -1,6 +1,3 @@
-// Package objstoretest holds the acceptance suite every objstore.Bucket must pass,
-// and helpers that give tests a real bucket: a temporary directory, or a
-// fresh bucket on the S3 server named by the environment.
 package objstoretest
 
 import (

@@ -1,7 +1,3 @@
-// Package auth is the web tier's access control: API keys stored hashed in
-// the lake, scopes per key (append:<table>, read:<table>, admin), short
-// signed tokens with fixed filters for read-only embedding, and a rate
-// limit per key.
 package auth
 
 import (

@@ -1,7 +1,3 @@
-// Package kinesistest drives a real Kinesis-compatible server (kinesalite,
-// started by scripts/kinesalite.sh) in tests: streams, producers that keep
-// PutRecords' answers as the truth, resharding, and a reader of what the
-// lake committed.
 package kinesistest
 
 import (
