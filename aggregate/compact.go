@@ -16,9 +16,9 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -41,8 +41,9 @@ type Compactor struct {
 }
 
 // NewCompactor returns a Compactor writing through bucket and reading the
-// commit log commits (which must be over the same bucket).
-func NewCompactor(cfg CompactorConfig, bucket objstore.Bucket, commits *lake.CommitLog, logger *slog.Logger, reg prometheus.Registerer) (*Compactor, error) {
+// commit log commits (which must be over the same bucket). A nil m keeps
+// the metrics unregistered.
+func NewCompactor(cfg CompactorConfig, bucket objstore.Bucket, commits *lake.CommitLog, logger *slog.Logger, m *Metrics) (*Compactor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -53,12 +54,15 @@ func NewCompactor(cfg CompactorConfig, bucket objstore.Bucket, commits *lake.Com
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	var id [4]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("compactor id: %w", err)
 	}
 	return &Compactor{cfg: cfg, bucket: bucket, commits: commits, logger: logger,
-		m: newCompactMetrics(reg), writer: "compactor-" + hex.EncodeToString(id[:])}, nil
+		m: m.compaction, writer: "compactor-" + hex.EncodeToString(id[:])}, nil
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -675,9 +679,9 @@ type compactMetrics struct {
 	conflicts             *prometheus.CounterVec // table
 }
 
-func newCompactMetrics(reg prometheus.Registerer) *compactMetrics {
+func newCompactMetrics(f promauto.Factory) *compactMetrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
-		return promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
+		return f.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
 	return &compactMetrics{
 		bytesIn:    counter("sluice_aggregate_compaction_bytes_in_total", "Bytes of raw objects replaced by compaction.", "table"),

@@ -142,12 +142,12 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 150, FlushInterval: 50 * time.Millisecond}, b, logger, reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 150, FlushInterval: 50 * time.Millisecond}, b, logger, ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	src, err := kafka.NewSource(kafka.Config{Brokers: cluster.ListenAddrs(), Group: "g",
-		SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second}, []*schema.Table{table}, w, logger, reg)
+		SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second}, []*schema.Table{table}, w, logger, kafka.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,9 +190,10 @@ func TestCompactionWhileIngesting(t *testing.T) {
 
 	cfg := aggregate.CompactorConfig{TargetBytes: target, CloseDelay: time.Minute, MaxGroupsPerRun: 3}
 	compactors := make([]*aggregate.Compactor, 2)
+	am := aggregate.NewMetrics(reg) // the compactors' series, counted together
 	for i := range compactors {
 		// Each has its own commit log, as separate processes would.
-		compactors[i], err = aggregate.NewCompactor(cfg, b, lake.NewCommitLog(b), logger, reg)
+		compactors[i], err = aggregate.NewCompactor(cfg, b, lake.NewCommitLog(b), logger, am)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,7 +39,7 @@ func TestNullableFieldAddedLaterReadsAsNull(t *testing.T) {
 	})
 	raw := newLocal(t)
 	ctx := context.Background()
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 	})
 	raw := newLocal(t)
 	ctx := context.Background()
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 	write(after, 25, base.Add(2*time.Minute))
 	write(after, 1, base.Add(2*time.Hour)) // closes the hour (an object of its own hour)
 	log := lake.NewCommitLog(raw)
-	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 64 << 20, CloseDelay: time.Minute}, raw, log, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 64 << 20, CloseDelay: time.Minute}, raw, log, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestMeasureAndWindowAddedToTheRollup(t *testing.T) {
 		t.Fatalf("first run (old rollup): %+v, %v", st, err)
 	}
 	svc2, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second}, raw, summaries,
-		[]*schema.Table{after}, "b", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		[]*schema.Table{after}, "b", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,8 +72,9 @@ func TestStaleLeaseHolderCannotOverwrite(t *testing.T) {
 	t.Run("local", func(t *testing.T) { testStaleLeaseHolder(t, newLocal(t)) })
 	t.Run("s3", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
+		sm := objstore.NewMetrics(reg)
 		b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
-		testStaleLeaseHolder(t, objstore.NewRetrying(objstore.NewInstrumented(b, reg, "summary"), objstore.DefaultRetryPolicy(), nil, reg))
+		testStaleLeaseHolder(t, objstore.NewRetrying(objstore.NewInstrumented(b, sm, "summary"), objstore.DefaultRetryPolicy(), nil, sm))
 	})
 }
 
@@ -113,7 +114,7 @@ func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
 		}
 	}
 	staleReg := prometheus.NewRegistry()
-	svcStale, err := aggregate.NewService(cfg, raw, stale, []*schema.Table{tbl}, "stale", slog.New(slog.DiscardHandler), staleReg)
+	svcStale, err := aggregate.NewService(cfg, raw, stale, []*schema.Table{tbl}, "stale", slog.New(slog.DiscardHandler), aggregate.NewMetrics(staleReg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
 			newer = bytes.Clone(data)
 		},
 	}
-	svcFresh, err := aggregate.NewService(cfg, raw, fresh, []*schema.Table{tbl}, "fresh", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svcFresh, err := aggregate.NewService(cfg, raw, fresh, []*schema.Table{tbl}, "fresh", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestFencedCompactionWritesNothing(t *testing.T) {
 	f.add(200, hour.Add(90*time.Minute), hour.Add(2*time.Hour)) // the watermark passes the hour
 	f.commit()
 	reg := prometheus.NewRegistry()
-	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute}, raw, lake.NewCommitLog(raw), slog.New(slog.DiscardHandler), reg)
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute}, raw, lake.NewCommitLog(raw), slog.New(slog.DiscardHandler), aggregate.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

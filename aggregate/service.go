@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 	"github.com/parquet-go/parquet-go"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/lake"
@@ -38,7 +37,7 @@ type Service struct {
 	locker    *BucketLocker
 	compactor *Compactor // nil when compaction is off
 	logger    *slog.Logger
-	m         *metrics
+	m         *Metrics
 	now       func() time.Time
 
 	// sweeper sweeps sweepTables (every table, with a rollup or not); nil
@@ -50,11 +49,14 @@ type Service struct {
 // NewService prepares the jobs. Tables without a rollup are ignored. The
 // summary store must replace objects conditionally (objstore.ConditionalBucket):
 // summaries are written only over the version read, and leases are fenced
-// there.
-func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Table, owner string, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+// there. A nil m keeps the metrics unregistered.
+func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Table, owner string, logger *slog.Logger, m *Metrics) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if m == nil {
+		m = NewMetrics(nil)
 	}
 	cs, ok := summaries.(objstore.ConditionalBucket)
 	if !ok {
@@ -68,7 +70,7 @@ func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Tab
 	locker.skew, locker.now = cfg.ClockSkew, now
 	s := &Service{
 		cfg: cfg, raw: raw, summaries: cs, commits: lake.NewCommitLog(raw),
-		locker: locker, logger: logger, m: newMetrics(reg), now: now,
+		locker: locker, logger: logger, m: m, now: now,
 	}
 	for _, t := range tables {
 		if t.Rollup != nil {
@@ -84,14 +86,14 @@ func NewService(cfg Config, raw, summaries objstore.Bucket, tables []*schema.Tab
 		return nil, errors.New("aggregate: no table declares a rollup")
 	}
 	if cfg.CompactEvery > 0 {
-		c, err := NewCompactor(cfg.Compaction, raw, s.commits, logger, reg)
+		c, err := NewCompactor(cfg.Compaction, raw, s.commits, logger, m)
 		if err != nil {
 			return nil, err
 		}
 		s.compactor = c
 	}
 	if cfg.Sweep.Every > 0 {
-		sw, err := lake.NewSweeper(cfg.Sweep.SweepConfig, raw, summaries, owner, logger, reg)
+		sw, err := lake.NewSweeper(cfg.Sweep.SweepConfig, raw, summaries, owner, logger, m.sweep)
 		if err != nil {
 			return nil, err
 		}

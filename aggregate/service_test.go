@@ -42,7 +42,7 @@ type feeder struct {
 }
 
 func newFeeder(t *testing.T, raw objstore.Bucket, partitions int) *feeder {
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func readAll(t *testing.T, b objstore.Bucket, key string) []byte {
 func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg prometheus.Registerer) *aggregate.Service {
 	t.Helper()
 	svc, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second}, raw, summaries,
-		[]*schema.Table{sampleTable(t)}, owner, slog.New(slog.DiscardHandler), reg)
+		[]*schema.Table{sampleTable(t)}, owner, slog.New(slog.DiscardHandler), aggregate.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,13 +275,14 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 
 	shared := newLocal(t)
 	reg := prometheus.NewRegistry()
+	am := aggregate.NewMetrics(reg) // the two services count together, as in one process
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	for _, owner := range []string{"a", "z"} {
 		// Leases long enough for a whole run under the race detector on a
 		// loaded machine: a run cut short by its lease starts over.
 		svc, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 5 * time.Second}, raw, shared,
-			[]*schema.Table{tbl}, owner, slog.New(slog.DiscardHandler), reg)
+			[]*schema.Table{tbl}, owner, slog.New(slog.DiscardHandler), am)
 		if err != nil {
 			t.Fatal(err)
 		}

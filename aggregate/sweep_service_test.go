@@ -55,7 +55,7 @@ func TestRetentionNeverRecomputesRetiredWindows(t *testing.T) {
 
 	sweep := func(clock time.Time) lake.SweepReport {
 		t.Helper()
-		sw, err := lake.NewSweeper(lake.SweepConfig{}, raw, summaries, "test", nil, prometheus.NewRegistry())
+		sw, err := lake.NewSweeper(lake.SweepConfig{}, raw, summaries, "test", nil, lake.NewSweepMetrics(prometheus.NewRegistry()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestServiceSweepsOnSchedule(t *testing.T) {
 	if err := (aggregate.Config{Sweep: aggregate.SweepConfig{SweepConfig: lake.SweepConfig{Grace: time.Minute}}}).WithDefaults().Validate(); err == nil {
 		t.Error("a grace shorter than compaction.commit_within was accepted")
 	}
-	svc, err := aggregate.NewService(cfg, raw, summaries, tables, "a", slog.New(slog.DiscardHandler), reg)
+	svc, err := aggregate.NewService(cfg, raw, summaries, tables, "a", slog.New(slog.DiscardHandler), aggregate.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,8 @@ func runSweepAfterCrashes(t *testing.T, raw objstore.Bucket, compact bool) {
 	time.Sleep(sweepGrace + 1100*time.Millisecond) // older than the grace (S3 times are whole seconds)
 
 	reg := prometheus.NewRegistry()
-	sw, err := lake.NewSweeper(lake.SweepConfig{Grace: sweepGrace}, raw, nil, "test-sweeper", slog.New(slog.DiscardHandler), reg)
+	am := aggregate.NewMetrics(reg)
+	sw, err := lake.NewSweeper(lake.SweepConfig{Grace: sweepGrace}, raw, nil, "test-sweeper", slog.New(slog.DiscardHandler), am.Sweep())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func runSweepAfterCrashes(t *testing.T, raw objstore.Bucket, compact bool) {
 			return nil
 		}
 		comp, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 64 << 10, CloseDelay: time.Minute, MaxGroupsPerRun: 2, CommitWithin: commitWithin},
-			slow, lake.NewCommitLog(slow), slog.New(slog.DiscardHandler), reg)
+			slow, lake.NewCommitLog(slow), slog.New(slog.DiscardHandler), am)
 		if err != nil {
 			t.Fatal(err)
 		}

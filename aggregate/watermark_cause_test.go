@@ -165,7 +165,7 @@ func TestWatermarkCause(t *testing.T) {
 // there is none.
 func TestObserveWatermark(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	m := NewMetrics(reg)
 	wm := t0.Add(-time.Minute)
 	m.observeWatermark("events", wm, HeldByLaggingPartition, true, t0)
 	for _, c := range WatermarkCauses {

@@ -74,13 +74,13 @@ func pass(t testing.TB, lakeB, inboxB objstore.Bucket, tbl *schema.Table) inbox.
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, logger, reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, logger, ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	src, err := inbox.NewSource(inbox.Config{Lease: 10 * time.Second}, []*schema.Table{tbl}, lakeB,
-		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, reg)
+		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, inbox.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestOldFileRecomputesItsWindows(t *testing.T) {
 	if st := pass(t, lakeB, inboxB, tbl); st.Committed != 6 {
 		t.Fatalf("batch pass: %+v", st)
 	}
-	svc, err := aggregate.NewService(aggregate.Config{}.WithDefaults(), lakeB, sumB, []*schema.Table{tbl}, "test", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc, err := aggregate.NewService(aggregate.Config{}.WithDefaults(), lakeB, sumB, []*schema.Table{tbl}, "test", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

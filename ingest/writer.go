@@ -34,7 +34,7 @@ type Writer struct {
 	bucket   objstore.Bucket
 	commits  *lake.CommitLog
 	logger   *slog.Logger
-	m        *metrics
+	m        *Metrics
 	writerID string // tells this process's objects apart from a zombie's
 	mem      memory.Allocator
 
@@ -47,8 +47,8 @@ type Writer struct {
 }
 
 // NewWriter starts the flushers. Close stops them once every submitted
-// flush has finished.
-func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
+// flush has finished. A nil m keeps the metrics unregistered.
+func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, m *Metrics) (*Writer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -60,12 +60,15 @@ func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, re
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("writer id: %w", err)
 	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	w := &Writer{
 		cfg:      cfg,
 		bucket:   bucket,
-		commits:  lake.NewCommitLog(bucket).WithLogger(logger).WithMetrics(reg),
+		commits:  lake.NewCommitLog(bucket).WithLogger(logger).WithMetrics(m.checkpoints),
 		logger:   logger,
-		m:        newMetrics(reg),
+		m:        m,
 		writerID: hex.EncodeToString(id[:]),
 		mem:      memory.NewGoAllocator(),
 		budget:   semaphore.NewWeighted(cfg.MemoryBudget),

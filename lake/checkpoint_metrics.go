@@ -7,8 +7,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/objstore"
 )
 
@@ -19,21 +19,25 @@ import (
 // (sluice_lake_checkpoint_writes_total{outcome="error"}) and every resume
 // of the partition reads more.
 
-type checkpointMetrics struct {
+// CheckpointMetrics are the checkpoint series of one process, created once
+// and given to the commit log of each of its writers.
+type CheckpointMetrics struct {
 	age    *prometheus.GaugeVec   // table
 	writes *prometheus.CounterVec // table, outcome: ok|error
 }
 
-func newCheckpointMetrics(reg prometheus.Registerer) *checkpointMetrics {
-	return &checkpointMetrics{
-		age: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+// NewCheckpointMetrics creates the series on reg (nil: unregistered).
+func NewCheckpointMetrics(reg prometheus.Registerer) *CheckpointMetrics {
+	f := promauto.With(reg)
+	return &CheckpointMetrics{
+		age: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_lake_checkpoint_age_links",
 			Help: "The most links after the newest checkpoint over the partitions of the table this process committed to or resumed since it started: the links a resume of that partition reads past the checkpoint. Below the checkpoint interval (1000) while checkpoints are written.",
-		}, []string{"table"})),
-		writes: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"table"}),
+		writes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_lake_checkpoint_writes_total",
 			Help: "Checkpoints written by outcome: ok (or already there), error (resumes read more links until the next one).",
-		}, []string{"table", "outcome"})),
+		}, []string{"table", "outcome"}),
 	}
 }
 
@@ -41,7 +45,7 @@ func newCheckpointMetrics(reg prometheus.Registerer) *checkpointMetrics {
 // chain ends and where its newest known checkpoint is, and publishes the
 // largest difference per table.
 type checkpointAges struct {
-	m      *checkpointMetrics
+	m      *CheckpointMetrics
 	limit  int // partitions kept per table; see note
 	mu     sync.Mutex
 	tables map[string]*tableAges
@@ -63,11 +67,14 @@ type partitionAge struct {
 }
 
 // WithMetrics publishes the age of the checkpoints of the chains this log
-// commits to or resumes on reg, and returns l. Give it to the log of the
+// commits to or resumes on m, and returns l. Give it to the log of the
 // process that commits (one per process: the age is the largest over the
-// partitions this log has seen).
-func (l *CommitLog) WithMetrics(reg prometheus.Registerer) *CommitLog {
-	l.ages = &checkpointAges{m: newCheckpointMetrics(reg), limit: maxAgePartitions, tables: map[string]*tableAges{}}
+// partitions this log has seen). A nil m keeps the metrics unregistered.
+func (l *CommitLog) WithMetrics(m *CheckpointMetrics) *CommitLog {
+	if m == nil {
+		m = NewCheckpointMetrics(nil)
+	}
+	l.ages = &checkpointAges{m: m, limit: maxAgePartitions, tables: map[string]*tableAges{}}
 	return l
 }
 

@@ -11,7 +11,7 @@ import (
 // TestCheckpointAgesBounded: a table with more partitions than the limit
 // (an inbox: one per object) keeps the oldest and its maximum.
 func TestCheckpointAgesBounded(t *testing.T) {
-	a := &checkpointAges{m: newCheckpointMetrics(prometheus.NewRegistry()), limit: 8, tables: map[string]*tableAges{}}
+	a := &checkpointAges{m: NewCheckpointMetrics(prometheus.NewRegistry()), limit: 8, tables: map[string]*tableAges{}}
 	for i := range 100 {
 		a.note(partitionID{"in", "inbox:s", fmt.Sprintf("obj-%03d", i)}, int64(1+i%5), 0)
 	}

@@ -27,7 +27,7 @@ func TestCheckpointAgeMetrics(t *testing.T) {
 	b := objstoretest.NewHookBucket(local)
 	const table, src = "ck", "kafka:ck"
 	reg := prometheus.NewRegistry()
-	l := lake.NewCommitLog(b).WithCheckpointEvery(5).WithMetrics(reg)
+	l := lake.NewCommitLog(b).WithCheckpointEvery(5).WithMetrics(lake.NewCheckpointMetrics(reg))
 
 	ends := map[string]int64{}
 	open := func(part string) {
@@ -97,7 +97,7 @@ func TestCheckpointAgeMetrics(t *testing.T) {
 	// A fresh process resumes: from the checkpoint (partition 0) or the
 	// whole chain (partition 1).
 	reg2 := prometheus.NewRegistry()
-	fresh := lake.NewCommitLog(local).WithCheckpointEvery(5).WithMetrics(reg2)
+	fresh := lake.NewCommitLog(local).WithCheckpointEvery(5).WithMetrics(lake.NewCheckpointMetrics(reg2))
 	if end, found, err := fresh.Resume(ctx, table, src, "0"); err != nil || !found || end.Seq != 15 {
 		t.Fatalf("resume 0 = %+v, %v, %v", end, found, err)
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/objstore"
 )
 
@@ -125,7 +125,9 @@ func (r SweepReport) Count(kind string) (n int, bytes int64) {
 	return n, bytes
 }
 
-type sweepMetrics struct {
+// SweepMetrics are the sweeper series of one process, created once and
+// given to each of its sweepers.
+type SweepMetrics struct {
 	objects   *prometheus.CounterVec // table, kind
 	bytes     *prometheus.CounterVec // table, kind
 	runs      *prometheus.CounterVec // table, outcome
@@ -136,40 +138,42 @@ type sweepMetrics struct {
 	lastRun   *prometheus.GaugeVec   // table, kind: deleted by the last run (dry: would be)
 }
 
-func newSweepMetrics(reg prometheus.Registerer) *sweepMetrics {
-	return &sweepMetrics{
-		objects: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+// NewSweepMetrics creates the series on reg (nil: unregistered).
+func NewSweepMetrics(reg prometheus.Registerer) *SweepMetrics {
+	f := promauto.With(reg)
+	return &SweepMetrics{
+		objects: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_lake_sweep_deleted_objects_total",
 			Help: "Objects the sweeper deleted, by kind: uncommitted, replaced (by compaction), retired (by retention), summary (retired), upload (abandoned), record (superseded retention record).",
-		}, []string{"table", "kind"})),
-		bytes: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"table", "kind"}),
+		bytes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_lake_sweep_deleted_bytes_total",
 			Help: "Bytes of the objects the sweeper deleted, by kind.",
-		}, []string{"table", "kind"})),
-		runs: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"table", "kind"}),
+		runs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_lake_sweep_runs_total",
 			Help: "Sweeps of a table by outcome: ok, error, dry_run.",
-		}, []string{"table", "outcome"})),
-		errors: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"table", "outcome"}),
+		errors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_lake_sweep_errors_total",
 			Help: "Deletions and listings of the sweeper that failed.",
-		}, []string{"table"})),
-		kept: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"table"}),
+		kept: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_lake_sweep_rechecked_kept_objects_total",
 			Help: "Candidates the re-check right before deleting kept, because a record named them meanwhile.",
-		}, []string{"table"})),
-		horizon: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"table"}),
+		horizon: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_lake_retention_horizon_timestamp_seconds",
 			Help: "Event time before which a table's data is retired, by area (raw, summaries); 0 when nothing is.",
-		}, []string{"table", "area"})),
-		lastSwept: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"table", "area"}),
+		lastSwept: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_lake_sweep_last_success_timestamp_seconds",
 			Help: "When a sweep of the table last finished without error.",
-		}, []string{"table"})),
-		lastRun: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"table"}),
+		lastRun: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_lake_sweep_last_run_objects",
 			Help: "Objects the last sweep of the table deleted (a dry run: would delete), by kind.",
-		}, []string{"table", "kind"})),
+		}, []string{"table", "kind"}),
 	}
 }
 
@@ -190,14 +194,14 @@ type Sweeper struct {
 	log       *CommitLog
 	writer    string
 	logger    *slog.Logger
-	m         *sweepMetrics
+	m         *SweepMetrics
 	now       func() time.Time
 }
 
 // NewSweeper returns a sweeper of the lake in raw and, if summaries is not
 // nil, of the summary objects in it. writer names this process in the
-// retention records it writes.
-func NewSweeper(cfg SweepConfig, raw, summaries objstore.Bucket, writer string, logger *slog.Logger, reg prometheus.Registerer) (*Sweeper, error) {
+// retention records it writes. A nil m keeps the metrics unregistered.
+func NewSweeper(cfg SweepConfig, raw, summaries objstore.Bucket, writer string, logger *slog.Logger, m *SweepMetrics) (*Sweeper, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -205,8 +209,11 @@ func NewSweeper(cfg SweepConfig, raw, summaries objstore.Bucket, writer string, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if m == nil {
+		m = NewSweepMetrics(nil)
+	}
 	return &Sweeper{cfg: cfg, raw: raw, summaries: summaries, log: NewCommitLog(raw).WithLogger(logger),
-		writer: writer, logger: logger, m: newSweepMetrics(reg), now: time.Now}, nil
+		writer: writer, logger: logger, m: m, now: time.Now}, nil
 }
 
 // WithClock makes the sweeper (and the records it writes) use now instead

@@ -24,7 +24,8 @@ func TestAcceptanceS3(t *testing.T) {
 func TestAcceptanceS3Decorated(t *testing.T) {
 	b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
 	reg := prometheus.NewRegistry()
-	decorated := objstore.NewInstrumented(objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), reg), reg, "lake")
+	sm := objstore.NewMetrics(reg)
+	decorated := objstore.NewInstrumented(objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), sm), sm, "lake")
 	objstoretest.AcceptanceTest(t, decorated, objstoretest.AcceptanceOptions{LargeObjectSize: 6 << 20})
 }
 
@@ -39,5 +40,6 @@ func TestConditionalS3(t *testing.T) {
 func TestConditionalS3Decorated(t *testing.T) {
 	b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
 	reg := prometheus.NewRegistry()
-	objstoretest.ConditionalTest(t, objstore.NewInstrumented(objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), reg), reg, "lake"))
+	sm := objstore.NewMetrics(reg)
+	objstoretest.ConditionalTest(t, objstore.NewInstrumented(objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), sm), sm, "lake"))
 }

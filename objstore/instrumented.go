@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sluicehq/sluice/internal/promreg"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Operation label values.
@@ -37,34 +37,47 @@ const (
 	reasonOther     = "permanent"
 )
 
-// bucketMetrics are shared by every Instrumented bucket of one registerer;
-// the bucket label tells them apart.
-type bucketMetrics struct {
+// Metrics are the object-store series of one process, created once on its
+// registerer and given to every Instrumented and Retrying bucket of the
+// process; the bucket label tells the buckets apart.
+type Metrics struct {
 	ops      *prometheus.CounterVec
 	failures *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	noRetry  *prometheus.CounterVec
 }
 
-func newBucketMetrics(reg prometheus.Registerer) *bucketMetrics {
-	return &bucketMetrics{
-		ops: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+// NewMetrics creates the series on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		ops: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_object_operations_total",
 			Help: "Object-store operations started, by bucket and operation.",
-		}, []string{"bucket", "operation"})),
-		failures: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"bucket", "operation"}),
+		failures: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_object_operation_failures_total",
 			Help: "Object-store operations that failed, by reason. A missing key on a read and a lost conditional create are outcomes, not failures.",
-		}, []string{"bucket", "operation", "reason"})),
-		duration: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"bucket", "operation", "reason"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_sink_object_operation_duration_seconds",
 			Help:    "Time to complete an object-store operation (for gets: to open the object).",
 			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
-		}, []string{"bucket", "operation"})),
-		bytes: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, []string{"bucket", "operation"}),
+		bytes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_sink_object_bytes_total",
 			Help: "Object bytes moved, by direction (read, written).",
-		}, []string{"bucket", "direction"})),
+		}, []string{"bucket", "direction"}),
+		retries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_sink_object_retries_total",
+			Help: "Object-store calls retried after a transient error, by operation.",
+		}, []string{"bucket", "operation"}),
+		noRetry: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_sink_object_unretryable_puts_total",
+			Help: "Puts given a single attempt because their reader cannot be rewound.",
+		}, []string{"bucket"}),
 	}
 }
 
@@ -72,7 +85,7 @@ func newBucketMetrics(reg prometheus.Registerer) *bucketMetrics {
 type Instrumented struct {
 	b            Bucket
 	name         string
-	m            *bucketMetrics
+	m            *Metrics
 	bytesRead    prometheus.Counter
 	bytesWritten prometheus.Counter
 }
@@ -81,9 +94,11 @@ var _ Bucket = (*Instrumented)(nil)
 
 // NewInstrumented wraps b; name is the bucket label of its metrics. Put it
 // outside a Retrying decorator to count logical calls, inside to count
-// attempts.
-func NewInstrumented(b Bucket, reg prometheus.Registerer, name string) *Instrumented {
-	m := newBucketMetrics(reg)
+// attempts. A nil m keeps the metrics unregistered.
+func NewInstrumented(b Bucket, m *Metrics, name string) *Instrumented {
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	for _, op := range allOps {
 		m.failures.WithLabelValues(name, op, reasonTransient)
 		m.ops.WithLabelValues(name, op)

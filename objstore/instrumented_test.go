@@ -16,10 +16,11 @@ import (
 
 func TestInstrumentedMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
+	sm := objstore.NewMetrics(reg)
 	h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
-	b := objstore.NewInstrumented(h, reg, "lake")
+	b := objstore.NewInstrumented(h, sm, "lake")
 	// A second bucket on the same registerer reuses the collectors.
-	other := objstore.NewInstrumented(objstoretest.NewLocal(t), reg, "scratch")
+	other := objstore.NewInstrumented(objstoretest.NewLocal(t), sm, "scratch")
 	ctx := t.Context()
 
 	if err := b.Put(ctx, "a/1", bytes.NewReader([]byte("hello")), 5); err != nil {
@@ -90,6 +91,7 @@ func TestInstrumentedMetrics(t *testing.T) {
 // seekable, or every upload would lose its retries.
 func TestInstrumentedKeepsPutRetryable(t *testing.T) {
 	reg := prometheus.NewRegistry()
+	sm := objstore.NewMetrics(reg)
 	h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
 	fails := 2
 	h.Before = func(op, _ string) error {
@@ -99,7 +101,7 @@ func TestInstrumentedKeepsPutRetryable(t *testing.T) {
 		}
 		return nil
 	}
-	b := objstore.NewInstrumented(objstore.NewRetrying(h, fastPolicy, nil, reg), reg, "lake")
+	b := objstore.NewInstrumented(objstore.NewRetrying(h, fastPolicy, nil, sm), sm, "lake")
 	for _, size := range []int64{3, -1} {
 		fails = 2
 		if err := b.Put(t.Context(), "k", bytes.NewReader([]byte("abc")), size); err != nil {

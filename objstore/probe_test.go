@@ -26,8 +26,9 @@ func TestCheckConditionalWritesHonoured(t *testing.T) {
 		{"s3", func(t *testing.T) objstore.Bucket { return objstoretest.NewS3(t, slog.New(slog.DiscardHandler)) }},
 		{"s3 decorated", func(t *testing.T) objstore.Bucket {
 			reg := prometheus.NewRegistry()
+			sm := objstore.NewMetrics(reg)
 			b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
-			return objstore.NewRetrying(objstore.NewInstrumented(b, reg, "raw"), objstore.DefaultRetryPolicy(), nil, reg)
+			return objstore.NewRetrying(objstore.NewInstrumented(b, sm, "raw"), objstore.DefaultRetryPolicy(), nil, sm)
 		}},
 		{"s3 through the proxy, conditions kept", func(t *testing.T) objstore.Bucket {
 			b, _ := proxiedS3(t)
@@ -60,12 +61,13 @@ func TestCheckConditionalWritesRefusesIgnoringServer(t *testing.T) {
 	cfg := objstoretest.S3Config(t)
 	proxy.IgnoreConditionalWrites(&faultproxy.Credentials{AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Region: cfg.Region})
 	reg := prometheus.NewRegistry()
+	sm := objstore.NewMetrics(reg)
 	for _, tc := range []struct {
 		name string
 		b    objstore.Bucket
 	}{
 		{"plain", b},
-		{"decorated", objstore.NewRetrying(objstore.NewInstrumented(b, reg, "raw"), objstore.DefaultRetryPolicy(), nil, reg)},
+		{"decorated", objstore.NewRetrying(objstore.NewInstrumented(b, sm, "raw"), objstore.DefaultRetryPolicy(), nil, sm)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := proxy.Stats().Unconditional

@@ -16,7 +16,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sluicehq/sluice/internal/promreg"
 )
 
 // ErrUnavailable marks an error as transient: the store could not answer now
@@ -191,25 +190,20 @@ type Retrying struct {
 
 var _ Bucket = (*Retrying)(nil)
 
-// NewRetrying wraps b. A nil registerer keeps the metrics unregistered.
-func NewRetrying(b Bucket, policy RetryPolicy, logger *slog.Logger, reg prometheus.Registerer) *Retrying {
+// NewRetrying wraps b. A nil m keeps the metrics unregistered.
+func NewRetrying(b Bucket, policy RetryPolicy, logger *slog.Logger, m *Metrics) *Retrying {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	retries := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_sink_object_retries_total",
-		Help: "Object-store calls retried after a transient error, by operation.",
-	}, []string{"bucket", "operation"}))
-	noRetry := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_sink_object_unretryable_puts_total",
-		Help: "Puts given a single attempt because their reader cannot be rewound.",
-	}, []string{"bucket"}))
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	for _, op := range allOps {
-		retries.WithLabelValues(b.Name(), op)
+		m.retries.WithLabelValues(b.Name(), op)
 	}
 	return &Retrying{
 		b: b, policy: policy.withDefaults(), logger: logger,
-		retries: retries, noRetry: noRetry.WithLabelValues(b.Name()),
+		retries: m.retries, noRetry: m.noRetry.WithLabelValues(b.Name()),
 	}
 }
 

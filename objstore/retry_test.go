@@ -158,7 +158,8 @@ func TestRetryingBucket(t *testing.T) {
 	setup := func(t *testing.T) (*objstoretest.HookBucket, *objstore.Retrying, *prometheus.Registry) {
 		h := objstoretest.NewHookBucket(objstoretest.NewLocal(t))
 		reg := prometheus.NewRegistry()
-		return h, objstore.NewRetrying(h, fastPolicy, slog.New(slog.DiscardHandler), reg), reg
+		sm := objstore.NewMetrics(reg)
+		return h, objstore.NewRetrying(h, fastPolicy, slog.New(slog.DiscardHandler), sm), reg
 	}
 	t.Run("transient failures are retried", func(t *testing.T) {
 		h, r, reg := setup(t)

@@ -17,7 +17,8 @@ import (
 func TestAsUploadsThroughDecorators(t *testing.T) {
 	l := objstoretest.NewLocal(t)
 	reg := prometheus.NewRegistry()
-	decorated := objstore.NewRetrying(objstore.NewInstrumented(l, reg, "raw"), objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), reg)
+	sm := objstore.NewMetrics(reg)
+	decorated := objstore.NewRetrying(objstore.NewInstrumented(l, sm, "raw"), objstore.DefaultRetryPolicy(), slog.New(slog.DiscardHandler), sm)
 	if u, ok := objstore.AsUploads(decorated); !ok || u != objstore.Uploads(l) {
 		t.Fatalf("AsUploads(decorated local) = %v, %v; want the local bucket", u, ok)
 	}

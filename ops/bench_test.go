@@ -73,7 +73,7 @@ rules:
 		}
 		f.commit()
 		agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, raw, sum,
-			[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ func TestEventRulesAfterCompactionAndSweep(t *testing.T) {
 		f.commit()
 	}
 	commits := lake.NewCommitLog(b)
-	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 1 << 20, CloseDelay: time.Minute}, b, commits, nil, prometheus.NewRegistry())
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 1 << 20, CloseDelay: time.Minute}, b, commits, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func newWindowBench(t *testing.T, rules string, t0 time.Time) *windowBench {
 	wb := &windowBench{t: t, raw: newLocal(t), sum: newLocal(t), t0: t0}
 	wb.f = newFeeder(t, wb.raw, 1)
 	agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, wb.raw, wb.sum,
-		[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

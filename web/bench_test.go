@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/web"
@@ -113,7 +111,7 @@ func BenchmarkQueryDay1m(b *testing.B) {
 	}
 	post(b, client, ts.URL+"/v1/tables/events/events", appender, benchEvents("tail", day.Add(86_000*time.Second), 2*time.Second, 200))
 	post(b, client, ts.URL+"/v1/tables/events/events", appender, benchEvents("now", time.Now().Add(-time.Minute), time.Second, 1))
-	svc, err := aggregate.NewService(aggregate.Config{}, raw, sums, httpTables(b), "bench", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc, err := aggregate.NewService(aggregate.Config{}, raw, sums, httpTables(b), "bench", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/httpserver"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/web"
@@ -30,7 +31,7 @@ func startHardened(t *testing.T) (string, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.DiscardHandler)
-	ws, err := web.New(ctx, web.Config{FlushInterval: 20 * time.Millisecond}, httpTables(t), b, logger, reg)
+	ws, err := web.New(ctx, web.Config{FlushInterval: 20 * time.Millisecond}, httpTables(t), b, logger, reg, ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func TestHTTPIngestIntoKafka(t *testing.T) {
 	b := memLocal(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ws, err := web.New(ctx, web.Config{}, schema.SampleTables(), b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	ws, err := web.New(ctx, web.Config{}, schema.SampleTables(), b, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

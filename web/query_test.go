@@ -24,7 +24,6 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/web"
@@ -120,7 +119,7 @@ func newQueryFixture(t *testing.T) *queryFixture {
 		i = j
 	}
 	t.Logf("ingested in %s", time.Since(began))
-	svc, err := aggregate.NewService(aggregate.Config{}, raw, sums, httpTables(t), "test", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	svc, err := aggregate.NewService(aggregate.Config{}, raw, sums, httpTables(t), "test", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,13 +77,17 @@ type Server struct {
 	keys    *auth.KeyStore
 	raw     objstore.Bucket
 	list    []*schema.Table
-	reg     prometheus.Registerer
 	commits *lake.CommitLog
+
+	queryMetrics *query.Metrics
 }
 
 // New builds the web tier over the lake bucket raw. Tables whose source is
-// http get an ingest partition on this server.
-func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+// http get an ingest partition on this server. The web tier's own series
+// (HTTP ingest, queries) are created on reg; its writer counts in writer,
+// the ingest series the process shares among its writers (nil:
+// unregistered).
+func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer, writer *ingest.Metrics) (*Server, error) {
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = DefaultFlushInterval
 	}
@@ -106,7 +110,7 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 	}
 	s := &Server{cfg: cfg, tables: map[string]*schema.Table{}, logger: logger,
 		auth: auth.NewAuthenticator(cfg.Auth, keys, signer, logger),
-		raw:  raw, list: tables, reg: reg, commits: lake.NewCommitLog(raw).WithLogger(logger), keys: keys}
+		raw:  raw, list: tables, queryMetrics: query.NewMetrics(reg), commits: lake.NewCommitLog(raw).WithLogger(logger), keys: keys}
 	if s.page, err = page.New(); err != nil {
 		return nil, err
 	}
@@ -122,7 +126,7 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 		return nil, err
 	}
 	if len(httpTables) > 0 {
-		s.writer, err = ingest.NewWriter(ingest.WriterConfig{FlushInterval: cfg.FlushInterval, FlushRecords: cfg.FlushRecords}, raw, logger, reg)
+		s.writer, err = ingest.NewWriter(ingest.WriterConfig{FlushInterval: cfg.FlushInterval, FlushRecords: cfg.FlushRecords}, raw, logger, writer)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +141,7 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 			s.writer.InitTableMetrics(t.Name)
 		}
 	}
-	s.ingest, err = httpin.NewHandler(cfg.Ingest, s.src, raw, s.commits, logger, reg)
+	s.ingest, err = httpin.NewHandler(cfg.Ingest, s.src, raw, s.commits, logger, httpin.NewMetrics(reg))
 	if err != nil {
 		if s.pipe != nil {
 			s.pipe.Close()
@@ -158,7 +162,7 @@ func (s *Server) Auth() *auth.Authenticator { return s.auth }
 // SetSummaries enables the query API over the summary store; call before
 // Mount.
 func (s *Server) SetSummaries(b objstore.BucketReader) {
-	s.query = query.NewHandler(&query.Source{Raw: s.commits, Summaries: b, CacheUnits: s.cfg.QueryCacheUnits}, s.list, s.logger, s.reg)
+	s.query = query.NewHandler(&query.Source{Raw: s.commits, Summaries: b, CacheUnits: s.cfg.QueryCacheUnits}, s.list, s.logger, s.queryMetrics)
 }
 
 // Mount adds the endpoints to mux.
@@ -168,7 +172,7 @@ func (s *Server) Mount(mux Mux) {
 	mux.Handle("POST /v1/tokens", protect(http.HandlerFunc(s.serveToken)))
 	mux.Handle("GET /v1/tables", protect(http.HandlerFunc(s.serveTables)))
 	if s.query == nil {
-		s.query = query.NewHandler(nil, s.list, s.logger, s.reg) // answers 503: no summary store
+		s.query = query.NewHandler(nil, s.list, s.logger, s.queryMetrics) // answers 503: no summary store
 	}
 	mux.Handle("GET /v1/query", protect(s.query))
 	mux.Handle("POST /v1/query", protect(s.query))

@@ -46,7 +46,7 @@ func startServer(t testing.TB, b objstore.Bucket, cfg web.Config, mount func(*we
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = 20 * time.Millisecond
 	}
-	s, err := web.New(ctx, cfg, httpTables(t), b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	s, err := web.New(ctx, cfg, httpTables(t), b, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

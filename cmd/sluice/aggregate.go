@@ -89,7 +89,8 @@ func runAggregate(ctx context.Context, g *globals, cfg *fileConfig, o aggregateO
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err
 	}
-	svc, err := newAggregateService(ctx, cfg, logger, reg)
+	pm := newProcMetrics(reg)
+	svc, err := newAggregateService(ctx, cfg, logger, pm)
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func runAggregate(ctx context.Context, g *globals, cfg *fileConfig, o aggregateO
 	if cfg.rules == nil {
 		opsDone <- nil
 	} else {
-		opsSvc, err := newOpsService(ctx, cfg, logger, reg)
+		opsSvc, err := newOpsService(ctx, cfg, logger, pm)
 		if err != nil {
 			stopHTTP()
 			return errors.Join(err, <-httpDone)
@@ -145,15 +146,15 @@ func runAggregate(ctx context.Context, g *globals, cfg *fileConfig, o aggregateO
 }
 
 // newAggregateService opens both stores and builds the service.
-func newAggregateService(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer) (*aggregate.Service, error) {
-	raw, err := openNamedBucket(ctx, "raw", cfg.Store, logger, reg)
+func newAggregateService(ctx context.Context, cfg *fileConfig, logger *slog.Logger, pm *procMetrics) (*aggregate.Service, error) {
+	raw, err := openNamedBucket(ctx, "raw", cfg.Store, logger, pm)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkTableFields(ctx, raw, cfg.tables, logger); err != nil {
 		return nil, err
 	}
-	summaries, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg)
+	summaries, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, pm)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +169,7 @@ func newAggregateService(ctx context.Context, cfg *fileConfig, logger *slog.Logg
 		acfg.ClockOffset = d
 		logger.Warn("lease clock shifted for testing", "env", envTestClockOffset, "offset", d)
 	}
-	return aggregate.NewService(acfg, raw, summaries, cfg.tables, owner, logger, reg)
+	return aggregate.NewService(acfg, raw, summaries, cfg.tables, owner, logger, aggregate.NewMetrics(pm.registerer()))
 }
 
 func backfill(ctx context.Context, g *globals, svc *aggregate.Service, tables []*schema.Table, from, to time.Time) error {

@@ -118,16 +118,16 @@ func runBatchRun(ctx context.Context, g *globals, cfg *fileConfig, o batchRunOpt
 			format = table.Inbox.Format
 		}
 	}
-	reg := prometheus.NewRegistry()
+	pm := newProcMetrics(prometheus.NewRegistry())
 	sc := cfg.Store
 	if storeName != "" {
 		sc = cfg.Stores[storeName]
 	}
-	input, err := openNamedBucket(ctx, "input", sc, logger, reg)
+	input, err := openNamedBucket(ctx, "input", sc, logger, pm)
 	if err != nil {
 		return err
 	}
-	summaries, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg)
+	summaries, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, pm)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func runBatch(ctx context.Context, g *globals, cfg *fileConfig, o batchOptions) 
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err
 	}
-	w, src, err := newBatchSource(ctx, cfg, logger, reg)
+	w, src, err := newBatchSource(ctx, cfg, logger, newProcMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -205,8 +205,8 @@ func runBatch(ctx context.Context, g *globals, cfg *fileConfig, o batchOptions) 
 // newBatchSource opens the lake and the inboxes' stores and builds the
 // writer and the inbox source over them. The caller closes both (the
 // source first).
-func newBatchSource(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer) (*ingest.Writer, *inbox.Source, error) {
-	lakeB, err := openBucket(ctx, cfg.Store, logger, reg)
+func newBatchSource(ctx context.Context, cfg *fileConfig, logger *slog.Logger, pm *procMetrics) (*ingest.Writer, *inbox.Source, error) {
+	lakeB, err := openBucket(ctx, cfg.Store, logger, pm)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,18 +222,18 @@ func newBatchSource(ctx context.Context, cfg *fileConfig, logger *slog.Logger, r
 		if !ok {
 			return nil, fmt.Errorf("no store named %q under stores", name)
 		}
-		b, err := openNamedBucket(ctx, "inbox-"+name, sc, logger, reg)
+		b, err := openNamedBucket(ctx, "inbox-"+name, sc, logger, pm)
 		if err != nil {
 			return nil, err
 		}
 		opened[name] = b
 		return b, nil
 	}
-	w, err := ingest.NewWriter(cfg.Ingest, lakeB, logger, reg)
+	w, err := ingest.NewWriter(cfg.Ingest, lakeB, logger, pm.writers())
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := inbox.NewSource(cfg.Batch, cfg.tables, lakeB, stores, w, logger, reg)
+	src, err := inbox.NewSource(cfg.Batch, cfg.tables, lakeB, stores, w, logger, inbox.NewMetrics(pm.registerer()))
 	if err != nil {
 		w.Close()
 		return nil, nil, err

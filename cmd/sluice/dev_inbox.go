@@ -36,7 +36,7 @@ func (s *devStack) startInbox() error {
 	t.Kafka, t.Topic = nil, ""
 	t.Inbox = &schema.InboxSource{Prefix: devInboxPrefix, Format: "jsonl", Compression: "auto"}
 	s.batch, err = inbox.NewSource(inbox.Config{Interval: 2 * time.Second, Lease: 30 * time.Second, ReconcileEvery: time.Minute, Settle: time.Second},
-		[]*schema.Table{&t}, lakeB, func(string) (objstore.Bucket, error) { return store, nil }, s.writer, s.logger, s.reg)
+		[]*schema.Table{&t}, lakeB, func(string) (objstore.Bucket, error) { return store, nil }, s.writer, s.logger, inbox.NewMetrics(s.reg))
 	return err
 }
 

@@ -19,7 +19,7 @@ func mountDevWeb(ctx context.Context, s *devStack, logger *slog.Logger) (string,
 	if err != nil {
 		return "", err
 	}
-	ws, err := web.New(ctx, s.cfg.Web, s.cfg.tables, raw, logger, s.reg)
+	ws, err := web.New(ctx, s.cfg.Web, s.cfg.tables, raw, logger, s.reg, s.metrics.writers())
 	if err != nil {
 		return "", err
 	}

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/faultproxy"
@@ -201,7 +199,7 @@ func appendLate(t *testing.T, raw objstore.Bucket, tbl *schema.Table, n int, rng
 	}
 	to := time.UnixMicro(newest).Add(-5 * time.Minute)
 	from := to.Add(-40 * time.Minute)
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -74,7 +72,7 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour}.WithDefaults(),
-		bucket, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		bucket, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

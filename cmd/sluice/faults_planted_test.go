@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -120,7 +118,7 @@ func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Ex
 		}
 	}
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour}.WithDefaults(),
-		b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/internal/lakefiles"
@@ -113,7 +112,7 @@ func openFilesLake(ctx context.Context, g *globals, o filesOptions) (objstore.Bu
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("open s3 store: %w", err)
 			}
-			b := objstore.NewRetrying(s, objstore.DefaultRetryPolicy(), g.Logger(), prometheus.NewRegistry())
+			b := objstore.NewRetrying(s, objstore.DefaultRetryPolicy(), g.Logger(), nil)
 			return b, lakefiles.S3Locator(*s3), s3, nil
 		}
 		dir = cfg.Store.LocalDir

@@ -68,7 +68,7 @@ func runIngest(ctx context.Context, g *globals, cfg *fileConfig) error {
 			return err
 		}
 	}
-	bucket, w, src, err := newIngester(ctx, cfg, logger, reg, secOpts...)
+	bucket, w, src, err := newIngester(ctx, cfg, logger, newProcMetrics(reg), secOpts...)
 	if err != nil {
 		return err
 	}
@@ -115,21 +115,21 @@ func setMemoryLimit(limit int64, logger *slog.Logger) {
 // over it (Kafka, and Kinesis for tables that name a stream): what
 // `ingest`, `dev` and `loadtest --embedded` share. The caller closes the
 // writer.
-func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (objstore.Bucket, *ingest.Writer, source, error) {
-	bucket, err := openBucket(ctx, cfg.Store, logger, reg)
+func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, pm *procMetrics, opts ...kgo.Opt) (objstore.Bucket, *ingest.Writer, source, error) {
+	bucket, err := openBucket(ctx, cfg.Store, logger, pm)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if err := checkTableFields(ctx, bucket, cfg.tables, logger); err != nil {
 		return nil, nil, nil, err
 	}
-	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, reg)
+	w, err := ingest.NewWriter(cfg.Ingest, bucket, logger, pm.writers())
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	var srcs sources
 	if readsKafka(cfg.tables) {
-		src, err := kafka.NewSource(cfg.Kafka, cfg.tables, w, logger, reg, opts...)
+		src, err := kafka.NewSource(cfg.Kafka, cfg.tables, w, logger, kafka.NewMetrics(pm.registerer()), opts...)
 		if err != nil {
 			w.Close()
 			return nil, nil, nil, err
@@ -137,7 +137,7 @@ func newIngester(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg 
 		srcs = append(srcs, src)
 	}
 	if slices.ContainsFunc(cfg.tables, func(t *schema.Table) bool { return t.SourceKind() == schema.SourceKinesis }) {
-		src, err := kinesis.NewSource(ctx, cfg.Kinesis, cfg.tables, w, bucket, logger, reg)
+		src, err := kinesis.NewSource(ctx, cfg.Kinesis, cfg.tables, w, bucket, logger, kinesis.NewMetrics(pm.registerer()))
 		if err != nil {
 			w.Close()
 			return nil, nil, nil, err

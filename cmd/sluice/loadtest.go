@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/loadtest/harness"
@@ -151,11 +150,11 @@ func runLoadtest(ctx context.Context, g *globals, o loadtestOptions, brokersSet 
 				logger.Error("embedded stack", "err", err)
 			}
 		}()
-		raw, err := openBucket(ctx, st.cfg.Store, logger, prometheus.NewRegistry())
+		raw, err := openBucket(ctx, st.cfg.Store, logger, nil)
 		if err != nil {
 			return err
 		}
-		sums, err := openNamedBucket(ctx, "summary", *st.cfg.SummaryStore, logger, prometheus.NewRegistry())
+		sums, err := openNamedBucket(ctx, "summary", *st.cfg.SummaryStore, logger, nil)
 		if err != nil {
 			return err
 		}
@@ -185,13 +184,13 @@ func runLoadtest(ctx context.Context, g *globals, o loadtestOptions, brokersSet 
 		if table == nil {
 			return usageErrorf("no table in %s reads topic %q", o.configPath, cfg.Topic)
 		}
-		raw, err := openBucket(ctx, fc.Store, logger, prometheus.NewRegistry())
+		raw, err := openBucket(ctx, fc.Store, logger, nil)
 		if err != nil {
 			return err
 		}
 		env.Raw = raw
 		if fc.SummaryStore != nil {
-			if env.Summaries, err = openNamedBucket(ctx, "summary", *fc.SummaryStore, logger, prometheus.NewRegistry()); err != nil {
+			if env.Summaries, err = openNamedBucket(ctx, "summary", *fc.SummaryStore, logger, nil); err != nil {
 				return err
 			}
 		}

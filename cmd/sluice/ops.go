@@ -53,11 +53,11 @@ With --once it evaluates every table once, makes the due deliveries, and exits.`
 }
 
 // newOpsService opens the stores and builds the service.
-func newOpsService(ctx context.Context, cfg *fileConfig, logger *slog.Logger, reg prometheus.Registerer) (*ops.Service, error) {
+func newOpsService(ctx context.Context, cfg *fileConfig, logger *slog.Logger, pm *procMetrics) (*ops.Service, error) {
 	if cfg.rules == nil {
 		return nil, errNoRules
 	}
-	raw, err := openNamedBucket(ctx, "raw", cfg.Store, logger, reg)
+	raw, err := openNamedBucket(ctx, "raw", cfg.Store, logger, pm)
 	if err != nil {
 		return nil, err
 	}
@@ -67,12 +67,12 @@ func newOpsService(ctx context.Context, cfg *fileConfig, logger *slog.Logger, re
 	}
 	var summaries objstore.BucketReader
 	if cfg.SummaryStore != nil {
-		if summaries, err = openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg); err != nil {
+		if summaries, err = openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, pm); err != nil {
 			return nil, err
 		}
 	}
 	host, _ := os.Hostname()
-	return ops.NewService(cfg.Ops, cfg.rules, cfg.tables, lakeB, summaries, fmt.Sprintf("%s/%d", host, os.Getpid()), logger, ops.NewMetrics(reg))
+	return ops.NewService(cfg.Ops, cfg.rules, cfg.tables, lakeB, summaries, fmt.Sprintf("%s/%d", host, os.Getpid()), logger, ops.NewMetrics(pm.registerer()))
 }
 
 func runOps(ctx context.Context, g *globals, cfg *fileConfig, o opsOptions) error {
@@ -80,7 +80,7 @@ func runOps(ctx context.Context, g *globals, cfg *fileConfig, o opsOptions) erro
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err
 	}
-	svc, err := newOpsService(ctx, cfg, g.Logger(), reg)
+	svc, err := newOpsService(ctx, cfg, g.Logger(), newProcMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func newActionsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		raw, err := openNamedBucket(cmd.Context(), "raw", cfg.Store, g.Logger(), prometheus.NewRegistry())
+		raw, err := openNamedBucket(cmd.Context(), "raw", cfg.Store, g.Logger(), nil)
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -51,11 +51,12 @@ func runServe(ctx context.Context, g *globals, cfg *fileConfig) error {
 	if err := httpserver.RegisterRuntimeCollectors(reg); err != nil {
 		return err
 	}
-	raw, err := openBucket(ctx, cfg.Store, logger, reg)
+	pm := newProcMetrics(reg)
+	raw, err := openBucket(ctx, cfg.Store, logger, pm)
 	if err != nil {
 		return err
 	}
-	ws, err := web.New(ctx, cfg.Web, cfg.tables, raw, logger, reg)
+	ws, err := web.New(ctx, cfg.Web, cfg.tables, raw, logger, reg, pm.writers())
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func runServe(ctx context.Context, g *globals, cfg *fileConfig) error {
 		ws.SetProducer(httpin.KafkaProducer{Client: cl})
 	}
 	if cfg.SummaryStore != nil {
-		sums, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg)
+		sums, err := openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, pm)
 		if err != nil {
 			return err
 		}
@@ -116,7 +117,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		b, err := openBucket(ctx, cfg.Store, g.Logger(), prometheus.NewRegistry())
+		b, err := openBucket(ctx, cfg.Store, g.Logger(), nil)
 		if err != nil {
 			return nil, err
 		}

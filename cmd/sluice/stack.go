@@ -49,6 +49,7 @@ type devStack struct {
 	events     *schema.Table
 	cfg        *fileConfig
 	reg        *prometheus.Registry
+	metrics    *procMetrics // the series the stack's components share, on reg
 	broker     *kafkabroker.Broker
 	writer     *ingest.Writer
 	src        source
@@ -108,13 +109,14 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 	if err := httpserver.RegisterRuntimeCollectors(s.reg); err != nil {
 		return nil, err
 	}
-	if _, s.writer, s.src, err = newIngester(ctx, s.cfg, logger, s.reg); err != nil {
+	s.metrics = newProcMetrics(s.reg)
+	if _, s.writer, s.src, err = newIngester(ctx, s.cfg, logger, s.metrics); err != nil {
 		return nil, err
 	}
 	if err := s.startInbox(); err != nil {
 		return nil, err
 	}
-	if s.agg, err = newAggregateService(ctx, s.cfg, logger, s.reg); err != nil {
+	if s.agg, err = newAggregateService(ctx, s.cfg, logger, s.metrics); err != nil {
 		return nil, err
 	}
 	if o.rulesFile != "" {
@@ -122,7 +124,7 @@ func startStack(ctx context.Context, logger *slog.Logger, o stackOptions) (st *d
 			return nil, err
 		}
 		s.cfg.Ops = ops.Config{Interval: 5 * time.Second}.WithDefaults()
-		if s.ops, err = newOpsService(ctx, s.cfg, logger, s.reg); err != nil {
+		if s.ops, err = newOpsService(ctx, s.cfg, logger, s.metrics); err != nil {
 			return nil, err
 		}
 	}

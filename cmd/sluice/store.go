@@ -5,21 +5,19 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/objstore"
 )
 
 // openBucket builds the configured store with retries (outermost, so every
 // attempt is measured) and metrics around it.
-func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (objstore.Bucket, error) {
-	return openNamedBucket(ctx, "raw", cfg, logger, reg)
+func openBucket(ctx context.Context, cfg storeConfig, logger *slog.Logger, pm *procMetrics) (objstore.Bucket, error) {
+	return openNamedBucket(ctx, "raw", cfg, logger, pm)
 }
 
 // openNamedBucket labels the store's metrics with name (raw, summary). It
 // refuses a store that does not honour conditional writes: every command
 // that opens a store writes commit records, leases or summaries through it.
-func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, reg prometheus.Registerer) (objstore.Bucket, error) {
+func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *slog.Logger, pm *procMetrics) (objstore.Bucket, error) {
 	var b objstore.Bucket
 	switch {
 	case cfg.LocalDir != "":
@@ -37,8 +35,8 @@ func openNamedBucket(ctx context.Context, name string, cfg storeConfig, logger *
 	default:
 		return nil, errNoStore
 	}
-	b = objstore.NewInstrumented(b, reg, name)
-	b = objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), logger, reg)
+	b = objstore.NewInstrumented(b, pm.stores(), name)
+	b = objstore.NewRetrying(b, objstore.DefaultRetryPolicy(), logger, pm.stores())
 	if err := objstore.CheckConditionalWrites(ctx, b); err != nil {
 		return nil, fmt.Errorf("%s store: %w", name, err)
 	}

@@ -87,18 +87,19 @@ func runSweep(ctx context.Context, g *globals, cfg *fileConfig, o sweepOptions) 
 		}
 	}
 	reg := prometheus.NewRegistry()
-	raw, err := openNamedBucket(ctx, "raw", cfg.Store, logger, reg)
+	pm := newProcMetrics(reg)
+	raw, err := openNamedBucket(ctx, "raw", cfg.Store, logger, pm)
 	if err != nil {
 		return err
 	}
 	var summaries objstore.Bucket
 	if cfg.SummaryStore != nil {
-		if summaries, err = openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, reg); err != nil {
+		if summaries, err = openNamedBucket(ctx, "summary", *cfg.SummaryStore, logger, pm); err != nil {
 			return err
 		}
 	}
 	host, _ := os.Hostname()
-	sw, err := lake.NewSweeper(sc, raw, summaries, fmt.Sprintf("sluice sweep %s/%d", host, os.Getpid()), logger, reg)
+	sw, err := lake.NewSweeper(sc, raw, summaries, fmt.Sprintf("sluice sweep %s/%d", host, os.Getpid()), logger, lake.NewSweepMetrics(reg))
 	if err != nil {
 		return usageError{err}
 	}

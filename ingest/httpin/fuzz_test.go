@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -30,7 +28,7 @@ func FuzzIngestBody(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h, err := NewHandler(Config{MaxBodyBytes: 64 << 10, MaxRecords: 100}, src, objstoretest.NewLocal(f), nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	h, err := NewHandler(Config{MaxBodyBytes: 64 << 10, MaxRecords: 100}, src, objstoretest.NewLocal(f), nil, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -112,30 +112,50 @@ const (
 	spanLost                     // the claim write failed ambiguously: the records were not queued
 )
 
+// Metrics are the HTTP ingest series of one process, created once on its
+// registerer and given to its handler.
+type Metrics struct {
+	requests *prometheus.CounterVec // table, code
+	records  *prometheus.CounterVec // table, outcome
+}
+
+// NewMetrics creates the series on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_httpin_requests_total",
+			Help: "HTTP ingest requests by table and status code.",
+		}, []string{"table", "code"}),
+		records: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_httpin_records_total",
+			Help: "Records received over HTTP by table and outcome (accepted, refused).",
+		}, []string{"table", "outcome"}),
+	}
+}
+
 // NewHandler serves the source's tables. b is the lake's bucket, where
-// Idempotency-Key claims are kept; it must support conditional writes.
-func NewHandler(cfg Config, src *Source, b objstore.Bucket, commits *lake.CommitLog, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+// Idempotency-Key claims are kept; it must support conditional writes. A
+// nil m keeps the metrics unregistered.
+func NewHandler(cfg Config, src *Source, b objstore.Bucket, commits *lake.CommitLog, logger *slog.Logger, m *Metrics) (*Handler, error) {
 	cb, ok := b.(objstore.ConditionalBucket)
 	if !ok {
 		return nil, fmt.Errorf("http ingest: bucket %s cannot replace objects conditionally", b.Name())
 	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	cfg = cfg.WithDefaults()
 	h := &Handler{
-		cfg:    cfg,
-		src:    src,
-		store:  &idempotencyStore{b: cb, commits: commits, ttl: cfg.IdempotencyTTL, now: time.Now},
-		logger: logger,
-		decs:   map[string]*sync.Pool{},
-		kafka:  map[string]*schema.Table{},
-		queued: map[string]queuedSpan{},
-		requests: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_httpin_requests_total",
-			Help: "HTTP ingest requests by table and status code.",
-		}, []string{"table", "code"})),
-		records: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_httpin_records_total",
-			Help: "Records received over HTTP by table and outcome (accepted, refused).",
-		}, []string{"table", "outcome"})),
+		cfg:      cfg,
+		src:      src,
+		store:    &idempotencyStore{b: cb, commits: commits, ttl: cfg.IdempotencyTTL, now: time.Now},
+		logger:   logger,
+		decs:     map[string]*sync.Pool{},
+		kafka:    map[string]*schema.Table{},
+		queued:   map[string]queuedSpan{},
+		requests: m.requests,
+		records:  m.records,
 	}
 	for name, p := range src.parts {
 		h.decs[name] = newDecoderPool(p.table)

@@ -63,7 +63,7 @@ func runStack(b objstore.Bucket, cfg httpin.Config, table *schema.Table) (string
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushInterval: 20 * time.Millisecond, Workers: 1}, b, logger, reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushInterval: 20 * time.Millisecond, Workers: 1}, b, logger, ingest.NewMetrics(reg))
 	if err != nil {
 		cancel()
 		return "", nil, err
@@ -81,7 +81,7 @@ func runStack(b objstore.Bucket, cfg httpin.Config, table *schema.Table) (string
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = src.Run(ctx) }()
-	h, err := httpin.NewHandler(cfg, src, b, w.CommitLog(), logger, reg)
+	h, err := httpin.NewHandler(cfg, src, b, w.CommitLog(), logger, httpin.NewMetrics(reg))
 	if err != nil {
 		cancel()
 		return "", nil, err
@@ -203,7 +203,7 @@ func newBareHandler(t *testing.T, b objstore.Bucket, cfg httpin.Config) *httpin.
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := httpin.NewHandler(cfg, src, b, lake.NewCommitLog(b), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	h, err := httpin.NewHandler(cfg, src, b, lake.NewCommitLog(b), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,13 +55,13 @@ func runWorker(dir string) int {
 	lease, _ := time.ParseDuration(os.Getenv(envWorkerLease))
 	tables := tableList(testTables(nil), "ev", "cv", "pq")
 	reg := prometheus.NewRegistry()
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 20_000, FlushBytes: 4 << 20, FlushInterval: time.Minute, Workers: 2}, lakeB, logger, reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 20_000, FlushBytes: 4 << 20, FlushInterval: time.Minute, Workers: 2}, lakeB, logger, ingest.NewMetrics(reg))
 	if err != nil {
 		return fail(err)
 	}
 	defer w.Close()
 	src, err := inbox.NewSource(inbox.Config{SplitBytes: split, Parallel: 3, Lease: lease, ReconcileEvery: -1}, tables, lakeB,
-		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, reg)
+		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, inbox.NewMetrics(reg))
 	if err != nil {
 		return fail(err)
 	}

@@ -480,12 +480,12 @@ func runPass(t testing.TB, ctx context.Context, lakeB, inboxB objstore.Bucket, t
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 50_000, FlushBytes: 8 << 20, FlushInterval: time.Minute, Workers: 2}, lakeB, logger, reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 50_000, FlushBytes: 8 << 20, FlushInterval: time.Minute, Workers: 2}, lakeB, logger, ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	src, err := inbox.NewSource(cfg, tables, lakeB, func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, reg)
+	src, err := inbox.NewSource(cfg, tables, lakeB, func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, inbox.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

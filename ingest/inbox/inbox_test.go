@@ -215,12 +215,12 @@ func TestArchiveAfterCommit(t *testing.T) {
 func TestEventsHandler(t *testing.T) {
 	lakeB := objstoretest.NewLocal(t)
 	reg := prometheus.NewRegistry()
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, slog.New(slog.DiscardHandler), reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, slog.New(slog.DiscardHandler), ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	src, err := inbox.NewSource(inbox.Config{}, tableList(testTables(t), "ev"), lakeB, func(string) (objstore.Bucket, error) { return lakeB, nil }, w, slog.New(slog.DiscardHandler), reg)
+	src, err := inbox.NewSource(inbox.Config{}, tableList(testTables(t), "ev"), lakeB, func(string) (objstore.Bucket, error) { return lakeB, nil }, w, slog.New(slog.DiscardHandler), inbox.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,13 +258,13 @@ func TestServicePicksUpNewFiles(t *testing.T) {
 	lakeB, inboxB := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.DiscardHandler)
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, logger, reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, lakeB, logger, ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	src, err := inbox.NewSource(inbox.Config{Interval: time.Hour, Lease: 10 * time.Second}, tableList(testTables(t), "ev"), lakeB,
-		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, reg)
+		func(string) (objstore.Bucket, error) { return inboxB, nil }, w, logger, inbox.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/ingest"
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -34,7 +34,7 @@ type Source struct {
 	w      *ingest.Writer
 	pipe   *ingest.Pipeline
 	logger *slog.Logger
-	m      *metrics
+	m      *Metrics
 	holder string // this process in the ledger's leases
 	sem    chan struct{}
 	notify chan struct{} // passes asked for by events
@@ -53,7 +53,9 @@ type tableInbox struct {
 	source string // the chains' source name, "inbox:<table>"
 }
 
-type metrics struct {
+// Metrics are the inbox series of one process, created once on its
+// registerer and given to each of its sources.
+type Metrics struct {
 	files  *prometheus.CounterVec // table, outcome
 	splits *prometheus.CounterVec // table
 	bytes  *prometheus.CounterVec // table
@@ -62,26 +64,23 @@ type metrics struct {
 	pruned *prometheus.CounterVec // table
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		files: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_files_total",
+// NewMetrics creates the series on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		files: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_files_total",
 			Help: "Inbox files finished, by outcome (committed, quarantined, refused, failed attempts)."}, []string{"table", "outcome"}),
-		splits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_splits_total",
+		splits: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_splits_total",
 			Help: "Splits whose rows are all committed."}, []string{"table"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_read_bytes_total",
+		bytes: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_read_bytes_total",
 			Help: "Bytes of inbox files read (compressed, as stored)."}, []string{"table"}),
-		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_records_total",
+		lines: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_records_total",
 			Help: "Lines or rows delivered to the pipeline, dead letters included."}, []string{"table"}),
-		lost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_lost_claims_total",
+		lost: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_lost_claims_total",
 			Help: "Claims taken over by another process while this one worked (a lease that ran out)."}, []string{"table"}),
+		pruned: f.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_pruned_entries_total",
+			Help: "Ledger entries forgotten: finished files gone from the inbox for batch.prune_after."}, []string{"table"}),
 	}
-	m.files = promreg.Register(reg, m.files)
-	m.splits = promreg.Register(reg, m.splits)
-	m.bytes = promreg.Register(reg, m.bytes)
-	m.lines = promreg.Register(reg, m.lines)
-	m.lost = promreg.Register(reg, m.lost)
-	m.pruned = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_inbox_pruned_entries_total",
-		Help: "Ledger entries forgotten: finished files gone from the inbox for batch.prune_after."}, []string{"table"}))
 	return m
 }
 
@@ -99,8 +98,9 @@ func PartitionName(key, version string, split int) string {
 }
 
 // NewSource prepares the source for the inbox tables among tables. lakeStore
-// holds the ledger; stores resolves each inbox's store.
-func NewSource(cfg Config, tables []*schema.Table, lakeStore objstore.Bucket, stores Stores, w *ingest.Writer, logger *slog.Logger, reg prometheus.Registerer) (*Source, error) {
+// holds the ledger; stores resolves each inbox's store. A nil m keeps the
+// metrics unregistered.
+func NewSource(cfg Config, tables []*schema.Table, lakeStore objstore.Bucket, stores Stores, w *ingest.Writer, logger *slog.Logger, m *Metrics) (*Source, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -112,7 +112,10 @@ func NewSource(cfg Config, tables []*schema.Table, lakeStore objstore.Bucket, st
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("inbox: holder id: %w", err)
 	}
-	s := &Source{cfg: cfg, w: w, logger: logger, m: newMetrics(reg), sem: make(chan struct{}, cfg.Parallel), notify: make(chan struct{}, 1),
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	s := &Source{cfg: cfg, w: w, logger: logger, m: m, sem: make(chan struct{}, cfg.Parallel), notify: make(chan struct{}, 1),
 		lastReconcile: map[string]time.Time{}}
 	s.holder = hex.EncodeToString(id[:])
 	for _, t := range tables {

@@ -28,7 +28,7 @@ func TestCommittedObjectsReadByArrowParquetReader(t *testing.T) {
 	start := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	const n = 3000
 	produce(t, c.ListenAddrs(), n, 0, start)
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 700, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 700, FlushInterval: 100 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitCommitted(t, b, "events", n, 30*time.Second)
 	src.stop(t)
 

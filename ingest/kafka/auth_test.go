@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
@@ -250,11 +249,11 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 			}
 			want := produceSecure(t, addr, opts, 600, 25)
 			b := newLocalBucket(t)
-			w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 200, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), prometheus.NewRegistry())
+			w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 200, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), prometheus.NewRegistry(), opts...)
+			src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), nil, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -261,7 +261,7 @@ func TestLaterFlushFailsFirstBeforeFirstCommit(t *testing.T) {
 	}
 	// Small fetches, so that several flushes start one after another.
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 16 << 10, FetchMaxPartitionBytes: 16 << 10}
-	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 500 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 500 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
 	checkIDs(t, want, committedIDs(t, b))
@@ -305,7 +305,7 @@ func TestObjectKeysNeverReused(t *testing.T) {
 		attempted[key] = true // each link's first attempt fails, after its objects were uploaded
 		return errors.New("injected commit failure")
 	}
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 150, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 150, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
 	checkIDs(t, want, committedIDs(t, b))
@@ -326,7 +326,7 @@ func TestTopicRecreatedIsANewIncarnation(t *testing.T) {
 	adm := admin(t, c)
 	before := produceIDs(t, c.ListenAddrs(), testTopic, "old", 500)
 	b := newLocalBucket(t)
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, before, 30*time.Second)
 
 	ctx := context.Background()
@@ -385,7 +385,7 @@ func TestRetentionPastChainEndIsAGap(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: start}
 			wcfg := ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}
-			src := startSourceWith(t, cfg, b, wcfg, reg)
+			src := startSourceWith(t, cfg, b, wcfg, newProcMetrics(reg))
 			waitGenesis(t, b)
 			first := produceIDs(t, c.ListenAddrs(), testTopic, "first", 300) // offsets 0..299
 			waitIDs(t, b, first, 30*time.Second)
@@ -403,7 +403,7 @@ func TestRetentionPastChainEndIsAGap(t *testing.T) {
 				survived[fmt.Sprintf("second-%d", i)] = true // offsets 600..799
 			}
 			reg = prometheus.NewRegistry()
-			src = startSourceWith(t, cfg, b, wcfg, reg)
+			src = startSourceWith(t, cfg, b, wcfg, newProcMetrics(reg))
 			want := union(first, survived)
 			waitIDs(t, b, want, 30*time.Second)
 			src.stop(t)
@@ -445,7 +445,7 @@ func TestLatestIsResolvedOnce(t *testing.T) {
 	b.putHook = func(string, int64) error { return errors.New("injected: the first owner never commits data") }
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
 	wcfg := ingest.WriterConfig{FlushRecords: 50, FlushInterval: 50 * time.Millisecond}
-	first := startSourceWith(t, cfg, b, wcfg, prometheus.NewRegistry())
+	first := startSourceWith(t, cfg, b, wcfg, newProcMetrics(prometheus.NewRegistry()))
 	waitGenesis(t, b)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "during", 200)
 	time.Sleep(500 * time.Millisecond) // the first owner fetches them and fails to commit
@@ -454,7 +454,7 @@ func TestLatestIsResolvedOnce(t *testing.T) {
 	first.w.Close()
 
 	b.putHook = nil
-	second := startSourceWith(t, cfg, b, wcfg, prometheus.NewRegistry())
+	second := startSourceWith(t, cfg, b, wcfg, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	second.stop(t)
 	checkIDs(t, want, committedIDs(t, b))
@@ -468,7 +468,7 @@ func TestPartitionsAddedMidRunStartAtTheirBeginning(t *testing.T) {
 	adm := admin(t, c)
 	b := newLocalBucket(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
-	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry(),
+	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()),
 		kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	waitGenesis(t, b)
 	if _, err := adm.CreatePartitions(context.Background(), 2, testTopic); err != nil {
@@ -520,7 +520,7 @@ func TestAbortedTransactionsAreNotIngested(t *testing.T) {
 	// A last plain record marks the end: once it is in, everything before is.
 	want = union(want, produceIDs(t, c.ListenAddrs(), testTopic, "tail", 2))
 	b := newLocalBucket(t)
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 40, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 40, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
 	checkIDs(t, want, committedIDs(t, b))
@@ -534,8 +534,8 @@ func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
 	early := produceIDsTo(t, c.ListenAddrs(), testTopic, "early", 200)
 	b := newLocalBucket(t)
 	wcfg := ingest.WriterConfig{FlushRecords: 60, FlushInterval: 30 * time.Millisecond}
-	z := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-z", StartOffset: "earliest"}, b, wcfg, prometheus.NewRegistry())
-	l := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-l", StartOffset: "latest"}, b, wcfg, prometheus.NewRegistry())
+	z := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-z", StartOffset: "earliest"}, b, wcfg, newProcMetrics(prometheus.NewRegistry()))
+	l := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-l", StartOffset: "latest"}, b, wcfg, newProcMetrics(prometheus.NewRegistry()))
 	waitGenesis(t, b)
 	for _, p := range []string{"0", "1"} {
 		deadline := time.Now().Add(20 * time.Second)
@@ -569,7 +569,7 @@ func TestLinksCarryTheSourceLag(t *testing.T) {
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "lag", 500)
 	b := newLocalBucket(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 8 << 10, FetchMaxPartitionBytes: 8 << 10}
-	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
 	chain := chainOf(t, b, "0")

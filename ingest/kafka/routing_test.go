@@ -157,12 +157,12 @@ func TestKafkaRoutesOneTopicIntoTwoTablesWithMetadata(t *testing.T) {
 	// earlier of them.
 	runOnce := func() {
 		reg := prometheus.NewRegistry()
-		w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 300, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), reg)
+		w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 300, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), ingest.NewMetrics(reg))
 		if err != nil {
 			t.Fatal(err)
 		}
 		src, err := NewSource(Config{Brokers: c.ListenAddrs(), Group: "routed", SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second},
-			tables, w, testLogger(t), reg)
+			tables, w, testLogger(t), NewMetrics(reg))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,7 +19,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/ingest"
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -28,7 +28,7 @@ type Source struct {
 	cfg     Config
 	w       *ingest.Writer
 	logger  *slog.Logger
-	m       *metrics
+	m       *Metrics
 	routers map[string]*schema.Router // by topic: the tables reading it
 	meta    map[string]bool           // tables that map record metadata to fields
 	opts    []kgo.Opt
@@ -73,30 +73,33 @@ type partState struct {
 	next    lake.Position         // the next position it expects to fetch
 }
 
-type metrics struct {
+// Metrics are the Kafka-only series of one process, created once on its
+// registerer and given to each of its sources.
+type Metrics struct {
 	lag         *prometheus.GaugeVec   // topic, partition
 	fetchErrors *prometheus.CounterVec // topic
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+// NewMetrics creates the series on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_ingest_consumer_lag_records",
 			Help: "Records between the last one fetched and the partition's last stable offset.",
 		}, []string{"topic", "partition"}),
-		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		fetchErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_ingest_fetch_errors_total",
 			Help: "Errors returned by fetches.",
 		}, []string{"topic"}),
 	}
-	m.lag = promreg.Register(reg, m.lag)
-	m.fetchErrors = promreg.Register(reg, m.fetchErrors)
 	return m
 }
 
 // NewSource prepares a consumer for tables (each names its topic). opts are
-// added to the client's options (TLS, SASL, ...).
-func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slog.Logger, reg prometheus.Registerer, opts ...kgo.Opt) (*Source, error) {
+// added to the client's options (TLS, SASL, ...). A nil m keeps the metrics
+// unregistered.
+func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slog.Logger, m *Metrics, opts ...kgo.Opt) (*Source, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -104,11 +107,14 @@ func NewSource(cfg Config, tables []*schema.Table, w *ingest.Writer, logger *slo
 	if len(tables) == 0 {
 		return nil, errors.New("kafka: no tables to consume")
 	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	s := &Source{
 		cfg:     cfg,
 		w:       w,
 		logger:  logger,
-		m:       newMetrics(reg),
+		m:       m,
 		routers: map[string]*schema.Router{},
 		meta:    map[string]bool{},
 		opts:    opts,

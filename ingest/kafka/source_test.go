@@ -275,26 +275,38 @@ func (r *runningSource) stop(t *testing.T) {
 	r.w.Close()
 }
 
-func startSource(t *testing.T, brokers []string, group string, b objstore.Bucket, wcfg ingest.WriterConfig, reg *prometheus.Registry) *runningSource {
-	t.Helper()
-	return startSourceWith(t, Config{Brokers: brokers, Group: group}, b, wcfg, reg)
+// procMetrics are the series of one test process, created once on reg:
+// the sources a test starts on them count together, as a process's do.
+type procMetrics struct {
+	reg    *prometheus.Registry
+	writer *ingest.Metrics
+	kafka  *Metrics
 }
 
-func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.WriterConfig, reg *prometheus.Registry, opts ...kgo.Opt) *runningSource {
+func newProcMetrics(reg *prometheus.Registry) *procMetrics {
+	return &procMetrics{reg: reg, writer: ingest.NewMetrics(reg), kafka: NewMetrics(reg)}
+}
+
+func startSource(t *testing.T, brokers []string, group string, b objstore.Bucket, wcfg ingest.WriterConfig, pm *procMetrics) *runningSource {
 	t.Helper()
-	w, err := ingest.NewWriter(wcfg, b, testLogger(t), reg)
+	return startSourceWith(t, Config{Brokers: brokers, Group: group}, b, wcfg, pm)
+}
+
+func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.WriterConfig, pm *procMetrics, opts ...kgo.Opt) *runningSource {
+	t.Helper()
+	w, err := ingest.NewWriter(wcfg, b, testLogger(t), pm.writer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout, cfg.RebalanceTimeout = 6*time.Second, 10*time.Second
 	}
-	src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), reg, opts...)
+	src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), pm.kafka, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningSource{cancel: cancel, done: make(chan error, 1), w: w, reg: reg}
+	r := &runningSource{cancel: cancel, done: make(chan error, 1), w: w, reg: pm.reg}
 	go func() { r.done <- src.Run(ctx) }()
 	return r
 }
@@ -314,7 +326,7 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour).Add(59 * time.Minute) // spans an hour boundary
 	want := produce(t, c.ListenAddrs(), 9000, 50, start)
 	reg := prometheus.NewRegistry()
-	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 700, FlushInterval: 200 * time.Millisecond}, reg)
+	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 700, FlushInterval: 200 * time.Millisecond}, newProcMetrics(reg))
 	waitCommitted(t, b, "events", 9000, 30*time.Second)
 	src.stop(t)
 
@@ -348,7 +360,7 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	want := produce(t, c.ListenAddrs(), 3000, 0, start)
-	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitCommitted(t, b, "events", 3000, 30*time.Second)
 	src.stop(t)
 
@@ -358,7 +370,7 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 	for k := range more.good {
 		want.good[k] = true
 	}
-	src = startSource(t, c.ListenAddrs(), "another-group", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src = startSource(t, c.ListenAddrs(), "another-group", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitCommitted(t, b, "events", 4500, 30*time.Second)
 	src.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))
@@ -395,8 +407,8 @@ func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 	want := produce(t, c.ListenAddrs(), 6000, 100, time.Now().UTC().Add(-time.Hour))
 	cfg := ingest.WriterConfig{FlushRecords: 300, FlushInterval: 50 * time.Millisecond}
 	regA, regZ := prometheus.NewRegistry(), prometheus.NewRegistry()
-	a := startSource(t, c.ListenAddrs(), "owner-a", b, cfg, regA)
-	z := startSource(t, c.ListenAddrs(), "owner-z", b, cfg, regZ)
+	a := startSource(t, c.ListenAddrs(), "owner-a", b, cfg, newProcMetrics(regA))
+	z := startSource(t, c.ListenAddrs(), "owner-z", b, cfg, newProcMetrics(regZ))
 	waitCommitted(t, b, "events", 6000, 60*time.Second)
 	a.stop(t)
 	z.stop(t)
@@ -420,11 +432,11 @@ func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	cfg := ingest.WriterConfig{FlushRecords: 250, FlushInterval: 100 * time.Millisecond}
-	reg := prometheus.NewRegistry()
+	pm := newProcMetrics(prometheus.NewRegistry())
 	want := produce(t, c.ListenAddrs(), 2000, 0, start)
-	first := startSource(t, c.ListenAddrs(), "g", b, cfg, reg)
+	first := startSource(t, c.ListenAddrs(), "g", b, cfg, pm)
 	waitCommitted(t, b, "events", 500, 30*time.Second)
-	second := startSource(t, c.ListenAddrs(), "g", b, cfg, reg)
+	second := startSource(t, c.ListenAddrs(), "g", b, cfg, pm)
 	// The second member must have taken partitions over (its links appear)
 	// before the first leaves: the rebalance is what is under test.
 	deadline := time.Now().Add(30 * time.Second)
@@ -516,7 +528,7 @@ func TestKafkaSourceRewindsBeforeFirstCommit(t *testing.T) {
 	b := &flakyBucket{Bucket: newLocalBucket(t)}
 	b.failures.Store(3)
 	want := produce(t, c.ListenAddrs(), 2000, 0, time.Now().UTC().Add(-time.Hour))
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitCommitted(t, b, "events", 2000, 30*time.Second)
 	src.stop(t)
 	checkExactlyOnce(t, want, readCommitted(t, b, "events"))

@@ -41,7 +41,7 @@ func TestLakeOfThePreviousVersionIsReadAndExtended(t *testing.T) {
 	// Offsets [0, 120) of each partition are the ones the old chains hold.
 	produceIDs(t, c.ListenAddrs(), testTopic, "already-ingested", 240)
 	want = union(want, produceIDs(t, c.ListenAddrs(), testTopic, "after-upgrade", 300))
-	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 50, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
+	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 50, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
 	checkIDs(t, want, committedIDs(t, b))

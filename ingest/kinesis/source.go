@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
@@ -41,7 +40,7 @@ type Source struct {
 	commits *lake.CommitLog
 	leases  leaseStore
 	logger  *slog.Logger
-	m       *metrics
+	m       *Metrics
 	tables  map[string]*schema.Table // by stream
 	api     api
 	pipe    *ingest.Pipeline
@@ -68,8 +67,9 @@ type reader struct {
 
 // NewSource prepares a reader of the streams of tables that name one
 // (`kinesis: {stream: ...}`). bucket holds the leases: the lake's own,
-// which must replace objects conditionally.
-func NewSource(ctx context.Context, cfg Config, tables []*schema.Table, w *ingest.Writer, bucket objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Source, error) {
+// which must replace objects conditionally. A nil m keeps the metrics
+// unregistered.
+func NewSource(ctx context.Context, cfg Config, tables []*schema.Table, w *ingest.Writer, bucket objstore.Bucket, logger *slog.Logger, m *Metrics) (*Source, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -77,6 +77,9 @@ func NewSource(ctx context.Context, cfg Config, tables []*schema.Table, w *inges
 	cb, ok := bucket.(objstore.ConditionalBucket)
 	if !ok {
 		return nil, fmt.Errorf("kinesis: the store %s cannot replace objects conditionally, which shard leases need", bucket.Name())
+	}
+	if m == nil {
+		m = NewMetrics(nil)
 	}
 	if cfg.Owner == "" {
 		host, _ := os.Hostname()
@@ -90,7 +93,7 @@ func NewSource(ctx context.Context, cfg Config, tables []*schema.Table, w *inges
 		commits: w.CommitLog(),
 		leases:  leaseStore{b: cb},
 		logger:  logger.With("source", "kinesis", "owner", cfg.Owner),
-		m:       newMetrics(reg),
+		m:       m,
 		tables:  map[string]*schema.Table{},
 		readers: map[shardKey]*reader{},
 	}

@@ -53,11 +53,11 @@ type running struct {
 func start(t *testing.T, cfg kinesis.Config, table *schema.Table, b objstore.Bucket) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 500, FlushInterval: 200 * time.Millisecond}, b, testLogger(), reg)
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 500, FlushInterval: 200 * time.Millisecond}, b, testLogger(), ingest.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := kinesis.NewSource(t.Context(), cfg, []*schema.Table{table}, w, b, testLogger(), reg)
+	src, err := kinesis.NewSource(t.Context(), cfg, []*schema.Table{table}, w, b, testLogger(), kinesis.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

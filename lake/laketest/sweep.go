@@ -66,7 +66,7 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 	sweeper := func(t *testing.T, cfg lake.SweepConfig, b objstore.Bucket, clock func() time.Time) (*lake.Sweeper, *prometheus.Registry) {
 		t.Helper()
 		reg := prometheus.NewRegistry()
-		s, err := lake.NewSweeper(cfg, b, summaries, "sweeper-test", nil, reg)
+		s, err := lake.NewSweeper(cfg, b, summaries, "sweeper-test", nil, lake.NewSweepMetrics(reg))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
@@ -66,7 +64,7 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 
 // prepareRawObjects writes and commits the events (see PrepareRaw).
 func prepareRawObjects(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) error {
-	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
@@ -62,7 +61,7 @@ func writeLake(t *testing.T) *committedLake {
 		}
 	}
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 2},
-		b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // the "duckdb" database/sql driver
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
@@ -242,7 +241,7 @@ func crash(t *testing.T, b objstore.Bucket, tb *schema.Table, partition string, 
 	ctx := context.Background()
 	hook := objstoretest.NewHookBucket(b)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 1},
-		hook, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		hook, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +273,7 @@ func writeLake(t *testing.T, b objstore.Bucket) written {
 	const flushes, perFlush = 3, 300
 	var out written
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 2},
-		b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +395,7 @@ func TestREADMEQueryCountsCommittedRecordsOnce(t *testing.T) {
 		return nil
 	}
 	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute, MaxGroupsPerRun: 1, TempDir: t.TempDir()},
-		hb, lake.NewCommitLog(hb), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		hb, lake.NewCommitLog(hb), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +471,7 @@ func TestDuckDBViewReadsMixedSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 1},
-		b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/sluicehq/sluice/internal/promreg"
 	"github.com/sluicehq/sluice/schema"
 	"github.com/sluicehq/sluice/web/auth"
 )
@@ -24,17 +24,32 @@ type Handler struct {
 	tables   map[string]*schema.Table
 	maxBytes int
 	logger   *slog.Logger
-	latency  *prometheus.HistogramVec // format, code
+	latency  *prometheus.HistogramVec // code
 }
 
-// NewHandler serves queries over tables from src.
-func NewHandler(src *Source, tables []*schema.Table, logger *slog.Logger, reg prometheus.Registerer) *Handler {
+// Metrics are the query API's series, created once per process and given
+// to its handlers.
+type Metrics struct {
+	latency *prometheus.HistogramVec // code
+}
+
+// NewMetrics creates the series on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	return &Metrics{latency: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "sluice_web_query_duration_seconds",
+		Help:    "Query API requests by status code, from parsing to the last byte written.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"code"})}
+}
+
+// NewHandler serves queries over tables from src. A nil m keeps the
+// metrics unregistered.
+func NewHandler(src *Source, tables []*schema.Table, logger *slog.Logger, m *Metrics) *Handler {
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	h := &Handler{src: src, tables: map[string]*schema.Table{}, maxBytes: DefaultMaxResultBytes, logger: logger,
-		latency: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "sluice_web_query_duration_seconds",
-			Help:    "Query API requests by status code, from parsing to the last byte written.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}, []string{"code"}))}
+		latency: m.latency}
 	for _, t := range tables {
 		h.tables[t.Name] = t
 	}
