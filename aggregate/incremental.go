@@ -34,12 +34,6 @@ import (
 // manifests and leaves a cursor. A run that fails leaves the cursor where
 // it was: the next one covers its links again.
 
-// CursorsPrefix is where run cursors live in the summary store.
-const CursorsPrefix = "_sluice/cursors/"
-
-// CursorKey is the key of a table's run cursor.
-func CursorKey(table string) string { return CursorsPrefix + table + ".json" }
-
 const runCursorVersion = 1
 
 type runCursor struct {
@@ -75,7 +69,7 @@ func rollupFingerprint(r *schema.Rollup) string {
 }
 
 func (s *Service) readCursor(ctx context.Context, t *schema.Table) (runCursor, string, bool, error) {
-	key := CursorKey(t.Name)
+	key := lake.RunCursorKey(t.Name)
 	data, version, err := s.summaries.GetVersion(ctx, key)
 	if objstore.IsNotExist(err) {
 		return runCursor{}, "", false, nil
@@ -100,7 +94,7 @@ func (s *Service) writeCursor(ctx context.Context, t *schema.Table, c runCursor,
 	if err != nil {
 		return err
 	}
-	key := CursorKey(t.Name)
+	key := lake.RunCursorKey(t.Name)
 	if fence != nil {
 		if err := s.locker.CheckFence(ctx, fence.key, fence.epoch); err != nil {
 			if errors.Is(err, ErrFenced) {

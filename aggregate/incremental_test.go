@@ -107,7 +107,7 @@ func TestRunCostFollowsChange(t *testing.T) {
 
 	// Without the cursor a run reads the whole table, as every run did
 	// before: the cost the cursor saves.
-	if err := summaries.Delete(ctx, aggregate.CursorKey(tbl.Name)); err != nil {
+	if err := summaries.Delete(ctx, lake.RunCursorKey(tbl.Name)); err != nil {
 		t.Fatal(err)
 	}
 	_, full := run(newService(t, raw, summaries, "b", prometheus.NewRegistry()), "whole table, no cursor (a new process)")

@@ -11,11 +11,9 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
-
-// LockPrefix is where leases and their fences live in the store.
-const LockPrefix = "_sluice/locks/"
 
 // ErrLocked is returned by Lock when another process holds the lease.
 var ErrLocked = errors.New("held by another aggregator")
@@ -91,7 +89,7 @@ func (l *BucketLocker) Lock(ctx context.Context, key string) (gocron.Lock, error
 		end = end.Add(l.lease)
 	}
 	lease := Lease{Epoch: slot, From: end.Add(-l.lease).Add(l.skew), Until: end}
-	objKey := fmt.Sprintf("%s%s/%020d.json", LockPrefix, safeKey(key), slot)
+	objKey := lake.LockKey(safeKey(key), slot)
 	body := fmt.Appendf(nil, `{"owner":%q,"epoch":%d,"acquired":%q,"writable_from":%q,"expires":%q}`, l.owner, slot,
 		now.UTC().Format(time.RFC3339Nano), lease.From.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano))
 	if err := l.b.PutIfAbsent(ctx, objKey, body); err != nil {
@@ -162,7 +160,7 @@ type fence struct {
 }
 
 // FenceKey is where the fence of the lock key lives.
-func FenceKey(key string) string { return LockPrefix + safeKey(key) + "/fence.json" }
+func FenceKey(key string) string { return lake.LocksRoot + safeKey(key) + "/fence.json" }
 
 // raiseFence moves key's fence up to epoch, or fails with ErrFenced if it is
 // already past it.
@@ -221,7 +219,7 @@ func (l *BucketLocker) CheckFence(ctx context.Context, key string, epoch int64) 
 
 // sweep removes lock objects of slots long past, left by crashed holders.
 func (l *BucketLocker) sweep(ctx context.Context, key string, current int64) {
-	prefix := LockPrefix + safeKey(key) + "/"
+	prefix := lake.LocksRoot + safeKey(key) + "/"
 	var stale []string
 	_ = l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		var slot int64

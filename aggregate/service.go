@@ -406,12 +406,7 @@ func groupByUnit(windows map[int64][]Link, w time.Duration) map[int64]map[int64]
 // SummaryKey is where the windows of size w in the unit starting at
 // unitStart live: `<table>/<window>/dt=YYYY-MM-DD/<unit>.parquet`.
 func SummaryKey(table string, w time.Duration, unitStart time.Time) string {
-	unitStart = unitStart.UTC()
-	name := "day"
-	if Unit(w) == time.Hour {
-		name = fmt.Sprintf("hour=%02d", unitStart.Hour())
-	}
-	return fmt.Sprintf("%s/%s/dt=%s/%s.parquet", table, WindowName(w), unitStart.Format(time.DateOnly), name)
+	return lake.SummaryKey(table, WindowName(w), unitStart, Unit(w) == time.Hour)
 }
 
 // WindowName spells a window size the way table definitions do: 1m, 5m, 1h, 1d.

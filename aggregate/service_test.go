@@ -369,7 +369,7 @@ func listObjects(t *testing.T, b objstore.Bucket, prefix string) map[string][]by
 	t.Helper()
 	out := map[string][]byte{}
 	err := b.Iter(context.Background(), prefix, func(a objstore.ObjectAttrs) error {
-		if !strings.HasPrefix(a.Key, aggregate.LockPrefix) {
+		if !strings.HasPrefix(a.Key, lake.LocksRoot) {
 			out[a.Key] = readAll(t, b, a.Key)
 		}
 		return nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest/inbox"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -105,7 +106,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	t.Inbox = &schema.InboxSource{Prefix: o.Prefix, Format: o.Format, Compression: o.Compression}
 	finest := slices.Min(t.Rollup.Windows)
 	sum := sha256.Sum256([]byte(o.Prefix + "\x00" + o.Format))
-	root := "_batch/" + t.Name + "/" + hex.EncodeToString(sum[:8]) + "/"
+	root := lake.BatchRunRoot(t.Name, hex.EncodeToString(sum[:8]))
 
 	// Plan: list, then cut each file into splits.
 	var files []inbox.Entry
@@ -136,7 +137,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 			planMu.Lock()
 			defer planMu.Unlock()
 			for _, sp := range sps {
-				splits = append(splits, split{file: e, sp: sp, key: fmt.Sprintf("%spartials/%s.%05d.parquet", root, hex.EncodeToString(id[:12]), sp.Index)})
+				splits = append(splits, split{file: e, sp: sp, key: lake.BatchPartialKey(root, hex.EncodeToString(id[:12]), sp.Index)})
 			}
 			return nil
 		})
@@ -298,7 +299,7 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 		return 0, 0, err
 	}
 	if dead.Len() > 0 {
-		dkey := strings.Replace(strings.TrimSuffix(s.key, ".parquet")+".jsonl", root+"partials/", root+"deadletters/", 1)
+		dkey := lake.BatchDeadLetterKey(root, s.key)
 		if err := o.State.Put(ctx, dkey, bytes.NewReader(dead.Bytes()), int64(dead.Len())); err != nil {
 			return 0, 0, err
 		}

@@ -648,8 +648,7 @@ func (w *Writer) upload(ctx context.Context, job *flushJob, rec *lake.CommitReco
 			w.m.flushFailures.WithLabelValues(table, "encode").Inc()
 			return fmt.Errorf("encode %s partition %s: %w", job.source, job.partition, err)
 		}
-		t := time.UnixMicro(group.hour * hourMicros).UTC()
-		key := fmt.Sprintf("%s/dt=%s/hour=%02d/%s.parquet", table, t.Format(time.DateOnly), t.Hour(), name)
+		key := lake.RawObjectKey(table, time.UnixMicro(group.hour*hourMicros), name)
 		size := int64(buf.Len())
 		if err := w.bucket.Put(ctx, key, bytes.NewReader(buf.Bytes()), size); err != nil {
 			w.m.flushFailures.WithLabelValues(table, "upload").Inc()
@@ -669,8 +668,7 @@ func (w *Writer) upload(ctx context.Context, job *flushJob, rec *lake.CommitReco
 		})
 	}
 	if job.deadCount > 0 {
-		now := time.Now().UTC()
-		key := fmt.Sprintf("%s%s/dt=%s/hour=%02d/%s.jsonl", lake.DeadLetterRoot, table, now.Format(time.DateOnly), now.Hour(), name)
+		key := lake.DeadLetterKey(table, time.Now(), name)
 		size := int64(len(job.dead))
 		if err := w.bucket.Put(ctx, key, bytes.NewReader(job.dead), size); err != nil {
 			w.m.flushFailures.WithLabelValues(table, "upload").Inc()

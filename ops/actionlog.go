@@ -11,12 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
-
-// ActionsRoot is where the action log lives: one object per firing,
-// _sluice/actions/<table>/<rule>/<firing id>.json.
-const ActionsRoot = "_sluice/actions/"
 
 // Delivery statuses of a log entry.
 const (
@@ -76,18 +73,10 @@ type ActionLog struct{ b objstore.ConditionalBucket }
 // NewActionLog returns the log kept in b.
 func NewActionLog(b objstore.ConditionalBucket) *ActionLog { return &ActionLog{b: b} }
 
-// EntryKey is where the entry of a firing lives.
-func EntryKey(table, rule, id string) string {
-	return ActionsRoot + table + "/" + rule + "/" + id + ".json"
-}
-
-// PendingRoot is where the outbox's markers live: an empty object per
-// firing not yet delivered or dead-lettered,
-// _sluice/ops/pending/<table>/<rule>/<firing id>, so that a new evaluator
-// finds what is left to send by listing names instead of reading the log.
-const PendingRoot = "_sluice/ops/pending/"
-
-func pendingKey(table, rule, id string) string { return PendingRoot + table + "/" + rule + "/" + id }
+// The log keeps one entry per firing (lake.ActionKey) and, while it is
+// neither delivered nor dead-lettered, a marker (lake.PendingActionKey), so
+// that a new evaluator finds what is left to send by listing names instead
+// of reading the log.
 
 // Create writes e unless an entry with its id exists. created is false
 // when it existed: the firing was logged before (by this process before a
@@ -102,11 +91,11 @@ func (l *ActionLog) Create(ctx context.Context, e *Entry) (created bool, err err
 		return false, err
 	}
 	if e.Status == StatusPending {
-		if err := l.b.PutIfAbsent(ctx, pendingKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
+		if err := l.b.PutIfAbsent(ctx, lake.PendingActionKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
 			return false, fmt.Errorf("log firing %s: %w", e.ID, err)
 		}
 	}
-	if err := l.b.PutIfAbsent(ctx, EntryKey(e.Table, e.Rule, e.ID), data); err != nil {
+	if err := l.b.PutIfAbsent(ctx, lake.ActionKey(e.Table, e.Rule, e.ID), data); err != nil {
 		if objstore.IsExists(err) {
 			return false, nil
 		}
@@ -117,7 +106,7 @@ func (l *ActionLog) Create(ctx context.Context, e *Entry) (created bool, err err
 
 // Get reads an entry and its version.
 func (l *ActionLog) Get(ctx context.Context, table, rule, id string) (*Entry, string, error) {
-	data, ver, err := l.b.GetVersion(ctx, EntryKey(table, rule, id))
+	data, ver, err := l.b.GetVersion(ctx, lake.ActionKey(table, rule, id))
 	if err != nil {
 		return nil, "", fmt.Errorf("read firing %s: %w", id, err)
 	}
@@ -135,10 +124,10 @@ func (l *ActionLog) Update(ctx context.Context, e *Entry, version string) error 
 	if err != nil {
 		return err
 	}
-	key := EntryKey(e.Table, e.Rule, e.ID)
+	key := lake.ActionKey(e.Table, e.Rule, e.ID)
 	if e.Status == StatusPending {
 		// A redelivery put back to pending: mark it again first.
-		if err := l.b.PutIfAbsent(ctx, pendingKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
+		if err := l.b.PutIfAbsent(ctx, lake.PendingActionKey(e.Table, e.Rule, e.ID), nil); err != nil && !objstore.IsExists(err) {
 			return fmt.Errorf("record delivery of %s: %w", e.ID, err)
 		}
 	}
@@ -148,7 +137,7 @@ func (l *ActionLog) Update(ctx context.Context, e *Entry, version string) error 
 	if e.Status != StatusPending {
 		// Best effort: a marker left behind is dropped by the next scan
 		// that finds its entry no longer pending.
-		_ = l.b.Delete(ctx, pendingKey(e.Table, e.Rule, e.ID))
+		_ = l.b.Delete(ctx, lake.PendingActionKey(e.Table, e.Rule, e.ID))
 	}
 	return nil
 }
@@ -158,7 +147,7 @@ type PendingRef struct{ Table, Rule, ID string }
 
 // Pending lists the firings of table marked pending (by names only).
 func (l *ActionLog) Pending(ctx context.Context, table string) ([]PendingRef, error) {
-	prefix := PendingRoot + table + "/"
+	prefix := lake.PendingActionsRoot + table + "/"
 	var out []PendingRef
 	err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		rule, id, ok := strings.Cut(strings.TrimPrefix(a.Key, prefix), "/")
@@ -175,7 +164,7 @@ func (l *ActionLog) Pending(ctx context.Context, table string) ([]PendingRef, er
 
 // DropPending removes a marker whose entry is missing or no longer pending.
 func (l *ActionLog) DropPending(ctx context.Context, r PendingRef) error {
-	return l.b.Delete(ctx, pendingKey(r.Table, r.Rule, r.ID))
+	return l.b.Delete(ctx, lake.PendingActionKey(r.Table, r.Rule, r.ID))
 }
 
 // Filter selects entries in List; zero fields select everything.
@@ -185,7 +174,7 @@ type Filter struct {
 
 // List reads the entries under the filter's table and rule, oldest first.
 func (l *ActionLog) List(ctx context.Context, f Filter) ([]*Entry, error) {
-	prefix := ActionsRoot
+	prefix := lake.ActionsRoot
 	if f.Table != "" {
 		prefix += f.Table + "/"
 		if f.Rule != "" {
@@ -231,7 +220,7 @@ func (l *ActionLog) List(ctx context.Context, f Filter) ([]*Entry, error) {
 // Find reads the entry with id wherever it is (ids are unique over the log).
 func (l *ActionLog) Find(ctx context.Context, id string) (*Entry, string, error) {
 	var key string
-	err := l.b.Iter(ctx, ActionsRoot, func(a objstore.ObjectAttrs) error {
+	err := l.b.Iter(ctx, lake.ActionsRoot, func(a objstore.ObjectAttrs) error {
 		if strings.HasSuffix(a.Key, "/"+id+".json") {
 			key = a.Key
 		}
@@ -243,7 +232,7 @@ func (l *ActionLog) Find(ctx context.Context, id string) (*Entry, string, error)
 	if key == "" {
 		return nil, "", fmt.Errorf("firing %s: %w", id, objstore.ErrNotExist)
 	}
-	parts := strings.Split(strings.TrimPrefix(key, ActionsRoot), "/")
+	parts := strings.Split(strings.TrimPrefix(key, lake.ActionsRoot), "/")
 	if len(parts) != 3 {
 		return nil, "", fmt.Errorf("firing %s: unexpected key %s", id, key)
 	}
@@ -258,11 +247,9 @@ type endpointState struct {
 	At       time.Time `json:"at"`
 }
 
-func endpointKey(name string) string { return "_sluice/ops/endpoints/" + name + ".json" }
-
 // Disabled reports whether the webhook was turned off by a 410.
 func (l *ActionLog) Disabled(ctx context.Context, name string) (bool, error) {
-	data, _, err := l.b.GetVersion(ctx, endpointKey(name))
+	data, _, err := l.b.GetVersion(ctx, lake.OpsEndpointKey(name))
 	if objstore.IsNotExist(err) {
 		return false, nil
 	}
@@ -283,7 +270,7 @@ func (l *ActionLog) SetDisabled(ctx context.Context, name string, disabled bool,
 	if err != nil {
 		return err
 	}
-	key := endpointKey(name)
+	key := lake.OpsEndpointKey(name)
 	for range 5 {
 		_, ver, err := l.b.GetVersion(ctx, key)
 		switch {

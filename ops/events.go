@@ -24,12 +24,6 @@ type cursor struct {
 	Rules []string `json:"rules,omitempty"`
 }
 
-// CursorKey is where the cursor of a table's event rules over one
-// partition lives.
-func CursorKey(table, source, partition string) string {
-	return "_sluice/ops/cursors/" + table + "/" + source + "/" + partition + ".json"
-}
-
 // evalEvents evaluates the table's event rules on every committed link
 // after each partition's cursor, in chain order. A link's firings are
 // logged before the cursor moves past it, so a crash re-evaluates at most
@@ -53,7 +47,7 @@ func (s *Service) evalEvents(ctx context.Context, t *schema.Table, rules []*Rule
 }
 
 func (s *Service) evalChain(ctx context.Context, t *schema.Table, rules []*Rule, convs []colConv, ch lake.Chain) error {
-	key := CursorKey(t.Name, ch.Source, ch.Partition)
+	key := lake.OpsCursorKey(t.Name, ch.Source, ch.Partition)
 	var cur cursor
 	data, ver, err := s.lakeB.GetVersion(ctx, key)
 	switch {

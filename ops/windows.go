@@ -16,6 +16,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -48,11 +49,6 @@ type ruleState struct {
 	Stalled   int64                  `json:"stalled,omitempty"` // watermark (µs) at which a stall was reported; 0: none
 
 	fired []*Entry // firings of this evaluation, logged before the state is saved
-}
-
-// RuleStateKey is where a window rule's state lives.
-func RuleStateKey(table, rule string) string {
-	return "_sluice/ops/rules/" + table + "/" + rule + ".json"
 }
 
 // Step is the pure state machine of one group in one window: breaching
@@ -162,7 +158,7 @@ func (wr *windowReader) unit(ctx context.Context, start int64) (*unit, error) {
 // passed are never evaluated: a stalled source is reported as stalled
 // (once per stall), never as "no data".
 func (s *Service) evalWindows(ctx context.Context, t *schema.Table, r *Rule) error {
-	key := RuleStateKey(t.Name, r.Name)
+	key := lake.OpsRuleStateKey(t.Name, r.Name)
 	st := &ruleState{}
 	data, ver, err := s.lakeB.GetVersion(ctx, key)
 	switch {

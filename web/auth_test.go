@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/web"
 	"github.com/sluicehq/sluice/web/auth"
@@ -148,7 +149,7 @@ func TestKeysStoredHashed(t *testing.T) {
 	if err != nil || id != k.ID {
 		t.Fatalf("split %q: %v", full, err)
 	}
-	for _, key := range objstoretest.ListKeys(t, b, auth.KeysRoot) {
+	for _, key := range objstoretest.ListKeys(t, b, lake.APIKeysRoot) {
 		rc, _ := b.Get(ctx, key)
 		buf := make([]byte, 4096)
 		n, _ := rc.Read(buf)

@@ -13,14 +13,13 @@ import (
 	"github.com/sluicehq/sluice/objstore"
 )
 
-// IdempotencyRoot holds one claim per (table, caller, Idempotency-Key). A
-// claim is created conditionally before the request's records get into the
+// The lake holds one claim per (table, caller, Idempotency-Key), under
+// lake.IdempotencyRoot. A claim is created conditionally before the request's records get into the
 // log, and names the positions they were given, so a retry can read the
 // chain and tell exactly which of them are committed: all (answer from the
 // claim), none or a prefix (queue the rest again under a new span). The
 // lake, not the server's memory, decides; so a retry after a crash neither
 // loses nor doubles records.
-const IdempotencyRoot = "_sluice/http/idempotency/"
 
 // DefaultIdempotencyTTL is how long a key deduplicates retries.
 const DefaultIdempotencyTTL = 24 * time.Hour
@@ -56,7 +55,7 @@ type idempotencyStore struct {
 
 func claimKey(table, caller, key string) string {
 	h := sha256.Sum256([]byte(table + "\x00" + caller + "\x00" + key))
-	return IdempotencyRoot + table + "/" + hex.EncodeToString(h[:]) + ".json"
+	return lake.IdempotencyClaimKey(table, hex.EncodeToString(h[:]))
 }
 
 // load returns the live claim under key, its version, and whether there is
@@ -134,7 +133,7 @@ var errClaimBusy = errors.New("a request with this Idempotency-Key is in progres
 func (h *Handler) SweepClaims(ctx context.Context) (int, error) {
 	cutoff := h.store.now().Add(-h.store.ttl - time.Hour)
 	var old []string
-	err := h.store.b.Iter(ctx, IdempotencyRoot, func(a objstore.ObjectAttrs) error {
+	err := h.store.b.Iter(ctx, lake.IdempotencyRoot, func(a objstore.ObjectAttrs) error {
 		if a.LastModified.Before(cutoff) {
 			old = append(old, a.Key)
 		}

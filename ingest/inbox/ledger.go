@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
 
@@ -110,10 +111,9 @@ func NewLedger(b objstore.Bucket, table string) (*Ledger, error) {
 	return &Ledger{b: ls, table: table, now: time.Now}, nil
 }
 
-func (l *Ledger) root() string        { return "_sluice/inbox/" + l.table + "/" }
-func (l *Ledger) filesPrefix() string { return l.root() + "files/" }
-func (l *Ledger) openPrefix() string  { return l.root() + "open/" }
-func (l *Ledger) cursorKey() string   { return l.root() + "cursor.json" }
+func (l *Ledger) filesPrefix() string { return lake.InboxEntriesPrefix(l.table) }
+func (l *Ledger) openPrefix() string  { return lake.InboxOpenPrefix(l.table) }
+func (l *Ledger) cursorKey() string   { return lake.InboxCursorKey(l.table) }
 
 // fileID names a (key, version) in the ledger's keys; see the layout above.
 func fileID(key, version string) string {
@@ -145,10 +145,12 @@ func parseID(name string) (key, version string, ok bool) {
 }
 
 func (l *Ledger) entryKey(key, version string) string {
-	return l.filesPrefix() + fileID(key, version) + ".json"
+	return lake.InboxEntryKey(l.table, fileID(key, version))
 }
 
-func (l *Ledger) openKey(key, version string) string { return l.openPrefix() + fileID(key, version) }
+func (l *Ledger) openKey(key, version string) string {
+	return lake.InboxOpenKey(l.table, fileID(key, version))
+}
 
 // Get reads the entry of (key, version) and its store version; found is
 // false if there is none.

@@ -45,11 +45,6 @@ type Lease struct {
 // live reports whether the lease has an owner at now.
 func (l Lease) live(now time.Time) bool { return l.Owner != "" && now.Before(l.Expires) }
 
-// LeaseKey is where the lease of a shard read into table is kept.
-func LeaseKey(table, stream, shard string) string {
-	return fmt.Sprintf("_sluice/leases/kinesis/%s/%s/%s.json", table, stream, shard)
-}
-
 // leaseStore reads and writes leases conditionally.
 type leaseStore struct {
 	b objstore.ConditionalBucket

@@ -211,7 +211,7 @@ func (s *Source) cycle(ctx context.Context, stream string, t *schema.Table) {
 		id := aws.ToString(sh.ShardId)
 		byID[id] = sh
 		v := shardView{ID: id, Parents: parentsOf(sh, listed)}
-		l, version, found, err := s.leases.get(ctx, LeaseKey(t.Name, stream, id))
+		l, version, found, err := s.leases.get(ctx, lake.KinesisLeaseKey(t.Name, stream, id))
 		if err != nil {
 			if ctx.Err() == nil {
 				s.m.errors.WithLabelValues(stream, "lease").Inc()
@@ -282,7 +282,7 @@ func (s *Source) renew(ctx context.Context, stream string) {
 	}
 	s.mu.Unlock()
 	for _, r := range mine {
-		key := LeaseKey(r.table.Name, stream, r.sk.shard)
+		key := lake.KinesisLeaseKey(r.table.Name, stream, r.sk.shard)
 		l, version, found, err := s.leases.get(ctx, key)
 		now := time.Now()
 		switch {
@@ -336,7 +336,7 @@ func (s *Source) take(ctx context.Context, t *schema.Table, stream string, sh ty
 		// is still ours. Never two readers of one shard in a process.
 		return
 	}
-	key := LeaseKey(t.Name, stream, id)
+	key := lake.KinesisLeaseKey(t.Name, stream, id)
 	old, v, found, err := s.leases.get(ctx, key)
 	if err != nil || v != version {
 		return // changed since the plan: the next cycle looks again
@@ -380,7 +380,7 @@ func (s *Source) take(ctx context.Context, t *schema.Table, stream string, sh ty
 
 // askHandoff asks the owner of shard to let go of it for this process.
 func (s *Source) askHandoff(ctx context.Context, t *schema.Table, stream, shard, version string) {
-	key := LeaseKey(t.Name, stream, shard)
+	key := lake.KinesisLeaseKey(t.Name, stream, shard)
 	l, v, found, err := s.leases.get(ctx, key)
 	if err != nil || !found || v != version || l.Handoff != "" {
 		return
@@ -405,7 +405,7 @@ func (s *Source) drop(ctx context.Context, r *reader, flush bool) {
 
 // letGo frees a lease at shutdown, after the pipeline drained.
 func (s *Source) letGo(ctx context.Context, r *reader, why string) {
-	key := LeaseKey(r.table.Name, r.sk.stream, r.sk.shard)
+	key := lake.KinesisLeaseKey(r.table.Name, r.sk.stream, r.sk.shard)
 	l, version, found, err := s.leases.get(ctx, key)
 	if err != nil || !found || l.Owner != s.cfg.Owner || l.Counter != r.lease.Counter {
 		return

@@ -25,9 +25,10 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 
 	// link builds link seq of [first, next) with one raw object (written to
 	// the bucket, as a flush would) and optionally a dead-letter object.
+	hour := time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC)
 	link := func(t *testing.T, table, source, part string, seq, first, next int64, writer string, dead bool) lake.CommitRecord {
 		t.Helper()
-		raw := fmt.Sprintf("%s/dt=2024-05-01/hour=13/%s-%s-%d-%s.parquet", table, sanitize(source), sanitize(part), seq, writer)
+		raw := lake.RawObjectKey(table, hour, fmt.Sprintf("%s-%s-%d-%s", sanitize(source), sanitize(part), seq, writer))
 		body := []byte("parquet bytes " + writer)
 		objstoretest.Put(t, b, raw, body)
 		rec := lake.CommitRecord{
@@ -37,7 +38,7 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 			Objects: []lake.CommittedObject{{Key: raw, Kind: lake.KindRaw, Rows: next - first, Size: int64(len(body)), Checksum: lake.Checksum(body)}},
 		}
 		if dead {
-			dl := fmt.Sprintf("%s%s/dt=2024-05-01/hour=13/%s-%d.jsonl", lake.DeadLetterRoot, table, sanitize(part), seq)
+			dl := lake.DeadLetterKey(table, hour, fmt.Sprintf("%s-%d", sanitize(part), seq))
 			objstoretest.Put(t, b, dl, []byte("{}\n"))
 			rec.Objects[0].Rows--
 			rec.Records--

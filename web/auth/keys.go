@@ -14,13 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
 
-// KeysRoot holds one object per API key: its id, scopes, limits and the
-// SHA-256 of its secret (never the secret). Keys are created with a
-// conditional create and revoked with a conditional replace.
-const KeysRoot = "_sluice/web/keys/"
+// The lake holds one object per API key (lake.APIKeyKey): its id, scopes,
+// limits and the SHA-256 of its secret (never the secret). Keys are created
+// with a conditional create and revoked with a conditional replace.
 
 // keyPrefix starts every API key; the id after it is shown in listings and
 // logs, the secret after the second "_" only once, at creation.
@@ -79,8 +79,6 @@ func NewKeyStore(b objstore.Bucket) (*KeyStore, error) {
 	return &KeyStore{b: cb, ttl: CacheTTL, now: time.Now, cache: map[string]cachedKey{}}, nil
 }
 
-func keyObject(id string) string { return KeysRoot + id + ".json" }
-
 // Create stores a new key and returns it with its full secret, which is
 // not kept anywhere: show it once.
 func (s *KeyStore) Create(ctx context.Context, name string, scopes Scopes, ratePerSec float64, burst int) (Key, string, error) {
@@ -113,7 +111,7 @@ func (s *KeyStore) Create(ctx context.Context, name string, scopes Scopes, rateP
 	if err != nil {
 		return Key{}, "", err
 	}
-	if err := s.b.PutIfAbsent(ctx, keyObject(k.ID), data); err != nil {
+	if err := s.b.PutIfAbsent(ctx, lake.APIKeyKey(k.ID), data); err != nil {
 		return Key{}, "", fmt.Errorf("store key %s: %w", k.ID, err)
 	}
 	return k, k.ID + "_" + sec, nil
@@ -127,8 +125,8 @@ func hashSecret(sec string) string {
 // List returns every key, revoked ones included, in id order.
 func (s *KeyStore) List(ctx context.Context) ([]Key, error) {
 	var out []Key
-	err := s.b.Iter(ctx, KeysRoot, func(a objstore.ObjectAttrs) error {
-		id := strings.TrimSuffix(strings.TrimPrefix(a.Key, KeysRoot), ".json")
+	err := s.b.Iter(ctx, lake.APIKeysRoot, func(a objstore.ObjectAttrs) error {
+		id := strings.TrimSuffix(strings.TrimPrefix(a.Key, lake.APIKeysRoot), ".json")
 		k, _, err := s.read(ctx, id)
 		if err != nil {
 			return err
@@ -140,7 +138,7 @@ func (s *KeyStore) List(ctx context.Context) ([]Key, error) {
 }
 
 func (s *KeyStore) read(ctx context.Context, id string) (Key, string, error) {
-	data, ver, err := s.b.GetVersion(ctx, keyObject(id))
+	data, ver, err := s.b.GetVersion(ctx, lake.APIKeyKey(id))
 	if objstore.IsNotExist(err) {
 		return Key{}, "", fmt.Errorf("%w: %s", ErrNoKey, id)
 	}
@@ -170,7 +168,7 @@ func (s *KeyStore) Revoke(ctx context.Context, id string) (Key, error) {
 		}
 		k.Revoked = s.now().UTC()
 		data, _ := json.Marshal(k)
-		err = s.b.PutIfMatch(ctx, keyObject(id), data, ver)
+		err = s.b.PutIfMatch(ctx, lake.APIKeyKey(id), data, ver)
 		if objstore.IsChanged(err) {
 			continue
 		}

@@ -12,12 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
-
-// SigningKeyObject holds the secret tokens are signed with: created once
-// (conditionally, so every server of a lake agrees on it).
-const SigningKeyObject = "_sluice/web/signing-key"
 
 const tokenPrefix = "st_"
 
@@ -61,11 +58,11 @@ func LoadSigner(ctx context.Context, b objstore.Bucket) (*Signer, error) {
 	if _, err := rand.Read(fresh[:]); err != nil {
 		return nil, err
 	}
-	err := b.PutIfAbsent(ctx, SigningKeyObject, []byte(base64.RawURLEncoding.EncodeToString(fresh[:])))
+	err := b.PutIfAbsent(ctx, lake.WebSigningKey, []byte(base64.RawURLEncoding.EncodeToString(fresh[:])))
 	if err != nil && !objstore.IsExists(err) {
 		return nil, fmt.Errorf("create signing key: %w", err)
 	}
-	rc, err := b.Get(ctx, SigningKeyObject)
+	rc, err := b.Get(ctx, lake.WebSigningKey)
 	if err != nil {
 		return nil, fmt.Errorf("read signing key: %w", err)
 	}
