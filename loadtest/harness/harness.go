@@ -54,12 +54,81 @@ type Env struct {
 // is for a run that could not be carried out (no broker, unreadable
 // store); what the verifier found is in the report (Report.OK).
 func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, env, err := prepare(cfg, env)
+	if err != nil {
 		return nil, err
 	}
+	truth, err := newRunTruth(cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	tl := timeline{start: time.Now()}
+	if !cfg.Start.IsZero() {
+		tl.shift = cfg.Start.Sub(tl.start)
+	}
+	ps := newProducers(cfg, env.Table, truth, func() time.Time { return time.Now().Add(tl.shift) })
+	var deadline time.Time
+	if cfg.Duration > 0 {
+		deadline = tl.start.Add(cfg.Duration)
+	}
+	mon := newMonitor(env, ps, tl.start, cfg.Duration)
+	monCtx, stopMon := context.WithCancel(ctx)
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.run(monCtx) }()
+	stopMonitor := func() { stopMon(); <-monDone }
+	defer stopMonitor()
+
+	rep := &Report{Mode: env.Mode, Started: tl.start.UTC(), Config: reportConfig(cfg), Truth: truth}
+	var fails failures
+	if err := produce(ctx, cfg, env, ps, truth, deadline, &tl); err != nil {
+		return nil, err
+	}
+	if err := waitPipeline(ctx, cfg, env, mon, truth, &tl, &fails); err != nil {
+		return nil, err
+	}
+	stopMonitor()
+	tl.catchUpEnd = time.Now()
+
+	fmt.Fprint(progressOut(env), "verifying ...")
+	v, err := Verify(ctx, cfg, env, truth)
+	if err != nil {
+		return nil, err
+	}
+	rep.Raw, rep.DeadLetters, rep.Summaries = v.Raw, v.DeadLetters, v.Summaries
+	for _, f := range v.Failures {
+		fails.add("%s", f)
+	}
+	fmt.Fprint(progressOut(env), "\r\x1b[K")
+
+	if err := measure(ctx, rep, cfg, env, ps, mon, truth, tl); err != nil {
+		return nil, err
+	}
+	rep.Failures = fails.list
+	rep.Verdict = "OK"
+	if fails.total > 0 {
+		rep.Verdict = "FAILED"
+	}
+	return rep, nil
+}
+
+// timeline is when a run's phases ended.
+type timeline struct {
+	start      time.Time
+	shift      time.Duration // from the wall clock to the event clock
+	produceEnd time.Time
+	lastReal   time.Time // the latest acknowledged event time
+	drainEnd   time.Time
+	catchUpEnd time.Time
+}
+
+// prepare checks cfg and env and fills in their defaults.
+func prepare(cfg Config, env Env) (Config, Env, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return cfg, env, err
+	}
 	if env.Table == nil || env.Raw == nil {
-		return nil, errors.New("loadtest: a table and a raw store are required")
+		return cfg, env, errors.New("loadtest: a table and a raw store are required")
 	}
 	if env.Summaries == nil || env.Table.Rollup == nil {
 		cfg.NoSummaries = true
@@ -73,93 +142,78 @@ func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
+	return cfg, env, nil
+}
+
+// newRunTruth is the generators' truth of a run, with the summaries' when
+// they are checked.
+func newRunTruth(cfg Config, env Env) (*Truth, error) {
 	truth := NewTruth()
-	if !cfg.NoSummaries {
-		if _, err := oracle.ColumnsFor(env.Table); err != nil {
-			return nil, fmt.Errorf("loadtest: the generated events cannot check this table's summaries: %w", err)
-		}
-		sums, err := gen.NewTruth(env.Table.Rollup.Windows...)
-		if err != nil {
-			return nil, err
-		}
-		truth.Summaries = sums
+	if cfg.NoSummaries {
+		return truth, nil
 	}
-	start := time.Now()
-	// shift maps the wall clock to the event clock.
-	var shift time.Duration
-	if !cfg.Start.IsZero() {
-		shift = cfg.Start.Sub(start)
+	if _, err := oracle.ColumnsFor(env.Table); err != nil {
+		return nil, fmt.Errorf("loadtest: the generated events cannot check this table's summaries: %w", err)
 	}
-	ps := newProducers(cfg, env.Table, truth, func() time.Time { return time.Now().Add(shift) })
-	var deadline time.Time
-	if cfg.Duration > 0 {
-		deadline = start.Add(cfg.Duration)
+	sums, err := gen.NewTruth(env.Table.Rollup.Windows...)
+	if err != nil {
+		return nil, err
 	}
-	mon := newMonitor(env, ps, start, cfg.Duration)
-	monCtx, stopMon := context.WithCancel(ctx)
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.run(monCtx) }()
-	stopMonitor := func() { stopMon(); <-monDone }
-	defer stopMonitor()
+	truth.Summaries = sums
+	return truth, nil
+}
 
-	rep := &Report{Mode: env.Mode, Started: start.UTC(), Config: reportConfig(cfg), Truth: truth}
-	var fails failures
-
-	// Produce.
+// produce sends the events until deadline, then the markers that close
+// the last windows.
+func produce(ctx context.Context, cfg Config, env Env, ps *producers, truth *Truth, deadline time.Time, tl *timeline) error {
 	prodErr := ps.run(ctx, deadline)
-	produceEnd := time.Now()
+	tl.produceEnd = time.Now()
 	lastReal, haveEvents := truth.MaxEventTime()
+	tl.lastReal = lastReal
 	if prodErr != nil {
-		return nil, fmt.Errorf("produce: %w", prodErr)
+		return fmt.Errorf("produce: %w", prodErr)
 	}
 	if !haveEvents {
-		return nil, errors.New("loadtest: no event was acknowledged")
+		return errors.New("loadtest: no event was acknowledged")
 	}
 	if !cfg.NoSummaries {
 		at := closingMarkers(env.Table.Rollup, lastReal, cfg.LateBy)
 		if err := ps.sendMarkers(ctx, at); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
-	// Wait for ingest.
+// waitPipeline waits for the ingester to commit what was acknowledged,
+// then for the aggregator to summarise it.
+func waitPipeline(ctx context.Context, cfg Config, env Env, mon *monitor, truth *Truth, tl *timeline, fails *failures) error {
 	mon.setPhase("draining")
 	drained, err := waitCommitted(ctx, env, truth, cfg.DrainTimeout)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	drainEnd := time.Now()
+	tl.drainEnd = time.Now()
 	if !drained {
 		fails.add("not every acknowledged record was committed within %s", cfg.DrainTimeout)
 	}
-
-	// Wait for the aggregator.
 	if !cfg.NoSummaries {
 		mon.setPhase("aggregating")
 		if err := waitSummaries(ctx, env, cfg.CatchUpTimeout); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	stopMonitor()
-	catchUpEnd := time.Now()
-	fmt.Fprint(progressOut(env), "verifying ...")
+	return nil
+}
 
-	v, err := Verify(ctx, cfg, env, truth)
-	if err != nil {
-		return nil, err
-	}
-	rep.Raw, rep.DeadLetters, rep.Summaries = v.Raw, v.DeadLetters, v.Summaries
-	for _, f := range v.Failures {
-		fails.add("%s", f)
-	}
-	fmt.Fprint(progressOut(env), "\r\x1b[K")
-
-	// Measure.
+// measure fills in the report's figures: rates, latencies, lag and the
+// process's CPU and memory.
+func measure(ctx context.Context, rep *Report, cfg Config, env Env, ps *producers, mon *monitor, truth *Truth, tl timeline) error {
 	samples, firstSeen, proc0, procEnd, procOK := mon.result()
 	good, bad, bytes := truth.Counts()
 	rep.Produced = ProducedStats{
 		Good: good, Bad: bad, Bytes: bytes, Failed: ps.failed.Load(),
-		Seconds: produceEnd.Sub(start).Seconds(), Producers: cfg.Producers,
+		Seconds: tl.produceEnd.Sub(tl.start).Seconds(), Producers: cfg.Producers,
 	}
 	rep.Produced.Rate = float64(good+bad) / rep.Produced.Seconds
 	rep.Produced.LateBeyondLateness = truth.LateBeyondLateness()
@@ -174,45 +228,40 @@ func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
 
 	commitLat, lastCommit, err := commitLatency(ctx, env, truth)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.CommitLatencyMS = percentiles(commitLat, 1e3)
 	rep.CommitLatencyCDF = cdf(commitLat, 1e3)
 	rep.Ingest = IngestStats{
 		Rows: rep.Raw.CommittedRows, DeadLetters: rep.Raw.CommittedDeadLetters,
-		DrainSeconds: drainEnd.Sub(produceEnd).Seconds(),
+		DrainSeconds: tl.drainEnd.Sub(tl.produceEnd).Seconds(),
 	}
 	if !lastCommit.IsZero() {
-		rep.Ingest.Seconds = lastCommit.Sub(start).Seconds()
+		rep.Ingest.Seconds = lastCommit.Sub(tl.start).Seconds()
 		rep.Ingest.Rate = float64(rep.Raw.CommittedRows+rep.Raw.CommittedDeadLetters) / rep.Ingest.Seconds
 	}
 	if !cfg.NoSummaries {
-		rep.CatchUpSeconds = catchUpEnd.Sub(drainEnd).Seconds()
-		sumLat := summaryLatency(env, firstSeen, start, lastReal, shift)
+		rep.CatchUpSeconds = tl.catchUpEnd.Sub(tl.drainEnd).Seconds()
+		sumLat := summaryLatency(env, firstSeen, tl.start, tl.lastReal, tl.shift)
 		sl := percentiles(sumLat, 1e6)
 		rep.SummaryLatencyS = &sl
 	}
 	rep.Series = samples
-	rep.Lag = lagStats(samples, produceEnd.Sub(start).Seconds(), cfg.Rate)
+	rep.Lag = lagStats(samples, tl.produceEnd.Sub(tl.start).Seconds(), cfg.Rate)
 	if procOK {
 		rep.Process = &ProcessStats{
 			Label: env.ProcLabel, PID: env.ProcPID,
 			CPUSeconds:   (procEnd.cpu - proc0.cpu).Seconds(),
 			PeakRSSBytes: procEnd.peak,
 		}
-		if el := catchUpEnd.Sub(start).Seconds(); el > 0 {
+		if el := tl.catchUpEnd.Sub(tl.start).Seconds(); el > 0 {
 			rep.Process.AvgCores = rep.Process.CPUSeconds / el
 		}
 		if n := float64(good + bad); n > 0 {
 			rep.Process.CPUSecondsPerMillion = rep.Process.CPUSeconds / (n / 1e6)
 		}
 	}
-	rep.Failures = fails.list
-	rep.Verdict = "OK"
-	if fails.total > 0 {
-		rep.Verdict = "FAILED"
-	}
-	return rep, nil
+	return nil
 }
 
 func progressOut(env Env) io.Writer {
