@@ -461,47 +461,13 @@ func (s *Source) read(ctx context.Context, r *reader) {
 	stream, shard := r.sk.stream, r.sk.shard
 	log := s.logger.With("stream", stream, "shard", shard)
 	meta := r.table.MapsMetadata() // hand over partition keys only to a table that maps them
-	for _, p := range r.parents {
-		for ctx.Err() == nil {
-			end, found, err := s.commits.Resume(ctx, r.table.Name, r.key.Source, p)
-			if err == nil && found && end.Ended {
-				break
-			}
-			if !sleep(ctx, s.cfg.LeaseRenew/2) {
-				return
-			}
-		}
-	}
-	base := aws.ToString(r.shard.SequenceNumberRange.StartingSequenceNumber)
-	var end lake.End
-	for attempt := 0; ; attempt++ {
-		var err error
-		end, err = s.pipe.Open(ctx, r.table, r.key, s.genesis(r, base))
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		s.m.errors.WithLabelValues(stream, "open").Inc()
-		log.Warn("opening the shard's chain failed; will retry", "err", err)
-		if !sleep(ctx, min(time.Duration(attempt+1)*time.Second, 10*time.Second)) {
-			return
-		}
-	}
-	if end.Ended {
-		log.Info("shard's chain has ended: nothing to read")
-		r.ended.Store(true)
+	if !s.waitParents(ctx, r) {
 		return
 	}
-	if end.SourceID != base {
-		// The stream was deleted and created again under the same name: the
-		// shard is new and its sequence numbers start over.
-		reason := fmt.Sprintf("shard starts at sequence number %s, its chain's at %s: stream re-created", base, end.SourceID)
-		if err := s.pipe.Restart(ctx, r.key, base, lake.PositionOf(0), reason); err != nil {
-			return
-		}
-		end = lake.End{Seq: end.Seq + 1, Next: lake.PositionOf(0), SourceID: base, Genesis: true}
+	base := aws.ToString(r.shard.SequenceNumberRange.StartingSequenceNumber)
+	end, ok := s.openChain(ctx, r, base, log)
+	if !ok {
+		return
 	}
 	next := end.Next
 	log.Info("reading shard", "from_position", next, "link", end.Seq, "parents", r.parents)
@@ -585,28 +551,7 @@ func (s *Source) read(ctx context.Context, r *reader) {
 		interval = max(s.cfg.PollInterval, interval*3/4)
 		lag := int64(aws.ToInt64(out.MillisBehindLatest))
 		behind.Set(float64(lag))
-		var bytes int
-		var recs []ingest.Record
-		if len(out.Records) > 0 {
-			recs = s.pipe.Buffer(len(out.Records))[:0]
-		}
-		var bad error
-		for _, rec := range out.Records {
-			pos, err := positionOf(base, aws.ToString(rec.SequenceNumber))
-			if err != nil {
-				bad = err
-				break
-			}
-			if pos.Less(next) {
-				continue // read before (an iterator that starts early)
-			}
-			bytes += len(rec.Data)
-			r := ingest.Record{Value: rec.Data, Pos: pos, Time: aws.ToTime(rec.ApproximateArrivalTimestamp)}
-			if meta && rec.PartitionKey != nil {
-				r.Key = []byte(*rec.PartitionKey)
-			}
-			recs = append(recs, r)
-		}
+		recs, bytes, bad := s.records(out.Records, base, next, meta)
 		if bad != nil {
 			s.m.errors.WithLabelValues(stream, "sequence_number").Inc()
 			log.Error("a record's sequence number has no position; will retry", "err", bad)
@@ -637,6 +582,87 @@ func (s *Source) read(ctx context.Context, r *reader) {
 			}
 		}
 	}
+}
+
+// waitParents waits until the chains of r's parents have ended: a child
+// shard is read only after them. It is false when ctx is done first.
+func (s *Source) waitParents(ctx context.Context, r *reader) bool {
+	for _, p := range r.parents {
+		for ctx.Err() == nil {
+			end, found, err := s.commits.Resume(ctx, r.table.Name, r.key.Source, p)
+			if err == nil && found && end.Ended {
+				break
+			}
+			if !sleep(ctx, s.cfg.LeaseRenew/2) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// openChain opens the shard's chain, retrying until it opens, and returns
+// its end; base is the shard's first sequence number. It is false when
+// there is nothing to read: the chain has ended, or ctx is done.
+func (s *Source) openChain(ctx context.Context, r *reader, base string, log *slog.Logger) (lake.End, bool) {
+	var end lake.End
+	for attempt := 0; ; attempt++ {
+		var err error
+		end, err = s.pipe.Open(ctx, r.table, r.key, s.genesis(r, base))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return end, false
+		}
+		s.m.errors.WithLabelValues(r.sk.stream, "open").Inc()
+		log.Warn("opening the shard's chain failed; will retry", "err", err)
+		if !sleep(ctx, min(time.Duration(attempt+1)*time.Second, 10*time.Second)) {
+			return end, false
+		}
+	}
+	if end.Ended {
+		log.Info("shard's chain has ended: nothing to read")
+		r.ended.Store(true)
+		return end, false
+	}
+	if end.SourceID != base {
+		// The stream was deleted and created again under the same name: the
+		// shard is new and its sequence numbers start over.
+		reason := fmt.Sprintf("shard starts at sequence number %s, its chain's at %s: stream re-created", base, end.SourceID)
+		if err := s.pipe.Restart(ctx, r.key, base, lake.PositionOf(0), reason); err != nil {
+			return end, false
+		}
+		end = lake.End{Seq: end.Seq + 1, Next: lake.PositionOf(0), SourceID: base, Genesis: true}
+	}
+	return end, true
+}
+
+// records turns a GetRecords answer into the records from next on, in a
+// pipeline buffer, and counts their bytes; meta hands over partition keys.
+// The error is a sequence number with no position.
+func (s *Source) records(in []types.Record, base string, next lake.Position, meta bool) ([]ingest.Record, int, error) {
+	var bytes int
+	var recs []ingest.Record
+	if len(in) > 0 {
+		recs = s.pipe.Buffer(len(in))[:0]
+	}
+	for _, rec := range in {
+		pos, err := positionOf(base, aws.ToString(rec.SequenceNumber))
+		if err != nil {
+			return recs, bytes, err
+		}
+		if pos.Less(next) {
+			continue // read before (an iterator that starts early)
+		}
+		bytes += len(rec.Data)
+		r := ingest.Record{Value: rec.Data, Pos: pos, Time: aws.ToTime(rec.ApproximateArrivalTimestamp)}
+		if meta && rec.PartitionKey != nil {
+			r.Key = []byte(*rec.PartitionKey)
+		}
+		recs = append(recs, r)
+	}
+	return recs, bytes, nil
 }
 
 // finish records that the shard was read to its end and waits until the
