@@ -87,65 +87,17 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	if o.Table == nil || o.Table.Rollup == nil {
 		return st, errors.New("batch run: the table has no rollup")
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.SplitBytes <= 0 {
-		o.SplitBytes = inbox.DefaultSplitBytes
-	}
-	if o.Parallel <= 0 {
-		o.Parallel = runtime.GOMAXPROCS(0)
-	}
-	if o.Format == "" {
-		o.Format = "jsonl"
-	}
-	if o.Compression == "" {
-		o.Compression = "auto"
-	}
+	o = o.withDefaults()
 	t := *o.Table
 	t.Inbox = &schema.InboxSource{Prefix: o.Prefix, Format: o.Format, Compression: o.Compression}
 	finest := slices.Min(t.Rollup.Windows)
 	sum := sha256.Sum256([]byte(o.Prefix + "\x00" + o.Format))
 	root := lake.BatchRunRoot(t.Name, hex.EncodeToString(sum[:8]))
 
-	// Plan: list, then cut each file into splits.
-	var files []inbox.Entry
-	err := o.Input.Iter(ctx, o.Prefix, func(a objstore.ObjectAttrs) error {
-		if inbox.Ignored(a.Key) || a.Size == 0 {
-			return nil
-		}
-		files = append(files, inbox.Entry{Key: a.Key, Version: a.ETag, Size: a.Size, Format: o.Format})
-		return nil
-	})
+	files, splits, err := plan(ctx, o, &t, root)
 	if err != nil {
-		return st, fmt.Errorf("batch run: list %s: %w", o.Prefix, err)
+		return st, err
 	}
-	var splits []split
-	var planMu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range files {
-		g.Go(func() error {
-			e := files[i]
-			comp, sps, err := inbox.Plan(gctx, o.Input, &t, e, o.SplitBytes)
-			if err != nil {
-				return err
-			}
-			e.Compression = comp
-			files[i] = e
-			id := sha256.Sum256([]byte(e.Key + "\x00" + e.Version + "\x00" + fmt.Sprint(e.Size)))
-			planMu.Lock()
-			defer planMu.Unlock()
-			for _, sp := range sps {
-				splits = append(splits, split{file: e, sp: sp, key: lake.BatchPartialKey(root, hex.EncodeToString(id[:12]), sp.Index)})
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return st, fmt.Errorf("batch run: plan: %w", err)
-	}
-	slices.SortFunc(splits, func(a, b split) int { return strings.Compare(a.key, b.key) })
 	st.Files, st.Splits = len(files), len(splits)
 	prog := Progress{Files: len(files), Splits: len(splits)}
 	for _, s := range splits {
@@ -164,40 +116,118 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 		}
 	}
 
-	// Map: a partial summary per split, written once (create-if-absent).
-	var records, bad atomic.Int64
-	var skipped atomic.Int64
-	g, gctx = errgroup.WithContext(ctx)
+	if st.Records, st.BadRecords, st.SplitsSkipped, err = mapAll(ctx, o, &t, finest, root, splits, report); err != nil {
+		return st, err
+	}
+	merged, err := reduce(ctx, o, &t, finest, splits)
+	if err != nil {
+		return st, err
+	}
+	st.Windows = len(merged.Windows())
+	st.Objects, err = writeWindows(ctx, o, &t, finest, merged)
+	return st, err
+}
+
+// withDefaults fills in the options left empty.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SplitBytes <= 0 {
+		o.SplitBytes = inbox.DefaultSplitBytes
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = runtime.GOMAXPROCS(0)
+	}
+	if o.Format == "" {
+		o.Format = "jsonl"
+	}
+	if o.Compression == "" {
+		o.Compression = "auto"
+	}
+	return o
+}
+
+// plan lists the files under the prefix and cuts each into splits, in the
+// order of their partial summaries' keys under root.
+func plan(ctx context.Context, o Options, t *schema.Table, root string) ([]inbox.Entry, []split, error) {
+	var files []inbox.Entry
+	err := o.Input.Iter(ctx, o.Prefix, func(a objstore.ObjectAttrs) error {
+		if inbox.Ignored(a.Key) || a.Size == 0 {
+			return nil
+		}
+		files = append(files, inbox.Entry{Key: a.Key, Version: a.ETag, Size: a.Size, Format: o.Format})
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("batch run: list %s: %w", o.Prefix, err)
+	}
+	var splits []split
+	var planMu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range files {
+		g.Go(func() error {
+			e := files[i]
+			comp, sps, err := inbox.Plan(gctx, o.Input, t, e, o.SplitBytes)
+			if err != nil {
+				return err
+			}
+			e.Compression = comp
+			files[i] = e
+			id := sha256.Sum256([]byte(e.Key + "\x00" + e.Version + "\x00" + fmt.Sprint(e.Size)))
+			planMu.Lock()
+			defer planMu.Unlock()
+			for _, sp := range sps {
+				splits = append(splits, split{file: e, sp: sp, key: lake.BatchPartialKey(root, hex.EncodeToString(id[:12]), sp.Index)})
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, fmt.Errorf("batch run: plan: %w", err)
+	}
+	slices.SortFunc(splits, func(a, b split) int { return strings.Compare(a.key, b.key) })
+	return files, splits, nil
+}
+
+// mapAll maps every split to a partial summary, written once
+// (create-if-absent): a split whose partial is there is skipped. report is
+// called as each split is done.
+func mapAll(ctx context.Context, o Options, t *schema.Table, finest time.Duration, root string, splits []split, report func(bytes, recs int64)) (records, bad int64, skipped int, err error) {
+	var nrec, nbad, nskip atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
 	for _, s := range splits {
 		g.Go(func() error {
 			if _, err := o.State.Attributes(gctx, s.key); err == nil {
-				skipped.Add(1)
+				nskip.Add(1)
 				report(splitBytes(s), 0)
 				return nil
 			} else if !objstore.IsNotExist(err) {
 				return err
 			}
-			n, nbad, err := mapSplit(gctx, o, &t, finest, s, root)
+			n, b, err := mapSplit(gctx, o, t, finest, s, root)
 			if err != nil {
 				return fmt.Errorf("map %s split %d: %w", s.file.Key, s.sp.Index, err)
 			}
-			records.Add(n)
-			bad.Add(nbad)
+			nrec.Add(n)
+			nbad.Add(b)
 			report(splitBytes(s), n)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return st, fmt.Errorf("batch run: %w", err)
+		return 0, 0, 0, fmt.Errorf("batch run: %w", err)
 	}
-	st.Records, st.BadRecords, st.SplitsSkipped = records.Load(), bad.Load(), int(skipped.Load())
+	return nrec.Load(), nbad.Load(), int(nskip.Load()), nil
+}
 
-	// Reduce: merge the partials in one go (merging them one by one would
-	// copy the growing result for each), then the coarser windows from the
-	// finest.
+// reduce merges the partials into a summary of the finest window, in one
+// go: merging them one by one would copy the growing result for each.
+func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duration, splits []split) (*aggregate.Summary, error) {
 	parts := make([]*aggregate.Summary, len(splits))
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
 	for i, s := range splits {
 		g.Go(func() error {
@@ -205,7 +235,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 			if err != nil {
 				return fmt.Errorf("batch run: reduce: %w", err)
 			}
-			part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), &t)
+			part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), t)
 			if err != nil {
 				return fmt.Errorf("batch run: reduce: %s: %w", s.key, err)
 			}
@@ -214,14 +244,18 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return st, err
+		return nil, err
 	}
-	merged, err := aggregate.Merge(&t, finest, parts...)
+	merged, err := aggregate.Merge(t, finest, parts...)
 	if err != nil {
-		return st, fmt.Errorf("batch run: reduce: %w", err)
+		return nil, fmt.Errorf("batch run: reduce: %w", err)
 	}
-	parts = nil
-	st.Windows = len(merged.Windows())
+	return merged, nil
+}
+
+// writeWindows writes every window size of the rollup, each merged from
+// the finest, and returns how many objects it wrote.
+func writeWindows(ctx context.Context, o Options, t *schema.Table, finest time.Duration, merged *aggregate.Summary) (int, error) {
 	// Each window size is merged from the finest, one after the other (a
 	// sketch is not safe to read while another goroutine encodes it: its
 	// estimate compacts it), then written in parallel.
@@ -229,27 +263,24 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	for i, w := range t.Rollup.Windows {
 		bySize[i] = merged
 		if w != finest {
-			if bySize[i], err = aggregate.Merge(&t, w, merged); err != nil {
-				return st, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
+			var err error
+			if bySize[i], err = aggregate.Merge(t, w, merged); err != nil {
+				return 0, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
 			}
 		}
 	}
 	var objects atomic.Int64
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
 	for i, w := range t.Rollup.Windows {
 		g.Go(func() error {
-			n, err := writeUnits(gctx, o.Summaries, &t, w, bySize[i], o.Prefix)
+			n, err := writeUnits(gctx, o.Summaries, t, w, bySize[i], o.Prefix)
 			objects.Add(int64(n))
 			return err
 		})
 	}
-	err = g.Wait()
-	st.Objects = int(objects.Load())
-	if err != nil {
-		return st, err
-	}
-	return st, nil
+	err := g.Wait()
+	return int(objects.Load()), err
 }
 
 func splitBytes(s split) int64 { return inbox.SplitSize(s.file, s.sp) }
