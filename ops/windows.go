@@ -159,27 +159,9 @@ func (wr *windowReader) unit(ctx context.Context, start int64) (*unit, error) {
 // (once per stall), never as "no data".
 func (s *Service) evalWindows(ctx context.Context, t *schema.Table, r *Rule) error {
 	key := lake.OpsRuleStateKey(t.Name, r.Name)
-	st := &ruleState{}
-	data, ver, err := s.lakeB.GetVersion(ctx, key)
-	switch {
-	case objstore.IsNotExist(err):
-		ver = ""
-	case err != nil:
-		return fmt.Errorf("read rule state %s: %w", key, err)
-	default:
-		if err := json.Unmarshal(data, st); err != nil {
-			return fmt.Errorf("read rule state %s: %w", key, err)
-		}
-	}
-	if st.Version != r.Version {
-		// A new or changed rule starts afresh: its firing ids differ.
-		st = &ruleState{Version: r.Version}
-	}
-	if st.Groups == nil {
-		st.Groups = map[string]*groupState{}
-	}
-	if st.Seen == nil {
-		st.Seen = map[int64]string{}
+	st, ver, err := s.loadRuleState(ctx, key, r)
+	if err != nil {
+		return err
 	}
 	recs, err := s.commits.Records(ctx, t.Name)
 	if err != nil {
@@ -193,76 +175,19 @@ func (s *Service) evalWindows(ctx context.Context, t *schema.Table, r *Rule) err
 	w := r.Window
 	wu := w.Microseconds()
 	inputs := aggregate.WindowInputs(aggregate.Inputs(recs), w, wm)
-	changed := false
 
-	// Stall: the watermark trails the clock by more than stalled_after.
-	if lag := now.Sub(wm) - t.Rollup.AllowedLateness; lag > r.StalledAfter {
-		s.m.stalled.WithLabelValues(t.Name).Set(1)
-		if st.Stalled != wm.UnixMicro() && st.Stalled == 0 {
-			e := s.windowEntry(r, StateStalled, "", nil, floorMicros(wm.UnixMicro(), wu)-wu, w,
-				map[string]any{"watermark": wm, "lag_seconds": lag.Seconds()})
-			if err := s.record(ctx, e); err != nil {
-				return err
-			}
-			st.Stalled = wm.UnixMicro()
-			changed = true
-		}
-	} else {
-		s.m.stalled.WithLabelValues(t.Name).Set(0)
-		if st.Stalled != 0 {
-			st.Stalled, changed = 0, true
-		}
+	changed, err := s.checkStall(ctx, t, r, st, wm, now)
+	if err != nil {
+		return err
 	}
-
-	if st.Next == 0 {
-		st.Next = floorMicros(wm.UnixMicro(), wu) - wu
-		if s.cfg.Start == StartBeginning {
-			for start := range inputs {
-				st.Next = min(st.Next, start)
-			}
-		}
+	if s.startFrom(st, inputs, wm, wu) {
 		changed = true
 	}
-	// Late data: a window already evaluated whose inputs changed (within
-	// the late horizon, where the aggregator recomputes it) is evaluated
-	// again from the state before it, and every window after it.
-	for _, sn := range st.Snapshots {
-		if seen, ok := st.Seen[sn.Start]; ok && seen != aggregate.InputsHash(inputs[sn.Start]) {
-			st.Next, st.Groups = sn.Start, cloneGroups(sn.Groups)
-			st.Snapshots = slices.DeleteFunc(st.Snapshots, func(x snapshot) bool { return x.Start >= sn.Start })
-			changed = true
-			break
-		}
+	evaluated, err := s.evalClosed(ctx, t, r, st, inputs, wm)
+	if err != nil {
+		return err
 	}
-	wr := &windowReader{s: s, t: t, w: w, convs: summaryConvs(t), units: map[int64]*unit{}}
-	for start := st.Next; start+wu <= wm.UnixMicro(); start += wu {
-		if err := ctx.Err(); err != nil {
-			break
-		}
-		links := inputs[start]
-		hash := aggregate.InputsHash(links)
-		u, err := wr.unit(ctx, start)
-		if err != nil {
-			return err
-		}
-		if len(links) > 0 {
-			ws, ok := u.states[start]
-			if !ok || (ws.Inputs != hash && ws.Seen != hash) {
-				break // not summarised with its current inputs yet
-			}
-		}
-		prevUnit, err := wr.unit(ctx, start-wu)
-		if err != nil {
-			return err
-		}
-		st.Snapshots = append(st.Snapshots, snapshot{Start: start, Groups: cloneGroups(st.Groups)})
-		if err := s.evalWindow(ctx, t, r, st, start, u.rows[start], prevUnit.rows[start-wu]); err != nil {
-			return err
-		}
-		st.Seen[start] = hash
-		st.Next = start + wu
-		changed = true
-	}
+	changed = changed || evaluated
 	// Forget what the late horizon no longer reaches.
 	frozen := wm.Add(-t.Rollup.LateHorizon).UnixMicro()
 	st.Snapshots = slices.DeleteFunc(st.Snapshots, func(x snapshot) bool { return x.Start+wu <= frozen })
@@ -277,6 +202,128 @@ func (s *Service) evalWindows(ctx context.Context, t *schema.Table, r *Rule) err
 	if err := s.recordAll(ctx, st.fired); err != nil {
 		return err
 	}
+	return s.saveRuleState(ctx, key, ver, st)
+}
+
+// loadRuleState reads a rule's state and its version ("" when there is
+// none yet). A new or changed rule starts afresh: its firing ids differ.
+func (s *Service) loadRuleState(ctx context.Context, key string, r *Rule) (*ruleState, string, error) {
+	st := &ruleState{}
+	data, ver, err := s.lakeB.GetVersion(ctx, key)
+	switch {
+	case objstore.IsNotExist(err):
+		ver = ""
+	case err != nil:
+		return nil, "", fmt.Errorf("read rule state %s: %w", key, err)
+	default:
+		if err := json.Unmarshal(data, st); err != nil {
+			return nil, "", fmt.Errorf("read rule state %s: %w", key, err)
+		}
+	}
+	if st.Version != r.Version {
+		st = &ruleState{Version: r.Version}
+	}
+	if st.Groups == nil {
+		st.Groups = map[string]*groupState{}
+	}
+	if st.Seen == nil {
+		st.Seen = map[int64]string{}
+	}
+	return st, ver, nil
+}
+
+// checkStall reports a stall (once per stall) when the watermark trails
+// the clock by more than stalled_after, and says whether st changed.
+func (s *Service) checkStall(ctx context.Context, t *schema.Table, r *Rule, st *ruleState, wm, now time.Time) (bool, error) {
+	lag := now.Sub(wm) - t.Rollup.AllowedLateness
+	if lag <= r.StalledAfter {
+		s.m.stalled.WithLabelValues(t.Name).Set(0)
+		if st.Stalled != 0 {
+			st.Stalled = 0
+			return true, nil
+		}
+		return false, nil
+	}
+	s.m.stalled.WithLabelValues(t.Name).Set(1)
+	if st.Stalled == wm.UnixMicro() || st.Stalled != 0 {
+		return false, nil
+	}
+	wu := r.Window.Microseconds()
+	e := s.windowEntry(r, StateStalled, "", nil, floorMicros(wm.UnixMicro(), wu)-wu, r.Window,
+		map[string]any{"watermark": wm, "lag_seconds": lag.Seconds()})
+	if err := s.record(ctx, e); err != nil {
+		return false, err
+	}
+	st.Stalled = wm.UnixMicro()
+	return true, nil
+}
+
+// startFrom sets where evaluation goes on: for a new state, the last
+// closed window (or the first with data, from the beginning); after late
+// data, a window already evaluated whose inputs changed (within the late
+// horizon, where the aggregator recomputes it) is evaluated again from the
+// state before it, and every window after it. It says whether st changed.
+func (s *Service) startFrom(st *ruleState, inputs map[int64][]aggregate.Link, wm time.Time, wu int64) bool {
+	changed := false
+	if st.Next == 0 {
+		st.Next = floorMicros(wm.UnixMicro(), wu) - wu
+		if s.cfg.Start == StartBeginning {
+			for start := range inputs {
+				st.Next = min(st.Next, start)
+			}
+		}
+		changed = true
+	}
+	for _, sn := range st.Snapshots {
+		if seen, ok := st.Seen[sn.Start]; ok && seen != aggregate.InputsHash(inputs[sn.Start]) {
+			st.Next, st.Groups = sn.Start, cloneGroups(sn.Groups)
+			st.Snapshots = slices.DeleteFunc(st.Snapshots, func(x snapshot) bool { return x.Start >= sn.Start })
+			return true
+		}
+	}
+	return changed
+}
+
+// evalClosed evaluates the windows from st.Next that the watermark has
+// passed, in order, up to the first the aggregator has not summarised with
+// its current inputs yet, and says whether it evaluated any.
+func (s *Service) evalClosed(ctx context.Context, t *schema.Table, r *Rule, st *ruleState, inputs map[int64][]aggregate.Link, wm time.Time) (bool, error) {
+	wu := r.Window.Microseconds()
+	changed := false
+	wr := &windowReader{s: s, t: t, w: r.Window, convs: summaryConvs(t), units: map[int64]*unit{}}
+	for start := st.Next; start+wu <= wm.UnixMicro(); start += wu {
+		if err := ctx.Err(); err != nil {
+			break
+		}
+		links := inputs[start]
+		hash := aggregate.InputsHash(links)
+		u, err := wr.unit(ctx, start)
+		if err != nil {
+			return changed, err
+		}
+		if len(links) > 0 {
+			ws, ok := u.states[start]
+			if !ok || (ws.Inputs != hash && ws.Seen != hash) {
+				break // not summarised with its current inputs yet
+			}
+		}
+		prevUnit, err := wr.unit(ctx, start-wu)
+		if err != nil {
+			return changed, err
+		}
+		st.Snapshots = append(st.Snapshots, snapshot{Start: start, Groups: cloneGroups(st.Groups)})
+		if err := s.evalWindow(ctx, t, r, st, start, u.rows[start], prevUnit.rows[start-wu]); err != nil {
+			return changed, err
+		}
+		st.Seen[start] = hash
+		st.Next = start + wu
+		changed = true
+	}
+	return changed, nil
+}
+
+// saveRuleState writes st over version ver (creates it when ver is "").
+func (s *Service) saveRuleState(ctx context.Context, key, ver string, st *ruleState) error {
 	body, err := json.Marshal(st)
 	if err != nil {
 		return err
