@@ -209,6 +209,22 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 		raw:         map[string]*offsetBag{},
 		dead:        map[string]*offsetBag{},
 	}
+	recs, err := c.dataRecords(chains, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.Records = len(recs)
+	if err := c.readObjects(ctx, b, recs, compacted, live, isRetired, opts); err != nil {
+		return nil, err
+	}
+	c.countDuplicateEventIDs()
+	return c, nil
+}
+
+// dataRecords collects the data links of the chains (of opts.Source, and
+// opts.SourceID's incarnation), and keeps their gaps, resets and
+// anomalies in c. Links of several sources are refused: set opts.Source.
+func (c *Committed) dataRecords(chains []lake.Chain, opts Options) ([]lake.CommitRecord, error) {
 	var recs []lake.CommitRecord
 	sources := map[string]bool{}
 	for _, ch := range chains {
@@ -240,10 +256,16 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 			names = append(names, s)
 		}
 		slices.Sort(names)
-		return nil, fmt.Errorf("verify %s: records of several sources %v: set Options.Source", table, names)
+		return nil, fmt.Errorf("verify %s: records of several sources %v: set Options.Source", c.Table, names)
 	}
-	c.Records = len(recs)
+	return recs, nil
+}
 
+// readObjects reads, in parallel, the objects of recs that are neither
+// retired nor replaced, and the compacted objects, and merges what each
+// holds into c.
+func (c *Committed) readObjects(ctx context.Context, b objstore.BucketReader, recs []lake.CommitRecord, compacted []lake.LiveObject,
+	live map[string]bool, isRetired func(key string) bool, opts Options) error {
 	var seed maphash.Seed
 	if opts.EventIDColumn != "" {
 		seed = maphash.MakeSeed()
@@ -277,7 +299,7 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 		c.CompactedObjects++
 		// A compacted object may hold rows of several partitions: each row
 		// counts for its own, and no offset range applies.
-		rec := lake.CommitRecord{Table: table, Source: c.Source, Partition: o.Partition, Kind: kindCompacted}
+		rec := lake.CommitRecord{Table: c.Table, Source: c.Source, Partition: o.Partition, Kind: kindCompacted}
 		g.Go(func() error {
 			res, err := readObject(gctx, b, rec, o.CommittedObject, opts.EventIDColumn, seed)
 			if err != nil {
@@ -293,18 +315,23 @@ func ReadCommitted(ctx context.Context, b objstore.BucketReader, table string, o
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("verify %s: %w", table, err)
+		return fmt.Errorf("verify %s: %w", c.Table, err)
 	}
-	if len(c.eventIDs) > 0 {
-		slices.Sort(c.eventIDs)
-		for i := 1; i < len(c.eventIDs); i++ {
-			if c.eventIDs[i] == c.eventIDs[i-1] {
-				c.DuplicateEventIDs++
-			}
+	return nil
+}
+
+// countDuplicateEventIDs counts the event ids read more than once.
+func (c *Committed) countDuplicateEventIDs() {
+	if len(c.eventIDs) == 0 {
+		return
+	}
+	slices.Sort(c.eventIDs)
+	for i := 1; i < len(c.eventIDs); i++ {
+		if c.eventIDs[i] == c.eventIDs[i-1] {
+			c.DuplicateEventIDs++
 		}
-		c.eventIDs = nil
 	}
-	return c, nil
+	c.eventIDs = nil
 }
 
 func (c *Committed) merge(obj lake.CommittedObject, res objectResult) {
