@@ -347,38 +347,13 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 
 	// Retention first: its record retires hours now; their objects go in a
 	// later sweep, once the record is older than the grace.
-	if want := ret.Want(now); !want.RawBefore.IsZero() || !want.SummariesBefore.IsZero() {
-		if s.cfg.DryRun {
-			cur, err := s.log.Retention(ctx, table)
-			if err != nil {
-				return rep, fmt.Errorf("sweep %s: %w", table, err)
-			}
-			rep.Horizon = cur
-			rep.Horizon.raise(RetentionRecord{RawBefore: want.RawBefore, SummariesBefore: want.SummariesBefore})
-			rep.Advanced = rep.Horizon != cur
-		} else {
-			h, changed, err := s.log.AdvanceRetention(ctx, table, want, s.writer)
-			if err != nil {
-				return rep, fmt.Errorf("sweep %s: %w", table, err)
-			}
-			rep.Horizon, rep.Advanced = h, changed
-			if changed {
-				s.logger.Info("retention advanced", "table", table, "raw_before", h.RawBefore, "summaries_before", h.SummariesBefore)
-			}
-		}
+	if err := s.retire(ctx, table, ret.Want(now), &rep); err != nil {
+		return rep, err
 	}
-
 	// Objects are listed before the records are read.
-	var listed []objstore.ObjectAttrs
-	for _, prefix := range []string{table + "/", DeadLetterRoot + table + "/"} {
-		if err := s.raw.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
-			if a.LastModified.Before(cutoff) {
-				listed = append(listed, a)
-			}
-			return nil
-		}); err != nil {
-			return rep, fmt.Errorf("sweep %s: list %s: %w", table, prefix, err)
-		}
+	listed, err := s.listOlder(ctx, table, cutoff)
+	if err != nil {
+		return rep, err
 	}
 	refs, err := s.refs(ctx, table, cutoff)
 	if err != nil {
@@ -387,13 +362,80 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 	if rep.Horizon == (Horizon{}) {
 		rep.Horizon = refs.retention.horizon(time.Time{})
 	}
+	items, err := s.candidates(ctx, table, listed, refs, cutoff)
+	if err != nil {
+		return rep, err
+	}
+	if s.cfg.DryRun {
+		rep.Items = items
+		if progress != nil {
+			progress(len(items), len(items))
+		}
+		return rep, nil
+	}
+	err = s.delete(ctx, table, items, refs, cutoff, &rep, progress)
+	level := slog.LevelDebug
+	if len(rep.Items) > 0 || rep.Failed > 0 {
+		level = slog.LevelInfo
+	}
+	s.logger.Log(ctx, level, "swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
+	return rep, err
+}
+
+// retire advances the table's retention to want (dry: says how it would)
+// and puts the horizon in rep.
+func (s *Sweeper) retire(ctx context.Context, table string, want Horizon, rep *SweepReport) error {
+	if want.RawBefore.IsZero() && want.SummariesBefore.IsZero() {
+		return nil
+	}
+	if s.cfg.DryRun {
+		cur, err := s.log.Retention(ctx, table)
+		if err != nil {
+			return fmt.Errorf("sweep %s: %w", table, err)
+		}
+		rep.Horizon = cur
+		rep.Horizon.raise(RetentionRecord{RawBefore: want.RawBefore, SummariesBefore: want.SummariesBefore})
+		rep.Advanced = rep.Horizon != cur
+		return nil
+	}
+	h, changed, err := s.log.AdvanceRetention(ctx, table, want, s.writer)
+	if err != nil {
+		return fmt.Errorf("sweep %s: %w", table, err)
+	}
+	rep.Horizon, rep.Advanced = h, changed
+	if changed {
+		s.logger.Info("retention advanced", "table", table, "raw_before", h.RawBefore, "summaries_before", h.SummariesBefore)
+	}
+	return nil
+}
+
+// listOlder lists the table's raw and dead-letter objects older than
+// cutoff.
+func (s *Sweeper) listOlder(ctx context.Context, table string, cutoff time.Time) ([]objstore.ObjectAttrs, error) {
+	var listed []objstore.ObjectAttrs
+	for _, prefix := range []string{table + "/", DeadLetterRoot + table + "/"} {
+		if err := s.raw.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
+			if a.LastModified.Before(cutoff) {
+				listed = append(listed, a)
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("sweep %s: list %s: %w", table, prefix, err)
+		}
+	}
+	return listed, nil
+}
+
+// candidates are what the sweep would delete: the listed objects no
+// reader can see, retention records a newer one (older than the grace)
+// supersedes, abandoned uploads, and the summaries retention retired.
+func (s *Sweeper) candidates(ctx context.Context, table string, listed []objstore.ObjectAttrs, refs sweepRefs, cutoff time.Time) ([]SweepItem, error) {
 	var items []SweepItem
 	for _, a := range listed {
 		if kind := classify(a, refs, cutoff); kind != "" {
 			items = append(items, SweepItem{Kind: kind, Key: a.Key, Size: a.Size, LastModified: a.LastModified})
 		}
 	}
-	// Retention records a newer one (older than the grace) supersedes.
 	var newestOld int64 = -1
 	for _, r := range refs.retention.recs {
 		if r.modTime.Before(cutoff) {
@@ -410,35 +452,22 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 	up, err := s.uploads(ctx, s.raw, []string{table + "/", DeadLetterRoot + table + "/",
 		CommitPrefix(table), CompactionPrefix(table), RetentionPrefix(table)}, cutoff, false)
 	if err != nil {
-		return rep, fmt.Errorf("sweep %s: %w", table, err)
+		return nil, fmt.Errorf("sweep %s: %w", table, err)
 	}
 	items = append(items, up...)
 	if s.summaries != nil {
 		sums, err := s.summaryItems(ctx, table, refs.summariesBefore)
 		if err != nil {
-			return rep, fmt.Errorf("sweep %s: %w", table, err)
+			return nil, fmt.Errorf("sweep %s: %w", table, err)
 		}
 		items = append(items, sums...)
 		up, err := s.uploads(ctx, s.summaries, []string{table + "/"}, cutoff, true)
 		if err != nil {
-			return rep, fmt.Errorf("sweep %s: %w", table, err)
+			return nil, fmt.Errorf("sweep %s: %w", table, err)
 		}
 		items = append(items, up...)
 	}
-	if s.cfg.DryRun {
-		rep.Items = items
-		if progress != nil {
-			progress(len(items), len(items))
-		}
-		return rep, nil
-	}
-	err = s.delete(ctx, table, items, refs, cutoff, &rep, progress)
-	level := slog.LevelDebug
-	if len(rep.Items) > 0 || rep.Failed > 0 {
-		level = slog.LevelInfo
-	}
-	s.logger.Log(ctx, level, "swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
-	return rep, err
+	return items, nil
 }
 
 // delete deletes items, keeping any raw-area object that is no longer a
