@@ -298,76 +298,114 @@ func compileRule(y *ruleYAML, tables map[string]*schema.Table, targets map[strin
 		For: y.For, KeepFiringFor: y.KeepFiringFor, Resolve: y.Resolve,
 		NoData: y.MissingData.NoData, StalledAfter: y.MissingData.StalledAfter,
 		Webhook: y.Action.Webhook, Topic: y.Action.Kafka, Body: y.Action.Body.Value}
+	if err := r.checkAction(targets, fail); err != nil {
+		return nil, err
+	}
+	var err error
+	if y.Window == "" {
+		err = r.compileEvent(t, fail)
+	} else {
+		err = r.compileWindow(t, y.Window, fail)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.compileExprs(y, filename, lines); err != nil {
+		return nil, err
+	}
+	r.Version = ruleVersion(y)
+	return r, nil
+}
+
+// ruleFail makes a rule's error, placed at n in the file (nil: the file).
+type ruleFail func(n *yaml.Node, format string, a ...any) error
+
+// checkAction checks that the rule names one target, of the kind it says.
+func (r *Rule) checkAction(targets map[string]string, fail ruleFail) error {
 	switch {
 	case r.Webhook != "" && r.Topic != "":
-		return nil, fail(nil, "action: name either webhook or kafka, not both")
+		return fail(nil, "action: name either webhook or kafka, not both")
 	case r.Webhook != "" && targets[r.Webhook] != "webhook":
-		return nil, fail(nil, "action: no webhook named %q", r.Webhook)
+		return fail(nil, "action: no webhook named %q", r.Webhook)
 	case r.Topic != "" && targets[r.Topic] != "kafka":
-		return nil, fail(nil, "action: no kafka topic named %q", r.Topic)
+		return fail(nil, "action: no kafka topic named %q", r.Topic)
 	case r.Webhook == "" && r.Topic == "":
-		return nil, fail(nil, "action: name a webhook or a kafka topic")
+		return fail(nil, "action: name a webhook or a kafka topic")
 	}
-	if y.Window == "" {
-		r.Kind = KindEvent
-		if r.Absent || len(r.GroupBy) > 0 || r.For != 0 || r.KeepFiringFor != 0 || r.Resolve || r.NoData != "" || r.StalledAfter != 0 {
-			return nil, fail(nil, "absent, group_by, for, keep_firing_for, resolve and missing_data need window:")
-		}
-		if r.When == "" {
-			return nil, fail(nil, "when: an event rule needs a condition")
-		}
-		r.env = recordEnv(t)
-	} else {
-		r.Kind = KindWindow
-		if t.Rollup == nil {
-			return nil, fail(nil, "window: table %s has no rollup", t.Name)
-		}
-		var w time.Duration
-		for _, cand := range t.Rollup.Windows {
-			if aggregate.WindowName(cand) == y.Window {
-				w = cand
-			}
-		}
-		if w == 0 {
-			names := make([]string, len(t.Rollup.Windows))
-			for i, cand := range t.Rollup.Windows {
-				names[i] = aggregate.WindowName(cand)
-			}
-			return nil, fail(nil, "window %q is not one of the rollup's windows (%s)", y.Window, strings.Join(names, ", "))
-		}
-		r.Window = w
-		for _, g := range r.GroupBy {
-			i := slices.Index(t.Rollup.Dimensions, g)
-			if i < 0 {
-				return nil, fail(nil, "group_by: %q is not a dimension of the rollup (%s)", g, strings.Join(t.Rollup.Dimensions, ", "))
-			}
-			r.dims = append(r.dims, i)
-		}
-		if r.Absent == (r.When != "") {
-			return nil, fail(nil, "a window rule has either when: (a condition) or absent: true")
-		}
-		if r.For == 0 {
-			r.For = 1
-		}
-		if r.For < 1 || r.KeepFiringFor < 0 {
-			return nil, fail(nil, "for must be at least 1 window and keep_firing_for not negative")
-		}
-		switch r.NoData {
-		case "":
-			r.NoData = NoDataKeep
-		case NoDataOK, NoDataBreaching, NoDataKeep:
-		default:
-			return nil, fail(nil, "missing_data.no_data %q: want ok, breaching or keep", r.NoData)
-		}
-		if r.StalledAfter == 0 {
-			r.StalledAfter = DefaultStalledAfter
-		}
-		r.env = windowEnv(t)
+	return nil
+}
+
+// compileEvent checks an event rule (no window:) on table t.
+func (r *Rule) compileEvent(t *schema.Table, fail ruleFail) error {
+	r.Kind = KindEvent
+	if r.Absent || len(r.GroupBy) > 0 || r.For != 0 || r.KeepFiringFor != 0 || r.Resolve || r.NoData != "" || r.StalledAfter != 0 {
+		return fail(nil, "absent, group_by, for, keep_firing_for, resolve and missing_data need window:")
 	}
+	if r.When == "" {
+		return fail(nil, "when: an event rule needs a condition")
+	}
+	r.env = recordEnv(t)
+	return nil
+}
+
+// compileWindow checks a window rule over the rollup window named window
+// of table t and fills in its defaults.
+func (r *Rule) compileWindow(t *schema.Table, window string, fail ruleFail) error {
+	r.Kind = KindWindow
+	if t.Rollup == nil {
+		return fail(nil, "window: table %s has no rollup", t.Name)
+	}
+	var w time.Duration
+	for _, cand := range t.Rollup.Windows {
+		if aggregate.WindowName(cand) == window {
+			w = cand
+		}
+	}
+	if w == 0 {
+		names := make([]string, len(t.Rollup.Windows))
+		for i, cand := range t.Rollup.Windows {
+			names[i] = aggregate.WindowName(cand)
+		}
+		return fail(nil, "window %q is not one of the rollup's windows (%s)", window, strings.Join(names, ", "))
+	}
+	r.Window = w
+	for _, g := range r.GroupBy {
+		i := slices.Index(t.Rollup.Dimensions, g)
+		if i < 0 {
+			return fail(nil, "group_by: %q is not a dimension of the rollup (%s)", g, strings.Join(t.Rollup.Dimensions, ", "))
+		}
+		r.dims = append(r.dims, i)
+	}
+	if r.Absent == (r.When != "") {
+		return fail(nil, "a window rule has either when: (a condition) or absent: true")
+	}
+	if r.For == 0 {
+		r.For = 1
+	}
+	if r.For < 1 || r.KeepFiringFor < 0 {
+		return fail(nil, "for must be at least 1 window and keep_firing_for not negative")
+	}
+	switch r.NoData {
+	case "":
+		r.NoData = NoDataKeep
+	case NoDataOK, NoDataBreaching, NoDataKeep:
+	default:
+		return fail(nil, "missing_data.no_data %q: want ok, breaching or keep", r.NoData)
+	}
+	if r.StalledAfter == 0 {
+		r.StalledAfter = DefaultStalledAfter
+	}
+	r.env = windowEnv(t)
+	return nil
+}
+
+// compileExprs compiles the condition and the action's body against the
+// rule's environment; errors are placed in the file.
+func (r *Rule) compileExprs(y *ruleYAML, filename string, lines []string) error {
 	if r.When != "" {
 		p, err := expr.Compile(r.When, expr.Env(r.env), expr.AsBool())
 		if err != nil {
-			return nil, exprError(lines, filename, y.Name, "when", &y.When, err)
+			return exprError(lines, filename, y.Name, "when", &y.When, err)
 		}
 		r.cond = p
 	}
@@ -379,12 +417,11 @@ func compileRule(y *ruleYAML, tables map[string]*schema.Table, targets map[strin
 			}
 		}
 		if err != nil {
-			return nil, exprError(lines, filename, y.Name, "action.body", &y.Action.Body, err)
+			return exprError(lines, filename, y.Name, "action.body", &y.Action.Body, err)
 		}
 		r.body = p
 	}
-	r.Version = ruleVersion(y)
-	return r, nil
+	return nil
 }
 
 // exprError places an expression's error in the file: the scalar's own
