@@ -203,6 +203,13 @@ func (p *Producer) Run(ctx context.Context) (ProducerStats, error) {
 		}
 	}
 
+	p.waitAcks(ctx, &wg, abandon)
+	return p.finish(ctx)
+}
+
+// waitAcks waits for the events in flight; once ctx is done, only up to
+// DrainTimeout, then abandon gives them up.
+func (p *Producer) waitAcks(ctx context.Context, wg *sync.WaitGroup, abandon context.CancelFunc) {
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	if ctx.Err() != nil {
@@ -215,6 +222,11 @@ func (p *Producer) Run(ctx context.Context) (ProducerStats, error) {
 	} else {
 		<-drained
 	}
+}
+
+// finish reports the final counters and says how the run ended: the first
+// delivery error, or ctx's error when it stopped the run short of Events.
+func (p *Producer) finish(ctx context.Context) (ProducerStats, error) {
 	st := p.Stats()
 	if p.cfg.Progress != nil {
 		p.cfg.Progress(st)
