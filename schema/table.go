@@ -237,54 +237,12 @@ func (t *Table) Validate() error {
 	case t.MaxRecordBytes > maxRecordBytesLimit:
 		return wrap(fmt.Errorf("max_record_bytes %d is above the limit of %d", t.MaxRecordBytes, maxRecordBytesLimit))
 	}
-	if len(t.Fields) == 0 {
-		return wrap(errors.New("no fields defined"))
+	if err := t.validateFields(); err != nil {
+		return wrap(err)
 	}
-	names := make(map[string]bool, len(t.Fields))
-	paths := make(map[string]string, len(t.Fields))
-	for i := range t.Fields {
-		f := &t.Fields[i]
-		if err := checkName("field", f.Name); err != nil {
-			if f.Name != "" {
-				return wrap(fmt.Errorf("field %q: %w", f.Name, err))
-			}
-			return wrap(fmt.Errorf("field #%d: %w", i+1, err))
-		}
-		if names[f.Name] {
-			return wrap(fmt.Errorf("field %q: defined more than once", f.Name))
-		}
-		names[f.Name] = true
-		if err := f.validate(); err != nil {
-			return wrap(fmt.Errorf("field %q: %w", f.Name, err))
-		}
-		p := strings.Join(f.PathSegments(), ".")
-		if other, ok := paths[p]; ok {
-			return wrap(fmt.Errorf("field %q: path %q is already used by field %q", f.Name, p, other))
-		}
-		paths[p] = f.Name
+	if err := t.validateEventTimeField(); err != nil {
+		return wrap(err)
 	}
-	// A value cannot be both a leaf and an object holding other fields.
-	for i := range t.Fields {
-		p := strings.Join(t.Fields[i].PathSegments(), ".")
-		for j := range t.Fields {
-			if q := strings.Join(t.Fields[j].PathSegments(), "."); strings.HasPrefix(q, p+".") {
-				return wrap(fmt.Errorf("field %q: path %q is a prefix of field %q's path %q", t.Fields[i].Name, p, t.Fields[j].Name, q))
-			}
-		}
-	}
-	if t.EventTime.Field == "" {
-		return wrap(errors.New("event_time.field is missing"))
-	}
-	idx := t.FieldIndex(t.EventTime.Field)
-	if idx < 0 {
-		return wrap(fmt.Errorf("event_time.field %q is not a field of the table", t.EventTime.Field))
-	}
-	if et := t.Fields[idx]; et.Type != TypeTimestamp {
-		return wrap(fmt.Errorf("event_time.field %q has type %s, want timestamp", et.Name, et.Type))
-	} else if et.Nullable {
-		return wrap(fmt.Errorf("event_time.field %q must not be nullable: every row needs an event time", et.Name))
-	}
-	t.eventTimeIndex = idx
 	if t.Kafka != nil && t.Kafka.Columns != nil {
 		if err := t.Kafka.Columns.validate(t); err != nil {
 			return wrap(fmt.Errorf("kafka.columns: %w", err))
@@ -311,6 +269,66 @@ func (t *Table) Validate() error {
 			return wrap(err)
 		}
 	}
+	return nil
+}
+
+// validateFields checks the fields: valid names, each once, and paths
+// that neither repeat nor nest in one another.
+func (t *Table) validateFields() error {
+	if len(t.Fields) == 0 {
+		return errors.New("no fields defined")
+	}
+	names := make(map[string]bool, len(t.Fields))
+	paths := make(map[string]string, len(t.Fields))
+	for i := range t.Fields {
+		f := &t.Fields[i]
+		if err := checkName("field", f.Name); err != nil {
+			if f.Name != "" {
+				return fmt.Errorf("field %q: %w", f.Name, err)
+			}
+			return fmt.Errorf("field #%d: %w", i+1, err)
+		}
+		if names[f.Name] {
+			return fmt.Errorf("field %q: defined more than once", f.Name)
+		}
+		names[f.Name] = true
+		if err := f.validate(); err != nil {
+			return fmt.Errorf("field %q: %w", f.Name, err)
+		}
+		p := strings.Join(f.PathSegments(), ".")
+		if other, ok := paths[p]; ok {
+			return fmt.Errorf("field %q: path %q is already used by field %q", f.Name, p, other)
+		}
+		paths[p] = f.Name
+	}
+	// A value cannot be both a leaf and an object holding other fields.
+	for i := range t.Fields {
+		p := strings.Join(t.Fields[i].PathSegments(), ".")
+		for j := range t.Fields {
+			if q := strings.Join(t.Fields[j].PathSegments(), "."); strings.HasPrefix(q, p+".") {
+				return fmt.Errorf("field %q: path %q is a prefix of field %q's path %q", t.Fields[i].Name, p, t.Fields[j].Name, q)
+			}
+		}
+	}
+	return nil
+}
+
+// validateEventTimeField checks that event_time.field names a timestamp
+// field that is never null, and remembers its index.
+func (t *Table) validateEventTimeField() error {
+	if t.EventTime.Field == "" {
+		return errors.New("event_time.field is missing")
+	}
+	idx := t.FieldIndex(t.EventTime.Field)
+	if idx < 0 {
+		return fmt.Errorf("event_time.field %q is not a field of the table", t.EventTime.Field)
+	}
+	if et := t.Fields[idx]; et.Type != TypeTimestamp {
+		return fmt.Errorf("event_time.field %q has type %s, want timestamp", et.Name, et.Type)
+	} else if et.Nullable {
+		return fmt.Errorf("event_time.field %q must not be nullable: every row needs an event time", et.Name)
+	}
+	t.eventTimeIndex = idx
 	return nil
 }
 
