@@ -138,19 +138,41 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Buckets: buckets, Source: src, Filters: map[int]map[string]bool{}, order: -1}
+	p.Columns = []Column{{Name: "start", Type: "timestamp"}, {Name: "end", Type: "timestamp"}}
+	if err := p.planDims(t, req); err != nil {
+		return nil, err
+	}
+	if err := p.planMeasures(t, req.Measures); err != nil {
+		return nil, err
+	}
+	if req.OrderBy != "" {
+		for i, c := range p.Columns {
+			if c.Name == req.OrderBy {
+				p.order = i
+			}
+		}
+		if p.order < 0 {
+			return nil, badf("order_by %q is not an output column", req.OrderBy)
+		}
+	}
+	return p, nil
+}
+
+// planDims checks the request's group_by and filters against the rollup's
+// dimensions and plans them.
+func (p *Plan) planDims(t *schema.Table, req Request) error {
 	dimIdx := map[string]int{}
 	for i, fi := range t.Rollup.DimensionIndexes() {
 		dimIdx[t.Fields[fi].Name] = i
 	}
-	p.Columns = []Column{{Name: "start", Type: "timestamp"}, {Name: "end", Type: "timestamp"}}
 	seen := map[string]bool{}
 	for _, g := range req.GroupBy {
 		i, ok := dimIdx[g]
 		if !ok {
-			return nil, badf("group_by %q is not a dimension of %s (%v)", g, t.Name, t.Rollup.Dimensions)
+			return badf("group_by %q is not a dimension of %s (%v)", g, t.Name, t.Rollup.Dimensions)
 		}
 		if seen[g] {
-			return nil, badf("group_by %q twice", g)
+			return badf("group_by %q twice", g)
 		}
 		seen[g] = true
 		p.Dims = append(p.Dims, i)
@@ -159,7 +181,7 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 	for dim, vals := range req.Filters {
 		i, ok := dimIdx[dim]
 		if !ok {
-			return nil, badf("filter on %q: not a dimension of %s", dim, t.Name)
+			return badf("filter on %q: not a dimension of %s", dim, t.Name)
 		}
 		set := map[string]bool{}
 		for _, v := range vals {
@@ -167,8 +189,14 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 		}
 		p.Filters[i] = set
 	}
+	return nil
+}
+
+// planMeasures adds the output columns of the measures asked for (all
+// when none is), a column per quantile.
+func (p *Plan) planMeasures(t *schema.Table, measures []string) error {
 	want := map[string]bool{}
-	for _, m := range req.Measures {
+	for _, m := range measures {
 		want[m] = true
 	}
 	found := 0
@@ -203,17 +231,7 @@ func NewPlan(t *schema.Table, req Request) (*Plan, error) {
 		}
 	}
 	if found < len(want) {
-		return nil, badf("measures %v: not all are measures of %s", req.Measures, t.Name)
+		return badf("measures %v: not all are measures of %s", measures, t.Name)
 	}
-	if req.OrderBy != "" {
-		for i, c := range p.Columns {
-			if c.Name == req.OrderBy {
-				p.order = i
-			}
-		}
-		if p.order < 0 {
-			return nil, badf("order_by %q is not an output column", req.OrderBy)
-		}
-	}
-	return p, nil
+	return nil
 }
