@@ -108,53 +108,23 @@ type shardView struct {
 // above me) to hand one over. Ties are broken by name, so every process
 // plans alike.
 func balance(me string, now time.Time, shards []shardView) (take []string, ask string) {
-	finished := map[string]bool{}
-	listed := map[string]bool{}
-	for _, s := range shards {
-		listed[s.ID] = true
-		if s.Lease.Finished {
-			finished[s.ID] = true
-		}
-	}
-	holder := func(l Lease) string {
-		if l.live(now) {
-			return l.Owner
-		}
-		if l.Handoff != "" && now.Before(l.Expires) {
-			return l.Handoff // reserved for the asker
-		}
-		return ""
+	ready := readyShards(shards)
+	if len(ready) == 0 {
+		return nil, ""
 	}
 	owners := map[string]bool{me: true}
 	held := map[string][]string{}
-	var ready []shardView
-	for _, s := range shards {
-		if finished[s.ID] {
-			continue
-		}
-		ok := true
-		for _, p := range s.Parents {
-			if listed[p] && !finished[p] {
-				ok = false
-			}
-		}
-		if !ok {
-			continue
-		}
-		ready = append(ready, s)
-		if h := holder(s.Lease); h != "" {
+	for _, s := range ready {
+		if h := holder(s.Lease, now); h != "" {
 			owners[h] = true
 			held[h] = append(held[h], s.ID)
 		}
-	}
-	if len(ready) == 0 {
-		return nil, ""
 	}
 	most := (len(ready) + len(owners) - 1) / len(owners)
 	least := len(ready) / len(owners)
 	mine := len(held[me])
 	for _, s := range ready {
-		switch h := holder(s.Lease); {
+		switch h := holder(s.Lease, now); {
 		case h == me && !s.Lease.live(now):
 			take = append(take, s.ID) // handed over to me: already counted
 		case h == "" && mine < most:
@@ -171,6 +141,53 @@ func balance(me string, now time.Time, shards []shardView) (take []string, ask s
 	if mine >= least {
 		return take, ""
 	}
+	return take, handoffToAsk(me, mine, held, ready, now)
+}
+
+// readyShards are the shards not finished whose listed parents all are.
+func readyShards(shards []shardView) []shardView {
+	finished := map[string]bool{}
+	listed := map[string]bool{}
+	for _, s := range shards {
+		listed[s.ID] = true
+		if s.Lease.Finished {
+			finished[s.ID] = true
+		}
+	}
+	var ready []shardView
+	for _, s := range shards {
+		if finished[s.ID] {
+			continue
+		}
+		ok := true
+		for _, p := range s.Parents {
+			if listed[p] && !finished[p] {
+				ok = false
+			}
+		}
+		if ok {
+			ready = append(ready, s)
+		}
+	}
+	return ready
+}
+
+// holder is who holds a lease at now: its live owner, or the process a
+// hand-off reserved it for until its expiry; "" when nobody does.
+func holder(l Lease, now time.Time) string {
+	if l.live(now) {
+		return l.Owner
+	}
+	if l.Handoff != "" && now.Before(l.Expires) {
+		return l.Handoff // reserved for the asker
+	}
+	return ""
+}
+
+// handoffToAsk is the shard me, holding mine, asks the busiest other
+// holder (more than one above me) to hand over: its last by name that is
+// live and not already asked for. "" when there is none to ask.
+func handoffToAsk(me string, mine int, held map[string][]string, ready []shardView, now time.Time) string {
 	names := make([]string, 0, len(held))
 	for o := range held {
 		if o != me {
@@ -185,16 +202,16 @@ func balance(me string, now time.Time, shards []shardView) (take []string, ask s
 		}
 	}
 	if busiest == "" || len(held[busiest]) <= mine+1 {
-		return take, ""
+		return ""
 	}
 	list := slices.Clone(held[busiest])
 	sort.Strings(list)
 	for _, id := range slices.Backward(list) {
 		for _, s := range ready {
 			if s.ID == id && s.Lease.Handoff == "" && s.Lease.live(now) {
-				return take, id
+				return id
 			}
 		}
 	}
-	return take, ""
+	return ""
 }
