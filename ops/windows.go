@@ -417,47 +417,7 @@ func dimsKey(t *schema.Table, row map[string]any) string {
 // before without a row here follow the no-data policy.
 func (s *Service) evalWindow(ctx context.Context, t *schema.Table, r *Rule, st *ruleState, start int64, rows, prev []map[string]any) error {
 	s.m.evaluated.WithLabelValues(t.Name, r.Name).Inc()
-	prevByDims := map[string]map[string]any{}
-	for _, p := range prev {
-		prevByDims[dimsKey(t, p)] = p
-	}
-	type result struct {
-		breach bool
-		values map[string]any
-		dims   map[string]any
-	}
-	seen := map[string]*result{}
-	for _, row := range rows {
-		gk, dims := r.groupKey(t, row)
-		res := seen[gk]
-		if res == nil {
-			res = &result{dims: dims}
-			seen[gk] = res
-		}
-		if r.Absent {
-			continue
-		}
-		env := maps.Clone(row)
-		p := prevByDims[dimsKey(t, row)]
-		for _, c := range measureColumns(t) {
-			var pv *float64
-			if p != nil {
-				if f, ok := p[c].(float64); ok {
-					pv = &f
-				}
-			}
-			env["prev_"+c] = pv
-		}
-		env["null"] = nil
-		out, err := expr.Run(r.cond, env)
-		if err != nil {
-			s.m.evalErrors.WithLabelValues(t.Name, r.Name).Inc()
-			continue
-		}
-		if b, _ := out.(bool); b && !res.breach {
-			res.breach, res.values = true, env
-		}
-	}
+	seen := s.evalGroups(t, r, rows, prev)
 	if len(r.GroupBy) == 0 && seen[""] == nil {
 		if _, ok := st.Groups[""]; !ok {
 			st.Groups[""] = &groupState{}
@@ -502,6 +462,56 @@ func (s *Service) evalWindow(ctx context.Context, t *schema.Table, r *Rule, st *
 		st.fired = append(st.fired, s.windowEntry(r, notice, gk, g.Dims, start, r.Window, values))
 	}
 	return nil
+}
+
+// groupResult is what a window's rows say about one group.
+type groupResult struct {
+	breach bool
+	values map[string]any // the environment of the first row that breached
+	dims   map[string]any
+}
+
+// evalGroups evaluates the rule's condition on the window's rows, each
+// with the previous window's row of its dimensions as prev_<column>, and
+// returns the result of each group seen (absent rules only see groups).
+func (s *Service) evalGroups(t *schema.Table, r *Rule, rows, prev []map[string]any) map[string]*groupResult {
+	prevByDims := map[string]map[string]any{}
+	for _, p := range prev {
+		prevByDims[dimsKey(t, p)] = p
+	}
+	seen := map[string]*groupResult{}
+	for _, row := range rows {
+		gk, dims := r.groupKey(t, row)
+		res := seen[gk]
+		if res == nil {
+			res = &groupResult{dims: dims}
+			seen[gk] = res
+		}
+		if r.Absent {
+			continue
+		}
+		env := maps.Clone(row)
+		p := prevByDims[dimsKey(t, row)]
+		for _, c := range measureColumns(t) {
+			var pv *float64
+			if p != nil {
+				if f, ok := p[c].(float64); ok {
+					pv = &f
+				}
+			}
+			env["prev_"+c] = pv
+		}
+		env["null"] = nil
+		out, err := expr.Run(r.cond, env)
+		if err != nil {
+			s.m.evalErrors.WithLabelValues(t.Name, r.Name).Inc()
+			continue
+		}
+		if b, _ := out.(bool); b && !res.breach {
+			res.breach, res.values = true, env
+		}
+	}
+	return seen
 }
 
 func (s *Service) windowEntry(r *Rule, state, gk string, dims map[string]any, start int64, w time.Duration, env map[string]any) *Entry {
