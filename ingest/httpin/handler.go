@@ -343,53 +343,11 @@ func (h *Handler) idempotent(ctx context.Context, w http.ResponseWriter, table, 
 			first = resp
 		}
 		first.Replayed = true
-		if c.Done || len(c.Spans) == 0 {
-			first.Durable = true
-			writeJSON(w, http.StatusOK, first)
-			h.requests.WithLabelValues(table, "200").Inc()
+		switch h.settleLastSpan(ctx, w, table, key, &c, first, wait) {
+		case retryClaim:
+			continue
+		case answered:
 			return
-		}
-		last := c.Spans[len(c.Spans)-1]
-		if last.Partition == h.src.Instance() && last.SourceID == h.src.SourceID(table) {
-			h.mu.Lock()
-			q, mine := h.queued[key]
-			h.mu.Unlock()
-			if mine && q.state == spanWriting {
-				continue // a request is writing the claim: read it again once it is done
-			}
-			if mine && q.span == last && q.state == spanQueued {
-				h.answerClaim(ctx, w, table, key, last, first, wait, false)
-				return
-			}
-			// This process wrote the claim but never queued its records
-			// (the claim's write looked failed): they are lost, as after
-			// a crash; the positions were given to other records.
-			c.Spans = c.Spans[:len(c.Spans)-1]
-		} else {
-			n, err := h.store.committedIn(ctx, table, last)
-			if err != nil {
-				h.fail(w, table, http.StatusServiceUnavailable, err.Error())
-				return
-			}
-			if n == last.Next-last.First {
-				h.markDone(ctx, key)
-				first.Durable = true
-				writeJSON(w, http.StatusOK, first)
-				h.requests.WithLabelValues(table, "200").Inc()
-				return
-			}
-			if last.Partition != h.src.Instance() {
-				// Another server holds them and may still commit them.
-				h.fail(w, table, http.StatusConflict, errClaimBusy.Error()+" on server "+last.Partition)
-				return
-			}
-			// An earlier run of this server held them and stopped: what
-			// it committed stays, the rest is queued again.
-			if n == 0 {
-				c.Spans = c.Spans[:len(c.Spans)-1]
-			} else {
-				c.Spans[len(c.Spans)-1].Next = last.First + n
-			}
 		}
 		done := c.accepted()
 		if done > uint64(len(accepted)) {
@@ -407,6 +365,73 @@ func (h *Handler) idempotent(ctx context.Context, w http.ResponseWriter, table, 
 		h.answerClaim(ctx, w, table, key, span, first, wait, done == uint64(len(accepted)))
 		return
 	}
+}
+
+// lastSpanOutcome is what the last span of an existing claim leaves a
+// retry of its request to do.
+type lastSpanOutcome int
+
+const (
+	requeueRest lastSpanOutcome = iota // queue the records not committed again
+	retryClaim                         // read the claim again
+	answered                           // the request is answered
+)
+
+// settleLastSpan finds out what became of the records of the claim's last
+// span and answers the request when that is known: all committed (or no
+// span: the first request's answer is replayed), still queued here, or
+// held by another server. Otherwise it drops from c what was not
+// committed, for the caller to queue again.
+func (h *Handler) settleLastSpan(ctx context.Context, w http.ResponseWriter, table, key string, c *claim, first Response, wait bool) lastSpanOutcome {
+	if c.Done || len(c.Spans) == 0 {
+		first.Durable = true
+		writeJSON(w, http.StatusOK, first)
+		h.requests.WithLabelValues(table, "200").Inc()
+		return answered
+	}
+	last := c.Spans[len(c.Spans)-1]
+	if last.Partition == h.src.Instance() && last.SourceID == h.src.SourceID(table) {
+		h.mu.Lock()
+		q, mine := h.queued[key]
+		h.mu.Unlock()
+		if mine && q.state == spanWriting {
+			return retryClaim // a request is writing the claim: read it again once it is done
+		}
+		if mine && q.span == last && q.state == spanQueued {
+			h.answerClaim(ctx, w, table, key, last, first, wait, false)
+			return answered
+		}
+		// This process wrote the claim but never queued its records
+		// (the claim's write looked failed): they are lost, as after
+		// a crash; the positions were given to other records.
+		c.Spans = c.Spans[:len(c.Spans)-1]
+		return requeueRest
+	}
+	n, err := h.store.committedIn(ctx, table, last)
+	if err != nil {
+		h.fail(w, table, http.StatusServiceUnavailable, err.Error())
+		return answered
+	}
+	if n == last.Next-last.First {
+		h.markDone(ctx, key)
+		first.Durable = true
+		writeJSON(w, http.StatusOK, first)
+		h.requests.WithLabelValues(table, "200").Inc()
+		return answered
+	}
+	if last.Partition != h.src.Instance() {
+		// Another server holds them and may still commit them.
+		h.fail(w, table, http.StatusConflict, errClaimBusy.Error()+" on server "+last.Partition)
+		return answered
+	}
+	// An earlier run of this server held them and stopped: what
+	// it committed stays, the rest is queued again.
+	if n == 0 {
+		c.Spans = c.Spans[:len(c.Spans)-1]
+	} else {
+		c.Spans[len(c.Spans)-1].Next = last.First + n
+	}
+	return requeueRest
 }
 
 // recordsHash identifies a request's records, so a key reused for other
