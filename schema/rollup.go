@@ -373,30 +373,45 @@ func (m *Measure) validate(t *Table) error {
 		case !(ra > 0 && ra < 1):
 			return fmt.Errorf("relative_accuracy must be in (0, 1), got %v", ra)
 		}
-		if len(m.Quantiles) == 0 {
-			return errors.New("quantiles: none listed (e.g. quantiles: [0.5, 0.99])")
-		}
-		if len(m.Quantiles) > maxQuantiles {
-			return fmt.Errorf("quantiles: %d listed, at most %d allowed", len(m.Quantiles), maxQuantiles)
-		}
-		for i, q := range m.Quantiles {
-			if !(q >= 0 && q <= 1) || math.IsNaN(q) {
-				return fmt.Errorf("quantile %v is outside [0, 1]", q)
-			}
-			if s := strconv.FormatFloat(q, 'f', -1, 64); len(s) > 8 {
-				return fmt.Errorf("quantile %v has more than 6 decimal places", q)
-			}
-			for _, p := range m.Quantiles[:i] {
-				if p == q {
-					return fmt.Errorf("quantile %v is listed twice", q)
-				}
-			}
+		if err := m.validateQuantiles(); err != nil {
+			return err
 		}
 	case "":
 		return errors.New("kind is missing (want count, sum, min, max, avg, distinct or quantiles)")
 	default:
 		return fmt.Errorf("unknown kind %q (want count, sum, min, max, avg, distinct or quantiles)", string(m.Kind))
 	}
+	return m.validateField(t, want)
+}
+
+// validateQuantiles checks the quantiles listed: some, not too many, each
+// in [0, 1] with at most 6 decimal places, none twice.
+func (m *Measure) validateQuantiles() error {
+	if len(m.Quantiles) == 0 {
+		return errors.New("quantiles: none listed (e.g. quantiles: [0.5, 0.99])")
+	}
+	if len(m.Quantiles) > maxQuantiles {
+		return fmt.Errorf("quantiles: %d listed, at most %d allowed", len(m.Quantiles), maxQuantiles)
+	}
+	for i, q := range m.Quantiles {
+		if !(q >= 0 && q <= 1) || math.IsNaN(q) {
+			return fmt.Errorf("quantile %v is outside [0, 1]", q)
+		}
+		if s := strconv.FormatFloat(q, 'f', -1, 64); len(s) > 8 {
+			return fmt.Errorf("quantile %v has more than 6 decimal places", q)
+		}
+		for _, p := range m.Quantiles[:i] {
+			if p == q {
+				return fmt.Errorf("quantile %v is listed twice", q)
+			}
+		}
+	}
+	return nil
+}
+
+// validateField checks that the measure names a field of t of one of the
+// types want lists (nil: any), and remembers it.
+func (m *Measure) validateField(t *Table, want []Type) error {
 	if m.Field == "" {
 		return fmt.Errorf("kind %s needs a field", m.Kind)
 	}
