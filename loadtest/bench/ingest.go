@@ -152,34 +152,9 @@ func drain(ctx context.Context, cfg IngestConfig, res IngestResult, config strin
 	exited := make(chan error, 1)
 	go func() { exited <- ing.Wait() }()
 
-	commits := lake.NewCommitLog(bucket)
-	var committed int64
-	lastProgress := time.Now()
-	for committed < res.Events {
-		select {
-		case err := <-exited:
-			return res, fmt.Errorf("ingester exited early (%v); see %s", err, ingestLog.Name())
-		case <-ctx.Done():
-			_ = ing.Process.Kill()
-			return res, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		recs, err := commits.Records(ctx, "events")
-		if err != nil {
-			return res, err
-		}
-		committed, res.Objects, res.OutputBytes = 0, 0, 0
-		for _, r := range recs {
-			committed += r.Records + r.DeadLetters
-			for _, o := range r.Objects {
-				res.Objects++
-				res.OutputBytes += o.Size
-			}
-		}
-		if time.Since(lastProgress) > time.Second {
-			cfg.Progress("ingest", committed, res.Events)
-			lastProgress = time.Now()
-		}
+	committed, err := waitCommitted(ctx, cfg, lake.NewCommitLog(bucket), &res, ing, exited, ingestLog.Name())
+	if err != nil {
+		return res, err
 	}
 	res.Drain = time.Since(start)
 	if serverPid > 0 {
@@ -203,19 +178,62 @@ func drain(ctx context.Context, cfg IngestConfig, res IngestResult, config strin
 		res.IdleCPU, res.IdleWindow = processCPU(ing.Process.Pid)-cpu0, time.Since(t0)
 	}
 
-	_ = ing.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		_ = ing.Process.Kill()
-		<-exited
-		return res, errors.New("ingester did not stop within 60s of SIGTERM")
+	if err := stopIngester(ing, exited); err != nil {
+		return res, err
 	}
 	if ru, ok := ing.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		res.PeakRSSBytes = ru.Maxrss * 1024 // Linux reports KiB
 	}
 	return res, nil
+}
+
+// waitCommitted polls the commit log until it holds res.Events events,
+// keeping res's object and byte counts up to date, and returns how many it
+// holds. It fails when the ingester exits first (its log is logName).
+func waitCommitted(ctx context.Context, cfg IngestConfig, commits *lake.CommitLog, res *IngestResult, ing *exec.Cmd, exited <-chan error, logName string) (int64, error) {
+	var committed int64
+	lastProgress := time.Now()
+	for committed < res.Events {
+		select {
+		case err := <-exited:
+			return committed, fmt.Errorf("ingester exited early (%v); see %s", err, logName)
+		case <-ctx.Done():
+			_ = ing.Process.Kill()
+			return committed, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		recs, err := commits.Records(ctx, "events")
+		if err != nil {
+			return committed, err
+		}
+		committed, res.Objects, res.OutputBytes = 0, 0, 0
+		for _, r := range recs {
+			committed += r.Records + r.DeadLetters
+			for _, o := range r.Objects {
+				res.Objects++
+				res.OutputBytes += o.Size
+			}
+		}
+		if time.Since(lastProgress) > time.Second {
+			cfg.Progress("ingest", committed, res.Events)
+			lastProgress = time.Now()
+		}
+	}
+	return committed, nil
+}
+
+// stopIngester stops it with SIGTERM, and kills it after 60 seconds.
+func stopIngester(ing *exec.Cmd, exited <-chan error) error {
+	_ = ing.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(60 * time.Second):
+		_ = ing.Process.Kill()
+		<-exited
+		return errors.New("ingester did not stop within 60s of SIGTERM")
+	}
 }
 
 func indent(s string) string {
