@@ -430,18 +430,10 @@ func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn st
 		issue(IssueUnreadable, 0, "%v", err)
 		return
 	}
-	cols := map[string]int{}
-	names := []string{ColSource, ColPartition, ColOffset}
-	if idColumn != "" {
-		names = append(names, idColumn)
-	}
-	for _, name := range names {
-		leaf, ok := f.Schema().Lookup(name)
-		if !ok {
-			issue(IssueMissingColumn, 0, "no column %s", name)
-			return
-		}
-		cols[name] = leaf.ColumnIndex
+	cols, missing := metadataColumns(f.Schema(), idColumn)
+	if missing != "" {
+		issue(IssueMissingColumn, 0, "no column %s", missing)
+		return
 	}
 	var (
 		offsets    []int64
@@ -516,6 +508,24 @@ func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn st
 	if outOfRange > 0 {
 		issue(IssueOffsetRange, outOfRange, "rows whose %s is outside [%s, %s)", ColOffset, rec.First, rec.Next)
 	}
+}
+
+// metadataColumns are the indexes of the metadata columns (and the event
+// id's, if idColumn is set) by name; missing names one the schema lacks.
+func metadataColumns(sch *parquet.Schema, idColumn string) (cols map[string]int, missing string) {
+	cols = map[string]int{}
+	names := []string{ColSource, ColPartition, ColOffset}
+	if idColumn != "" {
+		names = append(names, idColumn)
+	}
+	for _, name := range names {
+		leaf, ok := sch.Lookup(name)
+		if !ok {
+			return nil, name
+		}
+		cols[name] = leaf.ColumnIndex
+	}
+	return cols, ""
 }
 
 // readColumn calls fn with every value of a column chunk and its row index
