@@ -472,18 +472,10 @@ func (s *Source) read(ctx context.Context, r *reader) {
 	next := end.Next
 	log.Info("reading shard", "from_position", next, "link", end.Seq, "parents", r.parents)
 
-	iter := ""
-	interval := s.cfg.PollInterval
-	nextCall := time.Now()
-	failures := 0
+	p := &shardPoll{interval: s.cfg.PollInterval, nextCall: time.Now()}
 	records := s.m.records.WithLabelValues(stream, shard)
 	behind := s.m.behind.WithLabelValues(stream, shard)
-	throttles := s.m.throttles.WithLabelValues(stream, shard)
 	calls := s.m.calls.WithLabelValues(stream, shard)
-	backoff := func() bool {
-		failures++
-		return sleep(ctx, min(time.Duration(failures)*250*time.Millisecond, 5*time.Second))
-	}
 	for ctx.Err() == nil {
 		select {
 		case e := <-r.rewind:
@@ -492,79 +484,60 @@ func (s *Source) read(ctx context.Context, r *reader) {
 				r.ended.Store(true)
 				return
 			}
-			next, iter = e.Next, ""
+			next, p.iter = e.Next, ""
 			if err := s.pipe.Resume(ctx, r.key, e); err != nil {
 				return
 			}
 			log.Info("shard rewound to its chain end", "position", next, "link", e.Seq)
 		default:
 		}
-		if iter == "" {
+		if p.iter == "" {
 			var err error
-			iter, err = s.iterator(ctx, r, base, next)
+			p.iter, err = s.iterator(ctx, r, base, next)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.m.errors.WithLabelValues(stream, "get_shard_iterator").Inc()
 				log.Warn("GetShardIterator failed; will retry", "position", next, "err", err)
-				if !backoff() {
+				if !p.backoff(ctx) {
 					return
 				}
 				continue
 			}
 		}
-		if !sleep(ctx, time.Until(nextCall)) {
+		if !sleep(ctx, time.Until(p.nextCall)) {
 			return
 		}
 		callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		out, err := s.api.GetRecords(callCtx, &kinesis.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(s.cfg.MaxRecords)})
+		out, err := s.api.GetRecords(callCtx, &kinesis.GetRecordsInput{ShardIterator: aws.String(p.iter), Limit: aws.Int32(s.cfg.MaxRecords)})
 		cancel()
 		calls.Inc()
-		nextCall = time.Now().Add(interval)
+		p.nextCall = time.Now().Add(p.interval)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !s.getRecordsFailed(ctx, r, p, err, next, log) {
 				return
-			}
-			var pte *types.ProvisionedThroughputExceededException
-			var kte *types.KMSThrottlingException
-			var eie *types.ExpiredIteratorException
-			switch {
-			case errors.As(err, &pte), errors.As(err, &kte):
-				// Keep the iterator; slow down until calls succeed again.
-				throttles.Inc()
-				interval = min(2*interval, 10*time.Second)
-				nextCall = time.Now().Add(interval)
-			case errors.As(err, &eie):
-				iter = "" // a new one from the last position read
-			default:
-				s.m.errors.WithLabelValues(stream, "get_records").Inc()
-				log.Warn("GetRecords failed; will retry from the last position read", "position", next, "err", err)
-				iter = ""
-				if !backoff() {
-					return
-				}
 			}
 			continue
 		}
-		failures = 0
-		interval = max(s.cfg.PollInterval, interval*3/4)
+		p.failures = 0
+		p.interval = max(s.cfg.PollInterval, p.interval*3/4)
 		lag := int64(aws.ToInt64(out.MillisBehindLatest))
 		behind.Set(float64(lag))
 		recs, bytes, bad := s.records(out.Records, base, next, meta)
 		if bad != nil {
 			s.m.errors.WithLabelValues(stream, "sequence_number").Inc()
 			log.Error("a record's sequence number has no position; will retry", "err", bad)
-			iter = ""
-			if !backoff() {
+			p.iter = ""
+			if !p.backoff(ctx) {
 				return
 			}
 			continue
 		}
 		// Kinesis allows 2 MB per second per shard: a large answer buys
 		// a longer pause before the next call.
-		if d := time.Duration(float64(bytes) / (2 << 20) * float64(time.Second)); time.Now().Add(d).After(nextCall) {
-			nextCall = time.Now().Add(d)
+		if d := time.Duration(float64(bytes) / (2 << 20) * float64(time.Second)); time.Now().Add(d).After(p.nextCall) {
+			p.nextCall = time.Now().Add(d)
 		}
 		if len(recs) > 0 {
 			// Deliver takes the slice over: read it before.
@@ -575,13 +548,53 @@ func (s *Source) read(ctx context.Context, r *reader) {
 			records.Add(float64(n))
 			next = last.Succ()
 		}
-		iter = aws.ToString(out.NextShardIterator)
-		if iter == "" {
+		p.iter = aws.ToString(out.NextShardIterator)
+		if p.iter == "" {
 			if s.finish(ctx, r, log, &next) {
 				return
 			}
 		}
 	}
+}
+
+// shardPoll paces one shard's GetRecords calls.
+type shardPoll struct {
+	iter     string        // the shard iterator; "": get one at the last position read
+	interval time.Duration // between calls; longer while throttled
+	nextCall time.Time
+	failures int // in a row, for the backoff
+}
+
+// backoff waits longer after each failure in a row, up to 5 seconds; it is
+// false when ctx is done first.
+func (p *shardPoll) backoff(ctx context.Context) bool {
+	p.failures++
+	return sleep(ctx, min(time.Duration(p.failures)*250*time.Millisecond, 5*time.Second))
+}
+
+// getRecordsFailed handles a failed GetRecords call at position next: a
+// throttled one keeps its iterator and slows the polling, an expired
+// iterator is renewed, any other error is retried from the last position
+// read after a backoff. It is false when ctx is done during the backoff.
+func (s *Source) getRecordsFailed(ctx context.Context, r *reader, p *shardPoll, err error, next lake.Position, log *slog.Logger) bool {
+	var pte *types.ProvisionedThroughputExceededException
+	var kte *types.KMSThrottlingException
+	var eie *types.ExpiredIteratorException
+	switch {
+	case errors.As(err, &pte), errors.As(err, &kte):
+		// Keep the iterator; slow down until calls succeed again.
+		s.m.throttles.WithLabelValues(r.sk.stream, r.sk.shard).Inc()
+		p.interval = min(2*p.interval, 10*time.Second)
+		p.nextCall = time.Now().Add(p.interval)
+	case errors.As(err, &eie):
+		p.iter = "" // a new one from the last position read
+	default:
+		s.m.errors.WithLabelValues(r.sk.stream, "get_records").Inc()
+		log.Warn("GetRecords failed; will retry from the last position read", "position", next, "err", err)
+		p.iter = ""
+		return p.backoff(ctx)
+	}
+	return true
 }
 
 // waitParents waits until the chains of r's parents have ended: a child
