@@ -78,43 +78,9 @@ var errGone = errors.New("410 Gone: the endpoint asked not to be called again")
 func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force bool) (*Entry, error) {
 	kind, name, _ := strings.Cut(e.Target, ":")
 	start := d.now()
-	var err error
-	var policy RetryPolicy
-	switch kind {
-	case "webhook":
-		w := d.hooks[name]
-		if w == nil {
-			err = fmt.Errorf("no webhook named %q in the rules file", name)
-			policy = RetryPolicy{Attempts: DefaultAttempts, Span: DefaultRetrySpan}
-			break
-		}
-		policy = w.Retry
-		off, derr := d.log.Disabled(ctx, name)
-		if derr != nil {
-			return e, derr
-		}
-		if off && !force {
-			err = fmt.Errorf("webhook %s is turned off (it answered 410 Gone)", name)
-			policy = RetryPolicy{Attempts: 1}
-			break
-		}
-		err = d.post(ctx, w, e)
-		if err == nil && off {
-			if serr := d.log.SetDisabled(ctx, name, false, "redelivered "+e.ID, d.now()); serr != nil {
-				d.logger.Warn("turning webhook on again", "webhook", name, "err", serr)
-			}
-		}
-	case "kafka":
-		k := d.topics[name]
-		if k == nil {
-			err = fmt.Errorf("no kafka topic named %q in the rules file", name)
-		} else {
-			err = d.produce(ctx, k, e)
-		}
-		policy = RetryPolicy{Attempts: DefaultAttempts, Span: DefaultRetrySpan}
-	default:
-		err = fmt.Errorf("unknown target %q", e.Target)
-		policy = RetryPolicy{Attempts: 1}
+	policy, err, stop := d.send(ctx, e, kind, name, force)
+	if stop != nil {
+		return e, stop
 	}
 	if ctx.Err() != nil {
 		return e, ctx.Err() // shutting down: not an attempt
@@ -156,6 +122,49 @@ func (d *Deliverer) Attempt(ctx context.Context, e *Entry, ver string, force boo
 		return e, uerr
 	}
 	return &n, err
+}
+
+// send calls e's target (kind:name) once and returns the outcome and the
+// retry policy that applies to it; stop ends the attempt before any call
+// (the log could not say whether the webhook is turned off).
+func (d *Deliverer) send(ctx context.Context, e *Entry, kind, name string, force bool) (policy RetryPolicy, err, stop error) {
+	switch kind {
+	case "webhook":
+		w := d.hooks[name]
+		if w == nil {
+			err = fmt.Errorf("no webhook named %q in the rules file", name)
+			policy = RetryPolicy{Attempts: DefaultAttempts, Span: DefaultRetrySpan}
+			break
+		}
+		policy = w.Retry
+		off, derr := d.log.Disabled(ctx, name)
+		if derr != nil {
+			return policy, nil, derr
+		}
+		if off && !force {
+			err = fmt.Errorf("webhook %s is turned off (it answered 410 Gone)", name)
+			policy = RetryPolicy{Attempts: 1}
+			break
+		}
+		err = d.post(ctx, w, e)
+		if err == nil && off {
+			if serr := d.log.SetDisabled(ctx, name, false, "redelivered "+e.ID, d.now()); serr != nil {
+				d.logger.Warn("turning webhook on again", "webhook", name, "err", serr)
+			}
+		}
+	case "kafka":
+		k := d.topics[name]
+		if k == nil {
+			err = fmt.Errorf("no kafka topic named %q in the rules file", name)
+		} else {
+			err = d.produce(ctx, k, e)
+		}
+		policy = RetryPolicy{Attempts: DefaultAttempts, Span: DefaultRetrySpan}
+	default:
+		err = fmt.Errorf("unknown target %q", e.Target)
+		policy = RetryPolicy{Attempts: 1}
+	}
+	return policy, err, nil
 }
 
 func (d *Deliverer) post(ctx context.Context, w *Webhook, e *Entry) error {
