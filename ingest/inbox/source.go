@@ -497,45 +497,23 @@ func backoff(attempts int) time.Duration {
 // files that have no entry for their version: files whose keys sort before
 // the cursor, and replaced files. It reports how many it found.
 func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *[]*fileWork) (int, int, error) {
-	type kv struct{ key, ver string }
-	entries := make(chan kv, 1024)
-	listCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	listErr := make(chan error, 1)
-	go func() {
-		defer close(entries)
-		listErr <- in.ledger.Each(listCtx, func(key, ver string) error {
-			select {
-			case entries <- kv{key, ver}:
-				return nil
-			case <-listCtx.Done():
-				return listCtx.Err()
-			}
-		})
-	}()
-	var cur kv
-	have := false
-	advance := func() bool {
-		cur, have = <-entries
-		return have
-	}
-	advance()
+	ls := streamLedger(ctx, in.ledger)
 	found, refused := 0, 0
-	var gone []kv
+	var gone []ledgerKV
 	err := in.store.Iter(ctx, in.table.Inbox.Prefix, func(a objstore.ObjectAttrs) error {
 		if Ignored(a.Key) || a.Size == 0 {
 			return nil
 		}
 		var versions []string
-		for have && cur.key < a.Key {
+		for ls.have && ls.cur.key < a.Key {
 			if len(gone) < maxPrunePerPass {
-				gone = append(gone, cur) // an entry of a file no longer in the inbox
+				gone = append(gone, ls.cur) // an entry of a file no longer in the inbox
 			}
-			advance()
+			ls.advance()
 		}
-		for have && cur.key == a.Key {
-			versions = append(versions, cur.ver)
-			advance()
+		for ls.have && ls.cur.key == a.Key {
+			versions = append(versions, ls.cur.ver)
+			ls.advance()
 		}
 		if slices.Contains(versions, safeVersion(version(a))) || s.unsettled(a) {
 			return nil
@@ -555,19 +533,16 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 		return nil
 	})
 	if err == nil {
-		for have && len(gone) < maxPrunePerPass { // the entries after the inbox's last key
-			gone = append(gone, cur)
-			advance()
+		for ls.have && len(gone) < maxPrunePerPass { // the entries after the inbox's last key
+			gone = append(gone, ls.cur)
+			ls.advance()
 		}
 	}
-	cancel()
-	for range entries {
-		// drain, so the lister ends
-	}
+	lerr := ls.stop()
 	if err != nil && !errors.Is(err, errStop) {
 		return found, refused, fmt.Errorf("inbox %s: reconcile: %w", in.table.Name, err)
 	}
-	if lerr := <-listErr; lerr != nil && !errors.Is(lerr, context.Canceled) && !errors.Is(err, errStop) {
+	if lerr != nil && !errors.Is(lerr, context.Canceled) && !errors.Is(err, errStop) {
 		return found, refused, fmt.Errorf("inbox %s: reconcile: list ledger: %w", in.table.Name, lerr)
 	}
 	if err == nil {
@@ -576,6 +551,55 @@ func (s *Source) reconcile(ctx context.Context, in *tableInbox, limit int, out *
 		}
 	}
 	return found, refused, nil
+}
+
+// ledgerKV is a ledger entry's file key and version.
+type ledgerKV struct{ key, ver string }
+
+// ledgerStream yields a ledger's entries in key order, listed by a
+// goroutine, so that reconcile merges them with the inbox's listing in
+// constant memory. cur is the current entry while have is true.
+type ledgerStream struct {
+	entries chan ledgerKV
+	errc    chan error
+	cancel  context.CancelFunc
+	cur     ledgerKV
+	have    bool
+}
+
+// streamLedger starts listing l and moves to its first entry.
+func streamLedger(ctx context.Context, l *Ledger) *ledgerStream {
+	listCtx, cancel := context.WithCancel(ctx)
+	ls := &ledgerStream{entries: make(chan ledgerKV, 1024), errc: make(chan error, 1), cancel: cancel}
+	go func() {
+		defer close(ls.entries)
+		ls.errc <- l.Each(listCtx, func(key, ver string) error {
+			select {
+			case ls.entries <- ledgerKV{key, ver}:
+				return nil
+			case <-listCtx.Done():
+				return listCtx.Err()
+			}
+		})
+	}()
+	ls.advance()
+	return ls
+}
+
+// advance moves to the next entry; it is false after the last.
+func (ls *ledgerStream) advance() bool {
+	ls.cur, ls.have = <-ls.entries
+	return ls.have
+}
+
+// stop ends the listing and returns its error (context.Canceled when it
+// was stopped before its end).
+func (ls *ledgerStream) stop() error {
+	ls.cancel()
+	for range ls.entries {
+		// drain, so the lister ends
+	}
+	return <-ls.errc
 }
 
 // ErrCorrupt marks a file that cannot be read as its format: retrying does
