@@ -165,22 +165,8 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 		if ps.cfg.Events > 0 && ps.claimed.Add(1) > ps.cfg.Events {
 			break
 		}
-		if rate > 0 {
-			// Pace by the schedule since start, so that oversleeping is made
-			// up for by the next events rather than lost.
-			due := int64(now.Sub(start).Seconds()*rate) + 1
-			if sent >= due {
-				wait := time.Duration(float64(sent-due+1) / rate * float64(time.Second))
-				t := time.NewTimer(max(wait, time.Millisecond))
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				if ctx.Err() != nil {
-					break
-				}
-			}
+		if rate > 0 && !waitTurn(ctx, start, now, sent, rate) {
+			break
 		}
 		if cap(slab)-len(slab) < 512 {
 			slab = make([]byte, 0, slabBytes)
@@ -213,6 +199,24 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 		return fmt.Errorf("producer %d: waiting for acknowledgements: %w", i, err)
 	}
 	return nil
+}
+
+// waitTurn paces a producer that sent sent events since start at rate
+// per second: by the schedule since start, so that oversleeping is made up
+// for by the next events rather than lost. It is false when ctx is done.
+func waitTurn(ctx context.Context, start, now time.Time, sent int64, rate float64) bool {
+	due := int64(now.Sub(start).Seconds()*rate) + 1
+	if sent < due {
+		return true
+	}
+	wait := time.Duration(float64(sent-due+1) / rate * float64(time.Second))
+	t := time.NewTimer(max(wait, time.Millisecond))
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+	}
+	return ctx.Err() == nil
 }
 
 // sendMarkers produces one good event with event time at to every
