@@ -165,11 +165,33 @@ func Start(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	ap, _ := cfg.listenAddr()
-	host := ap.Addr().String()
+	opts := cfg.clusterOpts(ap.Addr().String(), int(ap.Port()), logger)
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start kafka broker on %s: %w", ap, err)
+	}
+	addrs := c.ListenAddrs()
+	if len(addrs) != 1 {
+		c.Close()
+		return nil, fmt.Errorf("start kafka broker: listening on %d addresses, want 1", len(addrs))
+	}
+	b := &Broker{c: c, addr: addrs[0], logger: logger}
 
+	names, err := b.createTopics(cfg.Topics)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	logger.Info("kafka broker started", "addr", b.addr, "data_dir", cfg.DataDir,
+		"sync_writes", cfg.SyncWrites, "topics", strings.Join(names, ","))
+	return b, nil
+}
+
+// clusterOpts are kfake's options for cfg: one broker on host:port.
+func (cfg Config) clusterOpts(host string, port int, logger *slog.Logger) []kfake.Opt {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
-		kfake.Ports(int(ap.Port())),
+		kfake.Ports(port),
 		// kfake binds 127.0.0.1; bind the configured loopback host instead
 		// (e.g. ::1), and never anything else.
 		kfake.ListenFn(func(network, address string) (net.Listener, error) {
@@ -209,42 +231,34 @@ func Start(cfg Config, logger *slog.Logger) (*Broker, error) {
 		}
 	}
 
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("start kafka broker on %s: %w", ap, err)
-	}
-	addrs := c.ListenAddrs()
-	if len(addrs) != 1 {
-		c.Close()
-		return nil, fmt.Errorf("start kafka broker: listening on %d addresses, want 1", len(addrs))
-	}
-	b := &Broker{c: c, addr: addrs[0], logger: logger}
+	return opts
+}
 
+// createTopics creates the configured topics (name: partitions) that do
+// not exist yet and returns every configured name, in order.
+func (b *Broker) createTopics(topics map[string]int32) ([]string, error) {
 	// Create configured topics in name order so logs and topic IDs are
 	// stable. Topics loaded from DataDir are kept as they are: a topic's
 	// partition count is part of its data.
-	names := make([]string, 0, len(cfg.Topics))
-	for t := range cfg.Topics {
+	names := make([]string, 0, len(topics))
+	for t := range topics {
 		names = append(names, t)
 	}
 	sort.Strings(names)
 	for _, t := range names {
-		want := cfg.Topics[t]
-		if c.TopicInfo(t) != nil {
-			if have := int32(len(c.PartitionInfos(t))); want > 0 && have != want {
-				logger.Warn("topic exists with a different partition count; keeping it",
+		want := topics[t]
+		if b.c.TopicInfo(t) != nil {
+			if have := int32(len(b.c.PartitionInfos(t))); want > 0 && have != want {
+				b.logger.Warn("topic exists with a different partition count; keeping it",
 					"topic", t, "partitions", have, "configured", want)
 			}
 			continue
 		}
-		if err := c.CreateTopic(t, want, nil); err != nil {
-			b.Close()
+		if err := b.c.CreateTopic(t, want, nil); err != nil {
 			return nil, fmt.Errorf("create topic %s: %w", t, err)
 		}
 	}
-	logger.Info("kafka broker started", "addr", b.addr, "data_dir", cfg.DataDir,
-		"sync_writes", cfg.SyncWrites, "topics", strings.Join(names, ","))
-	return b, nil
+	return names, nil
 }
 
 // Addr is the host:port the broker listens on and advertises.
