@@ -72,52 +72,12 @@ func (l *CommitLog) writeCheckpoint(ctx context.Context, table, source, partitio
 // tail finds the chain's end from the newest checkpoint: ok is false when
 // there is none usable, and the caller reads the chain instead.
 func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (End, bool, error) {
-	prefix := PartitionCommitPrefix(table, source, partition)
-	var newest string
-	err := l.b.Iter(ctx, prefix+checkpointPrefix, func(a objstore.ObjectAttrs) error {
-		if !strings.Contains(strings.TrimPrefix(a.Key, prefix), "/") {
-			newest = a.Key
-		}
-		return nil
-	})
-	if err != nil {
+	newest, from, ok, err := l.newestCheckpoint(ctx, table, source, partition)
+	if err != nil || !ok {
 		return End{}, false, err
 	}
-	// A chain younger than its first checkpoint starts from link 0, which
-	// must then be its genesis (a chain continuing version-1 records has
-	// its genesis later, and is read whole).
-	from := int64(0)
-	if newest != "" {
-		var cp Checkpoint
-		if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
-			return End{}, false, err
-		}
-		if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis ||
-			CheckpointKey(table, source, partition, cp.End.Seq) != newest {
-			l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
-			return End{}, false, nil
-		}
-		from = cp.End.Seq
-	}
-	// The links from there, by name: dense from `from`.
-	lastSeq, lastKey, startAfter := from-1, "", ""
-	if from > 0 {
-		startAfter = LinkKey(table, source, partition, from-1)
-	}
-	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, startAfter, func(a objstore.ObjectAttrs) error {
-		name := strings.TrimPrefix(a.Key, prefix)
-		digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
-		n, perr := strconv.ParseInt(digits, 10, 64)
-		if !ok || perr != nil || len(digits) != 20 || strings.Contains(name, "/") {
-			return nil // not a link: garbage is reported by Chain
-		}
-		if n != lastSeq+1 {
-			return errStopWalk // a missing link ends the chain
-		}
-		lastSeq, lastKey = n, a.Key
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopWalk) {
+	lastSeq, lastKey, err := l.lastLink(ctx, table, source, partition, from)
+	if err != nil {
 		return End{}, false, err
 	}
 	if newest == "" {
@@ -152,6 +112,67 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 	}
 	l.ages.note(partitionID{table, source, partition}, last.Seq+1, from)
 	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true, Ended: last.Kind == LinkEnd}, true, nil
+}
+
+// newestCheckpoint finds the partition's newest checkpoint (newest is ""
+// when there is none) and the link the chain is read from after it (0
+// without one). ok is false when the checkpoint does not match its key: the
+// caller reads the chain instead.
+func (l *CommitLog) newestCheckpoint(ctx context.Context, table, source, partition string) (newest string, from int64, ok bool, err error) {
+	prefix := PartitionCommitPrefix(table, source, partition)
+	err = l.b.Iter(ctx, prefix+checkpointPrefix, func(a objstore.ObjectAttrs) error {
+		if !strings.Contains(strings.TrimPrefix(a.Key, prefix), "/") {
+			newest = a.Key
+		}
+		return nil
+	})
+	if err != nil {
+		return "", 0, false, err
+	}
+	// A chain younger than its first checkpoint starts from link 0, which
+	// must then be its genesis (a chain continuing version-1 records has
+	// its genesis later, and is read whole).
+	if newest == "" {
+		return "", 0, true, nil
+	}
+	var cp Checkpoint
+	if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
+		return "", 0, false, err
+	}
+	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis ||
+		CheckpointKey(table, source, partition, cp.End.Seq) != newest {
+		l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
+		return "", 0, false, nil
+	}
+	return newest, cp.End.Seq, true, nil
+}
+
+// lastLink lists the partition's links by name from link from on, dense
+// (a missing link ends the chain), and returns the last one's number and
+// key ("" when there is none from from on).
+func (l *CommitLog) lastLink(ctx context.Context, table, source, partition string, from int64) (lastSeq int64, lastKey string, err error) {
+	prefix := PartitionCommitPrefix(table, source, partition)
+	lastSeq, startAfter := from-1, ""
+	if from > 0 {
+		startAfter = LinkKey(table, source, partition, from-1)
+	}
+	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, startAfter, func(a objstore.ObjectAttrs) error {
+		name := strings.TrimPrefix(a.Key, prefix)
+		digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
+		n, perr := strconv.ParseInt(digits, 10, 64)
+		if !ok || perr != nil || len(digits) != 20 || strings.Contains(name, "/") {
+			return nil // not a link: garbage is reported by Chain
+		}
+		if n != lastSeq+1 {
+			return errStopWalk // a missing link ends the chain
+		}
+		lastSeq, lastKey = n, a.Key
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopWalk) {
+		return 0, "", err
+	}
+	return lastSeq, lastKey, nil
 }
 
 var errStopWalk = errors.New("stop")
