@@ -248,77 +248,99 @@ func (s *Source) poll(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		recreated := map[string]bool{}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return
-			}
-			s.m.fetchErrors.WithLabelValues(topic).Inc()
-			tp := topicPartition{topic, partition}
-			var loss *kgo.ErrDataLoss
-			switch {
-			case errors.Is(err, kerr.UnknownTopicID), errors.Is(err, kerr.InconsistentTopicID):
-				// The topic was deleted (and maybe re-created). The client
-				// keeps reading the first instance of a topic; it reads a
-				// new one only once the topic is purged and added again.
-				// The partitions then come back through the assignment,
-				// where their chains' incarnation is compared.
-				recreated[topic] = true
-			case errors.Is(err, kerr.OffsetOutOfRange), errors.As(err, &loss):
-				// The position vanished: look at the partition between polls.
-				s.check(tp, err.Error(), 0)
-			default:
-				s.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
-			}
-		})
-		var deliverErr error
-		fetches.EachTopic(func(ft kgo.FetchTopic) {
-			id := topicIDString(ft.TopicID)
-			for _, fp := range ft.Partitions {
-				if deliverErr != nil || len(fp.Records) == 0 {
-					continue
-				}
-				tp := topicPartition{ft.Topic, fp.Partition}
-				s.mu.Lock()
-				ps, ok := s.parts[tp]
-				_, rewinding := s.rewinds[tp]
-				_, checking := s.checks[tp]
-				stale := ok && id != "" && ps.topicID != "" && id != ps.topicID
-				s.mu.Unlock()
-				if !ok || rewinding || checking {
-					continue // re-fetched from the position the rewind or check sets
-				}
-				if stale {
-					s.check(tp, "the fetch is of topic ID "+id+", the chain of "+ps.topicID, 0)
-					continue
-				}
-				last := fp.Records[len(fp.Records)-1].Offset
-				lag := max(0, fp.LastStableOffset-last-1)
-				s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
-				if err := s.deliver(ctx, s.routers[ft.Topic], ps.keys, fp.Records, lag); err != nil {
-					deliverErr = err
-					return
-				}
-				s.mu.Lock()
-				ps.next = lake.PositionOf(last + 1)
-				s.mu.Unlock()
-			}
-		})
+		recreated := s.fetchErrors(fetches)
+		deliverErr := s.deliverFetches(ctx, fetches)
 		s.cl.AllowRebalance()
 		if deliverErr != nil {
 			return deliverErr
 		}
-		for topic := range recreated {
-			if time.Since(s.purged[topic]) < 5*time.Second {
-				continue
-			}
-			s.purged[topic] = time.Now()
-			s.logger.Warn("topic ID changed or unknown: reading the topic anew", "topic", topic)
-			s.cl.PurgeTopicsFromClient(topic)
-			s.cl.AddConsumeTopics(topic)
-		}
+		s.readAnew(recreated)
 	}
 	return ctx.Err()
+}
+
+// fetchErrors counts and handles the errors of a poll's fetches, and
+// returns the topics that were deleted (and maybe re-created).
+func (s *Source) fetchErrors(fetches kgo.Fetches) map[string]bool {
+	recreated := map[string]bool{}
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		s.m.fetchErrors.WithLabelValues(topic).Inc()
+		tp := topicPartition{topic, partition}
+		var loss *kgo.ErrDataLoss
+		switch {
+		case errors.Is(err, kerr.UnknownTopicID), errors.Is(err, kerr.InconsistentTopicID):
+			// The topic was deleted (and maybe re-created). The client
+			// keeps reading the first instance of a topic; it reads a
+			// new one only once the topic is purged and added again.
+			// The partitions then come back through the assignment,
+			// where their chains' incarnation is compared.
+			recreated[topic] = true
+		case errors.Is(err, kerr.OffsetOutOfRange), errors.As(err, &loss):
+			// The position vanished: look at the partition between polls.
+			s.check(tp, err.Error(), 0)
+		default:
+			s.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		}
+	})
+	return recreated
+}
+
+// deliverFetches hands each assigned partition's records to the pipeline,
+// except those of a partition being rewound or checked (they are fetched
+// again from the position that sets) or fetched from another incarnation
+// of its topic (which is checked).
+func (s *Source) deliverFetches(ctx context.Context, fetches kgo.Fetches) error {
+	var deliverErr error
+	fetches.EachTopic(func(ft kgo.FetchTopic) {
+		id := topicIDString(ft.TopicID)
+		for _, fp := range ft.Partitions {
+			if deliverErr != nil || len(fp.Records) == 0 {
+				continue
+			}
+			tp := topicPartition{ft.Topic, fp.Partition}
+			s.mu.Lock()
+			ps, ok := s.parts[tp]
+			_, rewinding := s.rewinds[tp]
+			_, checking := s.checks[tp]
+			stale := ok && id != "" && ps.topicID != "" && id != ps.topicID
+			s.mu.Unlock()
+			if !ok || rewinding || checking {
+				continue // re-fetched from the position the rewind or check sets
+			}
+			if stale {
+				s.check(tp, "the fetch is of topic ID "+id+", the chain of "+ps.topicID, 0)
+				continue
+			}
+			last := fp.Records[len(fp.Records)-1].Offset
+			lag := max(0, fp.LastStableOffset-last-1)
+			s.m.lag.WithLabelValues(ft.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
+			if err := s.deliver(ctx, s.routers[ft.Topic], ps.keys, fp.Records, lag); err != nil {
+				deliverErr = err
+				return
+			}
+			s.mu.Lock()
+			ps.next = lake.PositionOf(last + 1)
+			s.mu.Unlock()
+		}
+	})
+	return deliverErr
+}
+
+// readAnew purges the recreated topics from the client and consumes them
+// again, at most every 5 seconds per topic.
+func (s *Source) readAnew(recreated map[string]bool) {
+	for topic := range recreated {
+		if time.Since(s.purged[topic]) < 5*time.Second {
+			continue
+		}
+		s.purged[topic] = time.Now()
+		s.logger.Warn("topic ID changed or unknown: reading the topic anew", "topic", topic)
+		s.cl.PurgeTopicsFromClient(topic)
+		s.cl.AddConsumeTopics(topic)
+	}
 }
 
 func topicIDString(id [16]byte) string {
