@@ -108,26 +108,9 @@ func (c Columns) Read(rows Rows, name string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	idx := map[string]int{}
-	col := func(n string) error {
-		if n == "" {
-			return nil
-		}
-		lc, ok := f.Schema().Lookup(n)
-		if !ok {
-			return fmt.Errorf("%s: no column %s", name, n)
-		}
-		idx[n] = lc.ColumnIndex
-		return nil
-	}
-	names := []string{colStart, colEnd, "event_type", "country", colRows, c.Count, c.Sum, c.Min, c.Max, c.Avg, c.Distinct}
-	for _, q := range c.Quantiles {
-		names = append(names, q.Column)
-	}
-	for _, n := range names {
-		if err := col(n); err != nil {
-			return err
-		}
+	idx, err := c.columnIndexes(f.Schema())
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	r := parquet.NewReader(f)
 	defer r.Close()
@@ -135,40 +118,7 @@ func (c Columns) Read(rows Rows, name string, data []byte) error {
 	for {
 		n, err := r.ReadRows(buf)
 		for _, pr := range buf[:n] {
-			vals := make(map[int]parquet.Value, len(pr))
-			for _, v := range pr {
-				vals[v.Column()] = v
-			}
-			get := func(n string) parquet.Value {
-				if n == "" {
-					return parquet.NullValue()
-				}
-				return vals[idx[n]]
-			}
-			flt := func(n string) float64 {
-				v := get(n)
-				if v.IsNull() {
-					return math.NaN()
-				}
-				return v.Double()
-			}
-			str := func(n string) string {
-				v := get(n)
-				if v.IsNull() {
-					return ""
-				}
-				return string(v.ByteArray())
-			}
-			row := Row{
-				Start: get(colStart).Int64(), End: get(colEnd).Int64(),
-				Group: gen.Group{EventType: str("event_type"), Country: str("country")},
-				Rows:  get(colRows).Int64(), Count: get(c.Count).Int64(),
-				Sum: flt(c.Sum), Min: flt(c.Min), Max: flt(c.Max), Avg: flt(c.Avg),
-				Distinct: get(c.Distinct).Int64(),
-			}
-			for _, q := range c.Quantiles {
-				row.Quantiles = append(row.Quantiles, flt(q.Column))
-			}
+			row := c.row(pr, idx)
 			w := rows[row.Start]
 			if w == nil {
 				w = map[gen.Group]Row{}
@@ -186,6 +136,66 @@ func (c Columns) Read(rows Rows, name string, data []byte) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
+}
+
+// columnIndexes are the indexes of the columns the oracle reads, by name.
+func (c Columns) columnIndexes(sch *parquet.Schema) (map[string]int, error) {
+	idx := map[string]int{}
+	names := []string{colStart, colEnd, "event_type", "country", colRows, c.Count, c.Sum, c.Min, c.Max, c.Avg, c.Distinct}
+	for _, q := range c.Quantiles {
+		names = append(names, q.Column)
+	}
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		lc, ok := sch.Lookup(n)
+		if !ok {
+			return nil, fmt.Errorf("no column %s", n)
+		}
+		idx[n] = lc.ColumnIndex
+	}
+	return idx, nil
+}
+
+// row reads the oracle's columns of one summary row; idx gives their
+// indexes by name.
+func (c Columns) row(pr parquet.Row, idx map[string]int) Row {
+	vals := make(map[int]parquet.Value, len(pr))
+	for _, v := range pr {
+		vals[v.Column()] = v
+	}
+	get := func(n string) parquet.Value {
+		if n == "" {
+			return parquet.NullValue()
+		}
+		return vals[idx[n]]
+	}
+	flt := func(n string) float64 {
+		v := get(n)
+		if v.IsNull() {
+			return math.NaN()
+		}
+		return v.Double()
+	}
+	str := func(n string) string {
+		v := get(n)
+		if v.IsNull() {
+			return ""
+		}
+		return string(v.ByteArray())
+	}
+	row := Row{
+		Start: get(colStart).Int64(), End: get(colEnd).Int64(),
+		Group: gen.Group{EventType: str("event_type"), Country: str("country")},
+		Rows:  get(colRows).Int64(), Count: get(c.Count).Int64(),
+		Sum: flt(c.Sum), Min: flt(c.Min), Max: flt(c.Max), Avg: flt(c.Avg),
+		Distinct: get(c.Distinct).Int64(),
+	}
+	for _, q := range c.Quantiles {
+		row.Quantiles = append(row.Quantiles, flt(q.Column))
+	}
+	return row
 }
 
 func fmtStart(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339) }
