@@ -160,7 +160,7 @@ type fence struct {
 }
 
 // FenceKey is where the fence of the lock key lives.
-func FenceKey(key string) string { return lake.LocksRoot + safeKey(key) + "/fence.json" }
+func FenceKey(key string) string { return lake.LockFenceKey(safeKey(key)) }
 
 // raiseFence moves key's fence up to epoch, or fails with ErrFenced if it is
 // already past it.
@@ -219,7 +219,7 @@ func (l *BucketLocker) CheckFence(ctx context.Context, key string, epoch int64) 
 
 // sweep removes lock objects of slots long past, left by crashed holders.
 func (l *BucketLocker) sweep(ctx context.Context, key string, current int64) {
-	prefix := lake.LocksRoot + safeKey(key) + "/"
+	prefix := lake.LockPrefix(safeKey(key))
 	var stale []string
 	_ = l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		var slot int64

@@ -28,6 +28,10 @@ func DeadLetterKey(table string, at time.Time, name string) string {
 	return DeadLetterRoot + table + "/" + hourSegments(at) + name + ".jsonl"
 }
 
+// SummaryWindowPrefix is where the summaries of the windows named window
+// of a table live, in the summary store.
+func SummaryWindowPrefix(table, window string) string { return table + "/" + window + "/" }
+
 // SummaryKey is the key, in the summary store, of the windows named window
 // in the unit (a UTC day, or an hour when hourly) starting at unitStart:
 // <table>/<window>/dt=YYYY-MM-DD/day.parquet or .../hour=HH.parquet.
@@ -60,10 +64,17 @@ func BatchDeadLetterKey(root, partialKey string) string {
 // summary store.
 const LocksRoot = "_sluice/locks/"
 
+// LockPrefix is where the leases of job name live, one per time slot, and
+// its fence.
+func LockPrefix(name string) string { return LocksRoot + name + "/" }
+
 // LockKey is the key of the lease of job name for time slot slot.
 func LockKey(name string, slot int64) string {
-	return fmt.Sprintf("%s%s/%020d.json", LocksRoot, name, slot)
+	return fmt.Sprintf("%s%020d.json", LockPrefix(name), slot)
 }
+
+// LockFenceKey is the key of the fence of job name.
+func LockFenceKey(name string) string { return LockPrefix(name) + "fence.json" }
 
 // RunCursorsRoot is where the aggregator's run cursors live, in the summary
 // store.
@@ -109,6 +120,19 @@ func IdempotencyClaimKey(table, claim string) string {
 // ActionsRoot is where the action log lives: one object per firing.
 const ActionsRoot = "_sluice/actions/"
 
+// ActionsPrefix is where the action-log entries of a table (all: "") or of
+// one rule of it ("": all its rules) live.
+func ActionsPrefix(table, rule string) string {
+	prefix := ActionsRoot
+	if table != "" {
+		prefix += table + "/"
+		if rule != "" {
+			prefix += rule + "/"
+		}
+	}
+	return prefix
+}
+
 // ActionKey is the key of the action-log entry of firing id of rule:
 // _sluice/actions/<table>/<rule>/<firing id>.json.
 func ActionKey(table, rule, id string) string {
@@ -119,10 +143,14 @@ func ActionKey(table, rule, id string) string {
 // per firing not yet delivered or dead-lettered.
 const PendingActionsRoot = "_sluice/ops/pending/"
 
+// PendingActionsPrefix is where the markers of a table's pending firings
+// live.
+func PendingActionsPrefix(table string) string { return PendingActionsRoot + table + "/" }
+
 // PendingActionKey is the marker of firing id of rule:
 // _sluice/ops/pending/<table>/<rule>/<firing id>.
 func PendingActionKey(table, rule, id string) string {
-	return PendingActionsRoot + table + "/" + rule + "/" + id
+	return PendingActionsPrefix(table) + rule + "/" + id
 }
 
 // OpsEndpointKey is where the state of a webhook endpoint is kept.

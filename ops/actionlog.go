@@ -147,7 +147,7 @@ type PendingRef struct{ Table, Rule, ID string }
 
 // Pending lists the firings of table marked pending (by names only).
 func (l *ActionLog) Pending(ctx context.Context, table string) ([]PendingRef, error) {
-	prefix := lake.PendingActionsRoot + table + "/"
+	prefix := lake.PendingActionsPrefix(table)
 	var out []PendingRef
 	err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		rule, id, ok := strings.Cut(strings.TrimPrefix(a.Key, prefix), "/")
@@ -174,13 +174,7 @@ type Filter struct {
 
 // List reads the entries under the filter's table and rule, oldest first.
 func (l *ActionLog) List(ctx context.Context, f Filter) ([]*Entry, error) {
-	prefix := lake.ActionsRoot
-	if f.Table != "" {
-		prefix += f.Table + "/"
-		if f.Rule != "" {
-			prefix += f.Rule + "/"
-		}
-	}
+	prefix := lake.ActionsPrefix(f.Table, f.Rule)
 	var keys []string
 	if err := l.b.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 		if strings.HasSuffix(a.Key, ".json") {

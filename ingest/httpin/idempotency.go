@@ -14,9 +14,9 @@ import (
 )
 
 // The lake holds one claim per (table, caller, Idempotency-Key), under
-// lake.IdempotencyRoot. A claim is created conditionally before the request's records get into the
-// log, and names the positions they were given, so a retry can read the
-// chain and tell exactly which of them are committed: all (answer from the
+// lake.IdempotencyRoot. A claim is created conditionally before the
+// request's records get into the log, and names the positions they were
+// given, so a retry can read the chain and tell exactly which of them are committed: all (answer from the
 // claim), none or a prefix (queue the rest again under a new span). The
 // lake, not the server's memory, decides; so a retry after a crash neither
 // loses nor doubles records.

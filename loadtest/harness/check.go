@@ -185,7 +185,7 @@ func checkSummaries(ctx context.Context, env Env, in summaryInputs, truth *Truth
 		wu := w.Microseconds()
 		rows := oracle.Rows{}
 		states := map[int64]aggregate.WindowState{}
-		err := env.Summaries.Iter(ctx, t.Name+"/"+wc.Window+"/", func(a objstore.ObjectAttrs) error {
+		err := env.Summaries.Iter(ctx, lake.SummaryWindowPrefix(t.Name, wc.Window), func(a objstore.ObjectAttrs) error {
 			if !strings.HasSuffix(a.Key, ".parquet") {
 				return nil
 			}
