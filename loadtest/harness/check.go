@@ -183,45 +183,13 @@ func checkSummaries(ctx context.Context, env Env, in summaryInputs, truth *Truth
 	for _, w := range t.Rollup.Windows {
 		wc := WindowCheck{Window: aggregate.WindowName(w)}
 		wu := w.Microseconds()
-		rows := oracle.Rows{}
-		states := map[int64]aggregate.WindowState{}
-		err := env.Summaries.Iter(ctx, lake.SummaryWindowPrefix(t.Name, wc.Window), func(a objstore.ObjectAttrs) error {
-			if !strings.HasSuffix(a.Key, ".parquet") {
-				return nil
-			}
-			data, err := readAll(ctx, env.Summaries, a.Key)
-			if err != nil {
-				return err
-			}
-			if err := cols.Read(rows, a.Key, data); err != nil {
-				fails.add("%s window: summary %s unreadable: %v", wc.Window, a.Key, err)
-				return nil
-			}
-			st, err := windowStates(a.Key, data)
-			if err != nil {
-				fails.add("%s window: %v", wc.Window, err)
-				return nil
-			}
-			maps.Copy(states, st)
-			return nil
-		})
+		rows, states, err := readWindowSummaries(ctx, env, cols, wc.Window, &fails)
 		if err != nil {
-			return res, fmt.Errorf("read %s summaries: %w", wc.Window, err)
+			return res, err
 		}
 		inputs := aggregate.WindowInputs(objs, w, in.wm)
-		closed := map[int64]bool{}
-		for _, s := range truth.Summaries.Starts(w) {
-			if s+wu <= until {
-				closed[s] = true
-			} else {
-				wc.Open++
-			}
-		}
-		for s := range rows {
-			if s+wu <= until && !closed[s] {
-				closed[s] = true // rows where nothing was produced: reported below
-			}
-		}
+		closed, open := closedWindows(truth.Summaries.Starts(w), rows, wu, until)
+		wc.Open += open
 		for _, start := range slices.Sorted(maps.Keys(closed)) {
 			if err := ctx.Err(); err != nil {
 				return res, err
@@ -250,4 +218,56 @@ func checkSummaries(ctx context.Context, env Env, in summaryInputs, truth *Truth
 	}
 	res.Failures = fails.list
 	return res, nil
+}
+
+// readWindowSummaries reads the summary objects of the windows named
+// window as a user would, and the state each window was built from. An
+// object that cannot be read is a failure, not an error.
+func readWindowSummaries(ctx context.Context, env Env, cols oracle.Columns, window string, fails *failures) (oracle.Rows, map[int64]aggregate.WindowState, error) {
+	rows := oracle.Rows{}
+	states := map[int64]aggregate.WindowState{}
+	err := env.Summaries.Iter(ctx, lake.SummaryWindowPrefix(env.Table.Name, window), func(a objstore.ObjectAttrs) error {
+		if !strings.HasSuffix(a.Key, ".parquet") {
+			return nil
+		}
+		data, err := readAll(ctx, env.Summaries, a.Key)
+		if err != nil {
+			return err
+		}
+		if err := cols.Read(rows, a.Key, data); err != nil {
+			fails.add("%s window: summary %s unreadable: %v", window, a.Key, err)
+			return nil
+		}
+		st, err := windowStates(a.Key, data)
+		if err != nil {
+			fails.add("%s window: %v", window, err)
+			return nil
+		}
+		maps.Copy(states, st)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s summaries: %w", window, err)
+	}
+	return rows, states, nil
+}
+
+// closedWindows are the windows of wu µs that end by until and either
+// hold produced events (starts) or have summary rows (where nothing was
+// produced: reported as such); open counts the produced ones still open.
+func closedWindows(starts []int64, rows oracle.Rows, wu, until int64) (closed map[int64]bool, open int) {
+	closed = map[int64]bool{}
+	for _, s := range starts {
+		if s+wu <= until {
+			closed[s] = true
+		} else {
+			open++
+		}
+	}
+	for s := range rows {
+		if s+wu <= until && !closed[s] {
+			closed[s] = true
+		}
+	}
+	return closed, open
 }
