@@ -361,73 +361,18 @@ func (wk *worker) run() {
 func (wk *worker) handle(msg workerMsg) {
 	switch msg.kind {
 	case msgOpen:
-		if old, ok := wk.parts[msg.key]; ok {
-			wk.waitIdle(old)
-			old.Close()
-		}
-		wk.parts[msg.key] = &partitionState{Partition: wk.p.w.newPartition(msg.table, msg.key.Source, msg.key.Partition, msg.end), key: msg.key}
+		wk.open(msg)
 	case msgRecords:
-		ps, ok := wk.parts[msg.key]
-		if !ok || ps.rewinding {
-			if !ok {
-				wk.p.logger.Error("records for a partition that is not open; dropped", "partition", msg.key.String())
-			}
-			wk.p.w.release(msg.held)
-			return
-		}
-		ps.Hold(msg.held)
-		ps.lag = msg.lag
-		for _, r := range msg.records {
-			ps.AppendRecord(&r)
-		}
-		wk.p.recycle(msg.records)
-		if ps.Due(time.Now()) {
-			wk.flush(ps)
-		}
+		wk.bufferRecords(msg)
 	case msgGap, msgRestart, msgEnd:
-		ps, ok := wk.parts[msg.key]
-		if !ok || ps.rewinding {
-			// After the rewind the source reads the chain end again and
-			// finds the hole (or the new incarnation, or the end) again.
-			return
-		}
-		wk.flush(ps) // what is buffered comes before the hole
-		if ps.rewinding {
-			return
-		}
-		done := wk.done()
-		var job *flushJob
-		switch msg.kind {
-		case msgEnd:
-			job = ps.startEnd(msg.reason, done)
-		case msgGap:
-			if !ps.chainNext.Less(msg.pos) {
-				return // nothing between the chain end and the new position
-			}
-			job = ps.startGap(msg.pos, msg.reason, done)
-		default:
-			job = ps.startReset(msg.sourceID, msg.pos, msg.reason, done)
-		}
-		wk.submit(ps, job)
+		wk.link(msg)
 	case msgResume:
 		if ps, ok := wk.parts[msg.key]; ok && ps.rewinding {
 			ps.Rewind(msg.end)
 			ps.rewinding, ps.rewindAsked = false, false
 		}
 	case msgRelease:
-		for _, k := range msg.keys {
-			ps, ok := wk.parts[k]
-			if !ok {
-				continue
-			}
-			if msg.flush && !ps.rewinding {
-				wk.flush(ps)
-			}
-			wk.waitIdle(ps)
-			ps.Close()
-			delete(wk.parts, k)
-		}
-		close(msg.ack)
+		wk.releaseParts(msg)
 	case msgDrain:
 		for _, ps := range wk.parts {
 			if !ps.rewinding {
@@ -439,15 +384,99 @@ func (wk *worker) handle(msg workerMsg) {
 		}
 		close(msg.ack)
 	case msgPressure:
-		var largest *partitionState
-		for _, ps := range wk.parts {
-			if !ps.rewinding && ps.Pending() > 0 && (largest == nil || ps.Bytes() > largest.Bytes()) {
-				largest = ps
-			}
+		wk.flushLargest()
+	}
+}
+
+// open opens a partition at its chain end, closing the one it replaces.
+func (wk *worker) open(msg workerMsg) {
+	if old, ok := wk.parts[msg.key]; ok {
+		wk.waitIdle(old)
+		old.Close()
+	}
+	wk.parts[msg.key] = &partitionState{Partition: wk.p.w.newPartition(msg.table, msg.key.Source, msg.key.Partition, msg.end), key: msg.key}
+}
+
+// bufferRecords buffers a batch of records, and flushes the partition
+// when it is due. Records for a partition that is rewinding (or not open)
+// are dropped: the source reads them again.
+func (wk *worker) bufferRecords(msg workerMsg) {
+	ps, ok := wk.parts[msg.key]
+	if !ok || ps.rewinding {
+		if !ok {
+			wk.p.logger.Error("records for a partition that is not open; dropped", "partition", msg.key.String())
 		}
-		if largest != nil {
-			wk.flush(largest)
+		wk.p.w.release(msg.held)
+		return
+	}
+	ps.Hold(msg.held)
+	ps.lag = msg.lag
+	for _, r := range msg.records {
+		ps.AppendRecord(&r)
+	}
+	wk.p.recycle(msg.records)
+	if ps.Due(time.Now()) {
+		wk.flush(ps)
+	}
+}
+
+// link writes a gap, reset or end link after what is buffered.
+func (wk *worker) link(msg workerMsg) {
+	ps, ok := wk.parts[msg.key]
+	if !ok || ps.rewinding {
+		// After the rewind the source reads the chain end again and
+		// finds the hole (or the new incarnation, or the end) again.
+		return
+	}
+	wk.flush(ps) // what is buffered comes before the hole
+	if ps.rewinding {
+		return
+	}
+	done := wk.done()
+	var job *flushJob
+	switch msg.kind {
+	case msgEnd:
+		job = ps.startEnd(msg.reason, done)
+	case msgGap:
+		if !ps.chainNext.Less(msg.pos) {
+			return // nothing between the chain end and the new position
 		}
+		job = ps.startGap(msg.pos, msg.reason, done)
+	default:
+		job = ps.startReset(msg.sourceID, msg.pos, msg.reason, done)
+	}
+	wk.submit(ps, job)
+}
+
+// releaseParts closes the partitions a source gave up, flushing them
+// first if asked, and acknowledges.
+func (wk *worker) releaseParts(msg workerMsg) {
+	for _, k := range msg.keys {
+		ps, ok := wk.parts[k]
+		if !ok {
+			continue
+		}
+		if msg.flush && !ps.rewinding {
+			wk.flush(ps)
+		}
+		wk.waitIdle(ps)
+		ps.Close()
+		delete(wk.parts, k)
+	}
+	close(msg.ack)
+}
+
+// flushLargest flushes the partition holding the most bytes, to give
+// memory back under pressure.
+func (wk *worker) flushLargest() {
+	var largest *partitionState
+	for _, ps := range wk.parts {
+		if !ps.rewinding && ps.Pending() > 0 && (largest == nil || ps.Bytes() > largest.Bytes()) {
+			largest = ps
+		}
+	}
+	if largest != nil {
+		wk.flush(largest)
 	}
 }
 
