@@ -1,18 +1,11 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/loadtest/bench"
-	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/internal/app"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -25,12 +18,8 @@ func newBenchCmd(g *globals) *cobra.Command {
 }
 
 func newBenchAggregateCmd(g *globals) *cobra.Command {
-	var (
-		cfg                     bench.LakeConfig
-		s3                      objstore.S3Config
-		rounds                  int
-		foldOnly, prepare, keep bool
-	)
+	var o app.BenchAggregateOptions
+	cfg, s3 := &o.Lake, &o.S3
 	cmd := &cobra.Command{
 		Use:   "aggregate",
 		Short: "Time the real `sluice aggregate --once` pass over committed raw objects: rows/s, CPU-s per million rows, peak RSS",
@@ -55,94 +44,7 @@ micro-benchmark of the engine, not of the path a user runs.`,
   sluice bench aggregate --fold-only --events-per-second 1000`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			cfg.Table = schema.SampleTables()[0]
-			var bar *progressbar.ProgressBar
-			cfg.Progress = func(_ string, done, total int64) {
-				if bar == nil {
-					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(g.stderr), progressbar.OptionSetDescription("prepare raw objects"),
-						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond))
-				}
-				_ = bar.Set64(done)
-			}
-			finishBar := func() {
-				if bar != nil {
-					_ = bar.Finish()
-					fmt.Fprintln(g.stderr)
-					bar = nil
-				}
-			}
-			if foldOnly {
-				dir, err := os.MkdirTemp("", "sluice-bench-agg-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-				b, err := objstore.NewLocal(dir)
-				if err != nil {
-					return err
-				}
-				res, err := bench.RunAggregate(ctx, b, cfg.AggregateConfig)
-				finishBar()
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "in-memory fold (micro-benchmark; %d cores, GOMAXPROCS %d), %s windows\n  %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.Window, res)
-				return nil
-			}
-			if s3.Bucket != "" {
-				if err := s3.Validate(); err != nil {
-					return usageError{err}
-				}
-				cfg.S3 = &s3
-				if cfg.S3.Prefix == "" {
-					cfg.S3.Prefix = fmt.Sprintf("sluice-bench-%d", time.Now().UnixNano())
-				}
-			}
-			if cfg.Dir == "" {
-				if prepare {
-					return usageErrorf("--prepare-only needs --work-dir")
-				}
-				dir, err := os.MkdirTemp("", "sluice-bench-agg-")
-				if err != nil {
-					return err
-				}
-				cfg.Dir = dir
-				if !keep {
-					defer os.RemoveAll(dir)
-				}
-			}
-			lk, err := bench.PrepareLake(ctx, cfg)
-			finishBar()
-			if err != nil {
-				return err
-			}
-			rows, err := bench.CommittedRows(ctx, lk)
-			if err != nil {
-				return err
-			}
-			where := filepath.Join(cfg.Dir, "lake")
-			if cfg.S3 != nil {
-				where = fmt.Sprintf("s3://%s/%s/raw (%s)", cfg.S3.Bucket, cfg.S3.Prefix, cfg.S3.Endpoint)
-			}
-			if prepare {
-				fmt.Fprintf(g.stdout, "prepared %d rows in %s; config %s\n", rows, where, lk.Config)
-				return nil
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "aggregate pass benchmark (%d cores): %d rows in %s, %s windows, sluice aggregate --once\n", runtime.NumCPU(), rows, where, cfg.Window)
-			for i := range rounds {
-				res, err := bench.RunPass(ctx, exe, lk)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "  round %d: %s wall, %.2fM rows/s, %.2f CPU-s per M rows, peak RSS %.0f MiB\n    %s",
-					i+1, res.Wall.Round(time.Millisecond), res.RowsPerSecond(rows)/1e6, res.CPUPerMillion(rows), float64(res.PeakRSS)/(1<<20), res.Output)
-			}
-			return nil
+			return app.BenchAggregate(cmd.Context(), g.console(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -153,11 +55,11 @@ micro-benchmark of the engine, not of the path a user runs.`,
 	f.Float64Var(&cfg.EventsPerSecond, "events-per-second", 50, "events per second of event time: lower spreads them over more windows")
 	f.IntVar(&cfg.Workers, "workers", 0, "--fold-only: aggregation goroutines (0: GOMAXPROCS)")
 	f.IntVar(&cfg.FlushRecords, "flush-records", 250_000, "records per raw object flush, as an ingester would")
-	f.IntVar(&rounds, "rounds", 1, "passes to time")
+	f.IntVar(&o.Rounds, "rounds", 1, "passes to time")
 	f.StringVar(&cfg.Dir, "work-dir", "", "keep the lake, summaries and config here (default: a temporary directory, removed)")
-	f.BoolVar(&keep, "keep", false, "keep the temporary work directory")
-	f.BoolVar(&prepare, "prepare-only", false, "write the lake and sluice.yaml into --work-dir, and stop")
-	f.BoolVar(&foldOnly, "fold-only", false, "time only the in-memory fold (a micro-benchmark)")
+	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
+	f.BoolVar(&o.Prepare, "prepare-only", false, "write the lake and sluice.yaml into --work-dir, and stop")
+	f.BoolVar(&o.FoldOnly, "fold-only", false, "time only the in-memory fold (a micro-benchmark)")
 	f.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint host[:port] (with --s3-bucket)")
 	f.StringVar(&s3.Bucket, "s3-bucket", "", "keep the lake in this S3 bucket instead of --work-dir (created if missing)")
 	f.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix in the bucket (default: a new one per run)")
@@ -170,12 +72,8 @@ micro-benchmark of the engine, not of the path a user runs.`,
 }
 
 func newBenchIngestCmd(g *globals) *cobra.Command {
-	cfg := bench.IngestConfig{}
-	var (
-		keep            bool
-		workDir, source string
-		kc              bench.KinesisConfig
-	)
+	var o app.BenchIngestOptions
+	cfg, kc := &o.Ingest, &o.Kinesis
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Drain N events from a broker process into committed Parquet objects and report events/s, CPU and peak RSS",
@@ -194,99 +92,13 @@ drain is reported when --kinesis-pid names its process.`,
   sluice bench ingest --source kinesis --kinesis-endpoint http://127.0.0.1:4567 --events 200000 --partitions 4`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch source {
-			case "kafka":
-			case "kinesis":
-				if kc.Endpoint == "" {
-					return usageErrorf("--source kinesis needs --kinesis-endpoint")
-				}
-			default:
-				return usageErrorf("--source must be kafka or kinesis, not %q", source)
-			}
-			if cfg.Partitions <= 0 || cfg.Events <= 0 {
-				return usageErrorf("--partitions and --events must be positive")
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			cfg.Binary = exe
-			if workDir == "" {
-				workDir, err = os.MkdirTemp("", "sluice-bench-")
-				if err != nil {
-					return err
-				}
-				if !keep {
-					defer os.RemoveAll(workDir)
-				}
-			}
-			if err := os.MkdirAll(workDir, 0o755); err != nil {
-				return err
-			}
-			cfg.WorkDir = workDir
-			cfg.Logger = g.Logger()
-			var bar *progressbar.ProgressBar
-			var phase string
-			cfg.Progress = func(p string, done, total int64) {
-				if p != phase {
-					if bar != nil {
-						_ = bar.Finish()
-						fmt.Fprintln(g.stderr)
-					}
-					phase = p
-					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(g.stderr),
-						progressbar.OptionSetDescription(p), progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
-						progressbar.OptionThrottle(200*time.Millisecond))
-				}
-				_ = bar.Set64(done)
-			}
-			var res bench.IngestResult
-			server := "broker"
-			if source == "kinesis" {
-				server = "stream server"
-				res, err = bench.RunIngestKinesis(cmd.Context(), cfg, kc)
-			} else {
-				res, err = bench.RunIngest(cmd.Context(), cfg)
-			}
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(g.stderr)
-			}
-			if err != nil {
-				return err
-			}
-			serverCPU := res.BrokerCPU.Round(10 * time.Millisecond).String()
-			if source == "kinesis" && kc.ServerPid == 0 {
-				serverCPU = "not measured (--kinesis-pid)"
-			}
-			idle := "not measured (--idle 0)"
-			if res.IdleWindow > 0 {
-				idle = fmt.Sprintf("%.3f CPU-s/s over %s with nothing to read; net of it over the drain %.2f CPU-s per 1M",
-					res.IdleCPUPerSecond(), res.IdleWindow.Round(time.Second), res.NetCPUSecondsPerMillion())
-			}
-			fmt.Fprintf(g.stdout, `ingest benchmark, %s (%d cores, GOMAXPROCS %d)
-  events            %d in %d partitions (%.1f MB, %.0f bytes/event)
-  produce           %s
-  drain             %s
-  events/s          %.0f
-  MB/s (input)      %.1f
-  CPU-s per 1M      %.2f   (ingester user+system %s)
-  idle CPU          %s
-  peak RSS          %.0f MiB
-  %-17s %s during the drain; all cores %.0f%% busy
-  objects           %d (%.1f MB, %.1fx smaller than input)
-  work dir          %s
-`, source, runtime.NumCPU(), runtime.GOMAXPROCS(0), res.Events, cfg.Partitions, float64(res.InputBytes)/1e6, float64(res.InputBytes)/float64(max(res.Events, 1)),
-				res.Produce.Round(time.Millisecond), res.Drain.Round(time.Millisecond), res.EventsPerSecond(), res.MBPerSecond(),
-				res.CPUSecondsPerMillion(), res.CPU.Round(time.Millisecond), idle, float64(res.PeakRSSBytes)/(1<<20), server+" CPU", serverCPU, 100*res.MachineBusy,
-				res.Objects, float64(res.OutputBytes)/1e6, float64(res.InputBytes)/float64(max(res.OutputBytes, 1)), workDirNote(workDir, keep))
-			return nil
+			return app.BenchIngest(cmd.Context(), g.console(), o)
 		},
 	}
 	f := cmd.Flags()
 	f.Int64Var(&cfg.Events, "events", 2_000_000, "events to produce and drain")
 	f.Int32Var(&cfg.Partitions, "partitions", 8, "partitions of the topic (shards of the stream)")
-	f.StringVar(&source, "source", "kafka", "kafka (a broker process of its own) or kinesis (a stream on --kinesis-endpoint)")
+	f.StringVar(&o.Source, "source", "kafka", "kafka (a broker process of its own) or kinesis (a stream on --kinesis-endpoint)")
 	f.StringVar(&kc.Endpoint, "kinesis-endpoint", "", "URL of a Kinesis-compatible server, e.g. http://127.0.0.1:4567 (with --source kinesis)")
 	f.IntVar(&kc.ServerPid, "kinesis-pid", 0, "pid of the Kinesis-compatible server, to report its CPU during the drain")
 	f.IntVar(&kc.Putters, "kinesis-putters", 4, "PutRecords calls in flight while producing")
@@ -296,14 +108,7 @@ drain is reported when --kinesis-pid names its process.`,
 	f.Float64Var(&cfg.ZipfS, "zipf", 1.2, "skew of user keys (Zipf s > 1)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "generator seed")
 	f.StringVar(&cfg.Ingest, "ingest-config", "flush_bytes: 33554432\nflush_interval: 1s\nmemory_budget: 134217728", "the ingester's `ingest:` section (YAML)")
-	f.StringVar(&workDir, "work-dir", "", "keep the broker log, objects and logs here (default: a temporary directory, removed)")
-	f.BoolVar(&keep, "keep", false, "keep the temporary work directory")
+	f.StringVar(&o.WorkDir, "work-dir", "", "keep the broker log, objects and logs here (default: a temporary directory, removed)")
+	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
 	return cmd
-}
-
-func workDirNote(dir string, keep bool) string {
-	if keep {
-		return dir
-	}
-	return filepath.Clean(dir) + " (removed; --keep to keep)"
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 )
 
@@ -33,12 +34,12 @@ that --addr 127.0.0.1:0 can be used by scripts and tests.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ts, err := parseTopicFlags(topics)
 			if err != nil {
-				return usageError{err}
+				return app.UsageError{Err: err}
 			}
 			cfg.Topics = ts
 			cfg.BrokerConfigs = brokerConfig
 			if err := cfg.Validate(); err != nil {
-				return usageError{err}
+				return app.UsageError{Err: err}
 			}
 			b, err := kafkabroker.Start(cfg, g.Logger())
 			if err != nil {

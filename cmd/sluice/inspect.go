@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 
+	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/spf13/cobra"
 )
@@ -36,15 +37,15 @@ AWS_SECRET_ACCESS_KEY, the shared credentials file, or the instance role.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Rows < 0 {
-				return usageErrorf("-n %d: must not be negative", o.Rows)
+				return app.Usagef("-n %d: must not be negative", o.Rows)
 			}
 			if o.Format != "table" && o.Format != "json" {
-				return usageErrorf("--format %q: want table or json", o.Format)
+				return app.Usagef("--format %q: want table or json", o.Format)
 			}
 			o.Logger = g.Logger()
 			err := inspect.Run(cmd.Context(), g.stdout, o, args[0])
 			if ue := (inspect.UsageError{}); errors.As(err, &ue) {
-				return usageError{ue.Err}
+				return app.UsageError{Err: ue.Err}
 			}
 			return err
 		},

@@ -11,6 +11,8 @@ import (
 	"runtime/trace"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/internal/app"
 )
 
 // Exit codes of the binary.
@@ -46,6 +48,11 @@ func (g *globals) Logger() *slog.Logger {
 	return g.logger
 }
 
+// console is where a command writes, for the app package.
+func (g *globals) console() app.Console {
+	return app.Console{Stdout: g.stdout, Stderr: g.stderr, Logger: g.Logger()}
+}
+
 // newRootCmd builds the whole command tree. Each subcommand lives in its own
 // file as newXxxCmd(g *globals) *cobra.Command.
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -61,13 +68,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+				return app.Usagef("unknown command %q for %q", args[0], cmd.CommandPath())
 			}
 			_ = cmd.Help()
-			return usageErrorf("a subcommand is required")
+			return app.Usagef("a subcommand is required")
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := newLogger(g.stderr, g.logLevel, g.logFormat)
+			l, err := app.NewLogger(g.stderr, g.logLevel, g.logFormat)
 			if err != nil {
 				return err
 			}
@@ -104,7 +111,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	// Inherited by every subcommand: a bad flag anywhere exits with exitUsage.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return app.UsageError{Err: err} })
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text|json")
@@ -126,23 +133,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "sluice:", err)
-	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, new(app.UsageError)) {
 		fmt.Fprintln(stderr, "Run 'sluice --help' for usage.")
 		return exitUsage
 	}
 	return exitRuntime
-}
-
-// usageError marks an error in the command line itself: exit code 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-// usageErrorf returns a usage error (exit code 2) for bad flags or arguments.
-func usageErrorf(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
 }
 
 // usageArgs wraps a cobra positional-argument validator so that its errors
@@ -150,7 +145,7 @@ func usageErrorf(format string, args ...any) error {
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := v(cmd, args); err != nil {
-			return usageError{err}
+			return app.UsageError{Err: err}
 		}
 		return nil
 	}
