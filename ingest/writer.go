@@ -42,12 +42,13 @@ type Writer struct {
 	buffered atomic.Int64
 
 	jobs      chan *flushJob
+	startOnce sync.Once // the flushers start with the first flush
 	flushers  sync.WaitGroup
 	closeOnce sync.Once
 }
 
-// NewWriter starts the flushers. Close stops them once every submitted
-// flush has finished.
+// NewWriter builds a writer; its flushers start with the first flush, and
+// Close stops them once every submitted flush has finished.
 func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Writer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -71,18 +72,26 @@ func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, re
 		budget:   semaphore.NewWeighted(cfg.MemoryBudget),
 		jobs:     make(chan *flushJob),
 	}
-	// Flushers wait on disk or network and on the commit of the flush before
-	// theirs, so there are more of them than cores.
-	for range max(4, 2*cfg.Workers) {
-		w.flushers.Add(1)
-		go func() {
-			defer w.flushers.Done()
-			for job := range w.jobs {
-				job.finish(w.flush(job))
-			}
-		}()
-	}
 	return w, nil
+}
+
+// queue is where flushes are handed to the flushers. They start with the
+// first flush, so that building a Writer starts no goroutine.
+func (w *Writer) queue() chan<- *flushJob {
+	w.startOnce.Do(func() {
+		// Flushers wait on disk or network and on the commit of the flush
+		// before theirs, so there are more of them than cores.
+		for range max(4, 2*w.cfg.Workers) {
+			w.flushers.Add(1)
+			go func() {
+				defer w.flushers.Done()
+				for job := range w.jobs {
+					job.finish(w.flush(job))
+				}
+			}()
+		}
+	})
+	return w.jobs
 }
 
 // CommitLog is the log the writer commits through.
@@ -342,7 +351,7 @@ func (p *Partition) Flush(ctx context.Context, done func(FlushResult)) error {
 		return err
 	}
 	select {
-	case p.w.jobs <- job:
+	case p.w.queue() <- job:
 		return nil
 	case <-ctx.Done():
 		p.abandon(job)
