@@ -158,11 +158,7 @@ func (c *File) resolve() error {
 	if c.TablesFile == "" {
 		c.Tables = schema.SampleTables()
 	} else {
-		p := c.TablesFile
-		if !filepath.IsAbs(p) && c.path != "" {
-			p = filepath.Join(filepath.Dir(c.path), p)
-		}
-		tables, err := schema.Load(p)
+		tables, err := schema.Load(c.relative(c.TablesFile))
 		if err != nil {
 			return err
 		}
@@ -199,11 +195,7 @@ func (c *File) resolve() error {
 		return err
 	}
 	if c.RulesFile != "" {
-		p := c.RulesFile
-		if !filepath.IsAbs(p) && c.path != "" {
-			p = filepath.Join(filepath.Dir(c.path), p)
-		}
-		rs, err := ops.LoadRules(p, c.Tables, c.Kafka.Brokers)
+		rs, err := ops.LoadRules(c.relative(c.RulesFile), c.Tables, c.Kafka.Brokers)
 		if err != nil {
 			return err
 		}
@@ -216,6 +208,22 @@ func (c *File) resolve() error {
 	if err := c.Batch.Validate(); err != nil {
 		return err
 	}
+	if err := c.checkInboxStores(); err != nil {
+		return err
+	}
+	return c.checkSummaryStore()
+}
+
+// relative resolves a path given in the file against the file's directory.
+func (c *File) relative(p string) string {
+	if !filepath.IsAbs(p) && c.path != "" {
+		return filepath.Join(filepath.Dir(c.path), p)
+	}
+	return p
+}
+
+// checkInboxStores validates the further stores and the inboxes that name one.
+func (c *File) checkInboxStores() error {
 	for name, st := range c.Stores {
 		switch {
 		case st.LocalDir != "" && st.S3 != nil, st.LocalDir == "" && st.S3 == nil:
@@ -233,21 +241,27 @@ func (c *File) resolve() error {
 			}
 		}
 	}
-	if c.SummaryStore != nil {
-		switch {
-		case c.SummaryStore.LocalDir != "" && c.SummaryStore.S3 != nil:
-			return fmt.Errorf("summary_%w", client.ErrTwoStores)
-		case c.SummaryStore.LocalDir == "" && c.SummaryStore.S3 == nil:
-			return fmt.Errorf("summary_%w", client.ErrNoStore)
-		case c.SummaryStore.LocalDir != "" && c.SummaryStore.LocalDir == c.Store.LocalDir:
-			return ErrSameStore
-		case c.SummaryStore.S3 != nil && c.Store.S3 != nil && c.SummaryStore.S3.Endpoint == c.Store.S3.Endpoint &&
-			c.SummaryStore.S3.Bucket == c.Store.S3.Bucket && c.SummaryStore.S3.Prefix == c.Store.S3.Prefix:
-			return ErrSameStore
-		case c.SummaryStore.S3 != nil:
-			if err := c.SummaryStore.S3.Validate(); err != nil {
-				return fmt.Errorf("summary_store.s3: %w", err)
-			}
+	return nil
+}
+
+// checkSummaryStore validates the summary store, apart from the raw store.
+func (c *File) checkSummaryStore() error {
+	if c.SummaryStore == nil {
+		return nil
+	}
+	switch {
+	case c.SummaryStore.LocalDir != "" && c.SummaryStore.S3 != nil:
+		return fmt.Errorf("summary_%w", client.ErrTwoStores)
+	case c.SummaryStore.LocalDir == "" && c.SummaryStore.S3 == nil:
+		return fmt.Errorf("summary_%w", client.ErrNoStore)
+	case c.SummaryStore.LocalDir != "" && c.SummaryStore.LocalDir == c.Store.LocalDir:
+		return ErrSameStore
+	case c.SummaryStore.S3 != nil && c.Store.S3 != nil && c.SummaryStore.S3.Endpoint == c.Store.S3.Endpoint &&
+		c.SummaryStore.S3.Bucket == c.Store.S3.Bucket && c.SummaryStore.S3.Prefix == c.Store.S3.Prefix:
+		return ErrSameStore
+	case c.SummaryStore.S3 != nil:
+		if err := c.SummaryStore.S3.Validate(); err != nil {
+			return fmt.Errorf("summary_store.s3: %w", err)
 		}
 	}
 	return nil
