@@ -118,7 +118,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 
 func newBenchAggregateCmd(g *globals) *cobra.Command {
 	var o app.BenchAggregateOptions
-	cfg, s3 := &o.Lake, &o.S3
+	cfg, s3 := &o.Lake, &o.S3 // the flags below fill the options through these
 	cmd := &cobra.Command{
 		Use:   "aggregate",
 		Short: "Time the real `sluice aggregate --once` pass over committed raw objects: rows/s, CPU-s per million rows, peak RSS",
@@ -170,7 +170,7 @@ micro-benchmark of the engine, not of the path a user runs.`,
 
 func newBenchIngestCmd(g *globals) *cobra.Command {
 	var o app.BenchIngestOptions
-	cfg, kc := &o.Ingest, &o.Kinesis
+	cfg, kc := &o.Ingest, &o.Kinesis // the flags below fill the options through these
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Drain N events from a broker process into committed Parquet objects and report events/s, CPU and peak RSS",
