@@ -510,7 +510,7 @@ func (wk *worker) flush(ps *partitionState) {
 func (wk *worker) submit(ps *partitionState, job *flushJob) {
 	for {
 		select {
-		case wk.p.w.jobs <- job:
+		case wk.p.w.queue() <- job:
 			return
 		case r := <-wk.results:
 			wk.settle(r)

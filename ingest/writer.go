@@ -42,12 +42,14 @@ type Writer struct {
 	buffered atomic.Int64
 
 	jobs      chan *flushJob
+	startOnce sync.Once // the flushers start with the first flush
 	flushers  sync.WaitGroup
 	closeOnce sync.Once
 }
 
-// NewWriter starts the flushers. Close stops them once every submitted
-// flush has finished. A nil m keeps the metrics unregistered.
+// NewWriter builds a writer; its flushers start with the first flush, and
+// Close stops them once every submitted flush has finished. A nil m keeps
+// the metrics unregistered.
 func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, m *Metrics) (*Writer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -74,18 +76,26 @@ func NewWriter(cfg WriterConfig, bucket objstore.Bucket, logger *slog.Logger, m 
 		budget:   semaphore.NewWeighted(cfg.MemoryBudget),
 		jobs:     make(chan *flushJob),
 	}
-	// Flushers wait on disk or network and on the commit of the flush before
-	// theirs, so there are more of them than cores.
-	for range max(4, 2*cfg.Workers) {
-		w.flushers.Add(1)
-		go func() {
-			defer w.flushers.Done()
-			for job := range w.jobs {
-				job.finish(w.flush(job))
-			}
-		}()
-	}
 	return w, nil
+}
+
+// queue is where flushes are handed to the flushers. They start with the
+// first flush, so that building a Writer starts no goroutine.
+func (w *Writer) queue() chan<- *flushJob {
+	w.startOnce.Do(func() {
+		// Flushers wait on disk or network and on the commit of the flush
+		// before theirs, so there are more of them than cores.
+		for range max(4, 2*w.cfg.Workers) {
+			w.flushers.Add(1)
+			go func() {
+				defer w.flushers.Done()
+				for job := range w.jobs {
+					job.finish(w.flush(job))
+				}
+			}()
+		}
+	})
+	return w.jobs
 }
 
 // CommitLog is the log the writer commits through.
@@ -345,7 +355,7 @@ func (p *Partition) Flush(ctx context.Context, done func(FlushResult)) error {
 		return err
 	}
 	select {
-	case p.w.jobs <- job:
+	case p.w.queue() <- job:
 		return nil
 	case <-ctx.Done():
 		p.abandon(job)

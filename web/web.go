@@ -71,6 +71,11 @@ type Server struct {
 	pipe   *ingest.Pipeline
 	src    *httpin.Source
 	ingest *httpin.Handler
+	// opened is closed once Run has opened the HTTP partitions (at once
+	// without any), openErr set before if that failed: ingest requests
+	// wait for it.
+	opened  chan struct{}
+	openErr error
 
 	query   http.Handler // nil until SetSummaries
 	page    *page.Handler
@@ -82,11 +87,11 @@ type Server struct {
 	queryMetrics *query.Metrics
 }
 
-// New builds the web tier over the lake bucket raw. Tables whose source is
-// http get an ingest partition on this server. The web tier's own series
-// (HTTP ingest, queries) are created on reg; its writer counts in writer,
-// the ingest series the process shares among its writers (nil:
-// unregistered).
+// New builds the web tier over the lake bucket raw; it starts nothing.
+// Tables whose source is http get an ingest partition on this server,
+// opened by Run. The web tier's own series (HTTP ingest, queries) are
+// created on reg; its writer counts in writer, the ingest series the
+// process shares among its writers (nil: unregistered).
 func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer, writer *ingest.Metrics) (*Server, error) {
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = DefaultFlushInterval
@@ -108,7 +113,7 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, tables: map[string]*schema.Table{}, logger: logger,
+	s := &Server{cfg: cfg, tables: map[string]*schema.Table{}, logger: logger, opened: make(chan struct{}),
 		auth: auth.NewAuthenticator(cfg.Auth, keys, signer, logger),
 		raw:  raw, list: tables, queryMetrics: query.NewMetrics(reg), commits: lake.NewCommitLog(raw).WithLogger(logger), keys: keys}
 	if s.page, err = page.New(); err != nil {
@@ -131,22 +136,14 @@ func New(ctx context.Context, cfg Config, tables []*schema.Table, raw objstore.B
 			return nil, err
 		}
 		s.pipe = ingest.NewPipeline(s.writer, s.src, logger)
-		s.pipe.Start()
-		if err := s.src.Open(ctx, s.pipe); err != nil {
-			s.pipe.Close()
-			s.writer.Close()
-			return nil, err
-		}
 		for _, t := range httpTables {
 			s.writer.InitTableMetrics(t.Name)
 		}
+	} else {
+		close(s.opened) // nothing to open
 	}
 	s.ingest, err = httpin.NewHandler(cfg.Ingest, s.src, raw, s.commits, logger, httpin.NewMetrics(reg))
 	if err != nil {
-		if s.pipe != nil {
-			s.pipe.Close()
-			s.writer.Close()
-		}
 		return nil, err
 	}
 	return s, nil
@@ -183,6 +180,15 @@ func (s *Server) serveIngest(w http.ResponseWriter, r *http.Request) {
 	table := r.PathValue("table")
 	if !auth.Allowed(r.Context(), auth.ActionAppend, table) {
 		auth.Forbid(w, auth.ActionAppend, table)
+		return
+	}
+	select {
+	case <-s.opened:
+	case <-r.Context().Done():
+		return
+	}
+	if s.openErr != nil {
+		auth.WriteError(w, http.StatusServiceUnavailable, "http ingest is not available")
 		return
 	}
 	p, _ := auth.FromContext(r.Context())
@@ -262,8 +268,10 @@ func (s *Server) serveTables(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"tables": out})
 }
 
-// Run delivers HTTP ingest records until ctx ends, then commits what is
-// queued (bounded by the writer's flush timeout) and stops.
+// Run opens the HTTP ingest partitions (their chains in the lake), then
+// delivers HTTP ingest records until ctx ends, commits what is queued
+// (bounded by the writer's flush timeout) and stops. Ingest requests that
+// arrive before the partitions are open wait for them.
 func (s *Server) Run(ctx context.Context) error {
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); s.sweepClaims(ctx) }()
@@ -272,6 +280,15 @@ func (s *Server) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	s.pipe.Start()
+	if err := s.src.Open(ctx, s.pipe); err != nil {
+		s.openErr = fmt.Errorf("open http ingest partitions: %w", err)
+		close(s.opened)
+		s.pipe.Close()
+		s.writer.Close()
+		return s.openErr
+	}
+	close(s.opened)
 	err := s.src.Run(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.writer.FlushTimeout())
 	defer cancel()

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/config"
 )
 
 func TestLoadConfigExpandsEnvInValuesOnly(t *testing.T) {
@@ -23,7 +25,7 @@ store:
 	t.Setenv("SLUICE_T_FETCH", "1048576")
 	t.Setenv("SLUICE_T_AK", "key: with yaml")
 	t.Setenv("SLUICE_T_SK", `"quoted #secret`)
-	cfg, err := loadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ store:
 	}
 
 	os.Unsetenv("SLUICE_T_SK")
-	_, err = loadConfig(path)
+	_, err = config.Load(path)
 	if err == nil || !strings.Contains(err.Error(), "SLUICE_T_SK") {
 		t.Fatalf("a missing variable must be named: %v", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/app"
+	"github.com/sluicehq/sluice/internal/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -147,7 +149,7 @@ func TestDeployCommands(t *testing.T) {
 			for k, v := range svc.env {
 				t.Setenv(k, v)
 			}
-			if _, err := loadConfig(host); err != nil {
+			if _, err := config.Load(host); err != nil {
 				t.Fatalf("--config %s (%s): %v", cfgPath, host, err)
 			}
 		})
@@ -224,8 +226,8 @@ func TestComposeLoadtestRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	st, err := startStack(ctx, slog.New(slog.DiscardHandler), stackOptions{dataDir: dir, kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
-		partitions: 4, flushEvery: time.Second, aggInterval: time.Second, group: "compose-loadtest"})
+	st, err := app.StartStack(ctx, slog.New(slog.DiscardHandler), app.StackOptions{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Partitions: 4, FlushEvery: time.Second, AggInterval: time.Second, Group: "compose-loadtest"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +243,7 @@ func TestComposeLoadtestRuns(t *testing.T) {
 	}()
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	cfg := fmt.Sprintf("kafka: {brokers: [%q]}\nstore: {local_dir: %q}\nsummary_store: {local_dir: %q}\naggregate: {idle_timeout: %s}\n",
-		st.broker.Addr(), st.lakeDir, st.summaryDir, st.cfg.Aggregate.IdleTimeout)
+		st.BrokerAddr(), st.LakeDir, st.SummaryDir, st.Config.Aggregate.IdleTimeout)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +252,7 @@ func TestComposeLoadtestRuns(t *testing.T) {
 		if v, ok := strings.CutPrefix(a, "--config="); ok && strings.HasPrefix(v, "/etc/sluice/") {
 			a = "--config=" + cfgPath
 		}
-		a = composeIngestHost.ReplaceAllString(a, st.srv.Addr())
+		a = composeIngestHost.ReplaceAllString(a, st.HTTPAddr())
 		args = append(args, a)
 	}
 	var stdout, stderr bytes.Buffer

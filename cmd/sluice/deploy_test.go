@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -31,7 +32,7 @@ func TestDeployConfigsLoad(t *testing.T) {
 		{"k8s ConfigMap sluice.yaml", func(t *testing.T) string { return configMapFile(t, "../../deploy/k8s/configmap.yaml") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadConfig(tc.path(t))
+			cfg, err := config.Load(tc.path(t))
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
@@ -50,7 +51,7 @@ func TestDeployConfigsLoad(t *testing.T) {
 			if len(cfg.Kafka.Brokers) != 1 || cfg.Kafka.Brokers[0] != "kafka-1:9092" {
 				t.Errorf("kafka.brokers = %v, want [kafka-1:9092] from KAFKA_BROKERS", cfg.Kafka.Brokers)
 			}
-			if len(cfg.tables) == 0 {
+			if len(cfg.Tables) == 0 {
 				t.Error("no tables")
 			}
 		})
@@ -63,7 +64,7 @@ func TestDeployConfigNeedsSecrets(t *testing.T) {
 	if _, ok := os.LookupEnv("S3_ACCESS_KEY"); ok {
 		t.Skip("S3_ACCESS_KEY is set in the environment")
 	}
-	_, err := loadConfig("../../deploy/sluice/sluice.yaml")
+	_, err := config.Load("../../deploy/sluice/sluice.yaml")
 	if err == nil || !strings.Contains(err.Error(), "S3_ACCESS_KEY") {
 		t.Fatalf("loadConfig without S3_ACCESS_KEY: %v, want an error naming it", err)
 	}

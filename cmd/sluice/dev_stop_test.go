@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
@@ -144,7 +145,7 @@ func TestDemoProducerNothingBeforeStart(t *testing.T) {
 	start := time.Now().Truncate(time.Microsecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	if err := runDemoProducer(ctx, br.Addr(), "events", 3000, lateBy); err != nil {
+	if err := app.RunDemoProducer(ctx, br.Addr(), "events", 3000, lateBy); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr()), kgo.ConsumeTopics("events"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

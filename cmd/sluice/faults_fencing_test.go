@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/faultproxy"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
@@ -71,12 +72,12 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 	aggs := []*aggregator{{proxy: proxyA, skew: "400ms"}, {proxy: proxyB, skew: "-400ms"}}
 	for i, a := range aggs {
 		name := []string{"aggregate-ahead", "aggregate-behind"}[i]
-		t.Setenv(envTestClockOffset, a.skew)
+		t.Setenv(app.EnvTestClockOffset, a.skew)
 		if a.c, _, err = cs.start(name, bin, false, "aggregate", "--config", config(name, a.proxy)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	os.Unsetenv(envTestClockOffset)
+	os.Unsetenv(app.EnvTestClockOffset)
 	waitExact(t, raw, fx.table, store.bucket, 2*time.Minute)
 
 	worst, delivered := 0, 0

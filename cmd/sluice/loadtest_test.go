@@ -15,6 +15,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/harness"
 	"github.com/sluicehq/sluice/objstore"
@@ -39,8 +40,8 @@ func TestLoadtest(t *testing.T) {
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
-	st, err := startStack(ctx, logger, stackOptions{dataDir: dir, kafkaAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
-		partitions: 4, flushEvery: time.Second, aggInterval: 2 * time.Second, group: "loadtest"})
+	st, err := app.StartStack(ctx, logger, app.StackOptions{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Partitions: 4, FlushEvery: time.Second, AggInterval: 2 * time.Second, Group: "loadtest"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,19 +61,19 @@ func TestLoadtest(t *testing.T) {
 	}
 	defer stop()
 
-	raw, err := objstore.NewLocal(st.lakeDir)
+	raw, err := objstore.NewLocal(st.LakeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums, err := objstore.NewLocal(st.summaryDir)
+	sums, err := objstore.NewLocal(st.SummaryDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := harness.Env{Mode: "test", Table: st.events, Raw: raw, Summaries: sums, IdleTimeout: st.cfg.Aggregate.IdleTimeout,
-		ConsumerLag: harness.GatherLag(st.reg), Aggregator: harness.GatherAggregator(st.reg, st.events.Name),
+	env := harness.Env{Mode: "test", Table: st.Events, Raw: raw, Summaries: sums, IdleTimeout: st.Config.Aggregate.IdleTimeout,
+		ConsumerLag: harness.GatherLag(st.Registry), Aggregator: harness.GatherAggregator(st.Registry, st.Events.Name),
 		ProcPID: os.Getpid(), ProcLabel: "test process", Logger: logger}
-	lateness := st.events.Rollup.AllowedLateness
-	cfg := harness.Config{Brokers: []string{st.broker.Addr()}, Rate: rate, Duration: dur, Seed: 7,
+	lateness := st.Events.Rollup.AllowedLateness
+	cfg := harness.Config{Brokers: []string{st.BrokerAddr()}, Rate: rate, Duration: dur, Seed: 7,
 		Start:     time.Date(2026, 1, 1, 22, 59, 45, 0, time.UTC),
 		LateShare: 0.02, LateBy: 6 * lateness, NullShare: 0.02, BadShare: 0.002,
 		DrainTimeout: time.Minute, CatchUpTimeout: 90 * time.Second}
@@ -106,7 +107,7 @@ func TestLoadtest(t *testing.T) {
 			}
 		}
 	}
-	if rep.Summaries == nil || len(rep.Summaries.Windows) != len(st.events.Rollup.Windows) {
+	if rep.Summaries == nil || len(rep.Summaries.Windows) != len(st.Events.Rollup.Windows) {
 		t.Fatalf("summaries not checked: %+v", rep.Summaries)
 	}
 	// Every window size was checked against the truth, the hour on both
@@ -141,7 +142,7 @@ func TestLoadtest(t *testing.T) {
 
 	// Planted faults: the aggregator must not repair them behind our back.
 	stop()
-	testPlantedFaults(t, ctx, cfg, env, rep.Truth, st.lakeDir, st.summaryDir)
+	testPlantedFaults(t, ctx, cfg, env, rep.Truth, st.LakeDir, st.SummaryDir)
 }
 
 func testPlantedFaults(t *testing.T, ctx context.Context, cfg harness.Config, env harness.Env, truth *harness.Truth, lakeDir, summaryDir string) {

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicehq/sluice/internal/config"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/ops"
@@ -398,7 +399,7 @@ func checkYAMLBlock(t *testing.T, body string) error {
 		return err
 	}
 	if _, ok := top["rules"]; ok {
-		for _, m := range envRef.FindAllStringSubmatch(body, -1) {
+		for _, m := range config.EnvRef.FindAllStringSubmatch(body, -1) {
 			if _, set := os.LookupEnv(m[1]); !set {
 				t.Setenv(m[1], "whsec_"+base64.StdEncoding.EncodeToString([]byte("readme-secret-"+m[1])))
 			}
@@ -410,12 +411,12 @@ func checkYAMLBlock(t *testing.T, body string) error {
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		return err
 	}
-	for _, m := range envRef.FindAllStringSubmatch(body, -1) {
+	for _, m := range config.EnvRef.FindAllStringSubmatch(body, -1) {
 		if _, set := os.LookupEnv(m[1]); !set {
 			t.Setenv(m[1], "readme-"+strings.ToLower(m[1]))
 		}
 	}
-	cfg, err := loadConfig(p)
+	cfg, err := config.Load(p)
 	if err != nil {
 		return err
 	}

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"runtime/pprof"
-	"runtime/trace"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/internal/app"
 )
 
 // Exit codes of the binary.
@@ -24,32 +23,18 @@ const (
 // streams and the logger built from the global flags. Subcommand
 // constructors take it instead of reaching for package-level state.
 type globals struct {
-	stdout io.Writer
-	stderr io.Writer
-
-	logLevel   string
-	logFormat  string
-	cpuProfile string
-	traceFile  string
-
-	// logger is set by the root's PersistentPreRunE, before any RunE runs.
-	logger *slog.Logger
+	// con.Logger is replaced by the one the flags configure in the root's
+	// PersistentPreRunE, before any RunE runs.
+	con       app.Console
+	logLevel  string
+	logFormat string
+	profile   app.Profile
 }
 
-// Logger returns the logger configured by --log-level and --log-format.
-func (g *globals) Logger() *slog.Logger {
-	if g.logger == nil {
-		// Only reachable from code that runs before flag parsing; keep it
-		// usable rather than nil.
-		return slog.New(slog.NewTextHandler(g.stderr, nil))
-	}
-	return g.logger
-}
-
-// newRootCmd builds the whole command tree. Each subcommand lives in its own
-// file as newXxxCmd(g *globals) *cobra.Command.
+// newRootCmd builds the whole command tree. Each subcommand is built by a
+// newXxxCmd(g *globals) *cobra.Command.
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{con: app.Console{Stdout: stdout, Stderr: stderr, Logger: slog.New(slog.NewTextHandler(stderr, nil))}}
 	cmd := &cobra.Command{
 		Use:   "sluice",
 		Short: "Drain event streams into Parquet objects in S3-compatible storage, exactly once",
@@ -61,58 +46,33 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+				return app.Usagef("unknown command %q for %q", args[0], cmd.CommandPath())
 			}
 			_ = cmd.Help()
-			return usageErrorf("a subcommand is required")
+			return app.Usagef("a subcommand is required")
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := newLogger(g.stderr, g.logLevel, g.logFormat)
+			l, err := app.NewLogger(stderr, g.logLevel, g.logFormat)
 			if err != nil {
 				return err
 			}
-			g.logger = l
-			if g.cpuProfile != "" {
-				f, err := os.Create(g.cpuProfile)
-				if err != nil {
-					return err
-				}
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-			}
-			if g.traceFile != "" {
-				f, err := os.Create(g.traceFile)
-				if err != nil {
-					return err
-				}
-				if err := trace.Start(f); err != nil {
-					return err
-				}
-			}
-			return nil
+			g.con.Logger = l
+			return g.profile.Start()
 		},
-		PersistentPostRun: func(*cobra.Command, []string) {
-			if g.cpuProfile != "" {
-				pprof.StopCPUProfile()
-			}
-			if g.traceFile != "" {
-				trace.Stop()
-			}
-		},
+		PersistentPostRun: func(*cobra.Command, []string) { g.profile.Stop() },
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	// Inherited by every subcommand: a bad flag anywhere exits with exitUsage.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return app.UsageError{Err: err} })
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text|json")
-	pf.StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for pprof)")
-	pf.StringVar(&g.traceFile, "trace", "", "write an execution trace of the whole run to this file (for go tool trace)")
+	pf.StringVar(&g.profile.CPU, "cpuprofile", "", "write a CPU profile of the whole run to this file (for pprof)")
+	pf.StringVar(&g.profile.Trace, "trace", "", "write an execution trace of the whole run to this file (for go tool trace)")
 	_ = pf.MarkHidden("trace")
 
-	// Subcommands, one constructor per file. Add new ones to this line.
+	// Subcommands, one constructor each. Add new ones to this line.
 	cmd.AddCommand(newVersionCmd(g), newDevCmd(g), newIngestCmd(g), newAggregateCmd(g), newBenchCmd(g), newBrokerCmd(g), newInspectCmd(g), newLoadtestCmd(g), newSweepCmd(g), newFilesCmd(g), newOpsCmd(g), newActionsCmd(g), newBatchCmd(g), newServeCmd(g), newKeysCmd(g))
 	return cmd
 }
@@ -126,23 +86,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "sluice:", err)
-	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, new(app.UsageError)) {
 		fmt.Fprintln(stderr, "Run 'sluice --help' for usage.")
 		return exitUsage
 	}
 	return exitRuntime
-}
-
-// usageError marks an error in the command line itself: exit code 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-// usageErrorf returns a usage error (exit code 2) for bad flags or arguments.
-func usageErrorf(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
 }
 
 // usageArgs wraps a cobra positional-argument validator so that its errors
@@ -150,8 +98,17 @@ func usageErrorf(format string, args ...any) error {
 func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := v(cmd, args); err != nil {
-			return usageError{err}
+			return app.UsageError{Err: err}
 		}
 		return nil
+	}
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE:  func(*cobra.Command, []string) error { return app.Version(g.con) },
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/app"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -54,7 +56,7 @@ func TestNewLogger(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			l, err := newLogger(&buf, tc.level, tc.format)
+			l, err := app.NewLogger(&buf, tc.level, tc.format)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatal("want error")

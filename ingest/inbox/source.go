@@ -33,6 +33,7 @@ type Source struct {
 	cfg    Config
 	w      *ingest.Writer
 	pipe   *ingest.Pipeline
+	start  sync.Once // the pipeline's workers start with the first pass
 	logger *slog.Logger
 	m      *Metrics
 	holder string // this process in the ledger's leases
@@ -98,8 +99,9 @@ func PartitionName(key, version string, split int) string {
 }
 
 // NewSource prepares the source for the inbox tables among tables. lakeStore
-// holds the ledger; stores resolves each inbox's store. A nil m keeps the
-// metrics unregistered.
+// holds the ledger; stores resolves each inbox's store. It starts nothing:
+// the first pass (Pass, or Run) does. A nil m keeps the metrics
+// unregistered.
 func NewSource(cfg Config, tables []*schema.Table, lakeStore objstore.Bucket, stores Stores, w *ingest.Writer, logger *slog.Logger, m *Metrics) (*Source, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -140,7 +142,6 @@ func NewSource(cfg Config, tables []*schema.Table, lakeStore objstore.Bucket, st
 		return nil, errors.New("inbox: no table reads an inbox")
 	}
 	s.pipe = ingest.NewPipeline(w, s, logger)
-	s.pipe.Start()
 	return s, nil
 }
 
@@ -175,6 +176,7 @@ type Stats struct {
 // Pass finds and claims files and maps them until no more can be claimed
 // (or ctx ends). Files another process holds are left to it.
 func (s *Source) Pass(ctx context.Context) (Stats, error) {
+	s.start.Do(s.pipe.Start)
 	var st Stats
 	var prog Progress
 	var pmu sync.Mutex

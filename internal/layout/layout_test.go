@@ -36,6 +36,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		forbidden []string
 	}{
 		{"objstore", []string{"lake", "schema", "ingest", "aggregate", "ingest/kafka"}},
+		{"objstore/client", []string{"lake", "schema", "ingest", "aggregate"}},
 		{"lake", append([]string{"schema", "ingest", "aggregate"}, sources...)},
 		{"schema", []string{"objstore", "lake", "ingest", "aggregate"}},
 		{"ingest", append([]string{"aggregate"}, sources...)},
@@ -60,6 +61,19 @@ func TestImportsPointOneWay(t *testing.T) {
 		for _, other := range sources {
 			if other != s && d[other] {
 				t.Errorf("source %s imports source %s", s, other)
+			}
+		}
+	}
+}
+
+// The wiring is the binary's: no component imports the app package or the
+// file config it reads.
+func TestWiringStaysInTheBinary(t *testing.T) {
+	for _, pkg := range []string{"ingest", "ingest/kafka", "ingest/kinesis", "ingest/inbox", "ingest/httpin", "aggregate", "ops", "web", "lake", "objstore/client", "loadtest/harness"} {
+		d := deps(t, pkg)
+		for _, w := range []string{"internal/app", "internal/config"} {
+			if d[w] {
+				t.Errorf("%s imports %s", pkg, w)
 			}
 		}
 	}

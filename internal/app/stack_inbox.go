@@ -1,7 +1,6 @@
-package main
+package app
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,9 +17,9 @@ import (
 
 const devInboxPrefix = "events/"
 
-// startInbox prepares the batch source over <data-dir>/inbox.
-func (s *devStack) startInbox() error {
-	dir := filepath.Join(s.opts.dataDir, "inbox")
+// newInbox prepares the batch source over <data-dir>/inbox.
+func (s *Stack) newInbox() error {
+	dir := filepath.Join(s.opts.DataDir, "inbox")
 	if err := os.MkdirAll(filepath.Join(dir, devInboxPrefix), 0o755); err != nil {
 		return fmt.Errorf("create inbox dir: %w", err)
 	}
@@ -28,26 +27,14 @@ func (s *devStack) startInbox() error {
 	if err != nil {
 		return err
 	}
-	lakeB, err := objstore.NewLocal(s.lakeDir)
+	lakeB, err := objstore.NewLocal(s.LakeDir)
 	if err != nil {
 		return err
 	}
-	t := *s.events
+	t := *s.Events
 	t.Kafka, t.Topic = nil, ""
 	t.Inbox = &schema.InboxSource{Prefix: devInboxPrefix, Format: "jsonl", Compression: "auto"}
 	s.batch, err = inbox.NewSource(inbox.Config{Interval: 2 * time.Second, Lease: 30 * time.Second, ReconcileEvery: time.Minute, Settle: time.Second},
-		[]*schema.Table{&t}, lakeB, func(string) (objstore.Bucket, error) { return store, nil }, s.writer, s.logger, inbox.NewMetrics(s.reg))
+		[]*schema.Table{&t}, lakeB, func(string) (objstore.Bucket, error) { return store, nil }, s.writer, s.logger, inbox.NewMetrics(s.Registry))
 	return err
-}
-
-// runInbox runs the batch source until ctx is done; the channel yields its
-// error once it has stopped (and released its pipeline).
-func (s *devStack) runInbox(ctx context.Context) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		err := s.batch.Run(ctx)
-		s.batch.Close()
-		done <- err
-	}()
-	return done
 }

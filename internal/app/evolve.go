@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -11,13 +11,13 @@ import (
 	"github.com/sluicehq/sluice/schema"
 )
 
-// checkTableFields compares each configured table with the fields the lake
+// CheckTableFields compares each configured table with the fields the lake
 // remembers for it: a change the objects already written cannot follow (a
 // type changed, a required field added or removed) stops the process with
 // an error naming the field; an accepted one (a nullable field added) is
 // recorded as the table's new shape. A table seen for the first time is
 // recorded as it is.
-func checkTableFields(ctx context.Context, b objstore.Bucket, tables []*schema.Table, logger *slog.Logger) error {
+func CheckTableFields(ctx context.Context, b objstore.Bucket, tables []*schema.Table, logger *slog.Logger) error {
 	log := lake.NewCommitLog(b)
 	for _, t := range tables {
 		version, data, found, err := log.TableFields(ctx, t.Name)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -10,16 +10,16 @@ import (
 
 // mountDevWeb puts the web tier (query API, dashboard) on dev's listener
 // and returns the dashboard's URL with a read-only token in its fragment.
-func mountDevWeb(ctx context.Context, s *devStack, logger *slog.Logger) (string, error) {
-	raw, err := objstore.NewLocal(s.lakeDir)
+func mountDevWeb(ctx context.Context, s *Stack, logger *slog.Logger) (string, error) {
+	raw, err := objstore.NewLocal(s.LakeDir)
 	if err != nil {
 		return "", err
 	}
-	sums, err := objstore.NewLocal(s.summaryDir)
+	sums, err := objstore.NewLocal(s.SummaryDir)
 	if err != nil {
 		return "", err
 	}
-	ws, err := web.New(ctx, s.cfg.Web, s.cfg.tables, raw, logger, s.reg, s.metrics.writers())
+	ws, err := web.New(ctx, s.Config.Web, s.Config.Tables, raw, logger, s.Registry, s.metrics.writers())
 	if err != nil {
 		return "", err
 	}

@@ -1,4 +1,8 @@
-package main
+// Package config reads sluice.yaml: one file for every subcommand, each
+// reading the sections it needs. It owns the file's ${VAR} expansion,
+// defaults and validation across sections; each section's own rules live
+// with the package that uses it. It opens nothing and starts nothing.
+package config
 
 import (
 	"bytes"
@@ -8,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -16,27 +21,27 @@ import (
 	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/ingest/kafka"
 	"github.com/sluicehq/sluice/ingest/kinesis"
-	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/client"
 	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schema"
 	"github.com/sluicehq/sluice/web"
 )
 
-// fileConfig is sluice.yaml: one file for every subcommand, each reading
+// File is sluice.yaml: one file for every subcommand, each reading
 // the sections it needs.
-type fileConfig struct {
+type File struct {
 	// TablesFile holds the table definitions, relative to this file. Empty:
 	// the sample tables shipped with Sluice.
 	TablesFile string       `yaml:"tables_file"`
 	Kafka      kafka.Config `yaml:"kafka"`
 	// Kinesis is read by tables that name a stream (kinesis: {stream: ...}).
 	Kinesis kinesis.Config      `yaml:"kinesis"`
-	Store   storeConfig         `yaml:"store"`
+	Store   client.Config       `yaml:"store"`
 	Ingest  ingest.WriterConfig `yaml:"ingest"`
-	HTTP    httpConfig          `yaml:"http"`
+	HTTP    HTTP                `yaml:"http"`
 	// SummaryStore holds the summaries; keep it apart from the raw store
 	// (another bucket, or another prefix), whose orphan sweep owns <table>/.
-	SummaryStore *storeConfig     `yaml:"summary_store"`
+	SummaryStore *client.Config   `yaml:"summary_store"`
 	Aggregate    aggregate.Config `yaml:"aggregate"`
 	// RulesFile holds the ops rules (see ops/rules/sample.yaml), relative
 	// to this file; empty: no rules, `sluice ops` refuses to start.
@@ -44,39 +49,31 @@ type fileConfig struct {
 	Ops       ops.Config `yaml:"ops"`
 	// Stores are further object stores, by name, that a table's inbox may
 	// read from (inbox.store); an inbox that names none reads the lake's store.
-	Stores map[string]storeConfig `yaml:"stores"`
+	Stores map[string]client.Config `yaml:"stores"`
 	// Batch tunes `sluice batch`, the inbox source.
 	Batch inbox.Config `yaml:"batch"`
 	// Web is the web tier of `sluice serve`: HTTP ingest, query API, page.
 	Web web.Config `yaml:"web"`
 
-	tables []*schema.Table
-	rules  *ops.RuleSet
-	path   string
+	// Tables are the tables of TablesFile (or the sample tables).
+	Tables []*schema.Table `yaml:"-"`
+	// Rules are the rules of RulesFile; nil without one.
+	Rules *ops.RuleSet `yaml:"-"`
+	path  string
 }
 
-type storeConfig struct {
-	// LocalDir stores objects in a local directory (dev, tests, one machine).
-	LocalDir string `yaml:"local_dir"`
-	// S3 stores objects in S3 or an S3-compatible server.
-	S3 *objstore.S3Config `yaml:"s3"`
-}
-
-type httpConfig struct {
+// HTTP is the section of the process's own endpoint.
+type HTTP struct {
 	// Addr serves /metrics, /healthz and /readyz. Loopback by default: expose
 	// it deliberately.
 	Addr string `yaml:"addr"`
 }
 
-var (
-	errNoStore     = errors.New("store: set exactly one of local_dir and s3")
-	errTwoStore    = errors.New("store: local_dir and s3 are both set; choose one")
-	errSameStore   = errors.New("summary_store must differ from store (another directory, bucket or prefix): the raw store's orphan sweep owns every key under <table>/")
-	errNoSummaries = errors.New("summary_store is required to aggregate")
-)
+// ErrSameStore: the summaries would land where the raw store's sweep deletes.
+var ErrSameStore = errors.New("summary_store must differ from store (another directory, bucket or prefix): the raw store's orphan sweep owns every key under <table>/")
 
-// envRef matches ${NAME} and ${NAME:-default}: secrets can stay out of the file.
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+// EnvRef matches ${NAME} and ${NAME:-default}: secrets can stay out of the file.
+var EnvRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // expandEnv replaces ${NAME} and ${NAME:-default} in the scalar values of
 // a YAML document (not in comments or keys), so a secret containing YAML
@@ -89,9 +86,9 @@ func expandEnv(data []byte) ([]byte, error) {
 	var missing []string
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.ScalarNode && envRef.MatchString(n.Value) {
-			n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
-				sub := envRef.FindStringSubmatch(m)
+		if n.Kind == yaml.ScalarNode && EnvRef.MatchString(n.Value) {
+			n.Value = EnvRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+				sub := EnvRef.FindStringSubmatch(m)
 				if v, ok := os.LookupEnv(sub[1]); ok {
 					return v
 				}
@@ -133,15 +130,8 @@ func looksTyped(v string) bool {
 	return err == nil
 }
 
-// loadRequiredConfig is loadConfig for commands whose --config is required.
-func loadRequiredConfig(path string) (*fileConfig, error) {
-	if path == "" {
-		return nil, usageErrorf("--config is required")
-	}
-	return loadConfig(path)
-}
-
-func loadConfig(path string) (*fileConfig, error) {
+// Load reads, expands, decodes and validates the sluice.yaml at path.
+func Load(path string) (*File, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -150,7 +140,7 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var cfg fileConfig
+	var cfg File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
@@ -164,19 +154,15 @@ func loadConfig(path string) (*fileConfig, error) {
 }
 
 // resolve fills defaults, loads the tables and validates every section.
-func (c *fileConfig) resolve() error {
+func (c *File) resolve() error {
 	if c.TablesFile == "" {
-		c.tables = schema.SampleTables()
+		c.Tables = schema.SampleTables()
 	} else {
-		p := c.TablesFile
-		if !filepath.IsAbs(p) && c.path != "" {
-			p = filepath.Join(filepath.Dir(c.path), p)
-		}
-		tables, err := schema.Load(p)
+		tables, err := schema.Load(c.relative(c.TablesFile))
 		if err != nil {
 			return err
 		}
-		c.tables = tables
+		c.Tables = tables
 	}
 	c.Kafka = c.Kafka.WithDefaults()
 	c.Kinesis = c.Kinesis.WithDefaults()
@@ -189,9 +175,9 @@ func (c *fileConfig) resolve() error {
 	}
 	switch {
 	case c.Store.LocalDir != "" && c.Store.S3 != nil:
-		return errTwoStore
+		return client.ErrTwoStores
 	case c.Store.LocalDir == "" && c.Store.S3 == nil:
-		return errNoStore
+		return client.ErrNoStore
 	case c.Store.S3 != nil:
 		if err := c.Store.S3.Validate(); err != nil {
 			return fmt.Errorf("store.s3: %w", err)
@@ -209,23 +195,35 @@ func (c *fileConfig) resolve() error {
 		return err
 	}
 	if c.RulesFile != "" {
-		p := c.RulesFile
-		if !filepath.IsAbs(p) && c.path != "" {
-			p = filepath.Join(filepath.Dir(c.path), p)
-		}
-		rs, err := ops.LoadRules(p, c.tables, c.Kafka.Brokers)
+		rs, err := ops.LoadRules(c.relative(c.RulesFile), c.Tables, c.Kafka.Brokers)
 		if err != nil {
 			return err
 		}
-		c.rules = rs
+		c.Rules = rs
 	}
-	if err := checkSweepGrace(c.Aggregate.Sweep.Grace, c); err != nil {
+	if err := CheckSweepGrace(c.Aggregate.Sweep.Grace, c); err != nil {
 		return fmt.Errorf("aggregate.sweep.grace: %w", err)
 	}
 	c.Batch = c.Batch.WithDefaults()
 	if err := c.Batch.Validate(); err != nil {
 		return err
 	}
+	if err := c.checkInboxStores(); err != nil {
+		return err
+	}
+	return c.checkSummaryStore()
+}
+
+// relative resolves a path given in the file against the file's directory.
+func (c *File) relative(p string) string {
+	if !filepath.IsAbs(p) && c.path != "" {
+		return filepath.Join(filepath.Dir(c.path), p)
+	}
+	return p
+}
+
+// checkInboxStores validates the further stores and the inboxes that name one.
+func (c *File) checkInboxStores() error {
 	for name, st := range c.Stores {
 		switch {
 		case st.LocalDir != "" && st.S3 != nil, st.LocalDir == "" && st.S3 == nil:
@@ -236,29 +234,48 @@ func (c *fileConfig) resolve() error {
 			}
 		}
 	}
-	for _, t := range c.tables {
+	for _, t := range c.Tables {
 		if t.SourceKind() == schema.SourceInbox && t.Inbox.Store != "" {
 			if _, ok := c.Stores[t.Inbox.Store]; !ok {
 				return fmt.Errorf("table %s: inbox.store %q is not one of stores", t.Name, t.Inbox.Store)
 			}
 		}
 	}
-	if c.SummaryStore != nil {
-		switch {
-		case c.SummaryStore.LocalDir != "" && c.SummaryStore.S3 != nil:
-			return fmt.Errorf("summary_%w", errTwoStore)
-		case c.SummaryStore.LocalDir == "" && c.SummaryStore.S3 == nil:
-			return fmt.Errorf("summary_%w", errNoStore)
-		case c.SummaryStore.LocalDir != "" && c.SummaryStore.LocalDir == c.Store.LocalDir:
-			return errSameStore
-		case c.SummaryStore.S3 != nil && c.Store.S3 != nil && c.SummaryStore.S3.Endpoint == c.Store.S3.Endpoint &&
-			c.SummaryStore.S3.Bucket == c.Store.S3.Bucket && c.SummaryStore.S3.Prefix == c.Store.S3.Prefix:
-			return errSameStore
-		case c.SummaryStore.S3 != nil:
-			if err := c.SummaryStore.S3.Validate(); err != nil {
-				return fmt.Errorf("summary_store.s3: %w", err)
-			}
+	return nil
+}
+
+// checkSummaryStore validates the summary store, apart from the raw store.
+func (c *File) checkSummaryStore() error {
+	if c.SummaryStore == nil {
+		return nil
+	}
+	switch {
+	case c.SummaryStore.LocalDir != "" && c.SummaryStore.S3 != nil:
+		return fmt.Errorf("summary_%w", client.ErrTwoStores)
+	case c.SummaryStore.LocalDir == "" && c.SummaryStore.S3 == nil:
+		return fmt.Errorf("summary_%w", client.ErrNoStore)
+	case c.SummaryStore.LocalDir != "" && c.SummaryStore.LocalDir == c.Store.LocalDir:
+		return ErrSameStore
+	case c.SummaryStore.S3 != nil && c.Store.S3 != nil && c.SummaryStore.S3.Endpoint == c.Store.S3.Endpoint &&
+		c.SummaryStore.S3.Bucket == c.Store.S3.Bucket && c.SummaryStore.S3.Prefix == c.Store.S3.Prefix:
+		return ErrSameStore
+	case c.SummaryStore.S3 != nil:
+		if err := c.SummaryStore.S3.Validate(); err != nil {
+			return fmt.Errorf("summary_store.s3: %w", err)
 		}
+	}
+	return nil
+}
+
+// ErrSweepGrace says the grace is too short for what may still commit.
+var ErrSweepGrace = errors.New("the sweep grace must be longer than ingest.flush_timeout and aggregate.compaction.commit_within, or a flush or compaction still in progress could lose its objects")
+
+// CheckSweepGrace checks that grace outlasts every flush and compaction
+// that may still commit the objects a sweep would take for orphans.
+func CheckSweepGrace(grace time.Duration, cfg *File) error {
+	within := cfg.Aggregate.Compaction.WithDefaults().CommitWithin
+	if grace <= cfg.Ingest.FlushTimeout || grace <= within {
+		return fmt.Errorf("%w (grace %s, flush_timeout %s, commit_within %s)", ErrSweepGrace, grace, cfg.Ingest.FlushTimeout, within)
 	}
 	return nil
 }
