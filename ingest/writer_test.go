@@ -11,22 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
-	"github.com/sluicehq/sluice/schema"
 )
-
-func eventsTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("sample table events missing")
-	return nil
-}
 
 // A flush whose dead-letter upload fails must fail as a whole: a commit
 // record naming an object that was never written would lose the bad
@@ -45,7 +34,7 @@ func TestDeadLetterUploadFailureFailsTheFlush(t *testing.T) {
 	}
 	defer w.Close()
 	ctx := context.Background()
-	p, _, err := w.OpenPartition(ctx, eventsTable(t), "kafka:events", "0", ingest.StartAt(lake.Position{}, "t"))
+	p, _, err := w.OpenPartition(ctx, testkit.SampleTable(t), "kafka:events", "0", ingest.StartAt(lake.Position{}, "t"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -73,11 +74,11 @@ rules:
 		}
 		f.commit()
 		agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, raw, sum,
-			[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			[]*schema.Table{testkit.SampleTable(t)}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := agg.RunOnce(ctx, eventsTable()); err != nil {
+		if _, err := agg.RunOnce(ctx, testkit.SampleTable(t)); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []struct{ name, when string }{

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 )
 
@@ -30,7 +31,7 @@ func TestEventRulesAfterCompactionAndSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := c.CompactTable(ctx, eventsTable(), time.Now()); err != nil {
+	if _, err := c.CompactTable(ctx, testkit.SampleTable(t), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	live, err := commits.LiveObjects(ctx, "events")

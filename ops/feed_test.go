@@ -12,19 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
 )
-
-func eventsTable() *schema.Table {
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	panic("no sample events table")
-}
 
 // feeder commits events through the real ingest writer and keeps, as the
 // producer's list, the position of every event whose amount is above 50.
@@ -45,7 +36,7 @@ func newFeeder(t testing.TB, raw objstore.Bucket, partitions int) *feeder {
 	t.Cleanup(w.Close)
 	f := &feeder{t: t, w: w, rng: rand.New(rand.NewPCG(3, 5)), big: map[string]bool{}}
 	for p := range partitions {
-		part, _, err := w.OpenPartition(context.Background(), eventsTable(), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
+		part, _, err := w.OpenPartition(context.Background(), testkit.SampleTable(t), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -34,7 +35,7 @@ func newWindowBench(t *testing.T, rules string, t0 time.Time) *windowBench {
 	wb := &windowBench{t: t, raw: newLocal(t), sum: newLocal(t), t0: t0}
 	wb.f = newFeeder(t, wb.raw, 1)
 	agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, wb.raw, wb.sum,
-		[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		[]*schema.Table{testkit.SampleTable(t)}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func mapsKeys(m map[string]float64) func(func(string) bool) {
 // evaluate runs the aggregator, then a new ops service once.
 func (wb *windowBench) evaluate() {
 	ctx := context.Background()
-	if _, err := wb.agg.RunOnce(ctx, eventsTable()); err != nil {
+	if _, err := wb.agg.RunOnce(ctx, testkit.SampleTable(wb.t)); err != nil {
 		wb.t.Fatal(err)
 	}
 	svc := newTestService(wb.t, wb.rs, wb.raw, wb.sum, prometheus.NewRegistry())
@@ -267,7 +268,7 @@ func TestWindowTwoEvaluatorsAtOnce(t *testing.T) {
 			m["click"] = clicks[i]
 		}
 		wb.minute(i, m)
-		if _, err := wb.agg.RunOnce(ctx, eventsTable()); err != nil {
+		if _, err := wb.agg.RunOnce(ctx, testkit.SampleTable(t)); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup

@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
 )
 
 // hostileRecord is one file of schema/testdata/hostile: its bytes and the
@@ -63,12 +63,7 @@ func loadHostileCorpus(t *testing.T) []hostileRecord {
 // valid one) is committed once.
 func TestHostileCorpusThroughIngest(t *testing.T) {
 	corpus := loadHostileCorpus(t)
-	var events *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			events = tb
-		}
-	}
+	events := testkit.SampleTable(t)
 	bucket, err := objstore.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -13,10 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
 )
 
 // TestFaultsCatchPlantedFaults shows that the fault suite's check goes red
@@ -113,12 +113,7 @@ func deleteFirst(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject, k
 // expectation still holds: what a build that drops a record would leave.
 func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Expected {
 	t.Helper()
-	var events *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == crashTable {
-			events = tb
-		}
-	}
+	events := testkit.SampleTable(t)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour}.WithDefaults(),
 		b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {

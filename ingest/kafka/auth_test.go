@@ -27,6 +27,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -254,7 +255,7 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), prometheus.NewRegistry(), opts...)
+			src, err := NewSource(cfg, []*schema.Table{testkit.SampleTable(t)}, w, testLogger(t), prometheus.NewRegistry(), opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -33,17 +34,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func eventsTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("sample table events missing")
-	return nil
 }
 
 func newCluster(t *testing.T, partitions int32) *kfake.Cluster {
@@ -289,7 +279,7 @@ func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.Wr
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout, cfg.RebalanceTimeout = 6*time.Second, 10*time.Second
 	}
-	src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), reg, opts...)
+	src, err := NewSource(cfg, []*schema.Table{testkit.SampleTable(t)}, w, testLogger(t), reg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
-	"github.com/sluicehq/sluice/schema"
 )
 
 const (
@@ -55,12 +55,7 @@ func writeLake(t *testing.T) *committedLake {
 	t.Helper()
 	ctx := context.Background()
 	b := objstoretest.NewLocal(t)
-	var events *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == table {
-			events = tb
-		}
-	}
+	events := testkit.SampleTable(t)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 2},
 		b, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
