@@ -24,21 +24,11 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/kafka"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
-
-func compactEventsTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("sample table events missing")
-	return nil
-}
 
 type liveRow struct {
 	EventID   string `parquet:"event_id"`
@@ -138,7 +128,7 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := compactEventsTable(t)
+	table := testkit.SampleTable(t)
 	logger := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 

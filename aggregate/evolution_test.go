@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -172,7 +173,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 // earlier shape are computed again in the new one (from raw data, then the
 // new window from the finer ones), and every window is exact.
 func TestMeasureAndWindowAddedToTheRollup(t *testing.T) {
-	before := sampleTable(t)
+	before := testkit.SampleTable(t)
 	after := tableWith(t, func(y string) string {
 		y = strings.Replace(y, "windows: [1m, 5m, 1h, 1d]", "windows: [1m, 5m, 15m, 1h, 1d]", 1)
 		return strings.Replace(y, "        - {name: events, kind: count}\n",

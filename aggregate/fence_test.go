@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -78,7 +79,7 @@ func TestStaleLeaseHolderCannotOverwrite(t *testing.T) {
 }
 
 func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw := newLocal(t)
 	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
@@ -211,7 +212,7 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // A compaction run under a lease that a newer holder has fenced uploads
 // and commits nothing; the same run unfenced compacts.
 func TestFencedCompactionWritesNothing(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw := newLocal(t)
 	hour := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)

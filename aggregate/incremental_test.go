@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
 )
@@ -16,7 +17,7 @@ import (
 // history before it, and far less than reading the whole table; the
 // summaries stay exact throughout.
 func TestRunCostFollowsChange(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw, summaries := laketest.NewCountingBucket(newLocal(t)), laketest.NewCountingBucket(newLocal(t))
 	ctx := context.Background()
 	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/oracle"
@@ -120,7 +121,7 @@ func checkAgainstTruth(t *testing.T, tbl *schema.Table, summaries objstore.Bucke
 // horizon (recomputed) and after data beyond it (counted as too late and
 // left out).
 func TestSummariesMatchGeneratorTruth(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw, summaries := newLocal(t), newLocal(t)
 	ctx := context.Background()
 	r := tbl.Rollup

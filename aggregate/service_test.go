@@ -14,22 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
-
-func sampleTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("no sample events table")
-	return nil
-}
 
 // feeder writes events through the real ingest writer, one partition
 // buffer per partition, committing one flush at a time.
@@ -49,7 +40,7 @@ func newFeeder(t *testing.T, raw objstore.Bucket, partitions int) *feeder {
 	t.Cleanup(w.Close)
 	f := &feeder{t: t, w: w, rng: rand.New(rand.NewPCG(7, 11))}
 	for p := range partitions {
-		part, _, err := w.OpenPartition(context.Background(), sampleTable(t), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
+		part, _, err := w.OpenPartition(context.Background(), testkit.SampleTable(t), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +130,7 @@ func checkAgainstRaw(t *testing.T, tbl *schema.Table, raw, summaries objstore.Bu
 				return nil
 			}
 			from, to := time.UnixMicro(starts[0]), time.UnixMicro(starts[len(starts)-1]).Add(w)
-			ex, err := aggregate.ExactRecompute(tbl, w, from, to, objects...)
+			ex, err := aggtest.ExactRecompute(tbl, w, from, to, objects...)
 			if err != nil {
 				return err
 			}
@@ -173,7 +164,7 @@ func readAll(t *testing.T, b objstore.Bucket, key string) []byte {
 func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg prometheus.Registerer) *aggregate.Service {
 	t.Helper()
 	svc, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second}, raw, summaries,
-		[]*schema.Table{sampleTable(t)}, owner, slog.New(slog.DiscardHandler), reg)
+		[]*schema.Table{testkit.SampleTable(t)}, owner, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +176,7 @@ func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg 
 // then again after late data (recomputed within the horizon, counted as too
 // late beyond it) and for the coarser windows built from finer ones.
 func TestSummariesExactUnderLateData(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw, summaries := newLocal(t), newLocal(t)
 	ctx := context.Background()
 	// Pinned, and crossing midnight UTC: the daily window is closed and
@@ -259,7 +250,7 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 // Done-when 2: two aggregators on the same stores at once produce the same,
 // correct summaries as one.
 func TestTwoAggregatorsAtOnce(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw := newLocal(t)
 	// Pinned, and crossing midnight UTC: the daily window is closed.
 	base := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -23,7 +24,7 @@ import (
 // that remain are still exact.
 func TestRetentionNeverRecomputesRetiredWindows(t *testing.T) {
 	ctx := t.Context()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	tbl.Retention = &schema.Retention{Raw: 48 * time.Hour, Summaries: 72 * time.Hour}
 	if err := tbl.Validate(); err != nil {
 		t.Fatal(err)
@@ -117,7 +118,7 @@ func TestServiceSweepsOnSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables = append(tables, sampleTable(t))
+	tables = append(tables, testkit.SampleTable(t))
 	raw, summaries := newLocal(t), newLocal(t)
 	orphans := []string{"plain/dt=2024-05-01/hour=13/killed.parquet", "events/dt=2024-05-01/hour=13/killed.parquet"}
 	for _, k := range orphans {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -48,7 +49,7 @@ const (
 
 func runSweepAfterCrashes(t *testing.T, raw objstore.Bucket, compact bool) {
 	ctx := t.Context()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	base := time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 4)
 	for range 6 {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 )
 
@@ -21,7 +22,7 @@ import (
 // folded into a summary; the windows it feeds are skipped and counted, and
 // the rest of the table is summarised all the same.
 func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	raw, summaries := newLocal(t), newLocal(t)
 	ctx := context.Background()
 	base := time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)

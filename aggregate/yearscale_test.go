@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
 	"github.com/sluicehq/sluice/objstore"
@@ -50,7 +51,7 @@ func TestLongHistory(t *testing.T) {
 	}
 	check := os.Getenv("SLUICE_LONG_HISTORY_REPORT") == ""
 	ctx := context.Background()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 
 	var rawB, sumB objstore.ConditionalBucket
 	dir := os.Getenv("SLUICE_LONG_HISTORY_DIR")

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/faultproxy"
 	"github.com/sluicehq/sluice/lake"
@@ -308,7 +309,7 @@ func wrongSummaries(t *testing.T, raw objstore.Bucket, tbl *schema.Table, summar
 			continue
 		}
 		from, to := time.UnixMicro(starts[0]), time.UnixMicro(starts[len(starts)-1]).Add(sum.Window)
-		ex, err := aggregate.ExactRecompute(tbl, sum.Window, from, to, objects...)
+		ex, err := aggtest.ExactRecompute(tbl, sum.Window, from, to, objects...)
 		if err != nil {
 			t.Fatal(err)
 		}
