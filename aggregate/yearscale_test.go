@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
@@ -146,11 +146,12 @@ func TestLongHistory(t *testing.T) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	peak := sampleHeap()
+	var st aggregate.RunStats
 	start = time.Now()
-	st, err := svc.RunOnce(ctx, tbl)
-	took = time.Since(start)
-	heapPeak := peak()
+	heapPeak := testkit.PeakHeap(func() {
+		st, err = svc.RunOnce(ctx, tbl)
+		took = time.Since(start)
+	})
 	runtime.ReadMemStats(&m1)
 	if err != nil {
 		t.Fatal(err)
@@ -175,39 +176,6 @@ func TestLongHistory(t *testing.T) {
 	// that grows with the links before.
 	if limit := 8*parts + 60; check && total > limit {
 		t.Errorf("run after one changed hour: %d calls, aim at most %d (8 per partition + 60)", total, limit)
-	}
-}
-
-// sampleHeap samples the live heap every 10 ms until the returned function
-// is called, which returns the largest sample.
-func sampleHeap() func() uint64 {
-	var mu sync.Mutex
-	var peak uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			mu.Lock()
-			peak = max(peak, m.HeapAlloc)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(stop)
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
 	}
 }
 

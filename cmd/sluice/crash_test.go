@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -421,40 +421,6 @@ func (pr *production) stop(t *testing.T) {
 	}
 }
 
-// peakHeap runs fn and returns the most heap (live and not yet collected
-// objects) the process held meanwhile, sampled every 10ms without
-// stopping the world.
-func peakHeap(fn func()) uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		return sample[0].Value.Uint64()
-	}
-	var peak atomic.Uint64
-	peak.Store(read())
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if v := read(); v > peak.Load() {
-					peak.Store(v)
-				}
-			}
-		}
-	}()
-	fn()
-	close(stop)
-	<-sampled
-	return max(peak.Load(), read())
-}
-
 // verifyCommitted reads every committed object back and fails the test
 // unless the committed positions are exactly the acknowledged ones.
 func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) verify.Report {
@@ -464,7 +430,7 @@ func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) veri
 	defer cancel()
 	var rep verify.Report
 	var readErr error
-	peak := peakHeap(func() {
+	peak := testkit.PeakHeap(func() {
 		var got *verify.Committed
 		got, readErr = verify.ReadCommitted(ctx, b, crashTable, verify.Options{Source: crashSource, EventIDColumn: "event_id"})
 		if readErr == nil {
