@@ -57,7 +57,7 @@ func TestLongHistory(t *testing.T) {
 	dir := os.Getenv("SLUICE_LONG_HISTORY_DIR")
 	switch {
 	case os.Getenv("SLUICE_LONG_HISTORY_S3") != "":
-		rawB, sumB = bigS3(t), bigS3(t)
+		rawB, sumB = objstoretest.NewS3(t, slog.New(slog.DiscardHandler)), objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
 	case dir != "":
 		for _, sub := range []string{"raw", "summaries"} {
 			if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -248,37 +248,4 @@ func oneRowParquet(tbl *schema.Table, ts time.Time, p int, seq int64) ([]byte, e
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// bigS3 opens a fresh bucket on the test S3 server and empties it after the
-// test, taking as long as that takes (the shared helper allows a minute).
-func bigS3(t *testing.T) *objstore.S3 {
-	t.Helper()
-	cfg := objstoretest.S3Config(t)
-	b, err := objstore.OpenS3(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open S3 bucket: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		defer cancel()
-		var keys []string
-		if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		var g errgroup.Group
-		g.SetLimit(16)
-		for _, k := range keys {
-			g.Go(func() error { return b.Delete(ctx, k) })
-		}
-		if err := g.Wait(); err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		if err := b.Client().RemoveBucket(ctx, cfg.Bucket); err != nil {
-			t.Logf("cleanup: remove bucket %s: %v", cfg.Bucket, err)
-		}
-	})
-	return b
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/testkit"
@@ -93,13 +92,7 @@ func localCrashStore(t *testing.T, dir string) crashStore {
 // stay in the environment the children inherit, not in the file.
 func s3CrashStore(t *testing.T) crashStore {
 	cfg := objstoretest.S3Config(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open S3 bucket: %v", err)
-	}
-	t.Cleanup(func() { removeCrashBucket(t, b, cfg.Bucket) })
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	y := fmt.Sprintf(`  s3:
     endpoint: %q
     region: %q
@@ -111,25 +104,6 @@ func s3CrashStore(t *testing.T) crashStore {
     create_bucket: true
 `, cfg.Endpoint, cfg.Region, cfg.Bucket, objstoretest.EnvS3AccessKey, objstoretest.EnvS3SecretKey)
 	return crashStore{yaml: y, bucket: b}
-}
-
-func removeCrashBucket(t *testing.T, b *objstore.S3, bucket string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var keys []string
-	if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
-		t.Errorf("cleanup: list %s: %v", bucket, err)
-		return
-	}
-	for _, k := range keys {
-		if err := b.Delete(ctx, k); err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-	}
-	if err := b.Client().RemoveBucket(ctx, bucket); err != nil && minio.ToErrorResponse(err).Code != "NoSuchBucket" {
-		t.Errorf("cleanup: remove bucket %s: %v", bucket, err)
-	}
 }
 
 // crashRig is one broker process, a sluice.yaml for ingesters, and the

@@ -143,13 +143,7 @@ http:
 func proxiedS3Store(t *testing.T) (crashStore, *faultproxy.Proxy) {
 	t.Helper()
 	cfg := objstoretest.S3Config(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open S3 bucket: %v", err)
-	}
-	t.Cleanup(func() { removeCrashBucket(t, b, cfg.Bucket) })
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	p, err := faultproxy.Start("http://" + cfg.Endpoint)
 	if err != nil {
 		t.Fatal(err)

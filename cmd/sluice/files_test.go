@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 func runFilesCmd(t *testing.T, args ...string) (int, string, string) {
@@ -221,26 +222,16 @@ func TestFilesOutputAndErrors(t *testing.T) {
 // the list holds s3:// URLs of the committed set, and the DuckDB script
 // sets the endpoint but never the credentials.
 func TestFilesS3(t *testing.T) {
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
-	}
+	cfg := objstoretest.S3Config(t)
+	cfg.Prefix = "lakes/one"
 	root, live, _, notLive := filesLake(t)
-	cfg := objstore.S3Config{
-		Endpoint: endpoint, Bucket: fmt.Sprintf("files-lake-%d", time.Now().UnixNano()), Prefix: "lakes/one",
-		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
-		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
-	}
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	uploadDir(t, ctx, b, root)
 	cfgPath := filepath.Join(t.TempDir(), "sluice.yaml")
 	yaml := fmt.Sprintf("store:\n  s3: {endpoint: %q, bucket: %q, prefix: lakes/one, access_key: %q, secret_key: %q, insecure: true, path_style: true, region: us-east-1}\n",
-		endpoint, cfg.Bucket, cfg.AccessKey, cfg.SecretKey)
+		cfg.Endpoint, cfg.Bucket, cfg.AccessKey, cfg.SecretKey)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +247,7 @@ func TestFilesS3(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, s := range []string{"LOAD httpfs;", "SET s3_endpoint = '" + endpoint + "';", "SET s3_url_style = 'path';", "SET s3_use_ssl = false;", "'" + want[0] + "'"} {
+	for _, s := range []string{"LOAD httpfs;", "SET s3_endpoint = '" + cfg.Endpoint + "';", "SET s3_url_style = 'path';", "SET s3_use_ssl = false;", "'" + want[0] + "'"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("duckdb script lacks %q:\n%s", s, out)
 		}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/sluicehq/sluice/lake"
-	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // inspectRow is a raw-table-like row: event time, nullable string, metadata.
@@ -420,25 +420,14 @@ func TestInspectErrors(t *testing.T) {
 // TestInspectS3 runs against a real S3 server when one is configured
 // (scripts/versitygw.sh start && . .testenv/versitygw.env).
 func TestInspectS3(t *testing.T) {
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
-	}
-	cfg := objstore.S3Config{
-		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-%d", time.Now().UnixNano()),
-		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
-		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
-	}
+	cfg := objstoretest.S3Config(t)
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	local := t.TempDir()
 	writeLake(t, local)
 	uploadDir(t, ctx, b, local)
-	s3Args := []string{"--s3-endpoint", endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
+	s3Args := []string{"--s3-endpoint", cfg.Endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey}
 
 	code, out, stderr := runInspectCmd(t, append(s3Args, "--format", "json", "--summary", "s3://"+cfg.Bucket+"/events/")...)
