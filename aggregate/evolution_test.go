@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -58,13 +59,7 @@ func TestNullableFieldAddedLaterReadsAsNull(t *testing.T) {
 				base.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), i, i, device)
 			p.Append(v, lake.PositionOf(int64(i)), base)
 		}
-		done := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-done; r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		ingesttest.Commit(ctx, t, p)
 	}
 	write(before, "0", 30, "mobile") // the device is in the JSON but not yet in the table
 	write(after, "1", 20, "mobile")
@@ -121,13 +116,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 			p.Append(v, lake.PositionOf(next), base)
 			next++
 		}
-		done := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-done; r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		ingesttest.Commit(ctx, t, p)
 	}
 	write(before, 40, base)
 	write(before, 35, base.Add(time.Minute))
@@ -185,7 +174,7 @@ func TestMeasureAndWindowAddedToTheRollup(t *testing.T) {
 	f := newFeeder(t, raw, 2)
 	f.add(3000, base, base.Add(2*time.Hour))
 	f.add(5, base.Add(5*time.Hour), base.Add(5*time.Hour+time.Minute)) // moves the watermark past them
-	f.commit()
+	f.Commit()
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	if st, err := svc.RunOnce(ctx, before); err != nil || st.Computed == 0 {
 		t.Fatalf("first run (old rollup): %+v, %v", st, err)

@@ -84,7 +84,7 @@ func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
 	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
 	f.add(4000, base, base.Add(90*time.Minute))
-	f.commit()
+	f.Commit()
 	cfg := aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second, CompactEvery: -1}
 
 	paused := make(chan string, 1)
@@ -133,7 +133,7 @@ func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
 	// Newer data, then the next aggregator: it waits out the stalled lease
 	// and rewrites the same object.
 	f.add(2000, base, base.Add(90*time.Minute))
-	f.commit()
+	f.Commit()
 	var mu sync.Mutex
 	var newer []byte
 	freshWrote := make(chan struct{})
@@ -218,10 +218,10 @@ func TestFencedCompactionWritesNothing(t *testing.T) {
 	f := newFeeder(t, raw, 2)
 	for range 4 {
 		f.add(500, hour, hour.Add(time.Hour))
-		f.commit()
+		f.Commit()
 	}
 	f.add(200, hour.Add(90*time.Minute), hour.Add(2*time.Hour)) // the watermark passes the hour
-	f.commit()
+	f.Commit()
 	reg := prometheus.NewRegistry()
 	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute}, raw, lake.NewCommitLog(raw), slog.New(slog.DiscardHandler), reg)
 	if err != nil {

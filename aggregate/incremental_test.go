@@ -26,7 +26,7 @@ func TestRunCostFollowsChange(t *testing.T) {
 	addHours := func(n int) {
 		for range n {
 			f.add(40, base.Add(time.Duration(hours)*time.Hour), base.Add(time.Duration(hours+1)*time.Hour))
-			f.commit()
+			f.Commit()
 			hours++
 		}
 	}
@@ -92,7 +92,7 @@ func TestRunCostFollowsChange(t *testing.T) {
 	}
 	before := liveKeys()
 	f.add(50, base.Add(10*time.Hour), base.Add(11*time.Hour))
-	f.commit()
+	f.Commit()
 	tooLate := map[string]bool{}
 	for k := range liveKeys() {
 		if !before[k] {

@@ -36,7 +36,7 @@ func TestRetentionNeverRecomputesRetiredWindows(t *testing.T) {
 	f := newFeeder(t, raw, 2)
 	f.add(2000, old, old.Add(2*time.Hour))
 	f.add(2000, recent, recent.Add(2*time.Hour))
-	f.commit()
+	f.Commit()
 
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	if st, err := svc.RunOnce(ctx, tbl); err != nil || st.Computed == 0 {

@@ -54,11 +54,12 @@ func runSweepAfterCrashes(t *testing.T, raw objstore.Bucket, compact bool) {
 	f := newFeeder(t, raw, 4)
 	for range 6 {
 		f.add(1500, base, base.Add(4*time.Hour))
-		f.commit()
+		f.Commit()
 	}
 	exp := verify.NewExpected()
 	var total int64
-	for p, n := range f.next {
+	for p := range f.Partitions() {
+		n := f.Next(p)
 		for off := range n {
 			exp.AddGood(fmt.Sprint(p), off)
 		}

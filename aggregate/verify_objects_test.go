@@ -28,7 +28,7 @@ func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
 	base := time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 1)
 	f.add(2000, base, base.Add(50*time.Minute))
-	f.commit()
+	f.Commit()
 	live, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	if err != nil || len(live) == 0 {
 		t.Fatalf("live objects: %v, %v", live, err)
@@ -46,7 +46,7 @@ func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	// The watermark needs a later event to close the windows.
 	f.add(200, base.Add(2*time.Hour), base.Add(2*time.Hour+10*time.Minute))
-	f.commit()
+	f.Commit()
 	_, err = svc.RunOnce(ctx, tbl)
 	if !errors.Is(err, lake.ErrObjectMismatch) || !errors.Is(err, aggregate.ErrBadObject) || !strings.Contains(err.Error(), victim.Key) {
 		t.Fatalf("run over a tampered object: err = %v, want ErrObjectMismatch naming %s", err, victim.Key)

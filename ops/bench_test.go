@@ -33,7 +33,7 @@ func TestBenchOps(t *testing.T) {
 		now := time.Now()
 		for range 10 {
 			f.random(100_000, now.Add(-time.Hour), now)
-			f.commit()
+			f.Commit()
 		}
 		y := fmt.Sprintf(`
 webhooks: [{name: hook, url: %q, secrets: [%q]}]
@@ -69,10 +69,10 @@ rules:
 				n++
 			}
 			if m%240 == 239 {
-				f.commit()
+				f.Commit()
 			}
 		}
-		f.commit()
+		f.Commit()
 		agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, raw, sum,
 			[]*schema.Table{testkit.SampleTable(t)}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 		if err != nil {

@@ -23,7 +23,7 @@ func TestEventRulesAfterCompactionAndSweep(t *testing.T) {
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	for range 6 {
 		f.random(40, hour, hour.Add(2*time.Hour)) // two closed hours, small objects
-		f.commit()
+		f.Commit()
 	}
 	commits := lake.NewCommitLog(b)
 	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 1 << 20, CloseDelay: time.Minute}, b, commits, nil, prometheus.NewRegistry())

@@ -100,10 +100,10 @@ func eventRuleExactlyOnce(t *testing.T, b objstore.ConditionalBucket, perRound i
 	now := time.Now()
 	for round := range 4 {
 		f.random(perRound, now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		if round%2 == 0 {
 			f.random(perRound/2, now.Add(-time.Hour), now)
-			f.commit()
+			f.Commit()
 		}
 		if err := svc.EvaluateOnce(ctx, "events"); err != nil {
 			t.Fatal(err)
@@ -141,7 +141,7 @@ func TestTwoEvaluatorsAtOnce(t *testing.T) {
 	// Without leases: both evaluate every round, racing on cursors and ids.
 	for range 5 {
 		f.random(40, now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		for _, s := range []*Service{a, c} {
 			wg.Add(1)
 			go func() {
@@ -158,7 +158,7 @@ func TestTwoEvaluatorsAtOnce(t *testing.T) {
 	}
 	for range 3 {
 		f.random(40, now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		time.Sleep(200 * time.Millisecond)
 	}
 	deadline := time.Now().Add(15 * time.Second)

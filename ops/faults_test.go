@@ -177,7 +177,7 @@ rules:
 	killed := 0
 	for i := 0; i < batches || killed < kills; i++ {
 		f.random(batch/2+rng.IntN(batch), now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
 		if i%2 == 1 && killed < kills {
 			if rng.IntN(2) == 0 {

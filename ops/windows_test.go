@@ -62,7 +62,7 @@ func (wb *windowBench) minute(i int, amounts map[string]float64) {
 		wb.f.event(0, at.Add(10*time.Second), et, amounts[et], 10)
 	}
 	wb.f.event(0, at.Add(45*time.Second), "page_view", 0, 10)
-	wb.f.commit()
+	wb.f.Commit()
 }
 
 func mapsKeys(m map[string]float64) func(func(string) bool) {
@@ -146,7 +146,7 @@ func TestWindowThresholdForKeepFiringRestartLate(t *testing.T) {
 	// Late data in closed window 1 (within the late horizon): the series
 	// is evaluated again from window 1, which now breaches: firing@1.
 	wb.f.event(0, t0.Add(time.Minute+20*time.Second), "click", 95, 10)
-	wb.f.commit()
+	wb.f.Commit()
 	wb.evaluate()
 	wb.expect("big_clicks", "firing@1 click", "firing@3 click", "resolved@8 click")
 	wb.evaluate()

@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate/aggtest"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -221,15 +222,7 @@ func appendLate(t *testing.T, raw objstore.Bucket, tbl *schema.Table, n int, rng
 			ts.UTC().Format(time.RFC3339Nano), next, i, rng.IntN(300), rng.Float64()*100, rng.IntN(2000))
 		p.Append(v, lake.PositionOf(next+int64(i)), time.Now())
 	}
-	done := make(chan ingest.FlushResult, 1)
-	if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-		t.Fatal(err)
-	}
-	r := <-done
-	p.Settled(r)
-	if r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	ingesttest.Commit(ctx, t, p)
 }
 
 // waitExact waits until the aggregators have caught up: every summary

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
@@ -90,17 +91,8 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 		flushes := 0
 		flush := func() {
 			t.Helper()
-			results := make(chan ingest.FlushResult, 1)
-			if err := p.Flush(ctx, func(r ingest.FlushResult) { results <- r }); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case r := <-results:
-				if p.Settled(r) || r.Err != nil {
-					t.Fatalf("flush of partition %s: %v", part, r.Err)
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("flush did not finish within a minute")
+			if r, failed := ingesttest.Flush(ctx, t, p); failed || r.Err != nil {
+				t.Fatalf("flush of partition %s: %v", part, r.Err)
 			}
 			flushes++
 		}

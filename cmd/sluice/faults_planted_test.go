@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
@@ -127,20 +128,7 @@ func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Ex
 	defer p.Close()
 	exp := verify.NewExpected()
 	ts := time.Now().UTC().Add(-time.Hour)
-	flush := func() {
-		results := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(context.Background(), func(r ingest.FlushResult) { results <- r }); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case r := <-results:
-			if p.Settled(r) || r.Err != nil {
-				t.Fatalf("flush: %v", r.Err)
-			}
-		case <-time.After(time.Minute):
-			t.Fatal("flush did not finish within a minute")
-		}
-	}
+	flush := func() { ingesttest.Commit(context.Background(), t, p) }
 	for i := range int64(n) {
 		bad := i%20 == 19
 		if bad {

@@ -17,13 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 )
 
 // The committed objects must be readable by an independent Parquet
 // implementation: Arrow's own reader, not the parquet-go that wrote them.
 func TestCommittedObjectsReadByArrowParquetReader(t *testing.T) {
-	c := newCluster(t, 3)
+	c := kafkatest.NewCluster(t, testTopic, 3)
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	const n = 3000

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -222,7 +223,7 @@ func admin(t *testing.T, c *kfake.Cluster) *kadm.Client {
 // rewind must restart where the chain ends once both have settled, not at
 // the later flush's first offset.
 func TestLaterFlushFailsFirstBeforeFirstCommit(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "a", 3000)
 	b := newFaultBucket(newLocalBucket(t))
 	// The first two raw uploads (two flushes in flight) wait for each other;
@@ -289,7 +290,7 @@ func flushNumber(t *testing.T, key string) int64 {
 // Fault 7: a rewind makes the writer upload the same records again; no key
 // may be written twice (a committed object must never be replaced).
 func TestObjectKeysNeverReused(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "k", 2000)
 	b := newFaultBucket(newLocalBucket(t))
 	// Commits fail after their objects were uploaded: the retry uploads the
@@ -322,7 +323,7 @@ func TestObjectKeysNeverReused(t *testing.T) {
 // source runs. Its offsets restart at 0, far below the chain end: the new
 // records must be ingested under a reset link, not dropped as redeliveries.
 func TestTopicRecreatedIsANewIncarnation(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	adm := admin(t, c)
 	before := produceIDs(t, c.ListenAddrs(), testTopic, "old", 500)
 	b := newLocalBucket(t)
@@ -379,7 +380,7 @@ func waitTopic(t *testing.T, adm *kadm.Client, exists bool) {
 func TestRetentionPastChainEndIsAGap(t *testing.T) {
 	for _, start := range []string{"earliest", "latest"} {
 		t.Run(start, func(t *testing.T) {
-			c := newCluster(t, 1)
+			c := kafkatest.NewCluster(t, testTopic, 1)
 			adm := admin(t, c)
 			b := newLocalBucket(t)
 			reg := prometheus.NewRegistry()
@@ -438,7 +439,7 @@ func waitGenesis(t *testing.T, b objstore.Bucket) {
 // resolved (the genesis), not resolve latest again and skip what arrived
 // in between.
 func TestLatestIsResolvedOnce(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	ignored := produceIDs(t, c.ListenAddrs(), testTopic, "before", 100) // before the table started: not wanted
 	_ = ignored
 	b := newFaultBucket(newLocalBucket(t))
@@ -464,7 +465,7 @@ func TestLatestIsResolvedOnce(t *testing.T) {
 // with latest start at their beginning: records produced before the source
 // noticed them are kept.
 func TestPartitionsAddedMidRunStartAtTheirBeginning(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	adm := admin(t, c)
 	b := newLocalBucket(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
@@ -489,7 +490,7 @@ func TestPartitionsAddedMidRunStartAtTheirBeginning(t *testing.T) {
 // Fault 8: records of aborted transactions are never ingested; committed
 // transactions are, once.
 func TestAbortedTransactionsAreNotIngested(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("txn-producer"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -530,7 +531,7 @@ func TestAbortedTransactionsAreNotIngested(t *testing.T) {
 // partition starts (one latest, one earliest) open it at once. Exactly one
 // genesis is written and both continue from it.
 func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	early := produceIDsTo(t, c.ListenAddrs(), testTopic, "early", 200)
 	b := newLocalBucket(t)
 	wcfg := ingest.WriterConfig{FlushRecords: 60, FlushInterval: 30 * time.Millisecond}
@@ -565,7 +566,7 @@ func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
 // waiting, and the last link once caught up says none is (the aggregator
 // tells an idle partition from a lagging one by it).
 func TestLinksCarryTheSourceLag(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "lag", 500)
 	b := newLocalBucket(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 8 << 10, FetchMaxPartitionBytes: 8 << 10}

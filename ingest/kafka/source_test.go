@@ -17,11 +17,11 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
@@ -34,16 +34,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func newCluster(t *testing.T, partitions int32) *kfake.Cluster {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, testTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
 }
 
 type produced struct {
@@ -299,7 +289,7 @@ func newLocalBucket(t *testing.T) objstore.Bucket {
 }
 
 func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
-	c := newCluster(t, 4)
+	c := kafkatest.NewCluster(t, testTopic, 4)
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour).Add(59 * time.Minute) // spans an hour boundary
 	want := produce(t, c.ListenAddrs(), 9000, 50, start)
@@ -334,7 +324,7 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 }
 
 func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
-	c := newCluster(t, 3)
+	c := kafkatest.NewCluster(t, testTopic, 3)
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	want := produce(t, c.ListenAddrs(), 3000, 0, start)
@@ -360,7 +350,7 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 // chain and built their link, so the race is real: the conditional create
 // must let exactly one of them win, and the other count a conflict.
 func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
-	c := newCluster(t, 4)
+	c := kafkatest.NewCluster(t, testTopic, 4)
 	b := newFaultBucket(newLocalBucket(t))
 	contested := lake.LinkKey("events", SourceName(testTopic), "0", 1)
 	var mu sync.Mutex
@@ -406,7 +396,7 @@ func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 // Members join and leave one group while records flow; every partition
 // changes hands at least once.
 func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
-	c := newCluster(t, 6)
+	c := kafkatest.NewCluster(t, testTopic, 6)
 	b := newLocalBucket(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	cfg := ingest.WriterConfig{FlushRecords: 250, FlushInterval: 100 * time.Millisecond}
@@ -502,7 +492,7 @@ func (f *flakyBucket) Put(ctx context.Context, key string, r io.Reader, size int
 // A flush that fails before anything of its partition was ever committed
 // must rewind to the dropped buffer's first record, not skip past it.
 func TestKafkaSourceRewindsBeforeFirstCommit(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	b := &flakyBucket{Bucket: newLocalBucket(t)}
 	b.failures.Store(3)
 	want := produce(t, c.ListenAddrs(), 2000, 0, time.Now().UTC().Add(-time.Hour))

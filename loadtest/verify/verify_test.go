@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -86,15 +87,7 @@ func writeLake(t *testing.T) *committedLake {
 				p.Append(value, lake.PositionOf(off), ev.TS)
 				off++
 			}
-			done := make(chan ingest.FlushResult, 1)
-			if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-				t.Fatal(err)
-			}
-			r := <-done
-			p.Settled(r)
-			if r.Err != nil {
-				t.Fatalf("flush: %v", r.Err)
-			}
+			ingesttest.Commit(ctx, t, p)
 		}
 		p.Close()
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/lakefiles"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -216,12 +217,7 @@ func flush(t *testing.T, p *ingest.Partition, values [][]byte, times []time.Time
 	for i := from; i < to; i++ {
 		p.Append(values[i], lake.PositionOf(int64(i)), times[i])
 	}
-	done := make(chan ingest.FlushResult, 1)
-	if err := p.Flush(context.Background(), func(r ingest.FlushResult) { done <- r }); err != nil {
-		t.Fatal(err)
-	}
-	r := <-done
-	p.Settled(r)
+	r, _ := ingesttest.Flush(context.Background(), t, p)
 	return r.Err
 }
 
