@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
@@ -15,7 +16,7 @@ import (
 // lake it prepared, and the pass summarises every closed window: the
 // figures it prints are of the path a user runs, not of an empty one.
 func TestBenchAggregatePass(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.SluiceBinary(t)
 	args := []string{"bench", "aggregate", "--events", "20000", "--events-per-second", "10", "--rounds", "1", "--log-level", "warn"}
 	run := func(t *testing.T, extra ...string) string {
 		t.Helper()

@@ -111,8 +111,8 @@ func s3CrashStore(t *testing.T) crashStore {
 type crashRig struct {
 	t          *testing.T
 	bin, dir   string
-	procs      *children
-	broker     *child
+	procs      *testkit.Procs
+	broker     *testkit.Proc
 	brokerAddr string
 	brokerArgs []string
 	brokerRuns int
@@ -123,7 +123,7 @@ type crashRig struct {
 }
 
 func newCrashRig(t *testing.T, bin, dir string, store crashStore, brokerArgs ...string) *crashRig {
-	r := &crashRig{t: t, bin: bin, dir: dir, procs: newChildren(t, dir), store: store,
+	r := &crashRig{t: t, bin: bin, dir: dir, procs: testkit.NewProcs(t, dir), store: store,
 		commits: lake.NewCommitLog(store.bucket), brokerArgs: brokerArgs}
 	r.startBroker("127.0.0.1:0")
 	// The dead member of a killed ingester leaves the group when the
@@ -158,20 +158,26 @@ func (r *crashRig) startBroker(addr string) {
 	r.brokerRuns++
 	args := append([]string{"broker", "--addr", addr, "--data-dir", filepath.Join(r.dir, "kafka"),
 		"--topic", fmt.Sprintf("%s:%d", crashTopic, crashPartitions), "--log-level", "warn"}, r.brokerArgs...)
-	c, printed, err := r.procs.start(fmt.Sprintf("broker-%d", r.brokerRuns), r.bin, true, args...)
+	c, printed, err := r.procs.Start(fmt.Sprintf("broker-%d", r.brokerRuns), r.bin, true, args...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.broker, r.brokerAddr = c, printed
 }
 
-func (r *crashRig) startIngester() *child {
+func (r *crashRig) startIngester() *testkit.Proc {
 	r.t.Helper()
-	r.ingesters++
-	c, _, err := r.procs.start(fmt.Sprintf("ingest-%02d", r.ingesters), r.bin, false,
-		"ingest", "--config", r.config, "--log-level", "info")
+	return startIngester(r.t, r.procs, r.bin, r.config, &r.ingesters)
+}
+
+// startIngester starts `sluice ingest --config config` as ingester *n+1
+// of procs (its log is ingest-NN.log) and counts it in *n.
+func startIngester(t *testing.T, procs *testkit.Procs, bin, config string, n *int) *testkit.Proc {
+	t.Helper()
+	*n++
+	c, _, err := procs.Start(fmt.Sprintf("ingest-%02d", *n), bin, false, "ingest", "--config", config, "--log-level", "info")
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return c
 }
@@ -249,25 +255,25 @@ func (r *crashRig) waitCommitting(from int64, timeout time.Duration) {
 
 // stopIngesterGracefully sends SIGTERM and requires exit code 0: the last
 // instance flushes and commits what it holds.
-func (r *crashRig) stopIngesterGracefully(c *child) {
+func (r *crashRig) stopIngesterGracefully(c *testkit.Proc) {
 	r.t.Helper()
-	code, err := c.stop(syscall.SIGTERM, 60*time.Second)
+	code, err := c.Stop(syscall.SIGTERM, 60*time.Second)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	if code != 0 {
-		r.t.Fatalf("%s exited with code %d after SIGTERM, want 0", c.name, code)
+		r.t.Fatalf("%s exited with code %d after SIGTERM, want 0", c.Name, code)
 	}
 }
 
-func killChild(t *testing.T, c *child) {
+func killChild(t *testing.T, c *testkit.Proc) {
 	t.Helper()
-	code, err := c.stop(syscall.SIGKILL, 30*time.Second)
+	code, err := c.Stop(syscall.SIGKILL, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if code != -1 {
-		t.Fatalf("%s exited with code %d before SIGKILL landed; it must have been running", c.name, code)
+		t.Fatalf("%s exited with code %d before SIGKILL landed; it must have been running", c.Name, code)
 	}
 }
 
@@ -435,7 +441,7 @@ func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) veri
 //	broker: the broker process is killed -9 and restarted once while the
 //	    ingester keeps running.
 func TestCrash(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	t.Run("ingester", func(t *testing.T) {
 		stores := []struct {
 			name   string
@@ -627,7 +633,7 @@ func runBrokerKill(t *testing.T, bin string) {
 	}
 	prod.stop(t)
 	rig.waitCommitted(prod.exp.Ends(), 2*time.Minute)
-	if !ing.alive() {
+	if !ing.Alive() {
 		t.Fatal("the ingester exited while the broker was down; it must ride it out")
 	}
 	rig.stopIngesterGracefully(ing)

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -23,11 +24,11 @@ import (
 // commit chain ends exactly at the broker's end offset (nothing acknowledged
 // is left for the next start).
 func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	dir := t.TempDir()
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	dataDir := filepath.Join(dir, "sluice-data")
-	dev, _, err := cs.start("dev", bin, false, "dev", "--data-dir", dataDir,
+	dev, _, err := cs.Start("dev", bin, false, "dev", "--data-dir", dataDir,
 		"--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rate", "5000", "--flush-interval", "1s")
 	if err != nil {
 		t.Fatal(err)
@@ -50,13 +51,13 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for committed() == 0 {
-		if !dev.alive() || time.Now().After(deadline) {
+		if !dev.Alive() || time.Now().After(deadline) {
 			t.Fatal("sluice dev committed nothing within 60s")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(1500 * time.Millisecond) // mid-stream: records in flight and buffered
-	code, err := dev.stop(syscall.SIGINT, 60*time.Second)
+	code, err := dev.Stop(syscall.SIGINT, 60*time.Second)
 	if err != nil || code != 0 {
 		t.Fatalf("sluice dev did not stop cleanly on Ctrl-C: exit %d, %v", code, err)
 	}

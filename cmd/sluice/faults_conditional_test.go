@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/faultproxy"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -19,7 +20,7 @@ import (
 // that ignores conditional writes, naming the store; on one that honours
 // them they start.
 func TestRefuseStoreWithoutConditionalWrites(t *testing.T) {
-	faultNoConditionalWrites(t, crashBinary(t), &faultTable{})
+	faultNoConditionalWrites(t, testkit.SluiceBinary(t), &faultTable{})
 }
 
 // faultNoConditionalWrites: the fault proxy plays an S3 server without
@@ -48,18 +49,18 @@ aggregate: {interval: 500ms, lease: 4s, compact_every: -1s}
 	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	run := func(name string, args ...string) (code int, log string) {
 		t.Helper()
-		c, _, err := cs.start(name, bin, false, args...)
+		c, _, err := cs.Start(name, bin, false, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, err = c.stop(0, 30*time.Second) // signal 0: only wait for the exit
+		code, err = c.Stop(0, 30*time.Second) // signal 0: only wait for the exit
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		data, err := os.ReadFile(c.logPath)
+		data, err := os.ReadFile(c.LogPath)
 		if err != nil {
 			t.Fatal(err)
 		}
