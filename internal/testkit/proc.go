@@ -3,9 +3,11 @@ package testkit
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,11 +71,25 @@ func moduleRoot(tb testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for a child process that must be told where to listen.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
 // TestBinaryCmd runs the test binary itself again, running no test, with
 // env added to the environment: the child's TestMain or init sees env and
-// plays its part (a server, a worker) instead. Its stderr is the test's.
-func TestBinaryCmd(env ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+// plays its part (a server, a worker) instead. Its stderr is the test's;
+// it is killed when ctx is done.
+func TestBinaryCmd(ctx context.Context, env ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	return cmd
@@ -133,7 +149,7 @@ func (p *Proc) Stop(sig syscall.Signal, timeout time.Duration) (int, error) {
 }
 
 // Tail is the last n lines of the log.
-func (p *Proc) Tail(n int) string { return tail(p.LogPath, n) }
+func (p *Proc) Tail(n int) string { return Tail(p.LogPath, n) }
 
 // LogLines returns the lines of the log that contain every one of subs.
 func (p *Proc) LogLines(tb testing.TB, subs ...string) []string {
@@ -155,7 +171,8 @@ func (p *Proc) LogLines(tb testing.TB, subs ...string) []string {
 	return out
 }
 
-func tail(path string, n int) string {
+// Tail is the last n lines of the file at path, or the error reading it.
+func Tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
@@ -289,10 +306,10 @@ func (ps *Procs) Start(name, bin string, firstLine bool, args ...string) (*Proc,
 	case line := <-lines:
 		if line == "" {
 			<-p.exited
-			return nil, "", fmt.Errorf("%s exited before printing its address: %v\n%s", name, p.waitErr, tail(logPath, 20))
+			return nil, "", fmt.Errorf("%s exited before printing its address: %v\n%s", name, p.waitErr, Tail(logPath, 20))
 		}
 		return p, line, nil
 	case <-time.After(30 * time.Second):
-		return nil, "", fmt.Errorf("%s printed nothing within 30s\n%s", name, tail(logPath, 20))
+		return nil, "", fmt.Errorf("%s printed nothing within 30s\n%s", name, Tail(logPath, 20))
 	}
 }

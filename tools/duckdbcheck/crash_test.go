@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/lakefiles"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
@@ -86,7 +86,7 @@ func TestREADMEQueryAfterSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sluice and runs it for half a minute")
 	}
-	bin := buildSluice(t)
+	bin := testkit.SluiceBinary(t)
 	dataDir := t.TempDir()
 	lakeDir := filepath.Join(dataDir, "lake")
 	kills := 3
@@ -109,13 +109,13 @@ func TestREADMEQueryAfterSIGKILL(t *testing.T) {
 		for dataLinks(t, lakeDir) < before+4 {
 			select {
 			case err := <-done:
-				t.Fatalf("run %d: dev exited early (%v):\n%s", i, err, readLog(logPath))
+				t.Fatalf("run %d: dev exited early (%v):\n%s", i, err, testkit.Tail(logPath, 40))
 			case <-time.After(100 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
 				_ = cmd.Process.Kill()
 				<-done
-				t.Fatalf("run %d: dev committed nothing within a minute:\n%s", i, readLog(logPath))
+				t.Fatalf("run %d: dev committed nothing within a minute:\n%s", i, testkit.Tail(logPath, 40))
 			}
 		}
 		if i < kills {
@@ -133,12 +133,12 @@ func TestREADMEQueryAfterSIGKILL(t *testing.T) {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("dev after Ctrl-C: %v\n%s", err, readLog(logPath))
+				t.Fatalf("dev after Ctrl-C: %v\n%s", err, testkit.Tail(logPath, 40))
 			}
 		case <-time.After(2 * time.Minute):
 			_ = cmd.Process.Kill()
 			<-done
-			t.Fatalf("dev still running two minutes after Ctrl-C:\n%s", readLog(logPath))
+			t.Fatalf("dev still running two minutes after Ctrl-C:\n%s", testkit.Tail(logPath, 40))
 		}
 	}
 	readme, glob := checkLake(t, lakeDir)
@@ -177,29 +177,4 @@ func dataLinks(t *testing.T, lakeDir string) int {
 		}
 	}
 	return n
-}
-
-// buildSluice builds the binary of the main module (../..).
-func buildSluice(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sluice")
-	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(goTool); os.Getenv("GOROOT") == "" || err != nil {
-		goTool = "go"
-	}
-	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/sluice")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/sluice: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func readLog(path string) string {
-	data, _ := os.ReadFile(path)
-	s := string(data)
-	if lines := strings.Split(s, "\n"); len(lines) > 40 {
-		s = strings.Join(lines[len(lines)-40:], "\n")
-	}
-	return s
 }
