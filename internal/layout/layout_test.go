@@ -70,7 +70,8 @@ func TestImportsPointOneWay(t *testing.T) {
 // `sluice bench aggregate --fold-only`). Test files' imports are not
 // counted: `go list` reports them apart.
 func TestTestKitsStayOutOfProduction(t *testing.T) {
-	kits := []string{"internal/testkit", "internal/testkit/ingesttest", "internal/testkit/kafkatest", "aggregate/aggtest"}
+	kits := []string{"internal/testkit", "internal/testkit/ingesttest", "internal/testkit/kafkatest", "aggregate/aggtest",
+		"objstore/objstoretest", "lake/laketest", "ingest/kinesis/kinesistest", "internal/browsertest"}
 	allowed := map[string]map[string]bool{"loadtest/bench": {"aggregate/aggtest": true}}
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", mod+"...").Output()
 	if err != nil {
