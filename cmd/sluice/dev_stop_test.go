@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -103,11 +103,8 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 // returns the end offset of every partition of topic.
 func brokerEndOffsets(t *testing.T, dataDir, topic string) map[string]int64 {
 	t.Helper()
-	br, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", DataDir: dataDir}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	br := kafkatest.StartBroker(t, kafkabroker.Config{DataDir: dataDir})
+	defer br.Close() // before the caller goes on with the data directory
 	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +133,7 @@ func brokerEndOffsets(t *testing.T, dataDir, topic string) map[string]int64 {
 // summaries of `sluice dev` are of minutes it ran in, not of earlier ones
 // holding nothing but late events. It still produces late events.
 func TestDemoProducerNothingBeforeStart(t *testing.T) {
-	br, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: map[string]int32{"events": 2}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	br := kafkatest.StartBroker(t, kafkabroker.Config{Topics: map[string]int32{"events": 2}})
 	const lateBy = 300 * time.Millisecond
 	start := time.Now().Truncate(time.Microsecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +11,8 @@ import (
 	"github.com/sluicehq/sluice/internal/faultproxy"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
-	"github.com/sluicehq/sluice/schema"
 )
 
 // `sluice ingest` and `sluice aggregate` refuse to start on an S3 server
@@ -32,12 +31,8 @@ func faultNoConditionalWrites(t *testing.T, bin string, table *faultTable) {
 	cfg := objstoretest.S3Config(t)
 	dir := t.TempDir()
 	// A real broker, so that ingest gets past its Kafka check to the store.
-	broker, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "kafka"),
-		Topics: map[string]int32{schema.SampleTables()[0].Topic: 1}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
+	broker := kafkatest.StartBroker(t, kafkabroker.Config{DataDir: filepath.Join(dir, "kafka"),
+		Topics: map[string]int32{testkit.SampleTable(t).Topic: 1}})
 	config := filepath.Join(dir, "sluice.yaml")
 	body := fmt.Sprintf(`kafka: {brokers: [%q]}
 store:

@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -132,13 +133,7 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 	mutualTLS := serverTLS.Clone()
 	mutualTLS.ClientAuth, mutualTLS.ClientCAs = tls.RequireAndVerifyClientCert, cert.Pool
 	startBroker := func(t *testing.T, tc *tls.Config) string {
-		b, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: map[string]int32{testTopic: 2},
-			TLS: tc, SASLUsers: users}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b.Addr()
+		return kafkatest.StartBroker(t, kafkabroker.Config{Topics: map[string]int32{testTopic: 2}, TLS: tc, SASLUsers: users}).Addr()
 	}
 	verified := TLS{Enabled: true, CAFile: cert.CertFile}
 	for _, tc := range []struct {

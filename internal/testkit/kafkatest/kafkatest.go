@@ -1,11 +1,14 @@
-// Package kafkatest starts the in-memory Kafka cluster of franz-go's kfake
-// for tests. It is apart from testkit so that tests that need no broker,
-// and the DuckDB module's, do not depend on kfake.
+// Package kafkatest starts Kafka brokers for tests: the in-memory cluster
+// of franz-go's kfake, and the project's own broker. It is apart from
+// testkit so that tests that need no broker, and the DuckDB module's, do
+// not depend on them.
 package kafkatest
 
 import (
+	"log/slog"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -20,4 +23,21 @@ func NewCluster(tb testing.TB, topic string, partitions int32) *kfake.Cluster {
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// StartBroker starts the project's in-process broker (kafkabroker, as
+// `sluice broker` runs it) with cfg, on a free loopback port unless
+// cfg.Addr says otherwise, logging nowhere; it is closed after the test
+// (Close may be called earlier too).
+func StartBroker(tb testing.TB, cfg kafkabroker.Config) *kafkabroker.Broker {
+	tb.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	b, err := kafkabroker.Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(b.Close)
+	return b
 }
