@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -120,10 +121,7 @@ func TestCompactionWhileIngesting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cluster := kafkatest.NewCluster(t, "events", partitions)
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := objstoretest.NewLocal(t)
 	table := testkit.SampleTable(t)
 	logger := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -39,7 +40,7 @@ func TestNullableFieldAddedLaterReadsAsNull(t *testing.T) {
 	after := tableWith(t, func(y string) string {
 		return strings.Replace(y, "dimensions: [event_type, country]", "dimensions: [event_type, device]", 1)
 	})
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	ctx := context.Background()
 	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
@@ -94,7 +95,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 	after := tableWith(t, func(y string) string {
 		return strings.Replace(y, "dimensions: [event_type, country]", "dimensions: [event_type, device]", 1)
 	})
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	ctx := context.Background()
 	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
@@ -168,7 +169,7 @@ func TestMeasureAndWindowAddedToTheRollup(t *testing.T) {
 		return strings.Replace(y, "        - {name: events, kind: count}\n",
 			"        - {name: events, kind: count}\n        - {name: latency_max, kind: max, field: latency_ms}\n", 1)
 	})
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	base := time.Date(2026, 2, 1, 8, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 2)

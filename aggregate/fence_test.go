@@ -70,7 +70,7 @@ func (h *hookBucket) PutIfMatch(ctx context.Context, key string, data []byte, ve
 // its write reaches the store: it must fail, be counted, and the newer
 // summary must stay.
 func TestStaleLeaseHolderCannotOverwrite(t *testing.T) {
-	t.Run("local", func(t *testing.T) { testStaleLeaseHolder(t, newLocal(t)) })
+	t.Run("local", func(t *testing.T) { testStaleLeaseHolder(t, objstoretest.NewLocal(t)) })
 	t.Run("s3", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		b := objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
@@ -80,7 +80,7 @@ func TestStaleLeaseHolderCannotOverwrite(t *testing.T) {
 
 func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
 	tbl := testkit.SampleTable(t)
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
 	f.add(4000, base, base.Add(90*time.Minute))
@@ -213,7 +213,7 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // and commits nothing; the same run unfenced compacts.
 func TestFencedCompactionWritesNothing(t *testing.T) {
 	tbl := testkit.SampleTable(t)
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	hour := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
 	for range 4 {

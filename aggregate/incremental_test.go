@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // A run after one changed hour costs the same whatever the length of the
@@ -18,7 +19,7 @@ import (
 // summaries stay exact throughout.
 func TestRunCostFollowsChange(t *testing.T) {
 	tbl := testkit.SampleTable(t)
-	raw, summaries := laketest.NewCountingBucket(newLocal(t)), laketest.NewCountingBucket(newLocal(t))
+	raw, summaries := laketest.NewCountingBucket(objstoretest.NewLocal(t)), laketest.NewCountingBucket(objstoretest.NewLocal(t))
 	ctx := context.Background()
 	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 2)

@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // lateBase is a pinned start for the late-data test: its data crosses
@@ -30,7 +31,7 @@ func TestRecomputeReadsObjectsStartingBeforeTheRange(t *testing.T) {
 	if r.LateHorizon < 90*time.Minute {
 		t.Fatalf("the late batches below need a late horizon of 90m, the sample has %s", r.LateHorizon)
 	}
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	f := newTruthFeeder(t, tbl, raw, 3)
 	// 22:00 to 01:00, one commit per hour: hour objects, each starting near

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/oracle"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -121,7 +122,7 @@ func checkAgainstTruth(t *testing.T, tbl *schema.Table, summaries objstore.Bucke
 // left out).
 func TestSummariesMatchGeneratorTruth(t *testing.T) {
 	tbl := testkit.SampleTable(t)
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	r := tbl.Rollup
 	f := newTruthFeeder(t, tbl, raw, 4)

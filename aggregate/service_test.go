@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -54,14 +55,6 @@ func (f *feeder) add(n int, from, to time.Time) {
 			f.rng.Float64()*100, f.rng.IntN(2000))
 		f.Append(p, v)
 	}
-}
-
-func newLocal(t *testing.T) *objstore.Local {
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // checkAgainstRaw recomputes every summary object of every window size
@@ -141,7 +134,7 @@ func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg 
 // late beyond it) and for the coarser windows built from finer ones.
 func TestSummariesExactUnderLateData(t *testing.T) {
 	tbl := testkit.SampleTable(t)
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	// Pinned, and crossing midnight UTC: the daily window is closed and
 	// checked whatever the time of day the test runs.
@@ -215,7 +208,7 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 // correct summaries as one.
 func TestTwoAggregatorsAtOnce(t *testing.T) {
 	tbl := testkit.SampleTable(t)
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	// Pinned, and crossing midnight UTC: the daily window is closed.
 	base := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 3)
@@ -223,12 +216,12 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	f.Commit()
 
 	// The reference: one aggregator alone.
-	alone := newLocal(t)
+	alone := objstoretest.NewLocal(t)
 	if _, err := newService(t, raw, alone, "solo", prometheus.NewRegistry()).RunOnce(context.Background(), tbl); err != nil {
 		t.Fatal(err)
 	}
 
-	shared := newLocal(t)
+	shared := objstoretest.NewLocal(t)
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)

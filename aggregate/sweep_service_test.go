@@ -29,7 +29,7 @@ func TestRetentionNeverRecomputesRetiredWindows(t *testing.T) {
 	if err := tbl.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	now := time.Now().UTC()
 	old := now.Add(-5 * 24 * time.Hour).Truncate(24 * time.Hour).Add(10 * time.Hour)
 	recent := now.Add(-3 * time.Hour).Truncate(time.Hour)
@@ -119,7 +119,7 @@ func TestServiceSweepsOnSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	tables = append(tables, testkit.SampleTable(t))
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	orphans := []string{"plain/dt=2024-05-01/hour=13/killed.parquet", "events/dt=2024-05-01/hour=13/killed.parquet"}
 	for _, k := range orphans {
 		objstoretest.Put(t, raw, k, []byte("left by a crash"))

@@ -27,7 +27,7 @@ import (
 func TestSweepAfterCrashesLocal(t *testing.T) {
 	for _, compact := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compaction=%v", compact), func(t *testing.T) {
-			runSweepAfterCrashes(t, newLocal(t), compact)
+			runSweepAfterCrashes(t, objstoretest.NewLocal(t), compact)
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // A committed object whose bytes are not what its record vouches for (same
@@ -23,7 +24,7 @@ import (
 // the rest of the table is summarised all the same.
 func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
 	tbl := testkit.SampleTable(t)
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	base := time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 1)

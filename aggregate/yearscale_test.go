@@ -71,7 +71,7 @@ func TestLongHistory(t *testing.T) {
 			t.Fatal(err1, err2)
 		}
 	default:
-		rawB, sumB = newLocal(t), newLocal(t)
+		rawB, sumB = objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	}
 	raw, summaries := laketest.NewCountingBucket(rawB), laketest.NewCountingBucket(sumB)
 

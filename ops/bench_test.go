@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -28,7 +29,7 @@ func TestBenchOps(t *testing.T) {
 	rcv := newReceiver(t, secretOld)
 
 	t.Run("event rules over 1M records", func(t *testing.T) {
-		b := newLocal(t)
+		b := objstoretest.NewLocal(t)
 		f := newFeeder(t, b, 4)
 		now := time.Now()
 		for range 10 {
@@ -57,7 +58,7 @@ rules:
 	})
 
 	t.Run("window rule over a day of 1-minute windows", func(t *testing.T) {
-		raw, sum := newLocal(t), newLocal(t)
+		raw, sum := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 		f := newFeeder(t, raw, 2)
 		day := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
 		types := []string{"page_view", "click", "search", "add_to_cart", "purchase", "login", "logout", "share"}

@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // An evaluator that falls behind a compaction whose replaced objects the
@@ -18,7 +19,7 @@ import (
 func TestEventRulesAfterCompactionAndSweep(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t, secretOld)
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	f := newFeeder(t, b, 2)
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	for range 6 {

@@ -81,7 +81,7 @@ func checkAgainstProducer(t *testing.T, want map[string]bool, logged map[string]
 // delivered; evaluating again logs nothing new.
 func TestEventRuleExactlyOnce(t *testing.T) {
 	t.Parallel()
-	eventRuleExactlyOnce(t, newLocal(t), 60)
+	eventRuleExactlyOnce(t, objstoretest.NewLocal(t), 60)
 }
 
 // The same on a real S3 server: conditional creates, cursors and reads of
@@ -129,7 +129,7 @@ func eventRuleExactlyOnce(t *testing.T, b objstore.ConditionalBucket, perRound i
 func TestTwoEvaluatorsAtOnce(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t, secretOld)
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	f := newFeeder(t, b, 2)
 	rs := hookRules(t, rcv.srv.URL, 3, time.Second, time.Second)
 	a := newTestService(t, rs, b, nil, prometheus.NewRegistry())

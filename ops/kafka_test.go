@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -28,7 +29,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	f := newFeeder(t, b, 2)
 	now := time.Now()
 	f.random(60, now.Add(-time.Hour), now)

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -32,7 +33,7 @@ type windowBench struct {
 }
 
 func newWindowBench(t *testing.T, rules string, t0 time.Time) *windowBench {
-	wb := &windowBench{t: t, raw: newLocal(t), sum: newLocal(t), t0: t0}
+	wb := &windowBench{t: t, raw: objstoretest.NewLocal(t), sum: objstoretest.NewLocal(t), t0: t0}
 	wb.f = newFeeder(t, wb.raw, 1)
 	agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, wb.raw, wb.sum,
 		[]*schema.Table{testkit.SampleTable(t)}, "agg", slog.New(slog.DiscardHandler), prometheus.NewRegistry())

@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // hostileRecord is one file of schema/testdata/hostile: its bytes and the
@@ -65,10 +66,7 @@ func loadHostileCorpus(t *testing.T) []hostileRecord {
 func TestHostileCorpusThroughIngest(t *testing.T) {
 	corpus := loadHostileCorpus(t)
 	events := testkit.SampleTable(t)
-	bucket, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bucket := objstoretest.NewLocal(t)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour}.WithDefaults(),
 		bucket, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {

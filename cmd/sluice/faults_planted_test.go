@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // TestFaultsCatchPlantedFaults shows that the fault suite's check goes red
@@ -66,10 +67,7 @@ func TestFaultsCatchPlantedFaults(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := objstore.NewLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := objstoretest.NewLocal(t)
 			exp := commitSample(t, b, 400, tc.skip)
 			if tc.plant != nil {
 				recs, err := lake.NewCommitLog(b).Records(context.Background(), crashTable)

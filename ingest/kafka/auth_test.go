@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/kafkabroker"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -186,7 +187,7 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 				t.Fatalf("CheckKafka: %v", err)
 			}
 			want := produceSecure(t, addr, opts, 600, 25)
-			b := newLocalBucket(t)
+			b := objstoretest.NewLocal(t)
 			w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 200, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // These tests each inject one fault of the commit protocol's list (the lake
@@ -225,7 +226,7 @@ func admin(t *testing.T, c *kfake.Cluster) *kadm.Client {
 func TestLaterFlushFailsFirstBeforeFirstCommit(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "a", 3000)
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	// The first two raw uploads (two flushes in flight) wait for each other;
 	// then the later flush's (the larger number in its name: link or first
 	// offset) fails at once and the earlier one's fails after it.
@@ -292,7 +293,7 @@ func flushNumber(t *testing.T, key string) int64 {
 func TestObjectKeysNeverReused(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 2)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "k", 2000)
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	// Commits fail after their objects were uploaded: the retry uploads the
 	// same records again.
 	attempted := map[string]bool{}
@@ -326,7 +327,7 @@ func TestTopicRecreatedIsANewIncarnation(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 1)
 	adm := admin(t, c)
 	before := produceIDs(t, c.ListenAddrs(), testTopic, "old", 500)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
 	waitIDs(t, b, before, 30*time.Second)
 
@@ -382,7 +383,7 @@ func TestRetentionPastChainEndIsAGap(t *testing.T) {
 		t.Run(start, func(t *testing.T) {
 			c := kafkatest.NewCluster(t, testTopic, 1)
 			adm := admin(t, c)
-			b := newLocalBucket(t)
+			b := objstoretest.NewLocal(t)
 			reg := prometheus.NewRegistry()
 			cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: start}
 			wcfg := ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}
@@ -442,7 +443,7 @@ func TestLatestIsResolvedOnce(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 1)
 	ignored := produceIDs(t, c.ListenAddrs(), testTopic, "before", 100) // before the table started: not wanted
 	_ = ignored
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	b.putHook = func(string, int64) error { return errors.New("injected: the first owner never commits data") }
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
 	wcfg := ingest.WriterConfig{FlushRecords: 50, FlushInterval: 50 * time.Millisecond}
@@ -467,7 +468,7 @@ func TestLatestIsResolvedOnce(t *testing.T) {
 func TestPartitionsAddedMidRunStartAtTheirBeginning(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 2)
 	adm := admin(t, c)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
 	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry(),
 		kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(time.Second))
@@ -520,7 +521,7 @@ func TestAbortedTransactionsAreNotIngested(t *testing.T) {
 	}
 	// A last plain record marks the end: once it is in, everything before is.
 	want = union(want, produceIDs(t, c.ListenAddrs(), testTopic, "tail", 2))
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 40, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
@@ -533,7 +534,7 @@ func TestAbortedTransactionsAreNotIngested(t *testing.T) {
 func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 2)
 	early := produceIDsTo(t, c.ListenAddrs(), testTopic, "early", 200)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	wcfg := ingest.WriterConfig{FlushRecords: 60, FlushInterval: 30 * time.Millisecond}
 	z := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-z", StartOffset: "earliest"}, b, wcfg, prometheus.NewRegistry())
 	l := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-l", StartOffset: "latest"}, b, wcfg, prometheus.NewRegistry())
@@ -568,7 +569,7 @@ func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
 func TestLinksCarryTheSourceLag(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "lag", 500)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 8 << 10, FetchMaxPartitionBytes: 8 << 10}
 	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, prometheus.NewRegistry())
 	waitIDs(t, b, want, 30*time.Second)

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -83,7 +84,7 @@ func TestKafkaRoutesOneTopicIntoTwoTablesWithMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := kafkatest.NewCluster(t, testTopic, 3)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 
 	// Produce: kinds click (most), view (1 in 10), other and a non-JSON
 	// record (no route takes them: dead letters of clicks, declared first).

@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -279,18 +280,9 @@ func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.Wr
 	return r
 }
 
-func newLocalBucket(t *testing.T) objstore.Bucket {
-	t.Helper()
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 4)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour).Add(59 * time.Minute) // spans an hour boundary
 	want := produce(t, c.ListenAddrs(), 9000, 50, start)
 	reg := prometheus.NewRegistry()
@@ -325,7 +317,7 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 
 func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 3)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	want := produce(t, c.ListenAddrs(), 3000, 0, start)
 	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
@@ -351,7 +343,7 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 // must let exactly one of them win, and the other count a conflict.
 func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 4)
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	contested := lake.LinkKey("events", SourceName(testTopic), "0", 1)
 	var mu sync.Mutex
 	arrived := 0
@@ -397,7 +389,7 @@ func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 // changes hands at least once.
 func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 6)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	cfg := ingest.WriterConfig{FlushRecords: 250, FlushInterval: 100 * time.Millisecond}
 	reg := prometheus.NewRegistry()
@@ -493,7 +485,7 @@ func (f *flakyBucket) Put(ctx context.Context, key string, r io.Reader, size int
 // must rewind to the dropped buffer's first record, not skip past it.
 func TestKafkaSourceRewindsBeforeFirstCommit(t *testing.T) {
 	c := kafkatest.NewCluster(t, testTopic, 2)
-	b := &flakyBucket{Bucket: newLocalBucket(t)}
+	b := &flakyBucket{Bucket: objstoretest.NewLocal(t)}
 	b.failures.Store(3)
 	want := produce(t, c.ListenAddrs(), 2000, 0, time.Now().UTC().Add(-time.Hour))
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, prometheus.NewRegistry())
