@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -13,21 +11,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-// buildBinary compiles this package into a temporary directory, so tests
-// exercise the real process: flags, signals, exit codes, kill -9.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // startBrokerProc starts `sluice broker` as procs' child name and returns
 // it with the address it printed.

@@ -18,15 +18,6 @@ import (
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
-func runFilesCmd(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	code := run(ctx, append([]string{"files"}, args...), &stdout, &stderr)
-	return code, stdout.String(), stderr.String()
-}
-
 // filesLake is testLake (a compacted hour: two committed objects replaced
 // by one, and an orphan of a failed flush) plus a dead-letter object on
 // another partition and an orphan dead-letter object.
@@ -120,7 +111,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want := localPaths(root, tc.want)
 
-			code, out, stderr := runFilesCmd(t, append(tc.args, "--format", "list")...)
+			code, out, stderr := runCmd(t, "files", append(tc.args, "--format", "list")...)
 			if code != exitOK {
 				t.Fatalf("list: exit %d: %s", code, stderr)
 			}
@@ -128,7 +119,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 				t.Errorf("list:\n got %q\nwant %q (LiveObjects)", got, want)
 			}
 
-			code, out, stderr = runFilesCmd(t, append(tc.args, "--format", "json")...)
+			code, out, stderr = runCmd(t, "files", append(tc.args, "--format", "json")...)
 			if code != exitOK {
 				t.Fatalf("json: exit %d: %s", code, stderr)
 			}
@@ -150,7 +141,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 				}
 			}
 
-			code, out, stderr = runFilesCmd(t, append(tc.args, "--format", "duckdb")...)
+			code, out, stderr = runCmd(t, "files", append(tc.args, "--format", "duckdb")...)
 			if code != exitOK {
 				t.Fatalf("duckdb: exit %d: %s", code, stderr)
 			}
@@ -181,7 +172,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 func TestFilesOutputAndErrors(t *testing.T) {
 	root, live, _, _ := filesLake(t)
 	out := filepath.Join(t.TempDir(), "events.sql")
-	if code, stdout, stderr := runFilesCmd(t, "events", "--lake", root, "--format", "duckdb", "--output", out); code != exitOK || stdout != "" {
+	if code, stdout, stderr := runCmd(t, "files", "events", "--lake", root, "--format", "duckdb", "--output", out); code != exitOK || stdout != "" {
 		t.Fatalf("exit %d, stdout %q: %s", code, stdout, stderr)
 	}
 	data, err := os.ReadFile(out)
@@ -210,7 +201,7 @@ func TestFilesOutputAndErrors(t *testing.T) {
 			"table events has no committed deadletter objects yet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := runFilesCmd(t, tc.args...)
+			code, _, stderr := runCmd(t, "files", tc.args...)
 			if code != tc.code || !strings.Contains(stderr, tc.err) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr, tc.code, tc.err)
 			}
@@ -235,7 +226,7 @@ func TestFilesS3(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runFilesCmd(t, "events", "--config", cfgPath)
+	code, out, stderr := runCmd(t, "files", "events", "--config", cfgPath)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -243,7 +234,7 @@ func TestFilesS3(t *testing.T) {
 	if got := strings.Fields(out); !slices.Equal(got, want) {
 		t.Errorf("list %q, want %q", got, want)
 	}
-	code, out, stderr = runFilesCmd(t, "events", "--config", cfgPath, "--format", "duckdb")
+	code, out, stderr = runCmd(t, "files", "events", "--config", cfgPath, "--format", "duckdb")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -85,7 +85,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 		{name: "hour directory", target: filepath.Join(root, "events", "dt="+t0.Format(time.DateOnly)), rows: want, objects: 1, notCommitted: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", tc.target)
+			code, out, stderr := runCmd(t, "inspect", "--summary", "--format", "json", "-n", "0", tc.target)
 			if code != exitOK {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
@@ -107,7 +107,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	if err := os.CopyFS(nested, os.DirFS(filepath.Join(root, "events"))); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", nested)
+	code, out, stderr := runCmd(t, "inspect", "--summary", "--format", "json", "-n", "0", nested)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -124,7 +124,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	if err := os.CopyFS(loose, os.DirFS(filepath.Join(root, "events"))); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr = runInspectCmd(t, "--summary", "--format", "json", "-n", "0", loose)
+	code, out, stderr = runCmd(t, "inspect", "--summary", "--format", "json", "-n", "0", loose)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -150,7 +150,7 @@ func TestInspectSummaryS3CommittedSet(t *testing.T) {
 	s3Args := []string{"--s3-endpoint", cfg.Endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey, "--summary", "--format", "json", "-n", "0"}
 	for _, target := range []string{"s3://" + cfg.Bucket + "/lakes/one/events/", "s3://" + cfg.Bucket + "/lakes/one/events/dt=" + t0.Format(time.DateOnly)} {
-		code, out, stderr := runInspectCmd(t, append(s3Args, target)...)
+		code, out, stderr := runCmd(t, "inspect", append(s3Args, target)...)
 		if code != exitOK {
 			t.Fatalf("%s: exit %d: %s", target, code, stderr)
 		}
