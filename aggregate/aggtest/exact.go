@@ -1,9 +1,3 @@
-// Package aggtest holds what tests and benchmarks of the aggregator share
-// and production code must not carry: the exact recomputation a summary is
-// checked against, and the benchmark driver of the fold. The recomputation
-// shares no code with the engine: it reads rows through parquet-go's
-// generic reader and keeps every input value, where the engine decodes
-// pages and folds into sketches.
 package aggtest
 
 import (
