@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -90,55 +89,39 @@ func TestREADMEQueryAfterSIGKILL(t *testing.T) {
 	dataDir := t.TempDir()
 	lakeDir := filepath.Join(dataDir, "lake")
 	kills := 3
+	procs := testkit.NewProcs(t, dataDir)
 	for i := range kills + 1 {
-		cmd := exec.Command(bin, "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		p, _, err := procs.Start(fmt.Sprintf("dev-%d", i), bin, false, "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--rate", "2000", "--flush-interval", "200ms", "--log-level", "warn")
-		logPath := filepath.Join(dataDir, fmt.Sprintf("dev-%d.log", i))
-		logFile, err := os.Create(logPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait(); logFile.Close() }()
 		before := dataLinks(t, lakeDir)
 		deadline := time.Now().Add(60 * time.Second)
 		for dataLinks(t, lakeDir) < before+4 {
 			select {
-			case err := <-done:
-				t.Fatalf("run %d: dev exited early (%v):\n%s", i, err, testkit.Tail(logPath, 40))
+			case <-p.Exited():
+				t.Fatalf("run %d: dev exited early (%v):\n%s", i, p.WaitErr(), p.Tail(40))
 			case <-time.After(100 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				<-done
-				t.Fatalf("run %d: dev committed nothing within a minute:\n%s", i, testkit.Tail(logPath, 40))
+				t.Fatalf("run %d: dev committed nothing within a minute:\n%s", i, p.Tail(40))
 			}
 		}
 		if i < kills {
 			// Somewhere between flushes, or in the middle of one.
 			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			if _, err := p.Stop(syscall.SIGKILL, time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			<-done
 			continue
 		}
-		if err := cmd.Process.Signal(os.Interrupt); err != nil {
-			t.Fatal(err)
+		code, err := p.Stop(syscall.SIGINT, 2*time.Minute)
+		if err != nil {
+			t.Fatalf("dev still running two minutes after Ctrl-C: %v\n%s", err, p.Tail(40))
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("dev after Ctrl-C: %v\n%s", err, testkit.Tail(logPath, 40))
-			}
-		case <-time.After(2 * time.Minute):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Fatalf("dev still running two minutes after Ctrl-C:\n%s", testkit.Tail(logPath, 40))
+		if code != 0 {
+			t.Fatalf("dev after Ctrl-C: exit %d\n%s", code, p.Tail(40))
 		}
 	}
 	readme, glob := checkLake(t, lakeDir)
