@@ -10,6 +10,7 @@ import (
 	"github.com/DataDog/sketches-go/ddsketch/mapping"
 	"github.com/axiomhq/hyperloglog"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -228,7 +229,7 @@ func TestHLLCanonical(t *testing.T) {
 }
 
 func TestDDSketchRoundTrip(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	specs, err := newMeasureSpecs(tbl)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package aggregate
+package aggregate_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/aggregate/aggtest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -124,10 +125,10 @@ func BenchmarkAggregate(b *testing.B) {
 	for _, w := range []time.Duration{time.Minute, time.Hour} {
 		for _, workers := range []int{1, 2} {
 			b.Run(fmt.Sprintf("window=%s/workers=%d", w, workers), func(b *testing.B) {
-				var res BenchResult
+				var res aggtest.BenchResult
 				for b.Loop() {
 					var err error
-					res, err = BenchAggregate(context.Background(), t, w, objs, workers)
+					res, err = aggtest.BenchAggregate(context.Background(), t, w, objs, workers)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -1,4 +1,4 @@
-package aggregate
+package aggregate_test
 
 import (
 	"bytes"
@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -30,8 +33,8 @@ type genConfig struct {
 	users        int
 }
 
-var eventTypes = []string{"page_view", "page_view", "page_view", "page_view", "click", "click", "search", "add_to_cart", "purchase", "signup"}
-var countries = []string{"US", "US", "US", "US", "US", "DE", "DE", "GB", "IN", "BR", "FR", "JP", "CA", "ES", "IT", "NL", "MX", "AU", "PL", "SE"}
+var genEventTypes = []string{"page_view", "page_view", "page_view", "page_view", "click", "click", "search", "add_to_cart", "purchase", "signup"}
+var genCountries = []string{"US", "US", "US", "US", "US", "DE", "DE", "GB", "IN", "BR", "FR", "JP", "CA", "ES", "IT", "NL", "MX", "AU", "PL", "SE"}
 
 // genEvents returns JSON records for the sample events table: skewed event
 // types, countries and users (Zipf), some nulls, values on window
@@ -60,11 +63,11 @@ func genEvents(cfg genConfig) [][]byte {
 		var b strings.Builder
 		b.WriteString(`{"ts":"`)
 		b.WriteString(time.UnixMicro(us).UTC().Format("2006-01-02T15:04:05.000000Z"))
-		fmt.Fprintf(&b, `","event_id":"e%d","user_id":"u_%d","event_type":%q`, i, zipf.Uint64(), eventTypes[r.IntN(len(eventTypes))])
+		fmt.Fprintf(&b, `","event_id":"e%d","user_id":"u_%d","event_type":%q`, i, zipf.Uint64(), genEventTypes[r.IntN(len(genEventTypes))])
 		if r.Float64() < cfg.nullShare {
 			b.WriteString(`,"country":null`)
 		} else {
-			fmt.Fprintf(&b, `,"country":%q`, countries[r.IntN(len(countries))])
+			fmt.Fprintf(&b, `,"country":%q`, genCountries[r.IntN(len(genCountries))])
 		}
 		b.WriteString(`,"device":"mobile"`)
 		amount := 0.0
@@ -104,11 +107,6 @@ func makeObjects(tb testing.TB, t *schema.Table, records [][]byte, perObject int
 		objs = append(objs, buf.Bytes())
 	}
 	return objs
-}
-
-func sampleTable(tb testing.TB) *schema.Table {
-	tb.Helper()
-	return schema.SampleTables()[0]
 }
 
 // typesTable exercises every dimension and measure type: int64 and bool
@@ -187,7 +185,7 @@ func genTyped(seed uint64, n int, span time.Duration) [][]byte {
 }
 
 func TestEngineMatchesExact(t *testing.T) {
-	sample, typed := sampleTable(t), typesTable(t)
+	sample, typed := testkit.SampleTable(t), typesTable(t)
 	cases := []struct {
 		name     string
 		table    *schema.Table
@@ -210,13 +208,13 @@ func TestEngineMatchesExact(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := makeObjects(t, tc.table, tc.records, tc.per)
-			exact, err := ExactRecompute(tc.table, tc.window, tc.from, tc.to, objs...)
+			exact, err := aggtest.ExactRecompute(tc.table, tc.window, tc.from, tc.to, objs...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var first []byte
 			for _, workers := range []int{1, 3} {
-				s, st, err := AggregateObjects(context.Background(), tc.table, tc.window, tc.from, tc.to, workers, objs)
+				s, st, err := aggregate.AggregateObjects(context.Background(), tc.table, tc.window, tc.from, tc.to, workers, objs)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -231,7 +229,7 @@ func TestEngineMatchesExact(t *testing.T) {
 					t.Errorf("workers %d: stats %+v, %d records, %d in range, summary rows %d", workers, st, len(tc.records), inRange, s.TotalRows())
 				}
 				var buf bytes.Buffer
-				if err := WriteSummary(&buf, tc.table, s, nil); err != nil {
+				if err := aggregate.WriteSummary(&buf, tc.table, s, nil); err != nil {
 					t.Fatal(err)
 				}
 				// Same bytes whatever the parallelism: every state merges exactly.
@@ -253,7 +251,7 @@ func TestMergeMatchesDirect(t *testing.T) {
 		steps   []time.Duration // finest first
 		span    time.Duration
 	}{
-		{"sample 1m 5m 1h", sampleTable(t), genEvents(genConfig{seed: 9, n: 30000, span: 2 * time.Hour, nullShare: 0.1, boundaryShare: 0.1}),
+		{"sample 1m 5m 1h", testkit.SampleTable(t), genEvents(genConfig{seed: 9, n: 30000, span: 2 * time.Hour, nullShare: 0.1, boundaryShare: 0.1}),
 			[]time.Duration{time.Minute, 5 * time.Minute, time.Hour}, 2 * time.Hour},
 		{"typed 30s 1m 10m", typesTable(t), genTyped(10, 20000, 40*time.Minute),
 			[]time.Duration{30 * time.Second, time.Minute, 10 * time.Minute}, 40 * time.Minute},
@@ -262,9 +260,9 @@ func TestMergeMatchesDirect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := makeObjects(t, tc.table, tc.records, 5000)
 			from, to := testStart, testStart.Add(tc.span)
-			var prev *Summary
+			var prev *aggregate.Summary
 			for i, w := range tc.steps {
-				direct, _, err := AggregateObjects(context.Background(), tc.table, w, from, to, 2, objs)
+				direct, _, err := aggregate.AggregateObjects(context.Background(), tc.table, w, from, to, 2, objs)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -276,13 +274,13 @@ func TestMergeMatchesDirect(t *testing.T) {
 				// given in reverse order, as a scheduler would.
 				finer := roundTrip(t, tc.table, prev)
 				mid := len(finer.Rows) / 2
-				a := &Summary{Window: finer.Window, Rows: finer.Rows[:mid]}
-				b := &Summary{Window: finer.Window, Rows: finer.Rows[mid:]}
-				merged, err := Merge(tc.table, w, b, nil, a)
+				a := &aggregate.Summary{Window: finer.Window, Rows: finer.Rows[:mid]}
+				b := &aggregate.Summary{Window: finer.Window, Rows: finer.Rows[mid:]}
+				merged, err := aggregate.Merge(tc.table, w, b, nil, a)
 				if err != nil {
 					t.Fatal(err)
 				}
-				exact, err := ExactRecompute(tc.table, w, from, to, objs...)
+				exact, err := aggtest.ExactRecompute(tc.table, w, from, to, objs...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -300,19 +298,19 @@ func TestMergeMatchesDirect(t *testing.T) {
 	}
 }
 
-func encode(t testing.TB, tbl *schema.Table, s *Summary) []byte {
+func encode(t testing.TB, tbl *schema.Table, s *aggregate.Summary) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := WriteSummary(&buf, tbl, s, map[string]string{"b": "2", "a": "1"}); err != nil {
+	if err := aggregate.WriteSummary(&buf, tbl, s, map[string]string{"b": "2", "a": "1"}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
 }
 
-func roundTrip(t testing.TB, tbl *schema.Table, s *Summary) *Summary {
+func roundTrip(t testing.TB, tbl *schema.Table, s *aggregate.Summary) *aggregate.Summary {
 	t.Helper()
 	b := encode(t, tbl, s)
-	out, err := ReadSummary(bytes.NewReader(b), int64(len(b)), tbl)
+	out, err := aggregate.ReadSummary(bytes.NewReader(b), int64(len(b)), tbl)
 	if err != nil {
 		t.Fatal(err)
 	}

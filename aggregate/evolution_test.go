@@ -13,7 +13,10 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -37,7 +40,7 @@ func TestNullableFieldAddedLaterReadsAsNull(t *testing.T) {
 	after := tableWith(t, func(y string) string {
 		return strings.Replace(y, "dimensions: [event_type, country]", "dimensions: [event_type, device]", 1)
 	})
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	ctx := context.Background()
 	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -57,13 +60,7 @@ func TestNullableFieldAddedLaterReadsAsNull(t *testing.T) {
 				base.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), i, i, device)
 			p.Append(v, lake.PositionOf(int64(i)), base)
 		}
-		done := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-done; r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		ingesttest.Commit(ctx, t, p)
 	}
 	write(before, "0", 30, "mobile") // the device is in the JSON but not yet in the table
 	write(after, "1", 20, "mobile")
@@ -98,7 +95,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 	after := tableWith(t, func(y string) string {
 		return strings.Replace(y, "dimensions: [event_type, country]", "dimensions: [event_type, device]", 1)
 	})
-	raw := newLocal(t)
+	raw := objstoretest.NewLocal(t)
 	ctx := context.Background()
 	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -120,13 +117,7 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 			p.Append(v, lake.PositionOf(next), base)
 			next++
 		}
-		done := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-done; r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		ingesttest.Commit(ctx, t, p)
 	}
 	write(before, 40, base)
 	write(before, 35, base.Add(time.Minute))
@@ -172,19 +163,19 @@ func TestCompactionMergesObjectsThatPredateAField(t *testing.T) {
 // earlier shape are computed again in the new one (from raw data, then the
 // new window from the finer ones), and every window is exact.
 func TestMeasureAndWindowAddedToTheRollup(t *testing.T) {
-	before := sampleTable(t)
+	before := testkit.SampleTable(t)
 	after := tableWith(t, func(y string) string {
 		y = strings.Replace(y, "windows: [1m, 5m, 1h, 1d]", "windows: [1m, 5m, 15m, 1h, 1d]", 1)
 		return strings.Replace(y, "        - {name: events, kind: count}\n",
 			"        - {name: events, kind: count}\n        - {name: latency_max, kind: max, field: latency_ms}\n", 1)
 	})
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	base := time.Date(2026, 2, 1, 8, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 2)
 	f.add(3000, base, base.Add(2*time.Hour))
 	f.add(5, base.Add(5*time.Hour), base.Add(5*time.Hour+time.Minute)) // moves the watermark past them
-	f.commit()
+	f.Commit()
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	if st, err := svc.RunOnce(ctx, before); err != nil || st.Computed == 0 {
 		t.Fatalf("first run (old rollup): %+v, %v", st, err)

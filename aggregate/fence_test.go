@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -69,7 +70,7 @@ func (h *hookBucket) PutIfMatch(ctx context.Context, key string, data []byte, ve
 // its write reaches the store: it must fail, be counted, and the newer
 // summary must stay.
 func TestStaleLeaseHolderCannotOverwrite(t *testing.T) {
-	t.Run("local", func(t *testing.T) { testStaleLeaseHolder(t, newLocal(t)) })
+	t.Run("local", func(t *testing.T) { testStaleLeaseHolder(t, objstoretest.NewLocal(t)) })
 	t.Run("s3", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		sm := objstore.NewMetrics(reg)
@@ -79,12 +80,12 @@ func TestStaleLeaseHolderCannotOverwrite(t *testing.T) {
 }
 
 func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
-	tbl := sampleTable(t)
-	raw := newLocal(t)
+	tbl := testkit.SampleTable(t)
+	raw := objstoretest.NewLocal(t)
 	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
 	f.add(4000, base, base.Add(90*time.Minute))
-	f.commit()
+	f.Commit()
 	cfg := aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second, CompactEvery: -1}
 
 	paused := make(chan string, 1)
@@ -133,7 +134,7 @@ func testStaleLeaseHolder(t *testing.T, summaries objstore.ConditionalBucket) {
 	// Newer data, then the next aggregator: it waits out the stalled lease
 	// and rewrites the same object.
 	f.add(2000, base, base.Add(90*time.Minute))
-	f.commit()
+	f.Commit()
 	var mu sync.Mutex
 	var newer []byte
 	freshWrote := make(chan struct{})
@@ -212,16 +213,16 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // A compaction run under a lease that a newer holder has fenced uploads
 // and commits nothing; the same run unfenced compacts.
 func TestFencedCompactionWritesNothing(t *testing.T) {
-	tbl := sampleTable(t)
-	raw := newLocal(t)
+	tbl := testkit.SampleTable(t)
+	raw := objstoretest.NewLocal(t)
 	hour := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
 	for range 4 {
 		f.add(500, hour, hour.Add(time.Hour))
-		f.commit()
+		f.Commit()
 	}
 	f.add(200, hour.Add(90*time.Minute), hour.Add(2*time.Hour)) // the watermark passes the hour
-	f.commit()
+	f.Commit()
 	reg := prometheus.NewRegistry()
 	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute}, raw, lake.NewCommitLog(raw), slog.New(slog.DiscardHandler), aggregate.NewMetrics(reg))
 	if err != nil {

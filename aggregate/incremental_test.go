@@ -8,16 +8,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // A run after one changed hour costs the same whatever the length of the
 // history before it, and far less than reading the whole table; the
 // summaries stay exact throughout.
 func TestRunCostFollowsChange(t *testing.T) {
-	tbl := sampleTable(t)
-	raw, summaries := laketest.NewCountingBucket(newLocal(t)), laketest.NewCountingBucket(newLocal(t))
+	tbl := testkit.SampleTable(t)
+	raw, summaries := laketest.NewCountingBucket(objstoretest.NewLocal(t)), laketest.NewCountingBucket(objstoretest.NewLocal(t))
 	ctx := context.Background()
 	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 2)
@@ -25,7 +27,7 @@ func TestRunCostFollowsChange(t *testing.T) {
 	addHours := func(n int) {
 		for range n {
 			f.add(40, base.Add(time.Duration(hours)*time.Hour), base.Add(time.Duration(hours+1)*time.Hour))
-			f.commit()
+			f.Commit()
 			hours++
 		}
 	}
@@ -91,7 +93,7 @@ func TestRunCostFollowsChange(t *testing.T) {
 	}
 	before := liveKeys()
 	f.add(50, base.Add(10*time.Hour), base.Add(11*time.Hour))
-	f.commit()
+	f.Commit()
 	tooLate := map[string]bool{}
 	for k := range liveKeys() {
 		if !before[k] {

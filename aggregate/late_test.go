@@ -8,7 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/gen"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // lateBase is a pinned start for the late-data test: its data crosses
@@ -24,12 +26,12 @@ var lateBase = time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 // changes the two days' windows. Every window size is checked against the
 // generators' truth, not against a recomputation by the engine.
 func TestRecomputeReadsObjectsStartingBeforeTheRange(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	r := tbl.Rollup
 	if r.LateHorizon < 90*time.Minute {
 		t.Fatalf("the late batches below need a late horizon of 90m, the sample has %s", r.LateHorizon)
 	}
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	f := newTruthFeeder(t, tbl, raw, 3)
 	// 22:00 to 01:00, one commit per hour: hour objects, each starting near

@@ -10,15 +10,11 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-
-	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 func TestBucketLockerOneHolderPerSlot(t *testing.T) {
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := objstoretest.NewLocal(t)
 	clock := time.Date(2026, 11, 26, 10, 0, 1, 0, time.UTC)
 	now := func() time.Time { return clock }
 	a := NewBucketLocker(b, time.Minute, "a")
@@ -67,10 +63,7 @@ func TestBucketLockerOneHolderPerSlot(t *testing.T) {
 }
 
 func TestBucketLockerRace(t *testing.T) {
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := objstoretest.NewLocal(t)
 	var won atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -105,10 +98,7 @@ func TestBucketLockerSkewedClocksNeverOverlap(t *testing.T) {
 		{"z behind", -margin * 9 / 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := objstore.NewLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := objstoretest.NewLocal(t)
 			ctx := context.Background()
 			real := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 			a := NewBucketLocker(b, lease, "a")

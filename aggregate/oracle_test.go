@@ -11,10 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
-	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/oracle"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -28,6 +29,7 @@ var oracleBase = time.Date(2026, 3, 14, 21, 30, 0, 0, time.UTC)
 // truth of what it wrote and each partition's latest event time.
 type truthFeeder struct {
 	*feeder
+	t        *testing.T
 	truth    *gen.Truth
 	maxEvent []int64 // per partition, µs
 }
@@ -37,7 +39,7 @@ func newTruthFeeder(t *testing.T, tbl *schema.Table, raw objstore.Bucket, partit
 	if err != nil {
 		t.Fatal(err)
 	}
-	tf := &truthFeeder{feeder: newFeeder(t, raw, partitions), truth: truth, maxEvent: make([]int64, partitions)}
+	tf := &truthFeeder{feeder: newFeeder(t, raw, partitions), t: t, truth: truth, maxEvent: make([]int64, partitions)}
 	for i := range tf.maxEvent {
 		tf.maxEvent[i] = math.MinInt64
 	}
@@ -58,18 +60,17 @@ func (f *truthFeeder) write(cfg gen.Config, n, commitEvery int, keep bool) {
 		buf = value
 		h := fnv.New32a()
 		h.Write(key)
-		p := int(h.Sum32() % uint32(len(f.parts)))
-		f.parts[p].Append(append([]byte(nil), value...), lake.PositionOf(f.next[p]), time.Now())
-		f.next[p]++
+		p := int(h.Sum32() % uint32(f.Partitions()))
+		f.Append(p, append([]byte(nil), value...))
 		f.maxEvent[p] = max(f.maxEvent[p], ev.TS.UnixMicro())
 		if keep {
 			f.truth.Add(&ev)
 		}
 		if (i+1)%commitEvery == 0 {
-			f.commit()
+			f.Commit()
 		}
 	}
-	f.commit()
+	f.Commit()
 }
 
 // watermark is the table's watermark worked out from what was written:
@@ -120,8 +121,8 @@ func checkAgainstTruth(t *testing.T, tbl *schema.Table, summaries objstore.Bucke
 // horizon (recomputed) and after data beyond it (counted as too late and
 // left out).
 func TestSummariesMatchGeneratorTruth(t *testing.T) {
-	tbl := sampleTable(t)
-	raw, summaries := newLocal(t), newLocal(t)
+	tbl := testkit.SampleTable(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	r := tbl.Rollup
 	f := newTruthFeeder(t, tbl, raw, 4)

@@ -14,49 +14,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
-	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
-func sampleTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("no sample events table")
-	return nil
-}
-
-// feeder writes events through the real ingest writer, one partition
-// buffer per partition, committing one flush at a time.
+// feeder writes random sample events through the real ingest writer,
+// committing one flush at a time.
 type feeder struct {
-	t     *testing.T
-	w     *ingest.Writer
-	parts []*ingest.Partition
-	next  []int64
-	rng   *rand.Rand
+	*ingesttest.Feeder
+	rng *rand.Rand
 }
 
 func newFeeder(t *testing.T, raw objstore.Bucket, partitions int) *feeder {
-	w, err := ingest.NewWriter(ingest.WriterConfig{}, raw, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	f := &feeder{t: t, w: w, rng: rand.New(rand.NewPCG(7, 11))}
-	for p := range partitions {
-		part, _, err := w.OpenPartition(context.Background(), sampleTable(t), "kafka:events", fmt.Sprint(p), ingest.StartAt(lake.Position{}, "test"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.parts = append(f.parts, part)
-		f.next = append(f.next, 0)
-	}
-	return f
+	return &feeder{Feeder: ingesttest.NewFeeder(t, raw, testkit.SampleTable(t), partitions), rng: rand.New(rand.NewPCG(7, 11))}
 }
 
 var (
@@ -69,7 +44,7 @@ var (
 func (f *feeder) add(n int, from, to time.Time) {
 	span := to.Sub(from).Microseconds()
 	for range n {
-		p := f.rng.IntN(len(f.parts))
+		p := f.rng.IntN(f.Partitions())
 		ts := from.Add(time.Duration(f.rng.Int64N(span)) * time.Microsecond)
 		country := `"` + countries[f.rng.IntN(len(countries))] + `"`
 		if f.rng.IntN(20) == 0 {
@@ -78,35 +53,8 @@ func (f *feeder) add(n int, from, to time.Time) {
 		v := fmt.Appendf(nil, `{"ts":%q,"event_id":"e%d","user_id":"u%d","event_type":%q,"country":%s,"device":"mobile","amount":%.2f,"latency_ms":%d,"ok":true}`,
 			ts.UTC().Format(time.RFC3339Nano), f.rng.Int64(), f.rng.IntN(500)*f.rng.IntN(3), eventTypes[f.rng.IntN(len(eventTypes))], country,
 			f.rng.Float64()*100, f.rng.IntN(2000))
-		f.parts[p].Append(v, lake.PositionOf(f.next[p]), time.Now())
-		f.next[p]++
+		f.Append(p, v)
 	}
-}
-
-// commit flushes every partition and waits until the records are committed.
-func (f *feeder) commit() {
-	for _, p := range f.parts {
-		if p.Pending() == 0 {
-			continue
-		}
-		done := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(context.Background(), func(r ingest.FlushResult) { done <- r }); err != nil {
-			f.t.Fatal(err)
-		}
-		r := <-done
-		p.Settled(r)
-		if r.Err != nil {
-			f.t.Fatal(r.Err)
-		}
-	}
-}
-
-func newLocal(t *testing.T) *objstore.Local {
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // checkAgainstRaw recomputes every summary object of every window size
@@ -139,7 +87,7 @@ func checkAgainstRaw(t *testing.T, tbl *schema.Table, raw, summaries objstore.Bu
 				return nil
 			}
 			from, to := time.UnixMicro(starts[0]), time.UnixMicro(starts[len(starts)-1]).Add(w)
-			ex, err := aggregate.ExactRecompute(tbl, w, from, to, objects...)
+			ex, err := aggtest.ExactRecompute(tbl, w, from, to, objects...)
 			if err != nil {
 				return err
 			}
@@ -173,7 +121,7 @@ func readAll(t *testing.T, b objstore.Bucket, key string) []byte {
 func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg prometheus.Registerer) *aggregate.Service {
 	t.Helper()
 	svc, err := aggregate.NewService(aggregate.Config{Interval: 200 * time.Millisecond, Lease: 2 * time.Second}, raw, summaries,
-		[]*schema.Table{sampleTable(t)}, owner, slog.New(slog.DiscardHandler), aggregate.NewMetrics(reg))
+		[]*schema.Table{testkit.SampleTable(t)}, owner, slog.New(slog.DiscardHandler), aggregate.NewMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +133,8 @@ func newService(t *testing.T, raw, summaries objstore.Bucket, owner string, reg 
 // then again after late data (recomputed within the horizon, counted as too
 // late beyond it) and for the coarser windows built from finer ones.
 func TestSummariesExactUnderLateData(t *testing.T) {
-	tbl := sampleTable(t)
-	raw, summaries := newLocal(t), newLocal(t)
+	tbl := testkit.SampleTable(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	// Pinned, and crossing midnight UTC: the daily window is closed and
 	// checked whatever the time of day the test runs.
@@ -196,7 +144,7 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	// Four hours of data; the watermark ends near base+4h.
 	for h := range 4 {
 		f.add(6000, base.Add(time.Duration(h)*time.Hour), base.Add(time.Duration(h+1)*time.Hour))
-		f.commit()
+		f.Commit()
 	}
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	st, err := svc.RunOnce(ctx, tbl)
@@ -224,7 +172,7 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 	// data beyond it (first hour) only counts as too late. Each goes in its
 	// own flush so the test knows which objects hold too-late records.
 	f.add(500, base.Add(3*time.Hour), base.Add(3*time.Hour+50*time.Minute))
-	f.commit()
+	f.Commit()
 	live0, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +182,7 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 		before[o.Key] = true
 	}
 	f.add(300, base.Add(5*time.Minute), base.Add(40*time.Minute))
-	f.commit()
+	f.Commit()
 	live1, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -259,21 +207,21 @@ func TestSummariesExactUnderLateData(t *testing.T) {
 // Done-when 2: two aggregators on the same stores at once produce the same,
 // correct summaries as one.
 func TestTwoAggregatorsAtOnce(t *testing.T) {
-	tbl := sampleTable(t)
-	raw := newLocal(t)
+	tbl := testkit.SampleTable(t)
+	raw := objstoretest.NewLocal(t)
 	// Pinned, and crossing midnight UTC: the daily window is closed.
 	base := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 3)
 	f.add(8000, base, base.Add(90*time.Minute))
-	f.commit()
+	f.Commit()
 
 	// The reference: one aggregator alone.
-	alone := newLocal(t)
+	alone := objstoretest.NewLocal(t)
 	if _, err := newService(t, raw, alone, "solo", prometheus.NewRegistry()).RunOnce(context.Background(), tbl); err != nil {
 		t.Fatal(err)
 	}
 
-	shared := newLocal(t)
+	shared := objstoretest.NewLocal(t)
 	reg := prometheus.NewRegistry()
 	am := aggregate.NewMetrics(reg) // the two services count together, as in one process
 	ctx, cancel := context.WithCancel(context.Background())
@@ -291,7 +239,7 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	// More data arrives while both run.
 	time.Sleep(700 * time.Millisecond)
 	f.add(2000, base.Add(90*time.Minute), base.Add(100*time.Minute))
-	f.commit()
+	f.Commit()
 	// And once more into the same windows, once one of the pair (whichever
 	// holds the lease) has summarised the second batch: the pair must
 	// recompute them. Waiting for the summary, not for a fixed time: on a
@@ -307,7 +255,7 @@ func TestTwoAggregatorsAtOnce(t *testing.T) {
 	}
 	recomputed := windowsCounted(t, reg, "recomputed")
 	f.add(1000, base, base.Add(100*time.Minute))
-	f.commit()
+	f.Commit()
 	for deadline := time.Now().Add(30 * time.Second); windowsCounted(t, reg, "recomputed") <= recomputed; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the pair never recomputed the windows that received more data")

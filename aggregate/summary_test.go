@@ -1,4 +1,4 @@
-package aggregate
+package aggregate_test
 
 import (
 	"bytes"
@@ -14,14 +14,17 @@ import (
 	"github.com/apache/arrow/go/v15/parquet/file"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
 
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schema"
 )
 
-func sampleSummary(t *testing.T) (*schema.Table, *Summary, [][]byte) {
+func sampleSummary(t *testing.T) (*schema.Table, *aggregate.Summary, [][]byte) {
 	t.Helper()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	objs := makeObjects(t, tbl, genEvents(genConfig{seed: 21, n: 8000, span: 10 * time.Minute, nullShare: 0.1}), 2000)
-	s, _, err := AggregateObjects(context.Background(), tbl, time.Minute, testStart, testStart.Add(10*time.Minute), 2, objs)
+	s, _, err := aggregate.AggregateObjects(context.Background(), tbl, time.Minute, testStart, testStart.Add(10*time.Minute), 2, objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +37,7 @@ func TestSummaryRoundTrip(t *testing.T) {
 	if b2 := encode(t, tbl, s); !bytes.Equal(b1, b2) {
 		t.Fatal("two writes of one summary differ")
 	}
-	back, err := ReadSummary(bytes.NewReader(b1), int64(len(b1)), tbl)
+	back, err := aggregate.ReadSummary(bytes.NewReader(b1), int64(len(b1)), tbl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +47,7 @@ func TestSummaryRoundTrip(t *testing.T) {
 	if b3 := encode(t, tbl, back); !bytes.Equal(b1, b3) {
 		t.Error("read-back summary encodes differently")
 	}
-	exact, err := ExactRecompute(tbl, time.Minute, testStart, testStart.Add(10*time.Minute), objs...)
+	exact, err := aggtest.ExactRecompute(tbl, time.Minute, testStart, testStart.Add(10*time.Minute), objs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +63,7 @@ func TestSummaryRoundTrip(t *testing.T) {
 	if len(sel.Rows)+len(drop.Rows) != len(back.Rows) || sel.TotalRows()+drop.TotalRows() != back.TotalRows() || len(sel.Windows()) != 3 {
 		t.Errorf("select/drop: %d + %d rows of %d", len(sel.Rows), len(drop.Rows), len(back.Rows))
 	}
-	joined, err := Merge(tbl, time.Minute, drop, sel)
+	joined, err := aggregate.Merge(tbl, time.Minute, drop, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,28 +74,28 @@ func TestSummaryRoundTrip(t *testing.T) {
 
 func TestSummaryCheckDetectsChanges(t *testing.T) {
 	tbl, s, objs := sampleSummary(t)
-	exact, err := ExactRecompute(tbl, time.Minute, testStart, testStart.Add(10*time.Minute), objs...)
+	exact, err := aggtest.ExactRecompute(tbl, time.Minute, testStart, testStart.Add(10*time.Minute), objs...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
 		name   string
-		change func(r *Row)
+		change func(r *aggregate.Row)
 		want   string
 	}{
-		{"rows", func(r *Row) { r.N++ }, "__rows"},
-		{"count", func(r *Row) { r.M[0].n-- }, "count"},
-		{"float sum by one ulp", func(r *Row) {
-			r.M[1].fsum.add(math.Nextafter(r.M[1].fsum.float64(), math.Inf(1)) - r.M[1].fsum.float64())
+		{"rows", func(r *aggregate.Row) { r.N++ }, "__rows"},
+		{"count", func(r *aggregate.Row) { aggregate.DecrementCount(&r.M[0]) }, "count"},
+		{"float sum by one ulp", func(r *aggregate.Row) {
+			aggregate.AddToFloatSum(&r.M[1], math.Nextafter(r.M[1].SumFloat(), math.Inf(1))-r.M[1].SumFloat())
 		}, "sum"},
-		{"max", func(r *Row) { r.M[3].hi = math.Float64bits(1e9) }, "min/max"},
-		{"distinct", func(r *Row) {
+		{"max", func(r *aggregate.Row) { aggregate.SetMaxBits(&r.M[3], math.Float64bits(1e9)) }, "min/max"},
+		{"distinct", func(r *aggregate.Row) {
 			for i := uint64(0); i < 500; i++ {
-				r.M[6].hll.InsertHash(hashUint64(i + 1e9))
+				r.M[6].HLL().InsertHash(aggregate.HashUint64(i + 1e9))
 			}
 		}, "distinct"},
-		{"quantile", func(r *Row) { _ = r.M[5].dd.AddWithCount(1e6, float64(r.N)) }, "quantile"},
-		{"dimension", func(r *Row) { r.Dims[0] = "nope" }, "not in the raw data"},
+		{"quantile", func(r *aggregate.Row) { _ = r.M[5].Sketch().AddWithCount(1e6, float64(r.N)) }, "quantile"},
+		{"dimension", func(r *aggregate.Row) { r.Dims[0] = "nope" }, "not in the raw data"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -180,8 +183,8 @@ func TestSummaryArrowRead(t *testing.T) {
 	var total int64
 	for i := range s.Rows {
 		r := &s.Rows[i]
-		if int64(starts.Value(i)) != r.Start || events.Value(i) != r.M[0].n {
-			t.Fatalf("row %d: start %d events %d, want %d %d", i, starts.Value(i), events.Value(i), r.Start, r.M[0].n)
+		if int64(starts.Value(i)) != r.Start || events.Value(i) != r.M[0].Count() {
+			t.Fatalf("row %d: start %d events %d, want %d %d", i, starts.Value(i), events.Value(i), r.Start, r.M[0].Count())
 		}
 		if sums.Value(i) != r.M[1].SumFloat() || uint64(users.Value(i)) != r.M[6].Distinct() {
 			t.Fatalf("row %d: sum %v users %d, want %v %d", i, sums.Value(i), users.Value(i), r.M[1].SumFloat(), r.M[6].Distinct())
@@ -194,7 +197,7 @@ func TestSummaryArrowRead(t *testing.T) {
 }
 
 func TestSummaryErrors(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	typed := typesTable(t)
 	noRollup := schema.SampleTables()[0]
 	noRollup.Rollup = nil
@@ -205,27 +208,27 @@ func TestSummaryErrors(t *testing.T) {
 		run  func() error
 		want string
 	}{
-		{"write without rollup", func() error { return WriteSummary(&bytes.Buffer{}, noRollup, s, nil) }, "table has no rollup"},
-		{"write row of another table", func() error { return WriteSummary(&bytes.Buffer{}, typed, s, nil) }, "row has 2 dimensions and 7 measures"},
-		{"write nil", func() error { return WriteSummary(&bytes.Buffer{}, tbl, nil, nil) }, "nil summary"},
+		{"write without rollup", func() error { return aggregate.WriteSummary(&bytes.Buffer{}, noRollup, s, nil) }, "table has no rollup"},
+		{"write row of another table", func() error { return aggregate.WriteSummary(&bytes.Buffer{}, typed, s, nil) }, "row has 2 dimensions and 7 measures"},
+		{"write nil", func() error { return aggregate.WriteSummary(&bytes.Buffer{}, tbl, nil, nil) }, "nil summary"},
 		{"read garbage", func() error {
-			_, err := ReadSummary(bytes.NewReader([]byte("not parquet at all")), 18, tbl)
+			_, err := aggregate.ReadSummary(bytes.NewReader([]byte("not parquet at all")), 18, tbl)
 			return err
 		}, "read summary"},
 		{"read truncated", func() error {
-			_, err := ReadSummary(bytes.NewReader(good[:len(good)/2]), int64(len(good)/2), tbl)
+			_, err := aggregate.ReadSummary(bytes.NewReader(good[:len(good)/2]), int64(len(good)/2), tbl)
 			return err
 		}, "read summary"},
 		{"read with another table", func() error {
-			_, err := ReadSummary(bytes.NewReader(good), int64(len(good)), typed)
+			_, err := aggregate.ReadSummary(bytes.NewReader(good), int64(len(good)), typed)
 			return err
 		}, "column shard is missing"},
 		{"merge into finer window", func() error {
-			_, err := Merge(tbl, 30*time.Second, s)
+			_, err := aggregate.Merge(tbl, 30*time.Second, s)
 			return err
 		}, "not a multiple"},
 		{"merge into 90s", func() error {
-			_, err := Merge(tbl, 90*time.Second, s)
+			_, err := aggregate.Merge(tbl, 90*time.Second, s)
 			return err
 		}, "not a multiple"},
 	}
@@ -240,7 +243,7 @@ func TestSummaryErrors(t *testing.T) {
 }
 
 func TestEngineBadInput(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	objs := makeObjects(t, tbl, genEvents(genConfig{seed: 30, n: 500, span: time.Minute}), 500)
 	obj := objs[0]
 	// An object of another table: no event_type column.
@@ -270,7 +273,7 @@ func TestEngineBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := NewAggregator(tc.table, tc.window, tc.from, tc.from.Add(time.Hour))
+			a := aggregate.NewAggregator(tc.table, tc.window, tc.from, tc.from.Add(time.Hour))
 			err := a.AddParquet(bytes.NewReader(tc.object), int64(len(tc.object)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)

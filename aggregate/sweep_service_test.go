@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -23,19 +24,19 @@ import (
 // that remain are still exact.
 func TestRetentionNeverRecomputesRetiredWindows(t *testing.T) {
 	ctx := t.Context()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	tbl.Retention = &schema.Retention{Raw: 48 * time.Hour, Summaries: 72 * time.Hour}
 	if err := tbl.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	raw, summaries := newLocal(t), newLocal(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	now := time.Now().UTC()
 	old := now.Add(-5 * 24 * time.Hour).Truncate(24 * time.Hour).Add(10 * time.Hour)
 	recent := now.Add(-3 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 2)
 	f.add(2000, old, old.Add(2*time.Hour))
 	f.add(2000, recent, recent.Add(2*time.Hour))
-	f.commit()
+	f.Commit()
 
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	if st, err := svc.RunOnce(ctx, tbl); err != nil || st.Computed == 0 {
@@ -117,8 +118,8 @@ func TestServiceSweepsOnSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables = append(tables, sampleTable(t))
-	raw, summaries := newLocal(t), newLocal(t)
+	tables = append(tables, testkit.SampleTable(t))
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	orphans := []string{"plain/dt=2024-05-01/hour=13/killed.parquet", "events/dt=2024-05-01/hour=13/killed.parquet"}
 	for _, k := range orphans {
 		objstoretest.Put(t, raw, k, []byte("left by a crash"))

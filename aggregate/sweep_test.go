@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -26,7 +27,7 @@ import (
 func TestSweepAfterCrashesLocal(t *testing.T) {
 	for _, compact := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compaction=%v", compact), func(t *testing.T) {
-			runSweepAfterCrashes(t, newLocal(t), compact)
+			runSweepAfterCrashes(t, objstoretest.NewLocal(t), compact)
 		})
 	}
 }
@@ -48,16 +49,17 @@ const (
 
 func runSweepAfterCrashes(t *testing.T, raw objstore.Bucket, compact bool) {
 	ctx := t.Context()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	base := time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Hour)
 	f := newFeeder(t, raw, 4)
 	for range 6 {
 		f.add(1500, base, base.Add(4*time.Hour))
-		f.commit()
+		f.Commit()
 	}
 	exp := verify.NewExpected()
 	var total int64
-	for p, n := range f.next {
+	for p := range f.Partitions() {
+		n := f.Next(p)
 		for off := range n {
 			exp.AddGood(fmt.Sprint(p), off)
 		}

@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // A committed object whose bytes are not what its record vouches for (same
@@ -21,13 +23,13 @@ import (
 // folded into a summary; the windows it feeds are skipped and counted, and
 // the rest of the table is summarised all the same.
 func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
-	tbl := sampleTable(t)
-	raw, summaries := newLocal(t), newLocal(t)
+	tbl := testkit.SampleTable(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	base := time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)
 	f := newFeeder(t, raw, 1)
 	f.add(2000, base, base.Add(50*time.Minute))
-	f.commit()
+	f.Commit()
 	live, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
 	if err != nil || len(live) == 0 {
 		t.Fatalf("live objects: %v, %v", live, err)
@@ -45,7 +47,7 @@ func TestAggregatorRefusesAnObjectThatDoesNotMatchItsRecord(t *testing.T) {
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	// The watermark needs a later event to close the windows.
 	f.add(200, base.Add(2*time.Hour), base.Add(2*time.Hour+10*time.Minute))
-	f.commit()
+	f.Commit()
 	_, err = svc.RunOnce(ctx, tbl)
 	if !errors.Is(err, lake.ErrObjectMismatch) || !errors.Is(err, aggregate.ErrBadObject) || !strings.Contains(err.Error(), victim.Key) {
 		t.Fatalf("run over a tampered object: err = %v, want ErrObjectMismatch naming %s", err, victim.Key)

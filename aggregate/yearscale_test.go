@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
 	"github.com/sluicehq/sluice/objstore"
@@ -50,13 +51,13 @@ func TestLongHistory(t *testing.T) {
 	}
 	check := os.Getenv("SLUICE_LONG_HISTORY_REPORT") == ""
 	ctx := context.Background()
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 
 	var rawB, sumB objstore.ConditionalBucket
 	dir := os.Getenv("SLUICE_LONG_HISTORY_DIR")
 	switch {
 	case os.Getenv("SLUICE_LONG_HISTORY_S3") != "":
-		rawB, sumB = bigS3(t), bigS3(t)
+		rawB, sumB = objstoretest.NewS3(t, slog.New(slog.DiscardHandler)), objstoretest.NewS3(t, slog.New(slog.DiscardHandler))
 	case dir != "":
 		for _, sub := range []string{"raw", "summaries"} {
 			if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -70,7 +71,7 @@ func TestLongHistory(t *testing.T) {
 			t.Fatal(err1, err2)
 		}
 	default:
-		rawB, sumB = newLocal(t), newLocal(t)
+		rawB, sumB = objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	}
 	raw, summaries := laketest.NewCountingBucket(rawB), laketest.NewCountingBucket(sumB)
 
@@ -145,11 +146,12 @@ func TestLongHistory(t *testing.T) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	peak := sampleHeap()
+	var st aggregate.RunStats
 	start = time.Now()
-	st, err := svc.RunOnce(ctx, tbl)
-	took = time.Since(start)
-	heapPeak := peak()
+	heapPeak := testkit.PeakHeap(func() {
+		st, err = svc.RunOnce(ctx, tbl)
+		took = time.Since(start)
+	})
 	runtime.ReadMemStats(&m1)
 	if err != nil {
 		t.Fatal(err)
@@ -174,39 +176,6 @@ func TestLongHistory(t *testing.T) {
 	// that grows with the links before.
 	if limit := 8*parts + 60; check && total > limit {
 		t.Errorf("run after one changed hour: %d calls, aim at most %d (8 per partition + 60)", total, limit)
-	}
-}
-
-// sampleHeap samples the live heap every 10 ms until the returned function
-// is called, which returns the largest sample.
-func sampleHeap() func() uint64 {
-	var mu sync.Mutex
-	var peak uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			mu.Lock()
-			peak = max(peak, m.HeapAlloc)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(stop)
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
 	}
 }
 
@@ -279,37 +248,4 @@ func oneRowParquet(tbl *schema.Table, ts time.Time, p int, seq int64) ([]byte, e
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// bigS3 opens a fresh bucket on the test S3 server and empties it after the
-// test, taking as long as that takes (the shared helper allows a minute).
-func bigS3(t *testing.T) *objstore.S3 {
-	t.Helper()
-	cfg := objstoretest.S3Config(t)
-	b, err := objstore.OpenS3(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open S3 bucket: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		defer cancel()
-		var keys []string
-		if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		var g errgroup.Group
-		g.SetLimit(16)
-		for _, k := range keys {
-			g.Go(func() error { return b.Delete(ctx, k) })
-		}
-		if err := g.Wait(); err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		if err := b.Client().RemoveBucket(ctx, cfg.Bucket); err != nil {
-			t.Logf("cleanup: remove bucket %s: %v", cfg.Bucket, err)
-		}
-	})
-	return b
 }

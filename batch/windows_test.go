@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/batch"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/inbox"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/oracle"
 	"github.com/sluicehq/sluice/objstore"
@@ -26,16 +27,10 @@ import (
 
 // inboxEvents is the sample table fed by an inbox instead of Kafka.
 func inboxEvents(t testing.TB) *schema.Table {
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			c := *tb
-			c.Kafka, c.Topic = nil, ""
-			c.Inbox = &schema.InboxSource{Prefix: "incoming/events/", Format: "jsonl", Compression: "auto"}
-			return &c
-		}
-	}
-	t.Fatal("no sample table events")
-	return nil
+	c := testkit.SampleTable(t)
+	c.Kafka, c.Topic = nil, ""
+	c.Inbox = &schema.InboxSource{Prefix: "incoming/events/", Format: "jsonl", Compression: "auto"}
+	return c
 }
 
 // genFile writes n generated events as a JSON lines file (gzip if zip)

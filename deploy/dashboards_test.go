@@ -12,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,9 +22,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -72,11 +73,11 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	queries := loadDashboardQueries(t, "grafana/dashboards/*.json")
 	start := time.Now()
 
-	bin := buildSluice(t)
-	t.Logf("built sluice in %s", time.Since(start).Round(time.Millisecond))
+	bin := testkit.SluiceBinary(t)
+	procs := testkit.NewProcs(t, t.TempDir())
 
 	dataDir := t.TempDir()
-	kafkaAddr, httpAddr, promAddr, sweeperAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	kafkaAddr, httpAddr, promAddr, sweeperAddr := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 
 	// A file where ingest must create the directory of an event-time hour:
 	// the flush of the partition that receives an event of that hour fails
@@ -105,9 +106,9 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	startProcess(t, "sluice-dev", bin, "dev", "--data-dir", dataDir, "--kafka-addr", kafkaAddr,
+	startProcess(t, procs, "sluice-dev", bin, "dev", "--data-dir", dataDir, "--kafka-addr", kafkaAddr,
 		"--http-addr", httpAddr, "--rate", "1000", "--partitions", "4", "--flush-interval", "2s")
-	startProcess(t, "prometheus", promBin, "--config.file", writePromConfig(t, httpAddr, sweeperAddr),
+	startProcess(t, procs, "prometheus", promBin, "--config.file", writePromConfig(t, httpAddr, sweeperAddr),
 		"--storage.tsdb.path", t.TempDir(), "--web.listen-address", promAddr, "--log.level", "warn")
 
 	sluiceMetrics := "http://" + httpAddr + "/metrics"
@@ -157,7 +158,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 
 	// Started only now: its aggregation job takes the same leases as dev's,
 	// and the summary above is dev's to write.
-	startProcess(t, "sluice-aggregate", bin, "aggregate", "--config", writeSweeperConfig(t, dataDir, sweeperAddr))
+	startProcess(t, procs, "sluice-aggregate", bin, "aggregate", "--config", writeSweeperConfig(t, dataDir, sweeperAddr))
 	waitFor(t, 60*time.Second, "a sweep by sluice aggregate", func() bool {
 		return hasMetric("http://"+sweeperAddr+"/metrics", "sluice_lake_sweep_last_success_timestamp_seconds")
 	})
@@ -349,73 +350,16 @@ func registeredInCode(t *testing.T, m string) bool {
 	return false
 }
 
-// buildSluice builds the binary with the same command as the other tests
-// that run it, so that they share the build cache (the static, trimmed build
-// of the image is scripts/deploy-check.sh's job). SLUICE_TEST_BIN names a
-// binary built beforehand instead.
-func buildSluice(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("SLUICE_TEST_BIN"); bin != "" {
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sluice").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // startProcess runs a child until the test ends, then interrupts it (sluice
-// flushes on SIGINT) and waits for it; its output is logged if the test fails.
-func startProcess(t *testing.T, name, bin string, args ...string) {
+// flushes on SIGINT) and waits up to 20s for it; the tails of the
+// children's output are logged if the test fails.
+func startProcess(t *testing.T, procs *testkit.Procs, name, bin string, args ...string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 20 * time.Second
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logFile, err := os.Create(logPath)
+	p, _, err := procs.Start(name, bin, false, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel()
-		err := <-done
-		_ = logFile.Close()
-		if t.Failed() {
-			t.Logf("%s exited: %v; last lines of its output:\n%s", name, err, tail(logPath, 40))
-		}
-	})
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	t.Cleanup(func() { _, _ = p.Stop(syscall.SIGINT, 20*time.Second) })
 }
 
 // writePromConfig scrapes the sluice processes every second and loads the

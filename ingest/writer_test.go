@@ -9,22 +9,12 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
-	"github.com/sluicehq/sluice/schema"
 )
-
-func eventsTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("sample table events missing")
-	return nil
-}
 
 // A flush whose dead-letter upload fails must fail as a whole: a commit
 // record naming an object that was never written would lose the bad
@@ -43,7 +33,7 @@ func TestDeadLetterUploadFailureFailsTheFlush(t *testing.T) {
 	}
 	defer w.Close()
 	ctx := context.Background()
-	p, _, err := w.OpenPartition(ctx, eventsTable(t), "kafka:events", "0", ingest.StartAt(lake.Position{}, "t"))
+	p, _, err := w.OpenPartition(ctx, testkit.SampleTable(t), "kafka:events", "0", ingest.StartAt(lake.Position{}, "t"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,15 +41,11 @@ func TestDeadLetterUploadFailureFailsTheFlush(t *testing.T) {
 	ts := time.Now().UTC().Add(-time.Hour)
 	p.Append([]byte(`{"ts":"`+ts.Format(time.RFC3339Nano)+`","event_id":"e1","user_id":"u","event_type":"click","amount":1,"latency_ms":1,"ok":true}`), lake.PositionOf(0), ts)
 	p.Append([]byte(`{"ts":`), lake.PositionOf(1), ts) // a dead letter
-	done := make(chan ingest.FlushResult, 1)
-	if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-		t.Fatal(err)
-	}
-	r := <-done
+	r, failed := ingesttest.Flush(ctx, t, p)
 	if r.Err == nil {
 		t.Fatal("the flush succeeded although its dead letters were not uploaded")
 	}
-	if !p.Settled(r) {
+	if !failed {
 		t.Error("the failure did not ask for a rewind")
 	}
 	chain, err := lake.NewCommitLog(h).Chain(ctx, "events", "kafka:events", "0")

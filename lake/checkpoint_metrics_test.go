@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/lake"
-	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
@@ -20,10 +19,7 @@ import (
 // a fresh process.
 func TestCheckpointAgeMetrics(t *testing.T) {
 	ctx := t.Context()
-	local, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	local := objstoretest.NewLocal(t)
 	b := objstoretest.NewHookBucket(local)
 	const table, src = "ck", "kafka:ck"
 	reg := prometheus.NewRegistry()

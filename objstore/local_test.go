@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
@@ -86,14 +87,7 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 func helper(t *testing.T, kind, dir, id string) *exec.Cmd {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"="+kind, envDir+"="+dir, envID+"="+id)
-	cmd.Stderr = os.Stderr
-	return cmd
+	return testkit.TestBinaryCmd(t.Context(), envHelper+"="+kind, envDir+"="+dir, envID+"="+id)
 }
 
 func TestLocalPutIfAbsentAcrossProcesses(t *testing.T) {

@@ -73,7 +73,7 @@ func actionLogContract(t *testing.T, b objstore.ConditionalBucket) {
 	}
 }
 
-func TestActionLogLocal(t *testing.T) { actionLogContract(t, newLocal(t)) }
+func TestActionLogLocal(t *testing.T) { actionLogContract(t, objstoretest.NewLocal(t)) }
 
 func TestActionLogS3(t *testing.T) {
 	actionLogContract(t, objstoretest.NewS3(t, slog.New(slog.DiscardHandler)))

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -27,12 +29,12 @@ func TestBenchOps(t *testing.T) {
 	rcv := newReceiver(t, secretOld)
 
 	t.Run("event rules over 1M records", func(t *testing.T) {
-		b := newLocal(t)
+		b := objstoretest.NewLocal(t)
 		f := newFeeder(t, b, 4)
 		now := time.Now()
 		for range 10 {
 			f.random(100_000, now.Add(-time.Hour), now)
-			f.commit()
+			f.Commit()
 		}
 		y := fmt.Sprintf(`
 webhooks: [{name: hook, url: %q, secrets: [%q]}]
@@ -56,7 +58,7 @@ rules:
 	})
 
 	t.Run("window rule over a day of 1-minute windows", func(t *testing.T) {
-		raw, sum := newLocal(t), newLocal(t)
+		raw, sum := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 		f := newFeeder(t, raw, 2)
 		day := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
 		types := []string{"page_view", "click", "search", "add_to_cart", "purchase", "login", "logout", "share"}
@@ -68,16 +70,16 @@ rules:
 				n++
 			}
 			if m%240 == 239 {
-				f.commit()
+				f.Commit()
 			}
 		}
-		f.commit()
+		f.Commit()
 		agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, raw, sum,
-			[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), nil)
+			[]*schema.Table{testkit.SampleTable(t)}, "agg", slog.New(slog.DiscardHandler), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := agg.RunOnce(ctx, eventsTable()); err != nil {
+		if _, err := agg.RunOnce(ctx, testkit.SampleTable(t)); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []struct{ name, when string }{

@@ -8,7 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // An evaluator that falls behind a compaction whose replaced objects the
@@ -17,12 +19,12 @@ import (
 func TestEventRulesAfterCompactionAndSweep(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t, secretOld)
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	f := newFeeder(t, b, 2)
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	for range 6 {
 		f.random(40, hour, hour.Add(2*time.Hour)) // two closed hours, small objects
-		f.commit()
+		f.Commit()
 	}
 	commits := lake.NewCommitLog(b)
 	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 1 << 20, CloseDelay: time.Minute}, b, commits, nil, nil)
@@ -30,7 +32,7 @@ func TestEventRulesAfterCompactionAndSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := c.CompactTable(ctx, eventsTable(), time.Now()); err != nil {
+	if _, err := c.CompactTable(ctx, testkit.SampleTable(t), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	live, err := commits.LiveObjects(ctx, "events")

@@ -81,7 +81,7 @@ func checkAgainstProducer(t *testing.T, want map[string]bool, logged map[string]
 // delivered; evaluating again logs nothing new.
 func TestEventRuleExactlyOnce(t *testing.T) {
 	t.Parallel()
-	eventRuleExactlyOnce(t, newLocal(t), 60)
+	eventRuleExactlyOnce(t, objstoretest.NewLocal(t), 60)
 }
 
 // The same on a real S3 server: conditional creates, cursors and reads of
@@ -100,10 +100,10 @@ func eventRuleExactlyOnce(t *testing.T, b objstore.ConditionalBucket, perRound i
 	now := time.Now()
 	for round := range 4 {
 		f.random(perRound, now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		if round%2 == 0 {
 			f.random(perRound/2, now.Add(-time.Hour), now)
-			f.commit()
+			f.Commit()
 		}
 		if err := svc.EvaluateOnce(ctx, "events"); err != nil {
 			t.Fatal(err)
@@ -129,7 +129,7 @@ func eventRuleExactlyOnce(t *testing.T, b objstore.ConditionalBucket, perRound i
 func TestTwoEvaluatorsAtOnce(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t, secretOld)
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	f := newFeeder(t, b, 2)
 	rs := hookRules(t, rcv.srv.URL, 3, time.Second, time.Second)
 	a := newTestService(t, rs, b, nil, prometheus.NewRegistry())
@@ -141,7 +141,7 @@ func TestTwoEvaluatorsAtOnce(t *testing.T) {
 	// Without leases: both evaluate every round, racing on cursors and ids.
 	for range 5 {
 		f.random(40, now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		for _, s := range []*Service{a, c} {
 			wg.Add(1)
 			go func() {
@@ -158,7 +158,7 @@ func TestTwoEvaluatorsAtOnce(t *testing.T) {
 	}
 	for range 3 {
 		f.random(40, now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		time.Sleep(200 * time.Millisecond)
 	}
 	deadline := time.Now().Add(15 * time.Second)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -100,9 +101,7 @@ type child struct {
 
 func startChild(t *testing.T, kind string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), "SLUICE_OPS_CHILD="+kind), env...)
-	cmd.Stderr = os.Stderr
+	cmd := testkit.TestBinaryCmd(context.Background(), append([]string{"SLUICE_OPS_CHILD=" + kind}, env...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,15 +114,6 @@ func startChild(t *testing.T, kind string, env ...string) *child {
 func (c *child) kill() {
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
 	<-c.done
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // Done-when 1: matching records flow while the evaluator and the receiver
@@ -147,7 +137,7 @@ func TestOpsCrashEventRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	rules := fmt.Sprintf(`
 webhooks:
@@ -177,7 +167,7 @@ rules:
 	killed := 0
 	for i := 0; i < batches || killed < kills; i++ {
 		f.random(batch/2+rng.IntN(batch), now.Add(-time.Hour), now)
-		f.commit()
+		f.Commit()
 		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
 		if i%2 == 1 && killed < kills {
 			if rng.IntN(2) == 0 {

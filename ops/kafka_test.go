@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -18,11 +19,7 @@ import (
 // firing id, with the payload as value; evaluating again produces nothing
 // new.
 func TestKafkaAction(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "alerts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := kafkatest.NewCluster(t, "alerts", 1)
 	y := `
 kafka_topics: [{name: alerts, topic: alerts}]
 rules:
@@ -32,11 +29,11 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	f := newFeeder(t, b, 2)
 	now := time.Now()
 	f.random(60, now.Add(-time.Hour), now)
-	f.commit()
+	f.Commit()
 	svc := newTestService(t, rs, b, nil, prometheus.NewRegistry())
 	ctx := context.Background()
 	for range 2 {

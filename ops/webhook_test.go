@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -78,14 +79,6 @@ func (r *receiver) seen() []delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]delivery(nil), r.calls...)
-}
-
-func newLocal(t *testing.T) *objstore.Local {
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // hookRules is a rules file with one webhook (signing with both secrets:
@@ -167,7 +160,7 @@ func TestWebhookRetriesDeadLetterRedeliver(t *testing.T) {
 		return 500, 0
 	})
 	reg := prometheus.NewRegistry()
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	svc := newTestService(t, hookRules(t, rcv.srv.URL, 4, 700*time.Millisecond, 200*time.Millisecond), b, nil, reg)
 	ctx := context.Background()
 	if err := svc.record(ctx, testEntry("fir_a")); err != nil {
@@ -216,7 +209,7 @@ func TestWebhookRetriesDeadLetterRedeliver(t *testing.T) {
 func TestWebhookGoneDisablesEndpoint(t *testing.T) {
 	rcv := newReceiver(t, secretOld)
 	rcv.setAnswer(func(int) (int, time.Duration) { return 410, 0 })
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	svc := newTestService(t, hookRules(t, rcv.srv.URL, 5, time.Second, time.Second), b, nil, prometheus.NewRegistry())
 	ctx := context.Background()
 	if err := svc.record(ctx, testEntry("fir_1")); err != nil {
@@ -252,7 +245,7 @@ func TestWebhookGoneDisablesEndpoint(t *testing.T) {
 // is one entry, delivered under its one id.
 func TestRecordOnce(t *testing.T) {
 	rcv := newReceiver(t, secretOld)
-	b := newLocal(t)
+	b := objstoretest.NewLocal(t)
 	svc := newTestService(t, hookRules(t, rcv.srv.URL, 3, time.Second, time.Second), b, nil, prometheus.NewRegistry())
 	ctx := context.Background()
 	for range 3 {

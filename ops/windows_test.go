@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -31,10 +33,10 @@ type windowBench struct {
 }
 
 func newWindowBench(t *testing.T, rules string, t0 time.Time) *windowBench {
-	wb := &windowBench{t: t, raw: newLocal(t), sum: newLocal(t), t0: t0}
+	wb := &windowBench{t: t, raw: objstoretest.NewLocal(t), sum: objstoretest.NewLocal(t), t0: t0}
 	wb.f = newFeeder(t, wb.raw, 1)
 	agg, err := aggregate.NewService(aggregate.Config{Interval: time.Second, Lease: 2 * time.Second}, wb.raw, wb.sum,
-		[]*schema.Table{eventsTable()}, "agg", slog.New(slog.DiscardHandler), nil)
+		[]*schema.Table{testkit.SampleTable(t)}, "agg", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func (wb *windowBench) minute(i int, amounts map[string]float64) {
 		wb.f.event(0, at.Add(10*time.Second), et, amounts[et], 10)
 	}
 	wb.f.event(0, at.Add(45*time.Second), "page_view", 0, 10)
-	wb.f.commit()
+	wb.f.Commit()
 }
 
 func mapsKeys(m map[string]float64) func(func(string) bool) {
@@ -77,7 +79,7 @@ func mapsKeys(m map[string]float64) func(func(string) bool) {
 // evaluate runs the aggregator, then a new ops service once.
 func (wb *windowBench) evaluate() {
 	ctx := context.Background()
-	if _, err := wb.agg.RunOnce(ctx, eventsTable()); err != nil {
+	if _, err := wb.agg.RunOnce(ctx, testkit.SampleTable(wb.t)); err != nil {
 		wb.t.Fatal(err)
 	}
 	svc := newTestService(wb.t, wb.rs, wb.raw, wb.sum, prometheus.NewRegistry())
@@ -145,7 +147,7 @@ func TestWindowThresholdForKeepFiringRestartLate(t *testing.T) {
 	// Late data in closed window 1 (within the late horizon): the series
 	// is evaluated again from window 1, which now breaches: firing@1.
 	wb.f.event(0, t0.Add(time.Minute+20*time.Second), "click", 95, 10)
-	wb.f.commit()
+	wb.f.Commit()
 	wb.evaluate()
 	wb.expect("big_clicks", "firing@1 click", "firing@3 click", "resolved@8 click")
 	wb.evaluate()
@@ -267,7 +269,7 @@ func TestWindowTwoEvaluatorsAtOnce(t *testing.T) {
 			m["click"] = clicks[i]
 		}
 		wb.minute(i, m)
-		if _, err := wb.agg.RunOnce(ctx, eventsTable()); err != nil {
+		if _, err := wb.agg.RunOnce(ctx, testkit.SampleTable(t)); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup

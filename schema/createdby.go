@@ -15,9 +15,3 @@ func CreatedBy() parquet.WriterOption {
 	// parquet-go writes "<app> version <version>(build <build>)".
 	return parquet.CreatedBy("sluice", i.Version+" ", i.Build())
 }
-
-// CreatedByString is what CreatedBy writes, for tests and tools.
-func CreatedByString() string {
-	i := buildinfo.Get()
-	return "sluice version " + i.Version + " (build " + i.Build() + ")"
-}

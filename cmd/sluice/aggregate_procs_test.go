@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/bench"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/oracle"
@@ -23,32 +24,32 @@ import (
 // Two `sluice aggregate` processes on the same stores at once produce the
 // same, correct summaries as one process alone.
 func TestTwoAggregatorProcesses(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	dir := t.TempDir()
 	fx := newAggregateFixture(t, dir, 150_000, 3)
 	pairDir, soloDir := filepath.Join(dir, "pair"), filepath.Join(dir, "solo")
 	pairCfg, soloCfg := fx.config(t, "pair", pairDir), fx.config(t, "solo", soloDir)
 
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	// The reference first: one aggregator, one pass.
 	soloStart := time.Now()
-	solo, _, err := cs.start("aggregator-solo", bin, false, "aggregate", "--config", soloCfg, "--once")
+	solo, _, err := cs.Start("aggregator-solo", bin, false, "aggregate", "--config", soloCfg, "--once")
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-solo.exited
-	if !solo.state.Success() {
-		cs.printTails(30)
-		t.Fatalf("solo aggregator: %v", solo.state)
+	<-solo.Exited()
+	if !solo.State().Success() {
+		cs.PrintTails(30)
+		t.Fatalf("solo aggregator: %v", solo.State())
 	}
 	want := summaryFiles(t, soloDir)
 	soloPass := time.Since(soloStart)
 
 	// Then the pair, scheduled, until their output matches (bounded). Their
 	// leases are shorter than a whole pass, so they take turns mid-way.
-	var pair []*child
+	var pair []*testkit.Proc
 	for _, name := range []string{"aggregator-a", "aggregator-z"} {
-		c, _, err := cs.start(name, bin, false, "aggregate", "--config", pairCfg)
+		c, _, err := cs.Start(name, bin, false, "aggregate", "--config", pairCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,9 +62,9 @@ func TestTwoAggregatorProcesses(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	for _, c := range pair {
-		if code, err := c.stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
-			cs.printTails(30)
-			t.Fatalf("%s: exit %d, %v", c.name, code, err)
+		if code, err := c.Stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
+			cs.PrintTails(30)
+			t.Fatalf("%s: exit %d, %v", c.Name, code, err)
 		}
 	}
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest/kinesis/kinesistest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
 )
 
@@ -18,7 +19,7 @@ import (
 // every event put was committed once.
 func TestBenchIngestKinesis(t *testing.T) {
 	endpoint := kinesistest.Endpoint(t)
-	bin := buildBinary(t)
+	bin := testkit.SluiceBinary(t)
 	work := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -1,19 +1,22 @@
 package main
 
 import (
-	"os"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // The aggregation benchmark runs the real pass as its own process over a
 // lake it prepared, and the pass summarises every closed window: the
 // figures it prints are of the path a user runs, not of an empty one.
 func TestBenchAggregatePass(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.SluiceBinary(t)
 	args := []string{"bench", "aggregate", "--events", "20000", "--events-per-second", "10", "--rounds", "1", "--log-level", "warn"}
 	run := func(t *testing.T, extra ...string) string {
 		t.Helper()
@@ -43,12 +46,10 @@ func TestBenchAggregatePass(t *testing.T) {
 		}
 	})
 	t.Run("s3", func(t *testing.T) {
-		endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-		if endpoint == "" {
-			t.Skip("SLUICE_TEST_S3_ENDPOINT not set (scripts/versitygw.sh start)")
-		}
-		run(t, "--work-dir", t.TempDir(), "--s3-endpoint", endpoint, "--s3-bucket", "sluice-bench-test",
-			"--s3-access-key", os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), "--s3-secret-key", os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
+		cfg := objstoretest.S3Config(t)
+		objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler)) // creates the bucket, removes it after
+		run(t, "--work-dir", t.TempDir(), "--s3-endpoint", cfg.Endpoint, "--s3-bucket", cfg.Bucket,
+			"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey,
 			"--s3-insecure", "--s3-path-style")
 	})
 }

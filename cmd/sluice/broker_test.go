@@ -1,105 +1,40 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// buildBinary compiles this package into a temporary directory, so tests
-// exercise the real process: flags, signals, exit codes, kill -9.
-func buildBinary(t *testing.T) string {
+// startBrokerProc starts `sluice broker` as procs' child name and returns
+// it with the address it printed.
+func startBrokerProc(t *testing.T, procs *testkit.Procs, name, bin string, args ...string) (*testkit.Proc, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// brokerProc is a running `sluice broker`.
-type brokerProc struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *bytes.Buffer
-	waited chan error
-}
-
-// startBrokerProc starts the binary and waits for it to print its address.
-func startBrokerProc(t *testing.T, bin string, args ...string) *brokerProc {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"broker", "--addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
+	p, addr, err := procs.Start(name, bin, true, append([]string{"broker", "--addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &brokerProc{cmd: cmd, stderr: new(bytes.Buffer), waited: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.waited
-		}
-	})
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		lines <- strings.TrimSpace(line)
-		p.waited <- cmd.Wait()
-	}()
-	select {
-	case p.addr = <-lines:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("broker printed no address; stderr:\n%s", p.stderr)
-	}
-	if p.addr == "" {
-		t.Fatalf("broker exited before listening; stderr:\n%s", p.stderr)
-	}
-	return p
+	return p, addr
 }
 
-// stop sends sig and returns the exit code.
-func (p *brokerProc) stop(t *testing.T, sig os.Signal) int {
+// stopBrokerProc sends sig and returns the exit code (-1: signalled).
+func stopBrokerProc(t *testing.T, p *testkit.Proc, sig syscall.Signal) int {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	code, err := p.Stop(sig, 30*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-p.waited:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	case <-time.After(30 * time.Second):
-		t.Fatalf("broker did not exit after %v", sig)
-		return -1
-	}
+	return code
 }
 
 func TestBrokerBinarySurvivesKill9(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.SluiceBinary(t)
 	tests := []struct {
 		name string
 		args []string
@@ -114,9 +49,10 @@ func TestBrokerBinarySurvivesKill9(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			args := append([]string{"--data-dir", dir, "--topic", "events:4"}, tc.args...)
+			procs := testkit.NewProcs(t, t.TempDir())
 
-			p1 := startBrokerProc(t, bin, args...)
-			cl := newTestClient(t, p1.addr)
+			p1, addr1 := startBrokerProc(t, procs, "broker-1", bin, args...)
+			cl := newTestClient(t, addr1)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			rs := make([]*kgo.Record, 0, n)
@@ -127,19 +63,19 @@ func TestBrokerBinarySurvivesKill9(t *testing.T) {
 				t.Fatalf("produce: %v", err)
 			}
 			cl.Close()
-			if code := p1.stop(t, syscall.SIGKILL); code != -1 {
+			if code := stopBrokerProc(t, p1, syscall.SIGKILL); code != -1 {
 				t.Fatalf("killed broker exit code %d, want -1 (signalled)", code)
 			}
 
-			p2 := startBrokerProc(t, bin, args...)
-			got := consumeValues(t, p2.addr, "events", n)
+			p2, addr2 := startBrokerProc(t, procs, "broker-2", bin, args...)
+			got := consumeValues(t, addr2, "events", n)
 			for i := range n {
 				if c := got[fmt.Sprintf("v%d", i)]; c != 1 {
 					t.Fatalf("record v%d seen %d times after kill -9 and restart, want 1", i, c)
 				}
 			}
-			if code := p2.stop(t, syscall.SIGTERM); code != 0 {
-				t.Fatalf("SIGTERM exit code %d, want 0; stderr:\n%s", code, p2.stderr)
+			if code := stopBrokerProc(t, p2, syscall.SIGTERM); code != 0 {
+				t.Fatalf("SIGTERM exit code %d, want 0; stderr:\n%s", code, p2.Tail(40))
 			}
 		})
 	}

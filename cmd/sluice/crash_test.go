@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -93,13 +92,7 @@ func localCrashStore(t *testing.T, dir string) crashStore {
 // stay in the environment the children inherit, not in the file.
 func s3CrashStore(t *testing.T) crashStore {
 	cfg := objstoretest.S3Config(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open S3 bucket: %v", err)
-	}
-	t.Cleanup(func() { removeCrashBucket(t, b, cfg.Bucket) })
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	y := fmt.Sprintf(`  s3:
     endpoint: %q
     region: %q
@@ -113,32 +106,13 @@ func s3CrashStore(t *testing.T) crashStore {
 	return crashStore{yaml: y, bucket: b}
 }
 
-func removeCrashBucket(t *testing.T, b *objstore.S3, bucket string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var keys []string
-	if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error { keys = append(keys, a.Key); return nil }); err != nil {
-		t.Errorf("cleanup: list %s: %v", bucket, err)
-		return
-	}
-	for _, k := range keys {
-		if err := b.Delete(ctx, k); err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-	}
-	if err := b.Client().RemoveBucket(ctx, bucket); err != nil && minio.ToErrorResponse(err).Code != "NoSuchBucket" {
-		t.Errorf("cleanup: remove bucket %s: %v", bucket, err)
-	}
-}
-
 // crashRig is one broker process, a sluice.yaml for ingesters, and the
 // bucket they write to.
 type crashRig struct {
 	t          *testing.T
 	bin, dir   string
-	procs      *children
-	broker     *child
+	procs      *testkit.Procs
+	broker     *testkit.Proc
 	brokerAddr string
 	brokerArgs []string
 	brokerRuns int
@@ -149,7 +123,7 @@ type crashRig struct {
 }
 
 func newCrashRig(t *testing.T, bin, dir string, store crashStore, brokerArgs ...string) *crashRig {
-	r := &crashRig{t: t, bin: bin, dir: dir, procs: newChildren(t, dir), store: store,
+	r := &crashRig{t: t, bin: bin, dir: dir, procs: testkit.NewProcs(t, dir), store: store,
 		commits: lake.NewCommitLog(store.bucket), brokerArgs: brokerArgs}
 	r.startBroker("127.0.0.1:0")
 	// The dead member of a killed ingester leaves the group when the
@@ -184,20 +158,26 @@ func (r *crashRig) startBroker(addr string) {
 	r.brokerRuns++
 	args := append([]string{"broker", "--addr", addr, "--data-dir", filepath.Join(r.dir, "kafka"),
 		"--topic", fmt.Sprintf("%s:%d", crashTopic, crashPartitions), "--log-level", "warn"}, r.brokerArgs...)
-	c, printed, err := r.procs.start(fmt.Sprintf("broker-%d", r.brokerRuns), r.bin, true, args...)
+	c, printed, err := r.procs.Start(fmt.Sprintf("broker-%d", r.brokerRuns), r.bin, true, args...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.broker, r.brokerAddr = c, printed
 }
 
-func (r *crashRig) startIngester() *child {
+func (r *crashRig) startIngester() *testkit.Proc {
 	r.t.Helper()
-	r.ingesters++
-	c, _, err := r.procs.start(fmt.Sprintf("ingest-%02d", r.ingesters), r.bin, false,
-		"ingest", "--config", r.config, "--log-level", "info")
+	return startIngester(r.t, r.procs, r.bin, r.config, &r.ingesters)
+}
+
+// startIngester starts `sluice ingest --config config` as ingester *n+1
+// of procs (its log is ingest-NN.log) and counts it in *n.
+func startIngester(t *testing.T, procs *testkit.Procs, bin, config string, n *int) *testkit.Proc {
+	t.Helper()
+	*n++
+	c, _, err := procs.Start(fmt.Sprintf("ingest-%02d", *n), bin, false, "ingest", "--config", config, "--log-level", "info")
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return c
 }
@@ -275,25 +255,25 @@ func (r *crashRig) waitCommitting(from int64, timeout time.Duration) {
 
 // stopIngesterGracefully sends SIGTERM and requires exit code 0: the last
 // instance flushes and commits what it holds.
-func (r *crashRig) stopIngesterGracefully(c *child) {
+func (r *crashRig) stopIngesterGracefully(c *testkit.Proc) {
 	r.t.Helper()
-	code, err := c.stop(syscall.SIGTERM, 60*time.Second)
+	code, err := c.Stop(syscall.SIGTERM, 60*time.Second)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	if code != 0 {
-		r.t.Fatalf("%s exited with code %d after SIGTERM, want 0", c.name, code)
+		r.t.Fatalf("%s exited with code %d after SIGTERM, want 0", c.Name, code)
 	}
 }
 
-func killChild(t *testing.T, c *child) {
+func killChild(t *testing.T, c *testkit.Proc) {
 	t.Helper()
-	code, err := c.stop(syscall.SIGKILL, 30*time.Second)
+	code, err := c.Stop(syscall.SIGKILL, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if code != -1 {
-		t.Fatalf("%s exited with code %d before SIGKILL landed; it must have been running", c.name, code)
+		t.Fatalf("%s exited with code %d before SIGKILL landed; it must have been running", c.Name, code)
 	}
 }
 
@@ -421,40 +401,6 @@ func (pr *production) stop(t *testing.T) {
 	}
 }
 
-// peakHeap runs fn and returns the most heap (live and not yet collected
-// objects) the process held meanwhile, sampled every 10ms without
-// stopping the world.
-func peakHeap(fn func()) uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		return sample[0].Value.Uint64()
-	}
-	var peak atomic.Uint64
-	peak.Store(read())
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if v := read(); v > peak.Load() {
-					peak.Store(v)
-				}
-			}
-		}
-	}()
-	fn()
-	close(stop)
-	<-sampled
-	return max(peak.Load(), read())
-}
-
 // verifyCommitted reads every committed object back and fails the test
 // unless the committed positions are exactly the acknowledged ones.
 func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) verify.Report {
@@ -464,7 +410,7 @@ func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) veri
 	defer cancel()
 	var rep verify.Report
 	var readErr error
-	peak := peakHeap(func() {
+	peak := testkit.PeakHeap(func() {
 		var got *verify.Committed
 		got, readErr = verify.ReadCommitted(ctx, b, crashTable, verify.Options{Source: crashSource, EventIDColumn: "event_id"})
 		if readErr == nil {
@@ -495,7 +441,7 @@ func verifyCommitted(t *testing.T, b objstore.Bucket, exp *verify.Expected) veri
 //	broker: the broker process is killed -9 and restarted once while the
 //	    ingester keeps running.
 func TestCrash(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	t.Run("ingester", func(t *testing.T) {
 		stores := []struct {
 			name   string
@@ -687,7 +633,7 @@ func runBrokerKill(t *testing.T, bin string) {
 	}
 	prod.stop(t)
 	rig.waitCommitted(prod.exp.Ends(), 2*time.Minute)
-	if !ing.alive() {
+	if !ing.Alive() {
 		t.Fatal("the ingester exited while the broker was down; it must ride it out")
 	}
 	rig.stopIngesterGracefully(ing)

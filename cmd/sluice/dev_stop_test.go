@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -24,11 +25,11 @@ import (
 // commit chain ends exactly at the broker's end offset (nothing acknowledged
 // is left for the next start).
 func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	dir := t.TempDir()
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	dataDir := filepath.Join(dir, "sluice-data")
-	dev, _, err := cs.start("dev", bin, false, "dev", "--data-dir", dataDir,
+	dev, _, err := cs.Start("dev", bin, false, "dev", "--data-dir", dataDir,
 		"--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rate", "5000", "--flush-interval", "1s")
 	if err != nil {
 		t.Fatal(err)
@@ -51,13 +52,13 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for committed() == 0 {
-		if !dev.alive() || time.Now().After(deadline) {
+		if !dev.Alive() || time.Now().After(deadline) {
 			t.Fatal("sluice dev committed nothing within 60s")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(1500 * time.Millisecond) // mid-stream: records in flight and buffered
-	code, err := dev.stop(syscall.SIGINT, 60*time.Second)
+	code, err := dev.Stop(syscall.SIGINT, 60*time.Second)
 	if err != nil || code != 0 {
 		t.Fatalf("sluice dev did not stop cleanly on Ctrl-C: exit %d, %v", code, err)
 	}
@@ -103,11 +104,8 @@ func TestDevCtrlCCommitsToBrokerEnd(t *testing.T) {
 // returns the end offset of every partition of topic.
 func brokerEndOffsets(t *testing.T, dataDir, topic string) map[string]int64 {
 	t.Helper()
-	br, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", DataDir: dataDir}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	br := kafkatest.StartBroker(t, kafkabroker.Config{DataDir: dataDir})
+	defer br.Close() // before the caller goes on with the data directory
 	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +134,7 @@ func brokerEndOffsets(t *testing.T, dataDir, topic string) map[string]int64 {
 // summaries of `sluice dev` are of minutes it ran in, not of earlier ones
 // holding nothing but late events. It still produces late events.
 func TestDemoProducerNothingBeforeStart(t *testing.T) {
-	br, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: map[string]int32{"events": 2}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
+	br := kafkatest.StartBroker(t, kafkabroker.Config{Topics: map[string]int32{"events": 2}})
 	const lateBy = 300 * time.Millisecond
 	start := time.Now().Truncate(time.Microsecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/inspect"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -20,11 +21,11 @@ import (
 // committed Parquet objects exist under the data dir and `sluice inspect`
 // reads them; with SLUICE_LONG, summaries too within about two minutes.
 func TestDevCommitsWithin30Seconds(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	dir := t.TempDir()
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	dataDir := filepath.Join(dir, "sluice-data")
-	dev, _, err := cs.start("dev", bin, false, "dev", "--data-dir", dataDir,
+	dev, _, err := cs.Start("dev", bin, false, "dev", "--data-dir", dataDir,
 		"--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rate", "500")
 	if err != nil {
 		t.Fatal(err)
@@ -34,8 +35,8 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	var committed int64
 	for time.Since(started) < 30*time.Second && committed == 0 {
 		time.Sleep(250 * time.Millisecond)
-		if !dev.alive() {
-			cs.printTails(40)
+		if !dev.Alive() {
+			cs.PrintTails(40)
 			t.Fatal("sluice dev exited")
 		}
 		b, err := objstore.NewLocal(lakeDir)
@@ -51,7 +52,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		}
 	}
 	if committed == 0 {
-		cs.printTails(40)
+		cs.PrintTails(40)
 		t.Fatalf("no committed records under %s after 30s", lakeDir)
 	}
 	t.Logf("first commit after %s (%d records)", time.Since(started).Round(100*time.Millisecond), committed)
@@ -60,7 +61,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)") || !strings.Contains(string(out), "rows") {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
-	checkDevDashboard(t, dev.logPath)
+	checkDevDashboard(t, dev.LogPath)
 
 	// A file moved into the inbox directory is ingested by the batch source.
 	drop := filepath.Join(dataDir, "inbox", "events")
@@ -91,7 +92,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		}
 	}
 	if fromInbox != 3 || deadFromInbox != 1 {
-		cs.printTails(40)
+		cs.PrintTails(40)
 		t.Fatalf("the dropped file: %d records and %d dead letters committed, want 3 and 1", fromInbox, deadFromInbox)
 	}
 
@@ -104,7 +105,7 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 			found, _ = filepath.Glob(filepath.Join(summaries, "dt=*", "hour=*.parquet"))
 		}
 		if len(found) == 0 {
-			cs.printTails(40)
+			cs.PrintTails(40)
 			t.Fatalf("no 1m summaries under %s within %s of starting", summaries, time.Since(started).Round(time.Second))
 		}
 		t.Logf("first summary after %s", time.Since(started).Round(time.Second))
@@ -127,9 +128,9 @@ func TestDevCommitsWithin30Seconds(t *testing.T) {
 		}
 	}
 
-	code, err := dev.stop(syscall.SIGINT, 60*time.Second)
+	code, err := dev.Stop(syscall.SIGINT, 60*time.Second)
 	if err != nil || code != 0 {
-		cs.printTails(40)
+		cs.PrintTails(40)
 		t.Fatalf("sluice dev did not stop cleanly on Ctrl-C: exit %d, %v", code, err)
 	}
 }

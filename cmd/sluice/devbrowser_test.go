@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/sluicehq/sluice/internal/browsertest"
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 // devAnswer is the JSON answer of dev's query API, as much as the browser
@@ -129,11 +130,11 @@ func TestDevDashboardInBrowser(t *testing.T) {
 	if path == "" {
 		t.Skip("no Chromium and it could not be installed (scripts/chromium.sh install needs root or sudo and the Debian archive)")
 	}
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	dir := t.TempDir()
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	dataDir := filepath.Join(dir, "sluice-data")
-	dev, _, err := cs.start("dev", bin, false, "dev", "--data-dir", dataDir,
+	dev, _, err := cs.Start("dev", bin, false, "dev", "--data-dir", dataDir,
 		"--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--rate", "500")
 	if err != nil {
 		t.Fatal(err)
@@ -144,10 +145,10 @@ func TestDevDashboardInBrowser(t *testing.T) {
 	var pageURL *url.URL
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && pageURL == nil; {
 		time.Sleep(200 * time.Millisecond)
-		if !dev.alive() {
+		if !dev.Alive() {
 			t.Fatal("sluice dev exited")
 		}
-		out, _ := os.ReadFile(dev.logPath)
+		out, _ := os.ReadFile(dev.LogPath)
 		if m := dashboardLine.FindSubmatch(out); m != nil {
 			if pageURL, err = url.Parse(string(m[1])); err != nil {
 				t.Fatalf("dashboard URL %q: %v", m[1], err)
@@ -170,7 +171,7 @@ func TestDevDashboardInBrowser(t *testing.T) {
 			break
 		}
 		why = w
-		if !dev.alive() {
+		if !dev.Alive() {
 			t.Fatal("sluice dev exited")
 		}
 		if time.Now().After(deadline) {
@@ -299,7 +300,7 @@ func TestDevDashboardInBrowser(t *testing.T) {
 	if errs := br.Errors(); len(errs) > 0 {
 		t.Fatalf("console errors: %v", errs)
 	}
-	if code, err := dev.stop(syscall.SIGINT, 60*time.Second); err != nil || code != 0 {
+	if code, err := dev.Stop(syscall.SIGINT, 60*time.Second); err != nil || code != 0 {
 		t.Fatalf("sluice dev did not stop cleanly on Ctrl-C: exit %d, %v", code, err)
 	}
 }

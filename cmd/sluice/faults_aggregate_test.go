@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 // faultAggregator: `sluice aggregate` is killed with SIGKILL mid-pass
@@ -24,15 +26,15 @@ func faultAggregator(t *testing.T, bin string, table *faultTable) {
 	fx := newAggregateFixture(t, dir, events, seed)
 	faultyDir, refDir := filepath.Join(dir, "faulty"), filepath.Join(dir, "reference")
 	faultyCfg, refCfg := fx.config(t, "faulty", faultyDir), fx.config(t, "reference", refDir)
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 
-	ref, _, err := cs.start("reference", bin, false, "aggregate", "--config", refCfg, "--once")
+	ref, _, err := cs.Start("reference", bin, false, "aggregate", "--config", refCfg, "--once")
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-ref.exited
-	if !ref.state.Success() {
-		t.Fatalf("reference aggregator: %v", ref.state)
+	<-ref.Exited()
+	if !ref.State().Success() {
+		t.Fatalf("reference aggregator: %v", ref.State())
 	}
 	want := summaryFiles(t, refDir)
 	if len(want) == 0 {
@@ -44,12 +46,12 @@ func faultAggregator(t *testing.T, bin string, table *faultTable) {
 	midPass := 0
 	for i := range kills {
 		before := countSummaryObjects(faultyDir)
-		c, _, err := cs.start(fmt.Sprintf("aggregate-%02d", i+1), bin, false, "aggregate", "--config", faultyCfg)
+		c, _, err := cs.Start(fmt.Sprintf("aggregate-%02d", i+1), bin, false, "aggregate", "--config", faultyCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(60 * time.Second)
-		for countSummaryObjects(faultyDir) <= before && time.Now().Before(deadline) && c.alive() {
+		for countSummaryObjects(faultyDir) <= before && time.Now().Before(deadline) && c.Alive() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.Int64N(int64(300 * time.Millisecond))))
@@ -59,9 +61,9 @@ func faultAggregator(t *testing.T, bin string, table *faultTable) {
 		killChild(t, c)
 	}
 
-	var pair []*child
+	var pair []*testkit.Proc
 	for _, name := range []string{"aggregate-race-a", "aggregate-race-b"} {
-		c, _, err := cs.start(name, bin, false, "aggregate", "--config", faultyCfg)
+		c, _, err := cs.Start(name, bin, false, "aggregate", "--config", faultyCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,8 +74,8 @@ func faultAggregator(t *testing.T, bin string, table *faultTable) {
 		time.Sleep(time.Second)
 	}
 	for _, c := range pair {
-		if code, err := c.stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
-			t.Fatalf("%s: exit %d, %v", c.name, code, err)
+		if code, err := c.Stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v", c.Name, code, err)
 		}
 	}
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,15 +10,16 @@ import (
 
 	"github.com/sluicehq/sluice/internal/faultproxy"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
-	"github.com/sluicehq/sluice/schema"
 )
 
 // `sluice ingest` and `sluice aggregate` refuse to start on an S3 server
 // that ignores conditional writes, naming the store; on one that honours
 // them they start.
 func TestRefuseStoreWithoutConditionalWrites(t *testing.T) {
-	faultNoConditionalWrites(t, crashBinary(t), &faultTable{})
+	faultNoConditionalWrites(t, testkit.SluiceBinary(t), &faultTable{})
 }
 
 // faultNoConditionalWrites: the fault proxy plays an S3 server without
@@ -31,12 +31,8 @@ func faultNoConditionalWrites(t *testing.T, bin string, table *faultTable) {
 	cfg := objstoretest.S3Config(t)
 	dir := t.TempDir()
 	// A real broker, so that ingest gets past its Kafka check to the store.
-	broker, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "kafka"),
-		Topics: map[string]int32{schema.SampleTables()[0].Topic: 1}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
+	broker := kafkatest.StartBroker(t, kafkabroker.Config{DataDir: filepath.Join(dir, "kafka"),
+		Topics: map[string]int32{testkit.SampleTable(t).Topic: 1}})
 	config := filepath.Join(dir, "sluice.yaml")
 	body := fmt.Sprintf(`kafka: {brokers: [%q]}
 store:
@@ -48,18 +44,18 @@ aggregate: {interval: 500ms, lease: 4s, compact_every: -1s}
 	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	run := func(name string, args ...string) (code int, log string) {
 		t.Helper()
-		c, _, err := cs.start(name, bin, false, args...)
+		c, _, err := cs.Start(name, bin, false, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, err = c.stop(0, 30*time.Second) // signal 0: only wait for the exit
+		code, err = c.Stop(0, 30*time.Second) // signal 0: only wait for the exit
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		data, err := os.ReadFile(c.logPath)
+		data, err := os.ReadFile(c.LogPath)
 		if err != nil {
 			t.Fatal(err)
 		}

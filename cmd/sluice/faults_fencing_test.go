@@ -17,9 +17,12 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/app"
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -63,9 +66,9 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 		}
 		return path
 	}
-	cs := newChildren(t, dir)
+	cs := testkit.NewProcs(t, dir)
 	type aggregator struct {
-		c     *child
+		c     *testkit.Proc
 		proxy *faultproxy.Proxy
 		skew  string
 	}
@@ -73,7 +76,7 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 	for i, a := range aggs {
 		name := []string{"aggregate-ahead", "aggregate-behind"}[i]
 		t.Setenv(app.EnvTestClockOffset, a.skew)
-		if a.c, _, err = cs.start(name, bin, false, "aggregate", "--config", config(name, a.proxy)); err != nil {
+		if a.c, _, err = cs.Start(name, bin, false, "aggregate", "--config", config(name, a.proxy)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -106,7 +109,7 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 		for _, a := range aggs {
 			a.proxy.HoldRequests(nil)
 		}
-		if err := holder.c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := holder.c.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 		stoppedAt := time.Now()
@@ -120,7 +123,7 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 		for _, a := range aggs {
 			if a != holder {
 				others = append(others, a)
-				if err := a.c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				if err := a.c.Signal(syscall.SIGSTOP); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -140,21 +143,21 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 			worst, problems = wrong, p
 		}
 		t.Logf("round %d: %s stalled %s with a summary write in flight; after it reached the server: %d of %d summaries wrong",
-			i+1, holder.c.name, time.Since(stoppedAt).Round(time.Millisecond), wrong, total)
+			i+1, holder.c.Name, time.Since(stoppedAt).Round(time.Millisecond), wrong, total)
 		for _, a := range others {
-			if err := a.c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := a.c.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := holder.c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		if err := holder.c.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
-		stalled = append(stalled, holder.c.name)
+		stalled = append(stalled, holder.c.Name)
 	}
 	waitExact(t, raw, fx.table, store.bucket, 2*time.Minute)
 	for _, a := range aggs {
-		if code, err := a.c.stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
-			t.Fatalf("%s: exit %d, %v", a.c.name, code, err)
+		if code, err := a.c.Stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v", a.c.Name, code, err)
 		}
 	}
 	wrong, total, p := wrongSummaries(t, raw, fx.table, store.bucket)
@@ -163,7 +166,7 @@ func faultAggregatorFencing(t *testing.T, bin string, table *faultTable) {
 	}
 	fenced := 0
 	for _, a := range aggs {
-		data, _ := os.ReadFile(a.c.logPath)
+		data, _ := os.ReadFile(a.c.LogPath)
 		fenced += bytes.Count(data, []byte("fenced"))
 	}
 	row := faultRow{scenario: "2 aggregators, skewed clocks, SIGSTOP", events: events + 2*stops*lateRows,
@@ -219,15 +222,7 @@ func appendLate(t *testing.T, raw objstore.Bucket, tbl *schema.Table, n int, rng
 			ts.UTC().Format(time.RFC3339Nano), next, i, rng.IntN(300), rng.Float64()*100, rng.IntN(2000))
 		p.Append(v, lake.PositionOf(next+int64(i)), time.Now())
 	}
-	done := make(chan ingest.FlushResult, 1)
-	if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-		t.Fatal(err)
-	}
-	r := <-done
-	p.Settled(r)
-	if r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	ingesttest.Commit(ctx, t, p)
 }
 
 // waitExact waits until the aggregators have caught up: every summary
@@ -307,7 +302,7 @@ func wrongSummaries(t *testing.T, raw objstore.Bucket, tbl *schema.Table, summar
 			continue
 		}
 		from, to := time.UnixMicro(starts[0]), time.UnixMicro(starts[len(starts)-1]).Add(sum.Window)
-		ex, err := aggregate.ExactRecompute(tbl, sum.Window, from, to, objects...)
+		ex, err := aggtest.ExactRecompute(tbl, sum.Window, from, to, objects...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,5 +321,5 @@ func TestAggregatorsSkewedClocksAndStalls(t *testing.T) {
 	if os.Getenv("SLUICE_FAULTS") == "" {
 		t.Skip("a fault-suite scenario: runs with SLUICE_FAULTS=1 (make faults)")
 	}
-	faultAggregatorFencing(t, crashBinary(t), &faultTable{})
+	faultAggregatorFencing(t, testkit.SluiceBinary(t), &faultTable{})
 }

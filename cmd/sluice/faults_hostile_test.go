@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // hostileRecord is one file of schema/testdata/hostile: its bytes and the
@@ -61,16 +63,8 @@ func loadHostileCorpus(t *testing.T) []hostileRecord {
 // valid one) is committed once.
 func TestHostileCorpusThroughIngest(t *testing.T) {
 	corpus := loadHostileCorpus(t)
-	var events *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			events = tb
-		}
-	}
-	bucket, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := testkit.SampleTable(t)
+	bucket := objstoretest.NewLocal(t)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour}.WithDefaults(),
 		bucket, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -93,17 +87,8 @@ func TestHostileCorpusThroughIngest(t *testing.T) {
 		flushes := 0
 		flush := func() {
 			t.Helper()
-			results := make(chan ingest.FlushResult, 1)
-			if err := p.Flush(ctx, func(r ingest.FlushResult) { results <- r }); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case r := <-results:
-				if p.Settled(r) || r.Err != nil {
-					t.Fatalf("flush of partition %s: %v", part, r.Err)
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("flush did not finish within a minute")
+			if r, failed := ingesttest.Flush(ctx, t, p); failed || r.Err != nil {
+				t.Fatalf("flush of partition %s: %v", part, r.Err)
 			}
 			flushes++
 		}

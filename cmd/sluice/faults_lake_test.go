@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 )
@@ -93,34 +94,28 @@ http:
 }
 
 // startIngesterWith starts an ingester with the given config.
-func startIngesterWith(r *crashRig, config string) *child {
+func startIngesterWith(r *crashRig, config string) *testkit.Proc {
 	r.t.Helper()
-	r.ingesters++
-	c, _, err := r.procs.start(fmt.Sprintf("ingest-%02d", r.ingesters), r.bin, false,
-		"ingest", "--config", config, "--log-level", "info")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return c
+	return startIngester(r.t, r.procs, r.bin, config, &r.ingesters)
 }
 
 var httpAddrRE = regexp.MustCompile(`msg="ingest starting".* http=(\S+)`)
 
 // ingesterHTTP waits for the ingester's log to name its HTTP address.
-func ingesterHTTP(t *testing.T, c *child) string {
+func ingesterHTTP(t *testing.T, c *testkit.Proc) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		data, _ := os.ReadFile(c.logPath)
+		data, _ := os.ReadFile(c.LogPath)
 		if m := httpAddrRE.FindSubmatch(data); m != nil {
 			return string(m[1])
 		}
-		if !c.alive() {
-			t.Fatalf("%s exited before it served HTTP:\n%s", c.name, tail(c.logPath, 20))
+		if !c.Alive() {
+			t.Fatalf("%s exited before it served HTTP:\n%s", c.Name, c.Tail(20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s logged no HTTP address within 30s", c.name)
+	t.Fatalf("%s logged no HTTP address within 30s", c.Name)
 	return ""
 }
 
@@ -159,26 +154,6 @@ func scrapeMetric(t *testing.T, addr, name string, match ...string) float64 {
 		t.Fatalf("scrape %s: %v", addr, err)
 	}
 	return sum
-}
-
-// logLines returns the lines of c's log that contain every one of subs.
-func logLines(t *testing.T, c *child, subs ...string) []string {
-	t.Helper()
-	data, err := os.ReadFile(c.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		ok := true
-		for _, s := range subs {
-			ok = ok && strings.Contains(l, s)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 // rigAdmin is an admin client of the rig's broker.
@@ -369,7 +344,7 @@ func faultRetention(t *testing.T, bin string, params faultsParams, table *faultT
 		}
 	}
 	var logged int64
-	lines := logLines(t, ing, "level=ERROR", "recorded as a gap link")
+	lines := ing.LogLines(t, "level=ERROR", "recorded as a gap link")
 	for _, l := range lines {
 		m := regexp.MustCompile(` positions=(\d+)`).FindStringSubmatch(l)
 		if m == nil {
@@ -510,7 +485,7 @@ func faultTopicRecreated(t *testing.T, bin string, params faultsParams, table *f
 		return true
 	})
 	caughtUp := time.Since(stopped)
-	if !ing.alive() {
+	if !ing.Alive() {
 		t.Fatal("the ingester exited")
 	}
 	rig.stopIngesterGracefully(ing)
@@ -641,7 +616,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 
 	conflictsBefore := scrapeMetric(t, zAddr, "sluice_ingest_flush_failures_total", `reason="conflict"`)
 	rewindsBefore := scrapeMetric(t, zAddr, "sluice_ingest_rewinds_total")
-	if err := zombie.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := zombie.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
@@ -666,7 +641,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	// Links are never replaced: whatever the zombie does once it wakes up,
 	// every link committed by now must stay as it is.
 	before := kafkaChains(t, rig)
-	if err := zombie.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := zombie.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
@@ -701,7 +676,7 @@ func faultZombie(t *testing.T, bin string, params faultsParams, table *faultTabl
 	}
 	lakeVerify(t, rig, table, "zombie ingester (SIGSTOP)",
 		fmt.Sprintf("SIGSTOP %s with partitions %v; moved to the other after %s; SIGCONT after %s: %v of its commits lost to the new owner's links, %v rewinds",
-			zombie.name, zParts, moved.Round(100*time.Millisecond), stoppedFor.Round(100*time.Millisecond), conflicts, rewinds),
+			zombie.Name, zParts, moved.Round(100*time.Millisecond), stoppedFor.Round(100*time.Millisecond), conflicts, rewinds),
 		incarnation{exp: prod.exp})
 }
 

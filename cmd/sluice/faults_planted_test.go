@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // TestFaultsCatchPlantedFaults shows that the fault suite's check goes red
@@ -63,10 +65,7 @@ func TestFaultsCatchPlantedFaults(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := objstore.NewLocal(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := objstoretest.NewLocal(t)
 			exp := commitSample(t, b, 400, tc.skip)
 			if tc.plant != nil {
 				recs, err := lake.NewCommitLog(b).Records(context.Background(), crashTable)
@@ -111,12 +110,7 @@ func deleteFirst(t *testing.T, b objstore.Bucket, objs []lake.CommittedObject, k
 // expectation still holds: what a build that drops a record would leave.
 func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Expected {
 	t.Helper()
-	var events *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == crashTable {
-			events = tb
-		}
-	}
+	events := testkit.SampleTable(t)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour}.WithDefaults(),
 		b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -130,20 +124,7 @@ func commitSample(t *testing.T, b objstore.Bucket, n int, skip int64) *verify.Ex
 	defer p.Close()
 	exp := verify.NewExpected()
 	ts := time.Now().UTC().Add(-time.Hour)
-	flush := func() {
-		results := make(chan ingest.FlushResult, 1)
-		if err := p.Flush(context.Background(), func(r ingest.FlushResult) { results <- r }); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case r := <-results:
-			if p.Settled(r) || r.Err != nil {
-				t.Fatalf("flush: %v", r.Err)
-			}
-		case <-time.After(time.Minute):
-			t.Fatal("flush did not finish within a minute")
-		}
-	}
+	flush := func() { ingesttest.Commit(context.Background(), t, p) }
 	for i := range int64(n) {
 		bad := i%20 == 19
 		if bad {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -89,7 +90,7 @@ func TestFaults(t *testing.T) {
 	if os.Getenv("SLUICE_FAULTS") == "" {
 		t.Skip("the fault suite runs with SLUICE_FAULTS=1 (make faults)")
 	}
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	params := defaultFaultsParams()
 	table := &faultTable{}
 	t.Cleanup(func() {
@@ -143,13 +144,7 @@ http:
 func proxiedS3Store(t *testing.T) (crashStore, *faultproxy.Proxy) {
 	t.Helper()
 	cfg := objstoretest.S3Config(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open S3 bucket: %v", err)
-	}
-	t.Cleanup(func() { removeCrashBucket(t, b, cfg.Bucket) })
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	p, err := faultproxy.Start("http://" + cfg.Endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -176,15 +171,13 @@ func ingesterPeakRSS(t *testing.T, r *crashRig) int64 {
 
 // peakRSS is the largest ru_maxrss (VmHWM at exit) of the exited children
 // whose name starts with prefix.
-func peakRSS(cs *children, prefix string) int64 {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
+func peakRSS(cs *testkit.Procs, prefix string) int64 {
 	var peak int64
-	for _, c := range cs.all {
-		if !strings.HasPrefix(c.name, prefix) || c.state == nil {
+	for _, c := range cs.All() {
+		if !strings.HasPrefix(c.Name, prefix) || c.State() == nil {
 			continue
 		}
-		if ru, ok := c.state.SysUsage().(*syscall.Rusage); ok {
+		if ru, ok := c.State().SysUsage().(*syscall.Rusage); ok {
 			peak = max(peak, ru.Maxrss*1024) // kilobytes on Linux
 		}
 	}
@@ -230,7 +223,7 @@ func faultsCheck(ctx context.Context, b objstore.BucketReader, exp *verify.Expec
 
 // sleepProducing waits d while checking the producer and the given
 // processes every 100ms.
-func sleepProducing(t *testing.T, d time.Duration, prod *production, alive ...*child) {
+func sleepProducing(t *testing.T, d time.Duration, prod *production, alive ...*testkit.Proc) {
 	t.Helper()
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
@@ -238,8 +231,8 @@ func sleepProducing(t *testing.T, d time.Duration, prod *production, alive ...*c
 			t.Fatalf("producer: %v", err)
 		}
 		for _, c := range alive {
-			if !c.alive() {
-				t.Fatalf("%s exited during the fault; it must ride it out", c.name)
+			if !c.Alive() {
+				t.Fatalf("%s exited during the fault; it must ride it out", c.Name)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -335,7 +328,7 @@ func faultBrokerRestart(t *testing.T, bin string, params faultsParams, table *fa
 		sig  syscall.Signal
 		down time.Duration
 	}{{syscall.SIGTERM, 5 * time.Second}, {syscall.SIGKILL, 0}} {
-		code, err := rig.broker.stop(how.sig, 60*time.Second)
+		code, err := rig.broker.Stop(how.sig, 60*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +363,7 @@ func faultReplicas(t *testing.T, bin string, params faultsParams, table *faultTa
 	rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)>>1|1))
 	rig := newCrashRig(t, bin, dir, localCrashStore(t, dir))
 	faultsConfig(t, rig, fmt.Sprintf("  local_dir: %q\n", filepath.Join(dir, "lake")), 64<<20)
-	members := []*child{rig.startIngester(), rig.startIngester(), rig.startIngester()}
+	members := []*testkit.Proc{rig.startIngester(), rig.startIngester(), rig.startIngester()}
 	prod := startProduction(t, rig.brokerAddr, seed, crashParams{rate: params.rate, badShare: 0.005})
 	rig.waitCommitting(0, 60*time.Second)
 

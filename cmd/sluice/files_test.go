@@ -15,16 +15,8 @@ import (
 
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
-
-func runFilesCmd(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	code := run(ctx, append([]string{"files"}, args...), &stdout, &stderr)
-	return code, stdout.String(), stderr.String()
-}
 
 // filesLake is testLake (a compacted hour: two committed objects replaced
 // by one, and an orphan of a failed flush) plus a dead-letter object on
@@ -119,7 +111,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want := localPaths(root, tc.want)
 
-			code, out, stderr := runFilesCmd(t, append(tc.args, "--format", "list")...)
+			code, out, stderr := runCmd(t, "files", append(tc.args, "--format", "list")...)
 			if code != exitOK {
 				t.Fatalf("list: exit %d: %s", code, stderr)
 			}
@@ -127,7 +119,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 				t.Errorf("list:\n got %q\nwant %q (LiveObjects)", got, want)
 			}
 
-			code, out, stderr = runFilesCmd(t, append(tc.args, "--format", "json")...)
+			code, out, stderr = runCmd(t, "files", append(tc.args, "--format", "json")...)
 			if code != exitOK {
 				t.Fatalf("json: exit %d: %s", code, stderr)
 			}
@@ -149,7 +141,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 				}
 			}
 
-			code, out, stderr = runFilesCmd(t, append(tc.args, "--format", "duckdb")...)
+			code, out, stderr = runCmd(t, "files", append(tc.args, "--format", "duckdb")...)
 			if code != exitOK {
 				t.Fatalf("duckdb: exit %d: %s", code, stderr)
 			}
@@ -180,7 +172,7 @@ func TestFilesListsExactlyTheCommittedSet(t *testing.T) {
 func TestFilesOutputAndErrors(t *testing.T) {
 	root, live, _, _ := filesLake(t)
 	out := filepath.Join(t.TempDir(), "events.sql")
-	if code, stdout, stderr := runFilesCmd(t, "events", "--lake", root, "--format", "duckdb", "--output", out); code != exitOK || stdout != "" {
+	if code, stdout, stderr := runCmd(t, "files", "events", "--lake", root, "--format", "duckdb", "--output", out); code != exitOK || stdout != "" {
 		t.Fatalf("exit %d, stdout %q: %s", code, stdout, stderr)
 	}
 	data, err := os.ReadFile(out)
@@ -209,7 +201,7 @@ func TestFilesOutputAndErrors(t *testing.T) {
 			"table events has no committed deadletter objects yet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := runFilesCmd(t, tc.args...)
+			code, _, stderr := runCmd(t, "files", tc.args...)
 			if code != tc.code || !strings.Contains(stderr, tc.err) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr, tc.code, tc.err)
 			}
@@ -221,30 +213,20 @@ func TestFilesOutputAndErrors(t *testing.T) {
 // the list holds s3:// URLs of the committed set, and the DuckDB script
 // sets the endpoint but never the credentials.
 func TestFilesS3(t *testing.T) {
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
-	}
+	cfg := objstoretest.S3Config(t)
+	cfg.Prefix = "lakes/one"
 	root, live, _, notLive := filesLake(t)
-	cfg := objstore.S3Config{
-		Endpoint: endpoint, Bucket: fmt.Sprintf("files-lake-%d", time.Now().UnixNano()), Prefix: "lakes/one",
-		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
-		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
-	}
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	uploadDir(t, ctx, b, root)
 	cfgPath := filepath.Join(t.TempDir(), "sluice.yaml")
 	yaml := fmt.Sprintf("store:\n  s3: {endpoint: %q, bucket: %q, prefix: lakes/one, access_key: %q, secret_key: %q, insecure: true, path_style: true, region: us-east-1}\n",
-		endpoint, cfg.Bucket, cfg.AccessKey, cfg.SecretKey)
+		cfg.Endpoint, cfg.Bucket, cfg.AccessKey, cfg.SecretKey)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runFilesCmd(t, "events", "--config", cfgPath)
+	code, out, stderr := runCmd(t, "files", "events", "--config", cfgPath)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -252,11 +234,11 @@ func TestFilesS3(t *testing.T) {
 	if got := strings.Fields(out); !slices.Equal(got, want) {
 		t.Errorf("list %q, want %q", got, want)
 	}
-	code, out, stderr = runFilesCmd(t, "events", "--config", cfgPath, "--format", "duckdb")
+	code, out, stderr = runCmd(t, "files", "events", "--config", cfgPath, "--format", "duckdb")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, s := range []string{"LOAD httpfs;", "SET s3_endpoint = '" + endpoint + "';", "SET s3_url_style = 'path';", "SET s3_use_ssl = false;", "'" + want[0] + "'"} {
+	for _, s := range []string{"LOAD httpfs;", "SET s3_endpoint = '" + cfg.Endpoint + "';", "SET s3_url_style = 'path';", "SET s3_use_ssl = false;", "'" + want[0] + "'"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("duckdb script lacks %q:\n%s", s, out)
 		}

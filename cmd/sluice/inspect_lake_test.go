@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // testLake is a lake with one table whose hour was compacted: two committed
@@ -85,7 +85,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 		{name: "hour directory", target: filepath.Join(root, "events", "dt="+t0.Format(time.DateOnly)), rows: want, objects: 1, notCommitted: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", tc.target)
+			code, out, stderr := runCmd(t, "inspect", "--summary", "--format", "json", "-n", "0", tc.target)
 			if code != exitOK {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
@@ -107,7 +107,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	if err := os.CopyFS(nested, os.DirFS(filepath.Join(root, "events"))); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := runInspectCmd(t, "--summary", "--format", "json", "-n", "0", nested)
+	code, out, stderr := runCmd(t, "inspect", "--summary", "--format", "json", "-n", "0", nested)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -124,7 +124,7 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 	if err := os.CopyFS(loose, os.DirFS(filepath.Join(root, "events"))); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr = runInspectCmd(t, "--summary", "--format", "json", "-n", "0", loose)
+	code, out, stderr = runCmd(t, "inspect", "--summary", "--format", "json", "-n", "0", loose)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -140,27 +140,17 @@ func TestInspectSummaryReadsCommittedSet(t *testing.T) {
 // The same over S3, with the lake under a prefix of the bucket (a real S3
 // server: scripts/versitygw.sh start && . .testenv/versitygw.env).
 func TestInspectSummaryS3CommittedSet(t *testing.T) {
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
-	}
+	cfg := objstoretest.S3Config(t)
+	cfg.Prefix = "lakes/one"
 	root, want := testLake(t)
-	cfg := objstore.S3Config{
-		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-lake-%d", time.Now().UnixNano()), Prefix: "lakes/one",
-		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
-		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
-	}
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	uploadDir(t, ctx, b, root)
-	s3Args := []string{"--s3-endpoint", endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
+	s3Args := []string{"--s3-endpoint", cfg.Endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey, "--summary", "--format", "json", "-n", "0"}
 	for _, target := range []string{"s3://" + cfg.Bucket + "/lakes/one/events/", "s3://" + cfg.Bucket + "/lakes/one/events/dt=" + t0.Format(time.DateOnly)} {
-		code, out, stderr := runInspectCmd(t, append(s3Args, target)...)
+		code, out, stderr := runCmd(t, "inspect", append(s3Args, target)...)
 		if code != exitOK {
 			t.Fatalf("%s: exit %d: %s", target, code, stderr)
 		}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/inspect"
 	"github.com/sluicehq/sluice/lake"
-	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // inspectRow is a raw-table-like row: event time, nullable string, metadata.
@@ -78,12 +78,14 @@ func writeParquet(t *testing.T, path string, start time.Time, n, rowGroup int, o
 	}
 }
 
-func runInspectCmd(t *testing.T, args ...string) (int, string, string) {
+// runCmd runs `sluice command args...` in process, for up to 30s, and
+// returns the exit code, stdout and stderr.
+func runCmd(t *testing.T, command string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	code := run(ctx, append([]string{"inspect"}, args...), &stdout, &stderr)
+	code := run(ctx, append([]string{command}, args...), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -131,7 +133,7 @@ func TestInspectParquetFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".parquet")
 			writeParquet(t, path, t0, tc.rows, tc.rowGroup, tc.opts...)
-			code, out, stderr := runInspectCmd(t, "--format", "json", "-n", "3", path)
+			code, out, stderr := runCmd(t, "inspect", "--format", "json", "-n", "3", path)
 			if code != exitOK {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
@@ -201,7 +203,7 @@ func TestInspectParquetFile(t *testing.T) {
 func TestInspectTableFormat(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.parquet")
 	writeParquet(t, path, t0, 10, 10)
-	code, out, stderr := runInspectCmd(t, "-n", "2", path)
+	code, out, stderr := runCmd(t, "inspect", "-n", "2", path)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -285,7 +287,7 @@ func TestInspectDirectory(t *testing.T) {
 	writeLake(t, root)
 
 	t.Run("one report per object", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, "--format", "json", "-n", "1", root)
+		code, out, stderr := runCmd(t, "inspect", "--format", "json", "-n", "1", root)
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -314,7 +316,7 @@ func TestInspectDirectory(t *testing.T) {
 	})
 
 	t.Run("summary", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, "--format", "json", "--summary", "-n", "4", root)
+		code, out, stderr := runCmd(t, "inspect", "--format", "json", "--summary", "-n", "4", root)
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -337,7 +339,7 @@ func TestInspectDirectory(t *testing.T) {
 	})
 
 	t.Run("summary table", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, "--summary", "-n", "0", filepath.Join(root, "events"))
+		code, out, stderr := runCmd(t, "inspect", "--summary", "-n", "0", filepath.Join(root, "events"))
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -349,7 +351,7 @@ func TestInspectDirectory(t *testing.T) {
 	})
 
 	t.Run("commit record as table", func(t *testing.T) {
-		code, out, stderr := runInspectCmd(t, filepath.Join(root, lake.LinkKey("events", "kafka:events", "3", 1)))
+		code, out, stderr := runCmd(t, "inspect", filepath.Join(root, lake.LinkKey("events", "kafka:events", "3", 1)))
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -406,7 +408,7 @@ func TestInspectErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, stderr := runInspectCmd(t, tc.args...)
+			code, out, stderr := runCmd(t, "inspect", tc.args...)
 			if code != tc.wantCode {
 				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.wantCode, out, stderr)
 			}
@@ -420,28 +422,17 @@ func TestInspectErrors(t *testing.T) {
 // TestInspectS3 runs against a real S3 server when one is configured
 // (scripts/versitygw.sh start && . .testenv/versitygw.env).
 func TestInspectS3(t *testing.T) {
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT not set; run scripts/versitygw.sh start")
-	}
-	cfg := objstore.S3Config{
-		Endpoint: endpoint, Bucket: fmt.Sprintf("inspect-%d", time.Now().UnixNano()),
-		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
-		Insecure: true, PathStyle: true, CreateBucket: true, Region: "us-east-1",
-	}
+	cfg := objstoretest.S3Config(t)
+	b := objstoretest.OpenS3(t, cfg, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := objstore.OpenS3(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	local := t.TempDir()
 	writeLake(t, local)
 	uploadDir(t, ctx, b, local)
-	s3Args := []string{"--s3-endpoint", endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
+	s3Args := []string{"--s3-endpoint", cfg.Endpoint, "--s3-insecure", "--s3-path-style", "--s3-region", "us-east-1",
 		"--s3-access-key", cfg.AccessKey, "--s3-secret-key", cfg.SecretKey}
 
-	code, out, stderr := runInspectCmd(t, append(s3Args, "--format", "json", "--summary", "s3://"+cfg.Bucket+"/events/")...)
+	code, out, stderr := runCmd(t, "inspect", append(s3Args, "--format", "json", "--summary", "s3://"+cfg.Bucket+"/events/")...)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -453,7 +444,7 @@ func TestInspectS3(t *testing.T) {
 		t.Fatalf("summary %+v", s)
 	}
 
-	code, out, stderr = runInspectCmd(t, append(s3Args, "--format", "json", "-n", "2", "s3://"+cfg.Bucket+"/events/dt=2026-01-02/hour=04/b.parquet")...)
+	code, out, stderr = runCmd(t, "inspect", append(s3Args, "--format", "json", "-n", "2", "s3://"+cfg.Bucket+"/events/dt=2026-01-02/hour=04/b.parquet")...)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

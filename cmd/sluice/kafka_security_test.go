@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -29,13 +29,8 @@ func TestIngestKafkaSASLFromConfig(t *testing.T) {
 		t.Skip("starts a broker and the ingester")
 	}
 	const user, password = "sluice-ingest", "pw-4b1d9e-not-in-logs"
-	b, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: map[string]int32{"events": 2},
-		SASLUsers: []kafkabroker.SASLUser{{Mechanism: kafkabroker.SASLScramSHA512, User: user, Password: password}}},
-		slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := kafkatest.StartBroker(t, kafkabroker.Config{Topics: map[string]int32{"events": 2},
+		SASLUsers: []kafkabroker.SASLUser{{Mechanism: kafkabroker.SASLScramSHA512, User: user, Password: password}}})
 	t.Setenv("SLUICE_TEST_KAFKA_PASSWORD", password)
 
 	dir := t.TempDir()

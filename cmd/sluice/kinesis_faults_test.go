@@ -14,6 +14,7 @@ import (
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/sluicehq/sluice/ingest/kinesis/kinesistest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -28,7 +29,7 @@ func TestKinesisFaults(t *testing.T) {
 		t.Skip("the fault suite runs with SLUICE_FAULTS=1 (make faults)")
 	}
 	kinesistest.Endpoint(t) // skips (or fails under CI) without scripts/kinesalite.sh
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	t.Run("crash-20-kills-200k-records-4-shards", func(t *testing.T) { kinesisCrash(t, bin) })
 	t.Run("resharding-split-merge-while-killing", func(t *testing.T) { kinesisResharding(t, bin) })
 	t.Run("scaling-1-3-2", func(t *testing.T) { kinesisScaling(t, bin) })
@@ -43,8 +44,8 @@ func TestKinesisFaults(t *testing.T) {
 type kinesisRig struct {
 	t         *testing.T
 	bin, dir  string
-	procs     *children
-	server    *child
+	procs     *testkit.Procs
+	server    *testkit.Proc
 	port      string
 	data      string             // the server's data directory; "" in memory
 	kc        *awskinesis.Client // straight to the server: the producer and resharding
@@ -64,7 +65,7 @@ const kinesisTable = "kevents"
 func newKinesisRig(t *testing.T, bin string, shards int32, data string) *kinesisRig {
 	t.Helper()
 	dir := t.TempDir()
-	r := &kinesisRig{t: t, bin: bin, dir: dir, procs: newChildren(t, dir), data: data,
+	r := &kinesisRig{t: t, bin: bin, dir: dir, procs: testkit.NewProcs(t, dir), data: data,
 		stream: kinesistest.StreamName("faults"), produced: kinesistest.NewProduced()}
 	r.server, r.port = startKinesalite(t, r.procs, "kinesalite-1", "0", data)
 	endpoint := "http://127.0.0.1:" + r.port
@@ -105,15 +106,9 @@ http:
 	return r
 }
 
-func (r *kinesisRig) startIngester() *child {
+func (r *kinesisRig) startIngester() *testkit.Proc {
 	r.t.Helper()
-	r.ingesters++
-	c, _, err := r.procs.start(fmt.Sprintf("ingest-%02d", r.ingesters), r.bin, false,
-		"ingest", "--config", r.config, "--log-level", "info")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return c
+	return startIngester(r.t, r.procs, r.bin, r.config, &r.ingesters)
 }
 
 // produce puts n records (ids prefix0..) in the background; the returned
@@ -172,11 +167,11 @@ func (r *kinesisRig) verify() kinesistest.Committed {
 	return got
 }
 
-func stopAll(t *testing.T, cs ...*child) {
+func stopAll(t *testing.T, cs ...*testkit.Proc) {
 	t.Helper()
 	for _, c := range cs {
-		if code, err := c.stop(syscall.SIGTERM, 60*time.Second); err != nil || code != 0 {
-			t.Errorf("%s: exit %d, %v", c.name, code, err)
+		if code, err := c.Stop(syscall.SIGTERM, 60*time.Second); err != nil || code != 0 {
+			t.Errorf("%s: exit %d, %v", c.Name, code, err)
 		}
 	}
 }
@@ -202,22 +197,22 @@ func kinesisCrash(t *testing.T, bin string) {
 			// A zombie: stopped past its lease, a new ingester takes its
 			// shards, then it runs again for a while (its commits must
 			// lose to the new owner's) before it is killed.
-			if err := ing.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			if err := ing.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
 			old := ing
 			ing = r.startIngester()
 			time.Sleep(3 * time.Second)
-			if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := old.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(time.Second)
-			if _, err := old.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+			if _, err := old.Stop(syscall.SIGKILL, 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			zombies++
 		} else {
-			if _, err := ing.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+			if _, err := ing.Stop(syscall.SIGKILL, 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			ing = r.startIngester()
@@ -247,7 +242,7 @@ func kinesisResharding(t *testing.T, bin string) {
 	r := newKinesisRig(t, bin, 2, "")
 	ing := r.startIngester()
 	kill := func() {
-		if _, err := ing.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+		if _, err := ing.Stop(syscall.SIGKILL, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		ing = r.startIngester()
@@ -409,14 +404,14 @@ func kinesisThrottled(t *testing.T, bin string) {
 // startKinesalite runs a kinesalite of the test's own, keeping its streams
 // in dataDir (so that a restart finds them), on port ("0": a free one), and
 // returns it and its port.
-func startKinesalite(t *testing.T, procs *children, name, port, dataDir string) (*child, string) {
+func startKinesalite(t *testing.T, procs *testkit.Procs, name, port, dataDir string) (*testkit.Proc, string) {
 	t.Helper()
 	modules := os.Getenv("SLUICE_TEST_KINESALITE_MODULES")
 	if modules == "" {
 		t.Fatal("SLUICE_TEST_KINESALITE_MODULES not set (scripts/kinesalite.sh start writes it)")
 	}
 	portFile := filepath.Join(t.TempDir(), name+".port")
-	c, _, err := procs.start(name, "node", false, filepath.Join(repoRoot, "scripts", "kinesalite-server.js"), modules, portFile, port, dataDir)
+	c, _, err := procs.Start(name, "node", false, filepath.Join(repoRoot, "scripts", "kinesalite-server.js"), modules, portFile, port, dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,8 +420,8 @@ func startKinesalite(t *testing.T, procs *children, name, port, dataDir string) 
 		if data, err := os.ReadFile(portFile); err == nil && len(data) > 0 {
 			return c, string(data)
 		}
-		if !c.alive() || time.Now().After(deadline) {
-			t.Fatalf("%s did not start\n%s", name, tail(c.logPath, 20))
+		if !c.Alive() || time.Now().After(deadline) {
+			t.Fatalf("%s did not start\n%s", name, c.Tail(20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -442,7 +437,7 @@ func kinesisServerRestart(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	r.waitRows(3_000, 30*time.Second)
-	if _, err := r.server.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+	if _, err := r.server.Stop(syscall.SIGKILL, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // the ingester's calls fail meanwhile

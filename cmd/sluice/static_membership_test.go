@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -19,10 +20,10 @@ import (
 // under the same id gets its partitions back at once; without it the group
 // waits out the dead member's session (45 s by default).
 func TestStaticMembershipRestartAfterKill(t *testing.T) {
-	bin := crashBinary(t)
+	bin := testkit.SluiceBinary(t)
 	dir := t.TempDir()
-	cs := newChildren(t, dir)
-	_, addr, err := cs.start("broker", bin, true, "broker", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "kafka"), "--topic", "events:4")
+	cs := testkit.NewProcs(t, dir)
+	_, addr, err := cs.Start("broker", bin, true, "broker", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "kafka"), "--topic", "events:4")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,28 +69,28 @@ func TestStaticMembershipRestartAfterKill(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		cs.printTails(20)
+		cs.PrintTails(20)
 		t.Fatalf("only %d of %d records committed within %s", committed(), want, within)
 		return 0
 	}
 
-	first, _, err := cs.start("ingest-1", bin, false, "ingest", "--config", cfg)
+	first, _, err := cs.Start("ingest-1", bin, false, "ingest", "--config", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	produce(200)
 	waitFor(200, 30*time.Second)
-	if _, err := first.stop(syscall.SIGKILL, 10*time.Second); err != nil {
+	if _, err := first.Stop(syscall.SIGKILL, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	produce(200)
-	second, _, err := cs.start("ingest-2", bin, false, "ingest", "--config", cfg)
+	second, _, err := cs.Start("ingest-2", bin, false, "ingest", "--config", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	took := waitFor(400, 15*time.Second)
 	t.Logf("restarted member committed new records %s after its start", took.Round(10*time.Millisecond))
-	if code, err := second.stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
+	if code, err := second.Stop(syscall.SIGTERM, 30*time.Second); err != nil || code != 0 {
 		t.Fatalf("graceful stop: exit %d, %v", code, err)
 	}
 }

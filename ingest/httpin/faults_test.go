@@ -3,6 +3,7 @@ package httpin_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest/httpin"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -55,9 +57,7 @@ func runChild(dir string) int {
 // startChild runs the server in a child process and returns its URL.
 func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	cmd.Stderr = os.Stderr
+	cmd := testkit.TestBinaryCmd(context.Background(), childEnv+"="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/inbox"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -95,9 +96,7 @@ func faultsOnly(t *testing.T) {
 
 func startWorker(t *testing.T, dir string, split int64, lease time.Duration) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envWorker+"="+dir, envWorkerSplit+"="+strconv.FormatInt(split, 10), envWorkerLease+"="+lease.String())
-	cmd.Stderr = os.Stderr
+	cmd := testkit.TestBinaryCmd(context.Background(), envWorker+"="+dir, envWorkerSplit+"="+strconv.FormatInt(split, 10), envWorkerLease+"="+lease.String())
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -17,14 +17,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // The committed objects must be readable by an independent Parquet
 // implementation: Arrow's own reader, not the parquet-go that wrote them.
 func TestCommittedObjectsReadByArrowParquetReader(t *testing.T) {
-	c := newCluster(t, 3)
-	b := newLocalBucket(t)
+	c := kafkatest.NewCluster(t, testTopic, 3)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
 	const n = 3000
 	produce(t, c.ListenAddrs(), n, 0, start)

@@ -3,18 +3,10 @@ package kafka
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +18,9 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -120,57 +115,6 @@ func TestConfigRedactsPassword(t *testing.T) {
 	}
 }
 
-// testCert is a self-signed certificate for 127.0.0.1, usable by the broker
-// and, for mutual TLS, by the client.
-type testCert struct {
-	certFile, keyFile string
-	pair              tls.Certificate
-	pool              *x509.CertPool
-}
-
-func newTestCert(t *testing.T) testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "sluice-test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	c := testCert{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := os.WriteFile(c.certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if c.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	c.pool = x509.NewCertPool()
-	c.pool.AppendCertsFromPEM(certPEM)
-	return c
-}
-
 // TestKafkaSecurityEndToEnd runs the source against a broker that requires
 // SASL (and TLS, and client certificates) with each mechanism: with the
 // right settings every record is committed once; with wrong ones CheckKafka
@@ -179,25 +123,19 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts brokers")
 	}
-	cert := newTestCert(t)
+	cert := testkit.NewCert(t)
 	users := []kafkabroker.SASLUser{
 		{Mechanism: SASLPlain, User: "plain-user", Password: "plain-pass"},
 		{Mechanism: SASLScramSHA256, User: "scram256-user", Password: "scram256-pass"},
 		{Mechanism: SASLScramSHA512, User: "scram512-user", Password: "scram512-pass"},
 	}
-	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert.pair}, MinVersion: tls.VersionTLS12}
+	serverTLS := cert.ServerConfig()
 	mutualTLS := serverTLS.Clone()
-	mutualTLS.ClientAuth, mutualTLS.ClientCAs = tls.RequireAndVerifyClientCert, cert.pool
+	mutualTLS.ClientAuth, mutualTLS.ClientCAs = tls.RequireAndVerifyClientCert, cert.Pool
 	startBroker := func(t *testing.T, tc *tls.Config) string {
-		b, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: map[string]int32{testTopic: 2},
-			TLS: tc, SASLUsers: users}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b.Addr()
+		return kafkatest.StartBroker(t, kafkabroker.Config{Topics: map[string]int32{testTopic: 2}, TLS: tc, SASLUsers: users}).Addr()
 	}
-	verified := TLS{Enabled: true, CAFile: cert.certFile}
+	verified := TLS{Enabled: true, CAFile: cert.CertFile}
 	for _, tc := range []struct {
 		name    string
 		server  *tls.Config
@@ -210,7 +148,7 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 		{name: "scram-sha-512 over tls", server: serverTLS, tls: verified,
 			sasl: SASL{Mechanism: SASLScramSHA512, Username: "scram512-user", Password: "scram512-pass"}},
 		{name: "plain over mutual tls", server: mutualTLS,
-			tls:  TLS{Enabled: true, CAFile: cert.certFile, CertFile: cert.certFile, KeyFile: cert.keyFile},
+			tls:  TLS{Enabled: true, CAFile: cert.CertFile, CertFile: cert.CertFile, KeyFile: cert.KeyFile},
 			sasl: SASL{Mechanism: SASLPlain, Username: "plain-user", Password: "plain-pass"}},
 		{name: "wrong password", sasl: SASL{Mechanism: SASLScramSHA256, Username: "scram256-user", Password: "wrong"},
 			wantErr: `SASL SCRAM-SHA-256 as "scram256-user"`},
@@ -248,12 +186,12 @@ func TestKafkaSecurityEndToEnd(t *testing.T) {
 				t.Fatalf("CheckKafka: %v", err)
 			}
 			want := produceSecure(t, addr, opts, 600, 25)
-			b := newLocalBucket(t)
+			b := objstoretest.NewLocal(t)
 			w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 200, FlushInterval: 200 * time.Millisecond}, b, testLogger(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), nil, opts...)
+			src, err := NewSource(cfg, []*schema.Table{testkit.SampleTable(t)}, w, testLogger(t), nil, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

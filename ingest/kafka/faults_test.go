@@ -19,8 +19,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
 // These tests each inject one fault of the commit protocol's list (the lake
@@ -222,9 +224,9 @@ func admin(t *testing.T, c *kfake.Cluster) *kadm.Client {
 // rewind must restart where the chain ends once both have settled, not at
 // the later flush's first offset.
 func TestLaterFlushFailsFirstBeforeFirstCommit(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "a", 3000)
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	// The first two raw uploads (two flushes in flight) wait for each other;
 	// then the later flush's (the larger number in its name: link or first
 	// offset) fails at once and the earlier one's fails after it.
@@ -289,9 +291,9 @@ func flushNumber(t *testing.T, key string) int64 {
 // Fault 7: a rewind makes the writer upload the same records again; no key
 // may be written twice (a committed object must never be replaced).
 func TestObjectKeysNeverReused(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "k", 2000)
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	// Commits fail after their objects were uploaded: the retry uploads the
 	// same records again.
 	attempted := map[string]bool{}
@@ -322,10 +324,10 @@ func TestObjectKeysNeverReused(t *testing.T) {
 // source runs. Its offsets restart at 0, far below the chain end: the new
 // records must be ingested under a reset link, not dropped as redeliveries.
 func TestTopicRecreatedIsANewIncarnation(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	adm := admin(t, c)
 	before := produceIDs(t, c.ListenAddrs(), testTopic, "old", 500)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, before, 30*time.Second)
 
@@ -379,9 +381,9 @@ func waitTopic(t *testing.T, adm *kadm.Client, exists bool) {
 func TestRetentionPastChainEndIsAGap(t *testing.T) {
 	for _, start := range []string{"earliest", "latest"} {
 		t.Run(start, func(t *testing.T) {
-			c := newCluster(t, 1)
+			c := kafkatest.NewCluster(t, testTopic, 1)
 			adm := admin(t, c)
-			b := newLocalBucket(t)
+			b := objstoretest.NewLocal(t)
 			reg := prometheus.NewRegistry()
 			cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: start}
 			wcfg := ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}
@@ -438,10 +440,10 @@ func waitGenesis(t *testing.T, b objstore.Bucket) {
 // resolved (the genesis), not resolve latest again and skip what arrived
 // in between.
 func TestLatestIsResolvedOnce(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	ignored := produceIDs(t, c.ListenAddrs(), testTopic, "before", 100) // before the table started: not wanted
 	_ = ignored
-	b := newFaultBucket(newLocalBucket(t))
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	b.putHook = func(string, int64) error { return errors.New("injected: the first owner never commits data") }
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
 	wcfg := ingest.WriterConfig{FlushRecords: 50, FlushInterval: 50 * time.Millisecond}
@@ -464,9 +466,9 @@ func TestLatestIsResolvedOnce(t *testing.T) {
 // with latest start at their beginning: records produced before the source
 // noticed them are kept.
 func TestPartitionsAddedMidRunStartAtTheirBeginning(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	adm := admin(t, c)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", StartOffset: "latest"}
 	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()),
 		kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(time.Second))
@@ -489,7 +491,7 @@ func TestPartitionsAddedMidRunStartAtTheirBeginning(t *testing.T) {
 // Fault 8: records of aborted transactions are never ingested; committed
 // transactions are, once.
 func TestAbortedTransactionsAreNotIngested(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("txn-producer"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +521,7 @@ func TestAbortedTransactionsAreNotIngested(t *testing.T) {
 	}
 	// A last plain record marks the end: once it is in, everything before is.
 	want = union(want, produceIDs(t, c.ListenAddrs(), testTopic, "tail", 2))
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 40, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)
 	src.stop(t)
@@ -530,9 +532,9 @@ func TestAbortedTransactionsAreNotIngested(t *testing.T) {
 // partition starts (one latest, one earliest) open it at once. Exactly one
 // genesis is written and both continue from it.
 func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	early := produceIDsTo(t, c.ListenAddrs(), testTopic, "early", 200)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	wcfg := ingest.WriterConfig{FlushRecords: 60, FlushInterval: 30 * time.Millisecond}
 	z := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-z", StartOffset: "earliest"}, b, wcfg, newProcMetrics(prometheus.NewRegistry()))
 	l := startSourceWith(t, Config{Brokers: c.ListenAddrs(), Group: "owner-l", StartOffset: "latest"}, b, wcfg, newProcMetrics(prometheus.NewRegistry()))
@@ -565,9 +567,9 @@ func TestTwoOwnersAgreeOnOneGenesis(t *testing.T) {
 // waiting, and the last link once caught up says none is (the aggregator
 // tells an idle partition from a lagging one by it).
 func TestLinksCarryTheSourceLag(t *testing.T) {
-	c := newCluster(t, 1)
+	c := kafkatest.NewCluster(t, testTopic, 1)
 	want := produceIDs(t, c.ListenAddrs(), testTopic, "lag", 500)
-	b := newLocalBucket(t)
+	b := objstoretest.NewLocal(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Group: "g", FetchMaxBytes: 8 << 10, FetchMaxPartitionBytes: 8 << 10}
 	src := startSourceWith(t, cfg, b, ingest.WriterConfig{FlushRecords: 100, FlushInterval: 50 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
 	waitIDs(t, b, want, 30*time.Second)

@@ -18,8 +18,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -81,8 +83,8 @@ func TestKafkaRoutesOneTopicIntoTwoTablesWithMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t, 3)
-	b := newLocalBucket(t)
+	c := kafkatest.NewCluster(t, testTopic, 3)
+	b := objstoretest.NewLocal(t)
 
 	// Produce: kinds click (most), view (1 in 10), other and a non-JSON
 	// record (no route takes them: dead letters of clicks, declared first).

@@ -17,12 +17,14 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -33,27 +35,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func eventsTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			return tb
-		}
-	}
-	t.Fatal("sample table events missing")
-	return nil
-}
-
-func newCluster(t *testing.T, partitions int32) *kfake.Cluster {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, testTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
 }
 
 type produced struct {
@@ -301,7 +282,7 @@ func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.Wr
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout, cfg.RebalanceTimeout = 6*time.Second, 10*time.Second
 	}
-	src, err := NewSource(cfg, []*schema.Table{eventsTable(t)}, w, testLogger(t), pm.kafka, opts...)
+	src, err := NewSource(cfg, []*schema.Table{testkit.SampleTable(t)}, w, testLogger(t), pm.kafka, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,18 +292,9 @@ func startSourceWith(t *testing.T, cfg Config, b objstore.Bucket, wcfg ingest.Wr
 	return r
 }
 
-func newLocalBucket(t *testing.T) objstore.Bucket {
-	t.Helper()
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
-	c := newCluster(t, 4)
-	b := newLocalBucket(t)
+	c := kafkatest.NewCluster(t, testTopic, 4)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour).Add(59 * time.Minute) // spans an hour boundary
 	want := produce(t, c.ListenAddrs(), 9000, 50, start)
 	reg := prometheus.NewRegistry()
@@ -356,8 +328,8 @@ func TestKafkaSourceExactlyOnceWithDeadLetters(t *testing.T) {
 }
 
 func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
-	c := newCluster(t, 3)
-	b := newLocalBucket(t)
+	c := kafkatest.NewCluster(t, testTopic, 3)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	want := produce(t, c.ListenAddrs(), 3000, 0, start)
 	src := startSource(t, c.ListenAddrs(), "g1", b, ingest.WriterConfig{FlushRecords: 400, FlushInterval: 100 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))
@@ -382,8 +354,8 @@ func TestKafkaSourceResumesFromCommitLogNotGroupOffsets(t *testing.T) {
 // chain and built their link, so the race is real: the conditional create
 // must let exactly one of them win, and the other count a conflict.
 func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
-	c := newCluster(t, 4)
-	b := newFaultBucket(newLocalBucket(t))
+	c := kafkatest.NewCluster(t, testTopic, 4)
+	b := newFaultBucket(objstoretest.NewLocal(t))
 	contested := lake.LinkKey("events", SourceName(testTopic), "0", 1)
 	var mu sync.Mutex
 	arrived := 0
@@ -428,8 +400,8 @@ func TestKafkaSourceTwoOwnersNeverDuplicate(t *testing.T) {
 // Members join and leave one group while records flow; every partition
 // changes hands at least once.
 func TestKafkaSourceRebalanceExactlyOnce(t *testing.T) {
-	c := newCluster(t, 6)
-	b := newLocalBucket(t)
+	c := kafkatest.NewCluster(t, testTopic, 6)
+	b := objstoretest.NewLocal(t)
 	start := time.Now().UTC().Add(-time.Hour)
 	cfg := ingest.WriterConfig{FlushRecords: 250, FlushInterval: 100 * time.Millisecond}
 	pm := newProcMetrics(prometheus.NewRegistry())
@@ -524,8 +496,8 @@ func (f *flakyBucket) Put(ctx context.Context, key string, r io.Reader, size int
 // A flush that fails before anything of its partition was ever committed
 // must rewind to the dropped buffer's first record, not skip past it.
 func TestKafkaSourceRewindsBeforeFirstCommit(t *testing.T) {
-	c := newCluster(t, 2)
-	b := &flakyBucket{Bucket: newLocalBucket(t)}
+	c := kafkatest.NewCluster(t, testTopic, 2)
+	b := &flakyBucket{Bucket: objstoretest.NewLocal(t)}
 	b.failures.Store(3)
 	want := produce(t, c.ListenAddrs(), 2000, 0, time.Now().UTC().Add(-time.Hour))
 	src := startSource(t, c.ListenAddrs(), "g", b, ingest.WriterConfig{FlushRecords: 300, FlushInterval: 100 * time.Millisecond}, newProcMetrics(prometheus.NewRegistry()))

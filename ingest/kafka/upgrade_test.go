@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -37,7 +38,7 @@ func TestLakeOfThePreviousVersionIsReadAndExtended(t *testing.T) {
 	}
 	checkIDs(t, want, committedIDs(t, b)) // the old lake reads as it was written
 
-	c := newCluster(t, 2)
+	c := kafkatest.NewCluster(t, testTopic, 2)
 	// Offsets [0, 120) of each partition are the ones the old chains hold.
 	produceIDs(t, c.ListenAddrs(), testTopic, "already-ingested", 240)
 	want = union(want, produceIDs(t, c.ListenAddrs(), testTopic, "after-upgrade", 300))

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/ingest/kinesis/kinesistest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
+	"github.com/sluicehq/sluice/objstore/objstoretest"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -24,10 +25,7 @@ func TestKinesisSourceMapsPartitionKeyAndArrivalTime(t *testing.T) {
 	kc := kinesistest.NewClient(endpoint)
 	stream := kinesistest.StreamName("cols")
 	kinesistest.CreateStream(t, kc, stream, 2)
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := objstoretest.NewLocal(t)
 	tables, err := schema.Parse(fmt.Appendf(nil, `tables:
   - name: kc
     kinesis: {stream: %s, columns: {partition_key: pk, timestamp: arrived}}

@@ -109,10 +109,7 @@ func TestKinesisSourceExactlyOnceAcrossReshardingAndRestart(t *testing.T) {
 	kc := kinesistest.NewClient(endpoint)
 	stream := kinesistest.StreamName("basic")
 	kinesistest.CreateStream(t, kc, stream, 2)
-	b, err := objstore.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := objstoretest.NewLocal(t)
 	table := testTable(t, "kt", stream)
 	p := kinesistest.NewProduced()
 	ctx := t.Context()

@@ -78,3 +78,33 @@ func TestWiringStaysInTheBinary(t *testing.T) {
 		}
 	}
 }
+
+// Test kits are for tests: no production package imports one, except that
+// the benchmark harness drives the aggregator's fold through aggtest (as
+// `sluice bench aggregate --fold-only`). Test files' imports are not
+// counted: `go list` reports them apart.
+func TestTestKitsStayOutOfProduction(t *testing.T) {
+	kits := []string{"internal/testkit", "internal/testkit/ingesttest", "internal/testkit/kafkatest", "aggregate/aggtest",
+		"objstore/objstoretest", "lake/laketest", "ingest/kinesis/kinesistest", "internal/browsertest"}
+	allowed := map[string]map[string]bool{"loadtest/bench": {"aggregate/aggtest": true}}
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	isKit := map[string]bool{}
+	for _, k := range kits {
+		isKit[k] = true
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, ok := strings.CutPrefix(fields[0], mod)
+		if !ok || isKit[pkg] {
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if p, ok := strings.CutPrefix(imp, mod); ok && isKit[p] && !allowed[pkg][p] {
+				t.Errorf("%s imports the test kit %s", pkg, p)
+			}
+		}
+	}
+}

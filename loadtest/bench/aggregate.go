@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/aggregate/aggtest"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
@@ -140,10 +140,10 @@ func hashKey(k []byte) uint32 {
 
 // RunAggregate prepares the raw objects and aggregates them, as
 // `sluice bench aggregate` does.
-func RunAggregate(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) (aggregate.BenchResult, error) {
+func RunAggregate(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) (aggtest.BenchResult, error) {
 	objects, err := PrepareRaw(ctx, b, cfg)
 	if err != nil {
-		return aggregate.BenchResult{}, err
+		return aggtest.BenchResult{}, err
 	}
-	return aggregate.BenchAggregate(ctx, cfg.Table, cfg.Window, objects, cfg.Workers)
+	return aggtest.BenchAggregate(ctx, cfg.Table, cfg.Window, objects, cfg.Workers)
 }

@@ -23,7 +23,7 @@ import (
 // in a store (a local directory or S3), then the real `sluice aggregate
 // --once` process over them, timed and measured by the kernel (wall time,
 // user+system CPU, peak RSS) as any other process would be. The in-memory
-// fold (aggregate.BenchAggregate) is the micro-benchmark beside it.
+// fold (aggtest.BenchAggregate) is the micro-benchmark beside it.
 
 // LakeConfig describes the lake a pass benchmark prepares.
 type LakeConfig struct {

@@ -3,7 +3,6 @@ package gen
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -11,16 +10,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kafkabroker"
+	"github.com/sluicehq/sluice/internal/testkit/kafkatest"
 )
 
 func startBroker(t *testing.T, topics map[string]int32) string {
 	t.Helper()
-	b, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: topics}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b.Addr()
+	return kafkatest.StartBroker(t, kafkabroker.Config{Topics: topics}).Addr()
 }
 
 func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
@@ -246,11 +241,7 @@ func TestTokenBucket(t *testing.T) {
 // BenchmarkProducer measures end-to-end produce throughput into an in-process
 // broker (acks=all, idempotent, default linger): one op is one event.
 func BenchmarkProducer(b *testing.B) {
-	br, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Topics: map[string]int32{"events": 8}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close()
+	br := kafkatest.StartBroker(b, kafkabroker.Config{Topics: map[string]int32{"events": 8}})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr()))
 	if err != nil {
 		b.Fatal(err)

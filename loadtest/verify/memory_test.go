@@ -5,14 +5,13 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"runtime/metrics"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -95,11 +94,11 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 	t.Logf("wrote %d records in %s", partitions*perPart, time.Since(writeStart).Round(time.Millisecond))
 
 	runtime.GC()
-	base := heapObjects()
+	base := testkit.HeapObjects()
 	start := time.Now()
 	var rep verify.Report
 	var readErr error
-	peak := peakHeap(func() {
+	peak := testkit.PeakHeap(func() {
 		var got *verify.Committed
 		got, readErr = verify.ReadCommitted(ctx, b, table, verify.Options{EventIDColumn: "event_id"})
 		if readErr == nil {
@@ -118,37 +117,4 @@ func TestReadCommittedTwoMillionRecordsBoundedMemory(t *testing.T) {
 	if used > 120<<20 {
 		t.Fatalf("verifying 2M records took %d bytes of heap, want well under 200 MB (<= 120 MiB)", used)
 	}
-}
-
-func heapObjects() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
-
-// peakHeap runs fn and returns the most heap the process held meanwhile,
-// sampled every 5ms without stopping the world.
-func peakHeap(fn func()) uint64 {
-	var peak atomic.Uint64
-	peak.Store(heapObjects())
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if v := heapObjects(); v > peak.Load() {
-					peak.Store(v)
-				}
-			}
-		}
-	}()
-	fn()
-	close(stop)
-	<-sampled
-	return max(peak.Load(), heapObjects())
 }

@@ -14,12 +14,13 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
-	"github.com/sluicehq/sluice/schema"
 )
 
 const (
@@ -54,12 +55,7 @@ func writeLake(t *testing.T) *committedLake {
 	t.Helper()
 	ctx := context.Background()
 	b := objstoretest.NewLocal(t)
-	var events *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == table {
-			events = tb
-		}
-	}
+	events := testkit.SampleTable(t)
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 2},
 		b, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -90,15 +86,7 @@ func writeLake(t *testing.T) *committedLake {
 				p.Append(value, lake.PositionOf(off), ev.TS)
 				off++
 			}
-			done := make(chan ingest.FlushResult, 1)
-			if err := p.Flush(ctx, func(r ingest.FlushResult) { done <- r }); err != nil {
-				t.Fatal(err)
-			}
-			r := <-done
-			p.Settled(r)
-			if r.Err != nil {
-				t.Fatalf("flush: %v", r.Err)
-			}
+			ingesttest.Commit(ctx, t, p)
 		}
 		p.Close()
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/objstore"
 )
@@ -72,7 +73,14 @@ func S3Config(t testing.TB) objstore.S3Config {
 // skips); the bucket and its objects are removed after the test.
 func NewS3(t testing.TB, logger *slog.Logger) *objstore.S3 {
 	t.Helper()
-	cfg := S3Config(t)
+	return OpenS3(t, S3Config(t), logger)
+}
+
+// OpenS3 opens the bucket cfg names, a config from S3Config that the test
+// may have changed (a prefix, say), creating it; the bucket and the objects
+// under cfg's prefix are removed after the test.
+func OpenS3(t testing.TB, cfg objstore.S3Config, logger *slog.Logger) *objstore.S3 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b, err := objstore.OpenS3(ctx, cfg, logger)
@@ -83,8 +91,10 @@ func NewS3(t testing.TB, logger *slog.Logger) *objstore.S3 {
 	return b
 }
 
+// removeBucket deletes every object, 16 at a time (some tests leave
+// hundreds of thousands), then the bucket.
 func removeBucket(t testing.TB, b *objstore.S3, bucket string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	var keys []string
 	if err := b.Iter(ctx, "", func(a objstore.ObjectAttrs) error {
@@ -94,10 +104,14 @@ func removeBucket(t testing.TB, b *objstore.S3, bucket string) {
 		t.Errorf("cleanup: list %s: %v", bucket, err)
 		return
 	}
+	var g errgroup.Group
+	g.SetLimit(16)
 	for _, k := range keys {
-		if err := b.Delete(ctx, k); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
+		g.Go(func() error { return b.Delete(ctx, k) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
 	}
 	if err := b.Client().RemoveBucket(ctx, bucket); err != nil && minio.ToErrorResponse(err).Code != "NoSuchBucket" {
 		t.Errorf("cleanup: remove bucket %s: %v", bucket, err)
@@ -122,7 +136,6 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-// put stores data under key or fails the test.
 // Put stores data under key or fails the test.
 func Put(t testing.TB, b objstore.Bucket, key string, data []byte) {
 	t.Helper()

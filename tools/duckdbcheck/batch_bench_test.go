@@ -18,9 +18,9 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/batch"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/objstore"
-	"github.com/sluicehq/sluice/schema"
 )
 
 // TestBatchVersusDuckDB (SLUICE_BENCH_BATCH=1) times `sluice batch run`'s
@@ -123,12 +123,7 @@ func TestBatchVersusDuckDBChild(t *testing.T) {
 	if engine == "" {
 		t.Skip("run by TestBatchVersusDuckDB")
 	}
-	var tbl *schema.Table
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == "events" {
-			tbl = tb
-		}
-	}
+	tbl := testkit.SampleTable(t)
 	began := time.Now()
 	var groups, rows int64
 	switch engine {

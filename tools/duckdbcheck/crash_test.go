@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/lakefiles"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/verify"
 	"github.com/sluicehq/sluice/objstore"
@@ -86,59 +85,43 @@ func TestREADMEQueryAfterSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sluice and runs it for half a minute")
 	}
-	bin := buildSluice(t)
+	bin := testkit.SluiceBinary(t)
 	dataDir := t.TempDir()
 	lakeDir := filepath.Join(dataDir, "lake")
 	kills := 3
+	procs := testkit.NewProcs(t, dataDir)
 	for i := range kills + 1 {
-		cmd := exec.Command(bin, "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		p, _, err := procs.Start(fmt.Sprintf("dev-%d", i), bin, false, "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--rate", "2000", "--flush-interval", "200ms", "--log-level", "warn")
-		logPath := filepath.Join(dataDir, fmt.Sprintf("dev-%d.log", i))
-		logFile, err := os.Create(logPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait(); logFile.Close() }()
 		before := dataLinks(t, lakeDir)
 		deadline := time.Now().Add(60 * time.Second)
 		for dataLinks(t, lakeDir) < before+4 {
 			select {
-			case err := <-done:
-				t.Fatalf("run %d: dev exited early (%v):\n%s", i, err, readLog(logPath))
+			case <-p.Exited():
+				t.Fatalf("run %d: dev exited early (%v):\n%s", i, p.WaitErr(), p.Tail(40))
 			case <-time.After(100 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				<-done
-				t.Fatalf("run %d: dev committed nothing within a minute:\n%s", i, readLog(logPath))
+				t.Fatalf("run %d: dev committed nothing within a minute:\n%s", i, p.Tail(40))
 			}
 		}
 		if i < kills {
 			// Somewhere between flushes, or in the middle of one.
 			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			if _, err := p.Stop(syscall.SIGKILL, time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			<-done
 			continue
 		}
-		if err := cmd.Process.Signal(os.Interrupt); err != nil {
-			t.Fatal(err)
+		code, err := p.Stop(syscall.SIGINT, 2*time.Minute)
+		if err != nil {
+			t.Fatalf("dev still running two minutes after Ctrl-C: %v\n%s", err, p.Tail(40))
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("dev after Ctrl-C: %v\n%s", err, readLog(logPath))
-			}
-		case <-time.After(2 * time.Minute):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Fatalf("dev still running two minutes after Ctrl-C:\n%s", readLog(logPath))
+		if code != 0 {
+			t.Fatalf("dev after Ctrl-C: exit %d\n%s", code, p.Tail(40))
 		}
 	}
 	readme, glob := checkLake(t, lakeDir)
@@ -177,29 +160,4 @@ func dataLinks(t *testing.T, lakeDir string) int {
 		}
 	}
 	return n
-}
-
-// buildSluice builds the binary of the main module (../..).
-func buildSluice(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sluice")
-	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(goTool); os.Getenv("GOROOT") == "" || err != nil {
-		goTool = "go"
-	}
-	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/sluice")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/sluice: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func readLog(path string) string {
-	data, _ := os.ReadFile(path)
-	s := string(data)
-	if lines := strings.Split(s, "\n"); len(lines) > 40 {
-		s = strings.Join(lines[len(lines)-40:], "\n")
-	}
-	return s
 }

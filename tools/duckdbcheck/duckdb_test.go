@@ -19,6 +19,8 @@ import (
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/lakefiles"
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/ingesttest"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/loadtest/verify"
@@ -189,17 +191,6 @@ type written struct {
 	orphanRows int64
 }
 
-func eventsTable(t *testing.T) *schema.Table {
-	t.Helper()
-	for _, tb := range schema.SampleTables() {
-		if tb.Name == table {
-			return tb
-		}
-	}
-	t.Fatal("no sample table events")
-	return nil
-}
-
 // partitionData is the records of one partition in offset order; with
 // refused, one in 25 is malformed.
 func partitionData(t *testing.T, seed int64, n int, refused bool) (values [][]byte, times []time.Time, bad []bool) {
@@ -225,12 +216,7 @@ func flush(t *testing.T, p *ingest.Partition, values [][]byte, times []time.Time
 	for i := from; i < to; i++ {
 		p.Append(values[i], lake.PositionOf(int64(i)), times[i])
 	}
-	done := make(chan ingest.FlushResult, 1)
-	if err := p.Flush(context.Background(), func(r ingest.FlushResult) { done <- r }); err != nil {
-		t.Fatal(err)
-	}
-	r := <-done
-	p.Settled(r)
+	r, _ := ingesttest.Flush(context.Background(), t, p)
 	return r.Err
 }
 
@@ -269,7 +255,7 @@ func crash(t *testing.T, b objstore.Bucket, tb *schema.Table, partition string, 
 func writeLake(t *testing.T, b objstore.Bucket) written {
 	t.Helper()
 	ctx := context.Background()
-	tb := eventsTable(t)
+	tb := testkit.SampleTable(t)
 	const flushes, perFlush = 3, 300
 	var out written
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: 1 << 20, FlushInterval: time.Hour, Workers: 2},
@@ -401,7 +387,7 @@ func TestREADMEQueryCountsCommittedRecordsOnce(t *testing.T) {
 	}
 	var res aggregate.CompactionResult
 	for {
-		r, err := c.CompactTable(ctx, eventsTable(t), time.Now())
+		r, err := c.CompactTable(ctx, testkit.SampleTable(t), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,7 +439,7 @@ func TestREADMEQueryCountsCommittedRecordsOnce(t *testing.T) {
 // it as NULL, in the same view as objects that have it.
 func TestDuckDBViewReadsMixedSchemas(t *testing.T) {
 	ctx := context.Background()
-	v1 := eventsTable(t)
+	v1 := testkit.SampleTable(t)
 	yaml := bytes.Replace(schema.SampleYAML, []byte("- {name: ok, type: bool}"),
 		[]byte("- {name: ok, type: bool}\n      - {name: region, type: string, nullable: true}"), 1)
 	tables, err := schema.Parse(yaml, "events-v2.yaml")

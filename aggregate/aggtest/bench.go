@@ -1,4 +1,4 @@
-package aggregate
+package aggtest
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -40,7 +41,7 @@ func BenchAggregate(ctx context.Context, t *schema.Table, window time.Duration, 
 	from := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 	start := time.Now()
-	s, st, err := AggregateObjects(ctx, t, window, from, to, workers, objects)
+	s, st, err := aggregate.AggregateObjects(ctx, t, window, from, to, workers, objects)
 	d := time.Since(start)
 	if err != nil {
 		return BenchResult{}, err

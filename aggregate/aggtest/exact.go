@@ -1,4 +1,4 @@
-package aggregate
+package aggtest
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -50,7 +51,7 @@ type Exact struct {
 // and every quantile input, so it is for tests and verification of modest
 // data sizes, not for production.
 func ExactRecompute(t *schema.Table, window time.Duration, from, to time.Time, objects ...[]byte) (*Exact, error) {
-	l, err := newLayout(t)
+	measures, err := rollupMeasures(t)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +83,11 @@ func ExactRecompute(t *schema.Table, window time.Duration, from, to time.Time, o
 				return nil, err
 			}
 		}
-		mc := make([]int, len(l.specs))
-		for i := range l.specs {
+		mc := make([]int, len(measures))
+		for i, m := range measures {
 			mc[i] = -1
-			if l.specs[i].FieldIndex() >= 0 {
-				if mc[i], err = col(l.specs[i].Field); err != nil {
+			if m.FieldIndex() >= 0 {
+				if mc[i], err = col(m.Field); err != nil {
 					return nil, err
 				}
 			}
@@ -111,12 +112,12 @@ func ExactRecompute(t *schema.Table, window time.Duration, from, to time.Time, o
 				k := groupKey(start, dims)
 				g := ex.Rows[k]
 				if g == nil {
-					g = &ExactRow{Start: start, Dims: dims, M: make([]ExactMeasure, len(l.specs))}
+					g = &ExactRow{Start: start, Dims: dims, M: make([]ExactMeasure, len(measures))}
 					ex.Rows[k] = g
 				}
 				g.N++
-				for i := range l.specs {
-					exactAdd(&l.specs[i], &g.M[i], row, mc[i])
+				for i, m := range measures {
+					exactAdd(m, &g.M[i], row, mc[i])
 				}
 			}
 			if err == io.EOF {
@@ -138,6 +139,30 @@ func ExactRecompute(t *schema.Table, window time.Duration, from, to time.Time, o
 	return ex, nil
 }
 
+// rollupMeasures are the table's measures, in summary column order.
+func rollupMeasures(t *schema.Table) ([]*schema.Measure, error) {
+	if t == nil || t.Rollup == nil {
+		return nil, errors.New("table has no rollup")
+	}
+	ms := make([]*schema.Measure, len(t.Rollup.Measures))
+	for i := range t.Rollup.Measures {
+		ms[i] = &t.Rollup.Measures[i]
+	}
+	return ms, nil
+}
+
+// floorDiv is a/b rounded toward negative infinity, so that event times
+// before from fall into the window that holds them.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func isFloat(m *schema.Measure) bool { return m.FieldType() == schema.TypeFloat64 }
+
 func plainValue(v parquet.Value, typ schema.Type) any {
 	if v.IsNull() {
 		return nil
@@ -153,7 +178,7 @@ func plainValue(v parquet.Value, typ schema.Type) any {
 	return v.Int64()
 }
 
-func exactAdd(m *measureSpec, e *ExactMeasure, row parquet.Row, c int) {
+func exactAdd(m *schema.Measure, e *ExactMeasure, row parquet.Row, c int) {
 	if m.Kind == schema.KindCount {
 		e.Count++
 		return
@@ -164,7 +189,7 @@ func exactAdd(m *measureSpec, e *ExactMeasure, row parquet.Row, c int) {
 	}
 	switch m.Kind {
 	case schema.KindSum, schema.KindAvg:
-		if m.isFloat() {
+		if isFloat(m) {
 			if e.FloatSum == nil {
 				e.FloatSum = new(big.Float).SetPrec(4096)
 			}
@@ -173,7 +198,7 @@ func exactAdd(m *measureSpec, e *ExactMeasure, row parquet.Row, c int) {
 			e.IntSum += v.Int64()
 		}
 	case schema.KindMin, schema.KindMax:
-		if m.isFloat() {
+		if isFloat(m) {
 			f := v.Double()
 			if math.IsNaN(f) {
 				return
@@ -199,7 +224,7 @@ func exactAdd(m *measureSpec, e *ExactMeasure, row parquet.Row, c int) {
 		}
 		e.Distinct[string(v.Bytes())] = struct{}{}
 	case schema.KindQuantiles:
-		if m.isFloat() {
+		if isFloat(m) {
 			e.Values = append(e.Values, v.Double())
 		} else {
 			e.Values = append(e.Values, float64(v.Int64()))
@@ -223,8 +248,8 @@ func groupKey(start int64, dims []any) string {
 // 3 standard errors of the HyperLogLog (1.04/sqrt(2^p)) plus one; quantiles
 // within the DDSketch's relative accuracy of the exact value at rank
 // floor or ceil of q*(n-1). It returns every mismatch, joined.
-func (e *Exact) Check(t *schema.Table, s *Summary) error {
-	l, err := newLayout(t)
+func (e *Exact) Check(t *schema.Table, s *aggregate.Summary) error {
+	measures, err := rollupMeasures(t)
 	if err != nil {
 		return err
 	}
@@ -250,9 +275,9 @@ func (e *Exact) Check(t *schema.Table, s *Summary) error {
 		if r.N != g.N {
 			fail("group %s: __rows %d, exact %d", k, r.N, g.N)
 		}
-		for mi := range l.specs {
-			if err := checkMeasure(&l.specs[mi], &r.M[mi], &g.M[mi]); err != nil {
-				fail("group %s: measure %s: %v", k, l.specs[mi].Name, err)
+		for mi, m := range measures {
+			if err := checkMeasure(m, &r.M[mi], &g.M[mi]); err != nil {
+				fail("group %s: measure %s: %v", k, m.Name, err)
 			}
 		}
 	}
@@ -264,35 +289,35 @@ func (e *Exact) Check(t *schema.Table, s *Summary) error {
 	return errors.Join(errs...)
 }
 
-func checkMeasure(m *measureSpec, s *MeasureState, e *ExactMeasure) error {
+func checkMeasure(m *schema.Measure, s *aggregate.MeasureState, e *ExactMeasure) error {
 	switch m.Kind {
 	case schema.KindCount:
-		if s.n != e.Count {
-			return fmt.Errorf("count %d, exact %d", s.n, e.Count)
+		if s.Count() != e.Count {
+			return fmt.Errorf("count %d, exact %d", s.Count(), e.Count)
 		}
 	case schema.KindSum, schema.KindAvg:
-		if (s.n > 0) != (e.Count > 0) || (m.Kind == schema.KindAvg && s.n != e.Count) {
-			return fmt.Errorf("%d values, exact %d", s.n, e.Count)
+		if (s.Count() > 0) != (e.Count > 0) || (m.Kind == schema.KindAvg && s.Count() != e.Count) {
+			return fmt.Errorf("%d values, exact %d", s.Count(), e.Count)
 		}
 		if e.Count == 0 {
 			return nil
 		}
-		if m.isFloat() {
+		if isFloat(m) {
 			want, _ := e.FloatSum.Float64()
-			if got := s.fsum.float64(); math.Float64bits(got) != math.Float64bits(want) {
+			if got := s.SumFloat(); math.Float64bits(got) != math.Float64bits(want) {
 				return fmt.Errorf("sum %v, exact %v", got, want)
 			}
-		} else if s.isum != e.IntSum {
-			return fmt.Errorf("sum %d, exact %d", s.isum, e.IntSum)
+		} else if s.SumInt() != e.IntSum {
+			return fmt.Errorf("sum %d, exact %d", s.SumInt(), e.IntSum)
 		}
 	case schema.KindMin, schema.KindMax:
-		if (s.n > 0) != (e.Count > 0) {
-			return fmt.Errorf("has values %v, exact %v", s.n > 0, e.Count > 0)
+		if (s.Count() > 0) != (e.Count > 0) {
+			return fmt.Errorf("has values %v, exact %v", s.Count() > 0, e.Count > 0)
 		}
 		if e.Count == 0 {
 			return nil
 		}
-		if m.isFloat() {
+		if isFloat(m) {
 			lo, hi, _ := s.MinMaxFloat()
 			if (m.Kind == schema.KindMin && math.Float64bits(lo) != math.Float64bits(e.Min)) ||
 				(m.Kind == schema.KindMax && math.Float64bits(hi) != math.Float64bits(e.Max)) {
