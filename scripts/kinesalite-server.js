@@ -25,5 +25,19 @@ server.listen(Number(port || 0), '127.0.0.1', () => {
   fs.renameSync(portFile + '.tmp', portFile)
   console.log('kinesalite listening at http://%s:%d', a.address, a.port)
 })
+// kinesalite throws from a request's 'error' event, so one client that
+// drops its connection mid-request (a SIGKILLed ingester, a client timeout)
+// would take the whole server down; a real Kinesis endpoint only loses that
+// request. Those errors are logged and the server keeps serving; any other
+// uncaught error still ends it.
+const dropped = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE'])
+process.on('uncaughtException', (err) => {
+  if (err && dropped.has(err.code)) {
+    console.error('kinesalite: a client dropped its request: %s', err.message)
+    return
+  }
+  console.error(err)
+  process.exit(1)
+})
 process.on('SIGTERM', () => process.exit(0))
 process.on('SIGINT', () => process.exit(0))
