@@ -337,9 +337,21 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 			unitStarts = append(unitStarts, u)
 		}
 		slices.Sort(unitStarts)
+		// Each unit is written while the next is computed; coarser
+		// windows read the finer summaries, so every unit of this size is
+		// written before the next size starts.
+		writer, cctx := startUnitWriter(ctx)
+		stop := func(err error) ([][2]int64, error) {
+			n, werr := writer.wait()
+			st.Objects += n
+			return nil, errors.Join(werr, err)
+		}
 		for n, u := range unitStarts {
+			if err := writer.failed(); err != nil {
+				return stop(nil)
+			}
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return stop(err)
 			}
 			var finer time.Duration
 			if i > 0 {
@@ -353,10 +365,13 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 				failed = append(failed, [2]int64{u, end}) // retried with the rest
 				continue
 			}
-			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st, fence); err != nil {
+			if err := s.updateUnit(cctx, t, w, finer, u, units[u], wm, live, byLink, st, fence, writer); err != nil {
+				if writer.failed() != nil {
+					return stop(nil) // this unit stopped because a write failed
+				}
 				err = fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
 				if !errors.Is(err, ErrBadObject) {
-					return nil, err
+					return stop(err)
 				}
 				// Bad data in one unit never stops the rest of the table:
 				// it is skipped, logged and counted, and the run reports it.
@@ -368,6 +383,11 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 			if progress != nil && i == 0 {
 				progress(n+1, len(unitStarts))
 			}
+		}
+		written, err := writer.wait()
+		st.Objects += written
+		if err != nil {
+			return nil, err
 		}
 	}
 	return failed, errors.Join(failures...)
@@ -426,9 +446,10 @@ func WindowName(w time.Duration) string {
 	}
 }
 
-// updateUnit brings the windows of one summary object up to date.
+// updateUnit brings the windows of one summary object up to date: it
+// computes them and hands the object to writer.
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
-	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence) error {
+	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence, writer *unitWriter) error {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
 	existing, states, version, err := s.readUnit(ctx, t, key)
 	if err != nil {
@@ -514,7 +535,12 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 	if err != nil {
 		return err
 	}
-	return s.writeUnit(ctx, t, key, out, states, st, version, fence)
+	return writer.write(func(ctx context.Context) error {
+		if err := s.writeUnit(ctx, t, key, out, states, version, fence); err != nil {
+			return fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(unitStart).UTC().Format(time.RFC3339), err)
+		}
+		return nil
+	})
 }
 
 func mergeLinks(a, b []Link) []Link {
@@ -657,7 +683,7 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 // under a lease, only while no newer lease was taken. A write that loses is
 // counted in sluice_aggregate_fenced_writes_total and fails the run; the
 // next run starts over from what the winner wrote.
-func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, sum *Summary, states map[int64]WindowState, st *RunStats,
+func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, sum *Summary, states map[int64]WindowState,
 	version string, fence *writeFence) error {
 	byTime := make(map[string]WindowState, len(states))
 	starts := make([]int64, 0, len(states))
@@ -706,7 +732,6 @@ func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, su
 	if err != nil {
 		return fmt.Errorf("write summary %s: %w", key, err)
 	}
-	st.Objects++
 	return nil
 }
 
