@@ -531,7 +531,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 	if fresh != nil {
 		parts = append(parts, fresh)
 	}
-	out, err := Merge(t, w, parts...)
+	out, err := combineUnit(t, w, parts...)
 	if err != nil {
 		return err
 	}
@@ -541,6 +541,38 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 		}
 		return nil
 	})
+}
+
+// combineUnit puts together the kept and the recomputed windows of a unit.
+// They are disjoint sets of windows of size w, each row already one group,
+// so their rows only need putting in order: merging them (Merge) would copy
+// every sketch into a new one for nothing. Parts that are not of that shape
+// (a duplicate group, another window size) go through Merge.
+func combineUnit(t *schema.Table, w time.Duration, parts ...*Summary) (*Summary, error) {
+	out := &Summary{Window: w}
+	for _, p := range parts {
+		if p == nil {
+			continue
+		}
+		if len(p.Rows) > 0 && p.Window != w {
+			return Merge(t, w, parts...)
+		}
+		if out.Rows == nil {
+			out.Rows = p.Rows // the common case, one part: not copied
+			continue
+		}
+		out.Rows = append(slices.Clip(out.Rows), p.Rows...)
+	}
+	if !slices.IsSortedFunc(out.Rows, func(a, b Row) int { return compareRows(&a, &b) }) {
+		out.Rows = slices.Clone(out.Rows)
+		out.sort()
+	}
+	for i := 1; i < len(out.Rows); i++ {
+		if compareRows(&out.Rows[i-1], &out.Rows[i]) == 0 {
+			return Merge(t, w, parts...)
+		}
+	}
+	return out, nil
 }
 
 func mergeLinks(a, b []Link) []Link {
