@@ -5,16 +5,14 @@ import (
 	"sync"
 )
 
-// unitWriter encodes and writes finished summary units on a goroutine of
-// its own while the pass reads and folds the next unit: encoding a unit's
-// sketches into Parquet costs about as much CPU as folding its raw rows, and
-// done in line it left a core idle half the time.
+// unitWriter stores finished summary units, in order, on a goroutine of
+// its own while the pass computes the next units: a store's write (a PUT, a
+// fsync) then costs the pass no core time.
 //
 // It holds at most one unit: write blocks until the previous unit has been
-// handed over, so memory holds the unit being written and the one being
-// computed, never a queue. Units are written in the order given. After a
-// failed write no further unit is written, and the context the writer was
-// started with for the computing side is cancelled, so the pass stops early.
+// handed over, so memory never holds a queue. After a failed write no
+// further unit is written, and the context startUnitWriter returned for the
+// computing side is cancelled, so the pass stops early.
 type unitWriter struct {
 	ctx    context.Context // the pass's: writes stop with it (a lease ending)
 	jobs   chan func(context.Context) error
@@ -53,7 +51,7 @@ func startUnitWriter(ctx context.Context) (*unitWriter, context.Context) {
 	return w, cctx
 }
 
-// write hands job (encode and put one unit) to the writer; it waits while
+// write hands job (store one unit) to the writer; it waits while
 // the writer is still busy with the previous unit. It returns the error of
 // an earlier write, if one failed, without running job.
 func (w *unitWriter) write(job func(ctx context.Context) error) error {
