@@ -694,7 +694,7 @@ func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Du
 			continue
 		}
 		g.Go(func() error {
-			data, err := s.readAll(gctx, s.raw, o.Key)
+			data, err := s.readSized(gctx, s.raw, o.Key, o.Size)
 			if err != nil {
 				return err
 			}
@@ -879,6 +879,21 @@ func (s *Service) readAll(ctx context.Context, b objstore.Bucket, key string) ([
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// readSized reads an object its commit record says is size bytes long
+// into a buffer of that size, not one grown (and copied) as it is read.
+// A record's size is only a hint here: CheckObject verifies it.
+func (s *Service) readSized(ctx context.Context, b objstore.Bucket, key string, size int64) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	const maxHint = 256 << 20 // a bad record must not make us allocate its claim
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(size, 0), maxHint)+bytes.MinRead))
+	_, err = buf.ReadFrom(rc)
+	return buf.Bytes(), err
 }
 
 // liveObjects are the raw objects readers may use: what the commit records
