@@ -372,8 +372,8 @@ type unitOutcome struct {
 // writer goroutine stores the units in that order while later ones are
 // computed; coarser windows read the finer summaries, so every unit is
 // stored before updateUnits returns. Memory holds at most GOMAXPROCS units
-// being computed or waiting their turn, one waiting for the writer and one
-// being stored (the last two encoded: bytes only).
+// being computed, two more computed and waiting their turn, one waiting for
+// the writer and one being stored (all but the first encoded: bytes only).
 //
 // Spans of units skipped for bad data are added to failed and their
 // errors to failures; any other error stops the pass.
@@ -391,15 +391,17 @@ func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer tim
 	for n := range outcomes {
 		outcomes[n] = make(chan unitOutcome, 1)
 	}
+	// A unit takes a compute slot while it is computed, and a place ahead
+	// until its outcome is taken: a unit that finishes early frees its core
+	// at once, but finished units wait (as bytes) only a few deep.
 	slots := make(chan struct{}, par)
+	ahead := make(chan struct{}, par+2)
 	var computing sync.WaitGroup
 	launched := make(chan struct{})
 	go func() {
 		defer close(launched)
 		for n, u := range unitStarts {
-			select {
-			case slots <- struct{}{}:
-			case <-cctx.Done():
+			if !acquire(cctx, ahead) || !acquire(cctx, slots) {
 				for _, o := range outcomes[n:] {
 					o <- unitOutcome{err: cctx.Err()}
 				}
@@ -408,6 +410,7 @@ func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer tim
 			computing.Add(1)
 			go func() {
 				defer computing.Done()
+				defer func() { <-slots }()
 				var out unitOutcome
 				if overlaps(finerFailed, u, u+Unit(w).Microseconds()) {
 					out.notFiner = true
@@ -428,7 +431,7 @@ func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer tim
 	}
 	for n, u := range unitStarts {
 		out := <-outcomes[n]
-		<-slots
+		<-ahead
 		if writer.failed() != nil {
 			return stop(nil) // later units stopped because a write failed
 		}
@@ -472,6 +475,16 @@ func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer tim
 		return nil, nil, err
 	}
 	return failed, failures, nil
+}
+
+// acquire takes a place in sem, false if ctx ends first.
+func acquire(ctx context.Context, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // add adds a unit's counts to the run's.
