@@ -46,14 +46,17 @@ type Aggregator struct {
 	err    error
 	broken atomic.Pointer[error]
 
-	window         time.Duration
-	wus, from, to  int64 // microseconds
-	etField        int
-	etMillis       bool
-	cols           []colSpec // one per distinct field read
-	etCol          int       // index in cols
-	dimCol         []int     // per dimension, index in cols
-	measCol        []int     // per measure, index in cols (-1 for count)
+	window        time.Duration
+	wus, from, to int64 // microseconds
+	etField       int
+	etMillis      bool
+	cols          []colSpec // one per distinct field read
+	etCol         int       // index in cols
+	dimCol        []int     // per dimension, index in cols
+	measCol       []int     // per measure, index in cols (-1 for count)
+	// smallIndex, per integer quantiles measure, is the sketch bin of each
+	// value 1 .. smallQuantileValues-1 (nil for other measures).
+	smallIndex     [][]int32
 	mu             sync.Mutex
 	free, partials []*partial
 	objects, rows  atomic.Int64
@@ -129,8 +132,22 @@ func (a *Aggregator) init(from, to time.Time) error {
 		}
 		a.measCol = append(a.measCol, ci)
 	}
+	a.smallIndex = make([][]int32, len(l.specs))
+	for i := range l.specs {
+		if m := &l.specs[i]; m.Kind == schema.KindQuantiles && !m.isFloat() {
+			a.smallIndex[i] = make([]int32, smallQuantileValues)
+			for v := 1; v < smallQuantileValues; v++ {
+				a.smallIndex[i][v] = int32(m.mapping.Index(float64(v)))
+			}
+		}
+	}
 	return nil
 }
+
+// smallQuantileValues bounds the integer values (1 up to it) whose sketch
+// bin index is looked up rather than computed with a logarithm: latencies in
+// milliseconds and the like are mostly small integers.
+const smallQuantileValues = 4096
 
 // Stats returns what has been read so far.
 func (a *Aggregator) Stats() Stats {
@@ -518,8 +535,17 @@ func (p *partial) fold(k int) (int64, error) {
 				}
 			}
 		case schema.KindQuantiles:
+			small := a.smallIndex[mi]
 			for j, g := range gids {
 				if g >= 0 && valid[j] {
+					if iv := int64(c.val[j]); iv > 0 && iv < int64(len(small)) {
+						// What dd.Add does for a positive value, with
+						// the bin looked up.
+						s := p.state(g, mi)
+						s.dd.GetPositiveValueStore().AddWithCount(int(small[iv]), 1)
+						s.n++
+						continue
+					}
 					v := float64(int64(c.val[j]))
 					if m.isFloat() {
 						v = float64frombits(c.val[j])
