@@ -557,7 +557,7 @@ func WindowName(w time.Duration) string {
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
 	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence, workers int) (func(context.Context) error, error) {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
-	existing, states, version, err := s.readUnit(ctx, t, key)
+	existingRows, states, version, err := s.readUnit(ctx, t, key)
 	if err != nil {
 		return nil, err
 	}
@@ -629,6 +629,12 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 			return nil, err
 		}
 		fresh = fresh.SelectWindows(compute)
+	}
+	// The existing rows are decoded only now that something changed: a
+	// unit whose windows are all up to date costs its footer only.
+	existing, err := existingRows()
+	if err != nil {
+		return nil, err
 	}
 	var parts []*Summary
 	if existing != nil {
@@ -735,7 +741,11 @@ func (s *Service) computeFromFiner(ctx context.Context, t *schema.Table, w, fine
 	unit := Unit(finer)
 	var parts []*Summary
 	for u := from.Truncate(unit); u.Before(to); u = u.Add(unit) {
-		sum, _, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
+		rows, _, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
+		if err != nil {
+			return nil, err
+		}
+		sum, err := rows()
 		if err != nil {
 			return nil, err
 		}
@@ -780,13 +790,17 @@ func (s *Service) countRows(ctx context.Context, t *schema.Table, w time.Duratio
 	return n, nil
 }
 
-// readUnit returns a summary object's rows, window states and version; nil,
-// empty and "" when it does not exist yet.
-func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*Summary, map[int64]WindowState, string, error) {
+// readUnit returns a summary object's window states and version, and a
+// function that decodes its rows (nil when it does not exist yet, or is of
+// an earlier rollup shape); empty and "" when it does not exist yet. The
+// rows are decoded only when asked for: deciding what a unit needs takes
+// its footer alone.
+func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (func() (*Summary, error), map[int64]WindowState, string, error) {
+	noRows := func() (*Summary, error) { return nil, nil }
 	states := map[int64]WindowState{}
 	data, version, err := s.summaries.GetVersion(ctx, key)
 	if objstore.IsNotExist(err) {
-		return nil, states, "", nil
+		return noRows, states, "", nil
 	}
 	if err != nil {
 		return nil, nil, "", err
@@ -801,7 +815,7 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 		// data or the finer windows, and written in the new shape (over
 		// this version).
 		s.logger.Info("summary of an earlier rollup shape; recomputing its windows", "key", key, "why", why)
-		return nil, states, version, nil
+		return noRows, states, version, nil
 	}
 	if meta, ok := f.Lookup(windowsMetaKey); ok {
 		var byTime map[string]WindowState
@@ -816,11 +830,14 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 			states[ts.UnixMicro()] = v
 		}
 	}
-	sum, err := ReadSummary(bytes.NewReader(data), int64(len(data)), t)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("read summary %s: %w", key, err)
+	rows := func() (*Summary, error) {
+		sum, err := ReadSummary(bytes.NewReader(data), int64(len(data)), t)
+		if err != nil {
+			return nil, fmt.Errorf("read summary %s: %w", key, err)
+		}
+		return sum, nil
 	}
-	return sum, states, version, nil
+	return rows, states, version, nil
 }
 
 // encodeUnit encodes the summary object of key: sum's rows, and states in
