@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/mapping"
@@ -11,6 +12,7 @@ import (
 	"github.com/DataDog/sketches-go/ddsketch/store"
 	"github.com/axiomhq/hyperloglog"
 	metro "github.com/dgryski/go-metro"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice/schema"
@@ -237,9 +239,102 @@ func decodeHLL(b []byte, precision int) (*hyperloglog.Sketch, error) {
 // populated index range only and counts are whole numbers (exact in
 // float64), so equal contents give equal bytes.
 func encodeDD(dd *ddsketch.DDSketch) []byte {
+	if b, ok := appendDDProto(nil, dd); ok {
+		return b
+	}
 	var buf bytes.Buffer
 	dd.EncodeProto(&buf)
 	return buf.Bytes()
+}
+
+// appendDDProto appends the bytes dd.EncodeProto writes, for the sketches
+// the aggregator builds (a logarithmic mapping, dense stores), into one
+// allocation: EncodeProto goes through nested growing buffers and a write
+// per bin, which made it a tenth of a pass's CPU. ok is false for any other
+// sketch, left to EncodeProto.
+func appendDDProto(dst []byte, dd *ddsketch.DDSketch) (_ []byte, ok bool) {
+	m, ok := dd.IndexMapping.(*mapping.LogarithmicMapping)
+	if !ok {
+		return dst, false
+	}
+	pos, ok := dd.GetPositiveValueStore().(*store.DenseStore)
+	if !ok {
+		return dst, false
+	}
+	neg, ok := dd.GetNegativeValueStore().(*store.DenseStore)
+	if !ok {
+		return dst, false
+	}
+	mp := m.ToProto()
+	const mappingLen = 2 * (1 + 8) // gamma and index offset; the interpolation NONE is the default, not written
+	if mp.Interpolation != sketchpb.IndexMapping_NONE {
+		return dst, false
+	}
+	posLen, posBins := denseStoreProtoLen(pos)
+	negLen, negBins := denseStoreProtoLen(neg)
+	dst = slices.Grow(dst, 2+mappingLen+1+8+1+protowire.SizeVarint(uint64(negLen))+negLen+1+protowire.SizeVarint(uint64(posLen))+posLen)
+	// The fields in EncodeProto's order: mapping (1), zero count (4),
+	// negative values (3), positive values (2).
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, mappingLen)
+	dst = protowire.AppendTag(dst, 1, protowire.Fixed64Type)
+	dst = protowire.AppendFixed64(dst, math.Float64bits(mp.Gamma))
+	dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
+	dst = protowire.AppendFixed64(dst, math.Float64bits(mp.IndexOffset))
+	dst = protowire.AppendTag(dst, 4, protowire.Fixed64Type)
+	dst = protowire.AppendFixed64(dst, math.Float64bits(dd.GetZeroCount()))
+	start := len(dst)
+	dst, okNeg := appendDenseStoreProto(dst, 3, neg, negLen, negBins)
+	dst, okPos := appendDenseStoreProto(dst, 2, pos, posLen, posBins)
+	if !okNeg || !okPos {
+		return dst[:start], false
+	}
+	return dst, true
+}
+
+// denseStoreProtoLen is the length of s's Store message as
+// DenseStore.EncodeProto writes it: every bin of the populated index range
+// (field 2, each tagged), then the range's first index (field 3, zigzag);
+// nothing for an empty store.
+func denseStoreProtoLen(s *store.DenseStore) (n, bins int) {
+	if s.IsEmpty() {
+		return 0, 0
+	}
+	lo, _ := s.MinIndex()
+	hi, _ := s.MaxIndex()
+	bins = hi - lo + 1
+	return bins*(1+8) + 1 + protowire.SizeVarint(protowire.EncodeZigZag(int64(int32(lo)))), bins
+}
+
+// appendDenseStoreProto appends s's Store message as field. ok is false
+// when s holds a count ForEach does not show (negative, or not summing to
+// the store's total): never in sketches of whole positive counts.
+func appendDenseStoreProto(dst []byte, field protowire.Number, s *store.DenseStore, n, bins int) (_ []byte, ok bool) {
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(n))
+	if bins == 0 {
+		return dst, true
+	}
+	lo, _ := s.MinIndex()
+	next := lo // the next index to write: bins ForEach skips (empty ones) are written as 0
+	var total float64
+	s.ForEach(func(index int, count float64) bool {
+		total += count
+		for ; next < index; next++ {
+			dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
+			dst = protowire.AppendFixed64(dst, 0)
+		}
+		dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
+		dst = protowire.AppendFixed64(dst, math.Float64bits(count))
+		next++
+		return false
+	})
+	for ; next < lo+bins; next++ { // not reached with positive counts: the last bin holds one
+		dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
+		dst = protowire.AppendFixed64(dst, 0)
+	}
+	dst = protowire.AppendTag(dst, 3, protowire.VarintType)
+	return protowire.AppendVarint(dst, protowire.EncodeZigZag(int64(int32(lo)))), total == s.TotalCount()
 }
 
 func (m *measureSpec) decodeDD(b []byte) (*ddsketch.DDSketch, error) {

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -339,40 +340,164 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 			unitStarts = append(unitStarts, u)
 		}
 		slices.Sort(unitStarts)
-		for n, u := range unitStarts {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			var finer time.Duration
-			if i > 0 {
-				finer = r.Windows[i-1]
-			}
-			end := u + Unit(w).Microseconds()
-			if overlaps(failed, u, end) {
-				// Built from finer windows that could not be brought up to
-				// date: left as it is until they can.
-				s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
-				failed = append(failed, [2]int64{u, end}) // retried with the rest
-				continue
-			}
-			if err := s.updateUnit(ctx, t, w, finer, u, units[u], wm, live, byLink, st, fence); err != nil {
-				err = fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), err)
-				if !errors.Is(err, ErrBadObject) {
-					return nil, err
-				}
-				// Bad data in one unit never stops the rest of the table:
-				// it is skipped, logged and counted, and the run reports it.
-				s.logger.Error("windows skipped: an input object cannot be aggregated", "table", t.Name, "window", w, "unit", time.UnixMicro(u).UTC(), "err", err)
-				s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
-				failed = append(failed, [2]int64{u, end})
-				failures = append(failures, err)
-			}
-			if progress != nil && i == 0 {
-				progress(n+1, len(unitStarts))
-			}
+		var finer time.Duration
+		if i > 0 {
+			finer = r.Windows[i-1]
+		}
+		var err error
+		failed, failures, err = s.updateUnits(ctx, t, w, finer, unitStarts, units, wm, live, byLink, st, progress, fence, failed, failures)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			progress = nil // reported for the finest windows only
 		}
 	}
 	return failed, errors.Join(failures...)
+}
+
+// unitOutcome is what computing one unit gave: the write to make (nil
+// when nothing changed), the unit's counts, or why it failed.
+type unitOutcome struct {
+	write    func(ctx context.Context) error
+	st       RunStats
+	err      error
+	notFiner bool // built from finer windows that could not be brought up to date
+}
+
+// updateUnits brings the units of one window size up to date. Up to
+// GOMAXPROCS units are computed at once, each folding its raw objects on
+// GOMAXPROCS/units goroutines: with many units, one goroutine each, so no
+// per-goroutine partial states are merged (with 52k groups that merge was
+// a tenth of the pass). A unit is encoded where it was computed, so
+// encoding runs in parallel too. Outcomes are taken in unit order, and a
+// writer goroutine stores the units in that order while later ones are
+// computed; coarser windows read the finer summaries, so every unit is
+// stored before updateUnits returns. Memory holds at most GOMAXPROCS units
+// being computed, two more computed and waiting their turn, one waiting for
+// the writer and one being stored (all but the first encoded: bytes only).
+//
+// Spans of units skipped for bad data are added to failed and their
+// errors to failures; any other error stops the pass.
+func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStarts []int64, units map[int64]map[int64][]Link,
+	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, progress func(done, total int), fence *writeFence,
+	failed [][2]int64, failures []error) ([][2]int64, []error, error) {
+	procs := runtime.GOMAXPROCS(0)
+	par := max(1, min(procs, len(unitStarts)))
+	workers := max(1, procs/par)
+	writer, wctx := startUnitWriter(ctx)
+	cctx, cancel := context.WithCancel(wctx)
+	defer cancel()
+	finerFailed := slices.Clone(failed) // the units of this size only add to failed after this
+	outcomes := make([]chan unitOutcome, len(unitStarts))
+	for n := range outcomes {
+		outcomes[n] = make(chan unitOutcome, 1)
+	}
+	// A unit takes a compute slot while it is computed, and a place ahead
+	// until its outcome is taken: a unit that finishes early frees its core
+	// at once, but finished units wait (as bytes) only a few deep.
+	slots := make(chan struct{}, par)
+	ahead := make(chan struct{}, par+2)
+	var computing sync.WaitGroup
+	launched := make(chan struct{})
+	go func() {
+		defer close(launched)
+		for n, u := range unitStarts {
+			if !acquire(cctx, ahead) || !acquire(cctx, slots) {
+				for _, o := range outcomes[n:] {
+					o <- unitOutcome{err: cctx.Err()}
+				}
+				return
+			}
+			computing.Add(1)
+			go func() {
+				defer computing.Done()
+				defer func() { <-slots }()
+				var out unitOutcome
+				if overlaps(finerFailed, u, u+Unit(w).Microseconds()) {
+					out.notFiner = true
+				} else {
+					out.write, out.err = s.updateUnit(cctx, t, w, finer, u, units[u], wm, live, byLink, &out.st, fence, workers)
+				}
+				outcomes[n] <- out
+			}()
+		}
+	}()
+	stop := func(err error) ([][2]int64, []error, error) {
+		cancel()
+		<-launched
+		computing.Wait()
+		written, werr := writer.wait()
+		st.Objects += written
+		return nil, nil, errors.Join(werr, err)
+	}
+	for n, u := range unitStarts {
+		out := <-outcomes[n]
+		<-ahead
+		if writer.failed() != nil {
+			return stop(nil) // later units stopped because a write failed
+		}
+		if err := ctx.Err(); err != nil {
+			return stop(err)
+		}
+		st.add(out.st)
+		end := u + Unit(w).Microseconds()
+		if out.notFiner {
+			// Built from finer windows that could not be brought up to
+			// date: left as it is until they can.
+			s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
+			failed = append(failed, [2]int64{u, end}) // retried with the rest
+			continue
+		}
+		if out.err != nil {
+			err := fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(u).UTC().Format(time.RFC3339), out.err)
+			if !errors.Is(err, ErrBadObject) {
+				return stop(err)
+			}
+			// Bad data in one unit never stops the rest of the table:
+			// it is skipped, logged and counted, and the run reports it.
+			s.logger.Error("windows skipped: an input object cannot be aggregated", "table", t.Name, "window", w, "unit", time.UnixMicro(u).UTC(), "err", err)
+			s.m.windows.WithLabelValues(t.Name, WindowName(w), "failed").Add(float64(len(units[u])))
+			failed = append(failed, [2]int64{u, end})
+			failures = append(failures, err)
+		} else if out.write != nil {
+			if err := writer.write(out.write); err != nil {
+				return stop(nil)
+			}
+		}
+		if progress != nil {
+			progress(n+1, len(unitStarts))
+		}
+	}
+	<-launched
+	computing.Wait()
+	written, err := writer.wait()
+	st.Objects += written
+	if err != nil {
+		return nil, nil, err
+	}
+	return failed, failures, nil
+}
+
+// acquire takes a place in sem, false if ctx ends first.
+func acquire(ctx context.Context, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// add adds a unit's counts to the run's.
+func (st *RunStats) add(o RunStats) {
+	st.Computed += o.Computed
+	st.Recomputed += o.Recomputed
+	st.Skipped += o.Skipped
+	st.Late += o.Late
+	st.TooLate += o.TooLate
+	st.RowsRead += o.RowsRead
+	st.Objects += o.Objects
 }
 
 // ErrBadObject is wrapped by a run's error when a committed object could
@@ -423,13 +548,15 @@ func WindowName(w time.Duration) string {
 	}
 }
 
-// updateUnit brings the windows of one summary object up to date.
+// updateUnit computes the windows of one summary object that need it, and
+// returns the write that brings the object up to date (nil if nothing
+// changed). Raw objects are folded on workers goroutines.
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
-	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence) error {
+	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence, workers int) (func(context.Context) error, error) {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
-	existing, states, version, err := s.readUnit(ctx, t, key)
+	existingRows, states, version, err := s.readUnit(ctx, t, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	decisions := Decide(windows, states, w, wm, t.Rollup.LateHorizon)
 	wname := WindowName(w)
@@ -447,7 +574,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 				// older view over it would undo its work until the window
 				// changes again (runs skip what their cursor has passed).
 				s.m.fenced.WithLabelValues(t.Name).Inc()
-				return fmt.Errorf("window %s: %w: its summary holds links this run has not read; another aggregator is ahead",
+				return nil, fmt.Errorf("window %s: %w: its summary holds links this run has not read; another aggregator is ahead",
 					time.UnixMicro(d.Start).UTC().Format(time.RFC3339), ErrFenced)
 			}
 			compute = append(compute, d.Start)
@@ -471,7 +598,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 			if finer == 0 {
 				n, err := s.countRows(ctx, t, w, d.Start, d.NewLinks, byLink)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				ws.TooLate += n
 				ws.Late = mergeLinks(ws.Late, d.NewLinks)
@@ -484,21 +611,27 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 		}
 	}
 	if !changed {
-		return nil
+		return nil, nil
 	}
 	var fresh *Summary
 	if len(compute) > 0 {
 		slices.Sort(compute)
 		from, to := time.UnixMicro(compute[0]), time.UnixMicro(compute[len(compute)-1]).Add(w)
 		if finer == 0 {
-			fresh, err = s.computeFromRaw(ctx, t, w, from, to, live, st)
+			fresh, err = s.computeFromRaw(ctx, t, w, from, to, live, st, workers)
 		} else {
 			fresh, err = s.computeFromFiner(ctx, t, w, finer, from, to)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fresh = fresh.SelectWindows(compute)
+	}
+	// The existing rows are decoded only now that something changed: a
+	// unit whose windows are all up to date costs its footer only.
+	existing, err := existingRows()
+	if err != nil {
+		return nil, err
 	}
 	var parts []*Summary
 	if existing != nil {
@@ -507,11 +640,54 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 	if fresh != nil {
 		parts = append(parts, fresh)
 	}
-	out, err := Merge(t, w, parts...)
+	out, err := combineUnit(t, w, parts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.writeUnit(ctx, t, key, out, states, st, version, fence)
+	// Encoded here, on the unit's goroutine: units are encoded in
+	// parallel, and the writer only stores them, in order.
+	data, err := encodeUnit(t, key, out, states)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		if err := s.writeUnit(ctx, t, key, data, version, fence); err != nil {
+			return fmt.Errorf("%s %s windows of %s: %w", t.Name, w, time.UnixMicro(unitStart).UTC().Format(time.RFC3339), err)
+		}
+		return nil
+	}, nil
+}
+
+// combineUnit puts together the kept and the recomputed windows of a unit.
+// They are disjoint sets of windows of size w, each row already one group,
+// so their rows only need putting in order: merging them (Merge) would copy
+// every sketch into a new one for nothing. Parts that are not of that shape
+// (a duplicate group, another window size) go through Merge.
+func combineUnit(t *schema.Table, w time.Duration, parts ...*Summary) (*Summary, error) {
+	out := &Summary{Window: w}
+	for _, p := range parts {
+		if p == nil {
+			continue
+		}
+		if len(p.Rows) > 0 && p.Window != w {
+			return Merge(t, w, parts...)
+		}
+		if out.Rows == nil {
+			out.Rows = p.Rows // the common case, one part: not copied
+			continue
+		}
+		out.Rows = append(slices.Clip(out.Rows), p.Rows...)
+	}
+	if !slices.IsSortedFunc(out.Rows, func(a, b Row) int { return compareRows(&a, &b) }) {
+		out.Rows = slices.Clone(out.Rows)
+		out.sort()
+	}
+	for i := 1; i < len(out.Rows); i++ {
+		if compareRows(&out.Rows[i-1], &out.Rows[i]) == 0 {
+			return Merge(t, w, parts...)
+		}
+	}
+	return out, nil
 }
 
 func mergeLinks(a, b []Link) []Link {
@@ -521,19 +697,20 @@ func mergeLinks(a, b []Link) []Link {
 }
 
 // computeFromRaw aggregates the live raw objects overlapping [from, to),
-// one object per core at a time: memory holds at most that many objects.
-func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Duration, from, to time.Time, live []lake.LiveObject, st *RunStats) (*Summary, error) {
+// workers objects at a time: memory holds at most that many objects.
+func (s *Service) computeFromRaw(ctx context.Context, t *schema.Table, w time.Duration, from, to time.Time, live []lake.LiveObject, st *RunStats,
+	workers int) (*Summary, error) {
 	agg := NewAggregator(t, w, from, to)
 	fromUS, toUS := from.UnixMicro(), to.UnixMicro()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
+	g.SetLimit(workers)
 	var rows atomic.Int64
 	for _, o := range live {
 		if o.MaxEventTimeMicros < fromUS || o.MinEventTimeMicros >= toUS {
 			continue
 		}
 		g.Go(func() error {
-			data, err := s.readAll(gctx, s.raw, o.Key)
+			data, err := s.readSized(gctx, s.raw, o.Key, o.Size)
 			if err != nil {
 				return err
 			}
@@ -561,7 +738,11 @@ func (s *Service) computeFromFiner(ctx context.Context, t *schema.Table, w, fine
 	unit := Unit(finer)
 	var parts []*Summary
 	for u := from.Truncate(unit); u.Before(to); u = u.Add(unit) {
-		sum, _, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
+		rows, _, _, err := s.readUnit(ctx, t, SummaryKey(t.Name, finer, u))
+		if err != nil {
+			return nil, err
+		}
+		sum, err := rows()
 		if err != nil {
 			return nil, err
 		}
@@ -606,13 +787,17 @@ func (s *Service) countRows(ctx context.Context, t *schema.Table, w time.Duratio
 	return n, nil
 }
 
-// readUnit returns a summary object's rows, window states and version; nil,
-// empty and "" when it does not exist yet.
-func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*Summary, map[int64]WindowState, string, error) {
+// readUnit returns a summary object's window states and version, and a
+// function that decodes its rows (nil when it does not exist yet, or is of
+// an earlier rollup shape); empty and "" when it does not exist yet. The
+// rows are decoded only when asked for: deciding what a unit needs takes
+// its footer alone.
+func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (func() (*Summary, error), map[int64]WindowState, string, error) {
+	noRows := func() (*Summary, error) { return nil, nil }
 	states := map[int64]WindowState{}
 	data, version, err := s.summaries.GetVersion(ctx, key)
 	if objstore.IsNotExist(err) {
-		return nil, states, "", nil
+		return noRows, states, "", nil
 	}
 	if err != nil {
 		return nil, nil, "", err
@@ -627,7 +812,7 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 		// data or the finer windows, and written in the new shape (over
 		// this version).
 		s.logger.Info("summary of an earlier rollup shape; recomputing its windows", "key", key, "why", why)
-		return nil, states, version, nil
+		return noRows, states, version, nil
 	}
 	if meta, ok := f.Lookup(windowsMetaKey); ok {
 		var byTime map[string]WindowState
@@ -642,20 +827,19 @@ func (s *Service) readUnit(ctx context.Context, t *schema.Table, key string) (*S
 			states[ts.UnixMicro()] = v
 		}
 	}
-	sum, err := ReadSummary(bytes.NewReader(data), int64(len(data)), t)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("read summary %s: %w", key, err)
+	rows := func() (*Summary, error) {
+		sum, err := ReadSummary(bytes.NewReader(data), int64(len(data)), t)
+		if err != nil {
+			return nil, fmt.Errorf("read summary %s: %w", key, err)
+		}
+		return sum, nil
 	}
-	return sum, states, version, nil
+	return rows, states, version, nil
 }
 
-// writeUnit replaces the summary object at key only if it is still the
-// version read (version "": creates it only if it is still absent), and,
-// under a lease, only while no newer lease was taken. A write that loses is
-// counted in sluice_aggregate_fenced_writes_total and fails the run; the
-// next run starts over from what the winner wrote.
-func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, sum *Summary, states map[int64]WindowState, st *RunStats,
-	version string, fence *writeFence) error {
+// encodeUnit encodes the summary object of key: sum's rows, and states in
+// the footer.
+func encodeUnit(t *schema.Table, key string, sum *Summary, states map[int64]WindowState) ([]byte, error) {
 	byTime := make(map[string]WindowState, len(states))
 	starts := make([]int64, 0, len(states))
 	for k := range states {
@@ -667,12 +851,22 @@ func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, su
 	}
 	meta, err := json.Marshal(byTime) // map keys marshal sorted: deterministic
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var buf bytes.Buffer
 	if err := WriteSummary(&buf, t, sum, map[string]string{windowsMetaKey: string(meta)}); err != nil {
-		return fmt.Errorf("encode summary %s: %w", key, err)
+		return nil, fmt.Errorf("encode summary %s: %w", key, err)
 	}
+	return buf.Bytes(), nil
+}
+
+// writeUnit replaces the summary object at key with data only if it is
+// still the version read (version "": creates it only if it is still
+// absent), and, under a lease, only while no newer lease was taken. A write
+// that loses is counted in sluice_aggregate_fenced_writes_total and fails
+// the run; the next run starts over from what the winner wrote.
+func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, data []byte, version string, fence *writeFence) error {
+	var err error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("not writing %s: %w", key, err) // the lease is over
 	}
@@ -684,7 +878,6 @@ func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, su
 			return fmt.Errorf("not writing %s: %w", key, err)
 		}
 	}
-	data := buf.Bytes()
 	if version == "" {
 		err = s.summaries.PutIfAbsent(ctx, key, data)
 	} else {
@@ -703,7 +896,6 @@ func (s *Service) writeUnit(ctx context.Context, t *schema.Table, key string, su
 	if err != nil {
 		return fmt.Errorf("write summary %s: %w", key, err)
 	}
-	st.Objects++
 	return nil
 }
 
@@ -714,6 +906,21 @@ func (s *Service) readAll(ctx context.Context, b objstore.Bucket, key string) ([
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// readSized reads an object its commit record says is size bytes long
+// into a buffer of that size, not one grown (and copied) as it is read.
+// A record's size is only a hint here: CheckObject verifies it.
+func (s *Service) readSized(ctx context.Context, b objstore.Bucket, key string, size int64) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	const maxHint = 256 << 20 // a bad record must not make us allocate its claim
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(size, 0), maxHint)+bytes.MinRead))
+	_, err = buf.ReadFrom(rc)
+	return buf.Bytes(), err
 }
 
 // liveObjects are the raw objects readers may use: what the commit records

@@ -558,9 +558,16 @@ func WriteSummary(w io.Writer, t *schema.Table, s *Summary, kv map[string]string
 	}
 	pw := parquet.NewWriter(w, opts...)
 	cols := pw.ColumnWriters()
-	vals := make([]parquet.Value, len(rows))
-	for ci, c := range l.cols {
-		for i := range rows {
+	// Every column's values are taken row by row, while the row's sketches
+	// are in cache (a quantile or an encoding walks the sketch's bins; taken
+	// column by column, each pass fetched every sketch from memory again),
+	// then written column by column as before, so the bytes are the same.
+	vals := make([][]parquet.Value, len(l.cols))
+	for ci := range vals {
+		vals[ci] = make([]parquet.Value, len(rows))
+	}
+	for i := range rows {
+		for ci, c := range l.cols {
 			v, err := c.get(&rows[i])
 			if err != nil {
 				return fmt.Errorf("write summary for table %s: column %s: %w", t.Name, c.name, err)
@@ -568,9 +575,11 @@ func WriteSummary(w io.Writer, t *schema.Table, s *Summary, kv map[string]string
 			if c.optional && !v.IsNull() {
 				v.SetDefinitionLevel(1)
 			}
-			vals[i] = v
+			vals[ci][i] = v
 		}
-		if _, err := cols[ci].WriteRowValues(vals); err != nil {
+	}
+	for ci, c := range l.cols {
+		if _, err := cols[ci].WriteRowValues(vals[ci]); err != nil {
 			return fmt.Errorf("write summary for table %s: column %s: %w", t.Name, c.name, err)
 		}
 	}
