@@ -1,4 +1,4 @@
-package aggregate
+package aggregate_test
 
 import (
 	"bytes"
@@ -11,35 +11,30 @@ import (
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/store"
 
-	"github.com/sluicehq/sluice/schema"
+	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 // The fold looks up the sketch bin of small integer values instead of
 // computing it: every group's sketch must still be exactly the one
 // DDSketch.Add builds from the group's values, whatever their size.
 func TestFoldQuantilesMatchDDSketchAdd(t *testing.T) {
-	tbl := sampleTable(t)
+	tbl := testkit.SampleTable(t)
 	records := genEvents(genConfig{seed: 9, n: 20000, span: 20 * time.Minute, nullShare: 0.05})
 	// Values beyond the looked-up range, zero and negative ones too.
-	for i, lat := range []int64{0, -3, smallQuantileValues - 1, smallQuantileValues, 1 << 40, -1 << 40} {
+	for i, lat := range []int64{0, -3, aggregate.SmallQuantileValues - 1, aggregate.SmallQuantileValues, 1 << 40, -1 << 40} {
 		records = append(records, fmt.Appendf(nil, `{"ts":"%s","event_id":"x%d","user_id":"u","event_type":"click","country":"DE","amount":1,"latency_ms":%d,"ok":true}`,
 			testStart.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), i, lat))
 	}
 	objs := makeObjects(t, tbl, records, 4000)
 	from, to := testStart, testStart.Add(20*time.Minute)
-	sum, _, err := AggregateObjects(context.Background(), tbl, time.Minute, from, to, 2, objs)
+	sum, _, err := aggregate.AggregateObjects(context.Background(), tbl, time.Minute, from, to, 2, objs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs, err := newMeasureSpecs(tbl)
+	qi, mp, err := aggregate.IntQuantiles(tbl)
 	if err != nil {
 		t.Fatal(err)
-	}
-	qi := -1
-	for i := range specs {
-		if specs[i].Kind == schema.KindQuantiles && !specs[i].isFloat() {
-			qi = i
-		}
 	}
 	if qi < 0 {
 		t.Fatal("the sample table has no integer quantiles measure")
@@ -60,7 +55,7 @@ func TestFoldQuantilesMatchDDSketchAdd(t *testing.T) {
 		}
 		k := fmt.Sprint(e.TS.Truncate(time.Minute).UnixMicro(), []any{e.EventType, derefOrNil(e.Country)})
 		if want[k] == nil {
-			want[k] = ddsketch.NewDDSketch(specs[qi].mapping, store.NewDenseStore(), store.NewDenseStore())
+			want[k] = ddsketch.NewDDSketch(mp, store.NewDenseStore(), store.NewDenseStore())
 		}
 		_ = want[k].Add(float64(e.Latency))
 	}
@@ -69,7 +64,7 @@ func TestFoldQuantilesMatchDDSketchAdd(t *testing.T) {
 	}
 	for _, r := range sum.Rows {
 		k := fmt.Sprint(r.Start, r.Dims)
-		if got, w := encodeDD(r.M[qi].dd), encodeDD(want[k]); !bytes.Equal(got, w) {
+		if got, w := aggregate.EncodedSketch(&r.M[qi]), aggregate.EncodeDDSketch(want[k]); !bytes.Equal(got, w) {
 			t.Fatalf("group %s: the fold's sketch differs from DDSketch.Add's", k)
 		}
 	}
