@@ -32,7 +32,10 @@ import (
 // The first run (no cursor, a cursor of another rollup shape, or a store
 // that cannot keep manifests) reads the whole table as before, fills the
 // manifests and leaves a cursor. A run that fails leaves the cursor where
-// it was: the next one covers its links again.
+// it was: the next one covers its links again. A run cut short by its
+// lease (a first run over a long history) is the exception: it passes the
+// links it read all the same and lists their hours to retry, so the next
+// run goes on from the manifests and skips the units already done.
 
 const runCursorVersion = 1
 
@@ -171,9 +174,21 @@ func (s *Service) runIncremental(ctx context.Context, t *schema.Table, fence *wr
 	if err != nil {
 		return st, err
 	}
-	failed, err := s.bringUpToDate(ctx, t, objs, live, wm, plan.keep, &st, nil, fence)
+	budget, cancel := runBudget(ctx)
+	defer cancel()
+	failed, err := s.bringUpToDate(budget, t, objs, live, wm, plan.keep, &st, nil, fence)
 	if err != nil && len(failed) == 0 {
-		return st, err
+		if !cutShort(err, budget, ctx) {
+			return st, err
+		}
+		// Cut short by the lease: the links read are passed all the same,
+		// and their hours join the hours to retry; ClosedThrough stays, so
+		// the windows closed since are looked at again too.
+		retry := retryHours(append(slices.Clone(touched), cur.Retry...), nil)
+		s.logger.Warn("aggregation run cut short by its lease; the next run goes on from here",
+			"table", t.Name, "hours_left_to_check", len(retry), "err", err)
+		c := runCursor{Chains: marks, ClosedThrough: cur.ClosedThrough, Retry: retry}
+		return st, errors.Join(err, s.writeCursor(ctx, t, c, version, fence))
 	}
 	closed := cur.ClosedThrough
 	if wm.After(closed) {
@@ -187,6 +202,45 @@ func (s *Service) runIncremental(ctx context.Context, t *schema.Table, fence *wr
 	// would read the links since again): their hours are retried instead.
 	c := runCursor{Chains: marks, ClosedThrough: closed, Retry: retry}
 	return st, errors.Join(err, s.writeCursor(ctx, t, c, version, fence))
+}
+
+// runBudget ends a run's pass an eighth of its time before the run's own
+// deadline (the lease's), leaving that for the cursor: a run cut short by
+// its lease still records where it got to. Without it, a first run over a
+// history too long for one lease would never leave a cursor, and every
+// later run would read the whole table again and be cut short again.
+func runBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline.Add(-time.Until(deadline)/8))
+}
+
+// cutShort reports whether the budget, not the run's own context, ended
+// the pass. Whatever the error says (a store call cut off by the budget
+// reports it in its own words), the cursor written then is safe: it keeps
+// every hour the pass might not have finished to be looked at again.
+func cutShort(err error, budget, ctx context.Context) bool {
+	return err != nil && budget.Err() != nil && ctx.Err() == nil
+}
+
+// inputHours are the hours the objects' event times span, sorted, once
+// each (a set: a long table has many objects per hour).
+func inputHours(objs []InputObject) []time.Time {
+	hour := time.Hour.Microseconds()
+	set := map[int64]bool{}
+	for _, o := range objs {
+		for h := floorTo(o.MinMicros, hour); h <= o.MaxMicros; h += hour {
+			set[h] = true
+		}
+	}
+	hours := make([]time.Time, 0, len(set))
+	for h := range set {
+		hours = append(hours, time.UnixMicro(h).UTC())
+	}
+	slices.SortFunc(hours, time.Time.Compare)
+	return hours
 }
 
 // retryHours adds the hours of the spans (µs) to hours, sorted, once each.

@@ -2,6 +2,8 @@ package aggregate_test
 
 import (
 	"context"
+	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/lake/laketest"
+	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
 
@@ -119,4 +122,121 @@ func TestRunCostFollowsChange(t *testing.T) {
 	addHours(1)
 	run(svc, "one new hour after the cursor was rebuilt")
 	checkAgainstRaw(t, tbl, raw, summaries, tooLate)
+}
+
+// A first run over a table too long for its lease is cut short; it still
+// leaves a cursor past every link it read, with every hour to look at
+// again, so the next run goes on from the manifests instead of reading the
+// whole table (and being cut short again); the summaries end exact.
+func TestCutShortRunLeavesCursor(t *testing.T) {
+	tbl := testkit.SampleTable(t)
+	raw, store := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	summaries := &stallingSummaries{ConditionalBucket: store, cursorKey: lake.RunCursorKey(tbl.Name)}
+	summaries.after.Store(2)
+	ctx := context.Background()
+	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	f := newFeeder(t, raw, 2)
+	const hours = 6
+	for h := range hours {
+		f.add(40, base.Add(time.Duration(h)*time.Hour), base.Add(time.Duration(h+1)*time.Hour))
+		f.Commit()
+	}
+	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
+
+	runCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := svc.RunOnce(runCtx, tbl)
+	cancel()
+	if err == nil || summaries.stalled.Load() == 0 {
+		t.Fatalf("the run with a stalled summary write ended with %v after %d stalls", err, summaries.stalled.Load())
+	}
+	cur := readRunCursor(t, store, tbl.Name)
+	if len(cur.Chains) != 2 || len(cur.Retry) < hours || !cur.ClosedThrough.IsZero() {
+		t.Fatalf("after the cut-short run the cursor is %+v: want both chains passed, the %d hours with data to retry and nothing closed", cur, hours)
+	}
+
+	// The next run is cut short as well, with a new hour of data: the
+	// cursor passes the new links too and keeps every hour to retry.
+	f.add(40, base.Add(hours*time.Hour), base.Add((hours+1)*time.Hour))
+	f.Commit()
+	summaries.after.Store(summaries.writes.Load() + 1)
+	runCtx, cancel = context.WithTimeout(ctx, 2*time.Second)
+	_, err = svc.RunOnce(runCtx, tbl)
+	cancel()
+	if err == nil {
+		t.Fatal("the second run with a stalled summary write finished")
+	}
+	if again := readRunCursor(t, store, tbl.Name); len(again.Retry) < hours+1 || string(again.Chains[0]) == string(cur.Chains[0]) && string(again.Chains[1]) == string(cur.Chains[1]) {
+		t.Fatalf("after the second cut-short run the cursor is %+v: want the new links passed and the %d hours with data to retry", again, hours+1)
+	}
+
+	summaries.after.Store(-1)
+	st, err := svc.RunOnce(ctx, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Computed == 0 {
+		t.Fatalf("the run after the cut-short one computed nothing: %+v", st)
+	}
+	cur = readRunCursor(t, store, tbl.Name)
+	if len(cur.Retry) != 0 || cur.ClosedThrough.IsZero() {
+		t.Fatalf("after the run that finished the cursor is %+v: want nothing to retry and a watermark closed through", cur)
+	}
+	checkAgainstRaw(t, tbl, raw, store, nil)
+}
+
+type runCursorView struct {
+	Chains        []json.RawMessage `json:"chains"`
+	ClosedThrough time.Time         `json:"closed_through"`
+	Retry         []time.Time       `json:"retry"`
+}
+
+func readRunCursor(t *testing.T, b objstore.Bucket, table string) runCursorView {
+	t.Helper()
+	rc, err := b.Get(context.Background(), lake.RunCursorKey(table))
+	if err != nil {
+		t.Fatalf("run cursor: %v", err)
+	}
+	defer rc.Close()
+	var c runCursorView
+	if err := json.NewDecoder(rc).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// stallingSummaries lets the first `after` summary writes through, then
+// stalls each until its caller gives up: a store that stops answering in
+// the middle of a run. The run cursor is written as usual.
+type stallingSummaries struct {
+	objstore.ConditionalBucket
+	cursorKey string
+	after     atomic.Int64 // < 0: never stall
+	writes    atomic.Int64
+	stalled   atomic.Int64
+}
+
+func (s *stallingSummaries) stall(ctx context.Context, key string) error {
+	if key == s.cursorKey {
+		return nil
+	}
+	if n, after := s.writes.Add(1), s.after.Load(); after < 0 || n <= after {
+		return nil
+	}
+	s.stalled.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stallingSummaries) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	if err := s.stall(ctx, key); err != nil {
+		return err
+	}
+	return s.ConditionalBucket.PutIfAbsent(ctx, key, data)
+}
+
+func (s *stallingSummaries) PutIfMatch(ctx context.Context, key string, data []byte, version string) error {
+	if err := s.stall(ctx, key); err != nil {
+		return err
+	}
+	return s.ConditionalBucket.PutIfMatch(ctx, key, data, version)
 }

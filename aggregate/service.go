@@ -272,9 +272,27 @@ func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFenc
 	if err != nil {
 		return st, err
 	}
-	failed, err := s.bringUpToDate(ctx, t, objs, live, wm, nil, &st, nil, fence)
-	if cur == nil || (err != nil && len(failed) == 0) {
+	if cur == nil {
+		_, err := s.bringUpToDate(ctx, t, objs, live, wm, nil, &st, nil, fence)
 		return st, err
+	}
+	budget, cancel := runBudget(ctx)
+	defer cancel()
+	failed, err := s.bringUpToDate(budget, t, objs, live, wm, nil, &st, nil, fence)
+	if err != nil && len(failed) == 0 {
+		if !cutShort(err, budget, ctx) {
+			return st, err
+		}
+		// Cut short by the lease, on a table too long to finish in one:
+		// the cursor passes the links all the same (they are in the
+		// manifests), and every hour with inputs is retried. The next run
+		// reads those hours from the manifests instead of the whole log,
+		// and skips the units this one finished.
+		hours := inputHours(objs)
+		s.logger.Warn("first aggregation run over the whole table cut short by its lease; the next run goes on from here",
+			"table", t.Name, "hours_left_to_check", len(hours), "err", err)
+		c := runCursor{Chains: lake.MarkChains(chains), Retry: hours}
+		return st, errors.Join(err, s.writeCursor(ctx, t, c, cur.version, fence))
 	}
 	c := runCursor{Chains: lake.MarkChains(chains), ClosedThrough: wm, Retry: retryHours(nil, failed)}
 	return st, errors.Join(err, s.writeCursor(ctx, t, c, cur.version, fence))
