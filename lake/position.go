@@ -30,6 +30,14 @@ func PositionOf(n int64) Position {
 	return Position{lo: uint64(n)}
 }
 
+// Uint128Position returns the position hi*2^64 + lo: for sources whose
+// positions are computed in fixed-width arithmetic (Kinesis sequence
+// numbers relative to their shard's start).
+func Uint128Position(hi, lo uint64) Position { return Position{hi, lo} }
+
+// Uint128 returns p's two 64-bit words, most significant first.
+func (p Position) Uint128() (hi, lo uint64) { return p.hi, p.lo }
+
 // ParsePosition parses a decimal string of at most 128 bits, without sign,
 // spaces or leading zeros (except "0" itself), so each position has exactly
 // one spelling.

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
+	"math/bits"
 	"os"
 	"strings"
 	"sync"
@@ -723,14 +723,15 @@ func (s *Source) iterator(ctx context.Context, r *reader, base string, next lake
 			in.Timestamp = aws.Time(at)
 		}
 	} else {
-		b, err := parseSeq(base)
+		// After the record before next (next is not 0 here).
+		hi, lo := next.Uint128()
+		lo, borrow := bits.Sub64(lo, 1, 0)
+		after, err := sequenceAt(base, lake.Uint128Position(hi-borrow, lo))
 		if err != nil {
 			return "", err
 		}
-		d, _ := new(big.Int).SetString(next.String(), 10)
-		after := b.Add(b, d.Sub(d, big.NewInt(1)))
 		in.ShardIteratorType = types.ShardIteratorTypeAfterSequenceNumber
-		in.StartingSequenceNumber = aws.String(after.String())
+		in.StartingSequenceNumber = aws.String(after)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
