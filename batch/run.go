@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/aggregate"
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/inbox"
 	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/objstore"
@@ -308,12 +309,23 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 	}
 	var dead bytes.Buffer
 	meta := schema.Meta{Source: "batch", Partition: inbox.PartitionName(s.file.Key, s.file.Version, s.sp.Index)}
-	_, _, err = inbox.EachRecord(ctx, o.Input, t, s.file, s.sp, func(v []byte, pos int64) error {
+	_, _, err = inbox.EachRecord(ctx, o.Input, t, s.file, s.sp, func(v []byte, pos int64, at ingest.Location) error {
 		records++
 		meta.Offset = pos
 		if _, err := dec.Decode(b, v, meta); err != nil {
 			bad++
-			line, _ := json.Marshal(map[string]any{"file": s.file.Key, "split": s.sp.Index, "position": pos, "error": err.Error(), "value": string(v)})
+			dl := map[string]any{"file": s.file.Key, "split": s.sp.Index, "position": pos, "error": err.Error(), "value": string(v)}
+			// Like the inbox's dead letters: where the line is in the file itself.
+			if at.Offset >= 0 {
+				dl["file_offset"] = at.Offset
+			}
+			if at.Line > 0 {
+				dl["file_line"] = at.Line
+			}
+			if at.Row >= 0 {
+				dl["file_row"] = at.Row
+			}
+			line, _ := json.Marshal(dl)
 			dead.Write(line)
 			dead.WriteByte('\n')
 			return nil

@@ -48,6 +48,24 @@ type Record struct {
 	// dead letter with reason unrouted and Why as its error.
 	Unrouted bool
 	Why      string
+	// At places the record in the file it was read from, for sources that
+	// read files (the inbox); a dead letter carries it, so that the bad
+	// record can be found in the file itself. Streams leave it zero.
+	At Location
+}
+
+// Location is where a record sits in its source file. A zero Location
+// (no File) says nothing; a source that sets File sets Offset or Row.
+type Location struct {
+	File string // the file's key
+	// Offset is the byte offset of the record's line in the file (in the
+	// uncompressed stream of a compressed file); -1 for a Parquet row.
+	Offset int64
+	// Line is the line's number in the file from 1, where the source
+	// knows it (a file of one split, or its first split); else 0.
+	Line int64
+	// Row is a Parquet row's index in the file from 0; -1 for a line.
+	Row int64
 }
 
 // Feedback is what a source hears back from its pipeline. Both methods are

@@ -261,7 +261,7 @@ func (p *Partition) AppendRecord(r *Record) bool {
 		return true
 	}
 	if r.Unrouted {
-		p.addDeadLetter(value, pos, ts, &schema.RecordError{Reason: schema.ReasonUnrouted, Detail: r.Why})
+		p.addDeadLetter(value, pos, ts, &r.At, &schema.RecordError{Reason: schema.ReasonUnrouted, Detail: r.Why})
 		return true
 	}
 	offset, ok := pos.Int64()
@@ -274,7 +274,7 @@ func (p *Partition) AppendRecord(r *Record) bool {
 		p.eventTimes = append(p.eventTimes, eventTime)
 		return true
 	}
-	p.addDeadLetter(value, pos, ts, err)
+	p.addDeadLetter(value, pos, ts, &r.At, err)
 	return true
 }
 
@@ -290,9 +290,16 @@ type deadLetter struct {
 	Error     string        `json:"error"`
 	Value     *string       `json:"value,omitempty"`
 	ValueB64  []byte        `json:"value_b64,omitempty"`
+	// Where the record is in its source file, for records read from files
+	// (position counts lines within a split, which a user cannot find
+	// without the ledger); absent for streams.
+	File       string `json:"file,omitempty"`
+	FileOffset *int64 `json:"file_offset,omitempty"` // bytes before the line, uncompressed
+	FileLine   *int64 `json:"file_line,omitempty"`   // from 1, where known
+	FileRow    *int64 `json:"file_row,omitempty"`    // Parquet, from 0
 }
 
-func (p *Partition) addDeadLetter(value []byte, pos lake.Position, ts time.Time, err error) {
+func (p *Partition) addDeadLetter(value []byte, pos lake.Position, ts time.Time, at *Location, err error) {
 	reason := schema.Reason("undecodable")
 	var field string
 	var re *schema.RecordError
@@ -305,6 +312,18 @@ func (p *Partition) addDeadLetter(value []byte, pos lake.Position, ts time.Time,
 	}
 	if offset, ok := pos.Int64(); ok {
 		dl.Offset = &offset
+	}
+	if at.File != "" {
+		dl.File = at.File
+		if at.Offset >= 0 {
+			dl.FileOffset = &at.Offset
+		}
+		if at.Line > 0 {
+			dl.FileLine = &at.Line
+		}
+		if at.Row >= 0 {
+			dl.FileRow = &at.Row
+		}
 	}
 	// Keep the original bytes exactly: as text when they are text, else base64.
 	if utf8.Valid(value) {

@@ -14,6 +14,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
@@ -93,7 +94,7 @@ type parquetColumn struct {
 	field  *schema.Field
 }
 
-func eachParquet(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, sp Split, fn func([]byte, int64) error) (lines, expect int64, err error) {
+func eachParquet(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, sp Split, fn func([]byte, int64, ingest.Location) error) (lines, expect int64, err error) {
 	f, err := openParquet(ctx, store, e)
 	if err != nil {
 		return 0, 0, err
@@ -116,6 +117,10 @@ func eachParquet(ctx context.Context, store objstore.BucketReader, t *schema.Tab
 		}
 		cols = append(cols, c)
 	}
+	var first int64 // the row group's first row in the file
+	for _, rg := range rgs[:sp.Index] {
+		first += rg.NumRows()
+	}
 	rows := rgs[sp.Index].Rows()
 	defer rows.Close()
 	buf := make([]parquet.Row, 256)
@@ -125,7 +130,7 @@ func eachParquet(ctx context.Context, store objstore.BucketReader, t *schema.Tab
 		n, rerr := rows.ReadRows(buf)
 		for _, row := range buf[:n] {
 			out = rowJSON(out[:0], cols, row)
-			if err := fn(out, pos); err != nil {
+			if err := fn(out, pos, ingest.Location{File: e.Key, Offset: -1, Row: first + pos}); err != nil {
 				return 0, 0, err
 			}
 			pos++

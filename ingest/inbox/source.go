@@ -855,7 +855,7 @@ func (s *Source) deliverSplit(ctx context.Context, in *tableInbox, e Entry, sp S
 		arena = make([]byte, 0, arenaBytes)
 		return err
 	}
-	lines, expect, err = EachRecord(ctx, in.store, in.table, e, sp, func(line []byte, pos int64) error {
+	lines, expect, err = EachRecord(ctx, in.store, in.table, e, sp, func(line []byte, pos int64, at ingest.Location) error {
 		if pos < from {
 			return nil // committed before
 		}
@@ -872,7 +872,7 @@ func (s *Source) deliverSplit(ctx context.Context, in *tableInbox, e Entry, sp S
 			arena = append(arena, line...)
 			v = arena[at:len(arena):len(arena)]
 		}
-		recs = append(recs, ingest.Record{Value: v, Pos: lake.PositionOf(pos)})
+		recs = append(recs, ingest.Record{Value: v, Pos: lake.PositionOf(pos), At: at})
 		return nil
 	})
 	if err != nil {
@@ -905,12 +905,12 @@ func Plan(ctx context.Context, store objstore.BucketReader, t *schema.Table, e E
 }
 
 // EachRecord calls fn with every non-blank line (or Parquet row, as a JSON
-// object) of a split and its position, in order; value is valid during
-// the call only. It returns the split's position count and the position
+// object) of a split, its position and its place in the file, in order;
+// value is valid during the call only. It returns the split's position count and the position
 // after its last record. e needs Key, Size, Format and Compression (as
 // Plan resolved it). A file that cannot be read as its format gives an
 // error wrapping ErrCorrupt.
-func EachRecord(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, sp Split, fn func(value []byte, pos int64) error) (lines, expect int64, err error) {
+func EachRecord(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, sp Split, fn func(value []byte, pos int64, at ingest.Location) error) (lines, expect int64, err error) {
 	if e.Format == "parquet" {
 		return eachParquet(ctx, store, t, e, sp, fn)
 	}
@@ -973,7 +973,11 @@ func EachRecord(ctx context.Context, store objstore.BucketReader, t *schema.Tabl
 		if conv != nil {
 			line = conv.convert(line)
 		}
-		if err := fn(line, pos); err != nil {
+		at := ingest.Location{File: e.Key, Offset: lr.at, Row: -1}
+		if sp.Index == 0 {
+			at.Line = pos + 1 // split 0 counts from the file's first line (the CSV header included)
+		}
+		if err := fn(line, pos, at); err != nil {
 			return 0, 0, err
 		}
 	}

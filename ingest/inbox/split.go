@@ -102,6 +102,7 @@ func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 type lineReader struct {
 	br      *bufio.Reader
 	offset  int64 // byte offset of the next line in the file
+	at      int64 // byte offset of the line next returned
 	end     int64 // lines starting at or after end belong to the next split; <0: none
 	pos     int64 // the next line's position
 	maxLine int   // longer lines are cut to maxLine+1 bytes (the decoder refuses them)
@@ -166,6 +167,7 @@ func (lr *lineReader) next() ([]byte, int64, error) {
 		}
 		return nil, 0, err
 	}
+	lr.at = lr.offset
 	lr.offset += n
 	line := bytes.TrimRight(lr.buf, "\r\n")
 	pos := lr.pos
