@@ -162,7 +162,7 @@ func verifyAll(t *testing.T, dir string, files []genFile, split int64) {
 // TestFaultsBatchKill SIGKILLs batch processes at random moments while they
 // ingest ~210 files, then lets one finish, and checks the committed set
 // against the files: every good line once, every bad line a dead letter
-// once, at its own file, split and line.
+// once, at its own file, split and line, locating its line in the file.
 func TestFaultsBatchKill(t *testing.T) {
 	faultsOnly(t)
 	dir := t.TempDir()

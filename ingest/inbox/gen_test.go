@@ -225,7 +225,8 @@ type pqRow struct {
 	Amount float64 `parquet:"amount"`
 }
 
-// parquetFile generates a Parquet file of n rows in row groups of perGroup.
+// parquetFile generates a Parquet file of n rows in row groups of perGroup;
+// every 37th row (from the 6th) has an absurd event time: a dead letter.
 func parquetFile(t testing.TB, rng *rand.Rand, fileNo, n, perGroup int) genFile {
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[pqRow](&buf, parquet.MaxRowsPerRowGroup(int64(perGroup)))
@@ -234,10 +235,18 @@ func parquetFile(t testing.TB, rng *rand.Rand, fileNo, n, perGroup int) genFile 
 	for i := 0; i < n; i++ {
 		r := row{ID: fmt.Sprintf("f%d-l%d", fileNo, i), User: fmt.Sprintf("u%d", rng.IntN(20)),
 			Amount: float64(rng.IntN(100000)) / 100, TS: baseTime.Add(time.Duration(rng.IntN(3*3600)) * time.Second).UnixMicro()}
+		bad := i%37 == 5
+		if bad {
+			r.TS = baseTime.AddDate(100, 0, 0).UnixMicro()
+		}
 		if _, err := w.Write([]pqRow{{TS: r.TS, ID: r.ID, User: r.User, Amount: r.Amount}}); err != nil {
 			t.Fatal(err)
 		}
-		g.Good[i] = r
+		if bad {
+			g.Bad[i] = true
+		} else {
+			g.Good[i] = r
+		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -292,22 +301,26 @@ type verdict struct {
 	Unexpected    []string
 	MissingDead   []string
 	DuplicateDead []string
+	Misplaced     []string // dead letters whose place in the file is not their line's
 }
 
 func (v verdict) ok() bool {
-	return len(v.Missing)+len(v.Duplicates)+len(v.Wrong)+len(v.Unexpected)+len(v.MissingDead)+len(v.DuplicateDead) == 0
+	return len(v.Missing)+len(v.Duplicates)+len(v.Wrong)+len(v.Unexpected)+len(v.MissingDead)+len(v.DuplicateDead)+len(v.Misplaced) == 0
 }
 
 func (v verdict) String() string {
 	cut := func(s []string) []string { return s[:min(len(s), 5)] }
-	return fmt.Sprintf("rows %d, dead %d; missing %d %v, duplicates %d %v, wrong %d %v, unexpected %d %v, dead missing %d %v, dead twice %d %v",
+	return fmt.Sprintf("rows %d, dead %d; missing %d %v, duplicates %d %v, wrong %d %v, unexpected %d %v, dead missing %d %v, dead twice %d %v, dead misplaced %d %v",
 		v.Rows, v.Dead, len(v.Missing), cut(v.Missing), len(v.Duplicates), cut(v.Duplicates), len(v.Wrong), cut(v.Wrong),
-		len(v.Unexpected), cut(v.Unexpected), len(v.MissingDead), cut(v.MissingDead), len(v.DuplicateDead), cut(v.DuplicateDead))
+		len(v.Unexpected), cut(v.Unexpected), len(v.MissingDead), cut(v.MissingDead), len(v.DuplicateDead), cut(v.DuplicateDead),
+		len(v.Misplaced), cut(v.Misplaced))
 }
 
 // verify compares what readers of table see with the files: every good
 // line is exactly one row with its values at its own (partition, offset),
-// every bad line exactly one dead letter at its own position, nothing else.
+// every bad line exactly one dead letter at its own position, nothing else;
+// and each dead letter locates its line in the file itself (checked by
+// slicing the uncompressed file at its file_offset), or its Parquet row.
 func verify(t testing.TB, lakeB objstore.Bucket, table string, files []genFile, splitBytes int64, versions map[string]string) verdict {
 	t.Helper()
 	ctx := context.Background()
@@ -316,11 +329,20 @@ func verify(t testing.TB, lakeB objstore.Bucket, table string, files []genFile, 
 		pos  int64
 	}
 	wantRow := map[loc]row{}
-	wantDead := map[loc]string{}
-	for _, g := range files {
+	type badLine struct {
+		what  string
+		file  *genFile
+		plain []byte // the uncompressed file
+		index int    // 0-based line (or row) in the file
+		split int64
+	}
+	wantDead := map[loc]badLine{}
+	for fi := range files {
+		g := files[fi]
 		if g.Table != table {
 			continue
 		}
+		plain := uncompress(t, g.Data, g.Comp)
 		ver := versions[g.Key]
 		locs := g.locations(splitBytes)
 		names := map[int64]string{}
@@ -337,7 +359,7 @@ func verify(t testing.TB, lakeB objstore.Bucket, table string, files []genFile, 
 		}
 		for i := range g.Bad {
 			l := locs[i]
-			wantDead[loc{part(l[0]), l[1]}] = fmt.Sprintf("%s line %d", g.Key, i+1)
+			wantDead[loc{part(l[0]), l[1]}] = badLine{fmt.Sprintf("%s line %d", g.Key, i+1), &files[fi], plain, i, l[0]}
 		}
 	}
 	log := lake.NewCommitLog(lakeB)
@@ -382,9 +404,13 @@ func verify(t testing.TB, lakeB objstore.Bucket, table string, files []genFile, 
 		rc.Close()
 		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 			var dl struct {
-				Partition string        `json:"partition"`
-				Position  lake.Position `json:"position"`
-				Reason    string        `json:"reason"`
+				Partition  string        `json:"partition"`
+				Position   lake.Position `json:"position"`
+				Reason     string        `json:"reason"`
+				File       string        `json:"file"`
+				FileOffset *int64        `json:"file_offset"`
+				FileLine   *int64        `json:"file_line"`
+				FileRow    *int64        `json:"file_row"`
 			}
 			if err := json.Unmarshal(line, &dl); err != nil {
 				t.Fatalf("dead letter in %s: %v", o.Key, err)
@@ -393,19 +419,103 @@ func verify(t testing.TB, lakeB objstore.Bucket, table string, files []genFile, 
 			l := loc{dl.Partition, pos}
 			v.Dead++
 			seenDead[l]++
-			if _, ok := wantDead[l]; !ok {
+			want, ok := wantDead[l]
+			if !ok {
 				v.Unexpected = append(v.Unexpected, fmt.Sprintf("dead letter %s@%d (%s)", l.part, l.pos, dl.Reason))
-			} else if seenDead[l] == 2 {
-				v.DuplicateDead = append(v.DuplicateDead, wantDead[l])
+				continue
+			}
+			if seenDead[l] == 2 {
+				v.DuplicateDead = append(v.DuplicateDead, want.what)
+			}
+			if why := misplaced(want.file, want.plain, want.index, want.split, dl.File, dl.FileOffset, dl.FileLine, dl.FileRow); why != "" {
+				v.Misplaced = append(v.Misplaced, want.what+": "+why)
 			}
 		}
 	}
-	for l, what := range wantDead {
+	for l, want := range wantDead {
 		if seenDead[l] == 0 {
-			v.MissingDead = append(v.MissingDead, what)
+			v.MissingDead = append(v.MissingDead, want.what)
 		}
 	}
 	return v
+}
+
+// misplaced says what is wrong with a dead letter's place in the file, for
+// line (or row) index of g, which landed in split; "" when nothing is. A
+// line's file_offset must slice plain (the file uncompressed) at exactly
+// the line's bytes; its file_line is given for split 0 only, and a Parquet
+// row has a file_row and no offset.
+func misplaced(g *genFile, plain []byte, index int, split int64, file string, offset, line, row *int64) string {
+	if file != g.Key {
+		return fmt.Sprintf("file %q", file)
+	}
+	if g.Format == "parquet" {
+		if offset != nil || line != nil || row == nil || *row != int64(index) {
+			return fmt.Sprintf("offset %v line %v row %v, want row %d", ptr(offset), ptr(line), ptr(row), index)
+		}
+		return ""
+	}
+	if row != nil || offset == nil {
+		return fmt.Sprintf("offset %v row %v", ptr(offset), ptr(row))
+	}
+	off := *offset
+	want := g.Lines[index]
+	if off < 0 || off+int64(len(want)) > int64(len(plain)) {
+		return fmt.Sprintf("offset %d outside the file (%d bytes)", off, len(plain))
+	}
+	if off > 0 && plain[off-1] != '\n' {
+		return fmt.Sprintf("offset %d is not at a line start", off)
+	}
+	got := plain[off:]
+	if i := bytes.IndexByte(got, '\n'); i >= 0 {
+		got = got[:i]
+	}
+	if got = bytes.TrimSuffix(got, []byte("\r")); !bytes.Equal(got, want) {
+		return fmt.Sprintf("offset %d holds %q, want %q", off, got, want)
+	}
+	switch {
+	case split == 0 && (line == nil || *line != int64(index)+1):
+		return fmt.Sprintf("line %v, want %d", ptr(line), index+1)
+	case split > 0 && line != nil:
+		return fmt.Sprintf("line %d given in split %d, whose first line number is not known", *line, split)
+	}
+	return ""
+}
+
+func ptr(p *int64) any {
+	if p == nil {
+		return "none"
+	}
+	return *p
+}
+
+// uncompress returns data as the file's lines were written (the offsets of
+// dead letters count bytes of the uncompressed stream).
+func uncompress(t testing.TB, data []byte, comp string) []byte {
+	t.Helper()
+	var r io.Reader
+	switch comp {
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return data
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 type rawRow struct {

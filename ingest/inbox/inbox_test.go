@@ -42,6 +42,29 @@ func mixedFiles(t testing.TB, rng *rand.Rand) (files []genFile, ignored map[stri
 	return files, ignored
 }
 
+// requireBadLinesInSplits checks that the fixture keeps what the
+// verifier's dead-letter placement check needs to mean something: bad
+// lines in several splits of a multi-split file (positions restart there,
+// file offsets and lines do not), in a compressed file (offsets count
+// uncompressed bytes), and bad Parquet rows past the first row group.
+func requireBadLinesInSplits(t *testing.T, files []genFile, splitBytes int64) {
+	t.Helper()
+	var multiSplit, compressed, parquetLater bool
+	for _, f := range files {
+		splits := map[int64]bool{}
+		locs := f.locations(splitBytes)
+		for i := range f.Bad {
+			splits[locs[i][0]] = true
+		}
+		multiSplit = multiSplit || f.Format != "parquet" && len(splits) >= 3
+		compressed = compressed || f.Comp != "none" && len(f.Bad) > 0
+		parquetLater = parquetLater || f.Format == "parquet" && len(splits) >= 2
+	}
+	if !multiSplit || !compressed || !parquetLater {
+		t.Fatalf("fixture: bad lines in 3+ splits of a file %v, in a compressed file %v, in 2+ Parquet row groups %v", multiSplit, compressed, parquetLater)
+	}
+}
+
 func testBatch(t *testing.T, lakeB, inboxB objstore.Bucket) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -50,11 +73,12 @@ func testBatch(t *testing.T, lakeB, inboxB objstore.Bucket) {
 	for _, f := range files {
 		put(t, inboxB, f.Key, f.Data)
 	}
+	cfg := inbox.Config{SplitBytes: 16 << 10, Parallel: 4, Lease: 10 * time.Second}
+	requireBadLinesInSplits(t, files, cfg.SplitBytes)
 	for k, v := range ignored {
 		put(t, inboxB, k, v)
 	}
 	tables := testTables(t)
-	cfg := inbox.Config{SplitBytes: 16 << 10, Parallel: 4, Lease: 10 * time.Second}
 	st := runPass(t, ctx, lakeB, inboxB, tableList(tables, "ev", "cv", "pq"), cfg)
 	if st.Committed != len(files) || st.Failed+st.Quarantined+st.Refused != 0 {
 		t.Fatalf("pass: %+v, want %d files committed", st, len(files))
