@@ -2,8 +2,10 @@ package ingest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +62,72 @@ func TestDeadLetterUploadFailureFailsTheFlush(t *testing.T) {
 		}
 		if rec.Kind == lake.LinkData {
 			t.Errorf("link %d was committed without its dead letters", rec.Seq)
+		}
+	}
+}
+
+// A record's place in its source file goes into its dead letter; a
+// record without one (a stream's) gets no file fields at all.
+func TestDeadLetterCarriesTheFileLocation(t *testing.T) {
+	b := objstoretest.NewLocal(t)
+	w, err := ingest.NewWriter(ingest.WriterConfig{}, b, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	p, _, err := w.OpenPartition(ctx, testkit.SampleTable(t), "inbox:events", "f", ingest.StartAt(lake.Position{}, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ts := time.Now().UTC().Add(-time.Hour)
+	p.Append([]byte(`{"ts":`), lake.PositionOf(0), ts)
+	p.AppendRecord(&ingest.Record{Value: []byte(`{"ts":1`), Pos: lake.PositionOf(1), Time: ts,
+		At: ingest.Location{File: "in/a.jsonl", Offset: 120, Line: 7, Row: -1}})
+	p.AppendRecord(&ingest.Record{Value: []byte(`{"ts":2`), Pos: lake.PositionOf(2), Time: ts,
+		At: ingest.Location{File: "in/b.parquet", Offset: -1, Row: 0}})
+	if r, _ := ingesttest.Flush(ctx, t, p); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	dead, err := lake.NewCommitLog(b).LiveDeadLetters(ctx, "events")
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead-letter objects %v, %v; want 1", dead, err)
+	}
+	rc, err := b.Get(ctx, dead[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var got []map[string]any
+	dec := json.NewDecoder(rc)
+	for dec.More() {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(got))
+	}
+	fileFields := func(m map[string]any) map[string]any {
+		out := map[string]any{}
+		for _, k := range []string{"file", "file_offset", "file_line", "file_row"} {
+			if v, ok := m[k]; ok {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	want := []map[string]any{
+		{},
+		{"file": "in/a.jsonl", "file_offset": 120.0, "file_line": 7.0},
+		{"file": "in/b.parquet", "file_row": 0.0},
+	}
+	for i, m := range got {
+		if g := fileFields(m); !reflect.DeepEqual(g, want[i]) {
+			t.Errorf("dead letter %d: file fields %v, want %v", i, g, want[i])
 		}
 	}
 }
