@@ -59,8 +59,9 @@ elif [[ "$mode" == "faults" ]]; then
 	SLUICE_FAULTS=1 go test -count=1 -timeout 20m -v -run 'TestFaults$|TestKinesisFaults$' ./cmd/sluice
 	# Ops: 12 SIGKILLs of the rule evaluator and the webhook receiver.
 	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestOpsCrashEventRules$' ./ops
-	# The batch source: ~20 SIGKILLs over 208 files (one of 110 MB), and two
-	# and three batch processes sharing an inbox (about 2 minutes).
+	# The batch source: ~20 SIGKILLs over 208 files (one of 110 MB), two
+	# and three batch processes sharing an inbox, and a holder stopped
+	# (SIGSTOP) past its lease, taken over, then woken (about 2 minutes).
 	SLUICE_FAULTS=1 go test -count=1 -timeout 10m -v -run 'TestFaultsBatch' ./ingest/inbox
 	# The web tier: SIGKILL of an HTTP ingest server under load, a body
 	# slower than the read timeout.

@@ -1,6 +1,7 @@
 package inbox_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -68,6 +70,16 @@ func runWorker(dir string) int {
 	}
 	defer src.Close()
 	ctx := context.Background()
+	// One line on stdout at a clean exit: what this process was refused, for
+	// the scenarios that report it (a paused holder woken after its lease).
+	defer func() {
+		fmt.Printf("%s lost_claims=%d conflicts=%d files_committed=%d files_failed=%d splits=%d\n", workerReport,
+			counterSum(reg, "sluice_inbox_lost_claims_total", "", ""),
+			counterSum(reg, "sluice_ingest_flush_failures_total", "reason", "conflict"),
+			counterSum(reg, "sluice_inbox_files_total", "outcome", inbox.StateCommitted),
+			counterSum(reg, "sluice_inbox_files_total", "outcome", inbox.StateFailed),
+			counterSum(reg, "sluice_inbox_splits_total", "", ""))
+	}()
 	for range 2000 {
 		st, err := src.Pass(ctx)
 		if err != nil {
@@ -86,6 +98,33 @@ func runWorker(dir string) int {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fail(fmt.Errorf("files still open after 2000 passes"))
+}
+
+// workerReport starts the worker's exit line.
+const workerReport = "worker-report"
+
+// counterSum adds up the counters of one family in reg, only those whose
+// label has value when label is set.
+func counterSum(reg *prometheus.Registry, name, label, value string) int64 {
+	families, _ := reg.Gather()
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					match = true
+				}
+			}
+			if match {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return int64(sum)
 }
 
 func faultsOnly(t *testing.T) {
@@ -280,4 +319,261 @@ func ledgerEntries(t *testing.T, lakeB objstore.Bucket, tables []string) []inbox
 		}
 	}
 	return out
+}
+
+// TestFaultsBatchPaused stops a batch process (SIGSTOP) while it holds
+// claims, lets another process take its files over once the leases run
+// out, then wakes it (SIGCONT) and lets it go on: mid-way through the
+// takeover, and after the successor finished everything. The woken holder
+// must be refused wherever it tries to go on (lease renewal, split and file
+// updates in the ledger, links on the chains), and the committed set must
+// still equal the files' rows.
+func TestFaultsBatchPaused(t *testing.T) {
+	faultsOnly(t)
+	const lease = 3 * time.Second // the shortest Config allows
+	for _, wake := range []string{"during the takeover", "after the successor finished"} {
+		t.Run(wake, func(t *testing.T) {
+			dir := t.TempDir()
+			const split = 1 << 20
+			files := bigInbox(t, dir, 40_000)
+			lakeB, _ := objstore.NewLocal(filepath.Join(dir, "lake"))
+			tables := []string{"ev", "cv", "pq"}
+
+			paused := startReportingWorker(t, dir, split, lease)
+			held, holder, insideLock := pauseHolding(t, paused, lakeB, tables)
+			stoppedAt := time.Now()
+
+			successor := startReportingWorker(t, dir, split, lease)
+			switch wake {
+			case "during the takeover":
+				waitTakenOver(t, lakeB, held, holder)
+			default:
+				select {
+				case <-successor.done:
+				case <-time.After(60 * time.Second):
+					t.Fatalf("the successor did not finish within 60s while the paused process slept; ledger entries still open: %v", claimedEntries(t, lakeB, tables))
+				}
+				if err := successor.wait(); err != nil {
+					t.Fatalf("successor: %v\n%s", err, successor.stderr.String())
+				}
+			}
+			stoppedFor := time.Since(stoppedAt)
+			if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if err := paused.wait(); err != nil {
+				t.Fatalf("woken process: %v\n%s", err, paused.stderr.String())
+			}
+			if err := successor.wait(); err != nil {
+				t.Fatalf("successor: %v\n%s", err, successor.stderr.String())
+			}
+			verifyAll(t, dir, files, split)
+
+			takenOver := 0
+			for _, e := range held {
+				l, _ := inbox.NewLedger(lakeB, e.Table)
+				now, _, _, err := l.Get(t.Context(), e.Key, e.Version)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if now.Holder != holder && now.Epoch > e.Epoch {
+					takenOver++
+				}
+			}
+			if takenOver == 0 || wake != "during the takeover" && takenOver != len(held) {
+				t.Errorf("%d of the %d files the paused process held were taken over", takenOver, len(held))
+			}
+			report := paused.report(t)
+			refusedLines := paused.linesWith(inbox.ErrLostClaim.Error(), "claim lost")
+			if report["files_failed"] != 0 {
+				// Nothing in this inbox fails: a failure here is a lost claim
+				// taken for a failed attempt.
+				t.Errorf("the woken process counted %d failed files: %v", report["files_failed"], report)
+			}
+			if report["lost_claims"]+report["conflicts"] == 0 && len(refusedLines) == 0 {
+				t.Errorf("the woken process was never refused: %v\n%s", report, paused.stderr.String())
+			}
+			t.Logf("paused %v holding %d files (lease %v; %d stops inside the store's lock let go), %d taken over; woken %s: lost claims %d, conflicting flushes %d, files committed %d, failed %d, splits %d; %d log lines refusing it",
+				stoppedFor.Round(100*time.Millisecond), len(held), lease, insideLock, takenOver, wake,
+				report["lost_claims"], report["conflicts"], report["files_committed"], report["files_failed"], report["splits"], len(refusedLines))
+			for i, l := range refusedLines {
+				if i == 3 {
+					t.Logf("  ... %d more", len(refusedLines)-i)
+					break
+				}
+				t.Logf("  %s", l)
+			}
+		})
+	}
+}
+
+// heldFile is a ledger entry the paused process held, with its table.
+type heldFile struct {
+	inbox.Entry
+	Table string
+}
+
+// reportingWorker is a batch process whose output is kept: its exit line
+// (the counters) and its log.
+type reportingWorker struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	err    error
+	done   chan struct{}
+}
+
+func startReportingWorker(t *testing.T, dir string, split int64, lease time.Duration) *reportingWorker {
+	t.Helper()
+	w := &reportingWorker{done: make(chan struct{})}
+	w.cmd = testkit.TestBinaryCmd(context.Background(), envWorker+"="+dir, envWorkerSplit+"="+strconv.FormatInt(split, 10), envWorkerLease+"="+lease.String())
+	w.cmd.Stdout, w.cmd.Stderr = &w.stdout, &w.stderr
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.err = w.cmd.Wait(); close(w.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-w.done:
+		default:
+			_ = w.cmd.Process.Kill() // a failed scenario: a stopped process dies too
+			<-w.done
+		}
+	})
+	return w
+}
+
+func (w *reportingWorker) wait() error {
+	<-w.done
+	return w.err
+}
+
+// report parses the worker's exit line into its counters.
+func (w *reportingWorker) report(t *testing.T) map[string]int64 {
+	t.Helper()
+	for line := range strings.Lines(w.stdout.String()) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != workerReport {
+			continue
+		}
+		out := map[string]int64{}
+		for _, f := range fields[1:] {
+			k, v, _ := strings.Cut(f, "=")
+			out[k], _ = strconv.ParseInt(v, 10, 64)
+		}
+		return out
+	}
+	t.Fatalf("no %s line in the worker's output:\n%s", workerReport, w.stdout.String())
+	return nil
+}
+
+// linesWith returns the log lines containing any of subs.
+func (w *reportingWorker) linesWith(subs ...string) []string {
+	var out []string
+	for line := range strings.Lines(w.stderr.String()) {
+		for _, s := range subs {
+			if strings.Contains(line, s) {
+				out = append(out, strings.TrimSpace(line))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// pauseHolding stops w (SIGSTOP) at a moment it holds claims, a little
+// after its first, so that it is in the middle of mapping; it returns the
+// entries it held, its holder id and how many times it was stopped inside
+// the store's lock and let go again. Only w runs: every claim is its own.
+func pauseHolding(t *testing.T, w *reportingWorker, lakeB objstore.Bucket, tables []string) ([]heldFile, string, int) {
+	t.Helper()
+	insideLock := 0
+	rng := rand.New(rand.NewPCG(13, 17))
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-w.done:
+			t.Fatalf("the worker exited (%v) before it could be paused holding a claim\n%s", w.err, w.stderr.String())
+		default:
+		}
+		if len(claimedEntries(t, lakeB, tables)) == 0 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
+		if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatalf("stop the worker: %v", err)
+		}
+		held := claimedEntries(t, lakeB, tables)
+		if len(held) > 0 && !holdsFileLock(t, w.cmd.Process.Pid) {
+			return held, held[0].Holder, insideLock
+		}
+		if len(held) > 0 {
+			insideLock++
+		}
+		// Stopped between two passes, or inside the local store's
+		// compare-and-replace (see holdsFileLock): let it go on and stop it
+		// again a little later.
+		_ = w.cmd.Process.Signal(syscall.SIGCONT)
+		time.Sleep(time.Duration(20+rng.IntN(80)) * time.Millisecond)
+	}
+	t.Fatalf("the worker held no claim within 30s (%d times stopped inside the store's lock)", insideLock)
+	return nil, "", 0
+}
+
+// holdsFileLock reports whether process pid holds a flock. The local
+// store's PutIfMatch compares and renames under an flock on the object's
+// file; a process stopped inside it keeps every other process's
+// compare-and-replace of that key (a ledger entry, the cursor) waiting
+// until it wakes, so a successor cannot take its files over however long
+// the lease ran out. That is the local store's limit (an object store's
+// conditional PUT is one request), not the lease's: the scenario stops
+// the process outside the lock.
+func holdsFileLock(t *testing.T, pid int) bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Skipf("the scenario needs /proc/locks to stop a process outside the store's lock: %v", err)
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		// "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234 0 EOF"
+		if len(f) >= 5 && f[1] == "FLOCK" && f[4] == strconv.Itoa(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+func claimedEntries(t *testing.T, lakeB objstore.Bucket, tables []string) []heldFile {
+	t.Helper()
+	var out []heldFile
+	for _, table := range tables {
+		for _, e := range ledgerEntries(t, lakeB, []string{table}) {
+			if e.State == inbox.StateClaimed {
+				out = append(out, heldFile{Entry: e, Table: table})
+			}
+		}
+	}
+	return out
+}
+
+// waitTakenOver returns once another process claimed one of the held files.
+func waitTakenOver(t *testing.T, lakeB objstore.Bucket, held []heldFile, holder string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, h := range held {
+			l, _ := inbox.NewLedger(lakeB, h.Table)
+			e, _, _, err := l.Get(t.Context(), h.Key, h.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Holder != holder {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no file of the paused process was taken over within 30s")
 }

@@ -652,6 +652,13 @@ func (s *Source) processFile(ctx context.Context, f *fileWork, report func(files
 	switch {
 	case lost:
 		return StateFailed, splits, recs
+	case errors.Is(err, ErrLostClaim):
+		// A split's ledger update found the file taken over before the
+		// lease renewal did: the same lost claim, not a failed attempt
+		// (the new holder goes on with it; nothing here is retried).
+		s.m.lost.WithLabelValues(table).Inc()
+		s.logger.Warn("inbox: claim lost; leaving the file to its new holder", "table", table, "key", e.Key)
+		return StateFailed, splits, recs
 	case err == nil:
 		if err := f.update(uctx, func(e *Entry) { e.State, e.LeaseUntil, e.Error = StateCommitted, time.Time{}, "" }); err != nil {
 			s.logger.Warn("inbox: mark committed", "table", table, "key", e.Key, "err", err)
