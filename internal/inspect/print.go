@@ -187,10 +187,35 @@ func (p *inspectPrinter) deadLetters(r *deadLetterReport) error {
 				value = fmt.Sprintf("%q", raw)
 			}
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", str(dl["source"]), str(dl["partition"]), str(dl["offset"]),
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", str(dl["source"]), str(dl["partition"]), deadLetterPlace(dl),
 			str(dl["reason"]), str(dl["field"]), truncate(str(dl["error"]), maxCell), truncate(value, maxCell))
 	}
 	return tw.Flush()
+}
+
+// deadLetterPlace is where a dead letter's record was: its offset in the
+// partition, and for a record read from a file its place in the file (a
+// split's positions count lines within the split, which the file does not
+// show).
+func deadLetterPlace(dl map[string]any) string {
+	place := str(dl["offset"])
+	if place == "" {
+		place = str(dl["position"])
+	}
+	var at []string
+	if v := str(dl["file_offset"]); v != "" {
+		at = append(at, "byte "+v)
+	}
+	if v := str(dl["file_line"]); v != "" {
+		at = append(at, "line "+v)
+	}
+	if v := str(dl["file_row"]); v != "" {
+		at = append(at, "row "+v)
+	}
+	if len(at) > 0 {
+		place += " (file " + strings.Join(at, ", ") + ")"
+	}
+	return place
 }
 
 func (p *inspectPrinter) summary(s *SummaryReport) error {
