@@ -226,7 +226,7 @@ func TestFaultsBatchKill(t *testing.T) {
 			// It emptied the inbox before its kill came (a fast machine):
 			// more files arrive, as they do in a live inbox, and the kills
 			// go on over them.
-			if arrivals++; arrivals > 30 {
+			if arrivals++; arrivals > 60 {
 				t.Fatalf("workers emptied the inbox %d times before 22 kills", arrivals)
 			}
 			files = append(files, moreFiles(t, dir, rng, arrivals)...)
