@@ -429,8 +429,10 @@ func (wk *worker) bufferRecords(msg workerMsg) {
 	}
 	ps.Hold(msg.held)
 	ps.lag = msg.lag
-	for _, r := range msg.records {
-		ps.AppendRecord(&r)
+	// By index: a copy of each record in a loop variable would be moved to
+	// the heap once per record if AppendRecord ever let its pointer escape.
+	for i := range msg.records {
+		ps.AppendRecord(&msg.records[i])
 	}
 	wk.p.recycle(msg.records)
 	if ps.Due(time.Now()) {

@@ -314,15 +314,18 @@ func (p *Partition) addDeadLetter(value []byte, pos lake.Position, ts time.Time,
 		dl.Offset = &offset
 	}
 	if at.File != "" {
-		dl.File = at.File
-		if at.Offset >= 0 {
-			dl.FileOffset = &at.Offset
+		// Copies, not pointers into at: at points into the caller's record,
+		// which must not escape to the heap for the sake of a dead letter.
+		loc := *at
+		dl.File = loc.File
+		if loc.Offset >= 0 {
+			dl.FileOffset = &loc.Offset
 		}
-		if at.Line > 0 {
-			dl.FileLine = &at.Line
+		if loc.Line > 0 {
+			dl.FileLine = &loc.Line
 		}
-		if at.Row >= 0 {
-			dl.FileRow = &at.Row
+		if loc.Row >= 0 {
+			dl.FileRow = &loc.Row
 		}
 	}
 	// Keep the original bytes exactly: as text when they are text, else base64.
