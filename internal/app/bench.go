@@ -134,7 +134,10 @@ func (p *phaseBar) set(phase string, done, total int64) {
 		p.phase = phase
 		opts := append([]progressbar.Option{progressbar.OptionSetWriter(p.w), progressbar.OptionSetDescription(p.describe(phase)),
 			progressbar.OptionShowCount()}, p.opts...)
-		p.bar = progressbar.NewOptions64(total, append(opts, progressbar.OptionThrottle(200*time.Millisecond))...)
+		// Rendered at once, so that the bar's clock (and its rate) starts
+		// when the phase is first reported, not at its first redraw.
+		p.bar = progressbar.NewOptions64(total, append(opts, progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetRenderBlankState(true))...)
 	}
 	_ = p.bar.Set64(done)
 }

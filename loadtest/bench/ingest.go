@@ -103,6 +103,7 @@ func RunIngest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	defer stopProcess(broker)
 
 	start := time.Now()
+	cfg.Progress("produce", 0, cfg.Events) // the phase's clock starts here, not at its first report
 	n, bytes, err := produce(ctx, addr, cfg)
 	if err != nil {
 		return res, err
@@ -146,6 +147,7 @@ func drain(ctx context.Context, cfg IngestConfig, res IngestResult, config strin
 	brokerCPU0 := processCPU(serverPid)
 	busy0, total0 := machineCPU()
 	start := time.Now()
+	cfg.Progress("ingest", 0, res.Events)
 	if err := ing.Start(); err != nil {
 		return res, fmt.Errorf("start ingester: %w", err)
 	}

@@ -81,6 +81,7 @@ func RunIngestKinesis(ctx context.Context, cfg IngestConfig, kc KinesisConfig) (
 	}()
 
 	start := time.Now()
+	cfg.Progress("produce", 0, cfg.Events) // the phase's clock starts here, not at its first report
 	n, size, err := putEvents(ctx, cl, stream, cfg, kc.Putters)
 	if err != nil {
 		return res, err
