@@ -73,10 +73,10 @@ type Split struct {
 	// split; for Parquet, the row group; for compressed files, 0 and the size.
 	Start int64 `json:"start"`
 	End   int64 `json:"end"`
-	// Lines is how many positions (lines or rows) the split had, once done:
-	// a split's positions are its lines' numbers from 0, so the line number
-	// in the file of position p of split i is the sum of the Lines of the
-	// splits before i, plus p, plus 1.
+	// Lines is how many positions (records or rows) the split had, once
+	// done. A split's positions number its records from 0 (blank lines
+	// included); a record is a line, except that a CSV record may span
+	// lines (a newline inside quotes).
 	Lines int64 `json:"lines"`
 	Done  bool  `json:"done"`
 }

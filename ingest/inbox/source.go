@@ -908,7 +908,68 @@ func Plan(ctx context.Context, store objstore.BucketReader, t *schema.Table, e E
 		return CompNone, splits, err
 	}
 	comp := detectCompression(t.Inbox.Compression, e.Key, head)
-	return comp, PlanSplits(e.Format, comp, e.Size, splitBytes), nil
+	splits := PlanSplits(e.Format, comp, e.Size, splitBytes)
+	if e.Format == "csv" && len(splits) > 1 {
+		// A byte range may start inside a quoted field that holds a
+		// newline, and only a read from the file's start can tell.
+		splits, err := planCSVSplits(ctx, store, t, e, splitBytes)
+		return comp, splits, err
+	}
+	return comp, splits, nil
+}
+
+// maxRecordBytes is the table's record size limit, which the line reader
+// cuts at.
+func maxRecordBytes(t *schema.Table) int {
+	if t.MaxRecordBytes > 0 {
+		return t.MaxRecordBytes
+	}
+	return schema.DefaultMaxRecordBytes
+}
+
+// planCSVSplits cuts an uncompressed CSV file at record starts about
+// splitBytes apart. It reads the whole file once, with the reader that
+// EachRecord uses, so that the splits' readers and the plan agree on
+// where every record (which may span lines) begins.
+func planCSVSplits(ctx context.Context, store objstore.BucketReader, t *schema.Table, e Entry, splitBytes int64) ([]Split, error) {
+	rc, err := store.GetRange(ctx, e.Key, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", e.Key, err)
+	}
+	defer rc.Close()
+	raw := &trackingReader{r: rc}
+	lr, err := newLineReader(raw, 0, -1, maxRecordBytes(t))
+	if err != nil {
+		return nil, readErr(raw, e.Key, err)
+	}
+	lr.quoted = true
+	starts := []int64{0}
+	cut := splitBytes
+	for n := 0; ; n++ {
+		if n%4096 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if _, _, err := lr.next(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, readErr(raw, e.Key, err)
+		}
+		if lr.at >= cut {
+			// The same grid as PlanSplits, so that a file whose records
+			// are all one line splits where it always did.
+			starts = append(starts, lr.at)
+			cut = (lr.at/splitBytes + 1) * splitBytes
+		}
+	}
+	splits := make([]Split, len(starts))
+	for i, start := range starts {
+		end := e.Size
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		splits[i] = Split{Index: i, Start: start, End: end}
+	}
+	return splits, nil
 }
 
 // EachRecord calls fn with every non-blank line (or Parquet row, as a JSON
@@ -940,14 +1001,11 @@ func EachRecord(ctx context.Context, store objstore.BucketReader, t *schema.Tabl
 	if e.Compression != CompNone {
 		end = -1
 	}
-	maxLine := t.MaxRecordBytes
-	if maxLine <= 0 {
-		maxLine = schema.DefaultMaxRecordBytes
-	}
-	lr, err := newLineReader(dr, sp.Start, end, maxLine)
+	lr, err := newLineReader(dr, sp.Start, end, maxRecordBytes(t))
 	if err != nil {
 		return 0, 0, readErr(raw, e.Key, err)
 	}
+	lr.quoted = e.Format == "csv"
 	var conv *csvConverter
 	if e.Format == "csv" {
 		header, err := csvHeader(ctx, store, e, sp, lr)
@@ -982,7 +1040,10 @@ func EachRecord(ctx context.Context, store objstore.BucketReader, t *schema.Tabl
 		}
 		at := ingest.Location{File: e.Key, Offset: lr.at, Row: -1}
 		if sp.Index == 0 {
-			at.Line = pos + 1 // split 0 counts from the file's first line (the CSV header included)
+			// Split 0 reads from the file's first line (the CSV header
+			// included); a CSV record may span lines, so this is the line
+			// it starts on, not its position.
+			at.Line = lr.atLine + 1
 		}
 		if err := fn(line, pos, at); err != nil {
 			return 0, 0, err
@@ -1018,6 +1079,7 @@ func csvHeader(ctx context.Context, store objstore.BucketReader, e Entry, sp Spl
 	if err != nil {
 		return nil, err
 	}
+	hr.quoted = true
 	line, _, err := hr.next()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: no CSV header: %v", ErrCorrupt, e.Key, err)

@@ -60,10 +60,11 @@ func detectCompression(configured, key string, head []byte) string {
 	return CompNone
 }
 
-// PlanSplits cuts a file into splits: uncompressed JSON lines and CSV by
-// byte ranges of about splitBytes (each split owns the lines that start in
-// its range, so a split boundary may fall anywhere); compressed files whole
-// (a gzip or zstd stream cannot be entered in the middle). Parquet is split
+// PlanSplits cuts a file into splits: uncompressed JSON lines by byte
+// ranges of about splitBytes (each split owns the lines that start in its
+// range, so a split boundary may fall anywhere); compressed files whole
+// (a gzip or zstd stream cannot be entered in the middle). Plan moves the
+// cuts of a CSV file to record starts (planCSVSplits), and splits Parquet
 // by row group once its footer is read (see planParquet).
 func PlanSplits(format, compression string, size, splitBytes int64) []Split {
 	if compression != CompNone || size <= splitBytes || splitBytes <= 0 {
@@ -96,21 +97,38 @@ func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 	return io.NopCloser(r), nil
 }
 
-// lineReader yields the lines of a split: positions count every line of
-// the split from 0 (blank ones too, so a position is a line number), and
-// reading stops after the last line that starts before the split's end.
+// lineReader yields the records of a split: for JSON lines a record is a
+// line; for CSV (quoted set) a record is a line joined with the lines
+// after it while a quoted field is open, as RFC 4180 allows newlines in
+// quoted fields. Positions count every record of the split from 0 (blank
+// lines too, so for files of one-line records a position is a line
+// number), and reading stops after the last record that starts before the
+// split's end.
 type lineReader struct {
 	br      *bufio.Reader
-	offset  int64 // byte offset of the next line in the file
-	at      int64 // byte offset of the line next returned
-	end     int64 // lines starting at or after end belong to the next split; <0: none
-	pos     int64 // the next line's position
-	maxLine int   // longer lines are cut to maxLine+1 bytes (the decoder refuses them)
+	offset  int64 // byte offset of the next record in the file
+	at      int64 // byte offset of the record last returned
+	end     int64 // records starting at or after end belong to the next split; <0: none
+	pos     int64 // the next record's position
+	maxLine int   // longer records are cut to maxLine+1 bytes (the decoder refuses them)
 	buf     []byte
+
+	// quoted makes a record run on past a newline inside double quotes.
+	// A stray quote (a malformed line) must cost that line only, so a
+	// record of several lines is kept only if it reads as one CSV record
+	// and fits in maxLine; otherwise the reader backs off to its first
+	// line (which the decoder refuses) and reads the rest again.
+	quoted  bool
+	pending []byte // bytes read but given back by a back-off, read before br
+	lines   int64  // physical lines read (from the reader's start)
+	atLine  int64  // the physical line, from the reader's start, where the last record began
 }
 
 // newLineReader reads the split from r, which starts at byte start-1 of
 // the file if start > 0 (to find the first line boundary), else at 0.
+// For CSV, set quoted before the first next: split starts are then record
+// starts (planCSVSplits places them), and only the newline before start is
+// skipped.
 func newLineReader(r io.Reader, start, end int64, maxLine int) (*lineReader, error) {
 	lr := &lineReader{br: bufio.NewReaderSize(r, 256<<10), offset: start, end: end, maxLine: maxLine}
 	if start > 0 {
@@ -139,34 +157,88 @@ func (lr *lineReader) skipLine() (int64, error) {
 	}
 }
 
-// next returns the next line without its line ending, its position, and
-// io.EOF after the split's last line. The line is valid until the next call.
+// readSlice is bufio's ReadSlice('\n') over the given-back bytes first.
+func (lr *lineReader) readSlice() ([]byte, error) {
+	if len(lr.pending) == 0 {
+		return lr.br.ReadSlice('\n')
+	}
+	i := bytes.IndexByte(lr.pending, '\n')
+	if i < 0 {
+		chunk := lr.pending
+		lr.pending = nil
+		return chunk, bufio.ErrBufferFull // the line goes on in br
+	}
+	chunk := lr.pending[:i+1]
+	lr.pending = lr.pending[i+1:]
+	return chunk, nil
+}
+
+// next returns the next record without its line ending, its position, and
+// io.EOF after the split's last record. The record is valid until the next
+// call.
 func (lr *lineReader) next() ([]byte, int64, error) {
 	if lr.end >= 0 && lr.offset >= lr.end {
 		return nil, 0, io.EOF
 	}
 	lr.buf = lr.buf[:0]
-	var n int64
+	lr.atLine = lr.lines
+	var n, lines int64
+	firstLine := int64(-1) // bytes of the record's first line, once it runs on past it
+	inQuotes, backOff := false, false
 	for {
-		chunk, err := lr.br.ReadSlice('\n')
+		chunk, err := lr.readSlice()
 		n += int64(len(chunk))
-		if len(lr.buf) <= lr.maxLine {
-			lr.buf = append(lr.buf, chunk[:min(len(chunk), lr.maxLine+1-len(lr.buf))]...)
+		if firstLine >= 0 || len(lr.buf) <= lr.maxLine {
+			// A record running on is kept whole (it is at most maxLine
+			// plus a chunk), to be given back if it backs off.
+			keep := len(chunk)
+			if firstLine < 0 {
+				keep = min(keep, lr.maxLine+1-len(lr.buf))
+			}
+			lr.buf = append(lr.buf, chunk[:keep]...)
+		}
+		if lr.quoted && bytes.Count(chunk, quote)%2 == 1 {
+			// An escaped quote is written twice, so the parity of the
+			// quotes seen says whether a quoted field is open.
+			inQuotes = !inQuotes
 		}
 		if err == nil {
-			break
+			lines++
+			if !inQuotes {
+				break
+			}
+			if firstLine < 0 {
+				firstLine = n
+			}
+			if n > int64(lr.maxLine) {
+				backOff = true
+				break
+			}
+			continue // the newline is inside a quoted field
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
+			if firstLine >= 0 && n > int64(lr.maxLine) {
+				backOff = true
+				break
+			}
 			continue
 		}
 		if errors.Is(err, io.EOF) {
 			if n == 0 {
 				return nil, 0, io.EOF
 			}
-			break
+			lines++
+			break // an unclosed quote at the end reads as no CSV record: it backs off below
 		}
 		return nil, 0, err
 	}
+	if firstLine >= 0 && (backOff || !oneCSVRecord(lr.buf)) {
+		// Give back all but the first line, to be read again.
+		lr.pending = append(bytes.Clone(lr.buf[firstLine:]), lr.pending...)
+		lr.buf, n, lines = lr.buf[:firstLine], firstLine, 1
+	}
+	lr.buf = lr.buf[:min(len(lr.buf), lr.maxLine+1)]
+	lr.lines += lines
 	lr.at = lr.offset
 	lr.offset += n
 	line := bytes.TrimRight(lr.buf, "\r\n")
@@ -174,6 +246,19 @@ func (lr *lineReader) next() ([]byte, int64, error) {
 	lr.pos++
 	return line, pos, nil
 }
+
+// oneCSVRecord reports whether rec reads as exactly one CSV record.
+func oneCSVRecord(rec []byte) bool {
+	r := csv.NewReader(bytes.NewReader(rec))
+	r.FieldsPerRecord = -1
+	if _, err := r.Read(); err != nil {
+		return false
+	}
+	_, err := r.Read()
+	return errors.Is(err, io.EOF)
+}
+
+var quote = []byte{'"'}
 
 // csvConverter turns CSV lines into the JSON objects the decoder reads,
 // named by the header. Cells of number, bool and numeric-time fields are
