@@ -1,8 +1,12 @@
 package aggregate_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,4 +243,102 @@ func (s *stallingSummaries) PutIfMatch(ctx context.Context, key string, data []b
 		return err
 	}
 	return s.ConditionalBucket.PutIfMatch(ctx, key, data, version)
+}
+
+// A run that stalls just before it writes the run cursor (a paused
+// process, a slow store) and wakes after another aggregator has run and
+// moved the cursor on must not put its older cursor back: the next run
+// would then read links twice at best, and at worst forget hours the
+// newer run left to retry. Its write is conditional on the version it
+// read, so it is refused as fenced, and the newer cursor stays.
+func TestStaleCursorWriteIsRefused(t *testing.T) {
+	tbl := testkit.SampleTable(t)
+	raw, store := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	cursorKey := lake.RunCursorKey(tbl.Name)
+	paused := &pausingCursor{ConditionalBucket: store, key: cursorKey, reached: make(chan struct{}), release: make(chan struct{})}
+	ctx := context.Background()
+	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	f := newFeeder(t, raw, 2)
+	addHour := func(h int) {
+		f.add(60, base.Add(time.Duration(h)*time.Hour), base.Add(time.Duration(h+1)*time.Hour))
+		f.Commit()
+	}
+	for h := range 3 {
+		addHour(h)
+	}
+	stale := newService(t, raw, paused, "stale", prometheus.NewRegistry())
+	if _, err := stale.RunOnce(ctx, tbl); err != nil {
+		t.Fatal(err)
+	}
+
+	addHour(3)
+	paused.armed.Store(true)
+	staleErr := make(chan error, 1)
+	go func() {
+		_, err := stale.RunOnce(ctx, tbl)
+		staleErr <- err
+	}()
+	select {
+	case <-paused.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stale run never reached its cursor write")
+	}
+
+	// Meanwhile another aggregator runs over newer data and moves the cursor.
+	addHour(4)
+	fresh := newService(t, raw, store, "fresh", prometheus.NewRegistry())
+	if _, err := fresh.RunOnce(ctx, tbl); err != nil {
+		t.Fatal(err)
+	}
+	newer := readAll(t, store, cursorKey)
+
+	close(paused.release)
+	if err := <-staleErr; !errors.Is(err, aggregate.ErrFenced) {
+		t.Fatalf("the stale run's cursor write ended with %v, want it fenced", err)
+	}
+	if got := readAll(t, store, cursorKey); !bytes.Equal(got, newer) {
+		t.Fatalf("the stale run replaced the newer cursor:\n got %s\nwant %s", got, newer)
+	}
+
+	// And the cursor left in place carries on: the next run is exact.
+	addHour(5)
+	if _, err := fresh.RunOnce(ctx, tbl); err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstRaw(t, tbl, raw, store, nil)
+}
+
+// pausingCursor holds the first write of the run cursor once armed, until
+// released: the store answers it only after the rest of the world moved on.
+type pausingCursor struct {
+	objstore.ConditionalBucket
+	key      string
+	armed    atomic.Bool
+	reached  chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	didPause atomic.Bool
+}
+
+func (p *pausingCursor) pause(key string) {
+	if key != p.key || !p.armed.Load() || p.didPause.Swap(true) {
+		return
+	}
+	p.once.Do(func() { close(p.reached) })
+	<-p.release
+}
+
+func (p *pausingCursor) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	p.pause(key)
+	return p.ConditionalBucket.PutIfAbsent(ctx, key, data)
+}
+
+func (p *pausingCursor) PutIfMatch(ctx context.Context, key string, data []byte, version string) error {
+	p.pause(key)
+	return p.ConditionalBucket.PutIfMatch(ctx, key, data, version)
+}
+
+func (p *pausingCursor) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	p.pause(key)
+	return p.ConditionalBucket.Put(ctx, key, r, size)
 }
