@@ -83,6 +83,14 @@ const RunCursorsRoot = "_sluice/cursors/"
 // RunCursorKey is the key of a table's run cursor.
 func RunCursorKey(table string) string { return RunCursorsRoot + table + ".json" }
 
+// CompactionCursorKey is where the compactor keeps its cursor over a
+// table's links, in the lake (the compactor has no summary store). It sorts
+// apart from the aggregator's run cursors, which live in the summary store
+// (possibly the same bucket) as RunCursorKey.
+func CompactionCursorKey(table string) string {
+	return RunCursorsRoot + "compaction/" + table + ".json"
+}
+
 // KinesisLeaseKey is where the lease of a shard read into table is kept.
 func KinesisLeaseKey(table, stream, shard string) string {
 	return "_sluice/leases/kinesis/" + table + "/" + stream + "/" + shard + ".json"
