@@ -226,6 +226,13 @@ func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g Com
 		if err := check(); err != nil {
 			return rec, fmt.Errorf("%s: %w", what, err)
 		}
+		if n == 0 {
+			// The sweeper watches the hour from here: it deletes the
+			// objects this record replaces, or these if it never lands.
+			if err := c.commits.NoteCompaction(ctx, table.Name, g.Hour, attempt); err != nil {
+				return rec, fmt.Errorf("%s: %w", what, err)
+			}
+		}
 		obj, err := c.writePart(ctx, dir, table, m, lake.CompactedObjectKey(table.Name, g.Hour, id, attempt, n), rows)
 		if err != nil {
 			return rec, fmt.Errorf("%s: %w", what, err)
