@@ -213,14 +213,17 @@ func TestLongHistory(t *testing.T) {
 }
 
 // newLongHistorySweeper is a sweeper as `sluice sweep` makes one: a new
-// process, nothing cached.
+// process, nothing cached. The lake is written in minutes, not over the
+// months it stands for: the sweeper's clock runs two hours ahead (past its
+// grace), so the history is as old as it would be, not all of it inside
+// the grace and watched.
 func newLongHistorySweeper(t *testing.T, raw objstore.Bucket) *lake.Sweeper {
 	t.Helper()
 	sw, err := lake.NewSweeper(lake.SweepConfig{}, raw, nil, "long-history", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sw
+	return sw.WithClock(func() time.Time { return time.Now().Add(2 * time.Hour) })
 }
 
 // newLongHistoryCompactor is a compactor of a new process. Its target
