@@ -56,12 +56,11 @@ import (
 // A key without an hour in it is never deleted by these sweeps: no index
 // covers it. The first sweep (no cursor, or an unreadable one) and every
 // dry run read the whole table, as every sweep did before, and the first
-// writes the indexes and the cursor. Nothing deleted changes: every
-// candidate is judged by classify, from the records of its hour, which
-// hold every record that names a key of the hour: links (in the index up
-// to the cursor's links, and every link committed before the sweep began
-// is read before any object is judged) and the hour's own compaction
-// records. While the links after the cursor include any the chain does not
+// writes the indexes and the cursor. An object is judged as before (by
+// classify), from the records of its hour, which hold every record that
+// names a key of the hour: links (in the index up to the cursor's links,
+// and every link committed before the sweep began is read before any
+// object is judged) and the hour's own compaction records. While the links after the cursor include any the chain does not
 // continue (a gap, a link that does not fit, garbage), no uncommitted
 // object is deleted: such a link may name it and be repaired.
 
