@@ -125,3 +125,39 @@ func TestCompactionCostFollowsChange(t *testing.T) {
 		t.Errorf("reading the whole table cost %d calls, one changed hour %d: the cursor saves little", full, long)
 	}
 }
+
+// An hour whose compaction records do not all apply on top of its
+// manifest (here a garbage record) is planned from the whole table, and
+// compacted all the same.
+func TestCompactionPlansFromTheTableWhenAnHourIsUnclear(t *testing.T) {
+	tbl := testkit.SampleTable(t)
+	raw := objstoretest.NewLocal(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	base := now.Add(-10 * time.Hour).Truncate(time.Hour)
+	f := newFeeder(t, raw, 2)
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute},
+		raw, lake.NewCommitLog(raw), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.add(40, base, base.Add(time.Hour))
+	f.Commit()
+	if _, err := c.CompactTable(ctx, tbl, now); err != nil { // no hour closed yet: the cursor
+		t.Fatal(err)
+	}
+	objstoretest.Put(t, raw, lake.CompactionKey(tbl.Name, base, 7), []byte("not a record"))
+	f.add(40, base.Add(time.Hour), base.Add(2*time.Hour)) // closes the first hour
+	f.Commit()
+	res, err := c.CompactTable(ctx, tbl, now)
+	if err != nil || res.Committed != 1 {
+		t.Fatalf("compaction of the hour with a garbage record: %+v, %v; want one group committed", res, err)
+	}
+	live, err := lake.NewCommitLog(raw).LiveObjects(ctx, tbl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := aggregate.PlanCompaction(tbl.Name, live, base.Add(time.Hour), c.Config()); len(left) != 0 {
+		t.Errorf("%d groups left in the first hour", len(left))
+	}
+}
