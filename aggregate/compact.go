@@ -38,6 +38,10 @@ type Compactor struct {
 	logger  *slog.Logger
 	m       *compactMetrics
 	writer  string
+	// cursors keeps the compaction cursors (compact_cursor.go); nil when
+	// the store cannot replace objects conditionally, and every run reads
+	// the whole table.
+	cursors objstore.ConditionalBucket
 }
 
 // NewCompactor returns a Compactor writing through bucket and reading the
@@ -61,8 +65,12 @@ func NewCompactor(cfg CompactorConfig, bucket objstore.Bucket, commits *lake.Com
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("compactor id: %w", err)
 	}
-	return &Compactor{cfg: cfg, bucket: bucket, commits: commits, logger: logger,
-		m: m.compaction, writer: "compactor-" + hex.EncodeToString(id[:])}, nil
+	c := &Compactor{cfg: cfg, bucket: bucket, commits: commits, logger: logger,
+		m: m.compaction, writer: "compactor-" + hex.EncodeToString(id[:])}
+	if cb, ok := bucket.(objstore.ConditionalBucket); ok && commits.Manifests() {
+		c.cursors = cb
+	}
+	return c, nil
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -106,6 +114,9 @@ func (c *Compactor) compactTable(ctx context.Context, table *schema.Table, now t
 		}
 		c.m.runs.WithLabelValues(table.Name, outcome).Inc()
 	}()
+	if c.cursors != nil {
+		return c.compactChanged(ctx, table, now, fenced)
+	}
 	recs, err := c.commits.Records(ctx, table.Name)
 	if err != nil {
 		return res, fmt.Errorf("compact %s: %w", table.Name, err)
@@ -119,7 +130,16 @@ func (c *Compactor) compactTable(ctx context.Context, table *schema.Table, now t
 		return res, fmt.Errorf("compact %s: %w", table.Name, err)
 	}
 	groups := PlanCompaction(table.Name, live, closedBefore, c.cfg)
-	res.Groups = len(groups)
+	_, err = c.compactGroups(ctx, table, groups, fenced, &res)
+	return res, err
+}
+
+// compactGroups compacts groups in order, adding to res, and returns the
+// records committed. A group lost to another compactor is counted as a
+// conflict and skipped; any other error ends the run.
+func (c *Compactor) compactGroups(ctx context.Context, table *schema.Table, groups []CompactionGroup, fenced func(context.Context) error, res *CompactionResult) ([]lake.CompactionRecord, error) {
+	res.Groups += len(groups)
+	var done []lake.CompactionRecord
 	for _, g := range groups {
 		rec, err := c.compactGroup(ctx, table, g, fenced)
 		switch {
@@ -129,8 +149,9 @@ func (c *Compactor) compactTable(ctx context.Context, table *schema.Table, now t
 			c.logger.Info("compaction lost to another compactor", "table", table.Name, "hour", g.Hour, "err", err)
 			continue
 		case err != nil:
-			return res, err
+			return done, err
 		}
+		done = append(done, rec)
 		res.Committed++
 		res.ObjectsIn += len(rec.Replaced)
 		res.ObjectsOut += len(rec.Objects)
@@ -151,7 +172,7 @@ func (c *Compactor) compactTable(ctx context.Context, table *schema.Table, now t
 		c.logger.Info("compacted", "table", table.Name, "hour", g.Hour, "objects_in", len(rec.Replaced),
 			"objects_out", len(rec.Objects), "bytes_in", in, "bytes_out", out, "rows", rec.Rows)
 	}
-	return res, nil
+	return done, nil
 }
 
 // compactGroup merges one group's objects and commits the result.
@@ -204,6 +225,13 @@ func (c *Compactor) compactGroup(ctx context.Context, table *schema.Table, g Com
 		rows := g.Rows/int64(parts) + b2i(int64(n) < g.Rows%int64(parts))
 		if err := check(); err != nil {
 			return rec, fmt.Errorf("%s: %w", what, err)
+		}
+		if n == 0 {
+			// The sweeper watches the hour from here: it deletes the
+			// objects this record replaces, or these if it never lands.
+			if err := c.commits.NoteCompaction(ctx, table.Name, g.Hour, attempt); err != nil {
+				return rec, fmt.Errorf("%s: %w", what, err)
+			}
 		}
 		obj, err := c.writePart(ctx, dir, table, m, lake.CompactedObjectKey(table.Name, g.Hour, id, attempt, n), rows)
 		if err != nil {

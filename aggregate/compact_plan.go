@@ -133,6 +133,31 @@ type CompactionGroup struct {
 // not sit under their event-time hour are never touched. cfg must have its
 // defaults applied.
 func PlanCompaction(table string, live []lake.LiveObject, closedBefore time.Time, cfg CompactorConfig) []CompactionGroup {
+	return planCompaction(table, live, closedBefore, cfg, compactedSizes(live))
+}
+
+// compactedSize is the rows and bytes of compacted objects, whose ratio
+// estimates the size of merged rows.
+type compactedSize struct {
+	Rows  int64 `json:"rows"`
+	Bytes int64 `json:"bytes"`
+}
+
+// compactedSizes sums the compacted objects among live.
+func compactedSizes(live []lake.LiveObject) compactedSize {
+	var s compactedSize
+	for _, o := range live {
+		if o.Compaction != "" && o.Rows > 0 {
+			s.Rows += o.Rows
+			s.Bytes += o.Size
+		}
+	}
+	return s
+}
+
+// smallByHour groups the live objects the planner may merge by their
+// event-time hour (Unix seconds), closed by closedBefore or not.
+func smallByHour(table string, live []lake.LiveObject, cfg CompactorConfig) map[int64][]lake.LiveObject {
 	small := int64(math.Ceil(float64(cfg.TargetBytes) * cfg.SmallFraction))
 	byHour := map[int64][]lake.LiveObject{}
 	for _, o := range live {
@@ -141,22 +166,27 @@ func PlanCompaction(table string, live []lake.LiveObject, closedBefore time.Time
 		}
 		hour := time.UnixMicro(o.MinEventTimeMicros).UTC().Truncate(time.Hour)
 		end := hour.Add(time.Hour)
-		if o.MaxEventTimeMicros >= end.UnixMicro() || end.After(closedBefore) ||
-			!strings.HasPrefix(o.Key, lake.RawHourPrefix(table, hour)) {
+		if o.MaxEventTimeMicros >= end.UnixMicro() || !strings.HasPrefix(o.Key, lake.RawHourPrefix(table, hour)) {
 			continue
 		}
 		byHour[hour.Unix()] = append(byHour[hour.Unix()], o)
 	}
-	var cRows, cBytes int64
-	for _, o := range live {
-		if o.Compaction != "" && o.Rows > 0 {
-			cRows += o.Rows
-			cBytes += o.Size
+	return byHour
+}
+
+// planCompaction is PlanCompaction with the sizes of compacted objects
+// given: a planner that reads only some hours (the Compactor's cursor)
+// estimates from the compacted objects it has seen over time.
+func planCompaction(table string, live []lake.LiveObject, closedBefore time.Time, cfg CompactorConfig, compacted compactedSize) []CompactionGroup {
+	byHour := smallByHour(table, live, cfg)
+	for h := range byHour {
+		if time.Unix(h, 0).Add(time.Hour).After(closedBefore) {
+			delete(byHour, h)
 		}
 	}
 	estimate := func(o lake.LiveObject) int64 { return o.Size }
-	if cRows > 0 {
-		perRow := float64(cBytes) / float64(cRows)
+	if compacted.Rows > 0 {
+		perRow := float64(compacted.Bytes) / float64(compacted.Rows)
 		estimate = func(o lake.LiveObject) int64 { return min(o.Size, max(1, int64(float64(o.Rows)*perRow))) }
 	}
 	hours := make([]int64, 0, len(byHour))

@@ -94,6 +94,18 @@ func TestLongHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("first aggregator run (every window) in %s", time.Since(start).Round(time.Millisecond))
+		// The first sweep and compaction run read the whole table (and
+		// leave their cursors).
+		start = time.Now()
+		if _, err := newLongHistorySweeper(t, raw).Sweep(ctx, tbl.Name, lake.TableRetention{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("first sweep in %s", time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+		if _, err := newLongHistoryCompactor(t, raw).CompactTable(ctx, tbl, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("first compaction run in %s", time.Since(start).Round(time.Millisecond))
 		if dir != "" {
 			if err := os.WriteFile(built, []byte(base.Format(time.RFC3339Nano)), 0o644); err != nil {
 				t.Fatal(err)
@@ -177,6 +189,73 @@ func TestLongHistory(t *testing.T) {
 	if limit := 8*parts + 60; check && total > limit {
 		t.Errorf("run after one changed hour: %d calls, aim at most %d (8 per partition + 60)", total, limit)
 	}
+
+	// A sweep and a compaction run after the same change, each as a new
+	// process would make it.
+	sweepCalls, tookSweep := countCalls(raw, func() error {
+		_, err := newLongHistorySweeper(t, raw).Sweep(ctx, tbl.Name, lake.TableRetention{}, nil)
+		return err
+	})
+	t.Logf("RESULT sweep after one changed hour: %d calls %v in %s", sum(sweepCalls), sweepCalls, tookSweep.Round(time.Millisecond))
+	compactCalls, tookCompact := countCalls(raw, func() error {
+		_, err := newLongHistoryCompactor(t, raw).CompactTable(ctx, tbl, time.Now())
+		return err
+	})
+	t.Logf("RESULT compaction run after one changed hour: %d calls %v in %s", sum(compactCalls), compactCalls, tookCompact.Round(time.Millisecond))
+	// Per partition a listing and reads of its two new links; a bounded
+	// number of hours listed and indexes read (the slice of the slow pass:
+	// at most 1,000 keys of 24 hours); nothing that grows with the links
+	// before.
+	if limit := 4*parts + 80; check && (sum(sweepCalls) > limit || sum(compactCalls) > limit) {
+		t.Errorf("after one changed hour: a sweep made %d calls, a compaction run %d; aim at most %d each (4 per partition + 80)",
+			sum(sweepCalls), sum(compactCalls), limit)
+	}
+}
+
+// newLongHistorySweeper is a sweeper as `sluice sweep` makes one: a new
+// process, nothing cached. The lake is written in minutes, not over the
+// months it stands for: the sweeper's clock runs two hours ahead (past its
+// grace), so the history is as old as it would be, not all of it inside
+// the grace and watched.
+func newLongHistorySweeper(t *testing.T, raw objstore.Bucket) *lake.Sweeper {
+	t.Helper()
+	sw, err := lake.NewSweeper(lake.SweepConfig{}, raw, nil, "long-history", slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw.WithClock(func() time.Time { return time.Now().Add(2 * time.Hour) })
+}
+
+// newLongHistoryCompactor is a compactor of a new process. Its target
+// makes no one-row object small: the run measures what finding the work
+// costs (reading links and planning), not merging, which follows the data
+// merged.
+func newLongHistoryCompactor(t *testing.T, raw objstore.Bucket) *aggregate.Compactor {
+	t.Helper()
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{TargetBytes: 1 << 10, SmallFraction: 0.01},
+		raw, lake.NewCommitLog(raw), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// countCalls runs f and returns the calls it made to b and its time.
+func countCalls(b *laketest.CountingBucket, f func() error) (map[string]int, time.Duration) {
+	b.Counts()
+	start := time.Now()
+	if err := f(); err != nil {
+		panic(err)
+	}
+	return b.Counts(), time.Since(start)
+}
+
+func sum(counts map[string]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }
 
 // buildHistory writes links links per partition (after each genesis), each

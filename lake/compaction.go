@@ -501,9 +501,17 @@ func (l *CommitLog) CommitCompaction(ctx context.Context, rec CompactionRecord) 
 	}
 	hourDir := CompactionHourPrefix(rec.Table, rec.Hour)
 	for range maxCompactionAttempts {
-		v, err := l.view(ctx, rec.Table)
-		if err != nil {
+		// The hour's own view first (compaction_hour.go): it costs the same
+		// whatever the table's history. It decides only when clean and the
+		// record applies; otherwise the whole table is read, as before.
+		v, clean, err := l.hourView(ctx, rec.Table, rec.Hour)
+		if err != nil && !errors.Is(err, objstore.ErrUnsupported) {
 			return rec, fmt.Errorf("%s: %w", what, err)
+		}
+		if err != nil || !clean || v.applicable(rec) != "" {
+			if v, err = l.view(ctx, rec.Table); err != nil {
+				return rec, fmt.Errorf("%s: %w", what, err)
+			}
 		}
 		if why := v.applicable(rec); why != "" {
 			for _, sc := range v.applied {

@@ -83,6 +83,40 @@ const RunCursorsRoot = "_sluice/cursors/"
 // RunCursorKey is the key of a table's run cursor.
 func RunCursorKey(table string) string { return RunCursorsRoot + table + ".json" }
 
+// CompactionCursorKey is where the compactor keeps its cursor over a
+// table's links, in the lake (the compactor has no summary store). It sorts
+// apart from the aggregator's run cursors, which live in the summary store
+// (possibly the same bucket) as RunCursorKey.
+func CompactionCursorKey(table string) string {
+	return RunCursorsRoot + "compaction/" + table + ".json"
+}
+
+// SweepCursorKey is where the sweeper keeps its cursor over a table's
+// links and the hours it still watches, in the lake.
+func SweepCursorKey(table string) string { return RunCursorsRoot + "sweep/" + table + ".json" }
+
+// SweepIndexRoot is the prefix of the sweeper's hour indexes: per table and
+// event-time hour, every object a link names there (any kind, any rows).
+const SweepIndexRoot = "_sluice/sweepindex/"
+
+// SweepIndexKey is where the sweeper's index of one hour lives.
+func SweepIndexKey(table string, hour time.Time) string {
+	hour = hour.UTC()
+	return fmt.Sprintf("%s%s/dt=%s/hour=%02d.json", SweepIndexRoot, table, hour.Format(time.DateOnly), hour.Hour())
+}
+
+// SweepHintsRoot is the prefix of the hints compactors leave the sweeper:
+// one per compaction attempt, naming the hour it writes to.
+const SweepHintsRoot = "_sluice/sweephints/"
+
+// SweepHintPrefix is where the hints of a table live.
+func SweepHintPrefix(table string) string { return SweepHintsRoot + table + "/" }
+
+// SweepHintKey is the hint of one compaction attempt into hour.
+func SweepHintKey(table string, hour time.Time, attempt string) string {
+	return fmt.Sprintf("%s%s-%s", SweepHintPrefix(table), hour.UTC().Format("2006-01-02T15"), attempt)
+}
+
 // KinesisLeaseKey is where the lease of a shard read into table is kept.
 func KinesisLeaseKey(table, stream, shard string) string {
 	return "_sluice/leases/kinesis/" + table + "/" + stream + "/" + shard + ".json"

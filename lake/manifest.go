@@ -122,11 +122,16 @@ func (l *CommitLog) HourManifest(ctx context.Context, table string, hour time.Ti
 }
 
 func (l *CommitLog) readManifest(ctx context.Context, table string, hour time.Time) (HourManifest, string, bool, error) {
+	return l.readManifestAt(ctx, HourManifestKey(table, hour), table, hour)
+}
+
+// readManifestAt reads a manifest of the hour's kind stored at key: an hour
+// manifest, or the sweeper's index of an hour (sweep_changed.go).
+func (l *CommitLog) readManifestAt(ctx context.Context, key, table string, hour time.Time) (HourManifest, string, bool, error) {
 	cb, err := l.conditional()
 	if err != nil {
 		return HourManifest{}, "", false, err
 	}
-	key := HourManifestKey(table, hour)
 	data, version, err := cb.GetVersion(ctx, key)
 	if objstore.IsNotExist(err) {
 		return HourManifest{Version: HourManifestVersion, Table: table, Hour: hour.UTC()}, "", false, nil
@@ -171,9 +176,12 @@ func (l *CommitLog) AddToHourManifests(ctx context.Context, table string, recs [
 }
 
 func (l *CommitLog) addToManifest(ctx context.Context, cb objstore.ConditionalBucket, table string, hour time.Time, add []HourInput) error {
-	key := HourManifestKey(table, hour)
+	return l.addToManifestAt(ctx, cb, HourManifestKey(table, hour), table, hour, add)
+}
+
+func (l *CommitLog) addToManifestAt(ctx context.Context, cb objstore.ConditionalBucket, key, table string, hour time.Time, add []HourInput) error {
 	for range maxManifestAttempts {
-		m, version, found, err := l.readManifest(ctx, table, hour)
+		m, version, found, err := l.readManifestAt(ctx, key, table, hour)
 		if err != nil {
 			return err
 		}

@@ -90,8 +90,17 @@ const linkMax = linkPrefix + "\U0010FFFF"
 // does not start where the chain ends) ends the partition's new links here;
 // Chain reports it.
 func (l *CommitLog) LinksSince(ctx context.Context, table string, marks []ChainMark) ([]Chain, error) {
+	chains, _, err := l.linksSince(ctx, table, marks)
+	return chains, err
+}
+
+// linksSince is LinksSince that also counts the keys it passed over: links
+// beyond a gap, links that do not continue their chain, garbage, and a new
+// partition's anomalies. The sweeper deletes no uncommitted object while
+// there are any: an object such a key names may be committed by a repair.
+func (l *CommitLog) linksSince(ctx context.Context, table string, marks []ChainMark) (_ []Chain, skipped int, err error) {
 	if err := ValidateCommitNames(table, "s", "p"); err != nil {
-		return nil, fmt.Errorf("read links: %w", err)
+		return nil, 0, fmt.Errorf("read links: %w", err)
 	}
 	byPID := make(map[partitionID]ChainMark, len(marks))
 	for _, m := range marks {
@@ -111,6 +120,7 @@ func (l *CommitLog) LinksSince(ctx context.Context, table string, marks []ChainM
 		err := objstore.IterAfter(ctx, l.b, prefix, startAfter, func(a objstore.ObjectAttrs) error {
 			src, part, name, ok := splitCommitKey(prefix, a.Key)
 			if !ok {
+				skipped++
 				return nil // garbage outside any partition: Chains reports it
 			}
 			if cur != nil && src == cur.source && part == cur.partition {
@@ -121,26 +131,28 @@ func (l *CommitLog) LinksSince(ctx context.Context, table string, marks []ChainM
 						return nil
 					}
 				}
+				skipped++
 				return nil // a link beyond a gap, or garbage: skipped here
 			}
 			next = a.Key
 			return errStopWalk
 		})
 		if err != nil && !errors.Is(err, errStopWalk) {
-			return nil, fmt.Errorf("list links of %s: %w", table, err)
+			return nil, 0, fmt.Errorf("list links of %s: %w", table, err)
 		}
 		if cur != nil {
 			recs, err := l.readLinks(ctx, keys, curMark)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
+			skipped += len(keys) - len(recs)
 			if len(recs) > 0 {
 				out = append(out, Chain{Table: table, Source: cur.source, Partition: cur.partition, Records: recs})
 			}
 			cur, keys = nil, nil
 		}
 		if next == "" {
-			return out, nil
+			return out, skipped, nil
 		}
 		src, part, _, _ := splitCommitKey(prefix, next)
 		pid := partitionID{table, src, part}
@@ -151,8 +163,9 @@ func (l *CommitLog) LinksSince(ctx context.Context, table string, marks []ChainM
 		}
 		chain, err := l.Chain(ctx, table, src, part)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		skipped += len(chain.Anomalies)
 		if m, ok := byPID[pid]; ok {
 			i := 0
 			for i < len(chain.Records) && chain.Records[i].Seq <= m.Seq {
@@ -166,7 +179,7 @@ func (l *CommitLog) LinksSince(ctx context.Context, table string, marks []ChainM
 		}
 		startAfter = PartitionCommitPrefix(table, src, part) + linkMax
 	}
-	return nil, fmt.Errorf("list links of %s: the listing does not advance", table)
+	return nil, 0, fmt.Errorf("list links of %s: the listing does not advance", table)
 }
 
 // splitCommitKey splits a key under a table's commit prefix into source,

@@ -27,11 +27,20 @@ type SweepConfig struct {
 	// DryRun lists what would be deleted and deletes nothing, writes no
 	// retention record.
 	DryRun bool `yaml:"dry_run"`
+	// ReconcileHours is how many hours of the table's history each sweep
+	// lists again to find orphans nothing points to (sweep_changed.go):
+	// a full pass over H hours takes H/ReconcileHours sweeps. Default 24.
+	ReconcileHours int `yaml:"reconcile_hours"`
 }
 
 // DefaultSweepGrace is SweepConfig.Grace's default: far above the default
 // flush timeout (2m).
 const DefaultSweepGrace = time.Hour
+
+// DefaultReconcileHours is SweepConfig.ReconcileHours's default: a year of
+// history is listed again every 365 sweeps (four days at the default
+// aggregate.sweep.every of 15m).
+const DefaultReconcileHours = 24
 
 // ErrBadGrace is returned by SweepConfig.Validate for a negative grace.
 var ErrBadGrace = errors.New("sweep grace must not be negative")
@@ -41,6 +50,9 @@ func (c SweepConfig) WithDefaults() SweepConfig {
 	if c.Grace == 0 {
 		c.Grace = DefaultSweepGrace
 	}
+	if c.ReconcileHours == 0 {
+		c.ReconcileHours = DefaultReconcileHours
+	}
 	return c
 }
 
@@ -48,6 +60,9 @@ func (c SweepConfig) WithDefaults() SweepConfig {
 func (c SweepConfig) Validate() error {
 	if c.Grace < 0 {
 		return fmt.Errorf("%w (got %s)", ErrBadGrace, c.Grace)
+	}
+	if c.ReconcileHours < 0 {
+		return fmt.Errorf("sweep reconcile_hours must not be negative (got %d)", c.ReconcileHours)
 	}
 	return nil
 }
@@ -249,6 +264,9 @@ type sweepRefs struct {
 	// before the cutoff; summariesBefore the same for summaries.
 	retiredBefore, summariesBefore time.Time
 	retention                      retentionState
+	// young are the hours of compaction records stored at or after the
+	// cutoff, with the newest's time: their replaced objects go later.
+	young watch
 }
 
 // classify says what an object of the raw or dead-letter area is to the
@@ -301,11 +319,14 @@ func (s *Sweeper) refs(ctx context.Context, table string, cutoff time.Time) (swe
 			}
 		}
 	}
+	r.young = watch{}
 	for _, sc := range v.applied {
 		if sc.modTime.Before(cutoff) {
 			for _, o := range sc.rec.Replaced {
 				r.replaced[o.Key] = true
 			}
+		} else {
+			r.young.add(sc.rec.Hour, sc.modTime)
 		}
 	}
 	h := v.retention.horizon(cutoff)
@@ -350,8 +371,39 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 	if err := s.retire(ctx, table, ret.Want(now), &rep); err != nil {
 		return rep, err
 	}
+	defer func() {
+		level := slog.LevelDebug
+		if len(rep.Items) > 0 || rep.Failed > 0 {
+			level = slog.LevelInfo
+		}
+		if !s.cfg.DryRun {
+			s.logger.Log(ctx, level, "swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
+		}
+	}()
+	// With a cursor, only what changed is read (sweep_changed.go). A dry
+	// run reads the whole table and writes nothing.
+	cb, cerr := s.log.conditional()
+	incremental := cerr == nil && !s.cfg.DryRun
+	var cur sweepCursor
+	var version string
+	var chains []Chain
+	if incremental {
+		var found bool
+		if cur, version, found, err = s.readCursor(ctx, cb, table); err != nil {
+			return rep, err
+		}
+		if found {
+			return rep, s.sweepChanged(ctx, cb, table, cur, version, cutoff, &rep, progress)
+		}
+		// The first sweep: the links are read before the objects are
+		// listed, so the index written after it covers every link up to
+		// the cursor.
+		if chains, _, err = s.log.linksSince(ctx, table, nil); err != nil {
+			return rep, fmt.Errorf("sweep %s: %w", table, err)
+		}
+	}
 	// Objects are listed before the records are read.
-	listed, err := s.listOlder(ctx, table, cutoff)
+	listed, young, err := s.listOlder(ctx, table, cutoff)
 	if err != nil {
 		return rep, err
 	}
@@ -373,13 +425,44 @@ func (s *Sweeper) Sweep(ctx context.Context, table string, ret TableRetention, p
 		}
 		return rep, nil
 	}
-	err = s.delete(ctx, table, items, refs, cutoff, &rep, progress)
-	level := slog.LevelDebug
-	if len(rep.Items) > 0 || rep.Failed > 0 {
-		level = slog.LevelInfo
+	recheck := func() (sweepRefs, error) { return s.refs(ctx, table, cutoff) }
+	if err := s.delete(ctx, table, items, refs, recheck, cutoff, &rep, progress); err != nil || !incremental {
+		return rep, err
 	}
-	s.logger.Log(ctx, level, "swept", "table", table, "deleted", len(rep.Items), "kept_by_recheck", rep.Kept, "failed", rep.Failed)
-	return rep, err
+	return rep, s.startCursor(ctx, cb, table, chains, young, refs.young, version)
+}
+
+// startCursor writes the indexes of every link read before the first
+// sweep and the cursor after them, watching the hours with objects or
+// compaction records inside the grace and the hours of the hints.
+func (s *Sweeper) startCursor(ctx context.Context, cb objstore.ConditionalBucket, table string, chains []Chain, young, youngRecords watch, version string) error {
+	var hints []objstore.ObjectAttrs
+	if err := s.raw.Iter(ctx, SweepHintPrefix(table), func(a objstore.ObjectAttrs) error {
+		hints = append(hints, a)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sweep %s: list hints: %w", table, err)
+	}
+	marks, recs := advanceMarks(nil, chains)
+	if _, err := s.addToIndex(ctx, cb, table, recs); err != nil {
+		return fmt.Errorf("sweep %s: %w", table, err)
+	}
+	w := watch{}
+	for _, src := range []watch{young, youngRecords} {
+		for k, until := range src {
+			w.add(time.Unix(k, 0), until)
+		}
+	}
+	for _, a := range hints {
+		if h, ok := hintHour(table, a.Key); ok {
+			w.add(h, a.LastModified.Add(s.cfg.Grace))
+		}
+	}
+	ok, err := s.writeCursor(ctx, cb, table, sweepCursor{Chains: marks}, w, version)
+	if err != nil || !ok {
+		return err
+	}
+	return s.deleteHints(ctx, table, hints)
 }
 
 // retire advances the table's retention to want (dry: says how it would)
@@ -410,20 +493,23 @@ func (s *Sweeper) retire(ctx context.Context, table string, want Horizon, rep *S
 }
 
 // listOlder lists the table's raw and dead-letter objects older than
-// cutoff.
-func (s *Sweeper) listOlder(ctx context.Context, table string, cutoff time.Time) ([]objstore.ObjectAttrs, error) {
+// cutoff, and the hours of the younger ones with the newest's time.
+func (s *Sweeper) listOlder(ctx context.Context, table string, cutoff time.Time) ([]objstore.ObjectAttrs, watch, error) {
 	var listed []objstore.ObjectAttrs
+	young := watch{}
 	for _, prefix := range []string{table + "/", DeadLetterRoot + table + "/"} {
 		if err := s.raw.Iter(ctx, prefix, func(a objstore.ObjectAttrs) error {
 			if a.LastModified.Before(cutoff) {
 				listed = append(listed, a)
+			} else if h, ok := ObjectHour(a.Key); ok {
+				young.add(h, a.LastModified)
 			}
 			return nil
 		}); err != nil {
-			return nil, fmt.Errorf("sweep %s: list %s: %w", table, prefix, err)
+			return nil, nil, fmt.Errorf("sweep %s: list %s: %w", table, prefix, err)
 		}
 	}
-	return listed, nil
+	return listed, young, nil
 }
 
 // candidates are what the sweep would delete: the listed objects no
@@ -436,6 +522,18 @@ func (s *Sweeper) candidates(ctx context.Context, table string, listed []objstor
 			items = append(items, SweepItem{Kind: kind, Key: a.Key, Size: a.Size, LastModified: a.LastModified})
 		}
 	}
+	more, err := s.otherItems(ctx, table, refs, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	return append(items, more...), nil
+}
+
+// otherItems are the candidates that are not raw or dead-letter objects:
+// retention records a newer one (older than the grace) supersedes,
+// abandoned uploads, and the summaries retention retired.
+func (s *Sweeper) otherItems(ctx context.Context, table string, refs sweepRefs, cutoff time.Time) ([]SweepItem, error) {
+	var items []SweepItem
 	var newestOld int64 = -1
 	for _, r := range refs.retention.recs {
 		if r.modTime.Before(cutoff) {
@@ -474,7 +572,7 @@ func (s *Sweeper) candidates(ctx context.Context, table string, listed []objstor
 // candidate. Only a new record can save an uncommitted object (replaced
 // stays replaced, retired stays retired), so the records are read again
 // right before the first uncommitted object and every recheckEvery after.
-func (s *Sweeper) delete(ctx context.Context, table string, items []SweepItem, refs sweepRefs, cutoff time.Time, rep *SweepReport, progress func(done, total int)) error {
+func (s *Sweeper) delete(ctx context.Context, table string, items []SweepItem, refs sweepRefs, recheck func() (sweepRefs, error), cutoff time.Time, rep *SweepReport, progress func(done, total int)) error {
 	var firstErr error
 	sinceRead := recheckEvery
 	for i, it := range items {
@@ -484,7 +582,7 @@ func (s *Sweeper) delete(ctx context.Context, table string, items []SweepItem, r
 		if it.Kind == SweepUncommitted {
 			if sinceRead == recheckEvery {
 				var err error
-				if refs, err = s.refs(ctx, table, cutoff); err != nil {
+				if refs, err = recheck(); err != nil {
 					return fmt.Errorf("sweep %s: re-check: %w", table, err)
 				}
 				sinceRead = 0
@@ -562,18 +660,41 @@ func (s *Sweeper) summaryItems(ctx context.Context, table string, before time.Ti
 	if before.IsZero() {
 		return nil, nil
 	}
+	// A window's keys sort by the units' start, so the listing of each
+	// window stops at its first unit past the horizon and goes on after
+	// the window: it costs the retired objects and a listing per window,
+	// not every summary ever written.
 	var out []SweepItem
-	err := s.summaries.Iter(ctx, table+"/", func(a objstore.ObjectAttrs) error {
-		if start, ok := SummaryUnitStart(table, a.Key); ok && start.Before(before) {
-			out = append(out, SweepItem{Kind: SweepSummary, Key: a.Key, Size: a.Size, LastModified: a.LastModified, summary: true})
+	prefix := table + "/"
+	startAfter := ""
+	for range 1 << 20 {
+		next := ""
+		err := objstore.IterAfter(ctx, s.summaries, prefix, startAfter, func(a objstore.ObjectAttrs) error {
+			start, ok := SummaryUnitStart(table, a.Key)
+			if !ok {
+				return nil
+			}
+			if start.Before(before) {
+				out = append(out, SweepItem{Kind: SweepSummary, Key: a.Key, Size: a.Size, LastModified: a.LastModified, summary: true})
+				return nil
+			}
+			window, _, _ := strings.Cut(strings.TrimPrefix(a.Key, prefix), "/")
+			next = prefix + window + "/" + keyMax
+			return errStopWalk
+		})
+		if err != nil && !errors.Is(err, errStopWalk) {
+			return nil, fmt.Errorf("list summaries of %s: %w", table, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list summaries of %s: %w", table, err)
+		if next == "" {
+			return out, nil
+		}
+		startAfter = next
 	}
-	return out, nil
+	return nil, fmt.Errorf("list summaries of %s: the listing does not advance", table)
 }
+
+// keyMax sorts after every key segment.
+const keyMax = "\U0010FFFF"
 
 // SummaryUnitStart parses a summary object's key,
 // <table>/<window>/dt=YYYY-MM-DD/hour=HH.parquet or .../day.parquet, and
