@@ -294,18 +294,13 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 	b := schema.NewBatch(t, memory.NewGoAllocator())
 	defer b.Release()
 	agg := aggregate.NewAggregator(t, finest, time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
-	var buf bytes.Buffer
 	fold := func() error {
 		if b.Len() == 0 {
 			return nil
 		}
 		rec := b.NewRecord()
 		defer rec.Release()
-		buf.Reset()
-		if _, err := schema.WriteParquet(&buf, t, rec, nil, schema.WriterOptions{Compression: "none"}); err != nil {
-			return err
-		}
-		return agg.AddParquet(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		return agg.AddRecord(rec)
 	}
 	var dead bytes.Buffer
 	meta := schema.Meta{Source: "batch", Partition: inbox.PartitionName(s.file.Key, s.file.Version, s.sp.Index)}
@@ -347,7 +342,7 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 			return 0, 0, err
 		}
 	}
-	buf.Reset()
+	var buf bytes.Buffer
 	if err := aggregate.WriteSummary(&buf, t, agg.Result(), map[string]string{"sluice.batch.file": s.file.Key}); err != nil {
 		return 0, 0, err
 	}
