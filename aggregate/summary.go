@@ -416,8 +416,9 @@ func (c measureCols) distinctCols() []summaryCol {
 				if c.st(r).n == 0 {
 					return parquet.Int64Value(0), nil
 				}
-				est, _, err := encodeHLL(c.st(r).hll)
-				return parquet.Int64Value(int64(est)), err
+				// The estimate only: the __hll column encodes the sketch
+				// (encoding it here too copied every dense sketch twice).
+				return parquet.Int64Value(int64(c.st(r).hll.Estimate())), nil
 			},
 			set: ignore},
 		{name: c.m.Name + "__hll", node: nodeBytes, optional: true,
