@@ -3,6 +3,7 @@ package aggregate_test
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +126,115 @@ func TestAddRecordRejectsAnotherType(t *testing.T) {
 	if a.AddRecord(rec) == nil || a.Err() == nil {
 		t.Error("the aggregator took more rows after an error")
 	}
+}
+
+// MergeOwned, which takes the parts' rows over, gives the summary Merge
+// gives (byte for byte) and the direct aggregation of all the rows, with
+// groups found in one part and in several, sparse and dense distinct-count
+// sketches.
+func TestMergeOwnedEqualsMerge(t *testing.T) {
+	cases := []struct {
+		name    string
+		table   *schema.Table
+		records [][]byte
+		window  time.Duration
+		span    time.Duration
+		dense   bool // some distinct-count sketch is dense, not sparse
+	}{
+		{"sample 1m", testkit.SampleTable(t), genEvents(genConfig{seed: 21, n: 30000, span: 90 * time.Minute, nullShare: 0.1, boundaryShare: 0.1}), time.Minute, 90 * time.Minute, false},
+		{"typed 10m dense sketches", typesTable(t), genTyped(22, 40000, 20*time.Minute), 10 * time.Minute, 20 * time.Minute, true},
+		{"typed 30s", typesTable(t), genTyped(23, 20000, 40*time.Minute), 30 * time.Second, 40 * time.Minute, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := makeObjects(t, tc.table, tc.records, 4000)
+			from, to := testStart, testStart.Add(tc.span)
+			// One part per object: the records are in random time order,
+			// so most groups are in several parts.
+			parts := func() []*aggregate.Summary {
+				var out []*aggregate.Summary
+				for _, o := range objs {
+					s, _, err := aggregate.AggregateObjects(context.Background(), tc.table, tc.window, from, to, 1, [][]byte{o})
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, s)
+				}
+				// And a part whose groups are in no other part.
+				s, _, err := aggregate.AggregateObjects(context.Background(), tc.table, tc.window, to, to.Add(tc.window*3), 1, makeObjects(t, tc.table, shiftRecords(tc.records[:500], tc.span), 500))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append(out, s)
+			}
+			copied, err := aggregate.Merge(tc.table, tc.window, parts()...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			owned, err := aggregate.MergeOwned(tc.table, tc.window, parts()...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if owned.TotalRows() != copied.TotalRows() || len(owned.Rows) != len(copied.Rows) {
+				t.Fatalf("owned merge: %d groups of %d rows, copying merge %d of %d", len(owned.Rows), owned.TotalRows(), len(copied.Rows), copied.TotalRows())
+			}
+			if tc.dense && !hasDenseHLL(owned) {
+				t.Fatal("no distinct-count sketch is dense: the case tests nothing dense")
+			}
+			if !bytes.Equal(encode(t, tc.table, owned), encode(t, tc.table, copied)) {
+				t.Error("MergeOwned's summary differs from Merge's")
+			}
+			direct, _, err := aggregate.AggregateObjects(context.Background(), tc.table, tc.window, from, to, 2, objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inRange := &aggregate.Summary{Window: owned.Window}
+			for _, r := range owned.Rows {
+				if r.Start < to.UnixMicro() {
+					inRange.Rows = append(inRange.Rows, r)
+				}
+			}
+			if !bytes.Equal(encode(t, tc.table, inRange), encode(t, tc.table, direct)) {
+				t.Error("MergeOwned's summary differs from the direct aggregation")
+			}
+		})
+	}
+}
+
+// shiftRecords moves the records' "ts" or "at" times by d: a part of
+// groups no other part has.
+func shiftRecords(records [][]byte, d time.Duration) [][]byte {
+	var out [][]byte
+	for _, r := range records {
+		s := string(r)
+		if i := strings.Index(s, `"ts":"`); i >= 0 {
+			ts, err := time.Parse("2006-01-02T15:04:05.000000Z", s[i+6:i+6+27])
+			if err == nil {
+				s = s[:i+6] + ts.Add(d).UTC().Format("2006-01-02T15:04:05.000000Z") + s[i+6+27:]
+			}
+		} else if rest, ok := strings.CutPrefix(s, `{"at":`); ok {
+			end := strings.IndexByte(rest, ',')
+			if ms, err := strconv.ParseInt(rest[:end], 10, 64); err == nil {
+				s = `{"at":` + strconv.FormatInt(ms+d.Milliseconds(), 10) + rest[end:]
+			}
+		}
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// hasDenseHLL reports whether a distinct-count sketch of s encodes its
+// registers (a byte each, 2^precision of them) rather than a short sparse
+// list.
+func hasDenseHLL(s *aggregate.Summary) bool {
+	for _, r := range s.Rows {
+		for _, m := range r.M {
+			if sk := m.HLL(); sk != nil {
+				if b, err := sk.MarshalBinary(); err == nil && len(b) > 1<<b[1] { // b[1] is the precision
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

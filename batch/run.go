@@ -258,7 +258,9 @@ func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	merged, err := aggregate.Merge(t, finest, parts...)
+	// The parts are this run's own and not used again: the merge may take
+	// their states over rather than copy each group's.
+	merged, err := aggregate.MergeOwned(t, finest, parts...)
 	if err != nil {
 		return nil, fmt.Errorf("batch run: reduce: %w", err)
 	}
@@ -268,18 +270,33 @@ func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 // writeWindows writes every window size of the rollup, each merged from
 // the finest, and returns how many objects it wrote.
 func writeWindows(ctx context.Context, o Options, t *schema.Table, finest time.Duration, merged *aggregate.Summary) (int, error) {
-	// Each window size is merged from the finest, one after the other (a
-	// sketch is not safe to read while another goroutine encodes it: its
+	// Each window size is merged from the largest smaller size that divides
+	// it (1d from 1h rather than from 1m: fewer rows to sort and merge, the
+	// same states since every measure merges exactly), one after the other
+	// (a sketch is not safe to read while another goroutine encodes it: its
 	// estimate compacts it), then written in parallel.
 	bySize := make([]*aggregate.Summary, len(t.Rollup.Windows))
-	for i, w := range t.Rollup.Windows {
-		bySize[i] = merged
-		if w != finest {
-			var err error
-			if bySize[i], err = aggregate.Merge(t, w, merged); err != nil {
-				return 0, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
+	order := slices.Clone(t.Rollup.Windows)
+	slices.Sort(order)
+	done := map[time.Duration]*aggregate.Summary{finest: merged}
+	for _, w := range order {
+		if w == finest {
+			continue
+		}
+		from := finest
+		for _, d := range order {
+			if d < w && w%d == 0 && done[d] != nil {
+				from = d
 			}
 		}
+		sw, err := aggregate.Merge(t, w, done[from])
+		if err != nil {
+			return 0, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
+		}
+		done[w] = sw
+	}
+	for i, w := range t.Rollup.Windows {
+		bySize[i] = done[w]
 	}
 	var objects atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
