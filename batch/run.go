@@ -247,7 +247,7 @@ func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 			if err != nil {
 				return fmt.Errorf("batch run: reduce: %w", err)
 			}
-			part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), t)
+			part, err := aggregate.ReadPartial(data, t)
 			if err != nil {
 				return fmt.Errorf("batch run: reduce: %s: %w", s.key, err)
 			}
@@ -372,14 +372,15 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 		}
 	}
 	part = agg.Result()
-	var buf bytes.Buffer
-	if err := aggregate.WriteSummary(&buf, t, part, map[string]string{"sluice.batch.file": s.file.Key}); err != nil {
+	// A compact partial, not a summary file: only a resumed run reads it.
+	data, err := aggregate.AppendPartial(nil, t, part)
+	if err != nil {
 		return nil, 0, 0, err
 	}
 	if err := agg.Err(); err != nil {
 		return nil, 0, 0, err
 	}
-	if err := o.State.PutIfAbsent(ctx, s.key, buf.Bytes()); err != nil && !objstore.IsExists(err) {
+	if err := o.State.PutIfAbsent(ctx, s.key, data); err != nil && !objstore.IsExists(err) {
 		return nil, 0, 0, err
 	}
 	return part, records - bad, bad, nil
