@@ -416,8 +416,9 @@ func (c measureCols) distinctCols() []summaryCol {
 				if c.st(r).n == 0 {
 					return parquet.Int64Value(0), nil
 				}
-				est, _, err := encodeHLL(c.st(r).hll)
-				return parquet.Int64Value(int64(est)), err
+				// The estimate only: the __hll column encodes the sketch
+				// (encoding it here too copied every dense sketch twice).
+				return parquet.Int64Value(int64(c.st(r).hll.Estimate())), nil
 			},
 			set: ignore},
 		{name: c.m.Name + "__hll", node: nodeBytes, optional: true,
@@ -754,6 +755,21 @@ func ReadSummary(r io.ReaderAt, size int64, t *schema.Table) (*Summary, error) {
 // same windows). Rows of the same (window, dimensions) are merged; sketches
 // merge, exact measures stay exact. The inputs are not modified.
 func Merge(t *schema.Table, window time.Duration, parts ...*Summary) (*Summary, error) {
+	return merge(t, window, false, parts)
+}
+
+// MergeOwned is Merge for a caller that hands its parts over: the result
+// takes the first input row of each group as it is (its dimension values
+// and measure states) and merges the others into it, instead of copying
+// every row into fresh states. When most groups come from one part (the
+// partials of files that follow each other in event time) that saves
+// allocating and merging a state per measure per row. The parts must not
+// be used afterwards; the result is the one Merge gives.
+func MergeOwned(t *schema.Table, window time.Duration, parts ...*Summary) (*Summary, error) {
+	return merge(t, window, true, parts)
+}
+
+func merge(t *schema.Table, window time.Duration, owned bool, parts []*Summary) (*Summary, error) {
 	l, err := newLayout(t)
 	if err != nil {
 		return nil, fmt.Errorf("merge summaries: %w", err)
@@ -795,6 +811,11 @@ func Merge(t *schema.Table, window time.Duration, parts ...*Summary) (*Summary, 
 		var dst *Row
 		if n := len(out.Rows); n > 0 && out.Rows[n-1].Start == start && compareDims(out.Rows[n-1].Dims, r.Dims) == 0 {
 			dst = &out.Rows[n-1]
+		} else if owned {
+			nr := *r
+			nr.Start, nr.End = start, start+wus
+			out.Rows = append(out.Rows, nr)
+			continue
 		} else {
 			nr := l.newRow()
 			nr.Start, nr.End = start, start+wus

@@ -117,10 +117,11 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 		}
 	}
 
-	if st.Records, st.BadRecords, st.SplitsSkipped, err = mapAll(ctx, o, &t, finest, root, splits, report); err != nil {
+	parts, err := mapAll(ctx, o, &t, finest, root, splits, report, &st)
+	if err != nil {
 		return st, err
 	}
-	merged, err := reduce(ctx, o, &t, finest, splits)
+	merged, err := reduce(ctx, o, &t, finest, splits, parts)
 	if err != nil {
 		return st, err
 	}
@@ -194,12 +195,16 @@ func plan(ctx context.Context, o Options, t *schema.Table, root string) ([]inbox
 
 // mapAll maps every split to a partial summary, written once
 // (create-if-absent): a split whose partial is there is skipped. report is
-// called as each split is done.
-func mapAll(ctx context.Context, o Options, t *schema.Table, finest time.Duration, root string, splits []split, report func(bytes, recs int64)) (records, bad int64, skipped int, err error) {
+// called as each split is done. It returns the partials it mapped, by
+// split (nil for a skipped split), so the reduce reads back only the
+// partials of splits mapped before: writing them is what makes a run
+// resumable, reading back what is still in memory would only decode again.
+func mapAll(ctx context.Context, o Options, t *schema.Table, finest time.Duration, root string, splits []split, report func(bytes, recs int64), st *Stats) ([]*aggregate.Summary, error) {
 	var nrec, nbad, nskip atomic.Int64
+	parts := make([]*aggregate.Summary, len(splits))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
-	for _, s := range splits {
+	for i, s := range splits {
 		g.Go(func() error {
 			if _, err := o.State.Attributes(gctx, s.key); err == nil {
 				nskip.Add(1)
@@ -208,10 +213,11 @@ func mapAll(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 			} else if !objstore.IsNotExist(err) {
 				return err
 			}
-			n, b, err := mapSplit(gctx, o, t, finest, s, root)
+			part, n, b, err := mapSplit(gctx, o, t, finest, s, root)
 			if err != nil {
 				return fmt.Errorf("map %s split %d: %w", s.file.Key, s.sp.Index, err)
 			}
+			parts[i] = part
 			nrec.Add(n)
 			nbad.Add(b)
 			report(splitBytes(s), n)
@@ -219,24 +225,29 @@ func mapAll(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, 0, 0, fmt.Errorf("batch run: %w", err)
+		return nil, fmt.Errorf("batch run: %w", err)
 	}
-	return nrec.Load(), nbad.Load(), int(nskip.Load()), nil
+	st.Records, st.BadRecords, st.SplitsSkipped = nrec.Load(), nbad.Load(), int(nskip.Load())
+	return parts, nil
 }
 
 // reduce merges the partials into a summary of the finest window, in one
 // go: merging them one by one would copy the growing result for each.
-func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duration, splits []split) (*aggregate.Summary, error) {
-	parts := make([]*aggregate.Summary, len(splits))
+// parts holds the partials mapped by this run; the others are read from
+// the state store.
+func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duration, splits []split, parts []*aggregate.Summary) (*aggregate.Summary, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Parallel)
 	for i, s := range splits {
+		if parts[i] != nil {
+			continue
+		}
 		g.Go(func() error {
 			data, err := get(gctx, o.State, s.key)
 			if err != nil {
 				return fmt.Errorf("batch run: reduce: %w", err)
 			}
-			part, err := aggregate.ReadSummary(bytes.NewReader(data), int64(len(data)), t)
+			part, err := aggregate.ReadPartial(data, t)
 			if err != nil {
 				return fmt.Errorf("batch run: reduce: %s: %w", s.key, err)
 			}
@@ -247,7 +258,9 @@ func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	merged, err := aggregate.Merge(t, finest, parts...)
+	// The parts are this run's own and not used again: the merge may take
+	// their states over rather than copy each group's.
+	merged, err := aggregate.MergeOwned(t, finest, parts...)
 	if err != nil {
 		return nil, fmt.Errorf("batch run: reduce: %w", err)
 	}
@@ -257,18 +270,33 @@ func reduce(ctx context.Context, o Options, t *schema.Table, finest time.Duratio
 // writeWindows writes every window size of the rollup, each merged from
 // the finest, and returns how many objects it wrote.
 func writeWindows(ctx context.Context, o Options, t *schema.Table, finest time.Duration, merged *aggregate.Summary) (int, error) {
-	// Each window size is merged from the finest, one after the other (a
-	// sketch is not safe to read while another goroutine encodes it: its
+	// Each window size is merged from the largest smaller size that divides
+	// it (1d from 1h rather than from 1m: fewer rows to sort and merge, the
+	// same states since every measure merges exactly), one after the other
+	// (a sketch is not safe to read while another goroutine encodes it: its
 	// estimate compacts it), then written in parallel.
 	bySize := make([]*aggregate.Summary, len(t.Rollup.Windows))
-	for i, w := range t.Rollup.Windows {
-		bySize[i] = merged
-		if w != finest {
-			var err error
-			if bySize[i], err = aggregate.Merge(t, w, merged); err != nil {
-				return 0, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
+	order := slices.Clone(t.Rollup.Windows)
+	slices.Sort(order)
+	done := map[time.Duration]*aggregate.Summary{finest: merged}
+	for _, w := range order {
+		if w == finest {
+			continue
+		}
+		from := finest
+		for _, d := range order {
+			if d < w && w%d == 0 && done[d] != nil {
+				from = d
 			}
 		}
+		sw, err := aggregate.Merge(t, w, done[from])
+		if err != nil {
+			return 0, fmt.Errorf("batch run: reduce to %s: %w", aggregate.WindowName(w), err)
+		}
+		done[w] = sw
+	}
+	for i, w := range t.Rollup.Windows {
+		bySize[i] = done[w]
 	}
 	var objects atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -287,25 +315,21 @@ func writeWindows(ctx context.Context, o Options, t *schema.Table, finest time.D
 func splitBytes(s split) int64 { return inbox.SplitSize(s.file, s.sp) }
 
 // mapSplit decodes one split and folds it into a partial summary of the
-// finest window, written to s.key; bad records go to a dead-letter object
-// beside it, with the file and the record's position in the split.
-func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Duration, s split, root string) (records, bad int64, err error) {
+// finest window, written to s.key and returned; bad records go to a
+// dead-letter object beside it, with the file and the record's position in
+// the split.
+func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Duration, s split, root string) (part *aggregate.Summary, records, bad int64, err error) {
 	dec := schema.NewDecoder(t)
 	b := schema.NewBatch(t, memory.NewGoAllocator())
 	defer b.Release()
 	agg := aggregate.NewAggregator(t, finest, time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
-	var buf bytes.Buffer
 	fold := func() error {
 		if b.Len() == 0 {
 			return nil
 		}
 		rec := b.NewRecord()
 		defer rec.Release()
-		buf.Reset()
-		if _, err := schema.WriteParquet(&buf, t, rec, nil, schema.WriterOptions{Compression: "none"}); err != nil {
-			return err
-		}
-		return agg.AddParquet(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		return agg.AddRecord(rec)
 	}
 	var dead bytes.Buffer
 	meta := schema.Meta{Source: "batch", Partition: inbox.PartitionName(s.file.Key, s.file.Version, s.sp.Index)}
@@ -339,25 +363,27 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 		err = fold()
 	}
 	if err != nil {
-		return 0, 0, err
+		return nil, 0, 0, err
 	}
 	if dead.Len() > 0 {
 		dkey := lake.BatchDeadLetterKey(root, s.key)
 		if err := o.State.Put(ctx, dkey, bytes.NewReader(dead.Bytes()), int64(dead.Len())); err != nil {
-			return 0, 0, err
+			return nil, 0, 0, err
 		}
 	}
-	buf.Reset()
-	if err := aggregate.WriteSummary(&buf, t, agg.Result(), map[string]string{"sluice.batch.file": s.file.Key}); err != nil {
-		return 0, 0, err
+	part = agg.Result()
+	// A compact partial, not a summary file: only a resumed run reads it.
+	data, err := aggregate.AppendPartial(nil, t, part)
+	if err != nil {
+		return nil, 0, 0, err
 	}
 	if err := agg.Err(); err != nil {
-		return 0, 0, err
+		return nil, 0, 0, err
 	}
-	if err := o.State.PutIfAbsent(ctx, s.key, buf.Bytes()); err != nil && !objstore.IsExists(err) {
-		return 0, 0, err
+	if err := o.State.PutIfAbsent(ctx, s.key, data); err != nil && !objstore.IsExists(err) {
+		return nil, 0, 0, err
 	}
-	return records - bad, bad, nil
+	return part, records - bad, bad, nil
 }
 
 // writeUnits writes the windows of sw into one object per unit.

@@ -49,15 +49,15 @@ func SummaryKey(table, window string, unitStart time.Time, hourly bool) string {
 func BatchRunRoot(table, run string) string { return "_batch/" + table + "/" + run + "/" }
 
 // BatchPartialKey is the key of the partial summary of split n of a batch
-// run's file id, under the run's root.
+// run's file id, under the run's root (aggregate.AppendPartial's format).
 func BatchPartialKey(root, id string, n int) string {
-	return fmt.Sprintf("%spartials/%s.%05d.parquet", root, id, n)
+	return fmt.Sprintf("%spartials/%s.%05d.partial", root, id, n)
 }
 
 // BatchDeadLetterKey is the key of the dead letters of the split whose
 // partial summary is partialKey, under the run's root.
 func BatchDeadLetterKey(root, partialKey string) string {
-	return strings.Replace(strings.TrimSuffix(partialKey, ".parquet")+".jsonl", root+"partials/", root+"deadletters/", 1)
+	return strings.Replace(strings.TrimSuffix(partialKey, ".partial")+".jsonl", root+"partials/", root+"deadletters/", 1)
 }
 
 // LocksRoot is where the aggregator's leases and their fences live, in the
