@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
@@ -43,6 +45,24 @@ func TestBenchAggregatePass(t *testing.T) {
 		sums, _ := filepath.Glob(filepath.Join(dir, "summaries", "events", "1m", "*", "*.parquet"))
 		if len(sums) == 0 {
 			t.Fatal("no summary objects written")
+		}
+		// The same directory again: the lake there is refused, with a
+		// reason, rather than waiting forever for flushes of events that
+		// were all committed before.
+		cmd := exec.Command(bin, append(args, "--work-dir", dir)...)
+		done := make(chan struct{})
+		var out []byte
+		var err error
+		go func() { out, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Fatalf("bench aggregate over a used --work-dir did not end:\n%s", out)
+		}
+		if err == nil || !strings.Contains(string(out), "already holds a lake") {
+			t.Fatalf("bench aggregate over a used --work-dir: %v\n%s", err, out)
 		}
 	})
 	t.Run("s3", func(t *testing.T) {

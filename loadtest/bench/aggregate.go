@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,6 +63,10 @@ func PrepareRaw(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) ([]
 	return objects, nil
 }
 
+// ErrLakeExists: the benchmark's store already holds a lake (a --work-dir
+// used before); it prepares only a new one.
+var ErrLakeExists = errors.New("the store already holds a lake")
+
 // prepareRawObjects writes and commits the events (see PrepareRaw).
 func prepareRawObjects(ctx context.Context, b objstore.Bucket, cfg AggregateConfig) error {
 	w, err := ingest.NewWriter(ingest.WriterConfig{FlushRecords: cfg.FlushRecords}, b, slog.New(slog.DiscardHandler), nil)
@@ -84,14 +89,23 @@ func prepareRawObjects(ctx context.Context, b objstore.Bucket, cfg AggregateConf
 	parts := make([]*ingest.Partition, cfg.Partitions)
 	offsets := make([]int64, cfg.Partitions)
 	for i := range parts {
-		parts[i], _, err = w.OpenPartition(ctx, cfg.Table, "kafka:events", fmt.Sprint(i), ingest.StartAt(lake.Position{}, "bench"))
+		var end lake.End
+		parts[i], end, err = w.OpenPartition(ctx, cfg.Table, "kafka:events", fmt.Sprint(i), ingest.StartAt(lake.Position{}, "bench"))
 		if err != nil {
 			return err
+		}
+		if end.Next != (lake.Position{}) {
+			// The events would be redeliveries of what is committed and
+			// skipped: nothing new would be written.
+			return fmt.Errorf("%w: partition %d is committed up to %s; remove the directory or choose another", ErrLakeExists, i, end.Next)
 		}
 	}
 	results := make(chan ingest.FlushResult, cfg.Partitions)
 	var buf []byte
 	flush := func(p *ingest.Partition) error {
+		if p.Pending() == 0 {
+			return nil // no flush, so no result to wait for
+		}
 		if err := p.Flush(ctx, func(r ingest.FlushResult) { results <- r }); err != nil {
 			return err
 		}

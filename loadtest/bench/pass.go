@@ -99,7 +99,7 @@ func PrepareLake(ctx context.Context, cfg LakeConfig) (Lake, error) {
 	}
 	cfg.Table = tables[0]
 	if err := prepareRawObjects(ctx, raw, cfg.AggregateConfig); err != nil {
-		return Lake{}, err
+		return Lake{}, fmt.Errorf("prepare the lake in %s: %w", cfg.Dir, err)
 	}
 	conf := map[string]any{
 		"tables_file":   "tables.yaml",
