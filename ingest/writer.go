@@ -474,7 +474,7 @@ func (p *Partition) abandon(job *flushJob) {
 	p.inflight--
 	p.last = job.prev
 	if job.rec != nil {
-		job.rec.Release()
+		schema.RecycleRecord(job.rec)
 	}
 	p.w.release(job.held)
 }
@@ -503,7 +503,7 @@ func (p *Partition) Settled(r FlushResult) (failed bool) {
 // returns its budget. The chain position becomes unknown until Rewind.
 func (p *Partition) Drop() {
 	if rec := p.batch.NewRecord(); rec != nil {
-		rec.Release()
+		schema.RecycleRecord(rec)
 	}
 	p.eventTimes = p.eventTimes[:0]
 	p.dead.Reset()
@@ -586,7 +586,9 @@ func (w *Writer) flush(job *flushJob) FlushResult {
 		First: job.first, Next: job.next, epoch: job.epoch}
 	defer w.release(job.held)
 	if job.rec != nil {
-		defer job.rec.Release()
+		// The flush holds the only reference: its buffers go back to the
+		// batches that fill next.
+		defer schema.RecycleRecord(job.rec)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.FlushTimeout)
 	defer cancel()

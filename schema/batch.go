@@ -3,6 +3,8 @@ package schema
 import (
 	"errors"
 	"math"
+	"math/bits"
+	"sync"
 	"unsafe"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -125,17 +127,17 @@ func (c *column) finish(rows int) arrow.Array {
 		if len(c.data) > 0 {
 			nextData = len(c.data)
 		}
-		c.offs = make([]int32, 1, rows+1)
-		c.data = make([]byte, 0, nextData)
+		c.offs = append(int32Bufs.take(rows+1), 0)
+		c.data = byteBufs.take(nextData)
 	case kindInt64, kindTimestamp:
 		bufs = []*memory.Buffer{validity, memory.NewBufferBytes(sliceBytes(c.i64))}
-		c.i64 = make([]int64, 0, rows)
+		c.i64 = int64Bufs.take(rows)
 	case kindFloat64:
 		bufs = []*memory.Buffer{validity, memory.NewBufferBytes(sliceBytes(c.f64))}
-		c.f64 = make([]float64, 0, rows)
+		c.f64 = float64Bufs.take(rows)
 	case kindBool:
 		bufs = []*memory.Buffer{validity, memory.NewBufferBytes(c.bits)}
-		c.bits = make([]byte, 0, (rows+7)/8)
+		c.bits = byteBufs.take((rows + 7) / 8)
 	}
 	data := array.NewData(c.dt, rows, bufs, nil, c.nulls, 0)
 	arr := array.MakeFromData(data)
@@ -144,14 +146,96 @@ func (c *column) finish(rows int) arrow.Array {
 	return arr
 }
 
+// Column buffers given back by RecycleRecord, for the next batches to fill.
+// A batch that is flushed, encoded and dropped over and over (the ingest
+// path) otherwise allocates every column anew for each flush: the runtime
+// zeroes each large allocation, the garbage collector runs more often, and
+// a buffer preallocated from the previous flush's size still grows by
+// doubling when the next flush is larger.
+var (
+	byteBufs    bufPool[byte]  // string data, boolean bits
+	int32Bufs   bufPool[int32] // string offsets
+	int64Bufs   bufPool[int64] // int64 and timestamp values
+	float64Bufs bufPool[float64]
+)
+
+// bufPool keeps slices by capacity class: class k holds capacities in
+// [2^k, 2^(k+1)), so a column of a few bytes a row never holds on to a
+// buffer sized for one of many, and a slice taken is at most twice what
+// was asked for (as growing by doubling gives).
+type bufPool[T byte | int32 | int64 | float64] struct{ classes [48]sync.Pool }
+
+// take returns an empty slice with room for at least n values, a recycled
+// one when the pool holds one.
+func (bp *bufPool[T]) take(n int) []T {
+	if n <= 0 {
+		return nil
+	}
+	k := bits.Len(uint(n - 1)) // 2^k >= n
+	if k >= len(bp.classes) {
+		return make([]T, 0, n)
+	}
+	if v, ok := bp.classes[k].Get().(*[]T); ok {
+		return (*v)[:0]
+	}
+	return make([]T, 0, 1<<k)
+}
+
+func (bp *bufPool[T]) put(s []T) {
+	if k := bits.Len(uint(cap(s))) - 1; k >= 0 && k < len(bp.classes) {
+		bp.classes[k].Put(&s)
+	}
+}
+
+// RecycleRecord releases rec, a record returned by Batch.NewRecord, and
+// hands its buffers to the batches that fill next. It is for a caller that
+// holds the only reference to rec: no array of it (nor a slice of one, nor
+// a value read from a string column) may be used afterwards.
+func RecycleRecord(rec arrow.Record) {
+	for _, col := range rec.Columns() {
+		bufs := col.Data().Buffers()
+		switch col.DataType().ID() {
+		case arrow.STRING:
+			if len(bufs) > 2 && bufs[1] != nil && bufs[2] != nil {
+				int32Bufs.put(bytesAs[int32](bufs[1].Buf()))
+				byteBufs.put(bufs[2].Buf()[:0])
+			}
+		case arrow.INT64, arrow.TIMESTAMP:
+			if len(bufs) > 1 && bufs[1] != nil {
+				int64Bufs.put(bytesAs[int64](bufs[1].Buf()))
+			}
+		case arrow.FLOAT64:
+			if len(bufs) > 1 && bufs[1] != nil {
+				float64Bufs.put(bytesAs[float64](bufs[1].Buf()))
+			}
+		case arrow.BOOL:
+			if len(bufs) > 1 && bufs[1] != nil {
+				byteBufs.put(bufs[1].Buf()[:0])
+			}
+		}
+	}
+	rec.Release()
+}
+
+// bytesAs is sliceBytes backwards: the empty slice of numbers, with the
+// capacity b's backing array holds, that b was made from.
+func bytesAs[T int32 | int64 | float64](b []byte) []T {
+	size := int(unsafe.Sizeof(T(0)))
+	if cap(b) < size || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(size) != 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), cap(b)/size)[:0]
+}
+
 // sliceBytes views a slice of fixed-size numbers as bytes, which is how
 // Arrow buffers hold them (little-endian, as on every platform Go runs
-// Sluice on).
+// Sluice on). The view keeps the slice's capacity, for RecycleRecord.
 func sliceBytes[T int32 | int64 | float64](s []T) []byte {
 	if len(s) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0])))
+	size := int(unsafe.Sizeof(s[0]))
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), cap(s)*size)[:len(s)*size]
 }
 
 // appendNull marks row as null; valid bits of earlier rows are materialised
