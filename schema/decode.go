@@ -106,6 +106,9 @@ type pathNode struct {
 	// fields lists every field below this node, to reset them when a
 	// duplicate key replaces the whole object.
 	fields []int
+	// next is the index after the key found last: a guess at the next key.
+	// The tree belongs to one Decoder, so this needs no lock.
+	next int
 }
 
 type pathKid struct {
@@ -116,14 +119,23 @@ type pathKid struct {
 const linearLookupMax = 12
 
 func (n *pathNode) lookup(key []byte) *pathKid {
+	// Producers write the keys of an object in the same order record after
+	// record: the key after the last one found is tried first, which makes
+	// the lookup one comparison where the order holds.
+	if i := n.next; i < len(n.keys) && n.keys[i] == string(key) {
+		n.next = i + 1
+		return &n.kids[i]
+	}
 	if n.index != nil {
 		if i, ok := n.index[string(key)]; ok {
+			n.next = i + 1
 			return &n.kids[i]
 		}
 		return nil
 	}
 	for i, k := range n.keys {
 		if len(k) == len(key) && k == string(key) {
+			n.next = i + 1
 			return &n.kids[i]
 		}
 	}
