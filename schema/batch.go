@@ -162,8 +162,19 @@ var (
 // bufPool keeps slices by capacity class: class k holds capacities in
 // [2^k, 2^(k+1)), so a column of a few bytes a row never holds on to a
 // buffer sized for one of many, and a slice taken is at most twice what
-// was asked for (as growing by doubling gives).
-type bufPool[T byte | int32 | int64 | float64] struct{ classes [48]sync.Pool }
+// was asked for (as growing by doubling gives). It is a plain free list
+// rather than a sync.Pool: the ingester collects garbage several times a
+// second under its memory limit, which emptied a sync.Pool before the
+// next flush came for its buffers. maxFreePerClass bounds what it keeps.
+type bufPool[T byte | int32 | int64 | float64] struct {
+	mu      sync.Mutex
+	classes [48][][]T
+}
+
+// maxFreePerClass is how many free slices a capacity class keeps: enough
+// for the partitions of one writer to hand buffers on, few enough that
+// the largest classes hold tens of MiB at most.
+const maxFreePerClass = 4
 
 // take returns an empty slice with room for at least n values, a recycled
 // one when the pool holds one.
@@ -175,16 +186,38 @@ func (bp *bufPool[T]) take(n int) []T {
 	if k >= len(bp.classes) {
 		return make([]T, 0, n)
 	}
-	if v, ok := bp.classes[k].Get().(*[]T); ok {
-		return (*v)[:0]
+	bp.mu.Lock()
+	if free := bp.classes[k]; len(free) > 0 {
+		s := free[len(free)-1]
+		free[len(free)-1] = nil
+		bp.classes[k] = free[:len(free)-1]
+		bp.mu.Unlock()
+		return s[:0]
 	}
+	bp.mu.Unlock()
 	return make([]T, 0, 1<<k)
 }
 
+// grow returns s with room for extra more values, at least doubled, in a
+// slice from the pool; s goes back to the pool. A column grows through it
+// so that the buffers it outgrows are used again rather than collected.
+func (bp *bufPool[T]) grow(s []T, extra int) []T {
+	t := bp.take(max(len(s)+extra, 2*cap(s), 64))
+	t = append(t, s...)
+	bp.put(s)
+	return t
+}
+
 func (bp *bufPool[T]) put(s []T) {
-	if k := bits.Len(uint(cap(s))) - 1; k >= 0 && k < len(bp.classes) {
-		bp.classes[k].Put(&s)
+	k := bits.Len(uint(cap(s))) - 1
+	if k < 0 || k >= len(bp.classes) {
+		return
 	}
+	bp.mu.Lock()
+	if len(bp.classes[k]) < maxFreePerClass {
+		bp.classes[k] = append(bp.classes[k], s[:0])
+	}
+	bp.mu.Unlock()
 }
 
 // RecycleRecord releases rec, a record returned by Batch.NewRecord, and
@@ -286,23 +319,43 @@ func (c *column) appendBit(row int, v bool) {
 func (c *column) fits(n int) bool { return len(c.data)+n <= math.MaxInt32 }
 
 func (c *column) appendString(row int, s []byte) {
+	if len(c.data)+len(s) > cap(c.data) {
+		c.data = byteBufs.grow(c.data, len(s))
+	}
 	c.data = append(c.data, s...)
-	c.offs = append(c.offs, int32(len(c.data)))
+	c.appendOffset()
 	c.markValid(row)
 }
 
 func (c *column) appendStringS(row int, s string) {
+	if len(c.data)+len(s) > cap(c.data) {
+		c.data = byteBufs.grow(c.data, len(s))
+	}
 	c.data = append(c.data, s...)
-	c.offs = append(c.offs, int32(len(c.data)))
+	c.appendOffset()
 	c.markValid(row)
 }
 
+// appendOffset ends the string value appended last.
+func (c *column) appendOffset() {
+	if len(c.offs) == cap(c.offs) {
+		c.offs = int32Bufs.grow(c.offs, 1)
+	}
+	c.offs = append(c.offs, int32(len(c.data)))
+}
+
 func (c *column) appendInt(row int, v int64) {
+	if len(c.i64) == cap(c.i64) {
+		c.i64 = int64Bufs.grow(c.i64, 1)
+	}
 	c.i64 = append(c.i64, v)
 	c.markValid(row)
 }
 
 func (c *column) appendFloat(row int, v float64) {
+	if len(c.f64) == cap(c.f64) {
+		c.f64 = float64Bufs.grow(c.f64, 1)
+	}
 	c.f64 = append(c.f64, v)
 	c.markValid(row)
 }
