@@ -169,12 +169,18 @@ var (
 type bufPool[T byte | int32 | int64 | float64] struct {
 	mu      sync.Mutex
 	classes [48][][]T
+	held    int // bytes in the free slices
 }
 
-// maxFreePerClass is how many free slices a capacity class keeps: enough
-// for the partitions of one writer to hand buffers on, few enough that
-// the largest classes hold tens of MiB at most.
-const maxFreePerClass = 4
+// maxFreePerClass is how many free slices a capacity class keeps, and
+// maxFreeBytes how many bytes a pool keeps in all: enough for the
+// partitions of a writer to hand their buffers on, and a bound on what a
+// pool holds once nobody takes from it any more (after a large batch job,
+// say), which a sync.Pool would have given back.
+const (
+	maxFreePerClass = 4
+	maxFreeBytes    = 64 << 20
+)
 
 // take returns an empty slice with room for at least n values, a recycled
 // one when the pool holds one.
@@ -191,6 +197,7 @@ func (bp *bufPool[T]) take(n int) []T {
 		s := free[len(free)-1]
 		free[len(free)-1] = nil
 		bp.classes[k] = free[:len(free)-1]
+		bp.held -= sliceSize(s)
 		bp.mu.Unlock()
 		return s[:0]
 	}
@@ -213,11 +220,19 @@ func (bp *bufPool[T]) put(s []T) {
 	if k < 0 || k >= len(bp.classes) {
 		return
 	}
+	size := sliceSize(s)
 	bp.mu.Lock()
-	if len(bp.classes[k]) < maxFreePerClass {
+	if len(bp.classes[k]) < maxFreePerClass && bp.held+size <= maxFreeBytes {
 		bp.classes[k] = append(bp.classes[k], s[:0])
+		bp.held += size
 	}
 	bp.mu.Unlock()
+}
+
+// sliceSize is the bytes s's backing array holds.
+func sliceSize[T byte | int32 | int64 | float64](s []T) int {
+	var v T
+	return cap(s) * int(unsafe.Sizeof(v))
 }
 
 // RecycleRecord releases rec, a record returned by Batch.NewRecord, and
