@@ -179,7 +179,7 @@ type bufPool[T byte | int32 | int64 | float64] struct {
 // say), which a sync.Pool would have given back.
 const (
 	maxFreePerClass = 4
-	maxFreeBytes    = 64 << 20
+	maxFreeBytes    = 32 << 20
 )
 
 // take returns an empty slice with room for at least n values, a recycled
