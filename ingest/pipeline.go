@@ -98,15 +98,18 @@ type Pipeline struct {
 	logger   *slog.Logger
 
 	workers []*worker
-	bufs    sync.Pool // []Record slices, handed out by Buffer, returned once appended
-	wg      sync.WaitGroup
-	once    sync.Once
-	closed  chan struct{} // closed by Close: pending rewinds give up
+	// bufs holds []Record slices, handed out by Buffer and returned once
+	// appended. A channel rather than a sync.Pool: the ingester collects
+	// garbage several times a second, which emptied the pool between polls.
+	bufs   chan []Record
+	wg     sync.WaitGroup
+	once   sync.Once
+	closed chan struct{} // closed by Close: pending rewinds give up
 }
 
 // NewPipeline prepares a pipeline over w; Start runs its workers.
 func NewPipeline(w *Writer, feedback Feedback, logger *slog.Logger) *Pipeline {
-	p := &Pipeline{w: w, feedback: feedback, logger: logger, closed: make(chan struct{})}
+	p := &Pipeline{w: w, feedback: feedback, logger: logger, closed: make(chan struct{}), bufs: make(chan []Record, 64)}
 	p.workers = make([]*worker, max(1, w.cfg.Workers))
 	for i := range p.workers {
 		p.workers[i] = &worker{
@@ -169,15 +172,22 @@ func (p *Pipeline) Open(ctx context.Context, table *schema.Table, key PartitionK
 // takes it over and recycles it once its records are decoded, so a source
 // that delivers every poll allocates no new slices in the steady state.
 func (p *Pipeline) Buffer(n int) []Record {
-	if v, ok := p.bufs.Get().(*[]Record); ok && cap(*v) >= n {
-		return (*v)[:n]
+	select {
+	case v := <-p.bufs:
+		if cap(v) >= n {
+			return v[:n]
+		}
+	default:
 	}
 	return make([]Record, n, max(n, 1024))
 }
 
 func (p *Pipeline) recycle(recs []Record) {
 	clear(recs) // drop the references to the values
-	p.bufs.Put(&recs)
+	select {
+	case p.bufs <- recs:
+	default: // enough kept
+	}
 }
 
 // Deliver hands records of one partition, in position order, to its worker.

@@ -3,6 +3,8 @@ package schema
 import (
 	"errors"
 	"math"
+	"math/bits"
+	"sync"
 	"unsafe"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -125,17 +127,17 @@ func (c *column) finish(rows int) arrow.Array {
 		if len(c.data) > 0 {
 			nextData = len(c.data)
 		}
-		c.offs = make([]int32, 1, rows+1)
-		c.data = make([]byte, 0, nextData)
+		c.offs = append(int32Bufs.take(rows+1), 0)
+		c.data = byteBufs.take(nextData)
 	case kindInt64, kindTimestamp:
 		bufs = []*memory.Buffer{validity, memory.NewBufferBytes(sliceBytes(c.i64))}
-		c.i64 = make([]int64, 0, rows)
+		c.i64 = int64Bufs.take(rows)
 	case kindFloat64:
 		bufs = []*memory.Buffer{validity, memory.NewBufferBytes(sliceBytes(c.f64))}
-		c.f64 = make([]float64, 0, rows)
+		c.f64 = float64Bufs.take(rows)
 	case kindBool:
 		bufs = []*memory.Buffer{validity, memory.NewBufferBytes(c.bits)}
-		c.bits = make([]byte, 0, (rows+7)/8)
+		c.bits = byteBufs.take((rows + 7) / 8)
 	}
 	data := array.NewData(c.dt, rows, bufs, nil, c.nulls, 0)
 	arr := array.MakeFromData(data)
@@ -144,14 +146,144 @@ func (c *column) finish(rows int) arrow.Array {
 	return arr
 }
 
+// Column buffers given back by RecycleRecord, for the next batches to fill.
+// A batch that is flushed, encoded and dropped over and over (the ingest
+// path) otherwise allocates every column anew for each flush: the runtime
+// zeroes each large allocation, the garbage collector runs more often, and
+// a buffer preallocated from the previous flush's size still grows by
+// doubling when the next flush is larger.
+var (
+	byteBufs    bufPool[byte]  // string data, boolean bits
+	int32Bufs   bufPool[int32] // string offsets
+	int64Bufs   bufPool[int64] // int64 and timestamp values
+	float64Bufs bufPool[float64]
+)
+
+// bufPool keeps slices by capacity class: class k holds capacities in
+// [2^k, 2^(k+1)), so a column of a few bytes a row never holds on to a
+// buffer sized for one of many, and a slice taken is at most twice what
+// was asked for (as growing by doubling gives). It is a plain free list
+// rather than a sync.Pool: the ingester collects garbage several times a
+// second under its memory limit, which emptied a sync.Pool before the
+// next flush came for its buffers. maxFreePerClass bounds what it keeps.
+type bufPool[T byte | int32 | int64 | float64] struct {
+	mu      sync.Mutex
+	classes [48][][]T
+	held    int // bytes in the free slices
+}
+
+// maxFreePerClass is how many free slices a capacity class keeps, and
+// maxFreeBytes how many bytes a pool keeps in all: enough for the
+// partitions of a writer to hand their buffers on, and a bound on what a
+// pool holds once nobody takes from it any more (after a large batch job,
+// say), which a sync.Pool would have given back.
+const (
+	maxFreePerClass = 4
+	maxFreeBytes    = 32 << 20
+)
+
+// take returns an empty slice with room for at least n values, a recycled
+// one when the pool holds one.
+func (bp *bufPool[T]) take(n int) []T {
+	if n <= 0 {
+		return nil
+	}
+	k := bits.Len(uint(n - 1)) // 2^k >= n
+	if k >= len(bp.classes) {
+		return make([]T, 0, n)
+	}
+	bp.mu.Lock()
+	if free := bp.classes[k]; len(free) > 0 {
+		s := free[len(free)-1]
+		free[len(free)-1] = nil
+		bp.classes[k] = free[:len(free)-1]
+		bp.held -= sliceSize(s)
+		bp.mu.Unlock()
+		return s[:0]
+	}
+	bp.mu.Unlock()
+	return make([]T, 0, 1<<k)
+}
+
+// grow returns s with room for extra more values, at least doubled, in a
+// slice from the pool; s goes back to the pool. A column grows through it
+// so that the buffers it outgrows are used again rather than collected.
+func (bp *bufPool[T]) grow(s []T, extra int) []T {
+	t := bp.take(max(len(s)+extra, 2*cap(s), 64))
+	t = append(t, s...)
+	bp.put(s)
+	return t
+}
+
+func (bp *bufPool[T]) put(s []T) {
+	k := bits.Len(uint(cap(s))) - 1
+	if k < 0 || k >= len(bp.classes) {
+		return
+	}
+	size := sliceSize(s)
+	bp.mu.Lock()
+	if len(bp.classes[k]) < maxFreePerClass && bp.held+size <= maxFreeBytes {
+		bp.classes[k] = append(bp.classes[k], s[:0])
+		bp.held += size
+	}
+	bp.mu.Unlock()
+}
+
+// sliceSize is the bytes s's backing array holds.
+func sliceSize[T byte | int32 | int64 | float64](s []T) int {
+	var v T
+	return cap(s) * int(unsafe.Sizeof(v))
+}
+
+// RecycleRecord releases rec, a record returned by Batch.NewRecord, and
+// hands its buffers to the batches that fill next. It is for a caller that
+// holds the only reference to rec: no array of it (nor a slice of one, nor
+// a value read from a string column) may be used afterwards.
+func RecycleRecord(rec arrow.Record) {
+	for _, col := range rec.Columns() {
+		bufs := col.Data().Buffers()
+		switch col.DataType().ID() {
+		case arrow.STRING:
+			if len(bufs) > 2 && bufs[1] != nil && bufs[2] != nil {
+				int32Bufs.put(bytesAs[int32](bufs[1].Buf()))
+				byteBufs.put(bufs[2].Buf()[:0])
+			}
+		case arrow.INT64, arrow.TIMESTAMP:
+			if len(bufs) > 1 && bufs[1] != nil {
+				int64Bufs.put(bytesAs[int64](bufs[1].Buf()))
+			}
+		case arrow.FLOAT64:
+			if len(bufs) > 1 && bufs[1] != nil {
+				float64Bufs.put(bytesAs[float64](bufs[1].Buf()))
+			}
+		case arrow.BOOL:
+			if len(bufs) > 1 && bufs[1] != nil {
+				byteBufs.put(bufs[1].Buf()[:0])
+			}
+		}
+	}
+	rec.Release()
+}
+
+// bytesAs is sliceBytes backwards: the empty slice of numbers, with the
+// capacity b's backing array holds, that b was made from.
+func bytesAs[T int32 | int64 | float64](b []byte) []T {
+	size := int(unsafe.Sizeof(T(0)))
+	if cap(b) < size || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(size) != 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), cap(b)/size)[:0]
+}
+
 // sliceBytes views a slice of fixed-size numbers as bytes, which is how
 // Arrow buffers hold them (little-endian, as on every platform Go runs
-// Sluice on).
+// Sluice on). The view keeps the slice's capacity, for RecycleRecord.
 func sliceBytes[T int32 | int64 | float64](s []T) []byte {
 	if len(s) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0])))
+	size := int(unsafe.Sizeof(s[0]))
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), cap(s)*size)[:len(s)*size]
 }
 
 // appendNull marks row as null; valid bits of earlier rows are materialised
@@ -202,23 +334,43 @@ func (c *column) appendBit(row int, v bool) {
 func (c *column) fits(n int) bool { return len(c.data)+n <= math.MaxInt32 }
 
 func (c *column) appendString(row int, s []byte) {
+	if len(c.data)+len(s) > cap(c.data) {
+		c.data = byteBufs.grow(c.data, len(s))
+	}
 	c.data = append(c.data, s...)
-	c.offs = append(c.offs, int32(len(c.data)))
+	c.appendOffset()
 	c.markValid(row)
 }
 
 func (c *column) appendStringS(row int, s string) {
+	if len(c.data)+len(s) > cap(c.data) {
+		c.data = byteBufs.grow(c.data, len(s))
+	}
 	c.data = append(c.data, s...)
-	c.offs = append(c.offs, int32(len(c.data)))
+	c.appendOffset()
 	c.markValid(row)
 }
 
+// appendOffset ends the string value appended last.
+func (c *column) appendOffset() {
+	if len(c.offs) == cap(c.offs) {
+		c.offs = int32Bufs.grow(c.offs, 1)
+	}
+	c.offs = append(c.offs, int32(len(c.data)))
+}
+
 func (c *column) appendInt(row int, v int64) {
+	if len(c.i64) == cap(c.i64) {
+		c.i64 = int64Bufs.grow(c.i64, 1)
+	}
 	c.i64 = append(c.i64, v)
 	c.markValid(row)
 }
 
 func (c *column) appendFloat(row int, v float64) {
+	if len(c.f64) == cap(c.f64) {
+		c.f64 = float64Bufs.grow(c.f64, 1)
+	}
 	c.f64 = append(c.f64, v)
 	c.markValid(row)
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -92,5 +93,32 @@ func TestDecodeIntoBatchOfAnotherTable(t *testing.T) {
 	defer cb.Release()
 	if _, err := d.Decode(cb, rec, Meta{}); err == nil {
 		t.Fatal("batch of a table with another nullability accepted")
+	}
+}
+
+// skipPlain, which looks at eight bytes at a time, stops exactly where the
+// byte-wise class table finds the first byte that is not plain, for every
+// byte value in every lane, among plain bytes of several kinds.
+func TestSkipPlainStopsAtTheFirstSpecialByte(t *testing.T) {
+	firstSpecial := func(data []byte) int {
+		for i, c := range data {
+			if strClass[c] != chPlain {
+				return i
+			}
+		}
+		return len(data)
+	}
+	for _, fill := range []byte{'a', 0x7f, ' ', '!', 0x21} {
+		for v := range 256 {
+			for at := range 24 {
+				data := bytes.Repeat([]byte{fill}, 24)
+				data[at] = byte(v)
+				want := firstSpecial(data)
+				got := skipPlain(data, 0)
+				if got > want || (got < want && got+8 <= len(data)) {
+					t.Fatalf("fill %#x, byte %#x at %d: skipPlain stops at %d, the first special byte is at %d", fill, v, at, got, want)
+				}
+			}
+		}
 	}
 }

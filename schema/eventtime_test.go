@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +93,49 @@ func TestBadEventTimeEveryFormat(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The decoder reads its clock once per nowEvery records; a record that the
+// last reading would reject is checked against a fresh one, so a clock that
+// moved on since lets it in, and one that did not still keeps it out.
+func TestMaxFutureFollowsTheClockBetweenReadings(t *testing.T) {
+	tbl := eventTimeTable(t, FormatUnixS)
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	reads := 0
+	d := NewDecoder(tbl, WithNow(func() time.Time { reads++; return now }))
+	b := NewBatch(tbl, memory.NewGoAllocator())
+	defer b.Release()
+	record := func(at time.Time) []byte {
+		return []byte(`{"ts":` + strconv.FormatInt(at.Unix(), 10) + `}`)
+	}
+	if _, err := d.Decode(b, record(now), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	// Within one reading's records the clock is not read again.
+	for range nowEvery - 1 {
+		if _, err := d.Decode(b, record(now), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("the clock was read %d times for %d records, want once", reads, nowEvery)
+	}
+	late := now.Add(tbl.EventTime.MaxFuture + time.Minute)
+	_, err := d.Decode(b, record(late), Meta{})
+	var re *RecordError
+	if !errors.As(err, &re) || re.Reason != ReasonAbsurdEventTime {
+		t.Fatalf("an event time past max_future: got %v, want %s", err, ReasonAbsurdEventTime)
+	}
+	now = now.Add(time.Hour) // the clock moves on; the decoder's reading is old
+	before := reads
+	if _, err := d.Decode(b, record(late), Meta{}); err != nil {
+		t.Fatalf("an event time within max_future of the moved clock: %v", err)
+	}
+	if reads != before+1 {
+		t.Errorf("the clock was read %d times for the record, want once", reads-before)
+	}
+	if got, want := b.Len(), nowEvery+1; got != want {
+		t.Errorf("batch holds %d rows, want %d", got, want)
 	}
 }

@@ -1,8 +1,10 @@
 package schema
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -424,6 +426,7 @@ func (d *Decoder) scanString() ([]byte, bool) {
 	start := d.pos
 	i := d.pos
 	for {
+		i = skipPlain(data, i)
 		for i < len(data) && strClass[data[i]] == chPlain {
 			i++
 		}
@@ -450,6 +453,40 @@ func (d *Decoder) scanString() ([]byte, bool) {
 			return d.scanEscaped(start)
 		}
 	}
+}
+
+// Bytes that are 0x01, 0x20, '"' and '\\' in each of the eight lanes of a
+// word, and the lanes' high bits.
+const (
+	lanes01    = 0x0101010101010101
+	lanes20    = 0x20 * lanes01
+	lanesQuote = '"' * lanes01
+	lanesEsc   = '\\' * lanes01
+	lanesHigh  = 0x80 * lanes01
+)
+
+// skipPlain returns the index of the first byte at or after i that may not
+// be a plain string byte (a quote, a backslash, a control character or a
+// byte of a multi-byte UTF-8 sequence), looking at eight bytes at a time;
+// it stops short of the last seven bytes, which the caller looks at one by
+// one. The byte-wise loop was a tenth of the decoder's time, most of it on
+// ids and timestamps of 20 to 40 plain bytes.
+func skipPlain(data []byte, i int) int {
+	for i+8 <= len(data) {
+		w := binary.LittleEndian.Uint64(data[i:])
+		q := w ^ lanesQuote
+		e := w ^ lanesEsc
+		// A lane's high bit is set where the byte is zero after the xor
+		// (a quote or a backslash), below 0x20, or has its own high bit
+		// set. A borrow can only mark lanes above a marked one, so the
+		// lowest mark is exact.
+		m := ((q - lanes01) &^ q) | ((e - lanes01) &^ e) | ((w - lanes20) &^ w) | w
+		if m &= lanesHigh; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		i += 8
+	}
+	return i
 }
 
 func (d *Decoder) invalidUTF8(detail string) bool {

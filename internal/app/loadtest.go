@@ -145,12 +145,19 @@ func loadtestDataDir(c Console, o LoadtestOptions) (dir string, cleanup func(), 
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
+// loadtestMemoryBudget is the embedded ingester's memory_budget: half the
+// default, so that the whole process (broker, ingester, aggregator,
+// producers and the verifier's truth) keeps to 512 MiB flat out. Two
+// flushes of flush_bytes still fit in it.
+const loadtestMemoryBudget = 64 << 20
+
 // startLoadtestStack starts the embedded stack in dir and points the
 // harness at it.
 func startLoadtestStack(ctx context.Context, c Console, o LoadtestOptions, dir string, cfg *harness.Config, env *harness.Env) (*Stack, error) {
 	logger := c.Logger
 	st, err := StartStack(ctx, logger, StackOptions{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: o.HTTPAddr,
-		Partitions: o.Partitions, FlushEvery: o.FlushEvery, AggInterval: o.AggEvery, Group: "sluice-loadtest"})
+		Partitions: o.Partitions, FlushEvery: o.FlushEvery, AggInterval: o.AggEvery, Group: "sluice-loadtest",
+		MemoryBudget: loadtestMemoryBudget})
 	if err != nil {
 		return nil, err
 	}

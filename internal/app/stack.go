@@ -39,6 +39,8 @@ type StackOptions struct {
 	AggInterval time.Duration
 	Group       string
 	RulesFile   string // ops rules; empty: no ops service
+	// MemoryBudget is the ingester's memory_budget; 0: the default.
+	MemoryBudget int64
 }
 
 // Stack is the embedded pipeline on one machine: a broker, the ingester,
@@ -150,7 +152,7 @@ func stackConfig(o StackOptions, broker, lakeDir, summaryDir string, tables []*s
 	return &config.File{
 		Kafka:        kafka.Config{Brokers: []string{broker}, Group: o.Group}.WithDefaults(),
 		Store:        client.Config{LocalDir: lakeDir},
-		Ingest:       ingest.WriterConfig{FlushInterval: o.FlushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20}.WithDefaults(),
+		Ingest:       ingest.WriterConfig{FlushInterval: o.FlushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20, MemoryBudget: o.MemoryBudget}.WithDefaults(),
 		HTTP:         config.HTTP{Addr: o.HTTPAddr},
 		SummaryStore: &client.Config{LocalDir: summaryDir},
 		Aggregate:    aggregate.Config{Interval: o.AggInterval, Lease: time.Minute, IdleTimeout: time.Minute}.WithDefaults(),

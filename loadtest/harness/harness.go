@@ -399,7 +399,7 @@ func commitLatency(ctx context.Context, env Env, truth *Truth) (*hdr.Histogram, 
 				i++
 			}
 			for _, next := r.Offsets(); i < len(s) && s[i].offset < next; i++ {
-				_ = h.RecordValue(max(1, r.CommittedAt.Sub(s[i].at).Microseconds()))
+				_ = h.RecordValue(max(1, r.CommittedAt.Sub(s[i].at()).Microseconds()))
 			}
 		}
 	}
