@@ -116,14 +116,14 @@ type summaryInputs struct {
 	wm   time.Time
 }
 
-func loadSummaryInputs(ctx context.Context, env Env, idle time.Duration) (summaryInputs, bool, error) {
+func loadSummaryInputs(ctx context.Context, env Env, idle time.Duration, now time.Time) (summaryInputs, bool, error) {
 	var in summaryInputs
 	recs, err := lake.NewCommitLog(env.Raw).Records(ctx, env.Table.Name)
 	if err != nil {
 		return in, false, fmt.Errorf("read commit log: %w", err)
 	}
 	in.recs = recs
-	wm, ok := aggregate.Watermark(recs, env.Table.Rollup.AllowedLateness, idle, time.Now())
+	wm, ok := aggregate.Watermark(recs, env.Table.Rollup.AllowedLateness, idle, now)
 	if !ok {
 		return in, false, nil
 	}

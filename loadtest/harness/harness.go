@@ -48,6 +48,13 @@ type Env struct {
 	// Progress receives a status line every second (nil: none).
 	Progress io.Writer
 	Logger   *slog.Logger
+	// SummariesAsOf is the clock at which Verify judges which windows are
+	// closed (zero: now). The aggregator caps its watermark at its clock
+	// minus the allowed lateness, so with event times near the clock a
+	// window may close while the raw data is being verified; Run sets this
+	// to when it saw the aggregator caught up, so that the summaries are
+	// judged against what was closed then.
+	SummariesAsOf time.Time
 }
 
 // Run produces, waits for the pipeline, verifies and measures. The error
@@ -90,6 +97,9 @@ func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
 	tl.catchUpEnd = time.Now()
 
 	fmt.Fprint(progressOut(env), "verifying ...")
+	if env.SummariesAsOf.IsZero() {
+		env.SummariesAsOf = tl.summariesAt
+	}
 	v, err := Verify(ctx, cfg, env, truth)
 	if err != nil {
 		return nil, err
@@ -119,6 +129,9 @@ type timeline struct {
 	lastReal   time.Time // the latest acknowledged event time
 	drainEnd   time.Time
 	catchUpEnd time.Time
+	// summariesAt is the clock at which the summaries were last seen up to
+	// date with every closed window (or at which waiting gave up).
+	summariesAt time.Time
 }
 
 // prepare checks cfg and env and fills in their defaults.
@@ -199,9 +212,11 @@ func waitPipeline(ctx context.Context, cfg Config, env Env, mon *monitor, truth 
 	}
 	if !cfg.NoSummaries {
 		mon.setPhase("aggregating")
-		if err := waitSummaries(ctx, env, cfg.CatchUpTimeout); err != nil {
+		at, err := waitSummaries(ctx, env, cfg.CatchUpTimeout)
+		if err != nil {
 			return err
 		}
+		tl.summariesAt = at
 	}
 	return nil
 }
@@ -340,28 +355,29 @@ func waitCommitted(ctx context.Context, env Env, truth *Truth, timeout time.Dura
 
 // waitSummaries polls until every closed window's summary was built from
 // all of its committed inputs, or timeout.
-func waitSummaries(ctx context.Context, env Env, timeout time.Duration) error {
+func waitSummaries(ctx context.Context, env Env, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		in, ok, err := loadSummaryInputs(ctx, env, env.IdleTimeout)
+		now := time.Now()
+		in, ok, err := loadSummaryInputs(ctx, env, env.IdleTimeout, now)
 		if err != nil {
-			return err
+			return now, err
 		}
 		if ok {
 			stale, _, err := staleWindows(ctx, env, in)
 			if err != nil {
-				return err
+				return now, err
 			}
 			if stale == 0 {
-				return nil
+				return now, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil // the verifier reports what is stale
+			return now, nil // the verifier reports what is stale
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return now, ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
@@ -478,7 +494,11 @@ func Verify(ctx context.Context, cfg Config, env Env, truth *Truth) (Verificatio
 
 	// Verify summaries.
 	if !cfg.NoSummaries && env.Summaries != nil && env.Table.Rollup != nil {
-		in, ok, err := loadSummaryInputs(ctx, env, env.IdleTimeout)
+		asOf := env.SummariesAsOf
+		if asOf.IsZero() {
+			asOf = time.Now()
+		}
+		in, ok, err := loadSummaryInputs(ctx, env, env.IdleTimeout, asOf)
 		if err != nil {
 			return v, err
 		}
