@@ -107,25 +107,7 @@ func (c *Compactor) compactChanged(ctx context.Context, table *schema.Table, now
 	if err != nil {
 		return res, fmt.Errorf("compact %s: %w", table.Name, err)
 	}
-	marks := slices.Clone(cur.Chains)
-	index := make(map[[2]string]int, len(marks))
-	for i, m := range marks {
-		index[[2]string{m.Source, m.Partition}] = i
-	}
-	var recs []lake.CommitRecord
-	for _, ch := range fresh {
-		k := [2]string{ch.Source, ch.Partition}
-		i, ok := index[k]
-		if !ok {
-			i = len(marks)
-			index[k] = i
-			marks = append(marks, lake.ChainMark{Source: ch.Source, Partition: ch.Partition, Seq: -1})
-		}
-		for _, r := range ch.Records {
-			marks[i].Advance(r)
-		}
-		recs = append(recs, ch.Records...)
-	}
+	marks, recs := lake.AdvanceMarks(cur.Chains, fresh)
 	// The manifests hold every link up to the marks before any hour is
 	// planned from them (lake/compaction_hour.go). A run fenced by a newer
 	// lease holder writes nothing, not even these.

@@ -133,25 +133,7 @@ func (s *Service) runIncremental(ctx context.Context, t *schema.Table, fence *wr
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
-	marks := slices.Clone(cur.Chains)
-	index := make(map[[2]string]int, len(marks))
-	for i, m := range marks {
-		index[[2]string{m.Source, m.Partition}] = i
-	}
-	var recs []lake.CommitRecord
-	for _, c := range fresh {
-		k := [2]string{c.Source, c.Partition}
-		i, ok := index[k]
-		if !ok {
-			i = len(marks)
-			index[k] = i
-			marks = append(marks, lake.ChainMark{Source: c.Source, Partition: c.Partition, Seq: -1})
-		}
-		for _, r := range c.Records {
-			marks[i].Advance(r)
-		}
-		recs = append(recs, c.Records...)
-	}
+	marks, recs := lake.AdvanceMarks(cur.Chains, fresh)
 	r := t.Rollup
 	wm, cause, ok := WatermarkOfHeld(marks, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	s.m.observeWatermark(t.Name, wm, cause, ok, s.now())

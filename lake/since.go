@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,32 @@ func (m *ChainMark) Advance(r CommitRecord) {
 			m.MaxEventMicros, m.HasData = o.MaxEventTimeMicros, true
 		}
 	}
+}
+
+// AdvanceMarks moves (a copy of) marks over the fresh links that LinksSince
+// returned for them, adding a mark for a partition new to them, and returns
+// the marks and the fresh links in order.
+func AdvanceMarks(marks []ChainMark, fresh []Chain) ([]ChainMark, []CommitRecord) {
+	marks = slices.Clone(marks)
+	index := make(map[[2]string]int, len(marks))
+	for i, m := range marks {
+		index[[2]string{m.Source, m.Partition}] = i
+	}
+	var recs []CommitRecord
+	for _, ch := range fresh {
+		k := [2]string{ch.Source, ch.Partition}
+		i, ok := index[k]
+		if !ok {
+			i = len(marks)
+			index[k] = i
+			marks = append(marks, ChainMark{Source: ch.Source, Partition: ch.Partition, Seq: -1})
+		}
+		for _, r := range ch.Records {
+			marks[i].Advance(r)
+		}
+		recs = append(recs, ch.Records...)
+	}
+	return marks, recs
 }
 
 // MarkChains returns the marks at the ends of chains.

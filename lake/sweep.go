@@ -443,7 +443,7 @@ func (s *Sweeper) startCursor(ctx context.Context, cb objstore.ConditionalBucket
 	}); err != nil {
 		return fmt.Errorf("sweep %s: list hints: %w", table, err)
 	}
-	marks, recs := advanceMarks(nil, chains)
+	marks, recs := AdvanceMarks(nil, chains)
 	if _, err := s.addToIndex(ctx, cb, table, recs); err != nil {
 		return fmt.Errorf("sweep %s: %w", table, err)
 	}

@@ -279,7 +279,7 @@ func (s *Sweeper) sweepChanged(ctx context.Context, cb objstore.ConditionalBucke
 	if err != nil {
 		return fmt.Errorf("sweep %s: %w", table, err)
 	}
-	marks, recs := advanceMarks(cur.Chains, fresh)
+	marks, recs := AdvanceMarks(cur.Chains, fresh)
 	touched, err := s.addToIndex(ctx, cb, table, recs)
 	if err != nil {
 		return fmt.Errorf("sweep %s: %w", table, err)
@@ -395,7 +395,7 @@ func (s *Sweeper) sweepChanged(ctx context.Context, cb objstore.ConditionalBucke
 			return refs, err
 		}
 		var recs []CommitRecord
-		recheckMarks, recs = advanceMarks(recheckMarks, fresh)
+		recheckMarks, recs = AdvanceMarks(recheckMarks, fresh)
 		for _, r := range recs {
 			for _, o := range r.Objects {
 				refs.named[o.Key] = true
@@ -459,30 +459,6 @@ func (l *CommitLog) NoteCompaction(ctx context.Context, table string, hour time.
 		return fmt.Errorf("note compaction for the sweeper: %w", err)
 	}
 	return nil
-}
-
-// advanceMarks moves marks over the fresh links and returns them.
-func advanceMarks(marks []ChainMark, fresh []Chain) ([]ChainMark, []CommitRecord) {
-	marks = slices.Clone(marks)
-	index := make(map[[2]string]int, len(marks))
-	for i, m := range marks {
-		index[[2]string{m.Source, m.Partition}] = i
-	}
-	var recs []CommitRecord
-	for _, ch := range fresh {
-		k := [2]string{ch.Source, ch.Partition}
-		i, ok := index[k]
-		if !ok {
-			i = len(marks)
-			index[k] = i
-			marks = append(marks, ChainMark{Source: ch.Source, Partition: ch.Partition, Seq: -1})
-		}
-		for _, r := range ch.Records {
-			marks[i].Advance(r)
-		}
-		recs = append(recs, ch.Records...)
-	}
-	return marks, recs
 }
 
 // reconcileSlice lists the next slice of the slow full pass after the key
