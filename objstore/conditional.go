@@ -90,7 +90,7 @@ func (s *S3) PutIfMatch(ctx context.Context, key string, data []byte, version st
 	}
 	sum := md5.Sum(data)
 	sha := sha256.Sum256(data)
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	opts := conditionalPutOptions()
 	opts.SetMatchETag(version)
 	_, err = s.core.PutObject(ctx, s.cfg.Bucket, fk, bytes.NewReader(data), int64(len(data)),
 		base64.StdEncoding.EncodeToString(sum[:]), hex.EncodeToString(sha[:]), opts)
@@ -103,6 +103,17 @@ func (s *S3) PutIfMatch(ctx context.Context, key string, data []byte, version st
 		return fmt.Errorf("put-if-match %s: %w", key, mapS3Error(err))
 	}
 	return nil
+}
+
+// conditionalPutOptions are the options of a conditional PUT. Its payload
+// is signed whole (the SHA-256 the caller computed) instead of in
+// aws-chunked streaming form, which minio-go uses over plain HTTP: a
+// server may answer 412 as soon as it has the headers and close the
+// connection (versitygw does), and a client still writing the final chunk
+// then sees a broken pipe instead of the answer. Signed whole, a small
+// body goes out with its headers. Over TLS minio-go signs whole anyway.
+func conditionalPutOptions() minio.PutObjectOptions {
+	return minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
 }
 
 // localVersion is the version of a local object: a hash of its bytes, as an

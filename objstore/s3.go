@@ -422,7 +422,7 @@ func (s *S3) PutIfAbsent(ctx context.Context, key string, data []byte) error {
 	}
 	sum := md5.Sum(data)
 	sha := sha256.Sum256(data)
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	opts := conditionalPutOptions()
 	opts.SetMatchETagExcept("*")
 	_, err = s.core.PutObject(ctx, s.cfg.Bucket, fk, bytes.NewReader(data), int64(len(data)),
 		base64.StdEncoding.EncodeToString(sum[:]), hex.EncodeToString(sha[:]), opts)
