@@ -2,13 +2,11 @@ package aggregate
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/lake"
-	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -53,19 +51,13 @@ type compactionCursor struct {
 
 func (c *Compactor) readCursor(ctx context.Context, table string) (compactionCursor, string, bool, error) {
 	key := lake.CompactionCursorKey(table)
-	data, version, err := c.cursors.GetVersion(ctx, key)
-	if objstore.IsNotExist(err) {
-		return compactionCursor{}, "", false, nil
-	}
-	if err != nil {
-		return compactionCursor{}, "", false, fmt.Errorf("read compaction cursor %s: %w", key, err)
-	}
-	var cur compactionCursor
-	if err := json.Unmarshal(data, &cur); err != nil || cur.Version != compactionCursorVersion || cur.Table != table {
+	cur, version, found, err := lake.ReadCursor(ctx, c.cursors, key, func(cur *compactionCursor) bool {
+		return cur.Version == compactionCursorVersion && cur.Table == table
+	})
+	if err == nil && !found && version != "" {
 		c.logger.Warn("compaction cursor unusable; reading the whole table", "key", key)
-		return compactionCursor{}, version, false, nil
 	}
-	return cur, version, true, nil
+	return cur, version, found, err
 }
 
 // writeCursor replaces the cursor only over the version read. Losing to
@@ -74,24 +66,11 @@ func (c *Compactor) writeCursor(ctx context.Context, table string, cur compactio
 	cur.Version, cur.Table, cur.UpdatedAt = compactionCursorVersion, table, time.Now().UTC()
 	slices.SortFunc(cur.Pending, time.Time.Compare)
 	cur.Pending = slices.CompactFunc(cur.Pending, time.Time.Equal)
-	data, err := json.Marshal(cur)
-	if err != nil {
-		return err
-	}
-	key := lake.CompactionCursorKey(table)
-	if version == "" {
-		err = c.cursors.PutIfAbsent(ctx, key, data)
-	} else {
-		err = c.cursors.PutIfMatch(ctx, key, data, version)
-	}
-	if objstore.IsExists(err) || objstore.IsChanged(err) {
+	lost, err := lake.WriteCursor(ctx, c.cursors, lake.CompactionCursorKey(table), cur, version)
+	if lost {
 		c.logger.Info("another compactor moved the compaction cursor first; keeping its", "table", table)
-		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("write compaction cursor %s: %w", key, err)
-	}
-	return nil
+	return err
 }
 
 // compactChanged is a run driven by the cursor.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/lake"
-	"github.com/sluicehq/sluice/objstore"
 	"github.com/sluicehq/sluice/schema"
 )
 
@@ -73,30 +72,20 @@ func rollupFingerprint(r *schema.Rollup) string {
 
 func (s *Service) readCursor(ctx context.Context, t *schema.Table) (runCursor, string, bool, error) {
 	key := lake.RunCursorKey(t.Name)
-	data, version, err := s.summaries.GetVersion(ctx, key)
-	if objstore.IsNotExist(err) {
-		return runCursor{}, "", false, nil
-	}
-	if err != nil {
-		return runCursor{}, "", false, fmt.Errorf("read run cursor %s: %w", key, err)
-	}
-	var c runCursor
-	if err := json.Unmarshal(data, &c); err != nil || c.Version != runCursorVersion || c.Table != t.Name {
+	c, version, found, err := lake.ReadCursor(ctx, s.summaries, key, func(c *runCursor) bool {
+		return c.Version == runCursorVersion && c.Table == t.Name
+	})
+	if err == nil && !found && version != "" {
 		// Unreadable or foreign: replaced by the next full run.
 		s.logger.Warn("run cursor unusable; reading the whole table", "key", key)
-		return runCursor{}, version, false, nil
 	}
-	return c, version, true, nil
+	return c, version, found, err
 }
 
 // writeCursor replaces the cursor only over the version read, under the
 // run's lease.
 func (s *Service) writeCursor(ctx context.Context, t *schema.Table, c runCursor, version string, fence *writeFence) error {
 	c.Version, c.Table, c.Rollup, c.UpdatedAt = runCursorVersion, t.Name, rollupFingerprint(t.Rollup), s.now().UTC()
-	data, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
 	key := lake.RunCursorKey(t.Name)
 	if fence != nil {
 		if err := s.locker.CheckFence(ctx, fence.key, fence.epoch); err != nil {
@@ -106,19 +95,12 @@ func (s *Service) writeCursor(ctx context.Context, t *schema.Table, c runCursor,
 			return fmt.Errorf("not writing %s: %w", key, err)
 		}
 	}
-	if version == "" {
-		err = s.summaries.PutIfAbsent(ctx, key, data)
-	} else {
-		err = s.summaries.PutIfMatch(ctx, key, data, version)
-	}
-	if objstore.IsExists(err) || objstore.IsChanged(err) {
+	lost, err := lake.WriteCursor(ctx, s.summaries, key, c, version)
+	if lost {
 		s.m.fenced.WithLabelValues(t.Name).Inc()
-		return fmt.Errorf("write run cursor %s: %w: another aggregator moved it since it was read (%v)", key, ErrFenced, err)
+		return fmt.Errorf("write run cursor %s: %w: another aggregator moved it since it was read", key, ErrFenced)
 	}
-	if err != nil {
-		return fmt.Errorf("write run cursor %s: %w", key, err)
-	}
-	return nil
+	return err
 }
 
 func (s *Service) runIncremental(ctx context.Context, t *schema.Table, fence *writeFence) (st RunStats, err error) {

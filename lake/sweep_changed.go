@@ -2,7 +2,6 @@ package lake
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -109,19 +108,13 @@ func (w watch) hours() []time.Time {
 
 func (s *Sweeper) readCursor(ctx context.Context, cb objstore.ConditionalBucket, table string) (sweepCursor, string, bool, error) {
 	key := SweepCursorKey(table)
-	data, version, err := cb.GetVersion(ctx, key)
-	if objstore.IsNotExist(err) {
-		return sweepCursor{}, "", false, nil
-	}
-	if err != nil {
-		return sweepCursor{}, "", false, fmt.Errorf("read sweep cursor %s: %w", key, err)
-	}
-	var c sweepCursor
-	if err := json.Unmarshal(data, &c); err != nil || c.Version != sweepCursorVersion || c.Table != table {
+	c, version, found, err := ReadCursor(ctx, cb, key, func(c *sweepCursor) bool {
+		return c.Version == sweepCursorVersion && c.Table == table
+	})
+	if err == nil && !found && version != "" {
 		s.logger.Warn("sweep cursor unusable; sweeping the whole table", "key", key)
-		return sweepCursor{}, version, false, nil
 	}
-	return c, version, true, nil
+	return c, version, found, err
 }
 
 // writeCursor replaces the cursor over the version read; ok is false when
@@ -133,24 +126,11 @@ func (s *Sweeper) writeCursor(ctx context.Context, cb objstore.ConditionalBucket
 	for _, h := range w.hours() {
 		c.Hours = append(c.Hours, watchedHour{Hour: h, Until: w[h.Unix()]})
 	}
-	data, err := json.Marshal(c)
-	if err != nil {
-		return false, err
-	}
-	key := SweepCursorKey(table)
-	if version == "" {
-		err = cb.PutIfAbsent(ctx, key, data)
-	} else {
-		err = cb.PutIfMatch(ctx, key, data, version)
-	}
-	if objstore.IsExists(err) || objstore.IsChanged(err) {
+	lost, err := WriteCursor(ctx, cb, SweepCursorKey(table), c, version)
+	if lost {
 		s.logger.Info("another sweeper moved the sweep cursor first; keeping its", "table", table)
-		return false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("write sweep cursor %s: %w", key, err)
-	}
-	return true, nil
+	return !lost && err == nil, err
 }
 
 // indexObjects groups every object of recs that has an hour in its key by
