@@ -24,9 +24,10 @@ import (
 // per window of the finest size; coarser windows are merged from them when
 // asked for.
 //
-// Memory grows with the events added: about 8 bytes an event (a latency
-// and a user number, user lists deduplicated as they grow) plus a few
-// hundred bytes per finest window and group. Safe for concurrent use.
+// Memory grows with the distinct values, not with the events: latencies
+// are kept as counts per value and users as a set, each compacted as it
+// grows (a few bytes an event between compactions), plus a few hundred
+// bytes per finest window and group. Safe for concurrent use.
 type Truth struct {
 	fineUS int64
 	sizes  []time.Duration
@@ -55,9 +56,52 @@ type truthGroup struct {
 	count    int64
 	sum      *big.Float // exact sum of amounts
 	min, max float64
-	lat      []int32
+	lat      []int32        // latencies added since the last compaction
+	latRuns  []LatencyCount // every latency before them, by value
 	users    []uint32
 	usersSet int // users[:usersSet] is sorted and without repeats
+}
+
+// LatencyCount is how many events of a group had one latency_ms value.
+type LatencyCount struct {
+	Value int64
+	N     int64
+}
+
+// compactLatencies folds g.lat into g.latRuns.
+func (g *truthGroup) compactLatencies() {
+	if len(g.lat) == 0 {
+		return
+	}
+	slices.Sort(g.lat)
+	runs := make([]LatencyCount, 0, len(g.latRuns)+64)
+	for _, l := range g.lat {
+		if n := len(runs); n > 0 && runs[n-1].Value == int64(l) {
+			runs[n-1].N++
+		} else {
+			runs = append(runs, LatencyCount{Value: int64(l), N: 1})
+		}
+	}
+	g.latRuns = mergeLatencies(g.latRuns, runs)
+	g.lat = g.lat[:0]
+}
+
+// mergeLatencies merges two ascending count lists into a new one.
+func mergeLatencies(a, b []LatencyCount) []LatencyCount {
+	out := make([]LatencyCount, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0].Value < b[0].Value:
+			out, a = append(out, a[0]), a[1:]
+		case a[0].Value > b[0].Value:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out = append(out, LatencyCount{Value: a[0].Value, N: a[0].N + b[0].N})
+			a, b = a[1:], b[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
 }
 
 // sumPrec holds any sum of float64 values exactly: their bits span at most
@@ -123,6 +167,9 @@ func (t *Truth) Add(ev *Event) {
 	g.min = math.Min(g.min, ev.Amount)
 	g.max = math.Max(g.max, ev.Amount)
 	g.lat = append(g.lat, int32(min(ev.LatencyMS, math.MaxInt32)))
+	if len(g.lat) >= 2*len(g.latRuns)+1024 {
+		g.compactLatencies()
+	}
 	g.users = append(g.users, uint32(ev.User))
 	if len(g.users) >= 2*g.usersSet+1024 {
 		g.users = sortedSet(g.users)
@@ -175,8 +222,9 @@ type Stats struct {
 	// float64 (ties to even).
 	Sum      float64
 	Min, Max float64
-	// Latencies are every latency_ms, ascending.
-	Latencies []int64
+	// Latencies are the latency_ms values, ascending, each with how many
+	// events had it.
+	Latencies []LatencyCount
 	// Users is the number of distinct users.
 	Users int64
 }
@@ -189,12 +237,27 @@ func (s Stats) Avg() float64 { return s.Sum / float64(s.Count) }
 // at 0-based position floor(q*(n-1)) of the sorted values, the rank a
 // quantile sketch estimates. ok is false with no values.
 func (s Stats) Quantile(q float64) (v int64, ok bool) {
-	n := len(s.Latencies)
+	n := s.LatencyValues()
 	if n == 0 || !(q >= 0 && q <= 1) {
 		return 0, false
 	}
-	i := int(math.Floor(q * float64(n-1)))
-	return s.Latencies[min(max(i, 0), n-1)], true
+	rank := min(max(int64(math.Floor(q*float64(n-1))), 0), n-1)
+	for _, c := range s.Latencies {
+		if rank < c.N {
+			return c.Value, true
+		}
+		rank -= c.N
+	}
+	return 0, false // not reached: the counts add up to n
+}
+
+// LatencyValues is how many latencies there are, repeats included.
+func (s Stats) LatencyValues() int64 {
+	var n int64
+	for _, c := range s.Latencies {
+		n += c.N
+	}
+	return n
 }
 
 // Window returns the groups of the window of size w starting at start
@@ -205,7 +268,7 @@ func (t *Truth) Window(w time.Duration, start int64) map[Group]Stats {
 		count    int64
 		sum      *big.Float
 		min, max float64
-		lat      []int64
+		lat      []LatencyCount
 		users    []uint32
 	}
 	accs := map[Group]*acc{}
@@ -221,9 +284,8 @@ func (t *Truth) Window(w time.Duration, start int64) map[Group]Stats {
 			a.sum.Add(a.sum, g.sum)
 			a.min = math.Min(a.min, g.min)
 			a.max = math.Max(a.max, g.max)
-			for _, l := range g.lat {
-				a.lat = append(a.lat, int64(l))
-			}
+			g.compactLatencies()
+			a.lat = mergeLatencies(a.lat, g.latRuns)
 			a.users = append(a.users, g.users...)
 		}
 	}
@@ -231,7 +293,6 @@ func (t *Truth) Window(w time.Duration, start int64) map[Group]Stats {
 	out := make(map[Group]Stats, len(accs))
 	for k, a := range accs {
 		sum, _ := a.sum.Float64() // big.Float rounds to nearest even
-		slices.Sort(a.lat)
 		out[k] = Stats{Count: a.count, Sum: sum, Min: a.min, Max: a.max,
 			Latencies: a.lat, Users: int64(len(sortedSet(a.users)))}
 	}

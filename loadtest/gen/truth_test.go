@@ -1,6 +1,9 @@
 package gen
 
 import (
+	"cmp"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -43,7 +46,7 @@ func TestTruthByHand(t *testing.T) {
 	s := w[de]
 	a, b := 0.1, 0.2 // float64 arithmetic, not exact constant arithmetic
 	if s.Count != 2 || s.Sum != a+b || s.Min != 0.1 || s.Max != 0.2 || s.Users != 1 ||
-		!slices.Equal(s.Latencies, []int64{10, 30}) {
+		!slices.Equal(s.Latencies, []LatencyCount{{10, 1}, {30, 1}}) {
 		t.Fatalf("minute 23:59 %s: %+v", de, s)
 	}
 	if s.Avg() != (a+b)/2 {
@@ -63,7 +66,7 @@ func TestTruthByHand(t *testing.T) {
 		t.Fatalf("next day: %+v", next)
 	}
 	// Quantiles at rank floor(q*(n-1)) of {10, 20, 30, 40}.
-	q := Stats{Latencies: []int64{10, 20, 30, 40}}
+	q := Stats{Latencies: []LatencyCount{{10, 1}, {20, 1}, {30, 1}, {40, 1}}}
 	for _, c := range []struct {
 		q    float64
 		want int64
@@ -115,5 +118,41 @@ func TestNewTruthRejectsBadSizes(t *testing.T) {
 		if _, err := NewTruth(sizes...); err == nil {
 			t.Errorf("NewTruth(%v) accepted", sizes)
 		}
+	}
+}
+
+// Latencies kept as counts per value, compacted as they grow, give the same
+// rank quantiles as the plain sorted list of every latency, also for a
+// coarser window merged from finer ones with values left uncompacted.
+func TestTruthLatencyCountsKeepRanks(t *testing.T) {
+	tr, err := NewTruth(time.Minute, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	var all []int64
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 30_011 {
+		lat := int64(math.Exp(math.Log(80)+0.8*r.NormFloat64())) + 1
+		ev := Event{TS: base.Add(time.Duration(i%3) * time.Minute), EventType: "x", LatencyMS: lat}
+		tr.Add(&ev)
+		all = append(all, lat)
+	}
+	slices.Sort(all)
+	s := tr.Window(time.Hour, base.UnixMicro())[Group{EventType: "x"}]
+	if s.LatencyValues() != int64(len(all)) || s.Count != int64(len(all)) {
+		t.Fatalf("%d latencies, count %d, want %d", s.LatencyValues(), s.Count, len(all))
+	}
+	if !slices.IsSortedFunc(s.Latencies, func(a, b LatencyCount) int { return cmp.Compare(a.Value, b.Value) }) {
+		t.Fatal("latency counts not ascending")
+	}
+	for _, q := range []float64{0, 0.01, 0.5, 0.9, 0.99, 0.999, 1} {
+		want := all[int(math.Floor(q*float64(len(all)-1)))]
+		if got, ok := s.Quantile(q); !ok || got != want {
+			t.Errorf("quantile %v = %d, want %d", q, got, want)
+		}
+	}
+	if len(s.Latencies) > 2000 {
+		t.Errorf("%d counts kept for %d latencies: not compacted by value", len(s.Latencies), len(all))
 	}
 }

@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg Config, env Env) (*Report, error) {
 	if !cfg.Start.IsZero() {
 		tl.shift = cfg.Start.Sub(tl.start)
 	}
-	ps := newProducers(cfg, env.Table, truth, func() time.Time { return time.Now().Add(tl.shift) })
+	ps := newProducers(cfg, env.Table, truth, func(wall time.Time) time.Time { return wall.Add(tl.shift) })
 	var deadline time.Time
 	if cfg.Duration > 0 {
 		deadline = tl.start.Add(cfg.Duration)
@@ -470,7 +470,8 @@ func Verify(ctx context.Context, cfg Config, env Env, truth *Truth) (Verificatio
 	var v Verification
 	var fails failures
 	// Verify raw data.
-	got, err := verify.ReadCommitted(ctx, env.Raw, env.Table.Name, verify.Options{Source: env.Source, EventIDColumn: "event_id"})
+	got, err := verify.ReadCommitted(ctx, env.Raw, env.Table.Name, verify.Options{Source: env.Source,
+		EventIDColumn: "event_id", EventIndex: truth.eventIndex()})
 	if err != nil {
 		return v, err
 	}
@@ -482,6 +483,9 @@ func Verify(ctx context.Context, cfg Config, env Env, truth *Truth) (Verificatio
 	}
 	if raw.DuplicateEventIDs > 0 {
 		fails.add("raw data: %d rows repeat another row's event_id", raw.DuplicateEventIDs)
+	}
+	if raw.UnknownEventIDs > 0 {
+		fails.add("raw data: %d rows have an event_id no producer made", raw.UnknownEventIDs)
 	}
 	dl, err := checkDeadLetters(ctx, env.Raw, env.Table.Name, truth)
 	if err != nil {

@@ -35,8 +35,9 @@ type producers struct {
 	cfg   Config
 	table *schema.Table
 	truth *Truth
-	// clock stamps events: the wall clock, shifted to Config.Start if set.
-	clock func() time.Time
+	// clock turns a wall-clock reading into the event clock: shifted to
+	// Config.Start if set.
+	clock func(wall time.Time) time.Time
 
 	produced atomic.Int64 // handed to a client
 	acked    atomic.Int64
@@ -51,7 +52,7 @@ type producers struct {
 	stopped  atomic.Bool // a record failed: stop producing
 }
 
-func newProducers(cfg Config, table *schema.Table, truth *Truth, clock func() time.Time) *producers {
+func newProducers(cfg Config, table *schema.Table, truth *Truth, clock func(wall time.Time) time.Time) *producers {
 	return &producers{cfg: cfg, table: table, truth: truth, clock: clock, ackLat: newLatencyHistogram()}
 }
 
@@ -140,13 +141,17 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 	if ps.table.Rollup != nil {
 		lateness = ps.table.Rollup.AllowedLateness
 	}
+	// One clock read per event serves the deadline, the pacing, the event
+	// time and the send time: reading it costs more than making the event.
+	var now time.Time
 	var made time.Time // the event clock when the last event was made
-	clock := func() time.Time { made = ps.clock(); return made }
+	clock := func() time.Time { made = ps.clock(now); return made }
 	g, err := gen.New(gen.Config{Seed: seed, Users: ps.cfg.Users, ZipfS: ps.cfg.ZipfS, Clock: clock,
 		LateShare: ps.cfg.LateShare, LateBy: ps.cfg.LateBy, NullShare: ps.cfg.NullShare})
 	if err != nil {
 		return err
 	}
+	ps.truth.addGenerator(g)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xbad))
 	rate := ps.cfg.Rate / float64(ps.cfg.Producers)
 	maxBytes := ps.table.MaxRecordBytes
@@ -158,15 +163,18 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 		start  = time.Now()
 	)
 	for ctx.Err() == nil && !ps.stopped.Load() {
-		now := time.Now()
+		now = time.Now()
 		if !deadline.IsZero() && !now.Before(deadline) {
 			break
 		}
 		if ps.cfg.Events > 0 && ps.claimed.Add(1) > ps.cfg.Events {
 			break
 		}
-		if rate > 0 && !waitTurn(ctx, start, now, sent, rate) {
-			break
+		if rate > 0 {
+			if !waitTurn(ctx, start, now, sent, rate) {
+				break
+			}
+			now = time.Now() // it may have slept
 		}
 		if cap(slab)-len(slab) < 512 {
 			slab = make([]byte, 0, slabBytes)
@@ -188,7 +196,7 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 			value = pad(value, ps.cfg.EventBytes)
 		}
 		m.rec = kgo.Record{Key: key, Value: value, Context: m}
-		m.sent = time.Now()
+		m.sent = now
 		ps.produced.Add(1)
 		cl.Produce(context.Background(), &m.rec, ps.promise)
 		sent++
@@ -237,6 +245,7 @@ func (ps *producers) sendMarkers(ctx context.Context, at time.Time) error {
 	if err != nil {
 		return err
 	}
+	ps.truth.addGenerator(g)
 	metas := make([]recMeta, len(parts))
 	for i, p := range parts {
 		m := &metas[i]

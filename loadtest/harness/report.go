@@ -155,6 +155,7 @@ type RawCheck struct {
 	ObjectIssues         int64            `json:"object_issues"`
 	IssueCounts          map[string]int64 `json:"issue_counts,omitempty"`
 	DuplicateEventIDs    int64            `json:"duplicate_event_ids"`
+	UnknownEventIDs      int64            `json:"unknown_event_ids"`
 	Objects              int              `json:"objects"`
 	CommitRecords        int              `json:"commit_records"`
 	CommittedRows        int64            `json:"committed_rows"`
@@ -165,7 +166,8 @@ func rawCheck(r verify.Report) RawCheck {
 	rc := RawCheck{OK: r.OK(), Text: r.String(), ExpectedGood: r.ExpectedGood, ExpectedBad: r.ExpectedBad,
 		Lost: r.Lost.Positions, Duplicated: r.Duplicated.Positions, Unexpected: r.Unexpected.Positions,
 		Misfiled: r.Misfiled.Positions, IssueCounts: r.IssueCounts, DuplicateEventIDs: r.DuplicateEventIDs,
-		Objects: r.Objects, CommitRecords: r.Records, CommittedRows: r.CommittedRows, CommittedDeadLetters: r.CommittedDeadLetters}
+		UnknownEventIDs: r.UnknownEventIDs,
+		Objects:         r.Objects, CommitRecords: r.Records, CommittedRows: r.CommittedRows, CommittedDeadLetters: r.CommittedDeadLetters}
 	for _, n := range r.IssueCounts {
 		rc.ObjectIssues += n
 	}

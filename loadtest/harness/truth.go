@@ -54,6 +54,7 @@ type Truth struct {
 	good, bad  int64
 	lateBeyond int64
 	bytes      int64
+	idKeys     []uint64 // of the generators that produced: see eventIndex
 }
 
 // NewTruth returns an empty Truth.
@@ -64,6 +65,27 @@ func NewTruth() *Truth {
 		samples:    map[int32][]ackSample{},
 		maxEventUS: math.MinInt64,
 	}
+}
+
+// addGenerator registers a generator whose events are produced, so that
+// the verifier can tell its event ids.
+func (t *Truth) addGenerator(g *gen.Generator) {
+	t.mu.Lock()
+	if k := g.EventIDKey(); !slices.Contains(t.idKeys, k) { // markers reuse a seed
+		t.idKeys = append(t.idKeys, k)
+	}
+	t.mu.Unlock()
+}
+
+// eventIndex numbers the event ids of the registered generators densely,
+// for the verifier's check for repeated ids (nil: none registered).
+func (t *Truth) eventIndex() func([]byte) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.idKeys) == 0 {
+		return nil
+	}
+	return gen.NewEventIDs(t.idKeys...).Index
 }
 
 // ackGood records an acknowledged good event.

@@ -239,7 +239,7 @@ func (c Columns) Compare(w time.Duration, start int64, got map[gen.Group]Row, wa
 			// The sketch's guarantee, with room for float rounding only.
 			tol := c.RelativeAccuracy*math.Abs(float64(exact))*(1+1e-9) + 1e-9
 			if !ok || !(math.Abs(got-float64(exact)) <= tol) {
-				add(g, "%s %v, exact %d (of %d values), allowed ±%.4g", q.Column, got, exact, len(s.Latencies), tol)
+				add(g, "%s %v, exact %d (of %d values), allowed ±%.4g", q.Column, got, exact, s.LatencyValues(), tol)
 			}
 		}
 		if c.Distinct != "" {

@@ -51,6 +51,9 @@ type Report struct {
 	// DuplicateEventIDs: rows repeating another row's event id
 	// (informational: it points at the producer, not at ingest).
 	DuplicateEventIDs int64
+	// UnknownEventIDs: rows whose event id is null or, when the producers'
+	// ids are known (Options.EventIndex), one no producer made.
+	UnknownEventIDs int64
 }
 
 // OK reports whether every produced record is committed exactly once, in
@@ -116,6 +119,9 @@ func (r Report) String() string {
 	if r.DuplicateEventIDs > 0 {
 		fmt.Fprintf(&b, "  rows repeating an event id: %d\n", r.DuplicateEventIDs)
 	}
+	if r.UnknownEventIDs > 0 {
+		fmt.Fprintf(&b, "  rows with an event id no producer made: %d\n", r.UnknownEventIDs)
+	}
 	return strings.TrimRight(b.String(), "\n")
 }
 
@@ -135,6 +141,7 @@ func Compare(exp *Expected, got *Committed) Report {
 		IssueCounts:          map[string]int64{},
 		Anomalies:            len(got.Anomalies),
 		DuplicateEventIDs:    got.DuplicateEventIDs,
+		UnknownEventIDs:      got.UnknownEventIDs,
 	}
 	for k, v := range got.IssueCounts {
 		if v > 0 {

@@ -43,6 +43,13 @@ type Options struct {
 	// that wrote the same event twice). Values are kept as 64-bit hashes,
 	// 8 bytes a row.
 	EventIDColumn string
+	// EventIndex, if set (with EventIDColumn), numbers the event ids the
+	// producers made, densely (a generator's sequence): repeats are then
+	// found exactly, with one bit per number instead of a hash per row
+	// (a few MB rather than hundreds for tens of millions of rows). An id
+	// it does not know (ok false) is counted in UnknownEventIDs. The
+	// numbers must be bounded: the bits up to the largest are kept.
+	EventIndex func(id []byte) (n uint64, ok bool)
 	// Parallelism is how many objects are read at once; each is held in
 	// memory whole while it is checked. Default 4.
 	Parallelism int
@@ -125,6 +132,9 @@ type Committed struct {
 	// DuplicateEventIDs counts raw rows whose EventIDColumn value was seen
 	// before in another row (only with Options.EventIDColumn).
 	DuplicateEventIDs int64
+	// UnknownEventIDs counts raw rows whose EventIDColumn value is null
+	// or, with Options.EventIndex, an id it does not know.
+	UnknownEventIDs int64
 
 	// CompactedObjects are live objects written by compaction; their rows
 	// are read in place of the replaced objects the records name, which
@@ -136,7 +146,9 @@ type Committed struct {
 
 	maxExamples int
 	raw, dead   map[string]*offsetBag // by partition
-	eventIDs    []uint64
+	eventIDs    []uint64              // hashes, or numbers with Options.EventIndex
+	eventBits   []uint64              // with Options.EventIndex: the numbers seen
+	byIndex     bool
 }
 
 // Partitions returns the partitions with committed positions.
@@ -270,11 +282,16 @@ const maxPreallocatedEventIDs = 64 << 20
 // holds into c.
 func (c *Committed) readObjects(ctx context.Context, b objstore.BucketReader, recs []lake.CommitRecord, compacted []lake.LiveObject,
 	live map[string]bool, isRetired func(key string) bool, opts Options) error {
-	var seed maphash.Seed
-	if opts.EventIDColumn != "" {
-		seed = maphash.MakeSeed()
+	var key eventKeyFunc
+	c.byIndex = opts.EventIDColumn != "" && opts.EventIndex != nil
+	switch {
+	case c.byIndex:
+		key = opts.EventIndex
+	case opts.EventIDColumn != "":
+		seed := maphash.MakeSeed()
+		key = func(id []byte) (uint64, bool) { return maphash.Bytes(seed, id), true }
 	}
-	if opts.EventIDColumn != "" {
+	if opts.EventIDColumn != "" && !c.byIndex {
 		// One hash per row read, known up front from the records: a slice
 		// grown by doubling instead held up to twice that at its peak
 		// (over 200 MB for a minute of the load test flat out).
@@ -307,7 +324,7 @@ func (c *Committed) readObjects(ctx context.Context, b objstore.BucketReader, re
 				continue
 			}
 			g.Go(func() error {
-				res, err := readObject(gctx, b, rec, obj, opts.EventIDColumn, seed)
+				res, err := readObject(gctx, b, rec, obj, opts.EventIDColumn, key)
 				if err != nil {
 					return err
 				}
@@ -324,7 +341,7 @@ func (c *Committed) readObjects(ctx context.Context, b objstore.BucketReader, re
 		// counts for its own, and no offset range applies.
 		rec := lake.CommitRecord{Table: c.Table, Source: c.Source, Partition: o.Partition, Kind: kindCompacted}
 		g.Go(func() error {
-			res, err := readObject(gctx, b, rec, o.CommittedObject, opts.EventIDColumn, seed)
+			res, err := readObject(gctx, b, rec, o.CommittedObject, opts.EventIDColumn, key)
 			if err != nil {
 				return err
 			}
@@ -376,14 +393,35 @@ func (c *Committed) merge(obj lake.CommittedObject, res objectResult) {
 	for _, is := range res.issues {
 		c.addIssue(is)
 	}
-	c.eventIDs = append(c.eventIDs, res.eventIDs...)
+	c.UnknownEventIDs += res.unknownEventIDs
+	if !c.byIndex {
+		c.eventIDs = append(c.eventIDs, res.eventIDs...)
+		return
+	}
+	for _, n := range res.eventIDs {
+		w := n / 64
+		if w >= uint64(len(c.eventBits)) {
+			c.eventBits = slices.Grow(c.eventBits, int(w)+1-len(c.eventBits))[:w+1]
+		}
+		bit := uint64(1) << (n % 64)
+		if c.eventBits[w]&bit != 0 {
+			c.DuplicateEventIDs++
+		}
+		c.eventBits[w] |= bit
+	}
 }
+
+// eventKeyFunc turns an event id into what repeats are found by: a hash,
+// or the number Options.EventIndex gives it.
+type eventKeyFunc func(id []byte) (uint64, bool)
 
 type objectResult struct {
 	rows      int64
 	positions map[string]*offsetBag
 	issues    []Issue
 	eventIDs  []uint64
+	// unknownEventIDs counts null ids and ids the key function refused.
+	unknownEventIDs int64
 }
 
 func (r *objectResult) add(partition string, offset int64) {
@@ -402,7 +440,7 @@ const kindCompacted = "compacted"
 
 // readObject reads one committed object and checks it against rec. An
 // error means the bucket failed; a bad object is reported as issues.
-func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRecord, obj lake.CommittedObject, idColumn string, seed maphash.Seed) (objectResult, error) {
+func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRecord, obj lake.CommittedObject, idColumn string, key eventKeyFunc) (objectResult, error) {
 	res := objectResult{positions: map[string]*offsetBag{}}
 	recKey := lake.RecordKey(rec)
 	issue := func(kind string, rows int64, format string, args ...any) {
@@ -428,7 +466,7 @@ func readObject(ctx context.Context, b objstore.BucketReader, rec lake.CommitRec
 	}
 	switch obj.Kind {
 	case lake.KindRaw:
-		checkRaw(&res, data, rec, idColumn, seed, issue)
+		checkRaw(&res, data, rec, idColumn, key, issue)
 	case lake.KindDeadLetter:
 		checkDeadLetters(&res, data, rec, issue)
 	default:
@@ -446,7 +484,7 @@ type issueFunc func(kind string, rows int64, format string, args ...any)
 // checkRaw reads the metadata columns of a raw Parquet object. Columns are
 // read one after another within a row group, so a row group's offsets are
 // held while its partition column is compared.
-func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn string, seed maphash.Seed, issue issueFunc) {
+func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn string, key eventKeyFunc, issue issueFunc) {
 	compacted := rec.Kind == kindCompacted
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
@@ -495,8 +533,12 @@ func checkRaw(res *objectResult, data []byte, rec lake.CommitRecord, idColumn st
 		if err == nil && idColumn != "" {
 			err = readColumn(chunks[cols[idColumn]], func(_ int, v parquet.Value) {
 				ids++
-				if !v.IsNull() {
-					res.eventIDs = append(res.eventIDs, maphash.Bytes(seed, v.ByteArray()))
+				if v.IsNull() {
+					res.unknownEventIDs++
+				} else if k, ok := key(v.ByteArray()); ok {
+					res.eventIDs = append(res.eventIDs, k)
+				} else {
+					res.unknownEventIDs++
 				}
 			})
 		}
