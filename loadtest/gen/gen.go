@@ -83,6 +83,11 @@ type Generator struct {
 	lateMaxUS int64
 	idKey     uint64
 	userMul   uint64 // coprime to Users: rank -> user number is a permutation
+
+	// The formatted second of the last event time ("2006-01-02T15:04:05."):
+	// most events share it with the one before.
+	tsSecond int64
+	tsPrefix []byte
 }
 
 // userBase makes every user number 8 digits (for Users up to 90 million), so
@@ -241,7 +246,7 @@ func (g *Generator) Next(buf []byte) (value, key []byte, ev Event) {
 
 	start := len(buf)
 	buf = append(buf, `{"ts":"`...)
-	buf = appendTimestamp(buf, ev.TS)
+	buf = g.appendEventTime(buf, us)
 	buf = append(buf, `","event_id":"`...)
 	buf = appendHex(buf, ev.EventID[:])
 	buf = append(buf, `","user_id":"`...)
@@ -278,6 +283,33 @@ func appendNullableString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	buf = append(buf, s...)
 	return append(buf, '"')
+}
+
+// appendEventTime writes the event time us (µs since the epoch) as
+// appendTimestamp does, formatting the date and time of day only when the
+// second changes.
+func (g *Generator) appendEventTime(buf []byte, us int64) []byte {
+	sec, micro := floorDivMod(us, 1_000_000)
+	if sec != g.tsSecond || g.tsPrefix == nil {
+		t := time.Unix(sec, 0).UTC()
+		if y := t.Year(); y < 0 || y > 9999 {
+			return appendTimestamp(buf, time.UnixMicro(us).UTC())
+		}
+		g.tsPrefix = appendTimestamp(g.tsPrefix[:0], t)
+		g.tsPrefix = g.tsPrefix[:len(g.tsPrefix)-len("000000Z")]
+		g.tsSecond = sec
+	}
+	buf = append(buf, g.tsPrefix...)
+	buf = appendDigits(buf, int(micro), 6)
+	return append(buf, 'Z')
+}
+
+func floorDivMod(a, b int64) (q, r int64) {
+	q, r = a/b, a%b
+	if r < 0 {
+		q, r = q-1, r+b
+	}
+	return q, r
 }
 
 // appendTimestamp writes t (UTC) as 2006-01-02T15:04:05.000000Z. Hand-rolled

@@ -3,6 +3,7 @@ package gen
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +283,27 @@ func BenchmarkNext(b *testing.B) {
 	}
 	b.SetBytes(int64(n / max(b.N, 1)))
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// The event time formatted from the cached second equals the full format,
+// for times in any order (late events jump back), before 1970 and at
+// second boundaries.
+func TestEventTimeFormatMatchesTimestamp(t *testing.T) {
+	g, err := New(Config{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	base := time.Date(2026, 11, 30, 23, 59, 58, 0, time.UTC).UnixMicro()
+	uss := []int64{0, -1, -1_000_000, -1_000_001, base, base + 999_999, base + 1_000_000, base - 1}
+	for range 10_000 {
+		uss = append(uss, base+r.Int64N(5_000_000)-2_500_000)
+	}
+	for _, us := range uss {
+		got := string(g.appendEventTime(nil, us))
+		want := string(appendTimestamp(nil, time.UnixMicro(us).UTC()))
+		if got != want {
+			t.Fatalf("%d µs: %s, want %s", us, got, want)
+		}
+	}
 }
