@@ -235,23 +235,33 @@ func decodeHLL(b []byte, precision int) (*hyperloglog.Sketch, error) {
 	return probe, nil
 }
 
-// encodeDD returns the DDSketch protobuf. Dense stores encode their
-// populated index range only and counts are whole numbers (exact in
-// float64), so equal contents give equal bytes.
+// encodeDD returns the sketch in the compact encoding (appendDDCompact),
+// or, for a sketch that encoding does not hold, the DDSketch protobuf.
+// Either way equal contents give equal bytes: the compact encoding writes
+// the non-empty bins only, and the protobuf of dense stores their
+// populated index range.
 func encodeDD(dd *ddsketch.DDSketch) []byte {
-	if b, ok := appendDDProto(nil, dd); ok {
+	return appendDD(nil, dd)
+}
+
+// appendDD appends encodeDD's bytes to dst.
+func appendDD(dst []byte, dd *ddsketch.DDSketch) []byte {
+	if b, ok := appendDDCompact(dst, dd); ok {
 		return b
 	}
-	var buf bytes.Buffer
-	dd.EncodeProto(&buf)
+	if b, ok := appendDDProto(dst, dd); ok {
+		return b
+	}
+	buf := bytes.NewBuffer(dst)
+	dd.EncodeProto(buf)
 	return buf.Bytes()
 }
 
-// appendDDProto appends the bytes dd.EncodeProto writes, for the sketches
-// the aggregator builds (a logarithmic mapping, dense stores), into one
-// allocation: EncodeProto goes through nested growing buffers and a write
-// per bin, which made it a tenth of a pass's CPU. ok is false for any other
-// sketch, left to EncodeProto.
+// appendDDProto appends the bytes dd.EncodeProto writes, for sketches of a
+// logarithmic mapping over dense stores that the compact encoding does not
+// hold (a count that is not a whole number), into one allocation:
+// EncodeProto goes through nested growing buffers and a write per bin. ok
+// is false for any other sketch, left to EncodeProto.
 func appendDDProto(dst []byte, dd *ddsketch.DDSketch) (_ []byte, ok bool) {
 	m, ok := dd.IndexMapping.(*mapping.LogarithmicMapping)
 	if !ok {
@@ -337,7 +347,13 @@ func appendDenseStoreProto(dst []byte, field protowire.Number, s *store.DenseSto
 	return protowire.AppendVarint(dst, protowire.EncodeZigZag(int64(int32(lo)))), total == s.TotalCount()
 }
 
+// decodeDD reads a sketch encodeDD wrote, in either encoding (summaries
+// written before the compact encoding hold protobufs), into a fresh sketch
+// of the measure's mapping.
 func (m *measureSpec) decodeDD(b []byte) (*ddsketch.DDSketch, error) {
+	if len(b) > 0 && b[0] == ddCompactMark {
+		return m.decodeDDCompact(b)
+	}
 	var pb sketchpb.DDSketch
 	if err := proto.Unmarshal(b, &pb); err != nil {
 		return nil, err

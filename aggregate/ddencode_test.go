@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -9,11 +10,12 @@ import (
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/mapping"
 	"github.com/DataDog/sketches-go/ddsketch/store"
+
+	"github.com/sluicehq/sluice/schema"
 )
 
 // appendDDProto must write exactly what DDSketch.EncodeProto writes: the
-// summary files' sketch columns keep their bytes, and summaries written
-// before it stay equal to the ones written after.
+// sketches the compact encoding does not hold keep their protobuf bytes.
 func TestAppendDDProtoMatchesEncodeProto(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 11))
 	for _, ra := range []float64{0.01, 0.05} {
@@ -93,5 +95,164 @@ func TestAppendDDProtoFallsBack(t *testing.T) {
 		if got := encodeDD(dd); !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("%s: encodeDD\n%x\nEncodeProto\n%x", name, got, want.Bytes())
 		}
+	}
+}
+
+// testSketches are sketches of several shapes, each also merged from
+// parts, for the encoding tests.
+func testSketches(t *testing.T, m mapping.IndexMapping) map[string]*ddsketch.DDSketch {
+	t.Helper()
+	r := rand.New(rand.NewPCG(3, 5))
+	newDD := func() *ddsketch.DDSketch {
+		return ddsketch.NewDDSketch(m, store.NewDenseStore(), store.NewDenseStore())
+	}
+	values := map[string]func() float64{
+		"lognormal":  func() float64 { return math.Exp(r.NormFloat64() * 3) },
+		"signed":     func() float64 { return r.NormFloat64() * 1000 },
+		"with zeros": func() float64 { return float64(r.IntN(3)) },
+		"negative":   func() float64 { return -math.Exp(r.NormFloat64()) },
+		"sparse":     func() float64 { return math.Pow(10, float64(r.IntN(12))-6) },
+		"latency ms": func() float64 { return float64(1 + r.IntN(2000)) },
+	}
+	out := map[string]*ddsketch.DDSketch{}
+	for name, next := range values {
+		for _, n := range []int{0, 1, 2, 17, 5000} {
+			a, b := newDD(), newDD()
+			for i := range n {
+				dst := a
+				if i%3 == 0 {
+					dst = b
+				}
+				if err := dst.Add(next()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			merged := newDD()
+			for _, s := range []*ddsketch.DDSketch{b, a} {
+				if err := merged.MergeWith(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out[fmt.Sprintf("%s n=%d part", name, n)] = a
+			out[fmt.Sprintf("%s n=%d merged", name, n)] = merged
+		}
+	}
+	big := newDD()
+	if err := big.AddWithCount(3.5, 1<<40); err != nil { // counts beyond one varint byte
+		t.Fatal(err)
+	}
+	if err := big.AddWithCount(0, 1<<53); err != nil {
+		t.Fatal(err)
+	}
+	out["large counts"] = big
+	return out
+}
+
+// The compact encoding holds the whole sketch: decoded, it is the sketch
+// encoded (its protobuf, every bin and the zero count, is the same), and
+// summaries written before it, in protobufs, read as the same sketch.
+func TestCompactSketchRoundTrip(t *testing.T) {
+	for _, ra := range []float64{0.01, 0.05} {
+		m, err := mapping.NewLogarithmicMapping(ra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := measureSpec{Measure: &schema.Measure{Name: "q", RelativeAccuracy: ra}, mapping: m}
+		for name, dd := range testSketches(t, m) {
+			var want bytes.Buffer
+			dd.EncodeProto(&want)
+			b := encodeDD(dd)
+			if b[0] != ddCompactMark {
+				t.Fatalf("ra %v %s: not in the compact encoding", ra, name)
+			}
+			if len(b) > want.Len()+17 {
+				t.Errorf("ra %v %s: compact %d bytes, the protobuf %d", ra, name, len(b), want.Len())
+			}
+			for enc, data := range map[string][]byte{"compact": b, "protobuf": want.Bytes()} {
+				back, err := spec.decodeDD(data)
+				if err != nil {
+					t.Fatalf("ra %v %s: decode %s: %v", ra, name, enc, err)
+				}
+				var got bytes.Buffer
+				back.EncodeProto(&got)
+				if !bytes.Equal(got.Bytes(), want.Bytes()) {
+					t.Fatalf("ra %v %s: %s decoded to another sketch", ra, name, enc)
+				}
+				if !bytes.Equal(encodeDD(back), b) {
+					t.Fatalf("ra %v %s: %s decoded encodes to other bytes", ra, name, enc)
+				}
+			}
+		}
+	}
+}
+
+// A sketch the compact encoding cannot hold exactly (a count that is not a
+// whole number) is written as a protobuf, and reads back the same.
+func TestCompactSketchFallsBackToProto(t *testing.T) {
+	m, err := mapping.NewLogarithmicMapping(0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := measureSpec{Measure: &schema.Measure{Name: "q", RelativeAccuracy: 0.01}, mapping: m}
+	for name, add := range map[string][2]float64{"fraction": {7, 0.5}, "zero fraction": {0, 1.25}, "beyond 2^53": {7, 1 << 54}} {
+		dd := ddsketch.NewDDSketch(m, store.NewDenseStore(), store.NewDenseStore())
+		if err := dd.Add(3); err != nil {
+			t.Fatal(err)
+		}
+		if err := dd.AddWithCount(add[0], add[1]); err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		dd.EncodeProto(&want)
+		b := encodeDD(dd)
+		if !bytes.Equal(b, want.Bytes()) {
+			t.Fatalf("%s: encodeDD is not the protobuf", name)
+		}
+		back, err := spec.decodeDD(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		back.EncodeProto(&got)
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("%s: decoded to another sketch", name)
+		}
+	}
+}
+
+// A cut or altered compact sketch is an error or some other valid sketch,
+// never a panic; one of another accuracy is refused.
+func TestCompactSketchRejectsDamage(t *testing.T) {
+	m, err := mapping.NewLogarithmicMapping(0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := measureSpec{Measure: &schema.Measure{Name: "q", RelativeAccuracy: 0.01}, mapping: m}
+	b := encodeDD(testSketches(t, m)["signed n=5000 merged"])
+	for n := 1; n < len(b); n++ {
+		if _, err := spec.decodeDD(b[:n]); err == nil {
+			t.Fatalf("cut to %d of %d bytes: decoded without error", n, len(b))
+		}
+	}
+	if _, err := spec.decodeDD(append(bytes.Clone(b), 0)); err == nil {
+		t.Error("a byte after the sketch: decoded without error")
+	}
+	for i := range b {
+		for _, bit := range []byte{0x01, 0x40, 0x80} {
+			bad := bytes.Clone(b)
+			bad[i] ^= bit
+			_, _ = spec.decodeDD(bad)
+		}
+	}
+	huge := append(bytes.Clone(b[:17]), 0, 0, 2, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 1)
+	if _, err := spec.decodeDD(huge); err == nil {
+		t.Error("a gap beyond the mapping's range: decoded without error")
+	}
+	m5, err := mapping.NewLogarithmicMapping(0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.decodeDD(encodeDD(testSketches(t, m5)["lognormal n=17 part"])); err == nil {
+		t.Error("a sketch of relative accuracy 0.05 read for a measure of 0.01")
 	}
 }
