@@ -384,3 +384,78 @@ func hashUint64(v uint64) uint64 {
 	}
 	return metro.Hash64(b[:], hllSeed)
 }
+
+// quantiles sets out[i] to the sketch's estimate of quantile qs[i], what
+// Quantile gives, bit for bit, or NaN where Quantile gives no value (a
+// quantile outside [0, 1]); ok is false when the group had no value. The
+// ranks that fall in the positive store, all of them for sketches of
+// positive values, are found in one walk of its bins instead of one walk
+// per quantile.
+func (s *MeasureState) quantiles(qs, out []float64) (ok bool) {
+	dd := s.dd
+	if dd == nil || dd.IsEmpty() {
+		return false
+	}
+	pos, dense := dd.GetPositiveValueStore().(*store.DenseStore)
+	if !dense || len(qs) > maxWalkQuantiles {
+		for i, q := range qs {
+			v, ok := s.Quantile(q)
+			if !ok {
+				v = math.NaN()
+			}
+			out[i] = v
+		}
+		return true
+	}
+	// As GetValueAtQuantile: the rank, then the negative store, the zero
+	// bin, or the positive store.
+	count := dd.GetCount()
+	negCount := dd.GetNegativeValueStore().TotalCount()
+	zero := dd.GetZeroCount()
+	var pending [maxWalkQuantiles]int // indexes into qs, by ascending rank
+	var ranks [maxWalkQuantiles]float64
+	np := 0
+	for i, q := range qs {
+		if q < 0 || q > 1 {
+			out[i] = math.NaN()
+			continue
+		}
+		rank := float64(q * (count - 1))
+		switch {
+		case rank < negCount:
+			out[i] = -dd.Value(dd.GetNegativeValueStore().KeyAtRank(negCount - 1 - rank))
+		case rank < zero+negCount:
+			out[i] = 0
+		default:
+			r := max(rank-zero-negCount, 0) // KeyAtRank's floor
+			j := np
+			for ; j > 0 && ranks[j-1] > r; j-- {
+				ranks[j], pending[j] = ranks[j-1], pending[j-1]
+			}
+			ranks[j], pending[j] = r, i
+			np++
+		}
+	}
+	// KeyAtRank: the first bin where the running count passes the rank
+	// (empty bins, which ForEach skips, never are), else the largest index.
+	next := 0
+	var n float64
+	pos.ForEach(func(index int, c float64) bool {
+		n += c
+		for ; next < np && n > ranks[next]; next++ {
+			out[pending[next]] = dd.Value(index)
+		}
+		return next == np
+	})
+	if next < np {
+		hi, _ := pos.MaxIndex()
+		for ; next < np; next++ {
+			out[pending[next]] = dd.Value(hi)
+		}
+	}
+	return true
+}
+
+// maxWalkQuantiles bounds the quantiles taken in one walk (their ranks are
+// kept on the stack); more go one by one.
+const maxWalkQuantiles = 32

@@ -256,3 +256,48 @@ func TestCompactSketchRejectsDamage(t *testing.T) {
 		t.Error("a sketch of relative accuracy 0.05 read for a measure of 0.01")
 	}
 }
+
+// quantiles takes a row's quantiles in one walk; each must be, bit for bit,
+// what Quantile (GetValueAtQuantile) gives, whatever the order of the
+// quantiles and wherever their ranks fall (negative values, zeros).
+func TestQuantilesInOneWalkMatchQuantile(t *testing.T) {
+	m, err := mapping.NewLogarithmicMapping(0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qss := [][]float64{
+		{0.5, 0.9, 0.99},
+		{0.99, 0.5, 0.9, 0.5},
+		{0, 1, 0.25, 0.75, 0.001, 0.999},
+		{0.3},
+		{0.5, -0.1, 1.5}, // outside [0, 1]: no value, as Quantile
+	}
+	for name, dd := range testSketches(t, m) {
+		s := MeasureState{dd: dd}
+		for _, qs := range qss {
+			got := make([]float64, len(qs))
+			ok := s.quantiles(qs, got)
+			if ok != !dd.IsEmpty() {
+				t.Fatalf("%s %v: ok %v for a sketch of %v values", name, qs, ok, dd.GetCount())
+			}
+			if !ok {
+				continue
+			}
+			for i, q := range qs {
+				want, wantOK := s.Quantile(q)
+				if !wantOK {
+					if !math.IsNaN(got[i]) {
+						t.Errorf("%s q%v: %v, Quantile gives no value", name, q, got[i])
+					}
+					continue
+				}
+				if math.Float64bits(got[i]) != math.Float64bits(want) {
+					t.Errorf("%s q%v (of %v): %v, Quantile %v", name, q, qs, got[i], want)
+				}
+			}
+		}
+	}
+	if (&MeasureState{}).quantiles([]float64{0.5}, make([]float64, 1)) {
+		t.Error("a state without a sketch has quantiles")
+	}
+}

@@ -147,7 +147,9 @@ func compareRows(a, b *Row) int {
 func (s *Summary) sort() { slices.SortFunc(s.Rows, func(a, b Row) int { return compareRows(&a, &b) }) }
 
 // summaryCol is one column of the summary file: how to get its value from
-// a row and how to put it back.
+// a row and how to put it back. Getters may keep per-row state in their
+// layout (a row's quantiles are taken together): a layout's getters are for
+// one goroutine.
 type summaryCol struct {
 	name     string
 	node     parquet.Node
@@ -443,14 +445,23 @@ func (c measureCols) distinctCols() []summaryCol {
 
 func (c measureCols) quantileCols() []summaryCol {
 	var cols []summaryCol
-	for _, q := range c.m.Quantiles {
+	// The row's quantiles are taken together, in one walk of its sketch,
+	// by the first of its columns asked for one.
+	var (
+		of   *Row
+		vals = make([]float64, len(c.m.Quantiles))
+		some bool
+	)
+	for qi, q := range c.m.Quantiles {
 		cols = append(cols, summaryCol{name: c.m.QuantileColumn(q), node: nodeDouble, optional: true,
 			get: func(r *Row) (parquet.Value, error) {
-				v, ok := c.st(r).Quantile(q)
-				if !ok {
+				if of != r {
+					of, some = r, c.st(r).quantiles(c.m.Quantiles, vals)
+				}
+				if !some || math.IsNaN(vals[qi]) {
 					return nullValue, nil
 				}
-				return parquet.DoubleValue(v), nil
+				return parquet.DoubleValue(vals[qi]), nil
 			},
 			set: ignore})
 	}
