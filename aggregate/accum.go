@@ -392,12 +392,39 @@ func hashUint64(v uint64) uint64 {
 // positive values, are found in one walk of its bins instead of one walk
 // per quantile.
 func (s *MeasureState) quantiles(qs, out []float64) (ok bool) {
+	var w quantileWalk
+	ok, walk := w.start(s, qs, out)
+	if walk {
+		pos := s.dd.GetPositiveValueStore()
+		pos.ForEach(func(index int, c float64) bool { return w.bin(index, c) })
+		w.finish(pos)
+	}
+	return ok
+}
+
+// quantileWalk finds quantiles' keys in the positive store of a sketch
+// while something else walks its bins (bin, in ascending index order, then
+// finish): GetValueAtQuantile's results, in one walk for all of them.
+type quantileWalk struct {
+	dd      *ddsketch.DDSketch
+	out     []float64
+	pending [maxWalkQuantiles]int // indexes into out, by ascending rank
+	ranks   [maxWalkQuantiles]float64
+	np      int
+	next    int
+	n       float64 // the running count
+}
+
+// start sets the quantiles whose ranks are not in the positive store
+// (all of them, the slow way, for stores not walked in index order or
+// too many quantiles). ok is false when the sketch is empty; walk says
+// whether bins must be fed to bin, then finish called.
+func (w *quantileWalk) start(s *MeasureState, qs, out []float64) (ok, walk bool) {
 	dd := s.dd
 	if dd == nil || dd.IsEmpty() {
-		return false
+		return false, false
 	}
-	pos, dense := dd.GetPositiveValueStore().(*store.DenseStore)
-	if !dense || len(qs) > maxWalkQuantiles {
+	if _, dense := dd.GetPositiveValueStore().(*store.DenseStore); !dense || len(qs) > maxWalkQuantiles {
 		for i, q := range qs {
 			v, ok := s.Quantile(q)
 			if !ok {
@@ -405,16 +432,14 @@ func (s *MeasureState) quantiles(qs, out []float64) (ok bool) {
 			}
 			out[i] = v
 		}
-		return true
+		return true, false
 	}
+	*w = quantileWalk{dd: dd, out: out}
 	// As GetValueAtQuantile: the rank, then the negative store, the zero
 	// bin, or the positive store.
 	count := dd.GetCount()
 	negCount := dd.GetNegativeValueStore().TotalCount()
 	zero := dd.GetZeroCount()
-	var pending [maxWalkQuantiles]int // indexes into qs, by ascending rank
-	var ranks [maxWalkQuantiles]float64
-	np := 0
 	for i, q := range qs {
 		if q < 0 || q > 1 {
 			out[i] = math.NaN()
@@ -428,32 +453,56 @@ func (s *MeasureState) quantiles(qs, out []float64) (ok bool) {
 			out[i] = 0
 		default:
 			r := max(rank-zero-negCount, 0) // KeyAtRank's floor
-			j := np
-			for ; j > 0 && ranks[j-1] > r; j-- {
-				ranks[j], pending[j] = ranks[j-1], pending[j-1]
+			j := w.np
+			for ; j > 0 && w.ranks[j-1] > r; j-- {
+				w.ranks[j], w.pending[j] = w.ranks[j-1], w.pending[j-1]
 			}
-			ranks[j], pending[j] = r, i
-			np++
+			w.ranks[j], w.pending[j] = r, i
+			w.np++
 		}
 	}
-	// KeyAtRank: the first bin where the running count passes the rank
-	// (empty bins, which ForEach skips, never are), else the largest index.
-	next := 0
-	var n float64
-	pos.ForEach(func(index int, c float64) bool {
-		n += c
-		for ; next < np && n > ranks[next]; next++ {
-			out[pending[next]] = dd.Value(index)
-		}
-		return next == np
-	})
-	if next < np {
+	return true, true
+}
+
+// bin takes the positive store's next non-empty bin; it reports whether
+// every key is found. KeyAtRank: the first bin where the running count
+// passes the rank (empty bins, which ForEach skips, never are).
+func (w *quantileWalk) bin(index int, c float64) (done bool) {
+	w.n += c
+	for ; w.next < w.np && w.n > w.ranks[w.next]; w.next++ {
+		w.out[w.pending[w.next]] = w.dd.Value(index)
+	}
+	return w.next == w.np
+}
+
+// finish sets the keys of ranks past the last bin: KeyAtRank's largest
+// index.
+func (w *quantileWalk) finish(pos store.Store) {
+	if w.next < w.np {
 		hi, _ := pos.MaxIndex()
-		for ; next < np; next++ {
-			out[pending[next]] = dd.Value(hi)
+		for ; w.next < w.np; w.next++ {
+			w.out[w.pending[w.next]] = w.dd.Value(hi)
 		}
 	}
-	return true
+}
+
+// appendSketchAndQuantiles is appendDD and quantiles together: for a sketch
+// in the compact encoding, the walk that encodes the positive store's bins
+// finds the quantiles too.
+func (s *MeasureState) appendSketchAndQuantiles(dst []byte, qs, out []float64) (_ []byte, ok bool) {
+	var w quantileWalk
+	ok, walk := w.start(s, qs, out)
+	if !ok {
+		return dst, false // empty: no sketch written
+	}
+	if walk {
+		if b, done := appendDDCompactVisit(dst, s.dd, w.bin); done {
+			w.finish(s.dd.GetPositiveValueStore())
+			return b, true
+		}
+		s.quantiles(qs, out) // the walk stopped at a bin it could not encode
+	}
+	return appendDD(dst, s.dd), true
 }
 
 // maxWalkQuantiles bounds the quantiles taken in one walk (their ranks are

@@ -43,6 +43,13 @@ func wholeCount(c float64) bool { return c >= 0 && c <= maxWholeCount && c == ma
 // appendDDCompact appends dd in the compact encoding; ok is false (and dst
 // unchanged) for a sketch it does not hold.
 func appendDDCompact(dst []byte, dd *ddsketch.DDSketch) (_ []byte, ok bool) {
+	return appendDDCompactVisit(dst, dd, nil)
+}
+
+// appendDDCompactVisit is appendDDCompact that also hands each non-empty
+// bin of the positive store, in ascending index order, to visit (when not
+// nil) until it returns true.
+func appendDDCompactVisit(dst []byte, dd *ddsketch.DDSketch, visit func(index int, count float64) bool) (_ []byte, ok bool) {
 	m, ok := dd.IndexMapping.(*mapping.LogarithmicMapping)
 	if !ok {
 		return dst, false
@@ -65,23 +72,30 @@ func appendDDCompact(dst []byte, dd *ddsketch.DDSketch) (_ []byte, ok bool) {
 	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(mp.Gamma))
 	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(mp.IndexOffset))
 	dst = binary.AppendUvarint(dst, uint64(zero))
-	dst, okNeg := appendStoreCompact(dst, neg)
-	dst, okPos := appendStoreCompact(dst, pos)
+	dst, okNeg := appendStoreCompact(dst, neg, nil)
+	dst, okPos := appendStoreCompact(dst, pos, visit)
 	if !okNeg || !okPos {
 		return dst[:start], false
 	}
 	return dst, true
 }
 
-// appendStoreCompact appends a store's non-empty bins. ok is false when a
+// appendStoreCompact appends a store's non-empty bins, in one walk (room
+// for their number is kept in front, and closed up once it is known),
+// handing each to visit too until visit returns true. ok is false when a
 // count is not whole, or the counts ForEach shows do not add up to the
 // store's total (a negative count, which ForEach hides).
-func appendStoreCompact(dst []byte, s *store.DenseStore) (_ []byte, ok bool) {
-	bins := 0
-	s.ForEach(func(int, float64) bool { bins++; return false })
-	dst = binary.AppendUvarint(dst, uint64(bins))
+func appendStoreCompact(dst []byte, s *store.DenseStore, visit func(index int, count float64) bool) (_ []byte, ok bool) {
+	lo, _ := s.MinIndex() // 0 and 0 when empty
+	hi, _ := s.MaxIndex()
+	at := len(dst)
+	// Bytes of the largest number of bins. A store whose counts cancel out
+	// (IsEmpty, but with bins) may take more, and is refused below.
+	var tmp [binary.MaxVarintLen64]byte
+	room := binary.PutUvarint(tmp[:], uint64(hi-lo+1))
+	dst = append(dst, make([]byte, room)...)
 	ok = true
-	first, prev := true, 0
+	bins, prev := 0, 0
 	var total float64
 	s.ForEach(func(index int, count float64) bool {
 		if !wholeCount(count) {
@@ -89,16 +103,27 @@ func appendStoreCompact(dst []byte, s *store.DenseStore) (_ []byte, ok bool) {
 			return true
 		}
 		total += count
-		if first {
+		if bins == 0 {
 			dst = binary.AppendVarint(dst, int64(index))
-			first = false
 		} else {
 			dst = binary.AppendUvarint(dst, uint64(index-prev))
 		}
+		bins++
 		prev = index
 		dst = binary.AppendUvarint(dst, uint64(count))
+		if visit != nil && visit(index, count) {
+			visit = nil
+		}
 		return false
 	})
+	n := binary.PutUvarint(tmp[:], uint64(bins))
+	if n > room {
+		return dst, false
+	}
+	copy(dst[at:], tmp[:n])
+	if n < room {
+		dst = append(dst[:at+n], dst[at+room:]...)
+	}
 	return dst, ok && total == s.TotalCount()
 }
 

@@ -287,7 +287,15 @@ func TestQuantilesInOneWalkMatchQuantile(t *testing.T) {
 		{0.3},
 		{0.5, -0.1, 1.5}, // outside [0, 1]: no value, as Quantile
 	}
-	for name, dd := range testSketches(t, m) {
+	sketches := testSketches(t, m)
+	fraction := ddsketch.NewDDSketch(m, store.NewDenseStore(), store.NewDenseStore())
+	for _, v := range []float64{3, 7, 7, 1000} {
+		if err := fraction.AddWithCount(v, 0.75); err != nil { // not in the compact encoding: a protobuf
+			t.Fatal(err)
+		}
+	}
+	sketches["fractional counts"] = fraction
+	for name, dd := range sketches {
 		s := MeasureState{dd: dd}
 		for _, qs := range qss {
 			got := make([]float64, len(qs))
@@ -295,8 +303,26 @@ func TestQuantilesInOneWalkMatchQuantile(t *testing.T) {
 			if ok != !dd.IsEmpty() {
 				t.Fatalf("%s %v: ok %v for a sketch of %v values", name, qs, ok, dd.GetCount())
 			}
+			// Encoding the sketch while taking the quantiles gives both
+			// the same.
+			together := make([]float64, len(qs))
+			b, okTogether := s.appendSketchAndQuantiles([]byte("prefix"), qs, together)
+			if okTogether != ok {
+				t.Fatalf("%s %v: appendSketchAndQuantiles ok %v, quantiles %v", name, qs, okTogether, ok)
+			}
 			if !ok {
+				if string(b) != "prefix" {
+					t.Fatalf("%s: an empty sketch written", name)
+				}
 				continue
+			}
+			if want := append([]byte("prefix"), encodeDD(dd)...); !bytes.Equal(b, want) {
+				t.Fatalf("%s %v: appendSketchAndQuantiles wrote\n%x\nencodeDD\n%x", name, qs, b, want)
+			}
+			for i := range qs {
+				if math.Float64bits(together[i]) != math.Float64bits(got[i]) {
+					t.Errorf("%s %v: quantile %d %v taken while encoding, %v alone", name, qs, i, together[i], got[i])
+				}
 			}
 			for i, q := range qs {
 				want, wantOK := s.Quantile(q)

@@ -448,19 +448,32 @@ func (c measureCols) distinctCols() []summaryCol {
 
 func (c measureCols) quantileCols() []summaryCol {
 	var cols []summaryCol
-	// The row's quantiles are taken together, in one walk of its sketch,
-	// by the first of its columns asked for one.
+	// A row's quantiles and sketch bytes are taken together, in one walk of
+	// its sketch, by the first of its columns asked for one. The bytes go
+	// into blocks shared by the rows (one allocation per block, not per
+	// row); a block's bytes stay as long as a value refers to them.
 	var (
-		of   *Row
-		vals = make([]float64, len(c.m.Quantiles))
-		some bool
+		of    *Row
+		vals  = make([]float64, len(c.m.Quantiles))
+		some  bool
+		enc   []byte
+		block []byte
 	)
+	take := func(r *Row) {
+		if of == r {
+			return
+		}
+		if cap(block)-len(block) < sketchBlock/16 {
+			block = make([]byte, 0, sketchBlock)
+		}
+		at := len(block)
+		block, some = c.st(r).appendSketchAndQuantiles(block, c.m.Quantiles, vals)
+		of, enc = r, block[at:len(block):len(block)]
+	}
 	for qi, q := range c.m.Quantiles {
 		cols = append(cols, summaryCol{name: c.m.QuantileColumn(q), node: nodeDouble, optional: true,
 			get: func(r *Row) (parquet.Value, error) {
-				if of != r {
-					of, some = r, c.st(r).quantiles(c.m.Quantiles, vals)
-				}
+				take(r)
 				if !some || math.IsNaN(vals[qi]) {
 					return nullValue, nil
 				}
@@ -470,10 +483,11 @@ func (c measureCols) quantileCols() []summaryCol {
 	}
 	return append(cols, summaryCol{name: c.m.Name + "__sketch", node: nodeBytes, optional: true,
 		get: func(r *Row) (parquet.Value, error) {
-			if c.st(r).dd.IsEmpty() {
+			take(r)
+			if !some {
 				return nullValue, nil
 			}
-			return parquet.ByteArrayValue(encodeDD(c.st(r).dd)), nil
+			return parquet.ByteArrayValue(enc), nil
 		},
 		set: func(r *Row, v parquet.Value) error {
 			dd, err := c.m.decodeDD(v.ByteArray())
@@ -485,6 +499,9 @@ func (c measureCols) quantileCols() []summaryCol {
 			return nil
 		}})
 }
+
+// sketchBlock is the size of the blocks encoded sketches are written into.
+const sketchBlock = 64 << 10
 
 func (m *measureSpec) t(t *schema.Table) *schema.Field { return &t.Fields[m.FieldIndex()] }
 
