@@ -54,12 +54,8 @@ func appendDDCompactVisit(dst []byte, dd *ddsketch.DDSketch, visit func(index in
 	if !ok {
 		return dst, false
 	}
-	pos, ok := dd.GetPositiveValueStore().(*store.DenseStore)
-	if !ok {
-		return dst, false
-	}
-	neg, ok := dd.GetNegativeValueStore().(*store.DenseStore)
-	if !ok {
+	pos, neg := dd.GetPositiveValueStore(), dd.GetNegativeValueStore()
+	if !orderedStore(pos) || !orderedStore(neg) {
 		return dst, false
 	}
 	mp := m.ToProto()
@@ -85,7 +81,7 @@ func appendDDCompactVisit(dst []byte, dd *ddsketch.DDSketch, visit func(index in
 // handing each to visit too until visit returns true. ok is false when a
 // count is not whole, or the counts ForEach shows do not add up to the
 // store's total (a negative count, which ForEach hides).
-func appendStoreCompact(dst []byte, s *store.DenseStore, visit func(index int, count float64) bool) (_ []byte, ok bool) {
+func appendStoreCompact(dst []byte, s store.Store, visit func(index int, count float64) bool) (_ []byte, ok bool) {
 	lo, _ := s.MinIndex() // 0 and 0 when empty
 	hi, _ := s.MaxIndex()
 	at := len(dst)
@@ -162,7 +158,7 @@ func (m *measureSpec) decodeDDCompact(b []byte) (*ddsketch.DDSketch, error) {
 	// Indexes outside the mapping's range belong to no value: refused, so a
 	// damaged gap cannot make a dense store allocate billions of bins.
 	lo, hi := m.mapping.Index(m.mapping.MinIndexableValue()), m.mapping.Index(m.mapping.MaxIndexableValue())
-	out := ddsketch.NewDDSketch(m.mapping, store.NewDenseStore(), store.NewDenseStore())
+	out := m.newDD()
 	zero := r.uvarint()
 	if zero > maxWholeCount {
 		return nil, errDDCompact
