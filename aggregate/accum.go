@@ -508,18 +508,18 @@ func (w *quantileWalk) finish(pos store.Store) {
 	}
 }
 
-// appendSketchAndQuantiles is appendDD and quantiles together: for a sketch
-// in the compact encoding, the walk that encodes the positive store's bins
-// finds the quantiles too.
-func (s *MeasureState) appendSketchAndQuantiles(dst []byte, qs, out []float64) (_ []byte, ok bool) {
-	var w quantileWalk
-	ok, walk := w.start(s, qs, out)
+// appendSketchAndQuantiles is appendDD and quantiles together (ok false,
+// nothing written, when the group had no value): for a sketch in the
+// compact encoding, the walk that encodes the positive store's bins finds
+// the quantiles too.
+func (s *MeasureState) appendSketchAndQuantiles(e *sketchEncoder, dst []byte, qs, out []float64) (_ []byte, ok bool) {
+	ok, walk := e.walk.start(s, qs, out)
 	if !ok {
-		return dst, false // empty: no sketch written
+		return dst, false
 	}
 	if walk {
-		if b, done := appendDDCompactVisit(dst, s.dd, w.bin); done {
-			w.finish(s.dd.GetPositiveValueStore())
+		if b, done := e.appendCompact(dst, s.dd, true); done {
+			e.walk.finish(s.dd.GetPositiveValueStore())
 			return b, true
 		}
 		s.quantiles(qs, out) // the walk stopped at a bin it could not encode

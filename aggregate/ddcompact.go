@@ -43,13 +43,34 @@ func wholeCount(c float64) bool { return c >= 0 && c <= maxWholeCount && c == ma
 // appendDDCompact appends dd in the compact encoding; ok is false (and dst
 // unchanged) for a sketch it does not hold.
 func appendDDCompact(dst []byte, dd *ddsketch.DDSketch) (_ []byte, ok bool) {
-	return appendDDCompactVisit(dst, dd, nil)
+	return newSketchEncoder().appendCompact(dst, dd, false)
 }
 
-// appendDDCompactVisit is appendDDCompact that also hands each non-empty
-// bin of the positive store, in ascending index order, to visit (when not
-// nil) until it returns true.
-func appendDDCompactVisit(dst []byte, dd *ddsketch.DDSketch, visit func(index int, count float64) bool) (_ []byte, ok bool) {
+// sketchEncoder writes sketches in the compact encoding, and can find a
+// sketch's quantiles in the same walk of its bins. One kept by a writer
+// encodes without allocating: ForEach takes a func, and the variables a
+// closure would update escaped to the heap, an allocation per sketch.
+type sketchEncoder struct {
+	dst        []byte
+	bins, prev int
+	total      float64
+	ok         bool
+	visit      bool // hand the bins to walk as well
+	walk       quantileWalk
+	bin        func(index int, count float64) bool // e.takeBin, bound once
+}
+
+func newSketchEncoder() *sketchEncoder {
+	e := &sketchEncoder{}
+	e.bin = e.takeBin
+	return e
+}
+
+// appendCompact appends dd in the compact encoding (ok false, dst
+// unchanged, for a sketch it does not hold). With visit, the positive
+// store's non-empty bins go to e.walk too, in ascending index order, until
+// it has found every quantile.
+func (e *sketchEncoder) appendCompact(dst []byte, dd *ddsketch.DDSketch, visit bool) (_ []byte, ok bool) {
 	m, ok := dd.IndexMapping.(*mapping.LogarithmicMapping)
 	if !ok {
 		return dst, false
@@ -68,20 +89,19 @@ func appendDDCompactVisit(dst []byte, dd *ddsketch.DDSketch, visit func(index in
 	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(mp.Gamma))
 	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(mp.IndexOffset))
 	dst = binary.AppendUvarint(dst, uint64(zero))
-	dst, okNeg := appendStoreCompact(dst, neg, nil)
-	dst, okPos := appendStoreCompact(dst, pos, visit)
+	dst, okNeg := e.appendStore(dst, neg, false)
+	dst, okPos := e.appendStore(dst, pos, visit)
 	if !okNeg || !okPos {
 		return dst[:start], false
 	}
 	return dst, true
 }
 
-// appendStoreCompact appends a store's non-empty bins, in one walk (room
-// for their number is kept in front, and closed up once it is known),
-// handing each to visit too until visit returns true. ok is false when a
-// count is not whole, or the counts ForEach shows do not add up to the
-// store's total (a negative count, which ForEach hides).
-func appendStoreCompact(dst []byte, s store.Store, visit func(index int, count float64) bool) (_ []byte, ok bool) {
+// appendStore appends a store's non-empty bins, in one walk (room for
+// their number is kept in front, and closed up once it is known). ok is
+// false when a count is not whole, or the counts ForEach shows do not add
+// up to the store's total (a negative count, which ForEach hides).
+func (e *sketchEncoder) appendStore(dst []byte, s store.Store, visit bool) (_ []byte, ok bool) {
 	lo, _ := s.MinIndex() // 0 and 0 when empty
 	hi, _ := s.MaxIndex()
 	at := len(dst)
@@ -89,30 +109,11 @@ func appendStoreCompact(dst []byte, s store.Store, visit func(index int, count f
 	// (IsEmpty, but with bins) may take more, and is refused below.
 	var tmp [binary.MaxVarintLen64]byte
 	room := binary.PutUvarint(tmp[:], uint64(hi-lo+1))
-	dst = append(dst, make([]byte, room)...)
-	ok = true
-	bins, prev := 0, 0
-	var total float64
-	s.ForEach(func(index int, count float64) bool {
-		if !wholeCount(count) {
-			ok = false
-			return true
-		}
-		total += count
-		if bins == 0 {
-			dst = binary.AppendVarint(dst, int64(index))
-		} else {
-			dst = binary.AppendUvarint(dst, uint64(index-prev))
-		}
-		bins++
-		prev = index
-		dst = binary.AppendUvarint(dst, uint64(count))
-		if visit != nil && visit(index, count) {
-			visit = nil
-		}
-		return false
-	})
-	n := binary.PutUvarint(tmp[:], uint64(bins))
+	e.dst = append(dst, tmp[:room]...)
+	e.bins, e.prev, e.total, e.ok, e.visit = 0, 0, 0, true, visit
+	s.ForEach(e.bin)
+	dst, e.dst = e.dst, nil
+	n := binary.PutUvarint(tmp[:], uint64(e.bins))
 	if n > room {
 		return dst, false
 	}
@@ -120,7 +121,28 @@ func appendStoreCompact(dst []byte, s store.Store, visit func(index int, count f
 	if n < room {
 		dst = append(dst[:at+n], dst[at+room:]...)
 	}
-	return dst, ok && total == s.TotalCount()
+	return dst, e.ok && e.total == s.TotalCount()
+}
+
+// takeBin is appendStore's ForEach func.
+func (e *sketchEncoder) takeBin(index int, count float64) bool {
+	if !wholeCount(count) {
+		e.ok = false
+		return true
+	}
+	e.total += count
+	if e.bins == 0 {
+		e.dst = binary.AppendVarint(e.dst, int64(index))
+	} else {
+		e.dst = binary.AppendUvarint(e.dst, uint64(index-e.prev))
+	}
+	e.bins++
+	e.prev = index
+	e.dst = binary.AppendUvarint(e.dst, uint64(count))
+	if e.visit && e.walk.bin(index, count) {
+		e.visit = false
+	}
+	return false
 }
 
 // sameLogMapping reports whether mp is the logarithmic mapping of gamma and

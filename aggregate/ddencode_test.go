@@ -306,7 +306,7 @@ func TestQuantilesInOneWalkMatchQuantile(t *testing.T) {
 			// Encoding the sketch while taking the quantiles gives both
 			// the same.
 			together := make([]float64, len(qs))
-			b, okTogether := s.appendSketchAndQuantiles([]byte("prefix"), qs, together)
+			b, okTogether := s.appendSketchAndQuantiles(newSketchEncoder(), []byte("prefix"), qs, together)
 			if okTogether != ok {
 				t.Fatalf("%s %v: appendSketchAndQuantiles ok %v, quantiles %v", name, qs, okTogether, ok)
 			}

@@ -67,7 +67,8 @@ func (s *Summary) TotalRows() int64 {
 }
 
 // SelectWindows returns the rows whose window starts (microseconds) are in
-// starts. The rows are shared, not copied.
+// starts. The rows are shared, not copied (when every row is kept, the
+// slice itself is).
 func (s *Summary) SelectWindows(starts []int64) *Summary {
 	return s.filter(starts, true)
 }
@@ -86,8 +87,30 @@ func (s *Summary) filter(starts []int64, keep bool) *Summary {
 		set[st] = true
 	}
 	out := &Summary{Window: s.Window}
+	// Rows of a window follow each other: one lookup per window.
+	lastStart, lastKeep, looked := int64(0), false, false
+	kept := func(r *Row) bool {
+		if looked && r.Start == lastStart {
+			return lastKeep
+		}
+		lastStart, lastKeep, looked = r.Start, set[r.Start] == keep, true
+		return lastKeep
+	}
+	n := 0
 	for i := range s.Rows {
-		if set[s.Rows[i].Start] == keep {
+		if kept(&s.Rows[i]) {
+			n++
+		}
+	}
+	if n == len(s.Rows) {
+		// All of them (a pass selecting the windows it computed): shared
+		// as they are, not copied.
+		out.Rows = s.Rows
+		return out
+	}
+	out.Rows = make([]Row, 0, n)
+	for i := range s.Rows {
+		if kept(&s.Rows[i]) {
 			out.Rows = append(out.Rows, s.Rows[i])
 		}
 	}
@@ -458,6 +481,7 @@ func (c measureCols) quantileCols() []summaryCol {
 		some  bool
 		enc   []byte
 		block []byte
+		e     = newSketchEncoder()
 	)
 	take := func(r *Row) {
 		if of == r {
@@ -467,7 +491,7 @@ func (c measureCols) quantileCols() []summaryCol {
 			block = make([]byte, 0, sketchBlock)
 		}
 		at := len(block)
-		block, some = c.st(r).appendSketchAndQuantiles(block, c.m.Quantiles, vals)
+		block, some = c.st(r).appendSketchAndQuantiles(e, block, c.m.Quantiles, vals)
 		of, enc = r, block[at:len(block):len(block)]
 	}
 	for qi, q := range c.m.Quantiles {
