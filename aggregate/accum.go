@@ -66,11 +66,23 @@ func (m *measureSpec) isFloat() bool { return m.typ == schema.TypeFloat64 }
 
 // init prepares an empty state (sketches allocated lazily would make every
 // hot-path update test for nil; groups are few, so allocate up front).
-func (m *measureSpec) init(s *MeasureState) {
+func (m *measureSpec) init(s *MeasureState) { m.initWithSum(s, nil) }
+
+// keepsXsum reports whether the measure's state holds an exact float sum.
+func (m *measureSpec) keepsXsum() bool {
+	return (m.Kind == schema.KindSum || m.Kind == schema.KindAvg) && m.isFloat()
+}
+
+// initWithSum is init with the state's exact float sum (when it keeps one)
+// at fsum, a zero xsum; nil allocates one.
+func (m *measureSpec) initWithSum(s *MeasureState, fsum *xsum) {
 	switch m.Kind {
 	case schema.KindSum, schema.KindAvg:
 		if m.isFloat() {
-			s.fsum = new(xsum)
+			if fsum == nil {
+				fsum = new(xsum)
+			}
+			s.fsum = fsum
 		}
 	case schema.KindDistinct:
 		s.hll, _ = hyperloglog.NewSketch(uint8(m.Precision), true) // precision validated by schema
