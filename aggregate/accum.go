@@ -66,17 +66,51 @@ func (m *measureSpec) isFloat() bool { return m.typ == schema.TypeFloat64 }
 
 // init prepares an empty state (sketches allocated lazily would make every
 // hot-path update test for nil; groups are few, so allocate up front).
-func (m *measureSpec) init(s *MeasureState) {
+func (m *measureSpec) init(s *MeasureState) { m.initWithSum(s, nil) }
+
+// keepsXsum reports whether the measure's state holds an exact float sum.
+func (m *measureSpec) keepsXsum() bool {
+	return (m.Kind == schema.KindSum || m.Kind == schema.KindAvg) && m.isFloat()
+}
+
+// initWithSum is init with the state's exact float sum (when it keeps one)
+// at fsum, a zero xsum; nil allocates one.
+func (m *measureSpec) initWithSum(s *MeasureState, fsum *xsum) {
 	switch m.Kind {
 	case schema.KindSum, schema.KindAvg:
 		if m.isFloat() {
-			s.fsum = new(xsum)
+			if fsum == nil {
+				fsum = new(xsum)
+			}
+			s.fsum = fsum
 		}
 	case schema.KindDistinct:
 		s.hll, _ = hyperloglog.NewSketch(uint8(m.Precision), true) // precision validated by schema
 	case schema.KindQuantiles:
-		s.dd = ddsketch.NewDDSketch(m.mapping, store.NewDenseStore(), store.NewDenseStore())
+		s.dd = m.newDD()
 	}
+}
+
+// newDD returns an empty quantile sketch of the measure. Its stores keep
+// values of count one as a list of bin indexes, and turn a range of 32
+// bins into an array once enough values fall in it: a group of a few
+// dozen values takes a few hundred bytes, where a dense store allocated,
+// and grew, an array over the whole index range its values span (about
+// 2 KB a group, a third of a pass's allocations). Both are exact: the
+// same sketch, bin for bin.
+func (m *measureSpec) newDD() *ddsketch.DDSketch {
+	return ddsketch.NewDDSketch(m.mapping, store.NewBufferedPaginatedStore(), store.NewBufferedPaginatedStore())
+}
+
+// orderedStore reports whether s's ForEach visits the non-empty bins by
+// ascending index, each once: the stores this package makes, and the
+// dense stores of sketches decoded before.
+func orderedStore(s store.Store) bool {
+	switch s.(type) {
+	case *store.DenseStore, *store.BufferedPaginatedStore:
+		return true
+	}
+	return false
 }
 
 // less orders two values of the measure's field: int64 and timestamps as
@@ -235,23 +269,33 @@ func decodeHLL(b []byte, precision int) (*hyperloglog.Sketch, error) {
 	return probe, nil
 }
 
-// encodeDD returns the DDSketch protobuf. Dense stores encode their
-// populated index range only and counts are whole numbers (exact in
-// float64), so equal contents give equal bytes.
+// encodeDD returns the sketch in the compact encoding (appendDDCompact),
+// or, for a sketch that encoding does not hold, the DDSketch protobuf.
+// Either way equal contents give equal bytes: the compact encoding writes
+// the non-empty bins only, and the protobuf of dense stores their
+// populated index range.
 func encodeDD(dd *ddsketch.DDSketch) []byte {
-	if b, ok := appendDDProto(nil, dd); ok {
+	return appendDD(nil, dd)
+}
+
+// appendDD appends encodeDD's bytes to dst.
+func appendDD(dst []byte, dd *ddsketch.DDSketch) []byte {
+	if b, ok := appendDDCompact(dst, dd); ok {
 		return b
 	}
-	var buf bytes.Buffer
-	dd.EncodeProto(&buf)
+	if b, ok := appendDDProto(dst, dd); ok {
+		return b
+	}
+	buf := bytes.NewBuffer(dst)
+	dd.EncodeProto(buf)
 	return buf.Bytes()
 }
 
-// appendDDProto appends the bytes dd.EncodeProto writes, for the sketches
-// the aggregator builds (a logarithmic mapping, dense stores), into one
-// allocation: EncodeProto goes through nested growing buffers and a write
-// per bin, which made it a tenth of a pass's CPU. ok is false for any other
-// sketch, left to EncodeProto.
+// appendDDProto appends the bytes dd.EncodeProto writes, for sketches of a
+// logarithmic mapping over dense stores that the compact encoding does not
+// hold (a count that is not a whole number), into one allocation:
+// EncodeProto goes through nested growing buffers and a write per bin. ok
+// is false for any other sketch, left to EncodeProto.
 func appendDDProto(dst []byte, dd *ddsketch.DDSketch) (_ []byte, ok bool) {
 	m, ok := dd.IndexMapping.(*mapping.LogarithmicMapping)
 	if !ok {
@@ -337,7 +381,13 @@ func appendDenseStoreProto(dst []byte, field protowire.Number, s *store.DenseSto
 	return protowire.AppendVarint(dst, protowire.EncodeZigZag(int64(int32(lo)))), total == s.TotalCount()
 }
 
+// decodeDD reads a sketch encodeDD wrote, in either encoding (summaries
+// written before the compact encoding hold protobufs), into a fresh sketch
+// of the measure's mapping.
 func (m *measureSpec) decodeDD(b []byte) (*ddsketch.DDSketch, error) {
+	if len(b) > 0 && b[0] == ddCompactMark {
+		return m.decodeDDCompact(b)
+	}
 	var pb sketchpb.DDSketch
 	if err := proto.Unmarshal(b, &pb); err != nil {
 		return nil, err
@@ -349,7 +399,7 @@ func (m *measureSpec) decodeDD(b []byte) (*ddsketch.DDSketch, error) {
 	if !dd.IndexMapping.Equals(m.mapping) {
 		return nil, fmt.Errorf("sketch has relative accuracy %v, the measure %v", dd.RelativeAccuracy(), m.RelativeAccuracy)
 	}
-	out := ddsketch.NewDDSketch(m.mapping, store.NewDenseStore(), store.NewDenseStore())
+	out := m.newDD()
 	if err := out.MergeWith(dd); err != nil {
 		return nil, err
 	}
@@ -368,3 +418,127 @@ func hashUint64(v uint64) uint64 {
 	}
 	return metro.Hash64(b[:], hllSeed)
 }
+
+// quantiles sets out[i] to the sketch's estimate of quantile qs[i], what
+// Quantile gives, bit for bit, or NaN where Quantile gives no value (a
+// quantile outside [0, 1]); ok is false when the group had no value. The
+// ranks that fall in the positive store, all of them for sketches of
+// positive values, are found in one walk of its bins instead of one walk
+// per quantile.
+func (s *MeasureState) quantiles(qs, out []float64) (ok bool) {
+	var w quantileWalk
+	ok, walk := w.start(s, qs, out)
+	if walk {
+		pos := s.dd.GetPositiveValueStore()
+		pos.ForEach(func(index int, c float64) bool { return w.bin(index, c) })
+		w.finish(pos)
+	}
+	return ok
+}
+
+// quantileWalk finds quantiles' keys in the positive store of a sketch
+// while something else walks its bins (bin, in ascending index order, then
+// finish): GetValueAtQuantile's results, in one walk for all of them.
+type quantileWalk struct {
+	dd      *ddsketch.DDSketch
+	out     []float64
+	pending [maxWalkQuantiles]int // indexes into out, by ascending rank
+	ranks   [maxWalkQuantiles]float64
+	np      int
+	next    int
+	n       float64 // the running count
+}
+
+// start sets the quantiles whose ranks are not in the positive store
+// (all of them, the slow way, for stores not walked in index order or
+// too many quantiles). ok is false when the sketch is empty; walk says
+// whether bins must be fed to bin, then finish called.
+func (w *quantileWalk) start(s *MeasureState, qs, out []float64) (ok, walk bool) {
+	dd := s.dd
+	if dd == nil || dd.IsEmpty() {
+		return false, false
+	}
+	if !orderedStore(dd.GetPositiveValueStore()) || len(qs) > maxWalkQuantiles {
+		for i, q := range qs {
+			v, ok := s.Quantile(q)
+			if !ok {
+				v = math.NaN()
+			}
+			out[i] = v
+		}
+		return true, false
+	}
+	*w = quantileWalk{dd: dd, out: out}
+	// As GetValueAtQuantile: the rank, then the negative store, the zero
+	// bin, or the positive store.
+	count := dd.GetCount()
+	negCount := dd.GetNegativeValueStore().TotalCount()
+	zero := dd.GetZeroCount()
+	for i, q := range qs {
+		if q < 0 || q > 1 {
+			out[i] = math.NaN()
+			continue
+		}
+		rank := float64(q * (count - 1))
+		switch {
+		case rank < negCount:
+			out[i] = -dd.Value(dd.GetNegativeValueStore().KeyAtRank(negCount - 1 - rank))
+		case rank < zero+negCount:
+			out[i] = 0
+		default:
+			r := max(rank-zero-negCount, 0) // KeyAtRank's floor
+			j := w.np
+			for ; j > 0 && w.ranks[j-1] > r; j-- {
+				w.ranks[j], w.pending[j] = w.ranks[j-1], w.pending[j-1]
+			}
+			w.ranks[j], w.pending[j] = r, i
+			w.np++
+		}
+	}
+	return true, true
+}
+
+// bin takes the positive store's next non-empty bin; it reports whether
+// every key is found. KeyAtRank: the first bin where the running count
+// passes the rank (empty bins, which ForEach skips, never are).
+func (w *quantileWalk) bin(index int, c float64) (done bool) {
+	w.n += c
+	for ; w.next < w.np && w.n > w.ranks[w.next]; w.next++ {
+		w.out[w.pending[w.next]] = w.dd.Value(index)
+	}
+	return w.next == w.np
+}
+
+// finish sets the keys of ranks past the last bin: KeyAtRank's largest
+// index.
+func (w *quantileWalk) finish(pos store.Store) {
+	if w.next < w.np {
+		hi, _ := pos.MaxIndex()
+		for ; w.next < w.np; w.next++ {
+			w.out[w.pending[w.next]] = w.dd.Value(hi)
+		}
+	}
+}
+
+// appendSketchAndQuantiles is appendDD and quantiles together (ok false,
+// nothing written, when the group had no value): for a sketch in the
+// compact encoding, the walk that encodes the positive store's bins finds
+// the quantiles too.
+func (s *MeasureState) appendSketchAndQuantiles(e *sketchEncoder, dst []byte, qs, out []float64) (_ []byte, ok bool) {
+	ok, walk := e.walk.start(s, qs, out)
+	if !ok {
+		return dst, false
+	}
+	if walk {
+		if b, done := e.appendCompact(dst, s.dd, true); done {
+			e.walk.finish(s.dd.GetPositiveValueStore())
+			return b, true
+		}
+		s.quantiles(qs, out) // the walk stopped at a bin it could not encode
+	}
+	return appendDD(dst, s.dd), true
+}
+
+// maxWalkQuantiles bounds the quantiles taken in one walk (their ranks are
+// kept on the stack); more go one by one.
+const maxWalkQuantiles = 32

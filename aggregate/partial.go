@@ -149,10 +149,7 @@ func (m *measureSpec) appendState(dst []byte, s *MeasureState) ([]byte, error) {
 		at := len(dst)
 		dst = append(dst, 0, 0, 0, 0)
 		if !s.dd.IsEmpty() {
-			var ok bool
-			if dst, ok = appendDDProto(dst, s.dd); !ok {
-				dst = append(dst, encodeDD(s.dd)...)
-			}
+			dst = appendDD(dst, s.dd)
 		}
 		binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
 	}

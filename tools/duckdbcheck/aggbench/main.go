@@ -13,6 +13,9 @@
 //
 //	make bench-aggregate-duckdb
 //	go run ./aggbench --sluice ../../bin/sluice --events 2000000 --rounds 3
+//
+// With --sluice-before, a second binary's pass is timed in every round as
+// well (before the other), for before and after figures from one run.
 package main
 
 import (
@@ -37,6 +40,7 @@ import (
 func main() {
 	var (
 		sluiceBin = flag.String("sluice", "", "the sluice binary (required)")
+		beforeBin = flag.String("sluice-before", "", "another sluice binary (say, of the commit before a change) to time in the same rounds")
 		events    = flag.Int64("events", 2_000_000, "events in the lake")
 		eps       = flag.Float64("events-per-second", 50, "events per second of event time (50: ~52,000 1-minute groups for 2M events)")
 		window    = flag.Duration("window", time.Minute, "window size")
@@ -59,15 +63,20 @@ func main() {
 	if *sluiceBin == "" {
 		log.Fatal("-sluice is required")
 	}
-	if err := run(ctx, *sluiceBin, *workDir, *events, *eps, *window, *rounds, *threads); err != nil {
+	if err := run(ctx, *sluiceBin, *beforeBin, *workDir, *events, *eps, *window, *rounds, *threads); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, sluiceBin, dir string, events int64, eps float64, window time.Duration, rounds, threads int) error {
+func run(ctx context.Context, sluiceBin, beforeBin, dir string, events int64, eps float64, window time.Duration, rounds, threads int) error {
 	sluiceBin, err := filepath.Abs(sluiceBin)
 	if err != nil {
 		return err
+	}
+	if beforeBin != "" {
+		if beforeBin, err = filepath.Abs(beforeBin); err != nil {
+			return err
+		}
 	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "sluice-aggbench-")
@@ -102,8 +111,16 @@ func run(ctx context.Context, sluiceBin, dir string, events int64, eps float64, 
 	}
 	fmt.Printf("aggregation, Sluice vs DuckDB (%d cores; %s): %d rows in %d committed files, %s windows by (event_type, country)\n",
 		runtime.NumCPU(), time.Now().UTC().Format(time.DateOnly), rows, strings.Count(string(list), "\n"), window)
-	var sl, dk []bench.ProcResult
+	var sl, bf, dk []bench.ProcResult
 	for i := range rounds {
+		if beforeBin != "" {
+			b, err := bench.RunPass(ctx, beforeBin, lk)
+			if err != nil {
+				return err
+			}
+			bf = append(bf, b)
+			fmt.Printf("  round %d: sluice (before) %s\n", i+1, line(b, rows))
+		}
 		s, err := bench.RunPass(ctx, sluiceBin, lk)
 		if err != nil {
 			return err
@@ -119,6 +136,11 @@ func run(ctx context.Context, sluiceBin, dir string, events int64, eps float64, 
 	ms, md := median(sl), median(dk)
 	fmt.Printf("median of %d rounds\n  sluice aggregate --once  %s\n  duckdb (%d threads)       %s\n  ratio (rows/s)           %.2fx DuckDB\n",
 		rounds, line(ms, rows), threads, line(md, rows), md.Wall.Seconds()/ms.Wall.Seconds())
+	if beforeBin != "" {
+		mb := median(bf)
+		fmt.Printf("  sluice (before)          %s\n  ratio (rows/s), before   %.2fx DuckDB\n",
+			line(mb, rows), md.Wall.Seconds()/mb.Wall.Seconds())
+	}
 	return nil
 }
 
