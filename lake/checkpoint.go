@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"math"
 	"strings"
 	"time"
 
@@ -39,8 +39,22 @@ type Checkpoint struct {
 	WrittenAt time.Time `json:"written_at"`
 }
 
+// newestFirstPrefix starts the names of checkpoints written since link
+// buckets: ckpt-r<MaxInt64-seq>.json, so that the newest is listed first
+// and finding it costs one LIST page however many there are (one a
+// thousand links: a thousand a year per partition). They sort after the
+// older, oldest-first names ckpt-<seq>.json, all of which are older than
+// any of them.
+const newestFirstPrefix = checkpointPrefix + "r"
+
 // CheckpointKey is where the checkpoint of the chain's end at link seq lives.
 func CheckpointKey(table, source, partition string, seq int64) string {
+	return fmt.Sprintf("%s%s%020d.json", PartitionCommitPrefix(table, source, partition), newestFirstPrefix, math.MaxInt64-seq)
+}
+
+// oldestFirstCheckpointKey is where binaries before link buckets stored the
+// checkpoint at link seq; they are still read.
+func oldestFirstCheckpointKey(table, source, partition string, seq int64) string {
 	return fmt.Sprintf("%s%s%020d.json", PartitionCommitPrefix(table, source, partition), checkpointPrefix, seq)
 }
 
@@ -72,107 +86,146 @@ func (l *CommitLog) writeCheckpoint(ctx context.Context, table, source, partitio
 // tail finds the chain's end from the newest checkpoint: ok is false when
 // there is none usable, and the caller reads the chain instead.
 func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (End, bool, error) {
-	newest, from, ok, err := l.newestCheckpoint(ctx, table, source, partition)
+	newest, from, bucketed, ok, err := l.newestCheckpoint(ctx, table, source, partition)
 	if err != nil || !ok {
 		return End{}, false, err
 	}
-	lastSeq, lastKey, err := l.lastLink(ctx, table, source, partition, from)
+	firstKey, lastSeq, lastKey, err := l.lastLink(ctx, table, source, partition, from, bucketed)
 	if err != nil {
 		return End{}, false, err
 	}
+	pid := partitionID{table, source, partition}
 	if newest == "" {
 		if lastKey == "" {
 			return End{}, false, nil // no link 0: empty, or version-1 links first
 		}
 		var first CommitRecord
-		found, err := l.readJSON(ctx, LinkKey(table, source, partition, 0), &first)
+		found, err := l.readJSON(ctx, firstKey, &first)
 		if err != nil || !found {
 			return End{}, false, err
 		}
-		if validateRecord(first) != nil || first.Version != CommitRecordVersion || first.Kind != LinkGenesis ||
-			RecordKey(first) != LinkKey(table, source, partition, 0) {
+		if validateRecord(first) != nil || first.Version != CommitRecordVersion || first.Kind != LinkGenesis || first.Seq != 0 ||
+			!linkAt(first, firstKey) {
 			return End{}, false, nil // let Chain sort it out and report it
 		}
 		if lastSeq == 0 {
-			l.ages.note(partitionID{table, source, partition}, 1, 0)
+			if !isFlatKey(firstKey) {
+				l.markMoved(pid)
+			}
+			l.ages.note(pid, 1, 0)
 			return End{Seq: 1, Next: first.Next, SourceID: first.SourceID, Genesis: true}, true, nil
 		}
 	}
 	if lastKey == "" {
-		// Nothing after the checkpoint: it must describe a link that exists.
-		lastKey = LinkKey(table, source, partition, from-1)
+		// Nothing after the checkpoint: it must describe a link that
+		// exists, in a bucket if the checkpoint was written since them.
+		lastKey = flatLinkKey(table, source, partition, from-1)
+		if bucketed {
+			lastKey = LinkKey(table, source, partition, from-1)
+		}
 	}
 	var last CommitRecord
 	found, err := l.readJSON(ctx, lastKey, &last)
 	if err != nil || !found {
 		return End{}, false, err
 	}
-	if validateRecord(last) != nil || last.Version != CommitRecordVersion || RecordKey(last) != lastKey {
+	if validateRecord(last) != nil || last.Version != CommitRecordVersion || !linkAt(last, lastKey) {
 		return End{}, false, nil // let Chain sort it out and report it
 	}
-	l.ages.note(partitionID{table, source, partition}, last.Seq+1, from)
+	if !isFlatKey(lastKey) {
+		l.markMoved(pid) // a bucketed link is only written after the marker
+	}
+	l.ages.note(pid, last.Seq+1, from)
 	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true, Ended: last.Kind == LinkEnd}, true, nil
 }
 
 // newestCheckpoint finds the partition's newest checkpoint (newest is ""
 // when there is none) and the link the chain is read from after it (0
-// without one). ok is false when the checkpoint does not match its key: the
-// caller reads the chain instead.
-func (l *CommitLog) newestCheckpoint(ctx context.Context, table, source, partition string) (newest string, from int64, ok bool, err error) {
+// without one); bucketed says the checkpoint was written since link
+// buckets, so link from-1 is in its bucket. ok is false when the
+// checkpoint does not match its key: the caller reads the chain instead.
+func (l *CommitLog) newestCheckpoint(ctx context.Context, table, source, partition string) (newest string, from int64, bucketed, ok bool, err error) {
 	prefix := PartitionCommitPrefix(table, source, partition)
 	err = l.b.Iter(ctx, prefix+checkpointPrefix, func(a objstore.ObjectAttrs) error {
-		if !strings.Contains(strings.TrimPrefix(a.Key, prefix), "/") {
-			newest = a.Key
+		name := strings.TrimPrefix(a.Key, prefix)
+		if strings.Contains(name, "/") {
+			return nil // another partition's, nested under this one
+		}
+		newest = a.Key
+		if strings.HasPrefix(name, newestFirstPrefix) {
+			bucketed = true
+			return errStopWalk // newer than every older-style one, and listed newest first
 		}
 		return nil
 	})
-	if err != nil {
-		return "", 0, false, err
+	if err != nil && !errors.Is(err, errStopWalk) {
+		return "", 0, false, false, err
 	}
 	// A chain younger than its first checkpoint starts from link 0, which
 	// must then be its genesis (a chain continuing version-1 records has
 	// its genesis later, and is read whole).
 	if newest == "" {
-		return "", 0, true, nil
+		return "", 0, false, true, nil
 	}
 	var cp Checkpoint
 	if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
-		return "", 0, false, err
+		return "", 0, false, false, err
 	}
-	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis ||
-		CheckpointKey(table, source, partition, cp.End.Seq) != newest {
+	want := oldestFirstCheckpointKey(table, source, partition, cp.End.Seq)
+	if bucketed {
+		want = CheckpointKey(table, source, partition, cp.End.Seq)
+	}
+	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis || cp.End.Seq < 1 || want != newest {
 		l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
-		return "", 0, false, nil
+		return "", 0, false, false, nil
 	}
-	return newest, cp.End.Seq, true, nil
+	return newest, cp.End.Seq, bucketed, true, nil
 }
 
 // lastLink lists the partition's links by name from link from on, dense
-// (a missing link ends the chain), and returns the last one's number and
-// key ("" when there is none from from on).
-func (l *CommitLog) lastLink(ctx context.Context, table, source, partition string, from int64) (lastSeq int64, lastKey string, err error) {
+// (a missing link ends the chain), and returns the first one's key and the
+// last one's number and key ("" when there is none from from on). The
+// listing starts after link from-1, in its bucket when bucketed, else at
+// its flat name, which sorts before every link after it in either layout.
+// A link's flat name followed by its bucketed one is the move marker and
+// the link: the bucketed one is taken (were the flat one a link, the chain
+// forked; Chain reports it).
+func (l *CommitLog) lastLink(ctx context.Context, table, source, partition string, from int64, bucketed bool) (firstKey string, lastSeq int64, lastKey string, err error) {
 	prefix := PartitionCommitPrefix(table, source, partition)
 	lastSeq, startAfter := from-1, ""
 	if from > 0 {
-		startAfter = LinkKey(table, source, partition, from-1)
+		startAfter = flatLinkKey(table, source, partition, from-1)
+		if bucketed {
+			startAfter = LinkKey(table, source, partition, from-1)
+		}
 	}
 	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, startAfter, func(a objstore.ObjectAttrs) error {
-		name := strings.TrimPrefix(a.Key, prefix)
-		digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
-		n, perr := strconv.ParseInt(digits, 10, 64)
-		if !ok || perr != nil || len(digits) != 20 || strings.Contains(name, "/") {
-			return nil // not a link: garbage is reported by Chain
-		}
-		if n != lastSeq+1 {
+		name, inBucket, ok := partitionEntry(prefix, a.Key)
+		n, isLink := linkNumber(name)
+		switch {
+		case !ok || !isLink || n < from:
+			return nil // not a link (garbage is reported by Chain), or before from in its bucket
+		case n == lastSeq && inBucket && lastKey != "" && isFlatKey(lastKey):
+		case n != lastSeq+1:
 			return errStopWalk // a missing link ends the chain
+		}
+		if n == from && (firstKey == "" || inBucket) {
+			firstKey = a.Key
 		}
 		lastSeq, lastKey = n, a.Key
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopWalk) {
-		return 0, "", err
+		return "", 0, "", err
 	}
-	return lastSeq, lastKey, nil
+	return firstKey, lastSeq, lastKey, nil
+}
+
+// linkAt says whether rec, a version-2 record, belongs at key: its bucketed
+// key, or its flat one (written before buckets).
+func linkAt(rec CommitRecord, key string) bool {
+	return key == LinkKey(rec.Table, rec.Source, rec.Partition, rec.Seq) ||
+		key == flatLinkKey(rec.Table, rec.Source, rec.Partition, rec.Seq)
 }
 
 var errStopWalk = errors.New("stop")
