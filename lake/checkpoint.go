@@ -39,17 +39,19 @@ type Checkpoint struct {
 	WrittenAt time.Time `json:"written_at"`
 }
 
-// newestFirstPrefix starts the names of checkpoints written since link
-// buckets: ckpt-r<MaxInt64-seq>.json, so that the newest is listed first
-// and finding it costs one LIST page however many there are (one a
-// thousand links: a thousand a year per partition). They sort after the
-// older, oldest-first names ckpt-<seq>.json, all of which are older than
-// any of them.
-const newestFirstPrefix = checkpointPrefix + "r"
+// checkpointDir holds the checkpoints written since link buckets, named
+// ckpt-r<MaxInt64-seq>.json so that the newest is listed first: finding it
+// costs one LIST page however many there are (one a thousand links, a
+// thousand a year per partition), and on a store backed by a file system
+// reads this directory, not the partition's. All of them are newer than
+// every checkpoint of the older kind, ckpt-<seq>.json in the partition's
+// directory. No partition may have a segment of this name
+// (ValidateCommitNames), so the key's partition is never in doubt.
+const checkpointDir = "ckpts"
 
 // CheckpointKey is where the checkpoint of the chain's end at link seq lives.
 func CheckpointKey(table, source, partition string, seq int64) string {
-	return fmt.Sprintf("%s%s%020d.json", PartitionCommitPrefix(table, source, partition), newestFirstPrefix, math.MaxInt64-seq)
+	return fmt.Sprintf("%s%s/%sr%020d.json", PartitionCommitPrefix(table, source, partition), checkpointDir, checkpointPrefix, math.MaxInt64-seq)
 }
 
 // oldestFirstCheckpointKey is where binaries before link buckets stored the
@@ -86,14 +88,25 @@ func (l *CommitLog) writeCheckpoint(ctx context.Context, table, source, partitio
 // tail finds the chain's end from the newest checkpoint: ok is false when
 // there is none usable, and the caller reads the chain instead.
 func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (End, bool, error) {
-	newest, from, bucketed, ok, err := l.newestCheckpoint(ctx, table, source, partition)
-	if err != nil || !ok {
-		return End{}, false, err
-	}
-	firstKey, lastSeq, lastKey, err := l.lastLink(ctx, table, source, partition, from, bucketed)
+	prefix := PartitionCommitPrefix(table, source, partition)
+	links := &linkWalk{prefix: prefix, lastSeq: -1}
+	newest, bucketed, err := l.newestCheckpoint(ctx, prefix, links)
 	if err != nil {
 		return End{}, false, err
 	}
+	var from int64
+	if newest != "" {
+		var ok bool
+		from, ok, err = l.readCheckpoint(ctx, table, source, partition, newest, bucketed)
+		if err != nil || !ok {
+			return End{}, false, err
+		}
+		links = &linkWalk{prefix: prefix, from: from, lastSeq: from - 1}
+		if err := l.walkLinks(ctx, table, source, partition, links, bucketed); err != nil {
+			return End{}, false, err
+		}
+	}
+	firstKey, lastKey := links.firstKey, links.lastKey
 	pid := partitionID{table, source, partition}
 	if newest == "" {
 		if lastKey == "" {
@@ -108,7 +121,7 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 			!linkAt(first, firstKey) {
 			return End{}, false, nil // let Chain sort it out and report it
 		}
-		if lastSeq == 0 {
+		if links.lastSeq == 0 {
 			if !isFlatKey(firstKey) {
 				l.markMoved(pid)
 			}
@@ -139,86 +152,125 @@ func (l *CommitLog) tail(ctx context.Context, table, source, partition string) (
 	return End{Seq: last.Seq + 1, Next: last.Next, SourceID: last.SourceID, Genesis: true, Ended: last.Kind == LinkEnd}, true, nil
 }
 
-// newestCheckpoint finds the partition's newest checkpoint (newest is ""
-// when there is none) and the link the chain is read from after it (0
-// without one); bucketed says the checkpoint was written since link
-// buckets, so link from-1 is in its bucket. ok is false when the
-// checkpoint does not match its key: the caller reads the chain instead.
-func (l *CommitLog) newestCheckpoint(ctx context.Context, table, source, partition string) (newest string, from int64, bucketed, ok bool, err error) {
-	prefix := PartitionCommitPrefix(table, source, partition)
-	err = l.b.Iter(ctx, prefix+checkpointPrefix, func(a objstore.ObjectAttrs) error {
-		name := strings.TrimPrefix(a.Key, prefix)
-		if strings.Contains(name, "/") {
-			return nil // another partition's, nested under this one
-		}
-		newest = a.Key
-		if strings.HasPrefix(name, newestFirstPrefix) {
-			bucketed = true
-			return errStopWalk // newer than every older-style one, and listed newest first
+// newestCheckpoint finds the key of the partition's newest checkpoint (""
+// when there is none); bucketed says it was written since link buckets,
+// so the link before it is in its bucket. The newest-first directory is
+// listed first; only without a checkpoint there, the partition's
+// directory, in one listing from the older kind of checkpoint on: when
+// there is none of those either, the chain is younger than its first
+// checkpoint and the same listing walks its links from link 0 into young.
+func (l *CommitLog) newestCheckpoint(ctx context.Context, prefix string, young *linkWalk) (newest string, bucketed bool, err error) {
+	err = l.b.Iter(ctx, prefix+checkpointDir+"/", func(a objstore.ObjectAttrs) error {
+		if isCheckpointKey(a.Key) {
+			newest, bucketed = a.Key, true
+			return errStopWalk // listed newest first
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopWalk) {
-		return "", 0, false, false, err
+		return "", false, err
 	}
-	// A chain younger than its first checkpoint starts from link 0, which
-	// must then be its genesis (a chain continuing version-1 records has
-	// its genesis later, and is read whole).
-	if newest == "" {
-		return "", 0, false, true, nil
+	if newest != "" {
+		return newest, true, nil
 	}
+	// Every name of the partition's own from "ckpt" on: older checkpoints
+	// (oldest first), the newest-first directory, links (flat or bucketed).
+	err = objstore.IterAfter(ctx, l.b, prefix, prefix+"ckpt", func(a objstore.ObjectAttrs) error {
+		name, inBucket, ok := partitionEntry(prefix, a.Key)
+		switch {
+		case !ok:
+			return nil // a nested partition's
+		case isCheckpointKey(a.Key):
+			if !inBucket && !strings.Contains(strings.TrimPrefix(a.Key, prefix), "/") {
+				newest = a.Key
+			}
+			return nil
+		case newest != "":
+			return errStopWalk // past the checkpoints: the links are listed from the newest one
+		case strings.HasPrefix(name, linkPrefix):
+			return young.visit(a)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopWalk) {
+		return "", false, err
+	}
+	return newest, false, nil
+}
+
+// readCheckpoint reads the checkpoint at key and returns the link the chain
+// is read from after it. ok is false when the checkpoint does not match its
+// key: the caller reads the chain instead.
+func (l *CommitLog) readCheckpoint(ctx context.Context, table, source, partition, key string, bucketed bool) (from int64, ok bool, err error) {
 	var cp Checkpoint
-	if found, err := l.readJSON(ctx, newest, &cp); err != nil || !found {
-		return "", 0, false, false, err
+	if found, err := l.readJSON(ctx, key, &cp); err != nil || !found {
+		return 0, false, err
 	}
 	want := oldestFirstCheckpointKey(table, source, partition, cp.End.Seq)
 	if bucketed {
 		want = CheckpointKey(table, source, partition, cp.End.Seq)
 	}
-	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis || cp.End.Seq < 1 || want != newest {
-		l.logger.Warn("checkpoint does not match its key; reading the chain", "key", newest)
-		return "", 0, false, false, nil
+	if cp.Table != table || cp.Source != source || cp.Partition != partition || !cp.End.Genesis || cp.End.Seq < 1 || want != key {
+		l.logger.Warn("checkpoint does not match its key; reading the chain", "key", key)
+		return 0, false, nil
 	}
-	return newest, cp.End.Seq, bucketed, true, nil
+	return cp.End.Seq, true, nil
 }
 
-// lastLink lists the partition's links by name from link from on, dense
-// (a missing link ends the chain), and returns the first one's key and the
-// last one's number and key ("" when there is none from from on). The
-// listing starts after link from-1, in its bucket when bucketed, else at
-// its flat name, which sorts before every link after it in either layout.
-// A link's flat name followed by its bucketed one is the move marker and
-// the link: the bucketed one is taken (were the flat one a link, the chain
-// forked; Chain reports it).
-func (l *CommitLog) lastLink(ctx context.Context, table, source, partition string, from int64, bucketed bool) (firstKey string, lastSeq int64, lastKey string, err error) {
-	prefix := PartitionCommitPrefix(table, source, partition)
-	lastSeq, startAfter := from-1, ""
-	if from > 0 {
-		startAfter = flatLinkKey(table, source, partition, from-1)
-		if bucketed {
-			startAfter = LinkKey(table, source, partition, from-1)
+// linkWalk follows a partition's links by name from link from on, dense (a
+// missing link ends the chain): the first one's key, the last one's number
+// and key ("" when there is none from from on). A link's flat name followed
+// by its bucketed one is the move marker and the link, and the bucketed one
+// is taken (were the flat one a link, the chain forked; Chain reports it).
+type linkWalk struct {
+	prefix            string
+	from              int64
+	firstKey, lastKey string
+	lastSeq           int64
+}
+
+func (w *linkWalk) visit(a objstore.ObjectAttrs) error {
+	name, inBucket, ok := partitionEntry(w.prefix, a.Key)
+	n, isLink := linkNumber(name)
+	switch {
+	case !ok || !isLink || n < w.from:
+		return nil // not a link (garbage is reported by Chain), or before from in its bucket
+	case n == w.lastSeq && inBucket && w.lastKey != "" && isFlatKey(w.lastKey):
+	case n != w.lastSeq+1:
+		return errStopWalk // a missing link ends the chain
+	}
+	if n == w.from && (w.firstKey == "" || inBucket) {
+		w.firstKey = a.Key
+	}
+	w.lastSeq, w.lastKey = n, a.Key
+	return nil
+}
+
+// walkLinks lists the links after link w.from-1 into w. When bucketed (link
+// from-1 is in its bucket, so every later link is too) it goes bucket by
+// bucket, from link from-1's, on to the next only while the links fill
+// it: it never reads the partition's directory, which, for a chain written
+// flat by an older binary, may hold its whole past. Otherwise it lists the
+// partition's directory after link from-1's flat name, which sorts before
+// every link after it in either layout.
+func (l *CommitLog) walkLinks(ctx context.Context, table, source, partition string, w *linkWalk, bucketed bool) error {
+	var err error
+	if !bucketed {
+		err = objstore.IterAfter(ctx, l.b, w.prefix+linkPrefix, flatLinkKey(table, source, partition, w.from-1), w.visit)
+	} else {
+		startAfter := LinkKey(table, source, partition, w.from-1)
+		for bucket := w.from - 1; ; bucket = w.lastSeq + 1 {
+			before := w.lastSeq
+			err = objstore.IterAfter(ctx, l.b, w.prefix+linkBucketName(bucket)+"/", startAfter, w.visit)
+			if err != nil || w.lastSeq%LinkBucketSize != LinkBucketSize-1 || (w.lastSeq == before && bucket != w.from-1) {
+				break // the chain ends in this bucket
+			}
 		}
 	}
-	err = objstore.IterAfter(ctx, l.b, prefix+linkPrefix, startAfter, func(a objstore.ObjectAttrs) error {
-		name, inBucket, ok := partitionEntry(prefix, a.Key)
-		n, isLink := linkNumber(name)
-		switch {
-		case !ok || !isLink || n < from:
-			return nil // not a link (garbage is reported by Chain), or before from in its bucket
-		case n == lastSeq && inBucket && lastKey != "" && isFlatKey(lastKey):
-		case n != lastSeq+1:
-			return errStopWalk // a missing link ends the chain
-		}
-		if n == from && (firstKey == "" || inBucket) {
-			firstKey = a.Key
-		}
-		lastSeq, lastKey = n, a.Key
-		return nil
-	})
 	if err != nil && !errors.Is(err, errStopWalk) {
-		return "", 0, "", err
+		return err
 	}
-	return firstKey, lastSeq, lastKey, nil
+	return nil
 }
 
 // linkAt says whether rec, a version-2 record, belongs at key: its bucketed

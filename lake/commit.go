@@ -201,9 +201,10 @@ func isLinkBucketName(seg string) bool {
 }
 
 // partitionEntry returns the name of a key under a partition's commit
-// prefix (what follows the prefix, less a link bucket), and whether it is
-// in a link bucket; ok is false for a key of another partition nested
-// under this one's prefix (an inbox partition with a "/").
+// prefix (what follows the prefix, less a link bucket or the checkpoint
+// directory), and whether it is in a link bucket; ok is false for a key of
+// another partition nested under this one's prefix (an inbox partition
+// with a "/").
 func partitionEntry(prefix, key string) (name string, bucketed, ok bool) {
 	rest, found := strings.CutPrefix(key, prefix)
 	if !found {
@@ -213,11 +214,15 @@ func partitionEntry(prefix, key string) (name string, bucketed, ok bool) {
 	if !nested {
 		return rest, false, true
 	}
-	if !isLinkBucketName(dir) || strings.Contains(name, "/") {
+	if !isPartitionDirName(dir) || strings.Contains(name, "/") {
 		return "", false, false
 	}
-	return name, true, true
+	return name, dir != checkpointDir, true
 }
+
+// isPartitionDirName says whether a path segment names a directory of a
+// partition's own: a link bucket or the checkpoints'.
+func isPartitionDirName(seg string) bool { return seg == checkpointDir || isLinkBucketName(seg) }
 
 // linkNumber parses a link's file name, seq-<20 digits>.json.
 func linkNumber(name string) (int64, bool) {

@@ -174,8 +174,8 @@ func ValidateCommitNames(table, source, partition string) error {
 		return fmt.Errorf("%w: table %q, source %q, partition %q: %v", ErrInvalidCommit, table, source, partition, err)
 	}
 	for _, seg := range strings.Split(partition, "/") {
-		if isLinkBucketName(seg) {
-			return fmt.Errorf("%w: partition %q has a segment %q named like a directory of links", ErrInvalidCommit, partition, seg)
+		if isPartitionDirName(seg) {
+			return fmt.Errorf("%w: partition %q has a segment %q named like a directory of links or checkpoints", ErrInvalidCommit, partition, seg)
 		}
 	}
 	return nil

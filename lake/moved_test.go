@@ -258,12 +258,12 @@ func TestForkedLinkIsRefused(t *testing.T) {
 }
 
 func TestPartitionNamedLikeALinkBucketIsRefused(t *testing.T) {
-	for _, p := range []string{"seq-00000000000000004095", "inbox/seq-00000000000000004095", "a/seq-00000000000000004095/b"} {
+	for _, p := range []string{"seq-00000000000000004095", "inbox/seq-00000000000000004095", "a/seq-00000000000000004095/b", "inbox/ckpts"} {
 		if err := ValidateCommitNames("t", "s", p); !errors.Is(err, ErrInvalidCommit) {
 			t.Errorf("partition %q: %v, want refused", p, err)
 		}
 	}
-	for _, p := range []string{"seq-4095", "inbox/seq-00000000000000004095.json", "seq-0000000000000000409x"} {
+	for _, p := range []string{"seq-4095", "inbox/seq-00000000000000004095.json", "seq-0000000000000000409x", "inbox/ckpts.json"} {
 		if err := ValidateCommitNames("t", "s", p); err != nil {
 			t.Errorf("partition %q: %v, want accepted", p, err)
 		}

@@ -238,8 +238,8 @@ func splitCommitKey(prefix, key string) (source, partition, name string, ok bool
 		return "", "", "", false
 	}
 	partition, name = rest[:i], rest[i+1:]
-	if j := strings.LastIndex(partition, "/"); j > 0 && isLinkBucketName(partition[j+1:]) {
-		partition = partition[:j] // a link in its bucket
+	if j := strings.LastIndex(partition, "/"); j > 0 && isPartitionDirName(partition[j+1:]) {
+		partition = partition[:j] // a link in its bucket, or a checkpoint
 	}
 	return source, partition, name, true
 }

@@ -24,7 +24,8 @@ import (
 // LIST and GET calls, and time. Off unless asked for:
 //
 //	SLUICE_YEAR_CHAIN=1051200 SLUICE_YEAR_CHAIN_DIR=/tmp/year go test -count=1 -timeout 60m -run TestYearLongChain -v ./lake
-//	SLUICE_YEAR_CHAIN=200000 SLUICE_YEAR_CHAIN_S3=1 go test ...   # on the S3 server of the test environment
+//	SLUICE_YEAR_CHAIN=100000 SLUICE_YEAR_CHAIN_S3=1 go test ...   # on the S3 server of the test environment
+//	SLUICE_YEAR_CHAIN_EXTEND=1000 ...   # first commit 1,000 more links through the CommitLog
 //
 // The genesis is committed by the CommitLog; the links after it (data links
 // naming no objects) and a checkpoint every DefaultCheckpointEvery links are
@@ -85,6 +86,27 @@ func TestYearLongChain(t *testing.T) {
 			}
 		}
 	}
+	if v := os.Getenv("SLUICE_YEAR_CHAIN_EXTEND"); v != "" {
+		// Links committed by this binary on a chain another built (a lake
+		// written before link buckets, resumed after the upgrade).
+		more, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || more < 1 {
+			t.Fatalf("SLUICE_YEAR_CHAIN_EXTEND=%q: want a number of links", v)
+		}
+		start := time.Now()
+		l := lake.NewCommitLog(store)
+		end, found, err := l.Resume(ctx, table, source, partition)
+		if err != nil || !found {
+			t.Fatalf("resume before extending: %+v, %v, %v", end, found, err)
+		}
+		for seq := end.Seq; seq < end.Seq+more; seq++ {
+			if err := l.Commit(ctx, yearLink(table, source, partition, seq)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		links = end.Seq + more
+		t.Logf("committed links %d to %d in %s", end.Seq, links-1, time.Since(start).Round(time.Millisecond))
+	}
 	var best time.Duration
 	for round := range 3 {
 		h := objstoretest.NewHookBucket(store)
@@ -119,7 +141,6 @@ func buildYearChain(t *testing.T, ctx context.Context, store objstore.Bucket, wr
 	}); err != nil {
 		t.Fatal(err)
 	}
-	base := time.Date(2025, 11, 30, 0, 0, 0, 0, time.UTC)
 	every := int64(lake.DefaultCheckpointEvery)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -130,10 +151,7 @@ func buildYearChain(t *testing.T, ctx context.Context, store objstore.Bucket, wr
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				rec := lake.CommitRecord{Version: lake.CommitRecordVersion, Table: table, Source: source, Partition: partition,
-					Seq: seq, Kind: lake.LinkData, First: lake.PositionOf((seq - 1) * 100), Next: lake.PositionOf(seq * 100),
-					SourceID: "topic-id", Records: 0, Objects: []lake.CommittedObject{}, Writer: "builder",
-					CommittedAt: base.Add(time.Duration(seq) * 30 * time.Second)}
+				rec := yearLink(table, source, partition, seq)
 				data, err := json.Marshal(rec)
 				if err != nil {
 					return err
@@ -158,4 +176,13 @@ func buildYearChain(t *testing.T, ctx context.Context, store objstore.Bucket, wr
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// yearLink is link seq of the synthetic chain: a data link of 100 positions
+// naming no objects, committed 30 s after the one before.
+func yearLink(table, source, partition string, seq int64) lake.CommitRecord {
+	return lake.CommitRecord{Version: lake.CommitRecordVersion, Table: table, Source: source, Partition: partition,
+		Seq: seq, Kind: lake.LinkData, First: lake.PositionOf((seq - 1) * 100), Next: lake.PositionOf(seq * 100),
+		SourceID: "topic-id", Objects: []lake.CommittedObject{}, Writer: "builder",
+		CommittedAt: time.Date(2025, 11, 30, 0, 0, 0, 0, time.UTC).Add(time.Duration(seq) * 30 * time.Second)}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -459,8 +460,15 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 				t.Fatal(err)
 			}
 		}
-		if keys := objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix(table, src, "0")+"ckpt-"); len(keys) != 3 {
-			t.Fatalf("checkpoints %q, want 3 (at links 10, 20, 30)", keys)
+		var ckpts []string
+		for _, k := range objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix(table, src, "0")) {
+			if strings.HasPrefix(path.Base(k), "ckpt-") {
+				ckpts = append(ckpts, k)
+			}
+		}
+		want := []string{lake.CheckpointKey(table, src, "0", 30), lake.CheckpointKey(table, src, "0", 20), lake.CheckpointKey(table, src, "0", 10)}
+		if !slices.Equal(ckpts, want) {
+			t.Fatalf("checkpoints %q, want 3 (at links 10, 20, 30, newest first) %q", ckpts, want)
 		}
 		agree := func(t *testing.T, want lake.End) {
 			t.Helper()
