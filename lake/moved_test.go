@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/objstore"
@@ -63,7 +64,7 @@ func TestLinkKeysSortInLinkOrderAcrossTheMove(t *testing.T) {
 			order[i] = i
 		}
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		slices.SortFunc(order, func(a, b int) int { return compareStrings(keys[a], keys[b]) })
+		slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
 		for i := 1; i < len(order); i++ {
 			if seqs[order[i]] < seqs[order[i-1]] {
 				t.Fatalf("moved at %d: %s sorts after %s", moved, keys[order[i]], keys[order[i-1]])
@@ -77,16 +78,6 @@ func TestLinkKeysSortInLinkOrderAcrossTheMove(t *testing.T) {
 			}
 		}
 	}
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // A chain written flat by an older binary is read, resumed and continued in
@@ -277,4 +268,47 @@ func readKey(t *testing.T, b objstore.Bucket, key string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// A writer that stopped between the move marker and its link leaves the
+// marker alone: the chain ends before it, and the next writer goes on.
+func TestMarkerWithoutItsLink(t *testing.T) {
+	ctx := t.Context()
+	b := objstoretest.NewLocal(t)
+	putFlat(t, b, 0, 10, "old")
+	crashed := NewCommitLog(b)
+	if err := crashed.fenceFlatWriters(ctx, movedLink(10, "crashed")); err != nil {
+		t.Fatal(err)
+	}
+	next := NewCommitLog(b)
+	end, found, err := next.Resume(ctx, movedTable, movedSource, movedPart)
+	if err != nil || !found || end.Seq != 10 || end.Next != PositionOf(90) {
+		t.Fatalf("resume: %+v, %v, %v; want the end after link 9", end, found, err)
+	}
+	chain, err := next.Chain(ctx, movedTable, movedSource, movedPart)
+	if err != nil || len(chain.Records) != 10 || len(chain.Anomalies) != 0 {
+		t.Fatalf("chain: %d links, anomalies %+v, %v", len(chain.Records), chain.Anomalies, err)
+	}
+	if err := next.Commit(ctx, movedLink(10, "next")); err != nil {
+		t.Fatal(err)
+	}
+	if chain, err := NewCommitLog(b).Chain(ctx, movedTable, movedSource, movedPart); err != nil || len(chain.Records) != 11 || chain.Records[10].Writer != "next" {
+		t.Fatalf("chain after the commit: %d links, %v", len(chain.Records), err)
+	}
+	// A new chain's marker is at link 0; without its genesis the chain is empty.
+	fresh := NewCommitLog(b)
+	genesis := movedLink(0, "crashed")
+	genesis.Partition = "1"
+	if err := fresh.fenceFlatWriters(ctx, genesis); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := NewCommitLog(b).Resume(ctx, movedTable, movedSource, "1"); err != nil || found {
+		t.Fatalf("resume of a chain with only its marker: found %v, %v", found, err)
+	}
+	end, err = NewCommitLog(b).Open(ctx, movedTable, movedSource, "1", "next", func(context.Context) (Genesis, error) {
+		return Genesis{At: PositionOf(5), SourceID: "id"}, nil
+	})
+	if err != nil || end.Seq != 1 || end.Next != PositionOf(5) {
+		t.Fatalf("open after the marker: %+v, %v", end, err)
+	}
 }
