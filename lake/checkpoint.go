@@ -15,10 +15,11 @@ import (
 
 // Checkpoints keep resuming a partition cheap however long its chain grows.
 // Every CheckpointEvery links the writer that committed the link stores the
-// chain's end beside the links, under ckpt-<next link>.json. Resume reads
-// the newest checkpoint, lists only the links after it (StartAfter) and
-// reads the last of them: a handful of calls, not one per link ever
-// written. A checkpoint is a shortcut, never the truth: it is written after
+// chain's end beside the links, under ckpts/ (see CheckpointKey). Resume
+// reads the newest checkpoint, lists only the links after it (StartAfter,
+// in their directories) and reads the last of them: a handful of calls,
+// not one per link ever written, and on a store backed by a file system
+// no directory larger than LinkBucketSize links. A checkpoint is a shortcut, never the truth: it is written after
 // the link it describes, and one that is missing, unreadable or wrong only
 // makes Resume fall back to reading the chain (and Commit's conditional
 // create still refuses a link that is not the next).

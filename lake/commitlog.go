@@ -105,7 +105,8 @@ func (c Chain) Gaps() []CommitRecord {
 //
 // A partition's version-2 links are keyed by their number, so one sorted
 // listing of the partition's prefix yields them in order (after any
-// version-1 records, keyed by first offset). Records are immutable once
+// version-1 records, keyed by first offset; links an older binary stored
+// flat come before those in directories, see LinkKey). Records are immutable once
 // written, so parsed records are cached by key (checked against size and
 // modification time) and a read after the first costs one listing plus
 // reads of new records only.
