@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -124,6 +126,10 @@ type CommitRecord struct {
 	Objects     []CommittedObject `json:"objects"`
 	Writer      string            `json:"writer"` // which process/attempt wrote it
 	CommittedAt time.Time         `json:"committed_at"`
+
+	// flat: read from a version-2 link's flat key (written before link
+	// buckets), not from LinkKey; see ChainMark.Bucketed.
+	flat bool
 }
 
 // CommitRecordVersion is the version this binary writes; it reads it and
@@ -146,10 +152,86 @@ func PartitionCommitPrefix(table, source, partition string) string {
 // of version-1 names, so one listing yields the old chain, then the new.
 const linkPrefix = "seq-"
 
-// LinkKey is the key of link seq of a partition's version-2 chain.
-// Zero-padding keeps lexical order equal to link order.
+// LinkBucketSize is how many consecutive links share a directory. A chain
+// two links a minute long writes a million links a year; kept in one
+// directory, every listing of the partition on the local store (and on
+// S3 servers backed by a file system, such as versitygw) reads them all,
+// seconds per resume. In directories of LinkBucketSize, a listing from a
+// link reads the partition's directory (one entry per bucket and per
+// checkpoint) and the buckets from that link's on.
+const LinkBucketSize = 4096
+
+// LinkKey is the key of link seq of a partition's version-2 chain:
+// seq-<last>/seq-<seq>.json, where <last> is the last link the bucket can
+// hold. Zero-padding keeps lexical order equal to link order, and naming
+// the bucket after its last link makes it sort after the flat name
+// (seq-<n>.json, see flatLinkKey) of every link before it, so a chain
+// written flat by an older binary and continued in buckets still lists in
+// link order. The key is a function of seq alone: two writers racing for a
+// link race for one key.
 func LinkKey(table, source, partition string, seq int64) string {
+	return fmt.Sprintf("%s%s/%s%020d.json", PartitionCommitPrefix(table, source, partition), linkBucketName(seq), linkPrefix, seq)
+}
+
+// flatLinkKey is where binaries before LinkBucketSize stored link seq:
+// directly in the partition's directory. Links there are read; the only
+// object this binary writes there is the move marker (see moved.go).
+func flatLinkKey(table, source, partition string, seq int64) string {
 	return fmt.Sprintf("%s%s%020d.json", PartitionCommitPrefix(table, source, partition), linkPrefix, seq)
+}
+
+func linkBucketName(seq int64) string {
+	return fmt.Sprintf("%s%020d", linkPrefix, seq-seq%LinkBucketSize+LinkBucketSize-1)
+}
+
+// isLinkBucketName says whether a path segment names a link bucket. No
+// partition may have such a segment (ValidateCommitNames), so a key's
+// partition is never in doubt.
+func isLinkBucketName(seg string) bool {
+	digits, ok := strings.CutPrefix(seg, linkPrefix)
+	if !ok || len(digits) != 20 {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// partitionEntry returns the name of a key under a partition's commit
+// prefix (what follows the prefix, less a link bucket or the checkpoint
+// directory), and whether it is in a link bucket; ok is false for a key of
+// another partition nested under this one's prefix (an inbox partition
+// with a "/").
+func partitionEntry(prefix, key string) (name string, bucketed, ok bool) {
+	rest, found := strings.CutPrefix(key, prefix)
+	if !found {
+		return "", false, false
+	}
+	dir, name, nested := strings.Cut(rest, "/")
+	if !nested {
+		return rest, false, true
+	}
+	if !isPartitionDirName(dir) || strings.Contains(name, "/") {
+		return "", false, false
+	}
+	return name, dir != checkpointDir, true
+}
+
+// isPartitionDirName says whether a path segment names a directory of a
+// partition's own: a link bucket or the checkpoints'.
+func isPartitionDirName(seg string) bool { return seg == checkpointDir || isLinkBucketName(seg) }
+
+// linkNumber parses a link's file name, seq-<20 digits>.json.
+func linkNumber(name string) (int64, bool) {
+	digits, ok := strings.CutSuffix(strings.TrimPrefix(name, linkPrefix), ".json")
+	if !ok || len(digits) != 20 || !strings.HasPrefix(name, linkPrefix) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil
 }
 
 // CommitKey is the key of a version-1 record, whose chain link starts at
@@ -162,6 +244,9 @@ func CommitKey(table, source, partition string, firstOffset int64) string {
 func RecordKey(rec CommitRecord) string {
 	if rec.Version == 1 {
 		return CommitKey(rec.Table, rec.Source, rec.Partition, rec.FirstOffset)
+	}
+	if rec.flat {
+		return flatLinkKey(rec.Table, rec.Source, rec.Partition, rec.Seq)
 	}
 	return LinkKey(rec.Table, rec.Source, rec.Partition, rec.Seq)
 }

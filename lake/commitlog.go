@@ -105,7 +105,8 @@ func (c Chain) Gaps() []CommitRecord {
 //
 // A partition's version-2 links are keyed by their number, so one sorted
 // listing of the partition's prefix yields them in order (after any
-// version-1 records, keyed by first offset). Records are immutable once
+// version-1 records, keyed by first offset; links an older binary stored
+// flat come before those in directories, see LinkKey). Records are immutable once
 // written, so parsed records are cached by key (checked against size and
 // modification time) and a read after the first costs one listing plus
 // reads of new records only.
@@ -120,6 +121,7 @@ type CommitLog struct {
 	mu    sync.Mutex
 	cache *recordCache
 	ends  map[partitionID]End         // chain ends seen by this process
+	moved map[partitionID]bool        // chains known to have their move marker; see moved.go
 	comps map[string]cachedCompaction // compaction records by key; see compaction.go
 }
 
@@ -130,6 +132,7 @@ type cachedRecord struct {
 	modTime time.Time
 	rec     CommitRecord
 	bad     string // why the object is garbage; "" for a valid record
+	marker  bool   // a move marker: neither a record nor garbage
 }
 
 // NewCommitLog returns a log over b that does not log; see WithLogger.
@@ -140,6 +143,7 @@ func NewCommitLog(b objstore.Bucket) *CommitLog {
 		now:    time.Now,
 		cache:  newRecordCache(DefaultCacheBytes),
 		ends:   map[partitionID]End{},
+		moved:  map[partitionID]bool{},
 
 		checkpointEvery: DefaultCheckpointEvery,
 	}
@@ -169,6 +173,11 @@ func ValidateCommitNames(table, source, partition string) error {
 	}
 	if err := objstore.ValidateKey(table + "/" + source + "/" + partition); err != nil {
 		return fmt.Errorf("%w: table %q, source %q, partition %q: %v", ErrInvalidCommit, table, source, partition, err)
+	}
+	for _, seg := range strings.Split(partition, "/") {
+		if isPartitionDirName(seg) {
+			return fmt.Errorf("%w: partition %q has a segment %q named like a directory of links or checkpoints", ErrInvalidCommit, partition, seg)
+		}
 	}
 	return nil
 }
@@ -299,6 +308,10 @@ func (l *CommitLog) Commit(ctx context.Context, rec CommitRecord) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("%s: encode: %w", where, err)
+	}
+	if err := l.fenceFlatWriters(ctx, rec); err != nil {
+		l.forgetEnd(pid)
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	err = l.b.PutIfAbsent(ctx, RecordKey(rec), data)
 	switch {
@@ -465,9 +478,12 @@ func (l *CommitLog) Chain(ctx context.Context, table, source, partition string) 
 		return Chain{}, fmt.Errorf("read chain: %w", err)
 	}
 	prefix := PartitionCommitPrefix(table, source, partition)
+	moved := false
 	entries, anomalies, err := l.scan(ctx, prefix, func(key string) bool {
 		// A partition containing "/" nests under a shorter one's prefix.
-		return !strings.Contains(strings.TrimPrefix(key, prefix), "/")
+		_, bucketed, ok := partitionEntry(prefix, key)
+		moved = moved || bucketed
+		return ok
 	})
 	if err != nil {
 		return Chain{}, fmt.Errorf("read chain %s: %w", prefix, err)
@@ -476,6 +492,9 @@ func (l *CommitLog) Chain(ctx context.Context, table, source, partition string) 
 	chain := Chain{Table: table, Source: source, Partition: partition, Records: recs, Anomalies: append(anomalies, off...)}
 	l.report(prefix, chain.Anomalies)
 	pid := partitionID{table, source, partition}
+	if moved {
+		l.markMoved(pid) // a bucketed link is only written after the marker
+	}
 	l.mu.Lock()
 	if end, ok := chain.End(); ok {
 		l.ends[pid] = end
@@ -621,7 +640,12 @@ func buildChain(recs []CommitRecord) (chain []CommitRecord, off []Anomaly) {
 		var why string
 		switch {
 		case len(chain) > 0 && chain[len(chain)-1].Seq == r.Seq:
-			why = fmt.Sprintf("link %d appears twice", r.Seq)
+			// Stored flat and in its bucket: an older binary wrote it
+			// past the move marker (deleted by hand?). Which copy the
+			// chain goes on with is not for a reader to guess.
+			why = fmt.Sprintf("link %d is stored twice, flat and in its bucket: the chain forked; neither copy is read", r.Seq)
+			chain = chain[:len(chain)-1]
+			i--
 		case r.Seq != int64(len(chain)):
 			why = fmt.Sprintf("beyond a missing link: the chain ends at link %d, this is link %d", len(chain), r.Seq)
 		case r.Kind == LinkGenesis && (i > 0):
@@ -695,7 +719,7 @@ func (l *CommitLog) scan(ctx context.Context, prefix string, keep func(key strin
 	var garbage []Anomaly
 	for i, c := range results {
 		switch {
-		case !present[i]:
+		case !present[i] || c.marker:
 		case c.bad != "":
 			garbage = append(garbage, Anomaly{Key: listed[i].Key, Reason: c.bad})
 		default:
@@ -724,6 +748,10 @@ func (l *CommitLog) load(ctx context.Context, a objstore.ObjectAttrs) (cachedRec
 	rc.Close()
 	if err != nil {
 		return c, false, fmt.Errorf("read commit record %s: %w", a.Key, err)
+	}
+	if isFlatKey(a.Key) && isMovedMarker(a.Key, data) {
+		c.marker = true
+		return c, true, nil
 	}
 	c.rec, c.bad = parseRecord(a.Key, data)
 	if c.bad != "" && c.rec.Version > CommitRecordVersion {
@@ -756,7 +784,10 @@ func parseRecord(key string, data []byte) (CommitRecord, string) {
 		return rec, err.Error()
 	}
 	if want := RecordKey(rec); want != key {
-		return rec, fmt.Sprintf("content belongs at %s", want)
+		if rec.Version < CommitRecordVersion || flatLinkKey(rec.Table, rec.Source, rec.Partition, rec.Seq) != key {
+			return rec, fmt.Sprintf("content belongs at %s", want)
+		}
+		rec.flat = true // written before link buckets
 	}
 	return rec, ""
 }

@@ -73,10 +73,10 @@ func TestLinksSince(t *testing.T) {
 		t.Fatalf("new links %v, want %v", got, want)
 	}
 	// 0, 1, 2: one listing each, plus the first; 3 is read whole (one
-	// listing, two reads) and one listing ends the walk. Reads: the new
-	// links of 1 and the chain of 3.
-	if calls["list"] > 6 || calls["get"] != 4 {
-		t.Errorf("calls %v, want at most 6 listings and 4 reads", calls)
+	// listing, three reads: its move marker and two links) and one
+	// listing ends the walk. Reads: the new links of 1 and the chain of 3.
+	if calls["list"] > 6 || calls["get"] != 5 {
+		t.Errorf("calls %v, want at most 6 listings and 5 reads", calls)
 	}
 
 	// Marks moved over the new links see nothing more.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +26,12 @@ type ChainMark struct {
 	// Genesis is false for a chain of version-1 links only: such a chain is
 	// read whole every time (an older binary may still extend it).
 	Genesis bool `json:"genesis"`
+	// Bucketed says link Seq was read from its bucket (LinkKey), so the
+	// links after it are in buckets too and a listing starts there. False
+	// for a link stored flat by an older binary, and in marks written
+	// before buckets: a listing then starts at the link's flat name, which
+	// sorts before every later link in either layout.
+	Bucketed bool `json:"bucketed,omitempty"`
 	// MaxEventMicros is the largest event time of the chain's raw rows;
 	// HasData says whether it has any.
 	MaxEventMicros int64     `json:"max_event_us,omitempty"`
@@ -42,6 +47,7 @@ func (m *ChainMark) Advance(r CommitRecord) {
 	if r.Version >= 2 {
 		m.Genesis = true
 	}
+	m.Bucketed = r.Version >= 2 && !r.flat
 	if r.Kind == LinkGenesis || r.Kind == LinkReset {
 		m.SourceID = r.SourceID
 	}
@@ -138,6 +144,7 @@ func (l *CommitLog) linksSince(ctx context.Context, table string, marks []ChainM
 	startAfter := ""
 	var cur *partitionID // the partition whose links the listing is in
 	var curMark ChainMark
+	var curLast int64 // the number of the last link key taken
 	var keys []objstore.ObjectAttrs
 	// Each pass lists at least one new key; a bound keeps a store that
 	// ignores StartAfter from looping.
@@ -151,10 +158,16 @@ func (l *CommitLog) linksSince(ctx context.Context, table string, marks []ChainM
 				return nil // garbage outside any partition: Chains reports it
 			}
 			if cur != nil && src == cur.source && part == cur.partition {
-				if strings.HasPrefix(name, linkPrefix) {
-					if n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(name, linkPrefix), ".json"), 10, 64); err == nil &&
-						n == curMark.Seq+1+int64(len(keys)) {
+				if n, ok := linkNumber(name); ok {
+					switch {
+					case n <= curMark.Seq:
+						return nil // before the mark, in its bucket (a listing from its flat name)
+					case n == curLast+1,
+						// a flat name then the bucketed one: the move
+						// marker and the link (readLinks tells them apart)
+						n == curLast && len(keys) > 0 && isFlatKey(keys[len(keys)-1].Key) && !isFlatKey(a.Key):
 						keys = append(keys, a)
+						curLast = n
 						return nil
 					}
 				}
@@ -168,11 +181,11 @@ func (l *CommitLog) linksSince(ctx context.Context, table string, marks []ChainM
 			return nil, 0, fmt.Errorf("list links of %s: %w", table, err)
 		}
 		if cur != nil {
-			recs, err := l.readLinks(ctx, keys, curMark)
+			recs, markers, err := l.readLinks(ctx, keys, curMark)
 			if err != nil {
 				return nil, 0, err
 			}
-			skipped += len(keys) - len(recs)
+			skipped += len(keys) - len(recs) - markers
 			if len(recs) > 0 {
 				out = append(out, Chain{Table: table, Source: cur.source, Partition: cur.partition, Records: recs})
 			}
@@ -184,8 +197,11 @@ func (l *CommitLog) linksSince(ctx context.Context, table string, marks []ChainM
 		src, part, _, _ := splitCommitKey(prefix, next)
 		pid := partitionID{table, src, part}
 		if m, ok := byPID[pid]; ok && m.Genesis {
-			cur, curMark = &pid, m
-			startAfter = LinkKey(table, src, part, m.Seq)
+			cur, curMark, curLast = &pid, m, m.Seq
+			startAfter = flatLinkKey(table, src, part, m.Seq)
+			if m.Bucketed {
+				startAfter = LinkKey(table, src, part, m.Seq)
+			}
 			continue
 		}
 		chain, err := l.Chain(ctx, table, src, part)
@@ -221,12 +237,17 @@ func splitCommitKey(prefix, key string) (source, partition, name string, ok bool
 	if !ok || i <= 0 {
 		return "", "", "", false
 	}
-	return source, rest[:i], rest[i+1:], true
+	partition, name = rest[:i], rest[i+1:]
+	if j := strings.LastIndex(partition, "/"); j > 0 && isPartitionDirName(partition[j+1:]) {
+		partition = partition[:j] // a link in its bucket, or a checkpoint
+	}
+	return source, partition, name, true
 }
 
 // readLinks reads the links at keys (consecutive numbers after mark), in
-// parallel and through the cache, and returns those that continue the chain.
-func (l *CommitLog) readLinks(ctx context.Context, keys []objstore.ObjectAttrs, mark ChainMark) ([]CommitRecord, error) {
+// parallel and through the cache, and returns those that continue the chain
+// and how many of the keys were move markers.
+func (l *CommitLog) readLinks(ctx context.Context, keys []objstore.ObjectAttrs, mark ChainMark) (_ []CommitRecord, markers int, _ error) {
 	results := make([]cachedRecord, len(keys))
 	found := make([]bool, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
@@ -254,15 +275,24 @@ func (l *CommitLog) readLinks(ctx context.Context, keys []objstore.ObjectAttrs, 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	end := End{Seq: mark.Seq + 1, Next: mark.Next, SourceID: mark.SourceID, Genesis: true}
 	var out []CommitRecord
 	for i := range keys {
+		if found[i] && results[i].marker {
+			markers++
+			continue // the move marker before the chain's first bucketed link
+		}
 		if !found[i] || results[i].bad != "" {
 			break
 		}
 		r := results[i].rec
+		if i+1 < len(keys) && found[i+1] && results[i+1].bad == "" && !results[i+1].marker && results[i+1].rec.Seq == r.Seq {
+			l.logger.Warn("link is stored twice, flat and in its bucket: the chain forked; reading stops there",
+				"key", keys[i].Key, "other", keys[i+1].Key)
+			break
+		}
 		if err := fits(r, end, true); err != nil {
 			l.logger.Warn("link does not continue its chain; reading stops there", "key", keys[i].Key, "why", err.Error())
 			break
@@ -273,5 +303,5 @@ func (l *CommitLog) readLinks(ctx context.Context, keys []objstore.ObjectAttrs, 
 			end.SourceID = r.SourceID
 		}
 	}
-	return out, nil
+	return out, markers, nil
 }

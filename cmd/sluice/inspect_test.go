@@ -299,7 +299,7 @@ func TestInspectDirectory(t *testing.T) {
 		for _, r := range reps {
 			byObj[r["object"].(string)] = r
 		}
-		commit := byObj["_sluice/commits/events/kafka:events/3/seq-00000000000000000001.json"]["commit"].(map[string]any)
+		commit := byObj[lake.LinkKey("events", "kafka:events", "3", 1)]["commit"].(map[string]any)
 		if commit["first"] != "100" || commit["next"] != "200" || commit["seq"] != float64(1) {
 			t.Fatalf("commit %v", commit)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -209,8 +210,11 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 				t.Errorf("writer %d: open = %+v, %v; want everyone at %+v", w, ends[w], errs[w], ends[0])
 			}
 		}
-		if keys := objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix("cl_genesis", src, "0")); len(keys) != 1 {
-			t.Errorf("commit keys = %q, want one genesis", keys)
+		// The genesis is the chain's first bucketed link: the move marker
+		// at its flat key comes first (see lake/moved.go).
+		want := []string{lake.MovedMarkerKey("cl_genesis", src, "0", 0), lake.LinkKey("cl_genesis", src, "0", 0)}
+		if keys := objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix("cl_genesis", src, "0")); !slices.Equal(keys, want) {
+			t.Errorf("commit keys = %q, want one genesis (and its move marker) %q", keys, want)
 		}
 	})
 
@@ -263,8 +267,9 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 				t.Errorf("%s: err = %v, want ErrCommitConflict without ErrExists", tc.name, err)
 			}
 		}
-		if keys := objstoretest.ListKeys(t, b, lake.CommitPrefix("cl_next")); len(keys) != 2 {
-			t.Errorf("commit keys = %q, want the genesis and the first link", keys)
+		want := []string{lake.MovedMarkerKey("cl_next", src, "0", 0), lake.LinkKey("cl_next", src, "0", 0), lake.LinkKey("cl_next", src, "0", 1)}
+		if keys := objstoretest.ListKeys(t, b, lake.CommitPrefix("cl_next")); !slices.Equal(keys, want) {
+			t.Errorf("commit keys = %q, want the genesis and the first link (after the move marker) %q", keys, want)
 		}
 	})
 
@@ -386,8 +391,9 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 				}
 			})
 		}
-		if keys := objstoretest.ListKeys(t, b, lake.CommitPrefix("cl_invalid")); len(keys) != 1 {
-			t.Errorf("invalid records were written: %q", keys)
+		want := []string{lake.MovedMarkerKey("cl_invalid", src, "0", 0), lake.LinkKey("cl_invalid", src, "0", 0)}
+		if keys := objstoretest.ListKeys(t, b, lake.CommitPrefix("cl_invalid")); !slices.Equal(keys, want) {
+			t.Errorf("invalid records were written: %q, want only %q", keys, want)
 		}
 	})
 
@@ -454,8 +460,15 @@ func CommitLogTest(t *testing.T, b objstore.Bucket) {
 				t.Fatal(err)
 			}
 		}
-		if keys := objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix(table, src, "0")+"ckpt-"); len(keys) != 3 {
-			t.Fatalf("checkpoints %q, want 3 (at links 10, 20, 30)", keys)
+		var ckpts []string
+		for _, k := range objstoretest.ListKeys(t, b, lake.PartitionCommitPrefix(table, src, "0")) {
+			if strings.HasPrefix(path.Base(k), "ckpt-") {
+				ckpts = append(ckpts, k)
+			}
+		}
+		want := []string{lake.CheckpointKey(table, src, "0", 30), lake.CheckpointKey(table, src, "0", 20), lake.CheckpointKey(table, src, "0", 10)}
+		if !slices.Equal(ckpts, want) {
+			t.Fatalf("checkpoints %q, want 3 (at links 10, 20, 30, newest first) %q", ckpts, want)
 		}
 		agree := func(t *testing.T, want lake.End) {
 			t.Helper()
