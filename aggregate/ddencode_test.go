@@ -19,51 +19,20 @@ import (
 // appendDDProto must write exactly what DDSketch.EncodeProto writes: the
 // sketches the compact encoding does not hold keep their protobuf bytes.
 func TestAppendDDProtoMatchesEncodeProto(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 11))
 	for _, ra := range []float64{0.01, 0.05} {
 		m, err := mapping.NewLogarithmicMapping(ra)
 		if err != nil {
 			t.Fatal(err)
 		}
-		newDD := func() *ddsketch.DDSketch {
-			return ddsketch.NewDDSketch(m, store.NewDenseStore(), store.NewDenseStore())
-		}
-		values := map[string]func() float64{
-			"lognormal":  func() float64 { return math.Exp(r.NormFloat64() * 3) },
-			"signed":     func() float64 { return r.NormFloat64() * 1000 },
-			"with zeros": func() float64 { return float64(r.IntN(3)) },
-			"negative":   func() float64 { return -math.Exp(r.NormFloat64()) },
-			"sparse":     func() float64 { return math.Pow(10, float64(r.IntN(12))-6) },
-		}
-		for name, next := range values {
-			for _, n := range []int{0, 1, 2, 17, 5000} {
-				a, b := newDD(), newDD()
-				for i := range n {
-					dst := a
-					if i%3 == 0 {
-						dst = b
-					}
-					if err := dst.Add(next()); err != nil {
-						t.Fatal(err)
-					}
-				}
-				merged := newDD()
-				for _, s := range []*ddsketch.DDSketch{b, a} {
-					if err := merged.MergeWith(s); err != nil {
-						t.Fatal(err)
-					}
-				}
-				for which, dd := range map[string]*ddsketch.DDSketch{"a": a, "b": b, "merged": merged} {
-					var want bytes.Buffer
-					dd.EncodeProto(&want)
-					got, ok := appendDDProto([]byte("prefix"), dd)
-					if !ok {
-						t.Fatalf("%s ra %v n %d %s: not encoded", name, ra, n, which)
-					}
-					if !bytes.Equal(got[len("prefix"):], want.Bytes()) || string(got[:len("prefix")]) != "prefix" {
-						t.Fatalf("%s ra %v n %d %s: appendDDProto\n%x\nEncodeProto\n%x", name, ra, n, which, got, want.Bytes())
-					}
-				}
+		for name, dd := range testSketches(t, m) {
+			var want bytes.Buffer
+			dd.EncodeProto(&want)
+			got, ok := appendDDProto([]byte("prefix"), dd)
+			if !ok {
+				t.Fatalf("%s ra %v: not encoded", name, ra)
+			}
+			if !bytes.Equal(got[len("prefix"):], want.Bytes()) || string(got[:len("prefix")]) != "prefix" {
+				t.Fatalf("%s ra %v: appendDDProto\n%x\nEncodeProto\n%x", name, ra, got, want.Bytes())
 			}
 		}
 	}
