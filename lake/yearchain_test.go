@@ -186,3 +186,53 @@ func yearLink(table, source, partition string, seq int64) lake.CommitRecord {
 		SourceID: "topic-id", Objects: []lake.CommittedObject{}, Writer: "builder",
 		CommittedAt: time.Date(2025, 11, 30, 0, 0, 0, 0, time.UTC).Add(time.Duration(seq) * 30 * time.Second)}
 }
+
+// Resuming walks the link directories after the newest checkpoint one by
+// one, and must stop exactly where the chain stops: several directories on
+// (the checkpoints after the first are missing: their writes failed), at
+// the end of a directory (the next one is empty), and just past one. One
+// chain is built and cut shorter from its end, case by case.
+func TestResumeAcrossLinkBuckets(t *testing.T) {
+	const table, source, partition = "buckets", "kafka:events", "0"
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := objstore.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := int64(2*lake.LinkBucketSize + 5)
+	// Written as files, as the local store lays them out: a conditional
+	// put syncs each, seconds for 8,000 links.
+	buildYearChain(t, ctx, store, func(key string, data []byte) error {
+		path := filepath.Join(dir, filepath.FromSlash(key))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(path, data, 0o644)
+	}, table, source, partition, links)
+	every := int64(lake.DefaultCheckpointEvery)
+	for n := 2 * every; n < links; n += every {
+		if err := store.Delete(ctx, lake.CheckpointKey(table, source, partition, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		links int64
+	}{
+		{"two directories past the checkpoint", links},
+		{"ends a directory two past the checkpoint", 2 * lake.LinkBucketSize},
+		{"one into the next directory", lake.LinkBucketSize + 1},
+		{"ends a directory", lake.LinkBucketSize},
+	} {
+		for ; links > c.links; links-- {
+			if err := store.Delete(ctx, lake.LinkKey(table, source, partition, links-1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end, found, err := lake.NewCommitLog(store).Resume(ctx, table, source, partition)
+		if err != nil || !found || end.Seq != c.links || end.Next != lake.PositionOf((c.links-1)*100) || !end.Genesis {
+			t.Fatalf("%s: resume: end %+v, found %v, %v; want the end after link %d", c.name, end, found, err, c.links-1)
+		}
+	}
+}
