@@ -20,8 +20,13 @@ import (
 )
 
 // SweepTest checks the sweeper on raw (the lake) and summaries (the summary
-// store, another bucket). It uses tables named "sw_*" only.
-func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
+// store, another bucket). It uses tables named "sw_*" only. mtimeStep is the
+// resolution of the stores' modification times (a second on S3, far finer
+// on a local disk): the test waits 3 steps between objects that a grace of
+// 2 steps must tell apart, so a finer store makes a quicker test (the
+// local run is the one mutation testing repeats for every mutant).
+func SweepTest(t *testing.T, raw, summaries objstore.Bucket, mtimeStep time.Duration) {
+	grace := 2 * mtimeStep
 	ctx := t.Context()
 	const src = "kafka:events"
 	hour := time.Date(2024, 5, 1, 13, 0, 0, 0, time.UTC)
@@ -94,14 +99,13 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 		for _, k := range []string{oldRaw, oldDL, neighbour} {
 			objstoretest.Put(t, raw, k, []byte("left behind"))
 		}
-		// Modification times on S3 have one-second resolution: 3 s apart
-		// with a 2 s grace puts the first objects before the cutoff and
-		// the next after it.
-		time.Sleep(3 * time.Second)
+		// 3 steps apart with a grace of 2 puts the first objects before
+		// the cutoff and the next after it.
+		time.Sleep(3 * mtimeStep)
 		young := lake.RawHourPrefix(table, hour) + "flush-in-progress.parquet"
 		objstoretest.Put(t, raw, young, []byte("being committed"))
 
-		dry, _ := sweeper(t, lake.SweepConfig{Grace: 2 * time.Second, DryRun: true}, raw, nil)
+		dry, _ := sweeper(t, lake.SweepConfig{Grace: grace, DryRun: true}, raw, nil)
 		rep, err := dry.Sweep(ctx, table, lake.TableRetention{}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -116,7 +120,7 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 			}
 		}
 
-		s, reg := sweeper(t, lake.SweepConfig{Grace: 2 * time.Second}, raw, nil)
+		s, reg := sweeper(t, lake.SweepConfig{Grace: grace}, raw, nil)
 		s.InitTableMetrics(table)
 		rep, err = s.Sweep(ctx, table, lake.TableRetention{}, nil)
 		if err != nil {
@@ -159,9 +163,9 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 		const table = "sw_compacted"
 		l := lake.NewCommitLog(raw)
 		r1, r2 := commit(t, l, table, 1, hour), commit(t, l, table, 2, hour)
-		// The record is stored 3 s after the objects it replaces: with a
-		// 2 s grace they are old, it is not.
-		time.Sleep(3 * time.Second)
+		// The record is stored 3 steps after the objects it replaces:
+		// with a grace of 2 they are old, it is not.
+		time.Sleep(3 * mtimeStep)
 		body := []byte("compacted")
 		ids := lake.CompactionID([]string{r1.Objects[0].Key, r2.Objects[0].Key})
 		out := lake.CommittedObject{Key: lake.CompactedObjectKey(table, hour, ids, "a1", 0), Kind: lake.KindRaw, Rows: 18,
@@ -178,7 +182,7 @@ func SweepTest(t *testing.T, raw, summaries objstore.Bucket) {
 		}
 		// The replaced objects are old, but the record is younger than the
 		// grace: a reader that listed the objects before it may still read them.
-		s, _ := sweeper(t, lake.SweepConfig{Grace: 2 * time.Second}, raw, nil)
+		s, _ := sweeper(t, lake.SweepConfig{Grace: grace}, raw, nil)
 		if rep, err := s.Sweep(ctx, table, lake.TableRetention{}, nil); err != nil || len(rep.Items) != 0 {
 			t.Fatalf("sweep within the grace of the compaction = %q, %v; want nothing", keys(rep.Items), err)
 		}
