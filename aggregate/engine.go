@@ -89,6 +89,20 @@ func NewAggregator(t *schema.Table, window time.Duration, from, to time.Time) *A
 	return a
 }
 
+// Columns names the table columns the aggregator reads (event time,
+// dimensions, measure inputs): a record given to AddRecord needs these and
+// no others. Nil if the aggregator could not be set up (see Err).
+func (a *Aggregator) Columns() []string {
+	if a.err != nil {
+		return nil
+	}
+	names := make([]string, len(a.cols))
+	for i := range a.cols {
+		names[i] = a.cols[i].name
+	}
+	return names
+}
+
 func (a *Aggregator) init(from, to time.Time) error {
 	l, err := newLayout(a.t)
 	if err != nil {

@@ -323,12 +323,24 @@ func mapSplit(ctx context.Context, o Options, t *schema.Table, finest time.Durat
 	b := schema.NewBatch(t, memory.NewGoAllocator())
 	defer b.Release()
 	agg := aggregate.NewAggregator(t, finest, time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err := agg.Err(); err != nil {
+		return nil, 0, 0, err
+	}
+	// Every record is still validated whole (a bad line is dead-lettered
+	// here as the stream's ingester would), but only the columns the
+	// aggregator reads are copied into the batch.
+	if err := b.Project(agg.Columns()...); err != nil {
+		return nil, 0, 0, err
+	}
 	fold := func() error {
 		if b.Len() == 0 {
 			return nil
 		}
 		rec := b.NewRecord()
-		defer rec.Release()
+		// The aggregator copies what it keeps (dimension values are
+		// interned as Go strings), so the record's buffers can be filled
+		// again by the next batch instead of allocated and zeroed anew.
+		defer schema.RecycleRecord(rec)
 		return agg.AddRecord(rec)
 	}
 	var dead bytes.Buffer

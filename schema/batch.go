@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/bits"
 	"sync"
@@ -24,6 +25,11 @@ type Batch struct {
 	schema *arrow.Schema
 	cols   []column // table fields, then _source, _partition, _offset
 	rows   int
+	// keep, when not nil, says which of cols are kept (see Project).
+	keep []bool
+	// fieldCols are the table fields' columns that are kept, in order:
+	// every field unless the batch is projected.
+	fieldCols []int
 }
 
 // column is one Arrow column under construction.
@@ -50,7 +56,10 @@ var errBatchFull = errors.New("batch full: string column would exceed 2 GiB")
 func NewBatch(t *Table, mem memory.Allocator) *Batch {
 	_ = mem
 	s := t.ArrowSchema()
-	b := &Batch{table: t, schema: s, cols: make([]column, s.NumFields())}
+	b := &Batch{table: t, schema: s, cols: make([]column, s.NumFields()), fieldCols: make([]int, len(t.Fields))}
+	for i := range b.fieldCols {
+		b.fieldCols[i] = i
+	}
 	for i := range b.cols {
 		f := s.Field(i)
 		c := &b.cols[i]
@@ -71,6 +80,44 @@ func NewBatch(t *Table, mem memory.Allocator) *Batch {
 	}
 	return b
 }
+
+// Project limits the columns the batch keeps, and its records carry, to the
+// named ones (table fields or metadata columns), in the table's order. Rows
+// are still decoded and validated whole, so a record the full batch refuses
+// is refused here too; only the copying of the other columns is saved. It
+// is for a consumer that reads a few columns: the batch mapper folds records
+// straight into an aggregator, which reads the rollup's fields only. Call it
+// on an empty batch.
+func (b *Batch) Project(names ...string) error {
+	if b.rows > 0 {
+		return errors.New("project: the batch already holds rows")
+	}
+	full := b.table.ArrowSchema()
+	keep := make([]bool, full.NumFields())
+	for _, n := range names {
+		idx := full.FieldIndices(n)
+		if len(idx) == 0 {
+			return fmt.Errorf("project: table %s has no column %q", b.table.Name, n)
+		}
+		keep[idx[0]] = true
+	}
+	var fields []arrow.Field
+	b.fieldCols = b.fieldCols[:0]
+	for i, k := range keep {
+		if k {
+			fields = append(fields, full.Field(i))
+			if i < len(b.table.Fields) {
+				b.fieldCols = append(b.fieldCols, i)
+			}
+		}
+	}
+	md := full.Metadata()
+	b.schema, b.keep = arrow.NewSchema(fields, &md), keep
+	return nil
+}
+
+// kept reports whether column i is kept (see Project).
+func (b *Batch) kept(i int) bool { return b.keep == nil || b.keep[i] }
 
 // Table is the table the batch holds rows of.
 func (b *Batch) Table() *Table { return b.table }
@@ -102,9 +149,11 @@ func (b *Batch) Release() {
 // the record without a copy; the emptied batch preallocates as much as the
 // record holds, since batches are usually filled to a similar size again.
 func (b *Batch) NewRecord() arrow.Record {
-	arrs := make([]arrow.Array, len(b.cols))
+	arrs := make([]arrow.Array, 0, b.schema.NumFields())
 	for i := range b.cols {
-		arrs[i] = b.cols[i].finish(b.rows)
+		if b.kept(i) {
+			arrs = append(arrs, b.cols[i].finish(b.rows))
+		}
 	}
 	rec := array.NewRecord(b.schema, arrs, int64(b.rows))
 	for _, a := range arrs {

@@ -446,7 +446,7 @@ func (d *Decoder) appendRow(b *Batch, meta Meta) error {
 		return errBatchFull
 	}
 	row := b.rows
-	for i := range d.fields {
+	for _, i := range b.fieldCols {
 		s := &d.slots[i]
 		c := &b.cols[i]
 		if s.state != slotSet {
@@ -470,9 +470,21 @@ func (d *Decoder) appendRow(b *Batch, meta Meta) error {
 			}
 		}
 	}
-	b.cols[n].appendStringS(row, meta.Source)
-	b.cols[n+1].appendStringS(row, meta.Partition)
-	b.cols[n+2].appendInt(row, meta.Offset)
+	if b.keep == nil {
+		b.cols[n].appendStringS(row, meta.Source)
+		b.cols[n+1].appendStringS(row, meta.Partition)
+		b.cols[n+2].appendInt(row, meta.Offset)
+	} else {
+		if b.keep[n] {
+			b.cols[n].appendStringS(row, meta.Source)
+		}
+		if b.keep[n+1] {
+			b.cols[n+1].appendStringS(row, meta.Partition)
+		}
+		if b.keep[n+2] {
+			b.cols[n+2].appendInt(row, meta.Offset)
+		}
+	}
 	b.rows++
 	return nil
 }

@@ -41,6 +41,8 @@ import (
 // SLUICE_BENCH_BATCH_ROWS (default 2,000,000) sets the size, in 40 files;
 // SLUICE_BENCH_BATCH_HOURS (default 40) the event time they span, one
 // after the other: the fewer hours, the more rows per summary group.
+// SLUICE_BENCH_PROFILE_DIR, if set, gets the Sluice child's CPU profile
+// (batch-run.cpu.prof; read it with `go tool pprof -focus batch.Run`).
 func TestBatchVersusDuckDB(t *testing.T) {
 	if os.Getenv("SLUICE_BENCH_BATCH") != "1" {
 		t.Skip("benchmark: set SLUICE_BENCH_BATCH=1")
@@ -87,7 +89,11 @@ func TestBatchVersusDuckDB(t *testing.T) {
 	t.Logf("%d files, %d rows over %g hours of event time, %.1f MB gzip JSON lines; GOMAXPROCS 2 / DuckDB threads 2", files, rows, hours, float64(size)/1e6)
 	results := map[string]childResult{}
 	for _, engine := range []string{"sluice", "duckdb", "duckdb-all"} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBatchVersusDuckDBChild$", "-test.v")
+		args := []string{"-test.run=^TestBatchVersusDuckDBChild$", "-test.v"}
+		if d := os.Getenv("SLUICE_BENCH_PROFILE_DIR"); d != "" && engine == "sluice" {
+			args = append(args, "-test.cpuprofile="+filepath.Join(d, "batch-run.cpu.prof"))
+		}
+		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), "SLUICE_BENCH_CHILD="+engine, "SLUICE_BENCH_DIR="+dir, "GOMAXPROCS=2")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
