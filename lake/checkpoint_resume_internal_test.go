@@ -3,7 +3,9 @@ package lake
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/objstore"
@@ -70,5 +72,42 @@ func TestResumeFlatChainEndingAtItsCheckpoint(t *testing.T) {
 	}
 	if b.gets > 2 || b.gets+b.lists > 5 {
 		t.Errorf("resume read %d objects in %d listings; want the checkpoint and link 39 (the chain has 40 links)", b.gets, b.lists)
+	}
+}
+
+// failingLinkListings fails every listing of a link directory, as a store
+// that times out or answers 500 would.
+type failingLinkListings struct {
+	*objstore.Local
+}
+
+var errListingFailed = errors.New("listing failed (injected)")
+
+func (f failingLinkListings) IterAfter(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectAttrs) error) error {
+	if strings.Contains(prefix, "/"+linkPrefix) {
+		return errListingFailed
+	}
+	return f.Local.IterAfter(ctx, prefix, startAfter, fn)
+}
+
+// A store that fails the listing of the links after the newest checkpoint
+// must make the resume fail (or find the true end some other way), never
+// end the chain at the checkpoint: a writer resumed there would take links
+// that exist for its own.
+func TestResumeWhenTheLinkListingFails(t *testing.T) {
+	ctx := t.Context()
+	local := objstoretest.NewLocal(t)
+	w := NewCommitLog(local).WithCheckpointEvery(5)
+	for seq := range int64(13) {
+		if err := w.Commit(ctx, movedLink(seq, "w")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end, found, err := NewCommitLog(failingLinkListings{local}).Resume(ctx, movedTable, movedSource, movedPart)
+	if err == nil && (!found || end.Seq != 13) {
+		t.Fatalf("resume with failing link listings: %+v, found %v, no error; want the end after link 12 or an error", end, found)
+	}
+	if err != nil && !errors.Is(err, errListingFailed) {
+		t.Fatalf("resume failed with %v, not the store's error", err)
 	}
 }
