@@ -144,7 +144,14 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		defer p.doneHolding()
+		// Counted out before the client can see any of the answer (and
+		// at the latest when the handler returns): a test that has the
+		// answer then reads Held() == 0. Counting out on return alone
+		// left a window where the client had its answer and the request
+		// still counted as held.
+		answered := sync.OnceFunc(p.doneHolding)
+		defer answered()
+		w = &answerHook{ResponseWriter: w, answered: answered}
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -250,13 +257,35 @@ func (p *Proxy) holdIfMatched(r *http.Request) (<-chan struct{}, bool) {
 	return p.released, true
 }
 
+// answerHook calls answered before the first byte of the answer (its
+// status line) is written.
+type answerHook struct {
+	http.ResponseWriter
+	answered func()
+}
+
+func (a *answerHook) WriteHeader(code int) {
+	a.answered()
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *answerHook) Write(b []byte) (int, error) {
+	a.answered()
+	return a.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (the reverse proxy's flushes) reach
+// the connection's writer.
+func (a *answerHook) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
 func (p *Proxy) doneHolding() {
 	p.holdMu.Lock()
 	p.held--
 	p.holdMu.Unlock()
 }
 
-// Held is the number of requests held, or released and not yet answered.
+// Held is the number of requests held, or released and not yet answered:
+// a request counts out before its client sees the first byte of its answer.
 func (p *Proxy) Held() int {
 	p.holdMu.Lock()
 	defer p.holdMu.Unlock()
