@@ -470,20 +470,14 @@ func (d *Decoder) appendRow(b *Batch, meta Meta) error {
 			}
 		}
 	}
-	if b.keep == nil {
+	if b.kept(n) {
 		b.cols[n].appendStringS(row, meta.Source)
+	}
+	if b.kept(n + 1) {
 		b.cols[n+1].appendStringS(row, meta.Partition)
+	}
+	if b.kept(n + 2) {
 		b.cols[n+2].appendInt(row, meta.Offset)
-	} else {
-		if b.keep[n] {
-			b.cols[n].appendStringS(row, meta.Source)
-		}
-		if b.keep[n+1] {
-			b.cols[n+1].appendStringS(row, meta.Partition)
-		}
-		if b.keep[n+2] {
-			b.cols[n+2].appendInt(row, meta.Offset)
-		}
 	}
 	b.rows++
 	return nil
