@@ -113,6 +113,39 @@ func TestTruthDistinctManyUsers(t *testing.T) {
 	}
 }
 
+// Distinct users merged compaction by compaction (new users sorted and
+// merged into the set before them) count as a plain map of every user does:
+// users drawn at random, skewed, so that most compactions bring both new
+// users and repeats, on both sides of the set's smallest and largest.
+func TestTruthDistinctUsersMergedAsAdded(t *testing.T) {
+	tr, err := NewTruth(time.Minute, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewPCG(3, 4))
+	zipf := rand.NewZipf(r, 1.1, 1, 200_000)
+	perMinute := map[int]map[uint64]bool{0: {}, 1: {}}
+	all := map[uint64]bool{}
+	for i := range 120_000 {
+		minute := i % 2
+		u := zipf.Uint64() * 7 % 200_001
+		ev := Event{TS: base.Add(time.Duration(minute) * time.Minute), EventType: "x", User: u, LatencyMS: 1}
+		tr.Add(&ev)
+		perMinute[minute][u] = true
+		all[u] = true
+	}
+	for minute, users := range perMinute {
+		start := base.Add(time.Duration(minute) * time.Minute).UnixMicro()
+		if got := tr.Window(time.Minute, start)[Group{EventType: "x"}].Users; got != int64(len(users)) {
+			t.Errorf("minute %d: %d distinct users, want %d", minute, got, len(users))
+		}
+	}
+	if got := tr.Window(time.Hour, base.UnixMicro())[Group{EventType: "x"}].Users; got != int64(len(all)) {
+		t.Errorf("hour: %d distinct users, want %d", got, len(all))
+	}
+}
+
 func TestNewTruthRejectsBadSizes(t *testing.T) {
 	for _, sizes := range [][]time.Duration{nil, {time.Minute, 90 * time.Second}, {time.Nanosecond}} {
 		if _, err := NewTruth(sizes...); err == nil {
