@@ -66,29 +66,14 @@ func (m *measureSpec) isFloat() bool { return m.typ == schema.TypeFloat64 }
 
 // init prepares an empty state (sketches allocated lazily would make every
 // hot-path update test for nil; groups are few, so allocate up front).
-func (m *measureSpec) init(s *MeasureState) { m.initWithSum(s, nil) }
-
-// keepsXsum reports whether the measure's state holds an exact float sum.
-func (m *measureSpec) keepsXsum() bool {
-	return (m.Kind == schema.KindSum || m.Kind == schema.KindAvg) && m.isFloat()
-}
-
-// initWithSum is init with the state's exact float sum (when it keeps one)
-// at fsum, a zero xsum; nil allocates one.
-func (m *measureSpec) initWithSum(s *MeasureState, fsum *xsum) {
+func (m *measureSpec) init(s *MeasureState) {
 	switch m.Kind {
-	case schema.KindSum, schema.KindAvg:
-		if m.isFloat() {
-			if fsum == nil {
-				fsum = new(xsum)
-			}
-			s.fsum = fsum
-		}
 	case schema.KindDistinct:
 		s.hll, _ = hyperloglog.NewSketch(uint8(m.Precision), true) // precision validated by schema
 	case schema.KindQuantiles:
 		s.dd = m.newDD()
 	}
+	// An exact float sum is allocated at its first value (addFloat).
 }
 
 // newDD returns an empty quantile sketch of the measure. Its stores keep
@@ -151,7 +136,7 @@ func (m *measureSpec) merge(s, o *MeasureState) error {
 		s.n += o.n
 	case schema.KindSum, schema.KindAvg:
 		if m.isFloat() {
-			s.fsum.merge(o.fsum)
+			s.mergeSum(o)
 		} else {
 			sum, overflow := addInt64(s.isum, o.isum)
 			if overflow {
@@ -202,12 +187,7 @@ func (s *MeasureState) Count() int64 { return s.n }
 func (s *MeasureState) SumInt() int64 { return s.isum }
 
 // SumFloat is the exact sum of a float64 field, correctly rounded.
-func (s *MeasureState) SumFloat() float64 {
-	if s.fsum == nil {
-		return 0
-	}
-	return s.fsum.float64()
-}
+func (s *MeasureState) SumFloat() float64 { return s.fsum.float64() }
 
 // MinMaxInt returns the smallest and largest value of an int64 or
 // timestamp field (in the field's unit); ok is false when the group had no

@@ -88,17 +88,21 @@ func TestXsum(t *testing.T) {
 				t.Fatalf("merged sum %v, want %v", g, want)
 			}
 			// The parts encoding carries the exact value.
-			var back xsum
-			if err := back.addParts(appendParts(nil, x.parts())); err != nil {
+			var back MeasureState
+			if err := back.addSumParts(appendParts(nil, x.parts())); err != nil {
 				t.Fatal(err)
 			}
-			if back.w != x.w && !math.IsInf(want, 0) {
+			restored := back.fsum
+			if restored == nil { // no parts: the exact zero
+				restored = new(xsum)
+			}
+			if restored.w != x.w && !math.IsInf(want, 0) {
 				t.Fatal("parts do not restore the exact sum")
 			}
 		})
 	}
-	var bad xsum
-	if err := bad.addParts([]byte{1, 2, 3}); err == nil {
+	var bad MeasureState
+	if err := bad.addSumParts([]byte{1, 2, 3}); err == nil {
 		t.Error("3-byte parts accepted")
 	}
 }
@@ -294,4 +298,48 @@ func TestDDSketchRoundTrip(t *testing.T) {
 
 func newMappingForTest(ra float64) (*mapping.LogarithmicMapping, error) {
 	return mapping.NewLogarithmicMapping(ra)
+}
+
+// A float sum is allocated at its first value other than ±0; until then the
+// state's sum is the exact zero, and merging either way round, encoding and
+// reading it back behave as with an allocated zero.
+func TestFloatSumAllocatedAtFirstValue(t *testing.T) {
+	var zeros MeasureState
+	zeros.addFloat(0)
+	zeros.addFloat(math.Copysign(0, -1))
+	if zeros.fsum != nil {
+		t.Fatal("±0 allocated a sum")
+	}
+	if got := zeros.SumFloat(); math.Float64bits(got) != 0 {
+		t.Fatalf("sum of zeros %v, want +0", got)
+	}
+	if parts := zeros.fsum.parts(); len(parts) != 0 {
+		t.Fatalf("parts of no sum %v, want none", parts)
+	}
+	var some MeasureState
+	for _, v := range []float64{0.1, 0, 0.2, 1e300, -1e300} {
+		some.addFloat(v)
+	}
+	want := some.SumFloat()
+	if want != 0.30000000000000004 && want != 0.3 {
+		t.Fatalf("exact sum %v", want)
+	}
+	a, b := zeros, some // merged into the one without a sum, and the other way
+	a.mergeSum(&some)
+	b.mergeSum(&zeros)
+	if a.SumFloat() != want || b.SumFloat() != want {
+		t.Fatalf("merged %v and %v, want %v", a.SumFloat(), b.SumFloat(), want)
+	}
+	if a.fsum == some.fsum {
+		t.Fatal("merge shares the other state's sum")
+	}
+	var back MeasureState
+	if err := back.addSumParts(appendParts(nil, some.fsum.parts())); err != nil || back.SumFloat() != want {
+		t.Fatalf("read back %v, %v; want %v", back.SumFloat(), err, want)
+	}
+	var nan MeasureState
+	nan.addFloat(math.NaN())
+	if !math.IsNaN(nan.SumFloat()) {
+		t.Fatalf("NaN sum %v", nan.SumFloat())
+	}
 }

@@ -58,7 +58,6 @@ type Aggregator struct {
 	// smallIndex, per integer quantiles measure, is the sketch bin of each
 	// value 1 .. smallQuantileValues-1 (nil for other measures).
 	smallIndex     [][]int32
-	xsums          int // exact float sums per group
 	mu             sync.Mutex
 	free, partials []*partial
 	objects, rows  atomic.Int64
@@ -147,11 +146,6 @@ func (a *Aggregator) init(from, to time.Time) error {
 			a.cols[ci].wantVal = true
 		}
 		a.measCol = append(a.measCol, ci)
-	}
-	for i := range l.specs {
-		if l.specs[i].keepsXsum() {
-			a.xsums++
-		}
 	}
 	a.smallIndex = make([][]int32, len(l.specs))
 	for i := range l.specs {
@@ -289,7 +283,6 @@ type partial struct {
 	slots  []int32 // open addressing: group+1, 0 empty
 	rows   []int64
 	states [][]MeasureState // blocks of stateBlock groups, nm states each
-	xsums  []xsum           // the current block's exact float sums not yet handed out
 	dims   []*intern
 
 	// scratch for one batch
@@ -364,21 +357,9 @@ func (p *partial) insert(k []int32, slot uint64) int32 {
 	p.rows = append(p.rows, 0)
 	if g%stateBlock == 0 {
 		p.states = append(p.states, make([]MeasureState, stateBlock*p.nm))
-		if n := p.a.xsums; n > 0 {
-			p.xsums = make([]xsum, stateBlock*n)
-		}
 	}
 	for i := range p.a.layout.specs {
-		m := &p.a.layout.specs[i]
-		if !m.keepsXsum() {
-			m.init(p.state(g, i))
-			continue
-		}
-		// Exact float sums (280 bytes each) come from a block allocated
-		// with the states: one allocation per block of groups, not one
-		// per group and measure.
-		m.initWithSum(p.state(g, i), &p.xsums[0])
-		p.xsums = p.xsums[1:]
+		p.a.layout.specs[i].init(p.state(g, i))
 	}
 	p.slots[slot] = g + 1
 	if len(p.rows)*2 > len(p.slots) { // keep the load under 1/2
@@ -537,7 +518,7 @@ func (p *partial) fold(k int) (int64, error) {
 				for j, g := range gids {
 					if g >= 0 && valid[j] {
 						s := p.state(g, mi)
-						s.fsum.add(float64frombits(c.val[j]))
+						s.addFloat(float64frombits(c.val[j]))
 						s.n++
 					}
 				}

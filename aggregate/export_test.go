@@ -21,7 +21,7 @@ func SetLockerClock(l *BucketLocker, now func() time.Time) { l.now = now }
 func DecrementCount(s *MeasureState) { s.n-- }
 
 // AddToFloatSum adds x to the exact float sum.
-func AddToFloatSum(s *MeasureState, x float64) { s.fsum.add(x) }
+func AddToFloatSum(s *MeasureState, x float64) { s.addFloat(x) }
 
 // SetMaxBits sets the largest value seen to the float64 with these bits.
 func SetMaxBits(s *MeasureState, bits uint64) { s.hi = bits }

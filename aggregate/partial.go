@@ -231,7 +231,7 @@ func (m *measureSpec) readState(r *partialReader, s *MeasureState) error {
 			if n > uint64(len(r.b))/8 {
 				return errPartialShort
 			}
-			return s.fsum.addParts(r.bytes(8 * n))
+			return s.addSumParts(r.bytes(8 * n))
 		}
 		s.isum = r.varint()
 	case schema.KindMin, schema.KindMax:

@@ -333,7 +333,7 @@ func (c measureCols) xsumCol() summaryCol {
 		set: func(r *Row, v parquet.Value) error {
 			s := c.st(r)
 			markSeen(s)
-			return s.fsum.addParts(v.ByteArray())
+			return s.addSumParts(v.ByteArray())
 		}}
 }
 
@@ -431,7 +431,7 @@ func (c measureCols) avgCols() []summaryCol {
 	}
 	if c.m.isFloat() {
 		x := c.xsumCol()
-		x.set = func(r *Row, v parquet.Value) error { return c.st(r).fsum.addParts(v.ByteArray()) }
+		x.set = func(r *Row, v parquet.Value) error { return c.st(r).addSumParts(v.ByteArray()) }
 		cols = append(cols, x)
 	}
 	return cols
@@ -715,8 +715,7 @@ func (l *summaryLayout) checkRow(r *Row) error {
 	}
 	for i := range l.specs {
 		m, s := &l.specs[i], &r.M[i]
-		missing := (m.Kind == schema.KindDistinct && s.hll == nil) || (m.Kind == schema.KindQuantiles && s.dd == nil) ||
-			((m.Kind == schema.KindSum || m.Kind == schema.KindAvg) && m.isFloat() && s.fsum == nil)
+		missing := (m.Kind == schema.KindDistinct && s.hll == nil) || (m.Kind == schema.KindQuantiles && s.dd == nil)
 		if missing {
 			return fmt.Errorf("measure %s: state not initialised", m.Name)
 		}
