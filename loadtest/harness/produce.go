@@ -30,74 +30,49 @@ type recMeta struct {
 	lateBeyond bool
 	// block holds this recMeta and slab the record's value (nil for the
 	// markers): each is used again once all its records are acknowledged.
-	block *metaBlock
-	slab  *slab
+	block *shared[[]recMeta]
+	slab  *shared[[]byte]
 }
 
-// A slab holds the values of many records, and a metaBlock their recMetas.
-// Each is used again once every record in it is acknowledged: allocating
-// (and zeroing) new ones for every thousand events was several per cent of
-// a flat-out run's CPU, garbage collection not counted.
-type slab struct {
-	buf  []byte
+// shared is a buffer many records are cut from (their values, or their
+// recMetas), used again once every record in it is acknowledged:
+// allocating (and zeroing) new ones for every thousand events was several
+// per cent of a flat-out run's CPU, garbage collection not counted.
+type shared[T any] struct {
+	v    T
 	refs atomic.Int64 // records in flight, plus one while a producer fills it
 }
 
-type metaBlock struct {
-	metas []recMeta
-	refs  atomic.Int64
+// reusePool keeps shared buffers whose records are all acknowledged.
+type reusePool[T any] struct {
+	free  chan *shared[T]
+	fresh func() T  // a new buffer
+	reset func(T) T // a used buffer, emptied
 }
 
-// freeLists keeps slabs and metaBlocks whose records are all acknowledged.
-type freeLists struct {
-	slabs chan *slab
-	metas chan *metaBlock
+func newReusePool[T any](fresh func() T, reset func(T) T) *reusePool[T] {
+	return &reusePool[T]{free: make(chan *shared[T], 64), fresh: fresh, reset: reset}
 }
 
-func newFreeLists() freeLists {
-	return freeLists{slabs: make(chan *slab, 64), metas: make(chan *metaBlock, 64)}
-}
-
-func (f freeLists) slab() *slab {
+// take returns an empty buffer holding the caller's reference.
+func (p *reusePool[T]) take() *shared[T] {
+	var s *shared[T]
 	select {
-	case s := <-f.slabs:
-		s.buf = s.buf[:0]
-		s.refs.Store(1)
-		return s
+	case s = <-p.free:
+		s.v = p.reset(s.v)
 	default:
-		s := &slab{buf: make([]byte, 0, slabBytes)}
-		s.refs.Store(1)
-		return s
+		s = &shared[T]{v: p.fresh()}
 	}
+	s.refs.Store(1)
+	return s
 }
 
-func (f freeLists) metaBlock() *metaBlock {
-	select {
-	case b := <-f.metas:
-		b.refs.Store(1)
-		return b
-	default:
-		b := &metaBlock{metas: make([]recMeta, 1024)}
-		b.refs.Store(1)
-		return b
-	}
-}
-
-// release drops one reference to s; the last one frees it.
-func (f freeLists) releaseSlab(s *slab) {
+// release drops one reference to s (nil: none); the last one frees it.
+func (p *reusePool[T]) release(s *shared[T]) {
 	if s != nil && s.refs.Add(-1) == 0 {
 		select {
-		case f.slabs <- s:
+		case p.free <- s:
 		default: // enough kept: the collector takes it
-		}
-	}
-}
-
-func (f freeLists) releaseMetas(b *metaBlock) {
-	if b != nil && b.refs.Add(-1) == 0 {
-		select {
-		case f.metas <- b:
-		default:
 		}
 	}
 }
@@ -119,7 +94,8 @@ type producers struct {
 	latMu  sync.Mutex
 	ackLat *hdr.Histogram // sent -> acknowledged, µs
 
-	free freeLists
+	slabs *reusePool[[]byte]
+	metas *reusePool[[]recMeta]
 
 	errMu    sync.Mutex
 	firstErr error
@@ -127,7 +103,9 @@ type producers struct {
 }
 
 func newProducers(cfg Config, table *schema.Table, truth *Truth, clock func(wall time.Time) time.Time) *producers {
-	return &producers{cfg: cfg, table: table, truth: truth, clock: clock, ackLat: newLatencyHistogram(), free: newFreeLists()}
+	return &producers{cfg: cfg, table: table, truth: truth, clock: clock, ackLat: newLatencyHistogram(),
+		slabs: newReusePool(func() []byte { return make([]byte, 0, slabBytes) }, func(b []byte) []byte { return b[:0] }),
+		metas: newReusePool(func() []recMeta { return make([]recMeta, 1024) }, func(m []recMeta) []recMeta { return m })}
 }
 
 // newLatencyHistogram tracks 1µs .. 1h at 3 significant digits.
@@ -167,8 +145,8 @@ func (ps *producers) promise(r *kgo.Record, err error) {
 	m := r.Context.(*recMeta)
 	// r is m.rec and its value lies in m.slab: both may be used again as
 	// soon as they are released, so that is the last thing done.
-	defer ps.free.releaseMetas(m.block)
-	defer ps.free.releaseSlab(m.slab)
+	defer ps.metas.release(m.block)
+	defer ps.slabs.release(m.slab)
 	now := time.Now()
 	if err != nil {
 		ps.failed.Add(1)
@@ -234,8 +212,8 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 	rate := ps.cfg.Rate / float64(ps.cfg.Producers)
 	maxBytes := ps.table.MaxRecordBytes
 	var (
-		sl     *slab
-		block  *metaBlock
+		sl     *shared[[]byte]
+		block  *shared[[]recMeta]
 		metas  []recMeta
 		sent   int64
 		badIdx = i // producers start at different kinds
@@ -255,19 +233,19 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 			}
 			now = time.Now() // it may have slept
 		}
-		if sl == nil || cap(sl.buf)-len(sl.buf) < 512 {
-			ps.free.releaseSlab(sl)
-			sl = ps.free.slab()
+		if sl == nil || cap(sl.v)-len(sl.v) < 512 {
+			ps.slabs.release(sl)
+			sl = ps.slabs.take()
 		}
 		if len(metas) == 0 {
-			ps.free.releaseMetas(block)
-			block = ps.free.metaBlock()
-			metas = block.metas
+			ps.metas.release(block)
+			block = ps.metas.take()
+			metas = block.v
 		}
 		m := &metas[0]
 		metas = metas[1:]
-		value, key, ev := g.Next(sl.buf[len(sl.buf):])
-		sl.buf = sl.buf[:len(sl.buf)+len(value)]
+		value, key, ev := g.Next(sl.v[len(sl.v):])
+		sl.v = sl.v[:len(sl.v)+len(value)]
 		sl.refs.Add(1)
 		block.refs.Add(1)
 		m.block, m.slab = block, sl
@@ -288,8 +266,8 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 		cl.Produce(context.Background(), &m.rec, ps.promise)
 		sent++
 	}
-	ps.free.releaseSlab(sl)
-	ps.free.releaseMetas(block)
+	ps.slabs.release(sl)
+	ps.metas.release(block)
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ps.cfg.DrainTimeout)
 	defer cancel()
 	if err := cl.Flush(flushCtx); err != nil {
