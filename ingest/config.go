@@ -18,6 +18,12 @@ type WriterConfig struct {
 	// FlushInterval flushes a partition this long after its first buffered
 	// record, also when no more records arrive (idle partitions).
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// FlushIdle flushes a partition once no record has arrived for it for
+	// this long, so that the end of a burst is visible without waiting out
+	// flush_interval (Flink's file sink calls this the inactivity
+	// interval). 0 turns it off: a partition whose traffic comes in bursts
+	// further apart than this would otherwise write an object per burst.
+	FlushIdle time.Duration `yaml:"flush_idle"`
 	// MemoryBudget bounds the input bytes held in buffers and in flushes not
 	// yet committed. When it is used up, fetching pauses until uploads finish:
 	// a slow object store causes backpressure, not growth. The process needs
@@ -49,6 +55,7 @@ var (
 	ErrBadFlushRecords  = errors.New("flush_records must be positive")
 	ErrBadFlushBytes    = errors.New("flush_bytes must be positive")
 	ErrBadFlushInterval = errors.New("flush_interval must be positive")
+	ErrBadFlushIdle     = errors.New("flush_idle must not be negative")
 	ErrBadMemoryBudget  = errors.New("memory_budget must be at least flush_bytes")
 	ErrBadCompression   = errors.New("compression must be zstd, snappy or none")
 	ErrBadWorkers       = errors.New("workers must not be negative")
@@ -86,6 +93,8 @@ func (c WriterConfig) Validate() error {
 		return fmt.Errorf("ingest: %w (got %d)", ErrBadFlushBytes, c.FlushBytes)
 	case c.FlushInterval <= 0:
 		return fmt.Errorf("ingest: %w (got %s)", ErrBadFlushInterval, c.FlushInterval)
+	case c.FlushIdle < 0:
+		return fmt.Errorf("ingest: %w (got %s)", ErrBadFlushIdle, c.FlushIdle)
 	case c.MemoryBudget < c.FlushBytes:
 		return fmt.Errorf("ingest: %w (budget %d, flush_bytes %d)", ErrBadMemoryBudget, c.MemoryBudget, c.FlushBytes)
 	case c.Workers < 0:

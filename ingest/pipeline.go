@@ -445,7 +445,9 @@ func (wk *worker) bufferRecords(msg workerMsg) {
 		ps.AppendRecord(&msg.records[i])
 	}
 	wk.p.recycle(msg.records)
-	if ps.Due(time.Now()) {
+	now := time.Now()
+	ps.Arrived(now)
+	if ps.Due(now) {
 		wk.flush(ps)
 	}
 }

@@ -192,6 +192,8 @@ type Partition struct {
 	bytes    int64 // input bytes since the last flush
 	held     int64 // budget bytes this buffer holds
 	openedAt time.Time
+	// arrivedAt: when the last batch of records arrived (see Arrived).
+	arrivedAt time.Time
 
 	// Flushes of one partition encode and upload in parallel, but commit in
 	// order: each job waits for the commit of the one before it.
@@ -369,8 +371,14 @@ func (p *Partition) Due(now time.Time) bool {
 		return false
 	}
 	c := p.w.cfg
-	return p.pending >= int64(c.FlushRecords) || p.bytes >= c.FlushBytes || now.Sub(p.openedAt) >= c.FlushInterval
+	return p.pending >= int64(c.FlushRecords) || p.bytes >= c.FlushBytes || now.Sub(p.openedAt) >= c.FlushInterval ||
+		c.FlushIdle > 0 && !p.arrivedAt.IsZero() && now.Sub(p.arrivedAt) >= c.FlushIdle
 }
+
+// Arrived notes that records arrived at now, for flush_idle. The owner
+// calls it once per batch of records: a clock read per record would be a
+// measurable share of the record path.
+func (p *Partition) Arrived(now time.Time) { p.arrivedAt = now }
 
 // Flush hands the buffer to a flusher and starts a new one, waiting while
 // every flusher is busy. done is called from the flusher goroutine with the

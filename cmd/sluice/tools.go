@@ -41,6 +41,7 @@ broker holds, then stops the rest.`,
 	f.Float64Var(&o.Rate, "rate", 2000, "demo events per second (0: as fast as possible)")
 	f.BoolVar(&o.NoProducer, "no-producer", false, "do not run the demo producer (produce your own records to topic events)")
 	f.DurationVar(&o.FlushEvery, "flush-interval", 5*time.Second, "flush each partition at least this often")
+	f.DurationVar(&o.FlushIdle, "flush-idle", time.Second, "flush a partition this long after its records stop arriving (0: off)")
 	return cmd
 }
 
@@ -101,6 +102,7 @@ unexpected.`,
 	f.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:0", "embedded: address of /metrics")
 	f.Int32Var(&o.Partitions, "partitions", 4, "embedded: partitions of the topic")
 	f.DurationVar(&o.FlushEvery, "flush-interval", 5*time.Second, "embedded: flush each partition at least this often")
+	f.DurationVar(&o.FlushIdle, "flush-idle", time.Second, "embedded: flush a partition this long after its records stop arriving (0: off)")
 	f.DurationVar(&o.AggEvery, "aggregate-interval", 10*time.Second, "embedded: how often the aggregator runs")
 	f.StringVar(&o.MetricsURL, "metrics-url", "", "with --config: the ingesters' /metrics, comma separated, for their consumer lag (summed)")
 	f.IntVar(&o.IngestPID, "ingester-pid", 0, "with --config: the ingester's process id, for its CPU and memory (Linux /proc)")

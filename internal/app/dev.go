@@ -23,6 +23,7 @@ type DevOptions struct {
 	Rate       float64
 	NoProducer bool
 	FlushEvery time.Duration
+	FlushIdle  time.Duration
 }
 
 // devDrainGrace is how long, beyond one flush interval, dev waits at Ctrl-C
@@ -55,7 +56,7 @@ func Dev(ctx context.Context, c Console, o DevOptions) error {
 	// every 10 s.
 	st, err := StartStack(ctx, logger, StackOptions{
 		DataDir: o.DataDir, KafkaAddr: o.KafkaAddr, HTTPAddr: o.HTTPAddr, Partitions: o.Partitions,
-		FlushEvery: o.FlushEvery, AggInterval: 10 * time.Second, Group: "sluice-dev", RulesFile: rulesFile,
+		FlushEvery: o.FlushEvery, FlushIdle: o.FlushIdle, AggInterval: 10 * time.Second, Group: "sluice-dev", RulesFile: rulesFile,
 	})
 	if err != nil {
 		if receiver != nil {

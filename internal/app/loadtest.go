@@ -26,6 +26,7 @@ type LoadtestOptions struct {
 	HTTPAddr   string
 	Partitions int32
 	FlushEvery time.Duration
+	FlushIdle  time.Duration
 	AggEvery   time.Duration
 	MetricsURL string
 	IngestPID  int
@@ -156,7 +157,7 @@ const loadtestMemoryBudget = 64 << 20
 func startLoadtestStack(ctx context.Context, c Console, o LoadtestOptions, dir string, cfg *harness.Config, env *harness.Env) (*Stack, error) {
 	logger := c.Logger
 	st, err := StartStack(ctx, logger, StackOptions{DataDir: dir, KafkaAddr: "127.0.0.1:0", HTTPAddr: o.HTTPAddr,
-		Partitions: o.Partitions, FlushEvery: o.FlushEvery, AggInterval: o.AggEvery, Group: "sluice-loadtest",
+		Partitions: o.Partitions, FlushEvery: o.FlushEvery, FlushIdle: o.FlushIdle, AggInterval: o.AggEvery, Group: "sluice-loadtest",
 		MemoryBudget: loadtestMemoryBudget})
 	if err != nil {
 		return nil, err

@@ -31,11 +31,14 @@ import (
 // StackOptions shape the embedded stack: what `sluice dev` runs, and what
 // `sluice loadtest --embedded` tests.
 type StackOptions struct {
-	DataDir     string
-	KafkaAddr   string // "127.0.0.1:0" picks a free port
-	HTTPAddr    string
-	Partitions  int32
-	FlushEvery  time.Duration
+	DataDir    string
+	KafkaAddr  string // "127.0.0.1:0" picks a free port
+	HTTPAddr   string
+	Partitions int32
+	FlushEvery time.Duration
+	// FlushIdle is the ingester's flush_idle: a partition whose records
+	// stopped is flushed this long after the last one; 0: off.
+	FlushIdle   time.Duration
 	AggInterval time.Duration
 	Group       string
 	RulesFile   string // ops rules; empty: no ops service
@@ -152,7 +155,7 @@ func stackConfig(o StackOptions, broker, lakeDir, summaryDir string, tables []*s
 	return &config.File{
 		Kafka:        kafka.Config{Brokers: []string{broker}, Group: o.Group}.WithDefaults(),
 		Store:        client.Config{LocalDir: lakeDir},
-		Ingest:       ingest.WriterConfig{FlushInterval: o.FlushEvery, FlushRecords: 250_000, FlushBytes: 32 << 20, MemoryBudget: o.MemoryBudget}.WithDefaults(),
+		Ingest:       ingest.WriterConfig{FlushInterval: o.FlushEvery, FlushIdle: o.FlushIdle, FlushRecords: 250_000, FlushBytes: 32 << 20, MemoryBudget: o.MemoryBudget}.WithDefaults(),
 		HTTP:         config.HTTP{Addr: o.HTTPAddr},
 		SummaryStore: &client.Config{LocalDir: summaryDir},
 		Aggregate:    aggregate.Config{Interval: o.AggInterval, Lease: time.Minute, IdleTimeout: time.Minute}.WithDefaults(),
