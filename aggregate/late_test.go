@@ -1,7 +1,10 @@
 package aggregate_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/aggregate"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/lake"
 	"github.com/sluicehq/sluice/loadtest/gen"
 	"github.com/sluicehq/sluice/objstore/objstoretest"
 )
@@ -18,14 +22,14 @@ import (
 // time of day the test runs.
 var lateBase = time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 
-// TestRecomputeReadsObjectsStartingBeforeTheRange: late objects that start
-// in the middle of an hour make the aggregator recompute only the windows
-// from there on. The on-time objects of that hour start before the
-// recomputed range and must be read again, or the recomputed windows would
-// hold only the late records. A late batch that crosses midnight also
-// changes the two days' windows. Every window size is checked against the
-// generators' truth, not against a recomputation by the engine.
-func TestRecomputeReadsObjectsStartingBeforeTheRange(t *testing.T) {
+// TestLateBatchesMidHourAndAcrossMidnight: late objects that start in the
+// middle of an hour bring up to date only the windows from there on, and
+// those windows must keep the on-time records of that hour too (which
+// objects starting before the range hold). A late batch that crosses
+// midnight also changes the two days' windows. Every window size is
+// checked against the generators' truth, not against a recomputation by
+// the engine.
+func TestLateBatchesMidHourAndAcrossMidnight(t *testing.T) {
 	tbl := testkit.SampleTable(t)
 	r := tbl.Rollup
 	if r.LateHorizon < 90*time.Minute {
@@ -69,4 +73,77 @@ func TestRecomputeReadsObjectsStartingBeforeTheRange(t *testing.T) {
 		}
 	}
 	t.Logf("after late data: %+v; windows compared %v", st, checked)
+}
+
+// TestLateDataMergedWithoutRereadingTheWindow: a summarised window that
+// gets late records within the horizon reads only the objects that hold
+// them, and merges their rows into its own; the summaries still match the
+// generators' truth. When the late records' objects were compacted
+// together with rows the summaries already hold, merging would count
+// those twice: the windows are recomputed from every live object instead.
+func TestLateDataMergedWithoutRereadingTheWindow(t *testing.T) {
+	tbl := testkit.SampleTable(t)
+	r := tbl.Rollup
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	ctx := context.Background()
+	f := newTruthFeeder(t, tbl, raw, 3)
+	for h := range 3 {
+		f.write(gen.Config{Seed: int64(50 + h), Start: lateBase.Add(time.Duration(h) * time.Hour), EventsPerSecond: 3000 / 3600.0,
+			Users: 2000, NullShare: 0.03}, 3000, 3000, true)
+	}
+	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
+	if _, err := svc.RunOnce(ctx, tbl); err != nil {
+		t.Fatal(err)
+	}
+	wm := f.watermark(r.AllowedLateness)
+
+	// 400 late records, 23:40 to 23:50: every window they touch is summarised.
+	f.write(gen.Config{Seed: 60, Start: lateBase.Add(100 * time.Minute), EventsPerSecond: 400 / 600.0, Users: 2000}, 400, 400, true)
+	st, err := svc.RunOnce(ctx, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Recomputed == 0 || st.RowsRead != 400 {
+		t.Fatalf("after 400 late records: %+v (want windows brought up to date from the 400 rows alone)", st)
+	}
+	checkAgainstTruth(t, tbl, summaries, f.truth, wm)
+	// The merged summaries are the bytes one pass over everything writes.
+	onePass := objstoretest.NewLocal(t)
+	if _, err := newService(t, raw, onePass, "b", prometheus.NewRegistry()).RunOnce(ctx, tbl); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range r.Windows {
+		prefix := tbl.Name + "/" + aggregate.WindowName(w) + "/"
+		keys := objstoretest.ListKeys(t, onePass, prefix)
+		if got := objstoretest.ListKeys(t, summaries, prefix); !slices.Equal(got, keys) {
+			t.Fatalf("%s summaries: merged run wrote %v, one pass %v", aggregate.WindowName(w), got, keys)
+		}
+		for _, k := range keys {
+			if got, want := readAll(t, summaries, k), readAll(t, onePass, k); !bytes.Equal(got, want) {
+				t.Errorf("%s: the merged summary differs from one pass over the same objects", k)
+			}
+		}
+	}
+
+	// 300 more, 23:32 to 23:37, then the closed hours are compacted: the
+	// late rows now share objects with rows the summaries hold.
+	f.write(gen.Config{Seed: 61, Start: lateBase.Add(92 * time.Minute), EventsPerSecond: 300 / 300.0, Users: 2000}, 300, 300, true)
+	c, err := aggregate.NewCompactor(aggregate.CompactorConfig{CloseDelay: time.Minute}, raw, lake.NewCommitLog(raw),
+		slog.New(slog.DiscardHandler), aggregate.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.CompactTable(ctx, tbl, lateBase.Add(6*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("compaction: %+v", res)
+	st, err = svc.RunOnce(ctx, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Recomputed == 0 || st.RowsRead <= 300 {
+		t.Fatalf("after late records compacted with others: %+v (want the windows recomputed from the compacted objects)", st)
+	}
+	checkAgainstTruth(t, tbl, summaries, f.truth, wm)
 }

@@ -340,6 +340,11 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 	for _, o := range objs {
 		byLink[o.Link] = append(byLink[o.Link], o)
 	}
+	liveByKey := make(map[string]lake.LiveObject, len(live))
+	for _, o := range live {
+		liveByKey[o.Key] = o
+	}
+	raw := rawInputs{live: live, liveByKey: liveByKey, byLink: byLink}
 	r := t.Rollup
 	var failed [][2]int64 // spans whose windows could not be brought up to date
 	var failures []error
@@ -363,7 +368,7 @@ func (s *Service) bringUpToDate(ctx context.Context, t *schema.Table, objs []Inp
 			finer = r.Windows[i-1]
 		}
 		var err error
-		failed, failures, err = s.updateUnits(ctx, t, w, finer, unitStarts, units, wm, live, byLink, st, progress, fence, failed, failures)
+		failed, failures, err = s.updateUnits(ctx, t, w, finer, unitStarts, units, wm, raw, st, progress, fence, failed, failures)
 		if err != nil {
 			return nil, err
 		}
@@ -398,7 +403,7 @@ type unitOutcome struct {
 // Spans of units skipped for bad data are added to failed and their
 // errors to failures; any other error stops the pass.
 func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStarts []int64, units map[int64]map[int64][]Link,
-	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, progress func(done, total int), fence *writeFence,
+	wm time.Time, raw rawInputs, st *RunStats, progress func(done, total int), fence *writeFence,
 	failed [][2]int64, failures []error) ([][2]int64, []error, error) {
 	procs := runtime.GOMAXPROCS(0)
 	par := max(1, min(procs, len(unitStarts)))
@@ -435,7 +440,7 @@ func (s *Service) updateUnits(ctx context.Context, t *schema.Table, w, finer tim
 				if overlaps(finerFailed, u, u+Unit(w).Microseconds()) {
 					out.notFiner = true
 				} else {
-					out.write, out.err = s.updateUnit(cctx, t, w, finer, u, units[u], wm, live, byLink, &out.st, fence, workers)
+					out.write, out.err = s.updateUnit(cctx, t, w, finer, u, units[u], wm, raw, &out.st, fence, workers)
 				}
 				outcomes[n] <- out
 			}()
@@ -569,8 +574,16 @@ func WindowName(w time.Duration) string {
 // updateUnit computes the windows of one summary object that need it, and
 // returns the write that brings the object up to date (nil if nothing
 // changed). Raw objects are folded on workers goroutines.
+// rawInputs are a run's raw objects: the live ones (what a window is
+// computed from) and, by link, those its commit records name.
+type rawInputs struct {
+	live      []lake.LiveObject
+	liveByKey map[string]lake.LiveObject
+	byLink    map[Link][]InputObject
+}
+
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
-	wm time.Time, live []lake.LiveObject, byLink map[Link][]InputObject, st *RunStats, fence *writeFence, workers int) (func(context.Context) error, error) {
+	wm time.Time, raw rawInputs, st *RunStats, fence *writeFence, workers int) (func(context.Context) error, error) {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
 	existingRows, states, version, err := s.readUnit(ctx, t, key)
 	if err != nil {
@@ -579,6 +592,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 	decisions := Decide(windows, states, w, wm, t.Rollup.LateHorizon)
 	wname := WindowName(w)
 	var compute []int64
+	var added addedLinks
 	changed := false
 	for _, d := range decisions {
 		switch d.Action {
@@ -595,7 +609,9 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 				return nil, fmt.Errorf("window %s: %w: its summary holds links this run has not read; another aggregator is ahead",
 					time.UnixMicro(d.Start).UTC().Format(time.RFC3339), ErrFenced)
 			}
-			compute = append(compute, d.Start)
+			if prev, had := states[d.Start]; !had || finer != 0 || !added.add(prev, d, w, raw) {
+				compute = append(compute, d.Start)
+			}
 			if _, had := states[d.Start]; had {
 				st.Recomputed++
 				s.m.windows.WithLabelValues(t.Name, wname, "recomputed").Inc()
@@ -614,7 +630,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 			s.m.windows.WithLabelValues(t.Name, wname, "late").Inc()
 			ws := states[d.Start]
 			if finer == 0 {
-				n, err := s.countRows(ctx, t, w, d.Start, d.NewLinks, byLink)
+				n, err := s.countRows(ctx, t, w, d.Start, d.NewLinks, raw.byLink)
 				if err != nil {
 					return nil, err
 				}
@@ -636,7 +652,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 		slices.Sort(compute)
 		from, to := time.UnixMicro(compute[0]), time.UnixMicro(compute[len(compute)-1]).Add(w)
 		if finer == 0 {
-			fresh, err = s.computeFromRaw(ctx, t, w, from, to, live, st, workers)
+			fresh, err = s.computeFromRaw(ctx, t, w, from, to, raw.live, st, workers)
 		} else {
 			fresh, err = s.computeFromFiner(ctx, t, w, finer, from, to)
 		}
@@ -653,10 +669,17 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 	}
 	var parts []*Summary
 	if existing != nil {
-		parts = append(parts, existing.DropWindows(compute))
+		parts = append(parts, existing.DropWindows(append(slices.Clip(compute), added.windows()...)))
 	}
 	if fresh != nil {
 		parts = append(parts, fresh)
+	}
+	if len(added.groups) > 0 {
+		merged, err := s.mergeAdded(ctx, t, w, existing, &added, st, workers)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, merged)
 	}
 	out, err := combineUnit(t, w, parts...)
 	if err != nil {
