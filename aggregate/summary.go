@@ -6,15 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
-	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
-	pzstd "github.com/parquet-go/parquet-go/compress/zstd"
-	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/sluicehq/sluice/schema"
 )
@@ -576,42 +572,6 @@ func SummarySchema(t *schema.Table) (*parquet.Schema, error) {
 	return l.schema(), nil
 }
 
-// summaryZstd compresses summary pages: zstd at its fastest level, the
-// frames parquet-go's zstd codec writes (the same options, so the same
-// bytes), through one encoder kept for the process. parquet-go's codec
-// keeps its encoders in a sync.Pool, which every collection empties, and
-// each new encoder allocated its history buffers again: 7% of a pass's
-// allocations.
-var summaryZstd = newSummaryCodec()
-
-type summaryCodec struct {
-	enc *kzstd.Encoder
-	dec pzstd.Codec // reading is parquet-go's
-}
-
-func newSummaryCodec() *summaryCodec {
-	enc, err := kzstd.NewWriter(nil,
-		kzstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), // EncodeAll calls at once, each with an encoder of its own
-		kzstd.WithEncoderLevel(kzstd.SpeedFastest),
-		kzstd.WithZeroFrames(true),
-		kzstd.WithEncoderCRC(false),
-	)
-	if err != nil {
-		panic(err) // only for invalid options
-	}
-	return &summaryCodec{enc: enc, dec: pzstd.Codec{Level: pzstd.SpeedFastest}}
-}
-
-func (c *summaryCodec) String() string { return c.dec.String() }
-
-func (c *summaryCodec) CompressionCodec() format.CompressionCodec { return c.dec.CompressionCodec() }
-
-func (c *summaryCodec) Encode(dst, src []byte) ([]byte, error) {
-	return c.enc.EncodeAll(src, dst[:0]), nil
-}
-
-func (c *summaryCodec) Decode(dst, src []byte) ([]byte, error) { return c.dec.Decode(dst, src) }
-
 // WriteSummary writes s as one Parquet file. Equal summaries give equal
 // bytes: rows are sorted, sketches encoded canonically, float sums exact,
 // and the footer's key-value metadata (kv plus the window size) sorted.
@@ -633,7 +593,7 @@ func WriteSummary(w io.Writer, t *schema.Table, s *Summary, kv map[string]string
 	}
 	opts := []parquet.WriterOption{
 		l.schema(),
-		parquet.Compression(summaryZstd),
+		parquet.Compression(schema.ZstdFastest),
 		schema.CreatedBy(),
 		parquet.DataPageStatistics(false),
 	}

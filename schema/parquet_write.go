@@ -9,7 +9,6 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // WriterOptions tune WriteParquet. The zero value is a good default.
@@ -41,14 +40,10 @@ const (
 	writeChunkRows = 1024
 )
 
-// zstdFastest is shared so its pooled encoders (each holds MiBs of tables)
-// are reused across files; the codec is safe for concurrent use.
-var zstdFastest = zstd.Codec{Level: zstd.SpeedFastest}
-
 func (o *WriterOptions) codec() (compress.Codec, error) {
 	switch o.Compression {
 	case "", "zstd":
-		return &zstdFastest, nil
+		return ZstdFastest, nil
 	case "snappy":
 		return &parquet.Snappy, nil
 	case "none", "uncompressed":
