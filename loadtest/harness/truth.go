@@ -23,6 +23,11 @@ const (
 	// ackSampleEvery: every this-many-th offset of a partition keeps its ack
 	// time, the input of the produced -> committed latency.
 	ackSampleEvery = 8
+	// maxAckSamples bounds a partition's samples: at that many, every other
+	// one is dropped and the partition samples half as often from then on,
+	// so the samples stay spread evenly over the run. (Kept without bound,
+	// they were a tenth of the process's live heap after a minute flat out.)
+	maxAckSamples = 1 << 17
 )
 
 // ackSample is 16 bytes: a run flat out keeps over a million of them, and
@@ -49,7 +54,7 @@ type Truth struct {
 	mu         sync.Mutex
 	badReasons map[verify.Position]schema.Reason
 	badUntold  int64 // malformed positions beyond maxBadReasons
-	samples    map[int32][]ackSample
+	samples    map[int32]*ackSampler
 	maxEventUS int64
 	good, bad  int64
 	lateBeyond int64
@@ -62,7 +67,7 @@ func NewTruth() *Truth {
 	return &Truth{
 		Expected:   verify.NewExpected(),
 		badReasons: map[verify.Position]schema.Reason{},
-		samples:    map[int32][]ackSample{},
+		samples:    map[int32]*ackSampler{},
 		maxEventUS: math.MinInt64,
 	}
 }
@@ -105,9 +110,31 @@ func (t *Truth) ackGood(partition int32, offset int64, ev *gen.Event, lateBeyond
 	}
 	t.bytes += int64(size)
 	if offset%ackSampleEvery == 0 {
-		t.samples[partition] = append(t.samples[partition], ackSample{offset, at.UnixNano()})
+		ps := t.samples[partition]
+		if ps == nil {
+			ps = &ackSampler{stride: ackSampleEvery}
+			t.samples[partition] = ps
+		}
+		ps.add(offset, at)
 	}
 	t.mu.Unlock()
+}
+
+// ackSampler keeps the ack times of every stride-th offset of a partition.
+type ackSampler struct {
+	stride int64
+	s      []ackSample
+}
+
+func (a *ackSampler) add(offset int64, at time.Time) {
+	if offset%a.stride != 0 {
+		return
+	}
+	a.s = append(a.s, ackSample{offset, at.UnixNano()})
+	if len(a.s) >= maxAckSamples {
+		a.stride *= 2
+		a.s = slices.DeleteFunc(a.s, func(x ackSample) bool { return x.offset%a.stride != 0 })
+	}
 }
 
 // ackBad records an acknowledged malformed record.
@@ -178,8 +205,8 @@ func (t *Truth) ackSamples() map[int32][]ackSample {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make(map[int32][]ackSample, len(t.samples))
-	for p, s := range t.samples {
-		s = slices.Clone(s)
+	for p, ps := range t.samples {
+		s := slices.Clone(ps.s)
 		slices.SortFunc(s, func(a, b ackSample) int { return cmp.Compare(a.offset, b.offset) })
 		out[p] = s
 	}
