@@ -85,6 +85,9 @@ type producers struct {
 	// clock turns a wall-clock reading into the event clock: shifted to
 	// Config.Start if set.
 	clock func(wall time.Time) time.Time
+	// wall is read for every event and every acknowledgement while run
+	// runs; set before its producers start.
+	wall *coarseClock
 
 	produced atomic.Int64 // handed to a client
 	acked    atomic.Int64
@@ -140,6 +143,14 @@ func (ps *producers) newClient(extra ...kgo.Opt) (*kgo.Client, error) {
 	return cl, nil
 }
 
+// now is the wall clock as the producers read it: coarse while they run.
+func (ps *producers) now() time.Time {
+	if ps.wall == nil {
+		return time.Now()
+	}
+	return ps.wall.Now()
+}
+
 // promise is every record's acknowledgement.
 func (ps *producers) promise(r *kgo.Record, err error) {
 	m := r.Context.(*recMeta)
@@ -147,7 +158,7 @@ func (ps *producers) promise(r *kgo.Record, err error) {
 	// soon as they are released, so that is the last thing done.
 	defer ps.metas.release(m.block)
 	defer ps.slabs.release(m.slab)
-	now := time.Now()
+	now := ps.now()
 	if err != nil {
 		ps.failed.Add(1)
 		ps.fail(fmt.Errorf("produce to %s: %w", r.Topic, err))
@@ -168,6 +179,8 @@ func (ps *producers) promise(r *kgo.Record, err error) {
 // claimed, in cfg.Producers goroutines, then waits (up to DrainTimeout)
 // for every acknowledgement.
 func (ps *producers) run(ctx context.Context, deadline time.Time) error {
+	ps.wall = startCoarseClock()
+	defer ps.wall.Stop()
 	var wg sync.WaitGroup
 	errs := make([]error, ps.cfg.Producers)
 	for i := range ps.cfg.Producers {
@@ -197,8 +210,8 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 	if ps.table.Rollup != nil {
 		lateness = ps.table.Rollup.AllowedLateness
 	}
-	// One clock read per event serves the deadline, the pacing, the event
-	// time and the send time: reading it costs more than making the event.
+	// One clock reading per event serves the deadline, the pacing, the
+	// event time and the send time.
 	var now time.Time
 	var made time.Time // the event clock when the last event was made
 	clock := func() time.Time { made = ps.clock(now); return made }
@@ -220,7 +233,7 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 		start  = time.Now()
 	)
 	for ctx.Err() == nil && !ps.stopped.Load() {
-		now = time.Now()
+		now = ps.now()
 		if !deadline.IsZero() && !now.Before(deadline) {
 			break
 		}
@@ -231,7 +244,7 @@ func (ps *producers) runOne(ctx context.Context, i int, deadline time.Time) erro
 			if !waitTurn(ctx, start, now, sent, rate) {
 				break
 			}
-			now = time.Now() // it may have slept
+			now = ps.now() // it may have slept
 		}
 		if sl == nil || cap(sl.v)-len(sl.v) < 512 {
 			ps.slabs.release(sl)
