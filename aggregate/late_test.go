@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,6 +145,41 @@ func TestLateDataMergedWithoutRereadingTheWindow(t *testing.T) {
 	}
 	if st.Recomputed == 0 || st.RowsRead <= 300 {
 		t.Fatalf("after late records compacted with others: %+v (want the windows recomputed from the compacted objects)", st)
+	}
+	checkAgainstTruth(t, tbl, summaries, f.truth, wm)
+}
+
+// TestCommitDuringTheFirstRunIsCountedOnce: a link committed while the
+// first run reads the lake (between its reading of the chains and of the
+// live objects, where those were two reads) must not reach a summary whose
+// recorded links leave it out: the next run would merge its rows in again.
+func TestCommitDuringTheFirstRunIsCountedOnce(t *testing.T) {
+	tbl := testkit.SampleTable(t)
+	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
+	ctx := context.Background()
+	f := newTruthFeeder(t, tbl, raw, 3)
+	for h := range 3 {
+		f.write(gen.Config{Seed: int64(70 + h), Start: lateBase.Add(time.Duration(h) * time.Hour), EventsPerSecond: 3000 / 3600.0,
+			Users: 2000}, 3000, 3000, true)
+	}
+	wm := f.watermark(tbl.Rollup.AllowedLateness)
+	hooked := objstoretest.NewHookBucket(raw)
+	committed := false
+	hooked.Before = func(op, key string) error {
+		if op == "iter" && strings.HasPrefix(key, lake.CompactionsRoot) && !committed {
+			committed = true // late records for summarised windows, 23:40 to 23:50
+			f.write(gen.Config{Seed: 80, Start: lateBase.Add(100 * time.Minute), EventsPerSecond: 400 / 600.0, Users: 2000}, 400, 400, true)
+		}
+		return nil
+	}
+	svc := newService(t, hooked, summaries, "a", prometheus.NewRegistry())
+	for run := range 2 {
+		if _, err := svc.RunOnce(ctx, tbl); err != nil {
+			t.Fatalf("run %d: %v", run+1, err)
+		}
+	}
+	if !committed {
+		t.Fatal("the aggregator never listed compaction records: the commit was not made during its run")
 	}
 	checkAgainstTruth(t, tbl, summaries, f.truth, wm)
 }

@@ -242,7 +242,7 @@ func (s *Service) runOnce(ctx context.Context, t *schema.Table, fence *writeFenc
 // also records the inputs of every hour in the hour manifests and leaves a
 // cursor at the chains' ends, so the next run reads only what follows.
 func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFence, cur *cursorAt) (st RunStats, err error) {
-	chains, err := s.commits.Chains(ctx, t.Name)
+	chains, live, err := s.commits.LiveSnapshot(ctx, t.Name)
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
@@ -265,10 +265,6 @@ func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFenc
 		}
 	}
 	objs, err := s.unretired(ctx, t, Inputs(recs))
-	if err != nil {
-		return st, err
-	}
-	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
 		return st, err
 	}
@@ -302,9 +298,13 @@ func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFenc
 // per finest-window unit.
 func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.Time, progress func(done, total int)) (RunStats, error) {
 	var st RunStats
-	recs, err := s.commits.Records(ctx, t.Name)
+	chains, live, err := s.commits.LiveSnapshot(ctx, t.Name)
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
+	}
+	var recs []lake.CommitRecord
+	for _, c := range chains {
+		recs = append(recs, c.Records...)
 	}
 	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
@@ -315,10 +315,6 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	}
 	st.Watermark = wm
 	objs, err := s.unretired(ctx, t, Inputs(recs))
-	if err != nil {
-		return st, err
-	}
-	live, err := s.liveObjects(ctx, t, recs)
 	if err != nil {
 		return st, err
 	}
@@ -962,12 +958,6 @@ func (s *Service) readSized(ctx context.Context, b objstore.Bucket, key string, 
 	buf := bytes.NewBuffer(make([]byte, 0, min(max(size, 0), maxHint)+bytes.MinRead))
 	_, err = buf.ReadFrom(rc)
 	return buf.Bytes(), err
-}
-
-// liveObjects are the raw objects readers may use: what the commit records
-// name, with compactions applied.
-func (s *Service) liveObjects(ctx context.Context, t *schema.Table, _ []lake.CommitRecord) ([]lake.LiveObject, error) {
-	return s.commits.LiveObjects(ctx, t.Name)
 }
 
 type gocronLogger struct{ l *slog.Logger }

@@ -316,6 +316,7 @@ type liveView struct {
 	anomalies []Anomaly
 	next      map[string]int64 // first free sequence number per hour prefix
 	retention retentionState
+	chains    []Chain // the chains the view was built from
 }
 
 // view builds the reader view. Compaction records are read before the
@@ -334,7 +335,7 @@ func (l *CommitLog) view(ctx context.Context, table string) (*liveView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read live objects of %s: %w", table, err)
 	}
-	v := &liveView{raw: map[string]LiveObject{}, anomalies: garbage, next: next}
+	v := &liveView{raw: map[string]LiveObject{}, anomalies: garbage, next: next, chains: chains}
 	for _, c := range chains {
 		for _, r := range c.Records {
 			for _, o := range r.Objects {
@@ -431,6 +432,25 @@ func (l *CommitLog) LiveObjects(ctx context.Context, table string) ([]LiveObject
 	}
 	slices.SortFunc(out, func(a, b LiveObject) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
+}
+
+// LiveSnapshot returns the chains of a table and its live raw objects as
+// one view: every live object is named by those chains or made by a
+// compaction of objects they name. Chains and LiveObjects read one after
+// the other can disagree (a commit in between): the aggregator records
+// which links a summary holds, and a summary built from objects its links
+// do not name would count their rows again when they arrive as new links.
+func (l *CommitLog) LiveSnapshot(ctx context.Context, table string) ([]Chain, []LiveObject, error) {
+	v, err := l.view(ctx, table)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]LiveObject, 0, len(v.raw))
+	for _, o := range v.raw {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b LiveObject) int { return strings.Compare(a.Key, b.Key) })
+	return v.chains, out, nil
 }
 
 // LiveDeadLetters returns the dead-letter objects named by the commit
