@@ -23,6 +23,16 @@ import (
 // time of day the test runs.
 var lateBase = time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
 
+// writeOnTimeHours writes 3,000 events in each of the three hours from
+// lateBase (22:00 to 01:00), one commit per hour: hour objects, each
+// starting near the top of its hour.
+func writeOnTimeHours(f *truthFeeder, seed int64) {
+	for h := range int64(3) {
+		f.write(gen.Config{Seed: seed + h, Start: lateBase.Add(time.Duration(h) * time.Hour), EventsPerSecond: 3000 / 3600.0,
+			Users: 2000, NullShare: 0.03}, 3000, 3000, true)
+	}
+}
+
 // TestLateBatchesMidHourAndAcrossMidnight: late objects that start in the
 // middle of an hour bring up to date only the windows from there on, and
 // those windows must keep the on-time records of that hour too (which
@@ -39,12 +49,7 @@ func TestLateBatchesMidHourAndAcrossMidnight(t *testing.T) {
 	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	f := newTruthFeeder(t, tbl, raw, 3)
-	// 22:00 to 01:00, one commit per hour: hour objects, each starting near
-	// the top of its hour.
-	for h := range 3 {
-		f.write(gen.Config{Seed: int64(30 + h), Start: lateBase.Add(time.Duration(h) * time.Hour), EventsPerSecond: 3000 / 3600.0,
-			Users: 2000, NullShare: 0.03}, 3000, 3000, true)
-	}
+	writeOnTimeHours(f, 30)
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	st, err := svc.RunOnce(ctx, tbl)
 	if err != nil {
@@ -88,10 +93,7 @@ func TestLateDataMergedWithoutRereadingTheWindow(t *testing.T) {
 	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	f := newTruthFeeder(t, tbl, raw, 3)
-	for h := range 3 {
-		f.write(gen.Config{Seed: int64(50 + h), Start: lateBase.Add(time.Duration(h) * time.Hour), EventsPerSecond: 3000 / 3600.0,
-			Users: 2000, NullShare: 0.03}, 3000, 3000, true)
-	}
+	writeOnTimeHours(f, 50)
 	svc := newService(t, raw, summaries, "a", prometheus.NewRegistry())
 	if _, err := svc.RunOnce(ctx, tbl); err != nil {
 		t.Fatal(err)
@@ -158,10 +160,7 @@ func TestCommitDuringTheFirstRunIsCountedOnce(t *testing.T) {
 	raw, summaries := objstoretest.NewLocal(t), objstoretest.NewLocal(t)
 	ctx := context.Background()
 	f := newTruthFeeder(t, tbl, raw, 3)
-	for h := range 3 {
-		f.write(gen.Config{Seed: int64(70 + h), Start: lateBase.Add(time.Duration(h) * time.Hour), EventsPerSecond: 3000 / 3600.0,
-			Users: 2000}, 3000, 3000, true)
-	}
+	writeOnTimeHours(f, 70)
 	wm := f.watermark(tbl.Rollup.AllowedLateness)
 	hooked := objstoretest.NewHookBucket(raw)
 	committed := false
