@@ -35,8 +35,10 @@ type addedGroup struct {
 
 // add takes the window of d, whose summary was computed from prev, when
 // merging in the rows of its new links gives what recomputing it would:
-//   - prev names the links it was computed from (summaries written before
-//     links were recorded do not), and they are all still among d's;
+//   - prev names the links it was computed from, and no others' rows are
+//     in it (LinksExact: summaries written before the chains and the live
+//     objects were read as one view may not), and they are all still
+//     among d's;
 //   - none of its records were counted as too late (those are left out of
 //     the summary, which merging the link that held them would undo);
 //   - each new link's objects overlapping the window are still live, as
@@ -46,7 +48,7 @@ type addedGroup struct {
 //
 // It reports false, and takes nothing, otherwise.
 func (a *addedLinks) add(prev WindowState, d Decision, w time.Duration, raw rawInputs) bool {
-	if len(prev.Links) == 0 || InputsHash(prev.Links) != prev.Inputs || prev.TooLate != 0 || len(prev.Late) != 0 {
+	if !prev.LinksExact || len(prev.Links) == 0 || InputsHash(prev.Links) != prev.Inputs || prev.TooLate != 0 || len(prev.Late) != 0 {
 		return false
 	}
 	if len(difference(prev.Links, d.Inputs)) != 0 {

@@ -31,7 +31,7 @@ func TestAddedLinksTakesOnlyWhatMergesExactly(t *testing.T) {
 		raw.liveByKey[o.Key] = lake.LiveObject{CommittedObject: lake.CommittedObject{Key: o.Key, Rows: o.Rows}}
 	}
 	d := Decision{Start: start, Action: Compute, Inputs: []Link{l1, l2, l3}}
-	held := WindowState{Links: []Link{l1}, Inputs: InputsHash([]Link{l1})}
+	held := WindowState{LinksExact: true, Links: []Link{l1}, Inputs: InputsHash([]Link{l1})}
 
 	var a addedLinks
 	if !a.add(held, d, w, raw) {
@@ -45,13 +45,14 @@ func TestAddedLinksTakesOnlyWhatMergesExactly(t *testing.T) {
 		prev WindowState
 		raw  func() rawInputs
 	}{
-		{"links not recorded (an older summary)", WindowState{Inputs: InputsHash([]Link{l1})}, nil},
-		{"links that do not hash to its inputs", WindowState{Links: []Link{l1}, Inputs: InputsHash([]Link{l1, l2})}, nil},
-		{"records counted too late", WindowState{Links: []Link{l1}, Inputs: InputsHash([]Link{l1}), TooLate: 3}, nil},
-		{"a link counted too late", WindowState{Links: []Link{l1}, Inputs: InputsHash([]Link{l1}), Late: []Link{l2}}, nil},
-		{"a link it holds that is gone", WindowState{Links: []Link{l1, {Source: "kafka:events", Partition: "9"}},
+		{"links not recorded (an older summary)", WindowState{LinksExact: true, Inputs: InputsHash([]Link{l1})}, nil},
+		{"links recorded before they were exact (an older summary)", WindowState{Links: []Link{l1}, Inputs: InputsHash([]Link{l1})}, nil},
+		{"links that do not hash to its inputs", WindowState{LinksExact: true, Links: []Link{l1}, Inputs: InputsHash([]Link{l1, l2})}, nil},
+		{"records counted too late", WindowState{LinksExact: true, Links: []Link{l1}, Inputs: InputsHash([]Link{l1}), TooLate: 3}, nil},
+		{"a link counted too late", WindowState{LinksExact: true, Links: []Link{l1}, Inputs: InputsHash([]Link{l1}), Late: []Link{l2}}, nil},
+		{"a link it holds that is gone", WindowState{LinksExact: true, Links: []Link{l1, {Source: "kafka:events", Partition: "9"}},
 			Inputs: InputsHash([]Link{l1, {Source: "kafka:events", Partition: "9"}})}, nil},
-		{"no new link", WindowState{Links: []Link{l1, l2, l3}, Inputs: InputsHash([]Link{l1, l2, l3})}, nil},
+		{"no new link", WindowState{LinksExact: true, Links: []Link{l1, l2, l3}, Inputs: InputsHash([]Link{l1, l2, l3})}, nil},
 		{"a new link's object compacted away", held, func() rawInputs {
 			r := raw
 			r.liveByKey = map[string]lake.LiveObject{"a": raw.liveByKey["a"], "b": raw.liveByKey["b"]}

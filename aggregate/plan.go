@@ -273,6 +273,12 @@ type WindowState struct {
 	Seen string `json:"seen"`
 	// Links are the links the summary was computed from (finest windows only).
 	Links []Link `json:"links,omitempty"`
+	// LinksExact: the summary holds the rows of Links and of no other link.
+	// Set since runs read the chains and the live objects as one view
+	// (lake.CommitLog.LiveSnapshot); a summary written before may hold the
+	// rows of a link committed between two reads without naming it, so
+	// only one with LinksExact may have new links merged into it.
+	LinksExact bool `json:"links_exact,omitempty"`
 	// Late are the links counted as too late (finest windows only).
 	Late []Link `json:"late,omitempty"`
 	// TooLate counts records that reached the window after it was frozen.

@@ -617,7 +617,7 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 			}
 			ws := WindowState{Inputs: d.Hash, Seen: d.Hash}
 			if finer == 0 {
-				ws.Links = d.Inputs
+				ws.Links, ws.LinksExact = d.Inputs, true
 			}
 			states[d.Start] = ws
 			changed = true
