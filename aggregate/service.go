@@ -246,10 +246,7 @@ func (s *Service) runFull(ctx context.Context, t *schema.Table, fence *writeFenc
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
-	var recs []lake.CommitRecord
-	for _, c := range chains {
-		recs = append(recs, c.Records...)
-	}
+	recs := lake.ChainRecords(chains)
 	r := t.Rollup
 	wm, cause, ok := WatermarkHeld(recs, r.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	s.m.observeWatermark(t.Name, wm, cause, ok, s.now())
@@ -302,10 +299,7 @@ func (s *Service) Backfill(ctx context.Context, t *schema.Table, from, to time.T
 	if err != nil {
 		return st, fmt.Errorf("read commit log: %w", err)
 	}
-	var recs []lake.CommitRecord
-	for _, c := range chains {
-		recs = append(recs, c.Records...)
-	}
+	recs := lake.ChainRecords(chains)
 	wm, ok := Watermark(recs, t.Rollup.AllowedLateness, s.cfg.IdleTimeout, s.now())
 	if !ok {
 		return st, nil
@@ -567,9 +561,6 @@ func WindowName(w time.Duration) string {
 	}
 }
 
-// updateUnit computes the windows of one summary object that need it, and
-// returns the write that brings the object up to date (nil if nothing
-// changed). Raw objects are folded on workers goroutines.
 // rawInputs are a run's raw objects: the live ones (what a window is
 // computed from) and, by link, those its commit records name.
 type rawInputs struct {
@@ -578,6 +569,9 @@ type rawInputs struct {
 	byLink    map[Link][]InputObject
 }
 
+// updateUnit computes the windows of one summary object that need it, and
+// returns the write that brings the object up to date (nil if nothing
+// changed). Raw objects are folded on workers goroutines.
 func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time.Duration, unitStart int64, windows map[int64][]Link,
 	wm time.Time, raw rawInputs, st *RunStats, fence *writeFence, workers int) (func(context.Context) error, error) {
 	key := SummaryKey(t.Name, w, time.UnixMicro(unitStart))
@@ -605,10 +599,11 @@ func (s *Service) updateUnit(ctx context.Context, t *schema.Table, w, finer time
 				return nil, fmt.Errorf("window %s: %w: its summary holds links this run has not read; another aggregator is ahead",
 					time.UnixMicro(d.Start).UTC().Format(time.RFC3339), ErrFenced)
 			}
-			if prev, had := states[d.Start]; !had || finer != 0 || !added.add(prev, d, w, raw) {
+			prev, had := states[d.Start]
+			if !had || finer != 0 || !added.add(prev, d, w, raw) {
 				compute = append(compute, d.Start)
 			}
-			if _, had := states[d.Start]; had {
+			if had {
 				st.Recomputed++
 				s.m.windows.WithLabelValues(t.Name, wname, "recomputed").Inc()
 			} else {

@@ -513,11 +513,16 @@ func (l *CommitLog) Records(ctx context.Context, table string) ([]CommitRecord, 
 	if err != nil {
 		return nil, err
 	}
+	return ChainRecords(chains), nil
+}
+
+// ChainRecords lists the commit records of chains, chain after chain.
+func ChainRecords(chains []Chain) []CommitRecord {
 	var out []CommitRecord
 	for _, c := range chains {
 		out = append(out, c.Records...)
 	}
-	return out, nil
+	return out
 }
 
 // Chains reads the chains of every partition of a table, ordered by

@@ -426,12 +426,17 @@ func (l *CommitLog) LiveObjects(ctx context.Context, table string) ([]LiveObject
 	if err != nil {
 		return nil, err
 	}
+	return v.liveObjects(), nil
+}
+
+// liveObjects lists the view's live raw objects, sorted by key.
+func (v *liveView) liveObjects() []LiveObject {
 	out := make([]LiveObject, 0, len(v.raw))
 	for _, o := range v.raw {
 		out = append(out, o)
 	}
 	slices.SortFunc(out, func(a, b LiveObject) int { return strings.Compare(a.Key, b.Key) })
-	return out, nil
+	return out
 }
 
 // LiveSnapshot returns the chains of a table and its live raw objects as
@@ -445,12 +450,7 @@ func (l *CommitLog) LiveSnapshot(ctx context.Context, table string) ([]Chain, []
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make([]LiveObject, 0, len(v.raw))
-	for _, o := range v.raw {
-		out = append(out, o)
-	}
-	slices.SortFunc(out, func(a, b LiveObject) int { return strings.Compare(a.Key, b.Key) })
-	return v.chains, out, nil
+	return v.chains, v.liveObjects(), nil
 }
 
 // LiveDeadLetters returns the dead-letter objects named by the commit
