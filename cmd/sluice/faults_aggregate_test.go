@@ -69,7 +69,16 @@ func faultAggregator(t *testing.T, bin string, table *faultTable) {
 		}
 		pair = append(pair, c)
 	}
+	// Both must be up before anything is judged: when the killed instances
+	// already wrote every summary, the loop below ends at once, and a
+	// SIGTERM before a child's signal handler is installed kills it (exit
+	// -1) instead of asking it to stop.
 	deadline := time.Now().Add(2 * time.Minute)
+	for _, c := range pair {
+		for len(c.LogLines(t, "aggregator starting")) == 0 && c.Alive() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	for time.Now().Before(deadline) && !sameFiles(summaryFiles(t, faultyDir), want) {
 		time.Sleep(time.Second)
 	}
