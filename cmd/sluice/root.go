@@ -69,6 +69,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text|json")
 	pf.StringVar(&g.profile.CPU, "cpuprofile", "", "write a CPU profile of the whole run to this file (for pprof)")
+	pf.StringVar(&g.profile.Mem, "memprofile", "", "write an allocation profile of the whole run to this file when it ends (for pprof)")
 	pf.StringVar(&g.profile.Trace, "trace", "", "write an execution trace of the whole run to this file (for go tool trace)")
 	_ = pf.MarkHidden("trace")
 

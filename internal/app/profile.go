@@ -1,15 +1,18 @@
 package app
 
 import (
+	"fmt"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
 )
 
-// Profile is the whole run's CPU profile (for pprof) and execution trace
-// (for go tool trace), each written to its file when the path is set.
+// Profile is the whole run's CPU profile and allocation profile (for
+// pprof) and execution trace (for go tool trace), each written to its file
+// when the path is set.
 type Profile struct {
 	CPU   string
+	Mem   string
 	Trace string
 }
 
@@ -36,12 +39,30 @@ func (p Profile) Start() error {
 	return nil
 }
 
-// Stop stops what Start started.
+// Stop stops what Start started and writes the allocation profile: what
+// the whole run allocated, by call site (pprof -sample_index=alloc_space).
 func (p Profile) Stop() {
 	if p.CPU != "" {
 		pprof.StopCPUProfile()
 	}
+	if p.Mem != "" {
+		if err := writeAllocs(p.Mem); err != nil {
+			fmt.Fprintf(os.Stderr, "memprofile: %v\n", err)
+		}
+	}
 	if p.Trace != "" {
 		trace.Stop()
 	}
+}
+
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
