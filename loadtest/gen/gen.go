@@ -76,7 +76,7 @@ type Event struct {
 type Generator struct {
 	cfg       Config
 	rng       *rand.Rand
-	zipf      *rand.Zipf
+	zipf      *zipf
 	seq       uint64
 	startUS   int64
 	stepUS    float64
@@ -129,7 +129,7 @@ func New(cfg Config) (*Generator, error) {
 	g := &Generator{
 		cfg:       cfg,
 		rng:       rng,
-		zipf:      rand.NewZipf(rng, cfg.ZipfS, 1, uint64(cfg.Users-1)),
+		zipf:      newZipf(rng, cfg.ZipfS, uint64(cfg.Users)),
 		startUS:   cfg.Start.UnixMicro(),
 		stepUS:    1e6 / cfg.EventsPerSecond,
 		lateMaxUS: cfg.LateBy.Microseconds(),
