@@ -3,6 +3,7 @@ package gen
 import (
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 )
 
@@ -77,17 +78,9 @@ func TestZipfMatchesTheDistribution(t *testing.T) {
 	}
 }
 
+// searchEdge is the bucket of rank k: the last edge at or below it.
 func searchEdge(edges []uint64, k uint64) int {
-	lo, hi := 0, len(edges)-1
-	for lo+1 < hi {
-		mid := (lo + hi) / 2
-		if edges[mid] <= k {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return lo
+	return sort.Search(len(edges), func(i int) bool { return edges[i] > k }) - 1
 }
 
 // TestPowerSumMatchesTheTermwiseSum checks the closed form the head's
