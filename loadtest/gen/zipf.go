@@ -102,7 +102,8 @@ func toThreshold(p float64) uint32 {
 
 // powerSum is the sum of k^-s for k from a to b (integers, a <= b), by
 // Euler–Maclaurin: the integral, the end-point halves and two derivative
-// corrections. From a = 65537 on, the next term is below 1e-25 of the sum.
+// corrections. From the table's end (a = 4097) on, the next term is below
+// 1e-21 of the sum for exponents up to 3.5.
 func powerSum(s, a, b float64) float64 {
 	f := func(x float64) float64 { return math.Pow(x, -s) }
 	f1 := func(x float64) float64 { return -s * math.Pow(x, -s-1) }
