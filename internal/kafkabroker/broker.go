@@ -165,6 +165,15 @@ func Start(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	ap, _ := cfg.listenAddr()
+	if cfg.DataDir != "" {
+		n, err := rebuildSequenceWindows(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild producer state from the log in %s: %w", cfg.DataDir, err)
+		}
+		if n > 0 {
+			logger.Info("producer sequence state rebuilt from the log", "windows", n)
+		}
+	}
 	opts := cfg.clusterOpts(ap.Addr().String(), int(ap.Port()), logger)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

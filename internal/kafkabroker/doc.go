@@ -10,5 +10,10 @@
 // loss, because without it the files are only fsynced on segment roll and on
 // Close.
 //
+// Idempotent producers: on start the broker rebuilds each producer's last
+// sequence numbers from the batches in its segments, as Apache Kafka does,
+// so a retry of a batch appended just before a kill -9 is answered with its
+// original offset instead of being appended again (seqwindows.go).
+//
 // It knows nothing of Sluice's packages: it is a Kafka broker, nothing more.
 package kafkabroker
