@@ -55,8 +55,14 @@ type truthGroup struct {
 	count    int64
 	sum      *big.Float // exact sum of amounts
 	min, max float64
-	lat      []int32        // latencies added since the last compaction
-	latRuns  []LatencyCount // every latency before them, by value
+	// Latencies below denseLatencyLimit are counted by value in latDense
+	// (latDense[v] events had latency v): nearly all of them, and an
+	// increment costs far less than sorting them in (the sort was the
+	// largest cost of the truth in a load test flat out). The rest, the
+	// long tail, are gathered in lat and folded into latRuns by sorting.
+	latDense []uint32
+	lat      []int32        // tail latencies added since the last compaction
+	latRuns  []LatencyCount // every tail latency before them, by value
 	users    []uint32
 	usersSet int // users[:usersSet] is sorted and without repeats
 }
@@ -65,6 +71,40 @@ type truthGroup struct {
 type LatencyCount struct {
 	Value int64
 	N     int64
+}
+
+// denseLatencyLimit bounds the latencies counted by value: 4096 counters
+// (16 KiB) at most per group and finest window, grown as values come; no
+// more than the counts by value sorting kept for as many distinct values.
+const denseLatencyLimit = 4096
+
+func (g *truthGroup) addLatency(ms int64) {
+	if ms >= 0 && ms < denseLatencyLimit {
+		if int(ms) >= len(g.latDense) {
+			n := min(max(2*len(g.latDense), int(ms)+1, 256), denseLatencyLimit)
+			g.latDense = append(g.latDense, make([]uint32, n-len(g.latDense))...)
+		}
+		if g.latDense[ms] < math.MaxUint32 { // else the tail counts it
+			g.latDense[ms]++
+			return
+		}
+	}
+	g.lat = append(g.lat, int32(min(ms, math.MaxInt32)))
+	if len(g.lat) >= 2*len(g.latRuns)+1024 {
+		g.compactLatencies()
+	}
+}
+
+// latencies returns every latency of g as counts by value, ascending.
+func (g *truthGroup) latencies() []LatencyCount {
+	g.compactLatencies()
+	var dense []LatencyCount
+	for v, n := range g.latDense {
+		if n > 0 {
+			dense = append(dense, LatencyCount{Value: int64(v), N: int64(n)})
+		}
+	}
+	return mergeLatencies(dense, g.latRuns)
 }
 
 // compactLatencies folds g.lat into g.latRuns.
@@ -169,11 +209,24 @@ func floorDiv(a, b int64) int64 {
 
 // Add counts one event.
 func (t *Truth) Add(ev *Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.addLocked(ev)
+}
+
+// AddAll counts every event of evs, taking the lock once.
+func (t *Truth) AddAll(evs []Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range evs {
+		t.addLocked(&evs[i])
+	}
+}
+
+func (t *Truth) addLocked(ev *Event) {
 	us := ev.TS.UnixMicro()
 	start := floorDiv(us, t.fineUS)
 	k := Group{EventType: ev.EventType, Country: ev.Country}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	groups := t.windows[start]
 	if groups == nil {
 		groups = map[Group]*truthGroup{}
@@ -190,10 +243,7 @@ func (t *Truth) Add(ev *Event) {
 	}
 	g.min = math.Min(g.min, ev.Amount)
 	g.max = math.Max(g.max, ev.Amount)
-	g.lat = append(g.lat, int32(min(ev.LatencyMS, math.MaxInt32)))
-	if len(g.lat) >= 2*len(g.latRuns)+1024 {
-		g.compactLatencies()
-	}
+	g.addLatency(ev.LatencyMS)
 	g.users = append(g.users, uint32(ev.User))
 	if len(g.users) >= 2*g.usersSet+1024 {
 		g.compactUsers()
@@ -307,8 +357,7 @@ func (t *Truth) Window(w time.Duration, start int64) map[Group]Stats {
 			a.sum.Add(a.sum, g.sum)
 			a.min = math.Min(a.min, g.min)
 			a.max = math.Max(a.max, g.max)
-			g.compactLatencies()
-			a.lat = mergeLatencies(a.lat, g.latRuns)
+			a.lat = mergeLatencies(a.lat, g.latencies())
 			a.users = append(a.users, g.users...)
 		}
 	}

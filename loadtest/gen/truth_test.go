@@ -154,8 +154,9 @@ func TestNewTruthRejectsBadSizes(t *testing.T) {
 	}
 }
 
-// Latencies kept as counts per value, compacted as they grow, give the same
-// rank quantiles as the plain sorted list of every latency, also for a
+// Latencies kept as counts per value (counted in place below
+// denseLatencyLimit, sorted in beyond it), compacted as they grow, give the
+// same rank quantiles as the plain sorted list of every latency, also for a
 // coarser window merged from finer ones with values left uncompacted.
 func TestTruthLatencyCountsKeepRanks(t *testing.T) {
 	tr, err := NewTruth(time.Minute, time.Hour)
@@ -167,6 +168,9 @@ func TestTruthLatencyCountsKeepRanks(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 30_011 {
 		lat := int64(math.Exp(math.Log(80)+0.8*r.NormFloat64())) + 1
+		if i%97 == 0 { // a tail on both sides of the dense limit
+			lat = denseLatencyLimit - 50 + r.Int64N(20_000)
+		}
 		ev := Event{TS: base.Add(time.Duration(i%3) * time.Minute), EventType: "x", LatencyMS: lat}
 		tr.Add(&ev)
 		all = append(all, lat)
@@ -179,7 +183,7 @@ func TestTruthLatencyCountsKeepRanks(t *testing.T) {
 	if !slices.IsSortedFunc(s.Latencies, func(a, b LatencyCount) int { return cmp.Compare(a.Value, b.Value) }) {
 		t.Fatal("latency counts not ascending")
 	}
-	for _, q := range []float64{0, 0.01, 0.5, 0.9, 0.99, 0.999, 1} {
+	for _, q := range []float64{0, 0.01, 0.5, 0.9, 0.985, 0.99, 0.995, 0.999, 1} {
 		want := all[int(math.Floor(q*float64(len(all)-1)))]
 		if got, ok := s.Quantile(q); !ok || got != want {
 			t.Errorf("quantile %v = %d, want %d", q, got, want)

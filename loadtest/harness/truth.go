@@ -93,31 +93,58 @@ func (t *Truth) eventIndex() func([]byte) (uint64, bool) {
 	return gen.NewEventIDs(t.idKeys...).Index
 }
 
-// ackGood records an acknowledged good event.
-// lateBeyond says the event was later than the allowed lateness when it was
-// produced: it reaches windows the aggregator may have closed already.
-func (t *Truth) ackGood(partition int32, offset int64, ev *gen.Event, lateBeyond bool, size int, at time.Time) {
-	p := strconv.Itoa(int(partition))
-	t.Expected.AddGood(p, offset)
+// goodAcks is a batch of acknowledged good events, in the shapes the
+// parts of the Truth take them.
+type goodAcks struct {
+	positions []verify.Position
+	events    []gen.Event
+	meta      []goodAck
+}
+
+type goodAck struct {
+	partition int32
+	// lateBeyond says the event was later than the allowed lateness when
+	// it was produced: it reaches windows the aggregator may have closed
+	// already.
+	lateBeyond bool
+	size       int
+	at         time.Time
+}
+
+func (b *goodAcks) add(partition int32, offset int64, ev *gen.Event, lateBeyond bool, size int, at time.Time) {
+	b.positions = append(b.positions, verify.Position{Partition: strconv.Itoa(int(partition)), Offset: offset})
+	b.events = append(b.events, *ev)
+	b.meta = append(b.meta, goodAck{partition: partition, lateBeyond: lateBeyond, size: size, at: at})
+}
+
+// ackGoods records a batch of acknowledged good events and empties it.
+func (t *Truth) ackGoods(b *goodAcks) {
+	if len(b.events) == 0 {
+		return
+	}
+	t.Expected.AddGoods(b.positions)
 	if t.Summaries != nil {
-		t.Summaries.Add(ev)
+		t.Summaries.AddAll(b.events)
 	}
 	t.mu.Lock()
-	t.maxEventUS = max(t.maxEventUS, ev.TS.UnixMicro())
-	t.good++
-	if lateBeyond {
-		t.lateBeyond++
-	}
-	t.bytes += int64(size)
-	if offset%ackSampleEvery == 0 {
-		ps := t.samples[partition]
-		if ps == nil {
-			ps = &ackSampler{stride: ackSampleEvery}
-			t.samples[partition] = ps
+	for i, m := range b.meta {
+		t.maxEventUS = max(t.maxEventUS, b.events[i].TS.UnixMicro())
+		t.good++
+		if m.lateBeyond {
+			t.lateBeyond++
 		}
-		ps.add(offset, at)
+		t.bytes += int64(m.size)
+		if offset := b.positions[i].Offset; offset%ackSampleEvery == 0 {
+			ps := t.samples[m.partition]
+			if ps == nil {
+				ps = &ackSampler{stride: ackSampleEvery}
+				t.samples[m.partition] = ps
+			}
+			ps.add(offset, m.at)
+		}
 	}
 	t.mu.Unlock()
+	b.positions, b.events, b.meta = b.positions[:0], b.events[:0], b.meta[:0]
 }
 
 // ackSampler keeps the ack times of every stride-th offset of a partition.

@@ -29,15 +29,28 @@ func (e *Expected) AddGood(partition string, offset int64) { e.add(e.good, parti
 // belongs in the dead letters.
 func (e *Expected) AddBad(partition string, offset int64) { e.add(e.bad, partition, offset) }
 
+// AddGoods records AddGood for every position, taking the lock once.
+func (e *Expected) AddGoods(positions []Position) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range positions {
+		e.addLocked(e.good, p.Partition, p.Offset)
+	}
+}
+
 func (e *Expected) add(m map[string]*offsetBag, partition string, offset int64) {
 	e.mu.Lock()
+	e.addLocked(m, partition, offset)
+	e.mu.Unlock()
+}
+
+func (e *Expected) addLocked(m map[string]*offsetBag, partition string, offset int64) {
 	b := m[partition]
 	if b == nil {
 		b = &offsetBag{}
 		m[partition] = b
 	}
 	b.add(offset)
-	e.mu.Unlock()
 }
 
 // Counts returns how many good and bad positions were added (a position
