@@ -97,6 +97,11 @@ func TestLoadtest(t *testing.T) {
 		t.Errorf("committed %d rows and %d dead letters, produced %d good and %d malformed",
 			rep.Raw.CommittedRows, rep.Raw.CommittedDeadLetters, rep.Produced.Good, rep.Produced.Bad)
 	}
+	// Every acknowledgement reached the truth and the latency histogram
+	// (each producer hands them on in batches, the last when it flushes).
+	if n := rep.Produced.Good + rep.Produced.Bad; rep.AckLatencyMS.Count != n {
+		t.Errorf("%d ack latencies, the truth holds %d records", rep.AckLatencyMS.Count, n)
+	}
 	if rep.DeadLetters.Checked != rep.Produced.Bad {
 		t.Errorf("checked the reason of %d dead letters, produced %d malformed", rep.DeadLetters.Checked, rep.Produced.Bad)
 	}
