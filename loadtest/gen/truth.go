@@ -73,9 +73,10 @@ type LatencyCount struct {
 	N     int64
 }
 
-// denseLatencyLimit bounds the latencies counted by value: 4096 counters
-// (16 KiB) at most per group and finest window, grown as values come; no
-// more than the counts by value sorting kept for as many distinct values.
+// denseLatencyLimit bounds the latencies counted by value: at most 4096
+// counters of 4 bytes (16 KiB) per group and finest window, grown as values
+// come. The sorted counts took 16 bytes per distinct value, and a busy
+// group has a thousand or more, so this costs no more memory.
 const denseLatencyLimit = 4096
 
 func (g *truthGroup) addLatency(ms int64) {
