@@ -244,8 +244,20 @@ func (c Columns) Compare(w time.Duration, start int64, got map[gen.Group]Row, wa
 		}
 		if c.Distinct != "" {
 			tol := DistinctSigmas * 1.04 / math.Sqrt(math.Ldexp(1, c.Precision)) * float64(s.Users)
-			if math.Abs(float64(r.Distinct-s.Users)) > tol {
-				add(g, "%s %d, exact %d, allowed ±%.4g", c.Distinct, r.Distinct, s.Users, tol)
+			// A small set is held in the sketch's sparse form, one entry
+			// per 25-bit hash index: two users whose hashes share an index
+			// count once. For a group of n users that happens with odds of
+			// about n²/2^26, far below the error bound above for large n,
+			// but for the many groups of a few dozen users in a run it
+			// happens now and then (23 users estimated as 22, their hashes
+			// 22 distinct indices). So one user fewer is always allowed;
+			// one more never is.
+			below := tol
+			if s.Users >= 2 {
+				below = max(tol, 1)
+			}
+			if d := float64(r.Distinct - s.Users); d > tol || -d > below {
+				add(g, "%s %d, exact %d, allowed %.4g below and %.4g above", c.Distinct, r.Distinct, s.Users, below, tol)
 			}
 		}
 	}

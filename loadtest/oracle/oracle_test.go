@@ -39,6 +39,10 @@ func oneWindow(t *testing.T) *gen.Truth {
 	}
 	ev := gen.Event{TS: start.Add(59 * time.Second), EventType: "click", User: 10_000_001, LatencyMS: 40}
 	tr.Add(&ev)
+	for i := range 3 {
+		ev := gen.Event{TS: start.Add(58 * time.Second), EventType: "logout", Country: "FR", User: uint64(10_000_001 + i), LatencyMS: 40}
+		tr.Add(&ev)
+	}
 	return tr
 }
 
@@ -67,6 +71,7 @@ func TestCompare(t *testing.T) {
 	want := tr.Window(time.Minute, s)
 	de := gen.Group{EventType: "purchase", Country: "DE"}
 	click := gen.Group{EventType: "click"}
+	logout := gen.Group{EventType: "logout", Country: "FR"}
 	p50, _ := want[de].Quantile(0.5)
 	users := float64(want[de].Users)
 	sigma := 1.04 / math.Sqrt(math.Ldexp(1, c.Precision)) * users
@@ -89,6 +94,11 @@ func TestCompare(t *testing.T) {
 		{name: "distinct within 3 sigma", change: func(r map[gen.Group]Row) { x := r[de]; x.Distinct += int64(3 * sigma); r[de] = x }},
 		{name: "distinct beyond 3 sigma", change: func(r map[gen.Group]Row) { x := r[de]; x.Distinct += int64(3*sigma) + 1; r[de] = x }, want: "users"},
 		{name: "distinct of one user off by one", change: func(r map[gen.Group]Row) { x := r[click]; x.Distinct = 2; r[click] = x }, want: "users"},
+		{name: "distinct of one user as none", change: func(r map[gen.Group]Row) { x := r[click]; x.Distinct = 0; r[click] = x }, want: "users"},
+		// Two of three users sharing a sparse index: the sketch says 2.
+		{name: "distinct of three users one below", change: func(r map[gen.Group]Row) { x := r[logout]; x.Distinct = 2; r[logout] = x }},
+		{name: "distinct of three users two below", change: func(r map[gen.Group]Row) { x := r[logout]; x.Distinct = 1; r[logout] = x }, want: "users"},
+		{name: "distinct of three users one above", change: func(r map[gen.Group]Row) { x := r[logout]; x.Distinct = 4; r[logout] = x }, want: "users"},
 		{name: "window end", change: func(r map[gen.Group]Row) { x := r[de]; x.End += 1; r[de] = x }, want: "window_end"},
 		{name: "missing group", change: func(r map[gen.Group]Row) { delete(r, click) }, want: "no summary row"},
 		{name: "extra group", change: func(r map[gen.Group]Row) { r[gen.Group{EventType: "login"}] = r[click] }, want: "no event produced"},
@@ -159,7 +169,7 @@ func TestReadAndCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := c.Check(tr, time.Minute, rows, start.Add(time.Hour).UnixMicro())
-	if res.Checked != 1 || res.Groups != 2 || res.Failed != 0 {
+	if res.Checked != 1 || res.Groups != 3 || res.Failed != 0 { // purchase/DE, click/NULL, logout/FR
 		t.Fatalf("check: %+v", res)
 	}
 	// A window the truth does not know is reported, as is a closed window
