@@ -536,6 +536,10 @@ func pauseHolding(t *testing.T, w *reportingWorker, lakeB objstore.Bucket, table
 		if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatalf("stop the worker: %v", err)
 		}
+		// kill(2) returns before every thread has stopped: a thread still
+		// running could finish a file after the ledger was read, and the
+		// file would count as held though it was never left to a successor.
+		waitStopped(t, w.cmd.Process.Pid)
 		held := claimedEntries(t, lakeB, tables)
 		if len(held) > 0 && !holdsFileLock(t, w.cmd.Process.Pid) {
 			return held, held[0].Holder, insideLock
@@ -551,6 +555,36 @@ func pauseHolding(t *testing.T, w *reportingWorker, lakeB objstore.Bucket, table
 	}
 	t.Fatalf("the worker held no claim within 30s (%d times stopped inside the store's lock)", insideLock)
 	return nil, "", 0
+}
+
+// waitStopped waits (up to 5 s) until every thread of process pid is in
+// the stopped state.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			t.Skipf("the scenario needs /proc to see a process stopped: %v", err)
+		}
+		stopped := true
+		for _, f := range tasks {
+			data, err := os.ReadFile(f)
+			// The state follows the command name in parentheses.
+			i := strings.LastIndexByte(string(data), ')')
+			if err != nil || i < 0 || i+2 >= len(data) || (data[i+2] != 'T' && data[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not stopped 5s after SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // holdsFileLock reports whether process pid holds a flock. The local
