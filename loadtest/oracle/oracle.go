@@ -251,7 +251,8 @@ func (c Columns) Compare(w time.Duration, start int64, got map[gen.Group]Row, wa
 			// but for the many groups of a few dozen users in a run it
 			// happens now and then (23 users estimated as 22, their hashes
 			// 22 distinct indices). So one user fewer is always allowed;
-			// one more never is.
+			// above the truth only the error bound is (collisions never
+			// add users).
 			below := tol
 			if s.Users >= 2 {
 				below = max(tol, 1)
