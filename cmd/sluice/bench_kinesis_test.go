@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ func TestBenchIngestKinesis(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	// The ingester's kernel time and page faults come from its rusage: a
+	// process that ran at all faulted pages in.
+	if m := regexp.MustCompile(`of it kernel +\S+ \((\d+) page faults`).FindStringSubmatch(string(out)); m == nil || m[1] == "0" {
+		t.Errorf("output lacks the ingester's page faults (got %q):\n%s", m, out)
 	}
 	b, err := objstore.NewLocal(filepath.Join(work, "lake"))
 	if err != nil {

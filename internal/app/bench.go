@@ -232,6 +232,7 @@ func printIngestBench(out io.Writer, o BenchIngestOptions, cfg bench.IngestConfi
   events/s          %.0f
   MB/s (input)      %.1f
   CPU-s per 1M      %.2f   (ingester user+system %s)
+  of it kernel      %s (%d page faults, %s each at most)
   idle CPU          %s
   peak RSS          %.0f MiB
   %-17s %s during the drain; all cores %.0f%% busy
@@ -239,8 +240,18 @@ func printIngestBench(out io.Writer, o BenchIngestOptions, cfg bench.IngestConfi
   work dir          %s
 `, o.Source, runtime.NumCPU(), runtime.GOMAXPROCS(0), res.Events, cfg.Partitions, float64(res.InputBytes)/1e6, float64(res.InputBytes)/float64(max(res.Events, 1)),
 		res.Produce.Round(time.Millisecond), res.Drain.Round(time.Millisecond), res.EventsPerSecond(), res.MBPerSecond(),
-		res.CPUSecondsPerMillion(), res.CPU.Round(time.Millisecond), idle, float64(res.PeakRSSBytes)/(1<<20), server+" CPU", serverCPU, 100*res.MachineBusy,
+		res.CPUSecondsPerMillion(), res.CPU.Round(time.Millisecond),
+		res.SystemCPU.Round(time.Millisecond), res.PageFaults, faultCost(res), idle, float64(res.PeakRSSBytes)/(1<<20), server+" CPU", serverCPU, 100*res.MachineBusy,
 		res.Objects, float64(res.OutputBytes)/1e6, float64(res.InputBytes)/float64(max(res.OutputBytes, 1)), workDir)
+}
+
+// faultCost bounds the cost of one page fault from above: the kernel's
+// time divided by the faults, as if it had done nothing else.
+func faultCost(res bench.IngestResult) time.Duration {
+	if res.PageFaults == 0 {
+		return 0
+	}
+	return (res.SystemCPU / time.Duration(res.PageFaults)).Round(100 * time.Nanosecond)
 }
 
 func workDirNote(dir string, keep bool) string {
