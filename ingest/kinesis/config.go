@@ -41,7 +41,7 @@ type Config struct {
 	// shard. Kinesis allows 5 calls per second per shard over all readers;
 	// one process reads a shard at a time (leases), so the default 250ms
 	// keeps each shard at 4 per second. Throttling doubles the wait (up to
-	// 10s) until calls succeed again.
+	// 10s); each answered call halves it again.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// MaxRecords bounds one GetRecords answer (Kinesis: at most 10000).
 	MaxRecords int32 `yaml:"max_records"`
