@@ -775,12 +775,24 @@ func faultS3Errors(t *testing.T, bin string, params faultsParams, table *faultTa
 	sleepProducing(t, 6*time.Second, prod)
 	backlog := prod.acked()
 
-	// The failures begin once the ingester has opened the store: a 400 is
-	// permanent, and a process that meets one while it proves the store
-	// honours conditional writes rightly refuses to start. What is tested
-	// here is the flushes of a backlog meeting them.
+	// The failures begin once the ingester has opened every partition: a
+	// 400 is permanent, and a process that meets one while it proves the
+	// store honours conditional writes rightly refuses to start. One that
+	// meets them while it opens its partitions fails its group join and
+	// tries again later; when the window fell there (CI, 2026-12-02), the
+	// partitions opened only after it closed and no flush met a failure.
+	// What is tested here is the flushes of the backlog, and of the
+	// production after it, meeting them.
 	ing := startIngesterWith(rig, cfg)
 	addr := ingesterHTTP(t, ing)
+	waitChains(t, rig, 60*time.Second, "not every partition has its genesis", func(cs map[string]lake.Chain) bool {
+		for _, p := range partitionNames(crashPartitions) {
+			if len(cs[p].Records) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	proxy.SetFailures(faultproxy.Failures{Method: http.MethodPut, Share: share, Forwarded: 0.3, Seed: uint64(seed),
 		Answers: []faultproxy.Answer{{Status: 503, Code: "SlowDown"}, {Status: 500, Code: "InternalError"}, {Status: 400, Code: "IncompleteBody"}}})
 	sleepProducing(t, failFor, prod, ing)
