@@ -201,6 +201,20 @@ func waitChains(t *testing.T, r *crashRig, timeout time.Duration, what string, o
 	}
 }
 
+// waitGeneses waits until every partition of the test topic has its
+// genesis link, that is until the ingester has opened them all.
+func waitGeneses(t *testing.T, r *crashRig) map[string]lake.Chain {
+	t.Helper()
+	return waitChains(t, r, 60*time.Second, "not every partition has its genesis", func(cs map[string]lake.Chain) bool {
+		for _, p := range partitionNames(crashPartitions) {
+			if len(cs[p].Records) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func partitionNames(n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -383,14 +397,7 @@ func faultLatestKill(t *testing.T, bin string, params faultsParams, table *fault
 
 	first := startIngesterWith(rig, slow)
 	addr := ingesterHTTP(t, first)
-	geneses := waitChains(t, rig, 60*time.Second, "not every partition has its genesis", func(cs map[string]lake.Chain) bool {
-		for _, p := range partitionNames(crashPartitions) {
-			if len(cs[p].Records) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	geneses := waitGeneses(t, rig)
 	sleepProducing(t, 2*time.Second, prod, first)
 	received := scrapeMetric(t, addr, "sluice_ingest_records_received_total")
 	for p, c := range kafkaChains(t, rig) {
@@ -785,14 +792,7 @@ func faultS3Errors(t *testing.T, bin string, params faultsParams, table *faultTa
 	// production after it, meeting them.
 	ing := startIngesterWith(rig, cfg)
 	addr := ingesterHTTP(t, ing)
-	waitChains(t, rig, 60*time.Second, "not every partition has its genesis", func(cs map[string]lake.Chain) bool {
-		for _, p := range partitionNames(crashPartitions) {
-			if len(cs[p].Records) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitGeneses(t, rig)
 	proxy.SetFailures(faultproxy.Failures{Method: http.MethodPut, Share: share, Forwarded: 0.3, Seed: uint64(seed),
 		Answers: []faultproxy.Answer{{Status: 503, Code: "SlowDown"}, {Status: 500, Code: "InternalError"}, {Status: 400, Code: "IncompleteBody"}}})
 	sleepProducing(t, failFor, prod, ing)
